@@ -1,0 +1,1 @@
+"""Data layer: records, format readers, media loaders, demo sets, datamodule."""
