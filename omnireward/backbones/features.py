@@ -1,0 +1,50 @@
+"""Per-file cache of encoder inputs/features, so frozen encoders run once per file, not per epoch."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+
+def _fingerprint(path: Path) -> str:
+    st = os.stat(path)
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+class FeatureCache:
+    """Memory LRU in front of an optional disk folder; keys are encoder options + file identity."""
+
+    def __init__(self, folder: str | Path | None = None, max_items: int = 4096):
+        self.folder = Path(folder) if folder else None
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_items = max_items
+        self._mem: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, encoder, path: Path) -> torch.Tensor:
+        key = hashlib.sha1(f"{encoder.cache_key()}|{_fingerprint(path)}".encode()).hexdigest()
+        if key in self._mem:
+            self._mem.move_to_end(key)
+            self.hits += 1
+            return self._mem[key]
+        disk = self.folder / f"{key}.pt" if self.folder else None
+        if disk is not None and disk.exists():
+            value = torch.load(disk, map_location="cpu", weights_only=True)
+            self.hits += 1
+        else:
+            value = encoder.prepare(path).detach().cpu().contiguous()
+            self.misses += 1
+            if disk is not None:
+                tmp = disk.with_suffix(f".tmp{os.getpid()}")
+                torch.save(value, tmp)
+                tmp.replace(disk)
+        self._mem[key] = value
+        if len(self._mem) > self.max_items:
+            self._mem.popitem(last=False)
+        return value

@@ -1,0 +1,68 @@
+"""LightningDataModule over preference files; batches are collated by the model being trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from omnireward.data.records import Pair, Record
+from omnireward.errors import DataFormatError
+from omnireward.prompts import resolve_record
+
+
+def load_records(path: str | Path, *, media_root: str | Path | None = None,
+                 allow_outside_root: bool = False) -> list[Record]:
+    """Read any supported format; media paths become absolute (relative ones against the file's folder)."""
+    from omnireward.data.prep import read_pairs
+
+    path = Path(path)
+    root = Path(media_root) if media_root else (path if path.is_dir() else path.parent)
+    records = read_pairs(path, media_root=media_root)
+    return [resolve_record(r, root, allow_outside=allow_outside_root) for r in records]
+
+
+def labelled_pairs(records: list[Record], path) -> list[Pair]:
+    pairs = [r for r in records if isinstance(r, Pair) and r.preference is not None]
+    if not pairs:
+        raise DataFormatError("no labelled preference pairs to train on", file=path)
+    return pairs
+
+
+class PreferenceDataModule(L.LightningDataModule):
+    def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
+                 media_root: str | None = None, allow_outside_root: bool = False, batch_size: int = 8,
+                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.paths = {"train": train, "val": val, "test": test}
+        self.media_root = media_root
+        self.allow_outside_root = allow_outside_root
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.collate_fn: Callable | None = None
+        self.splits: dict[str, list[Pair]] = {}
+
+    def setup(self, stage: str | None = None):
+        for split, path in self.paths.items():
+            if path and split not in self.splits:
+                recs = load_records(path, media_root=self.media_root, allow_outside_root=self.allow_outside_root)
+                self.splits[split] = labelled_pairs(recs, path)
+
+    def _loader(self, split: str, shuffle: bool, bs: int):
+        if self.collate_fn is None:
+            raise RuntimeError("set datamodule.collate_fn to the model's collate before fitting")
+        return DataLoader(self.splits[split], batch_size=bs, shuffle=shuffle, collate_fn=self.collate_fn,
+                          num_workers=self.num_workers)
+
+    def train_dataloader(self):
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self):
+        return self._loader("val", False, self.eval_batch_size) if "val" in self.splits else []
+
+    def test_dataloader(self):
+        return self._loader("test", False, self.eval_batch_size) if "test" in self.splits else []

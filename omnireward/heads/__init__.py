@@ -1,0 +1,1 @@
+"""Heads over backbone hidden states: BT scalar head, generative judge."""

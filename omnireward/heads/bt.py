@@ -1,0 +1,19 @@
+"""Bradley–Terry reward head: dropout + linear on the hidden state of the last real token."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BTHead(nn.Module):
+    # No bias: BT losses are shift-invariant, and a bias-free linear is exactly the `score`
+    # layer of transformers' *ForSequenceClassification, which makes export lossless.
+    def __init__(self, hidden_size: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.Linear(hidden_size, 1, bias=False)
+        nn.init.normal_(self.score.weight, std=1.0 / (hidden_size + 1) ** 0.5)
+
+    def forward(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return self.score(self.dropout(last_hidden.to(self.score.weight.dtype))).squeeze(-1)

@@ -1,0 +1,1 @@
+"""LightningModules: one per training objective (bt, r1, joint)."""

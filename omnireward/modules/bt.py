@@ -1,0 +1,75 @@
+"""LightningModule for Bradley–Terry reward modelling (Omni-RewardModel-BT)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from omnireward.data.records import Pair
+from omnireward.heads.losses import centering_loss, pairwise_loss
+from omnireward.metrics import LABEL_SIGN, summarize
+from omnireward.modules.optim import configure
+from omnireward.reward_model import RewardModel
+
+
+class BTModule(L.LightningModule):
+    def __init__(self, model: RewardModel, name: str = "bt", loss: str = "bt", tie_param: float | None = None,
+                 center_weight: float = 0.0, dropout: float = 0.1, lr: float = 5e-4, lm_lr: float = 2e-5,
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.1):
+        super().__init__()
+        self.model = model
+        self.loss_kind = loss
+        self.tie_param = tie_param
+        self.center_weight = center_weight
+        self.hp = dict(lr=lr, lm_lr=lm_lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+        self._val: list[tuple[float, int, str]] = []
+
+    def collate(self, pairs: list[Pair]) -> dict:
+        return {
+            "inputs": self.model.collate_pairs(pairs),
+            "y": torch.tensor([LABEL_SIGN[p.preference] for p in pairs], dtype=torch.long),
+            "margin": torch.tensor([p.margin or 0.0 for p in pairs], dtype=torch.float),
+            "tasks": [p.task for p in pairs],
+        }
+
+    def rewards(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.model(batch["inputs"])
+        n = len(batch["y"])
+        return r[:n], r[n:]
+
+    def _loss(self, r1, r2, batch):
+        loss = pairwise_loss(self.loss_kind, r1 - r2, batch["y"], batch["margin"], self.tie_param)
+        if self.center_weight:
+            loss = loss + self.center_weight * centering_loss(r1, r2)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        r1, r2 = self.rewards(batch)
+        loss = self._loss(r1, r2, batch)
+        y = batch["y"]
+        keep = y != 0
+        acc = (torch.sign(r1 - r2)[keep] == y[keep]).float().mean() if keep.any() else torch.tensor(0.0)
+        bs = len(y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/acc", acc, prog_bar=True, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        r1, r2 = self.rewards(batch)
+        self.log("val/loss", self._loss(r1, r2, batch), prog_bar=True, batch_size=len(batch["y"]), sync_dist=True)
+        for d, y, t in zip((r1 - r2).tolist(), batch["y"].tolist(), batch["tasks"]):
+            self._val.append((d, y, t))
+
+    def on_validation_epoch_end(self):
+        if not self._val:
+            return
+        d, y, t = zip(*self._val)
+        s = summarize(d, y, t)
+        acc = s["accuracy_without_ties"]
+        self.log("val/acc", acc if acc is not None else 0.0, prog_bar=True, sync_dist=True)
+        if s["accuracy_with_ties"] is not None:
+            self.log("val/acc_with_ties", s["accuracy_with_ties"], sync_dist=True)
+        self._val.clear()
+
+    def configure_optimizers(self):
+        return configure(self, self.model, lm_prefixes=("backbone.lm.",), **self.hp)

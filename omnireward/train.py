@@ -1,0 +1,139 @@
+"""`omnireward train`: compose config → build model and data → Lightning fit → save a model folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+from safetensors.torch import load_model, save_model
+
+from omnireward.cache import cache_dir
+from omnireward.errors import ConfigError
+
+SUMMARY_NAME = "train_summary.json"
+
+
+def demo_data(modality: str, seed: int) -> dict[str, str]:
+    """Paths of the demo set of `modality`, built once into the cache."""
+    from omnireward.data.demo import build_demo
+
+    folder = cache_dir("demo", f"{modality}-seed{seed}")
+    if not (folder / "test.jsonl").exists():
+        build_demo(modality, folder, seed=seed)
+    return {s: str(folder / f"{s}.jsonl") for s in ("train", "val", "test")}
+
+
+class KeepBest(Callback):
+    """Keeps the weights of the best epoch by `val/acc` on disk; resumable with the run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def on_validation_end(self, trainer, module):
+        if trainer.sanity_checking:
+            return
+        acc = trainer.callback_metrics.get("val/acc")
+        if acc is None:
+            return
+        acc = float(acc)
+        if self.best is None or acc > self.best:
+            self.best, self.best_epoch = acc, trainer.current_epoch
+            if trainer.is_global_zero:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                save_model(module.model, str(self.path))  # handles the LM's tied embeddings
+
+    def state_dict(self):
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+
+
+def build_module(cfg: DictConfig):
+    """Backbone → reward model → LightningModule, as the config names them."""
+    from omnireward.peft_setup import apply_peft
+    from omnireward.reward_model import RewardModel
+
+    backbone = instantiate(cfg.backbone, _convert_="all")
+    apply_peft(backbone, cfg.peft)
+    model = RewardModel(backbone, dropout=cfg.model.get("dropout", 0.1))
+    return instantiate(cfg.model, model=model, _convert_="all")
+
+
+def _loggers(cfg: DictConfig, out: Path):
+    loggers = []
+    if cfg.logger.get("csv", True):
+        loggers.append(CSVLogger(out, name="", version=""))
+    tb = cfg.logger.get("tensorboard", "auto")
+    if tb:
+        try:
+            import tensorboard  # noqa: F401
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
+        except ImportError:
+            if tb is True:
+                raise ConfigError("logger.tensorboard=true but tensorboard is not installed") from None
+    return loggers
+
+
+def train(cfg: DictConfig) -> Path:
+    """Run one training job; returns the output folder (a model folder `omnireward score` reads)."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.data.train:
+        with open_dict(cfg):
+            for k, v in demo_data(cfg.modality.name, cfg.seed).items():
+                if not cfg.data.get(k):
+                    cfg.data[k] = v
+    OmegaConf.save(cfg, out / "config.yaml")
+    module = build_module(cfg)
+    dm = instantiate(cfg.data, _convert_="all")
+    dm.collate_fn = module.collate
+    dm.setup("fit")
+
+    best_path = out / "checkpoints" / "best.safetensors"
+    keep_best = KeepBest(best_path)
+    callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None,
+                                 enable_version_counter=False),
+                 keep_best, RichProgressBar(leave=True)]
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=_loggers(cfg, out),
+                        enable_model_summary=False, **trainer_kwargs)
+    t0 = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    seconds = time.time() - t0
+
+    summary = {"epochs": trainer.current_epoch, "global_steps": trainer.global_step, "train_seconds": seconds,
+               "train_pairs": len(dm.splits["train"]), "val_pairs": len(dm.splits.get("val", []))}
+    if keep_best.best is not None and best_path.exists():
+        load_model(module.model, str(best_path))
+        summary.update(best_epoch=keep_best.best_epoch, best_val_acc=keep_best.best)
+    if trainer.is_global_zero:
+        model = module.model.eval()
+        stats = reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
+        model.save_pretrained(out, cfg, stats)
+        (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    trainer.strategy.barrier()
+    return out
+
+
+@torch.no_grad()
+def reward_stats(model, pairs, batch_size: int = 16) -> dict:
+    """Mean and std of rewards over the training responses (for normalising rewards downstream)."""
+    rewards = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        rewards.append(model(model.collate_pairs(chunk)).cpu())
+    r = torch.cat(rewards)
+    return {"mean": float(r.mean()), "std": float(r.std()), "n": int(r.numel())}
