@@ -1,0 +1,52 @@
+"""Tell a source's format from its folder layout or its first record's keys (`--format auto`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omnireward.data.formats import omnirewardbench, sharegpt
+from omnireward.data.io import first_raw
+from omnireward.errors import DataFormatError
+
+FORMATS = ("native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench")
+
+
+def detect_format(path: str | Path) -> str:
+    """One of FORMATS; raises DataFormatError naming what was found when none fits."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError("no such file or folder", file=path)
+    if path.is_dir():
+        if omnirewardbench.bench_files(path):
+            return "omnirewardbench"
+        if sharegpt.is_registry(path):
+            return "sharegpt"
+        raise DataFormatError("cannot tell the format of this folder (expected Omni-RewardBench "
+                              "{task}_preferences.json files or a dataset_info.json registry)", file=path)
+    if omnirewardbench.task_of(path):
+        return "omnirewardbench"
+    if sharegpt.is_registry(path):
+        return "sharegpt"
+    return format_of_record(first_raw(path), path)
+
+
+def format_of_record(raw: object, path: str | Path | None = None) -> str:
+    """The format a single raw record belongs to, by its keys."""
+    if not isinstance(raw, dict):
+        raise DataFormatError(f"expected records to be JSON objects, got {type(raw).__name__}", file=path, line=1)
+    keys = raw.keys()
+    if "criteria_preference" in keys:
+        return "omnirewardbench"
+    if "response1" in keys or ("response" in keys and "query" not in keys):
+        return "native"
+    if "chosen" in keys and "rejected" in keys:
+        if "conversations" in keys or isinstance(raw.get("chosen"), dict):
+            return "sharegpt"
+        return "trl"
+    if "query" in keys and "human_ranking" in keys:
+        return "vlrewardbench"
+    if "video_left" in keys and "vote_type" in keys:
+        return "genaibench"
+    shown = ", ".join(sorted(map(str, keys))[:12]) or "none"
+    raise DataFormatError(f"cannot tell the format from the first record's keys ({shown}); "
+                          f"pass --format (one of {', '.join(FORMATS)})", file=path)
