@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader
 
 from omnireward.data.records import Pair, Record
 from omnireward.errors import DataFormatError
-from omnireward.prompts import resolve_record
 
 
 def load_records(path: str | Path, *, media_root: str | Path | None = None,
@@ -18,10 +17,7 @@ def load_records(path: str | Path, *, media_root: str | Path | None = None,
     """Read any supported format; media paths become absolute (relative ones against the file's folder)."""
     from omnireward.data.prep import read_pairs
 
-    path = Path(path)
-    root = Path(media_root) if media_root else (path if path.is_dir() else path.parent)
-    records = read_pairs(path, media_root=media_root)
-    return [resolve_record(r, root, allow_outside=allow_outside_root) for r in records]
+    return read_pairs(path, media_root=media_root, allow_outside_root=allow_outside_root)
 
 
 def labelled_pairs(records: list[Record], path) -> list[Pair]:

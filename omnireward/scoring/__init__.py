@@ -1,0 +1,1 @@
+"""Scoring: reward pairs and items with a trained model, summarise, find models."""

@@ -1,0 +1,197 @@
+"""The `omnireward` command: a thin Typer layer; each command parses, calls one library function, prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from omnireward.errors import OmniRewardError
+
+console = Console(stderr=True)
+out = Console()
+
+app = typer.Typer(help="Train, score, evaluate, export and serve multimodal reward models "
+                       "(text, image, video, audio, 3D).", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Convert, validate and build preference data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+FORMATS = "auto|native|omnirewardbench|sharegpt|trl|vlrewardbench|genaibench"
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
+    """omnireward: multimodal reward models from one tool."""
+
+
+# ---- data ---------------------------------------------------------------------------------
+@data_app.command("prep")
+def data_prep(
+    src: Path = typer.Argument(..., help="A file (JSON, JSONL, parquet) or an Omni-RewardBench folder."),
+    fmt: str = typer.Option("auto", "--format", "-f", help=FORMATS),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Native JSONL to write; refused records go to OUT.rejects.jsonl."),
+    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
+    shuffle_sides: bool = typer.Option(False, help="Swap response1/response2 in about half the pairs (by id hash)."),
+    seed: int = typer.Option(0, help="Seed for --shuffle-sides."),
+    check_media: bool = typer.Option(True, help="Refuse records whose media files are missing."),
+):
+    """Convert SRC to native JSONL; prints counts per task and per label."""
+    from omnireward.data.prep import prep
+
+    report = prep(src, fmt, out_path, media_root=media_root, shuffle_sides=shuffle_sides, seed=seed,
+                  check_media=check_media, allow_outside_root=allow_outside_root)
+    out.print(report.summary())
+
+
+@data_app.command("validate")
+def data_validate(
+    path: Path = typer.Argument(..., help="Preference file to check."),
+    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
+    decode: bool = typer.Option(True, help="Decode every media file (slower, catches corrupt files)."),
+    fmt: str = typer.Option("auto", "--format", "-f", help=FORMATS),
+):
+    """Check schema, labels, media presence/decoding and paths; one line per problem, exit 1 if any."""
+    from omnireward.data.validate import validate
+
+    problems = validate(path, media_root=media_root, allow_outside_root=allow_outside_root,
+                        decode_media=decode, fmt=fmt)
+    for p in problems:
+        out.print(str(p), markup=False, highlight=False)
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s)[/] in {path}")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {path}")
+
+
+@data_app.command("demo")
+def data_demo(
+    modality: str = typer.Option("text", "--modality", "-m", help="text|image|video|audio|3d|omni"),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for train/val/test.jsonl and media/."),
+    n_pairs: Optional[int] = typer.Option(None, help="Training pairs (default: a few hundred)."),
+    seed: int = typer.Option(0, help="Seed: the same seed builds the same set."),
+):
+    """Build a small demo preference set from real media shipped in Python packages."""
+    from omnireward.data.demo import build_demo
+
+    folder = build_demo(modality, out_dir, n_pairs=n_pairs, seed=seed)
+    out.print(f"demo set ({modality}) written to {folder}")
+
+
+# ---- train --------------------------------------------------------------------------------
+def _train_help() -> str:
+    from omnireward.config import group_options
+
+    groups = "\n".join(f"  {g}={'|'.join(opts)}" for g, opts in group_options().items())
+    return ("Train a reward model; arguments are Hydra overrides (key=value).\n\n"
+            f"Config groups:\n\n{groups}\n\n"
+            "Any key can be set, e.g. trainer.max_epochs=5 data.train=train.jsonl data.val=val.jsonl "
+            "backbone.lm_layers=4 output_dir=runs/x seed=1. Use --cfg to print the composed config.\n\n"
+            "Example: omnireward train model=bt modality=audio data.train=train.jsonl output_dir=runs/audio")
+
+
+@app.command("train", help=_train_help(),
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_cmd(ctx: typer.Context,
+              cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit.")):
+    from omegaconf import OmegaConf
+
+    from omnireward.config import compose_config
+
+    overrides = list(ctx.args)
+    conf = compose_config(overrides)
+    if cfg:
+        out.print(OmegaConf.to_yaml(conf), markup=False, highlight=False)
+        return
+    from omnireward.train import train
+
+    folder = train(conf)
+    out.print(f"model saved to {folder}\nscore with: omnireward score PAIRS.jsonl --model {folder}")
+
+
+# ---- score / eval -------------------------------------------------------------------------
+@app.command("score")
+def score_cmd(
+    path: Path = typer.Argument(..., help="Pairs or pointwise items in any supported format."),
+    model: Optional[str] = typer.Option(None, help="Model folder (default: newest under runs/)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Scores JSONL (default: INPUT.scores.jsonl)."),
+    batch_size: int = typer.Option(16, help="Sequences per batch (sorted by length)."),
+    quant: str = typer.Option("none", help="4bit|8bit|none (bitsandbytes)."),
+    compare_full: bool = typer.Option(False, help="With --quant: report agreement with full precision."),
+    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
+    device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N"),
+):
+    """Reward every pair (reward1, reward2, margin) or item (reward); write scores and a summary."""
+    from omnireward.scoring.bt import score_file, summary_path
+    from omnireward.scoring.models import resolve_model
+    from omnireward.scoring.report import summary_table
+
+    model_dir = resolve_model(model)
+    out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
+    summary = score_file(path, model_dir, out_path, batch_size=batch_size, media_root=media_root,
+                         allow_outside_root=allow_outside_root, quant=quant, compare_full=compare_full,
+                         device=device)
+    if summary["n"]:
+        out.print(summary_table(summary))
+    if "agreement_with_full_precision" in summary:
+        a = summary["agreement_with_full_precision"]
+        out.print(f"agreement with full precision: sign {a['sign_agreement']:.3f}, Kendall τ {a['kendall_tau']:.3f}")
+    out.print(f"scores: {out_path}\nsummary: {summary_path(out_path)}")
+
+
+@app.command("eval")
+def eval_cmd(
+    bench: Path = typer.Argument(..., help="A scores JSONL (margin or reward1/reward2 + preference), "
+                                           "or a benchmark file/folder to score with --model."),
+    model: Optional[str] = typer.Option(None, help="Model folder, when BENCH must be scored first."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Summary JSON to write."),
+    batch_size: int = typer.Option(16, help="Batch size when scoring."),
+    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+):
+    """Accuracy with and without ties (tie-calibrated ε), overall and per task."""
+    from omnireward.scoring.evaluate import eval_scores, is_scores_file
+    from omnireward.scoring.report import summary_table
+
+    if is_scores_file(bench) and model is None:
+        summary = eval_scores(bench, out_path)
+    else:
+        import json
+
+        from omnireward.scoring.bt import score_file
+        from omnireward.scoring.models import resolve_model
+
+        model_dir = resolve_model(model)
+        scores = (out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl"))
+        summary = score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root)
+        if out_path:
+            out_path.write_text(json.dumps(summary, indent=2))
+    out.print(summary_table(summary))
+    if out_path:
+        out.print(f"summary: {out_path}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one red line and exit code 2."""
+    debug = "--debug" in sys.argv
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except OmniRewardError as e:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
