@@ -1,0 +1,55 @@
+"""The interface every modality encoder follows: a CPU `prepare()` per file, a batched `forward()`."""
+
+from __future__ import annotations
+
+import pathlib
+
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """Turns one media file into `n_tokens` feature vectors of size `out_dim`.
+
+    Frozen encoders (`trainable=False`) run their pretrained net inside `prepare()`, so its output
+    can be cached per file (keyed by `cache_key()`) and reused across epochs; the pretrained net is
+    then kept outside the module tree: it stays on CPU in eval mode and is not part of `state_dict()`.
+    Trainable encoders return preprocessed inputs from `prepare()` and run the net in `forward()`.
+    """
+
+    modality: str = ""
+    out_dim: int
+    n_tokens: int
+    trainable: bool = False
+
+    def cache_key(self) -> str:
+        """Identifies what `prepare()` returns (encoder, weights, options), for feature caches."""
+        raise NotImplementedError
+
+    def prepare(self, path: pathlib.Path) -> torch.Tensor:
+        """Load and preprocess one file on CPU, deterministically (plus the frozen net when frozen)."""
+        raise NotImplementedError
+
+    def forward(self, prepared: torch.Tensor) -> torch.Tensor:
+        """Stacked `prepare()` outputs [B, ...] -> tokens [B, n_tokens, out_dim]."""
+        raise NotImplementedError
+
+    def _key(self, name: str, **options) -> str:
+        """`modality/name/frozen|trainable/k=v,...` with options sorted, so equal settings give equal keys."""
+        opts = ",".join(f"{k}={options[k]}" for k in sorted(options))
+        return f"{self.modality}/{name}/{'trainable' if self.trainable else 'frozen'}/{opts}"
+
+
+def frozen(module: nn.Module) -> nn.Module:
+    """The module in eval mode with gradients off."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def seeded_init(build, seed: int = 0):
+    """Call `build()` with torch's RNG seeded, so random-init models are the same in every process."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
