@@ -280,3 +280,9 @@ def test_mesh_weights_tell_shapes_apart(media):
     assert (views_p - views_a).norm(dim=1).min() > 1.0
     out = enc(torch.stack([plane, ant]))
     assert out.shape == (2, 8, 512) and (out[0] - out[1]).abs().max() > 1e-2
+
+
+def test_trainable_net_keeps_pretrained_batchnorm_statistics():
+    enc = build_encoder("image", pretrained=False, trainable=True).train()
+    assert enc.training and not enc.net.training
+    assert all(not m.training for m in enc.net.modules())

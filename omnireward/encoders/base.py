@@ -34,6 +34,18 @@ class Encoder(nn.Module):
         """Stacked `prepare()` outputs [B, ...] -> tokens [B, n_tokens, out_dim]."""
         raise NotImplementedError
 
+    def train(self, mode: bool = True):
+        """Train the heads; a trainable pretrained net (`self.net`) still runs in eval mode.
+
+        Its normalisation statistics stay the pretrained ones (reward batches are far too small to
+        re-estimate BatchNorm), while gradients still flow through it.
+        """
+        super().train(mode)
+        net = getattr(self, "net", None)
+        if net is not None:
+            net.eval()
+        return self
+
     def _key(self, name: str, **options) -> str:
         """`modality/name/frozen|trainable/k=v,...` with options sorted, so equal settings give equal keys."""
         opts = ",".join(f"{k}={options[k]}" for k in sorted(options))

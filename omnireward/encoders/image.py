@@ -122,12 +122,6 @@ class ImageEncoder(Encoder):
         else:
             self._frozen = (shared_frozen_net(pretrained, image_size),)  # a tuple keeps it out of the module tree
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.trainable:
-            self.net.eval()  # BatchNorm statistics stay those of ImageNet: reward batches are tiny
-        return self
-
     def cache_key(self) -> str:
         return self._key(weights_id(self.pretrained), grid=self.grid, size=self.image_size)
 

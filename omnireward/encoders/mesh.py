@@ -55,12 +55,6 @@ class MeshEncoder(Encoder):
         else:
             self._frozen = (shared_frozen_net(pretrained, view_size),)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.trainable:
-            self.net.eval()  # keep ImageNet BatchNorm statistics
-        return self
-
     def cache_key(self) -> str:
         return self._key(weights_id(self.pretrained), views=self.n_views, points=self.num_points,
                          size=self.view_size, sampler="surface-seed0")

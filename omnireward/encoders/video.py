@@ -49,12 +49,6 @@ class VideoEncoder(Encoder):
         else:
             self._frozen = (shared_frozen_net(pretrained, image_size),)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.trainable:
-            self.net.eval()  # keep ImageNet BatchNorm statistics
-        return self
-
     def cache_key(self) -> str:
         return self._key(weights_id(self.pretrained), frames=self.num_frames, size=self.image_size)
 
