@@ -61,6 +61,8 @@ def test_build_encoder_rejects_unknown_modality_and_options():
         build_encoder("smell")
     with pytest.raises(ConfigError, match="num_frame"):
         build_encoder("video", pretrained=False, num_frame=4)
+    with pytest.raises(ConfigError, match="max_seconds"):
+        build_encoder("audio", pretrained=False, max_seconds=60)
 
 
 # ---------------------------------------------------------------- random-init (fast) shapes and determinism

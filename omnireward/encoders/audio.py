@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from omnireward.data.media import load_audio
 from omnireward.encoders import whisper
 from omnireward.encoders.base import Encoder, frozen, seeded_init
+from omnireward.errors import ConfigError
 
 CHUNK_SECONDS = 2.0  # inputs are zero-padded to a multiple of this, so similar lengths share shapes
 _FRAMES_PER_SECOND = whisper.SAMPLE_RATE // whisper.HOP  # 100 mel frames per second
@@ -50,7 +51,7 @@ class AudioEncoder(Encoder):
                  max_seconds: float = 30.0):
         super().__init__()
         if not 0 < max_seconds <= 30.0:
-            raise ValueError("max_seconds must be in (0, 30]: Whisper's encoder covers 30 s")
+            raise ConfigError("must be in (0, 30]: Whisper's encoder covers 30 s", field="encoder.max_seconds")
         self.pretrained, self.trainable = pretrained, trainable
         self.n_tokens, self.max_seconds = n_tokens, max_seconds
         if trainable:
@@ -65,7 +66,7 @@ class AudioEncoder(Encoder):
         self._max_frames = math.ceil(max_seconds * _FRAMES_PER_SECOND / chunk) * chunk
 
     def cache_key(self) -> str:
-        weights = f"whisper-tiny.en@{whisper._FORMAT}" if self.pretrained else "whisper-random-64"
+        weights = f"whisper-tiny.en@{whisper.CONVERSION_VERSION}" if self.pretrained else "whisper-random-64"
         return self._key(weights, v=_VERSION, tokens=self.n_tokens, max_s=self.max_seconds)
 
     def _mel(self, wave: np.ndarray) -> tuple[torch.Tensor, int]:

@@ -21,7 +21,7 @@ HOP = 160
 N_MELS = 80
 FRAMES_PER_TOKEN = 2  # conv2 has stride 2: one encoder state per 20 ms
 CONVERTED_NAME = "whisper-tiny.en"
-_FORMAT = "1"  # bump when the conversion changes, so stale caches are rebuilt
+CONVERSION_VERSION = "1"  # bump when the conversion changes, so stale caches are rebuilt
 
 
 def ct2_model_dir() -> Path:
@@ -101,7 +101,7 @@ def converted_path() -> Path:
             raise ModelError("unexpected Whisper head size: only 64-d attention heads are supported", file=src)
         return ct2_to_hf(variables)
 
-    return cached_weights(CONVERTED_NAME, convert, _FORMAT)
+    return cached_weights(CONVERTED_NAME, convert, CONVERSION_VERSION)
 
 
 def load_state_dict(prefix: str = "") -> dict[str, torch.Tensor]:
