@@ -119,7 +119,7 @@ BAD_ROWS = [
     ({**GOOD, "response2": img("missing.png")}, "response2.media[0].path", "media file not found"),
     ({**GOOD, "response2": img("../outside.png")}, "response2.media[0].path", "escapes the media root"),
     ({**GOOD, "id": "dup"}, None, None),
-    ({**GOOD, "id": "dup"}, "id", "duplicate id 'dup' (first at line 9)"),
+    ({**GOOD, "id": "dup"}, None, None),  # a repeated id is numbered, not refused
 ]
 
 
@@ -130,14 +130,15 @@ def test_prep_keeps_going_and_writes_every_reject_with_its_reason(tmp_path):
         f.write(b'{"prompt": "caf\xe9", "response1": "a", "response2": "b"}\n')  # line 11: not UTF-8
     out = tmp_path / "pairs.jsonl"
     report = prep(src, "native", out)
-    assert (report.n_read, report.n_written, report.n_rejected) == (11, 2, 9)
-    assert [d["id"] for d in lines(out)] == ["mixed-1", "dup"]
+    assert (report.n_read, report.n_written, report.n_rejected, report.n_renamed_ids) == (11, 3, 8, 1)
+    written = lines(out)
+    assert [d["id"] for d in written] == ["mixed-1", "dup", "dup#2"] and written[2]["meta"] == {"source_id": "dup"}
     rejects = lines(Path(report.rejects_path))
     assert report.rejects_path == str(out) + ".rejects.jsonl"
     expected = [(i + 1, field, reason) for i, (_, field, reason) in enumerate(BAD_ROWS) if reason]
     expected.append((11, None, "invalid UTF-8 byte 0xe9"))
     assert len(rejects) == len(expected)
-    for rej, (line, field, reason) in zip(rejects, expected):
+    for rej, (line, field, reason) in zip(rejects, expected, strict=True):
         assert (rej["line"], rej["file"], rej["field"]) == (line, str(src), field), rej
         assert reason in rej["reason"], rej
     assert rejects[1]["record"] == BAD_ROWS[2][0]
@@ -173,13 +174,13 @@ def test_prep_sharegpt_sample_with_shuffled_sides(tmp_path):
     plain = prep(SHAREGPT, "sharegpt", tmp_path / "plain.jsonl")
     assert (plain.n_written, plain.per_label) == (300, {"response1": 300})
     a = prep(SHAREGPT, "auto", tmp_path / "a.jsonl", shuffle_sides=True, seed=1)
-    b = prep(SHAREGPT, "auto", tmp_path / "b.jsonl", shuffle_sides=True, seed=1)
-    c = prep(SHAREGPT, "auto", tmp_path / "c.jsonl", shuffle_sides=True, seed=2)
+    prep(SHAREGPT, "auto", tmp_path / "b.jsonl", shuffle_sides=True, seed=1)
+    prep(SHAREGPT, "auto", tmp_path / "c.jsonl", shuffle_sides=True, seed=2)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "a.jsonl").read_bytes() != (tmp_path / "c.jsonl").read_bytes()
     assert 120 <= a.n_swapped <= 180 and a.per_label == {"response1": 300 - a.n_swapped,
                                                          "response2": a.n_swapped}
-    for d, r in zip(lines(tmp_path / "a.jsonl"), raw):
+    for d, r in zip(lines(tmp_path / "a.jsonl"), raw, strict=True):
         chosen = d["response2"] if d.get("meta", {}).get("sides_swapped") else d["response1"]
         assert chosen == r["chosen"]["value"]
         assert d[d["preference"]] == r["chosen"]["value"]
@@ -245,7 +246,7 @@ def test_validate_collects_every_problem_with_file_line_field(tmp_path):
         (10, "response1.media[0].path", "corrupt or undecodable image"),
     ]
     assert len(got) == len(expected), got
-    for text, (line, field, reason) in zip(got, expected):
+    for text, (line, field, reason) in zip(got, expected, strict=True):
         prefix = f"{f}:{line}: " + (f"{field}: " if field else "")
         assert text.startswith(prefix) and reason in text, (text, prefix, reason)
     assert str(tmp_path / "corrupt.png") in got[0]  # the media file is named too
@@ -273,3 +274,13 @@ def test_validate_other_formats_through_their_reader(tmp_path):
     assert str(p).startswith(f"{tmp_path / 'text_to_audio_preferences.json'}:1: response2.media[0].path: "
                              "media file not found")
     assert isinstance(p, Problem)
+
+
+def test_repeated_ids_numbered_by_prep_flagged_by_validate(tmp_path):
+    # VL-RewardBench reuses 25 ids for distinct items (same question, other answers).
+    report = prep(SAMPLES / "vl_rewardbench_meta.json", "auto", tmp_path / "vl.jsonl", check_media=False)
+    assert (report.n_written, report.n_rejected, report.n_renamed_ids) == (1250, 0, 25)
+    ids = [d["id"] for d in lines(tmp_path / "vl.jsonl")]
+    assert len(set(ids)) == 1250 and "mathverse_2279#2" in ids
+    f = jsonl(tmp_path / "dup.jsonl", [{**GOOD, "id": "x"}, GOOD, {**GOOD, "id": "x"}])
+    assert [str(p) for p in validate(f)] == [f"{f}:3: id: duplicate id 'x' (first at line 1)"]

@@ -35,6 +35,7 @@ class PrepReport:
     n_written: int = 0
     n_rejected: int = 0
     n_swapped: int = 0
+    n_renamed_ids: int = 0
     rejects_path: str | None = None
     per_task: dict[str, int] = field(default_factory=dict)
     per_label: dict[str, int] = field(default_factory=dict)
@@ -50,6 +51,8 @@ class PrepReport:
             lines.append("labels: " + ", ".join(f"{k} {v}" for k, v in sorted(self.per_label.items())))
         if self.n_swapped:
             lines.append(f"sides swapped in {self.n_swapped} pairs")
+        if self.n_renamed_ids:
+            lines.append(f"{self.n_renamed_ids} repeated ids made unique as ID#2, ID#3, ... (original in meta.source_id)")
         if self.n_rejected:
             lines.append(f"{self.n_rejected} refused, with reasons, in {self.rejects_path}")
         if self.n_absolute_media:
@@ -67,6 +70,7 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
     `shuffle_sides` swaps response1/response2 (and the label) in about half the pairs, chosen by
     a hash of `seed` and the record id, so formats whose chosen side always comes first do not
     teach a position bias. `check_media` refuses records whose media files are missing.
+    Repeated ids are numbered (`ID#2`, ...) so every output id is unique.
     `progress(n)` is called after each source record (for a progress bar).
     Raises DataFormatError when the source holds no records or every record was refused.
     """
@@ -77,7 +81,7 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
     out_dir = out.resolve().parent
     rejects: list[dict] = []
     tasks, labels, outside = Counter(), Counter(), []
-    seen: dict[str, int | None] = {}
+    seen: set[str] = set()
 
     def records() -> Iterator[dict]:
         for res in load(src, name, media_root=media_root, allow_outside_root=allow_outside_root,
@@ -85,14 +89,14 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
             report.n_read += 1
             if progress:
                 progress(report.n_read)
-            if res.ok and res.record.id in seen:
-                res.error = DataFormatError(f"duplicate id {res.record.id!r} (first at line {seen[res.record.id]})",
-                                            file=res.file, line=res.line, field="id")
             if not res.ok:
                 rejects.append(reject_line(res))
                 continue
             record = res.record
-            seen[record.id] = res.line
+            if record.id in seen:
+                _rename_duplicate(record, seen)
+                report.n_renamed_ids += 1
+            seen.add(record.id)
             if shuffle_sides and isinstance(record, Pair) and _coin(seed, record.id):
                 record = swap_sides(record)
                 report.n_swapped += 1
@@ -152,6 +156,15 @@ def reject_line(res: Result) -> dict:
     err: OmniRewardError = res.error
     return {"line": res.line if res.line is not None else err.line, "file": err.file or res.file,
             "field": err.field, "reason": err.reason, "record": _jsonable(res.raw)}
+
+
+def _rename_duplicate(record: Record, seen: set[str]) -> None:
+    """Sources reuse ids for distinct items (VL-RewardBench does): number the repeats, keep the original."""
+    k = 2
+    while f"{record.id}#{k}" in seen:
+        k += 1
+    record.meta = {**record.meta, "source_id": record.id}
+    record.id = f"{record.id}#{k}"
 
 
 def _coin(seed: int, rid: str) -> bool:

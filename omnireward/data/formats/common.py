@@ -50,7 +50,8 @@ class Source:
         try:
             full = resolve_media_path(path, self.root, allow_outside=self.allow_outside)
         except OmniRewardError as err:
-            raise err.at(field=field)
+            err.at(field=field)
+            raise
         if self.check_exists and not full.is_file():
             raise MediaError(f"media file not found: {str(full)!r}", field=field)
         return Media(mtype, str(full))
@@ -116,7 +117,7 @@ def opt_str(d: dict, key: str) -> str | None:
 def record_id(raw: dict, line: int | None, source: Source, prefix: str = "") -> str:
     """The source's own id when it has one, else `<file stem>-<line>` (stable across runs)."""
     rid = raw.get("id")
-    if rid is None or (isinstance(rid, str) and not rid.strip()):
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)) or not str(rid).strip():
         return source.default_id(line)
     return f"{prefix}{rid}"
 

@@ -18,10 +18,9 @@ import re
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from omnireward.data.formats.common import (Result, Source, convert_file, prompt_from_messages,
-                                            type_name)
+                                            record_id, type_name)
 from omnireward.data.io import read_json_document
 from omnireward.data.records import Media, Pair, Response, infer_task
 from omnireward.errors import DataFormatError
@@ -116,14 +115,9 @@ def convert(raw: dict, line: int | None, source: Source, *, columns: dict, tags:
     r1 = Response(text="" if side_media[0] else _strip_placeholders(chosen), media=side_media[0])
     r2 = Response(text="" if side_media[1] else _strip_placeholders(rejected), media=side_media[1])
     meta = {"messages": clean} if len(clean) > 1 else {}
-    return Pair(id=_id(raw, line, source), task=task or infer_task(prompt_media, [r1, r2]),
+    return Pair(id=record_id(raw, line, source), task=task or infer_task(prompt_media, [r1, r2]),
                 prompt=prompt_from_messages(clean), response1=r1, response2=r2, preference="response1",
                 prompt_media=prompt_media, meta=meta)
-
-
-def _id(raw: dict, line: int | None, source: Source) -> str:
-    rid = raw.get("id")
-    return str(rid) if isinstance(rid, (str, int)) and str(rid).strip() else source.default_id(line)
 
 
 def _messages(raw: dict, columns: dict, tags: dict) -> list[dict]:

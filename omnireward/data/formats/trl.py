@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from omnireward.data.formats.common import (Result, Source, convert_file, prompt_from_messages,
-                                            type_name)
+                                            record_id, type_name)
 from omnireward.data.records import Pair, Response, infer_task
 from omnireward.errors import DataFormatError
 
@@ -49,9 +49,8 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
         raise DataFormatError(f"expected a number, got {type_name(margin)}", field="margin")
     r1, r2 = Response(text=texts[0]), Response(text=texts[1])
-    rid = raw.get("id")
-    return Pair(id=str(rid) if isinstance(rid, (str, int)) and str(rid).strip() else source.default_id(line),
-                task=infer_task(prompt_media, [r1, r2]), prompt=prompt_from_messages(prompt_msgs) if prompt_msgs else "",
+    return Pair(id=record_id(raw, line, source), task=infer_task(prompt_media, [r1, r2]),
+                prompt=prompt_from_messages(prompt_msgs) if prompt_msgs else "",
                 response1=r1, response2=r2, preference="response1", prompt_media=prompt_media,
                 margin=float(margin) if margin is not None else None,
                 meta={"messages": prompt_msgs} if len(prompt_msgs) > 1 else {})
