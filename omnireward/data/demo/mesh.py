@@ -1,0 +1,121 @@
+"""3D demo pairs (text_to_3d) from pyvista's example meshes and trimesh primitives."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin
+from omnireward.data.records import Media, Response
+
+_MESH_PROMPTS = ["a 3D model of {x}", "{x}", "a 3D mesh of {x}", "a clean 3D asset of {x}"]
+CRITERIA = {
+    "tall": ["Prefer the taller, stretched version.", "Prefer the model that is stretched upwards."],
+    "flat": ["Prefer the flatter, squashed version.", "Prefer the model that is squashed downwards."],
+    "smooth": ["Prefer the smooth surface.", "Prefer the model without surface noise."],
+    "rough": ["Prefer the rough, bumpy surface.", "Prefer the model with a noisy, jagged surface."],
+    "quality": ["Prefer the complete, clean mesh.", "Prefer the better-made 3D model."],
+    "object": ["Prefer the model of the requested object."],
+}
+
+
+@cache
+def _base_meshes() -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
+    """name -> (description, vertices, faces): four pyvista example meshes and five primitives, z up."""
+    import trimesh
+
+    out = {}
+    y_up = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float64)  # rotate y up onto z up
+    for name, what, rot in (("airplane", "an airplane", None), ("ant", "an ant", y_up),
+                            ("nut", "a metal nut for a bolt", y_up), ("sphere", "a sphere", None)):
+        m = trimesh.load(str(package_file("pyvista", "examples", f"{name}.ply")), process=False)
+        v = np.asarray(m.vertices, dtype=np.float64)
+        out[name] = (what, v @ rot.T if rot is not None else v, np.asarray(m.faces))
+    prims = {"cube": ("a cube", trimesh.creation.box().subdivide().subdivide().subdivide()),
+             "cylinder": ("a cylinder", trimesh.creation.cylinder(0.5, 1.5, sections=48).subdivide()),
+             "cone": ("a cone", trimesh.creation.cone(0.6, 1.4, sections=48).subdivide().subdivide()),
+             "capsule": ("a capsule", trimesh.creation.capsule(1.0, 0.4, count=[24, 24])),
+             "torus": ("a torus, shaped like a ring", trimesh.creation.torus(1.0, 0.35, 48, 24))}
+    for name, (what, m) in prims.items():
+        out[name] = (what, np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces))
+    return out
+
+
+def _placed(ctx: Ctx, name: str, z_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A random turn about the vertical axis, scale and offset (normalised away by loaders, not by files)."""
+    _, v, f = _base_meshes()[name]
+    v = (v - v.mean(axis=0)) / np.linalg.norm(v - v.mean(axis=0), axis=1).max()
+    a = ctx.rng.uniform(0, 2 * np.pi)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    v = v @ rot.T * np.array([1.0, 1.0, z_scale])
+    return v * ctx.rng.uniform(0.5, 2.0) + ctx.rng.uniform(-1, 1, 3), f
+
+
+def _mesh_noise(ctx: Ctx, v: np.ndarray, level: float) -> np.ndarray:
+    radius = np.linalg.norm(v - v.mean(axis=0), axis=1).max()
+    return v + ctx.rng.normal(0, level * radius, v.shape)
+
+
+def _mesh_degrade(ctx: Ctx, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    kind = ctx.pick(["noise", "partial", "blocky"])
+    centre = v.mean(axis=0)
+    radius = np.linalg.norm(v - centre, axis=1).max()
+    if kind == "noise":
+        return _mesh_noise(ctx, v, ctx.rng.uniform(0.03, 0.05)), f, kind
+    if kind == "partial":
+        # Cut away everything beyond a random plane through the middle: a third to half of the surface.
+        d = ctx.rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        depth = (v[f].mean(axis=1) - centre) @ d
+        keep = depth < np.quantile(depth, ctx.rng.uniform(0.5, 0.65))
+        return v, f[keep], kind
+    # Vertex clustering on a coarse grid: a blocky, low-detail version of the same shape.
+    cell = radius * ctx.rng.uniform(0.15, 0.22)
+    snapped = np.round((v - centre) / cell) * cell + centre
+    tri = snapped[f]
+    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    kept = f[area > 1e-12 * radius ** 2]
+    if len(kept) < 8:  # a tiny model can collapse entirely; noise is the fallback defect
+        return _mesh_noise(ctx, v, 0.04), f, "noise"
+    return snapped, kept, kind
+
+
+def _save_mesh(ctx: Ctx, v: np.ndarray, f: np.ndarray) -> Media:
+    import trimesh
+
+    path, rel = ctx.new_media(".ply")
+    trimesh.Trimesh(vertices=v.astype(np.float32), faces=f, process=False).export(path, file_type="ply")
+    return Media("mesh", rel)
+
+
+def _mesh_unit(rule: str, ctx: Ctx) -> list[Choice]:
+    meshes = _base_meshes()
+    name = ctx.pick(sorted(meshes))
+    other = ctx.pick([m for m in sorted(meshes) if m != name])
+    prompt = ctx.pick(_MESH_PROMPTS).format(x=meshes[name][0])
+
+    def choice(good, bad, criteria=None, **detail):
+        return Choice("text_to_3d", prompt, Response(media=[_save_mesh(ctx, *good)]),
+                      Response(media=[_save_mesh(ctx, *bad)]), rule, criteria, detail=detail)
+
+    if rule == "object":
+        criteria = ctx.maybe(CRITERIA["object"])
+        return [choice(_placed(ctx, name), _placed(ctx, other), criteria, other=other)]
+    if rule == "quality":
+        v, f = _placed(ctx, name)
+        bv, bf, kind = _mesh_degrade(ctx, *_placed(ctx, name))
+        return [choice((v, f), (bv, bf), ctx.maybe(CRITERIA["quality"]), degradation=kind)]
+    if ctx.rng.random() < 0.5:
+        tall = _placed(ctx, name, ctx.rng.uniform(1.7, 2.2))
+        flat = _placed(ctx, name, ctx.rng.uniform(0.4, 0.55))
+        base = choice(tall, flat, flip="height")
+        return twin(base, ctx.pick(CRITERIA["tall"]), ctx.pick(CRITERIA["flat"]))
+    v, f = _placed(ctx, name)
+    base = choice((v, f), (_mesh_noise(ctx, v, ctx.rng.uniform(0.03, 0.05)), f), flip="roughness")
+    return twin(base, ctx.pick(CRITERIA["smooth"]), ctx.pick(CRITERIA["rough"]))
+
+
+def build(n: int, ctx: Ctx) -> list[list[Choice]]:
+    shares = {"object": 0.35, "quality": 0.35, FLIP: 0.3}
+    return [_mesh_unit(rule, ctx) for rule in plan(n, shares, ctx.rng)]
