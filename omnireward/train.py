@@ -86,8 +86,10 @@ def _loggers(cfg: DictConfig, out: Path):
     return loggers
 
 
-def train(cfg: DictConfig) -> Path:
-    """Run one training job; returns the output folder (a model folder `omnireward score` reads)."""
+def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
+    """Run one training job; returns the output folder (a model folder `omnireward score` reads).
+
+    `callbacks` are extra Lightning callbacks (after the built-in ones)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +108,7 @@ def train(cfg: DictConfig) -> Path:
     keep_best = KeepBest(best_path)
     callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None,
                                  enable_version_counter=False),
-                 keep_best, RichProgressBar(leave=True)]
+                 keep_best, RichProgressBar(leave=True), *(callbacks or [])]
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=_loggers(cfg, out),
                         enable_model_summary=False, **trainer_kwargs)

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Callable
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Sampler
 
 from omnireward.data.records import Pair, Record
 from omnireward.errors import DataFormatError
@@ -25,6 +26,24 @@ def labelled_pairs(records: list[Record], path) -> list[Pair]:
     if not pairs:
         raise DataFormatError("no labelled preference pairs to train on", file=path)
     return pairs
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation that depends only on (seed, epoch), so a resumed run sees the same order
+    as an uninterrupted one (Lightning calls `set_epoch` each epoch)."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -51,7 +70,9 @@ class PreferenceDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool, bs: int):
         if self.collate_fn is None:
             raise RuntimeError("set datamodule.collate_fn to the model's collate before fitting")
-        return DataLoader(self.splits[split], batch_size=bs, shuffle=shuffle, collate_fn=self.collate_fn,
+        data = self.splits[split]
+        sampler = EpochShuffleSampler(len(data), self.seed) if shuffle else None
+        return DataLoader(data, batch_size=bs, sampler=sampler, collate_fn=self.collate_fn,
                           num_workers=self.num_workers)
 
     def train_dataloader(self):

@@ -8,7 +8,7 @@ import torch
 from omnireward.data.records import Pair
 from omnireward.heads.losses import centering_loss, pairwise_loss
 from omnireward.metrics import LABEL_SIGN, summarize
-from omnireward.modules.optim import configure
+from omnireward.modules.optim import configure, load_rng, save_rng
 from omnireward.reward_model import RewardModel
 
 
@@ -73,3 +73,9 @@ class BTModule(L.LightningModule):
 
     def configure_optimizers(self):
         return configure(self, self.model, lm_prefixes=("backbone.lm.",), **self.hp)
+
+    def on_save_checkpoint(self, checkpoint):
+        save_rng(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint):
+        load_rng(checkpoint)

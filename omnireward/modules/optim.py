@@ -42,3 +42,14 @@ def configure(module, model, *, lr, lm_lr, weight_decay, warmup_ratio, lm_prefix
     total = max(1, int(module.trainer.estimated_stepping_batches))
     sched = warmup_cosine(opt, total, warmup_ratio)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def save_rng(checkpoint: dict) -> None:
+    """Keep the RNG state in the checkpoint so dropout after a resume matches the uninterrupted run."""
+    checkpoint["omnireward_rng"] = {"torch": torch.get_rng_state()}
+
+
+def load_rng(checkpoint: dict) -> None:
+    state = checkpoint.get("omnireward_rng")
+    if state:
+        torch.set_rng_state(state["torch"])

