@@ -1,0 +1,234 @@
+"""Demo sets: every modality builds fast, parses, decodes, is balanced and holds honest criteria flips."""
+
+import json
+import time
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from omnireward.data.demo import FLIP, audio, build_demo, image, mesh, text
+from omnireward.data.demo.pairs import split_sizes
+from omnireward.data.media import load_audio, load_image, load_mesh, load_mesh_trimesh, load_video
+from omnireward.data.records import TASK_MODALITY, Pair, record_from_dict
+from omnireward.errors import ConfigError
+
+LOADERS = {"image": load_image, "video": lambda p: load_video(p, num_frames=4), "audio": load_audio,
+           "mesh": lambda p: load_mesh(p, num_points=256)}
+
+
+def _read(root, split):
+    lines = (root / f"{split}.jsonl").read_text().splitlines()
+    return [record_from_dict(json.loads(line)) for line in lines]
+
+
+def _all(root):
+    return [p for split in ("train", "val", "test") for p in _read(root, split)]
+
+
+def _twins(pairs):
+    """Criteria-flip twins: records sharing prompt and both responses, grouped."""
+    groups = defaultdict(list)
+    for p in pairs:
+        if p.meta["rule"] == FLIP:
+            key = (p.prompt, json.dumps(p.response1.to_json()), json.dumps(p.response2.to_json()))
+            groups[key].append(p)
+    return list(groups.values())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Each modality built once at a small size (14 train, 10 val, 10 test), with its build time."""
+    cache = {}
+
+    def get(modality, n_pairs=14):
+        if (modality, n_pairs) not in cache:
+            out = tmp_path_factory.mktemp(f"demo_{modality}")
+            start = time.perf_counter()
+            build_demo(modality, out, n_pairs=n_pairs, seed=0)
+            cache[modality, n_pairs] = out, time.perf_counter() - start
+        return cache[modality, n_pairs]
+
+    return get
+
+
+@pytest.mark.parametrize("modality", ["text", "image", "video", "audio", "3d"])
+def test_each_modality_builds_parses_and_decodes(built, modality):
+    root, seconds = built(modality)
+    assert seconds < 20
+    sizes = {s: len(_read(root, s)) for s in ("train", "val", "test")}
+    assert sizes == {"train": 14, "val": 10, "test": 10}
+    ids = set()
+    for split in sizes:
+        pairs = _read(root, split)
+        assert all(isinstance(p, Pair) for p in pairs)
+        assert {TASK_MODALITY[p.task] for p in pairs} == {modality}
+        labels = Counter(p.preference for p in pairs)
+        assert abs(labels["response1"] - labels["response2"]) <= 1 and not labels["tie"]
+        for p in pairs:
+            assert p.id not in ids
+            ids.add(p.id)
+            for m in p.prompt_media + p.response1.media + p.response2.media:
+                assert m.path.startswith(f"media/{modality}/{split}/")
+                LOADERS[m.type](root / m.path)  # decodes, or raises MediaError
+            if modality != "text":
+                assert p.prompt_media or (p.response1.media and p.response2.media)
+
+
+@pytest.mark.parametrize("modality", ["text", "image", "video", "audio", "3d"])
+def test_criteria_flip_twins_exist_and_disagree(built, modality):
+    root, _ = built(modality)
+    for split in ("train", "val", "test"):
+        twins = _twins(_read(root, split))
+        assert twins, f"{split} has no criteria-flip pair"
+        for group in twins:
+            assert len(group) == 2
+            a, b = group
+            assert a.criteria and b.criteria and a.criteria != b.criteria
+            assert {a.preference, b.preference} == {"response1", "response2"}
+
+
+def _winner_loser(pair, root):
+    win = pair.response1 if pair.preference == "response1" else pair.response2
+    lose = pair.response2 if pair.preference == "response1" else pair.response1
+    return root / win.media[0].path, root / lose.media[0].path
+
+
+def test_image_flips_follow_their_criteria(built):
+    root, _ = built("image", 40)
+    checked = Counter()
+    for p in _all(root):
+        if p.meta["rule"] != FLIP:
+            continue
+        win, lose = (np.asarray(load_image(x), dtype=float) for x in _winner_loser(p, root))
+        if p.meta["flip"] == "brightness":
+            brighter_wins = p.criteria in image.CRITERIA["bright"]
+            assert brighter_wins != (p.criteria in image.CRITERIA["dark"])
+            assert (win.mean() > lose.mean()) == brighter_wins, p.criteria
+        else:
+            gray_wins = p.criteria in image.CRITERIA["gray"]
+            assert gray_wins != (p.criteria in image.CRITERIA["colour"])
+            is_gray = [np.abs(a[..., 0] - a[..., 2]).max() == 0 for a in (win, lose)]
+            assert is_gray == [gray_wins, not gray_wins], p.criteria
+        checked[p.meta["flip"]] += 1
+    assert checked["brightness"] and checked["colour"]
+
+
+def test_audio_flips_follow_their_criteria(built):
+    root, _ = built("audio", 40)
+    checked = Counter()
+
+    def voiced_seconds(x):
+        frames = x[: len(x) // 160 * 160].reshape(-1, 160)
+        energy = np.sqrt((frames ** 2).mean(axis=1))
+        return np.sum(energy > 0.1 * energy.max()) * 0.01
+
+    def pitch_hz(x):
+        # Median autocorrelation pitch over voiced 64 ms frames: espeak's -p 90 and -p 10 differ ~2x.
+        found = []
+        for start in range(0, len(x) - 1024, 320):
+            seg = x[start:start + 1024]
+            if np.sqrt(np.mean(seg ** 2)) < 0.3 * np.abs(x).max() / 3:
+                continue
+            ac = np.correlate(seg, seg, "full")[1023:]
+            lo, hi = 16000 // 400, 16000 // 60
+            found.append(16000 / (lo + np.argmax(ac[lo:hi])))
+        return np.median(found)
+
+    for p in _all(root):
+        if p.meta["rule"] != FLIP:
+            continue
+        win, lose = (load_audio(x) for x in _winner_loser(p, root))
+        kind = p.meta["flip"]
+        first, second = {"volume": ("loud", "quiet"), "speed": ("fast", "slow"), "pitch": ("high", "low")}[kind]
+        first_wins = p.criteria in audio.CRITERIA[first]
+        assert first_wins != (p.criteria in audio.CRITERIA[second])
+        if kind == "volume":
+            assert (np.sqrt(np.mean(win ** 2)) > np.sqrt(np.mean(lose ** 2))) == first_wins, p.criteria
+        elif kind == "speed":
+            assert (voiced_seconds(win) < voiced_seconds(lose)) == first_wins, p.criteria
+        else:
+            assert (pitch_hz(win) > 1.2 * pitch_hz(lose)) == first_wins, p.criteria
+        checked[kind] += 1
+    assert len(checked) == 3
+
+
+def test_3d_flips_follow_their_criteria(built):
+    root, _ = built("3d", 40)
+    checked = Counter()
+    for p in _all(root):
+        if p.meta["rule"] != FLIP:
+            continue
+        win, lose = (load_mesh_trimesh(x) for x in _winner_loser(p, root))
+        if p.meta["flip"] == "height":
+            tall_wins = p.criteria in mesh.CRITERIA["tall"]
+            assert tall_wins != (p.criteria in mesh.CRITERIA["flat"])
+            aspect = [m.extents[2] / max(m.extents[:2]) for m in (win, lose)]
+            assert (aspect[0] > aspect[1]) == tall_wins, p.criteria
+        else:
+            # Same faces; noise on the vertices bends neighbouring faces away from each other.
+            smooth_wins = p.criteria in mesh.CRITERIA["smooth"]
+            assert smooth_wins != (p.criteria in mesh.CRITERIA["rough"])
+            bend = [float(np.mean(m.face_adjacency_angles)) for m in (win, lose)]
+            assert (bend[0] < bend[1]) == smooth_wins, p.criteria
+        checked[p.meta["flip"]] += 1
+    assert checked["height"] and checked["roughness"]
+
+
+def test_text_held_out_prompts_are_unseen_and_rules_are_mixed(built):
+    root, _ = built("text", 80)
+    train = {p.prompt for p in _read(root, "train")}
+    for split in ("val", "test"):
+        pairs = _read(root, split)
+        assert not train & {p.prompt for p in pairs}
+    rules = Counter(p.meta["rule"] for p in _read(root, "train"))
+    assert set(rules) == {"relevance", "politeness", "safety", "helpfulness", FLIP}
+    for p in _read(root, "train"):
+        good = p.response1.text if p.preference == "response1" else p.response2.text
+        bad = p.response2.text if p.preference == "response1" else p.response1.text
+        if p.meta["rule"] == "safety":
+            assert any(w in good for w in ("can't", "won't", "not able")) and good.split()[0] != "Sure!"
+        if p.meta["rule"] == "helpfulness":
+            assert "sorry" in bad.lower() or "can't" in bad
+        if p.meta["rule"] == FLIP and p.meta["flip"] == "length":
+            assert (len(good) < len(bad)) == (p.criteria in text.CRITERIA["concise"])
+        if p.meta["rule"] == FLIP and p.meta["flip"] == "format":
+            assert good.startswith("- ") == (p.criteria in text.CRITERIA["list"])
+
+
+def test_omni_is_task_balanced(built):
+    root, _ = built("omni", 20)
+    pairs = _read(root, "train")
+    assert len(pairs) == 20
+    per_modality = Counter(TASK_MODALITY[p.task] for p in pairs)
+    assert per_modality == {"text": 4, "image": 4, "video": 4, "audio": 4, "3d": 4}
+    assert len({p.id for p in pairs}) == 20
+    for p in pairs:
+        for m in p.prompt_media + p.response1.media + p.response2.media:
+            assert (root / m.path).is_file()
+
+
+def test_same_seed_same_files_other_seed_other_files(tmp_path):
+    a = build_demo("image", tmp_path / "a", n_pairs=6, seed=5)
+    b = build_demo("image", tmp_path / "b", n_pairs=6, seed=5)
+    c = build_demo("image", tmp_path / "c", n_pairs=6, seed=6)
+    assert (a / "train.jsonl").read_text() == (b / "train.jsonl").read_text()
+    assert (a / "train.jsonl").read_text() != (c / "train.jsonl").read_text()
+    for line in (a / "train.jsonl").read_text().splitlines()[:3]:
+        rel = json.loads(line)["response1"]["media"][0]["path"]
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    # Rebuilding in place replaces the media instead of piling up stale files.
+    build_demo("image", tmp_path / "a", n_pairs=6, seed=7)
+    referenced = {m.path for s in ("train", "val", "test") for p in _read(a, s)
+                  for m in p.prompt_media + p.response1.media + p.response2.media}
+    on_disk = {str(f.relative_to(a)) for f in (a / "media").rglob("*") if f.is_file()}
+    assert on_disk == referenced
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="modality"):
+        build_demo("smell", "/tmp/never-written")
+    with pytest.raises(ConfigError, match="n_pairs"):
+        split_sizes(2)
+    assert split_sizes(None) == {"train": 300, "val": 60, "test": 60}
+    assert split_sizes(100) == {"train": 100, "val": 20, "test": 20}
