@@ -66,6 +66,7 @@ def build_module(cfg: DictConfig):
     backbone = instantiate(cfg.backbone, _convert_="all")
     apply_peft(backbone, cfg.peft)
     model = RewardModel(backbone, dropout=cfg.model.get("dropout", 0.1))
+    model.train()  # HF loaders return eval-mode LMs; frozen encoders keep eval mode themselves
     return instantiate(cfg.model, model=model, _convert_="all")
 
 
