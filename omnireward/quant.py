@@ -1,0 +1,218 @@
+"""Quantised scoring (bitsandbytes nf4 / int8 on the LM's linear layers) and agreement with full precision."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from omnireward.errors import ConfigError, DependencyError, ModelError
+
+QUANTS = ("4bit", "8bit")
+
+
+def import_bnb():
+    """bitsandbytes, or a DependencyError naming the install command."""
+    # Its CPU backend logs a warning at import when the optional `kernels` package is absent;
+    # the fallback kernels it then uses are the ones we want anyway.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    try:
+        import bitsandbytes as bnb
+    except ImportError as e:
+        raise DependencyError("quantisation needs bitsandbytes: pip install 'omnireward[quant]' "
+                              f"(or pip install bitsandbytes) ({e})") from None
+    # int8 matmul casts fp32 inputs to fp16 and says so on every call.
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    return bnb
+
+
+def compute_dtype_for(device: torch.device | str) -> torch.dtype:
+    """bf16 on GPU, fp32 on CPU (CPU bf16 matmuls are slow and lose agreement)."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def quantized_linear(linear: nn.Linear, quant: str, compute_dtype: torch.dtype, device, *,
+                     quant_type: str = "nf4", double_quant: bool = True) -> nn.Module:
+    """A bitsandbytes copy of `linear`: 4-bit (nf4, double quantisation by default) or LLM.int8 (8bit).
+
+    The weight is quantised when it is moved to `device`, so only one layer is ever held twice.
+    """
+    bnb = import_bnb()
+    has_bias = linear.bias is not None
+    w = linear.weight.data
+    if quant == "4bit":
+        q = _linear4bit_class()(linear.in_features, linear.out_features, bias=has_bias, compute_dtype=compute_dtype,
+                                compress_statistics=double_quant, quant_type=quant_type, device="meta")
+        # The AVX512-BF16 CPU path repacks weights and computes in bf16; fp32 keeps CPU scores
+        # closest to full precision and keeps the weights in the layout that save/merge expects.
+        q.support_avx512bf16_for_cpu = False
+        q.weight = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=double_quant, quant_type=quant_type,
+                                     module=q)
+    elif quant == "8bit":
+        q = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=has_bias, has_fp16_weights=False,
+                                threshold=6.0, device="meta")
+        q.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+    else:
+        raise ConfigError(f"unknown quantisation {quant!r}; expected one of {', '.join(QUANTS)}")
+    if has_bias:
+        q.bias = nn.Parameter(linear.bias.data.to(compute_dtype if quant == "4bit" else w.dtype),
+                              requires_grad=False)
+    return q.to(device)
+
+
+@functools.cache
+def _linear4bit_class():
+    bnb = import_bnb()
+
+    class Linear4bit(bnb.nn.Linear4bit):
+        """bitsandbytes' Linear4bit that also loads the state dict it saves (packed weight + quant state),
+        so checkpoints of a QLoRA model (best-epoch weights, resumed runs) load back."""
+
+        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                                  unexpected_keys, error_msgs):
+            stats_prefix = prefix + "weight."
+            stats = {k[len(stats_prefix):]: state_dict.pop(k) for k in list(state_dict) if k.startswith(stats_prefix)}
+            if stats and prefix + "weight" in state_dict:
+                self.weight = bnb.nn.Params4bit.from_prequantized(
+                    state_dict.pop(prefix + "weight"), stats, requires_grad=False, device=self.weight.device,
+                    module=self)
+            loaded_weight = bool(stats)
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                          unexpected_keys, error_msgs)
+            if loaded_weight:  # consumed above, not missing
+                missing_keys[:] = [k for k in missing_keys if k != prefix + "weight"]
+
+    return Linear4bit
+
+
+def quantize_linears(module: nn.Module, quant: str, *, device="cpu", compute_dtype: torch.dtype | None = None,
+                     skip: tuple[nn.Module, ...] = (), **options) -> int:
+    """Replace every nn.Linear under `module` (but those in `skip`) by a quantised one; returns the count."""
+    compute_dtype = compute_dtype or compute_dtype_for(device)
+    skip_ids = {id(m) for m in skip}
+    targets = [(name, m) for name, m in module.named_modules()
+               if type(m) is nn.Linear and id(m) not in skip_ids]
+    for name, linear in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        setattr(parent, child, quantized_linear(linear, quant, compute_dtype, device, **options))
+    return len(targets)
+
+
+def quantize_lm(lm: nn.Module, quant: str, *, device="cpu", compute_dtype: torch.dtype | None = None,
+                **options) -> int:
+    """Quantise a causal LM's linear layers in place; the output embeddings (the LM head) stay.
+
+    `options` (4bit): quant_type ("nf4" | "fp4"), double_quant (bool).
+    """
+    out_emb = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
+    n = quantize_linears(lm, quant, device=device, compute_dtype=compute_dtype,
+                         skip=(out_emb,) if out_emb is not None else (), **options)
+    if n == 0:
+        raise ModelError(f"found no linear layers to quantise in {type(lm).__name__}")
+    return n
+
+
+def load_quantized(model_dir: str | Path, quant: str, device: str | torch.device = "cpu"):
+    """A saved reward model with its LM's linear layers in 4-bit nf4 (double quant) or 8-bit.
+
+    Head, projectors and encoders stay in full precision; compute dtype is bf16 on GPU, fp32 on CPU.
+    """
+    from omnireward.reward_model import RewardModel
+
+    if quant not in QUANTS:
+        raise ConfigError(f"unknown --quant {quant!r}; expected 4bit, 8bit or none")
+    import_bnb()
+    device = torch.device(device)
+    model, _ = RewardModel.from_pretrained(model_dir)
+    lm = getattr(model.backbone, "lm", None)
+    if lm is None:
+        raise ModelError(f"the {type(model.backbone).__name__} backbone exposes no `.lm` to quantise")
+    dtype = compute_dtype_for(device)
+    if dtype != torch.float32:
+        lm.to(dtype)
+    quantize_lm(lm, quant, device=device, compute_dtype=dtype)
+    return model.to(device).eval()
+
+
+# ---- agreement with full precision ----------------------------------------------------------
+def agreement(full_lines: list[dict], quant_lines: list[dict]) -> dict:
+    """Share of pairs whose margin has the same sign, and Kendall τ-b between all rewards."""
+    if len(full_lines) != len(quant_lines):
+        raise ValueError(f"{len(full_lines)} full-precision lines but {len(quant_lines)} quantised lines")
+    full_r, quant_r, full_m, quant_m = [], [], [], []
+    for a, b in zip(full_lines, quant_lines):
+        if a.get("id") != b.get("id"):
+            raise ValueError(f"lines out of order: {a.get('id')!r} vs {b.get('id')!r}")
+        if "margin" in a:
+            full_m.append(a["margin"])
+            quant_m.append(b["margin"])
+            full_r += [a["reward1"], a["reward2"]]
+            quant_r += [b["reward1"], b["reward2"]]
+        else:
+            full_r.append(a["reward"])
+            quant_r.append(b["reward"])
+    sign = (float(np.mean(np.sign(full_m) == np.sign(quant_m))) if full_m else None)
+    return {"sign_agreement": sign, "kendall_tau": kendall_tau_b(full_r, quant_r), "n": len(full_lines),
+            "n_pairs": len(full_m)}
+
+
+def kendall_tau_b(x, y) -> float | None:
+    """Kendall's τ-b (tie-corrected) in O(n log n): sort by (x, y), count y inversions (Knight 1966)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    if n != len(y):
+        raise ValueError("x and y differ in length")
+    if n < 2:
+        return None
+    order = np.lexsort((y, x))
+    x, y = x[order], y[order]
+    n0 = n * (n - 1) // 2
+    ties_x = _tied_pairs(x)
+    ties_xy = _tied_pairs_joint(x, y)
+    swaps = _inversions(y)
+    ties_y = _tied_pairs(np.sort(y))
+    denom = (n0 - ties_x) * (n0 - ties_y)
+    if denom == 0:
+        return None
+    concordant_minus_discordant = n0 - ties_x - ties_y + ties_xy - 2 * swaps
+    return float(concordant_minus_discordant / np.sqrt(float(denom)))
+
+
+def _tied_pairs(sorted_values: np.ndarray) -> int:
+    """Σ t(t-1)/2 over runs of equal values in a sorted array."""
+    if len(sorted_values) == 0:
+        return 0
+    _, counts = np.unique(sorted_values, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _tied_pairs_joint(x: np.ndarray, y: np.ndarray) -> int:
+    _, counts = np.unique(np.stack([x, y], axis=1), axis=0, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _inversions(values: np.ndarray) -> int:
+    """Pairs i < j with values[i] > values[j] (strictly), with a Fenwick tree over ranks."""
+    ranks = np.searchsorted(np.unique(values), values) + 1
+    size = int(ranks.max())
+    tree = [0] * (size + 1)
+    inversions = 0
+    for seen, r in enumerate(ranks.tolist()):
+        # count earlier values <= r, so the rest are strictly greater
+        i, not_greater = r, 0
+        while i > 0:
+            not_greater += tree[i]
+            i -= i & -i
+        inversions += seen - not_greater
+        i = r
+        while i <= size:
+            tree[i] += 1
+            i += i & -i
+    return inversions
