@@ -91,6 +91,6 @@ def fit_steps(module, pairs, steps: int = 6, lr: float = 3e-3, batch_size: int =
         loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
