@@ -7,7 +7,8 @@ from typing import Callable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from omnireward.data.records import Pair, Record
 from omnireward.errors import DataFormatError
@@ -28,22 +29,21 @@ def labelled_pairs(records: list[Record], path) -> list[Pair]:
     return pairs
 
 
-class EpochShuffleSampler(Sampler[int]):
+class EpochShuffleSampler(DistributedSampler):
     """A permutation that depends only on (seed, epoch), so a resumed run sees the same order
-    as an uninterrupted one (Lightning calls `set_epoch` each epoch)."""
+    as an uninterrupted one (Lightning calls `set_epoch` each epoch). Under DDP rank r takes
+    positions r, r+W, ... of that one permutation, so a step's global batch is the batch one
+    process would take; being a DistributedSampler, Lightning uses it as it is."""
 
-    def __init__(self, n: int, seed: int = 0):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, n: int, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.n = n
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
+        order = torch.randperm(self.n, generator=g).tolist()
+        order += order[:self.total_size - self.n]  # every rank takes the same number of steps
+        return iter(order[self.rank:self.total_size:self.num_replicas])
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -71,7 +71,11 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.collate_fn is None:
             raise RuntimeError("set datamodule.collate_fn to the model's collate before fitting")
         data = self.splits[split]
-        sampler = EpochShuffleSampler(len(data), self.seed) if shuffle else None
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        if shuffle:
+            sampler = EpochShuffleSampler(len(data), self.seed, world, rank)
+        else:  # each pair evaluated once across ranks (Lightning's default sampler repeats some)
+            sampler = UnrepeatedDistributedSampler(data, world, rank, shuffle=False) if world > 1 else None
         return DataLoader(data, batch_size=bs, sampler=sampler, collate_fn=self.collate_fn,
                           num_workers=self.num_workers)
 
