@@ -8,7 +8,6 @@ gave in training.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import torch
 from torch import nn
 
 from omnireward.errors import ConfigError, ModelError
+from omnireward.quant import quiet_bnb_logs
 
-# peft imports bitsandbytes, whose CPU backend warns at import about an optional kernel package.
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+quiet_bnb_logs()  # before peft imports bitsandbytes
 from peft import LoraConfig, PeftModelForCausalLM  # noqa: E402
 
 METHODS = ("none", "lora", "qlora")
@@ -28,16 +27,20 @@ ADAPTER_DIR = "adapter"
 
 
 def apply_peft(backbone, peft_cfg) -> None:
-    """Wrap `backbone.lm` in LoRA adapters (after quantising it to 4-bit for qlora); in place."""
+    """Wrap the backbone's LM (`.lm`, or `.model` for HF-native ones) in LoRA adapters, in place.
+
+    For qlora the LM's decoder linears are first quantised to 4-bit.
+    """
     cfg = dict(peft_cfg or {})
     method = cfg.get("method") or "none"
     if method == "none":
         return
     if method not in METHODS:
         raise ConfigError(f"unknown peft method {method!r}; expected one of {', '.join(METHODS)}", field="peft.method")
-    lm = getattr(backbone, "lm", None)
-    if lm is None:
-        raise ModelError(f"the {type(backbone).__name__} backbone exposes no `.lm` to put adapters on")
+    from omnireward.quant import lm_attr
+
+    attr = lm_attr(backbone)
+    lm = getattr(backbone, attr)
     if is_peft_lm(lm):
         raise ModelError("the backbone's LM already has adapters")
     targets = cfg.get("target_modules") or default_targets(backbone, lm)
@@ -53,7 +56,7 @@ def apply_peft(backbone, peft_cfg) -> None:
     lora = _lora_config(cfg, targets)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers API renamed in v5
-        backbone.lm = MergingLoraLM(lm, lora)
+        setattr(backbone, attr, MergingLoraLM(lm, lora))
 
 
 def _lora_config(cfg: dict, targets) -> LoraConfig:

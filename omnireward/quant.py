@@ -16,11 +16,15 @@ from omnireward.errors import ConfigError, DependencyError, ModelError
 QUANTS = ("4bit", "8bit")
 
 
+def quiet_bnb_logs() -> None:
+    """bitsandbytes' CPU backend logs a warning at import when the optional `kernels` package is
+    absent; the fallback kernels it then uses are the ones we want anyway. (peft imports it too.)"""
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def import_bnb():
     """bitsandbytes, or a DependencyError naming the install command."""
-    # Its CPU backend logs a warning at import when the optional `kernels` package is absent;
-    # the fallback kernels it then uses are the ones we want anyway.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    quiet_bnb_logs()
     try:
         import bitsandbytes as bnb
     except ImportError as e:
@@ -104,14 +108,31 @@ def quantize_linears(module: nn.Module, quant: str, *, device="cpu", compute_dty
     return len(targets)
 
 
+LM_ATTRS = ("lm", "model")  # modular backbones hold their causal LM as `.lm`, HF-native ones as `.model`
+
+
+def lm_attr(backbone) -> str:
+    """The attribute under which `backbone` holds its (causal or multimodal) language model."""
+    for name in LM_ATTRS:
+        if isinstance(getattr(backbone, name, None), nn.Module):
+            return name
+    raise ModelError(f"the {type(backbone).__name__} backbone exposes no language model (.lm or .model)")
+
+
+def lm_of(backbone) -> nn.Module:
+    return getattr(backbone, lm_attr(backbone))
+
+
 def quantize_lm(lm: nn.Module, quant: str, *, device="cpu", compute_dtype: torch.dtype | None = None,
                 **options) -> int:
-    """Quantise a causal LM's linear layers in place; the output embeddings (the LM head) stay.
+    """Quantise the linear layers of an LM's decoder in place (not its LM head, nor vision/audio towers).
 
     `options` (4bit): quant_type ("nf4" | "fp4"), double_quant (bool).
     """
+    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
+    root = decoder if isinstance(decoder, nn.Module) else lm
     out_emb = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
-    n = quantize_linears(lm, quant, device=device, compute_dtype=compute_dtype,
+    n = quantize_linears(root, quant, device=device, compute_dtype=compute_dtype,
                          skip=(out_emb,) if out_emb is not None else (), **options)
     if n == 0:
         raise ModelError(f"found no linear layers to quantise in {type(lm).__name__}")
@@ -129,10 +150,22 @@ def load_quantized(model_dir: str | Path, quant: str, device: str | torch.device
         raise ConfigError(f"unknown --quant {quant!r}; expected 4bit, 8bit or none")
     import_bnb()
     device = torch.device(device)
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.load(Path(model_dir) / "omnireward.yaml") if (Path(model_dir) / "omnireward.yaml").exists() \
+        else None
+    if saved is not None and "quantization" in saved.get("backbone", {}):
+        # Backbones that load through transformers quantise while loading (no full-precision copy).
+        model, _ = RewardModel.from_pretrained(model_dir, quantization=quant)
+        for m in model.modules():  # fp32 compute on CPU, as for the layers quantised below
+            if hasattr(m, "support_avx512bf16_for_cpu"):
+                m.support_avx512bf16_for_cpu = False
+        for name, child in model.named_children():
+            if name != "backbone":
+                child.to(device)
+        return model.eval()
     model, _ = RewardModel.from_pretrained(model_dir)
-    lm = getattr(model.backbone, "lm", None)
-    if lm is None:
-        raise ModelError(f"the {type(model.backbone).__name__} backbone exposes no `.lm` to quantise")
+    lm = lm_of(model.backbone)
     dtype = compute_dtype_for(device)
     if dtype != torch.float32:
         lm.to(dtype)
