@@ -185,6 +185,13 @@ def test_remote_code_model_runs_with_the_flag(tmp_path):
         a = remote(remote.collate([conv])).last_hidden
         b = plain(plain.collate([conv])).last_hidden
     assert torch.isfinite(a).all() and torch.allclose(a, b)
+    # The saved folder carries the custom code, so it reloads without the original repository.
+    remote.save_backbone(tmp_path / "saved")
+    assert (tmp_path / "saved" / "hf" / "modeling_tinyremote.py").exists()
+    shutil.rmtree(folder)
+    again = build_hf(str(tmp_path / "saved" / "hf"), trust_remote_code=True)
+    with torch.no_grad():
+        assert torch.allclose(again(again.collate([conv])).last_hidden, a, atol=1e-6)
 
 
 def test_hub_id_comes_from_the_local_cache_only(tmp_path, monkeypatch, tiny):
@@ -275,11 +282,15 @@ def test_left_padding_and_generation(tiny, media):
     assert (batch.tensors["attention_mask"][:, -1] == 1).all()
     texts = bb.generate(batch, max_new_tokens=3, do_sample=False)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    text_bb = build_hf(str(tiny("text")))
-    convs = [conversation(None, ["How do I boil an egg?"], ["Sure."]), conversation("be brief", ["hi"], ["No."])]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_left_and_right_padding_give_the_same_states(tiny, media, family):
+    bb = build_hf(str(tiny(family)), **FAST)
+    convs = _convs(family, media)
     with torch.no_grad():
-        right = text_bb(text_bb.collate(convs)).last_hidden
-        left = text_bb(text_bb.collate(convs, padding_side="left")).last_hidden
+        right = bb(bb.collate(convs)).last_hidden
+        left = bb(bb.collate(convs, padding_side="left")).last_hidden
     assert (right - left).abs().max().item() < 1e-4
 
 
@@ -310,6 +321,37 @@ def test_control_tokens_in_user_text_are_inert(tiny):
     ids = batch.tensors["input_ids"][0].tolist()
     assert bb.tokenizer.convert_tokens_to_ids("<|image_pad|>") not in ids
     assert ids.count(bb.tokenizer.convert_tokens_to_ids("<|im_end|>")) == 3  # system, user, assistant
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny, media):
+    conv = conversation(None, [Media("image", _abs(media, "chelsea")), "What is it?"], ["a cat"])
+    grads = []
+    for checkpointing in (False, True):
+        bb = build_hf(str(tiny("qwen2_5_vl")), gradient_checkpointing=checkpointing).train()
+        assert bb.model.is_gradient_checkpointing == checkpointing
+        bb(bb.collate([conv])).last_hidden.sum().backward()
+        grads.append(bb.model.get_input_embeddings().weight.grad.clone())
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_numpy_video_patches_match_transformers_video_processor(tiny, media):
+    """Where torchvision is installed, the real video processor runs; both must agree."""
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available():
+        pytest.skip("torchvision is not installed: only the numpy video processor exists here")
+    from omnireward.backbones.hf import FramesVideoProcessor, _video, _video_config
+
+    frames, meta = _video(_abs(media, "bikes"), "-", 8, 112)
+    for family in ("qwen2_5_vl", "qwen3_vl"):
+        bb = build_hf(str(tiny(family)))
+        real = bb.processor.video_processor([frames], video_metadata=[meta], do_sample_frames=False,
+                                            return_tensors="pt", cap_pixels_per_frame=False)
+        mine = FramesVideoProcessor(_video_config(bb.source))([frames], video_metadata=[meta])
+        assert torch.equal(real["video_grid_thw"], mine["video_grid_thw"])
+        # Resizing differs by at most one grey level (PIL vs torchvision bicubic rounding).
+        diff = (real["pixel_values_videos"] - mine["pixel_values_videos"]).abs()
+        assert diff.max() < 0.02 and diff.mean() < 1e-3
 
 
 def test_lora_targets_plug_into_peft(tiny):

@@ -133,9 +133,9 @@ def quantization_config(quantization):
     raise ConfigError(f"backbone.quantization must be none, 4bit, 8bit or a dict, not {quantization!r}")
 
 
-def load_model(path: Path, family: Family, *, trust_remote_code: bool = False, dtype="auto",
-               attn_implementation: str | None = None, quantization=None):
-    """The HF model of `family` from a local folder."""
+def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation: str | None = None,
+               quantization=None):
+    """The HF model of `family` from a local folder (custom code runs only for the REMOTE family)."""
     import transformers
 
     kwargs = {"dtype": _dtype(dtype)}
@@ -153,34 +153,38 @@ def load_model(path: Path, family: Family, *, trust_remote_code: bool = False, d
     else:
         cls = getattr(transformers, family.model_class)
     try:
-        model = cls.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, RuntimeError, ImportError) as e:
+        return cls.from_pretrained(path, **kwargs)
+    except Exception as e:  # OSError, ValueError, RuntimeError (size mismatch), ImportError (bitsandbytes)...
         raise ModelError(f"cannot load {family.name} weights from {path}: {str(e).strip().splitlines()[0]}") from None
-    return model
 
 
 # ---------------------------------------------------------------- processors
 
-def load_processor(path: Path, family: Family, trust_remote_code: bool = False):
-    """The checkpoint's processor (its tokenizer alone for text LMs)."""
+def load_processor(path: Path, family: Family):
+    """The checkpoint's processor (its tokenizer alone for text LMs), which must carry a chat template."""
     import transformers
-    from transformers import AutoTokenizer
 
-    if family.processor_class is None:
-        try:
-            tok = AutoTokenizer.from_pretrained(path)
-        except Exception as e:
-            raise ModelError(f"cannot load the tokenizer of {path}: {str(e).splitlines()[0]}") from None
-        if tok.chat_template is None:
-            raise ModelError(f"the tokenizer of {path} has no chat template; use an instruct/chat checkpoint")
-        return tok
-    if family is REMOTE:
-        return transformers.AutoProcessor.from_pretrained(path, trust_remote_code=True)
-    cls = getattr(transformers, family.processor_class)
+    try:
+        if family.processor_class is None:
+            processor = transformers.AutoTokenizer.from_pretrained(path)
+        elif family is REMOTE:
+            processor = transformers.AutoProcessor.from_pretrained(path, trust_remote_code=True)
+        else:
+            processor = _family_processor(getattr(transformers, family.processor_class), path)
+    except Exception as e:  # missing/corrupt processor files raise OSError, ValueError, KeyError...
+        raise ModelError(f"cannot load the processor of {path}: {str(e).strip().splitlines()[0]}") from None
+    if not getattr(processor, "chat_template", None):
+        raise ModelError(f"{path} has no chat template (chat_template.jinja); use an instruct/chat checkpoint")
+    return processor
+
+
+def _family_processor(cls, path: Path):
+    from transformers.utils import is_torchvision_available
+
     try:
         return cls.from_pretrained(path)
     except ImportError:
-        if "video_processor" not in cls.get_attributes() or transformers.utils.is_torchvision_available():
+        if "video_processor" not in cls.get_attributes() or is_torchvision_available():
             raise
     # Video processors need torchvision; without it the processor is assembled with a numpy one.
     return _processor_with_numpy_video(cls, path)
@@ -314,7 +318,7 @@ class FramesVideoProcessor:
 
 # ---------------------------------------------------------------- media
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=32)
 def _video(path: str, stamp: str, frames: int, short_side: int | None):
     from transformers.video_utils import VideoMetadata
 
@@ -369,7 +373,7 @@ class HFBackbone(nn.Module):
         tok = self.tokenizer
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        self._specials = sorted({str(t) for t in tok.all_special_tokens}, key=len, reverse=True)
+        self._specials = sorted({str(t) for t in tok.all_special_tokens if len(str(t)) > 1}, key=len, reverse=True)
 
     # ---- what the heads and trainers see ------------------------------------------------------
     @property
@@ -546,10 +550,10 @@ class HFBackbone(nn.Module):
         positions = torch.arange(mask.shape[1]).expand_as(mask)
         tensors["last_index"] = (positions * mask).argmax(-1)
         if lm_target:
-            tensors["labels"] = self._labels(convs, tensors, padding_side)
+            tensors["labels"] = self._labels(convs, tensors)
         return Batch(tensors, {})
 
-    def _labels(self, convs: list[Conversation], tensors: dict, padding_side: str) -> torch.Tensor:
+    def _labels(self, convs: list[Conversation], tensors: dict) -> torch.Tensor:
         prefixes = [self.render(c[:-1], add_generation_prompt=True) for c in convs]
         for c, p in zip(convs, prefixes):
             if not self.render(c)[0].startswith(p[0]):
@@ -583,6 +587,8 @@ class HFBackbone(nn.Module):
     def _inputs(self, batch: Batch) -> dict:
         inputs = {k: v for k, v in batch.tensors.items() if k not in ("last_index", "labels")}
         if self.text_only:
+            # Positions counted over real tokens: left padding matters to LMs with absolute position
+            # embeddings (RoPE ones are shift-invariant; Qwen VL/Omni derive M-RoPE from the mask).
             mask = inputs["attention_mask"]
             inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
         return inputs
@@ -610,7 +616,7 @@ class HFBackbone(nn.Module):
 
 # ---------------------------------------------------------------- config entry points
 
-def build_hf(name_or_path: str, trust_remote_code: bool = False, dtype: str = "auto", max_length: int = 4096,
+def build_hf(name_or_path: str | None = None, trust_remote_code: bool = False, dtype: str = "auto", max_length: int = 4096,
              attn_implementation: str | None = None, quantization=None, gradient_checkpointing: bool = False,
              revision: str | None = None, download: bool = False, video_frames: int = 8,
              video_short_side: int | None = 336, video_min_pixels: int | None = None,
@@ -620,15 +626,14 @@ def build_hf(name_or_path: str, trust_remote_code: bool = False, dtype: str = "a
     `dtype`: auto (the checkpoint's), float32, bfloat16, float16; `quantization`: none, 4bit, 8bit
     (bitsandbytes). Remote-code checkpoints need `trust_remote_code=True`.
     """
-    if not name_or_path or name_or_path == "???":
+    if not name_or_path:
         raise ConfigError("backbone.name_or_path is required for backbone=hf (a hub id or a local folder)")
     if video_frames < 1:
         raise ConfigError("backbone.video_frames must be >= 1")
     path = resolve_local(str(name_or_path), revision=revision, download=download)
     family = detect_family(path, trust_remote_code)
-    model = load_model(path, family, trust_remote_code=trust_remote_code, dtype=dtype,
-                       attn_implementation=attn_implementation, quantization=quantization)
-    processor = load_processor(path, family, trust_remote_code)
+    model = load_model(path, family, dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
+    processor = load_processor(path, family)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return HFBackbone(model, processor, family, source=path, max_length=max_length, video_frames=video_frames,
