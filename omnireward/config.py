@@ -26,6 +26,24 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         raise ConfigError(f"bad config override: {msg}") from None
 
 
+def build(cfg, **kwargs):
+    """`hydra.utils.instantiate`, but a user error raised inside comes out as itself (one line)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from omnireward.errors import OmniRewardError
+
+    try:
+        return instantiate(cfg, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, OmniRewardError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(str(e).strip().splitlines()[0]) from e
+
+
 def group_options() -> dict[str, list[str]]:
     """Every option of every config group, e.g. {"model": ["bt", "joint", "r1"], ...}."""
     root = resources.files("omnireward.conf")

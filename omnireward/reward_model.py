@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omnireward.backbones.base import Batch
+from omnireward.config import build
 from omnireward.data.records import Pair, Record, Response
 from omnireward.errors import ModelError
 from omnireward.heads.bt import BTHead
@@ -65,7 +65,7 @@ class RewardModel(nn.Module):
         reload = _import(target.rsplit(".", 1)[0] + ".reload_overrides") if "." in target else None
         bcfg.update(reload(path) if reload else {})
         bcfg.update(backbone_overrides)
-        backbone = instantiate(bcfg, _convert_="all")
+        backbone = build(bcfg)
         model = cls(backbone, dropout=cfg.model.get("dropout", 0.0))
         state = load_file(str(path / MODULES_NAME))
         missing, unexpected = model.load_state_dict(state, strict=False)

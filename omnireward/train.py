@@ -8,13 +8,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.torch import load_model, save_model
 
 from omnireward.cache import cache_dir
+from omnireward.config import build
 from omnireward.errors import ConfigError
 
 SUMMARY_NAME = "train_summary.json"
@@ -63,11 +63,11 @@ def build_module(cfg: DictConfig):
     from omnireward.peft_setup import apply_peft
     from omnireward.reward_model import RewardModel
 
-    backbone = instantiate(cfg.backbone, _convert_="all")
+    backbone = build(cfg.backbone)
     apply_peft(backbone, cfg.peft)
     model = RewardModel(backbone, dropout=cfg.model.get("dropout", 0.1))
     model.train()  # HF loaders return eval-mode LMs; frozen encoders keep eval mode themselves
-    return instantiate(cfg.model, model=model, _convert_="all")
+    return build(cfg.model, model=model)
 
 
 def _loggers(cfg: DictConfig, out: Path):
@@ -101,7 +101,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
                     cfg.data[k] = v
     OmegaConf.save(cfg, out / "config.yaml")
     module = build_module(cfg)
-    dm = instantiate(cfg.data, _convert_="all")
+    dm = build(cfg.data)
     dm.collate_fn = module.collate
     dm.setup("fit")
 

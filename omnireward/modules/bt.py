@@ -72,7 +72,7 @@ class BTModule(L.LightningModule):
         self._val.clear()
 
     def configure_optimizers(self):
-        return configure(self, self.model, lm_prefixes=("backbone.lm.",), **self.hp)
+        return configure(self, self.model, lm_prefixes=(self.model.backbone.saved_elsewhere_prefix,), **self.hp)
 
     def on_save_checkpoint(self, checkpoint):
         save_rng(checkpoint)
