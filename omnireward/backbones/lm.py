@@ -48,8 +48,14 @@ def embedded_lm_dir() -> Path:
     return out
 
 
+def _check_local(name_or_path: str) -> None:
+    if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().exists():
+        raise ModelError(f"model folder {name_or_path} does not exist")
+
+
 def load_tokenizer(name_or_path: str):
     path = embedded_lm_dir() if name_or_path in (EMBEDDED_LM, "embedded", "tiny") else name_or_path
+    _check_local(str(path))
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:
