@@ -44,7 +44,10 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise ConfigError("--out must differ from --model", field="out")
-    model, cfg = RewardModel.from_pretrained(model_dir)
+    from omnireward.quant import builder_quantizes
+
+    # Export full-precision weights even when the backbone config loads its LM quantised.
+    model, cfg = RewardModel.from_pretrained(model_dir, **({"quantization": None} if builder_quantizes(model_dir) else {}))
     adapter = _adapter_dir(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     if is_text_backbone(model.backbone):

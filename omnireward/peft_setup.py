@@ -53,6 +53,11 @@ def apply_peft(backbone, peft_cfg) -> None:
         # Quantised on CPU: Lightning moves the packed weights (and their quant state) to the GPU later.
         quantize_lm(lm, "4bit", device="cpu", compute_dtype=dtype, quant_type=cfg.get("quant_type", "nf4"),
                     double_quant=cfg.get("double_quant", True))
+    for m in lm.modules():
+        # 4-bit layers (ours, or transformers' for backbone.quantization=4bit) stay in the standard
+        # layout: bitsandbytes' AVX512-BF16 CPU repacking breaks merging on save, and tiny layers.
+        if hasattr(m, "support_avx512bf16_for_cpu"):
+            m.support_avx512bf16_for_cpu = False
     lora = _lora_config(cfg, targets)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers API renamed in v5
@@ -88,7 +93,22 @@ class MergingLoraLM(PeftModelForCausalLM):
 
     def save_pretrained(self, save_directory, **kwargs):
         out = Path(save_directory)
-        self.get_base_model().save_pretrained(out, state_dict=merged_state_dict(self), safe_serialization=True)
+        base = self.get_base_model()
+        state = merged_state_dict(self)
+        # A base loaded quantised by transformers (backbone.quantization=4bit) would otherwise write its
+        # quantisation config beside the dense merged weights, and the folder would not load back.
+        quantizer, qconfig = getattr(base, "hf_quantizer", None), getattr(base.config, "quantization_config", None)
+        try:
+            if quantizer is not None:
+                base.hf_quantizer = None
+            if qconfig is not None:
+                del base.config.quantization_config
+            base.save_pretrained(out, state_dict=state, safe_serialization=True)
+        finally:
+            if quantizer is not None:
+                base.hf_quantizer = quantizer
+            if qconfig is not None:
+                base.config.quantization_config = qconfig
         super().save_pretrained(str(out / ADAPTER_DIR), safe_serialization=True)
 
 
@@ -140,7 +160,10 @@ def dense_weight(layer: nn.Module) -> torch.Tensor:
     if kind == "Params4bit":
         import bitsandbytes.functional as F
 
-        return F.dequantize_4bit(w.data, w.quant_state).float()
+        data, state = w.data, w.quant_state
+        if getattr(state, "packing_format_for_cpu", False):  # repacked by an eval forward on an AVX512-BF16 CPU
+            data, state = F._convert_weight_packed_for_cpu_inverse(data, state)
+        return F.dequantize_4bit(data, state).float()
     if kind == "Int8Params":
         cb = getattr(w, "CB", None)
         scb = getattr(w, "SCB", None)

@@ -150,12 +150,9 @@ def load_quantized(model_dir: str | Path, quant: str, device: str | torch.device
         raise ConfigError(f"unknown --quant {quant!r}; expected 4bit, 8bit or none")
     import_bnb()
     device = torch.device(device)
-    from omegaconf import OmegaConf
-
-    saved = OmegaConf.load(Path(model_dir) / "omnireward.yaml") if (Path(model_dir) / "omnireward.yaml").exists() \
-        else None
-    if saved is not None and "quantization" in saved.get("backbone", {}):
-        # Backbones that load through transformers quantise while loading (no full-precision copy).
+    if builder_quantizes(model_dir):
+        # Backbones whose builder takes `quantization` load through transformers' BitsAndBytesConfig,
+        # quantising while loading (no full-precision copy of the LM).
         model, _ = RewardModel.from_pretrained(model_dir, quantization=quant)
         for m in model.modules():  # fp32 compute on CPU, as for the layers quantised below
             if hasattr(m, "support_avx512bf16_for_cpu"):
@@ -171,6 +168,23 @@ def load_quantized(model_dir: str | Path, quant: str, device: str | torch.device
         lm.to(dtype)
     quantize_lm(lm, quant, device=device, compute_dtype=dtype)
     return model.to(device).eval()
+
+
+def builder_quantizes(model_dir: str | Path) -> bool:
+    """Whether the saved backbone's `_target_` builder accepts a `quantization` argument."""
+    import inspect
+
+    from hydra.utils import get_method
+    from omegaconf import OmegaConf
+
+    cfg_file = Path(model_dir) / "omnireward.yaml"
+    if not cfg_file.exists():
+        return False
+    target = OmegaConf.load(cfg_file).get("backbone", {}).get("_target_")
+    try:
+        return "quantization" in inspect.signature(get_method(target)).parameters
+    except Exception:  # noqa: BLE001 - an unknown target is RewardModel.from_pretrained's error to report
+        return False
 
 
 # ---- agreement with full precision ----------------------------------------------------------

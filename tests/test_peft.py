@@ -120,3 +120,23 @@ def test_unknown_method_is_a_config_error():
 
     with pytest.raises(ConfigError, match="peft.method"):
         apply_peft(build_modular(lm="tiny", feature_cache=False), {"method": "prefix"})
+
+
+def test_lora_over_a_transformers_4bit_hf_backbone_saves_a_loadable_dense_lm(data, tmp_path):
+    """backbone=hf backbone.quantization=4bit + peft=lora (QLoRA the transformers way)."""
+    tiny_hf = pytest.importorskip("_tiny_hf")
+    overrides = [o for o in tiny_overrides(data, tmp_path / "m", "peft=lora", "peft.r=4", "model.dropout=0")
+                 if not o.startswith("backbone")]
+    cfg = compose_config(overrides + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
+                                      "backbone.dtype=float32", "backbone.quantization=4bit"])
+    from omnireward.data.datamodule import load_records
+    from omnireward.train import build_module
+
+    module = build_module(cfg)
+    fit_steps(module, load_records(data["train"]), steps=2, lr=5e-3)
+    before = score_lines(module.model, data["test"])
+    out = module.model.save_pretrained(tmp_path / "saved", cfg)
+    assert "quantization_config" not in json.loads((out / "hf" / "config.json").read_text())
+    reloaded, _ = RewardModel.from_pretrained(out, quantization=None)
+    assert type(reloaded.backbone.model.model.layers[0].self_attn.q_proj) is nn.Linear
+    assert _max_diff(before, score_lines(reloaded, data["test"])) < 1e-4
