@@ -10,12 +10,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 
 from omnireward.cache import cache_dir
 from omnireward.config import build
 from omnireward.errors import ConfigError
+from omnireward.strategies import build_strategy, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
 
@@ -47,15 +49,23 @@ class KeepBest(Callback):
         acc = float(acc)
         if self.best is None or acc > self.best:
             self.best, self.best_epoch = acc, trainer.current_epoch
+            state = full_state(trainer)  # a collective under FSDP/DeepSpeed: every rank calls it
             if trainer.is_global_zero:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                save_model(module.model, str(self.path))  # handles the LM's tied embeddings
+                save_file(state, str(self.path))
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state):
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+
+
+def full_state(trainer) -> dict:
+    """The reward model's full weights on rank 0 (gathered from shards under FSDP/DeepSpeed)."""
+    state = trainer.strategy.lightning_module_state_dict()
+    # clone(): tied tensors (embeddings / LM head) must not share storage in a safetensors file
+    return {k[len("model."):]: v.detach().cpu().clone() for k, v in state.items() if k.startswith("model.")}
 
 
 def build_module(cfg: DictConfig):
@@ -91,8 +101,12 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     """Run one training job; returns the output folder (a model folder `omnireward score` reads).
 
     `callbacks` are extra Lightning callbacks (after the built-in ones)."""
+    trainer_kwargs = build_strategy(cfg.trainer)  # bad strategy options fail before anything loads
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    out = Path(cfg.output_dir)
+    # Ranks started by Lightning's launcher share rank 0's folder (the default name has a timestamp).
+    out = shared_output_dir(cfg.output_dir)
+    with open_dict(cfg):
+        cfg.output_dir = str(out)
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.data.train:
         with open_dict(cfg):
@@ -110,7 +124,6 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None,
                                  enable_version_counter=False),
                  keep_best, RichProgressBar(leave=True), *(callbacks or [])]
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=_loggers(cfg, out),
                         enable_model_summary=False, **trainer_kwargs)
     t0 = time.time()
@@ -119,11 +132,19 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
 
     summary = {"epochs": trainer.current_epoch, "global_steps": trainer.global_step, "train_seconds": seconds,
                "train_pairs": len(dm.splits["train"]), "val_pairs": len(dm.splits.get("val", []))}
-    if keep_best.best is not None and best_path.exists():
-        load_model(module.model, str(best_path))
+    sharded = type(trainer.strategy).__name__ in ("FSDPStrategy", "DeepSpeedStrategy")
+    final = full_state(trainer) if sharded and keep_best.best is None else None  # collective
+    if keep_best.best is not None:
         summary.update(best_epoch=keep_best.best_epoch, best_val_acc=keep_best.best)
+        rank_zero_info(f"keeping epoch {keep_best.best_epoch} for scoring: best val/acc {keep_best.best:.4f}")
     if trainer.is_global_zero:
-        model = module.model.eval()
+        # Under sharding the trained module holds shards only: rebuild a whole one to save.
+        model = build_module(cfg).model if sharded else module.model
+        if keep_best.best is not None and best_path.exists():
+            model.load_state_dict(load_file(str(best_path)))
+        elif final is not None:
+            model.load_state_dict(final)
+        model = model.eval()
         stats = reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
         model.save_pretrained(out, cfg, stats)
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))

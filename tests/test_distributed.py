@@ -123,8 +123,6 @@ def test_torchrun_launch_matches_one_process(runs):
                                                launcher=launcher))
 
 
-@pytest.mark.xfail(strict=True, reason="BTModule averages per-rank val/acc; needs gather_rows in "
-                                       "on_validation_epoch_end (see docs/distributed.md)")
 def test_ddp_validation_metrics_cover_the_whole_val_set(runs):
     one, two = _one(runs), _two(runs)
     m1, m2 = _metrics(one), _metrics(two)
@@ -191,7 +189,6 @@ def test_deepspeed_without_the_package_is_a_one_line_dependency_error(strategy):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="deepspeed is installed")
-@pytest.mark.xfail(strict=True, reason="train.py builds the Trainer from cfg.trainer without build_strategy")
 def test_train_command_with_deepspeed_missing_prints_one_line(tmp_path):
     r = _train_cli(tmp_path / "run", "trainer=deepspeed", "backbone=tiny")
     assert r.returncode == 2, r.stderr[-2000:]

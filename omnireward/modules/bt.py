@@ -10,6 +10,7 @@ from omnireward.heads.losses import centering_loss, pairwise_loss
 from omnireward.metrics import LABEL_SIGN, summarize
 from omnireward.modules.optim import configure, load_rng, save_rng
 from omnireward.reward_model import RewardModel
+from omnireward.strategies import gather_rows
 
 
 class BTModule(L.LightningModule):
@@ -56,20 +57,24 @@ class BTModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         r1, r2 = self.rewards(batch)
-        self.log("val/loss", self._loss(r1, r2, batch), prog_bar=True, batch_size=len(batch["y"]), sync_dist=True)
-        for d, y, t in zip((r1 - r2).tolist(), batch["y"].tolist(), batch["tasks"]):
-            self._val.append((d, y, t))
+        self._val.extend(zip(r1.tolist(), r2.tolist(), batch["y"].tolist(), batch["margin"].tolist(),
+                             batch["tasks"]))
 
     def on_validation_epoch_end(self):
-        if not self._val:
-            return
-        d, y, t = zip(*self._val)
-        s = summarize(d, y, t)
-        acc = s["accuracy_without_ties"]
-        self.log("val/acc", acc if acc is not None else 0.0, prog_bar=True, sync_dist=True)
-        if s["accuracy_with_ties"] is not None:
-            self.log("val/acc_with_ties", s["accuracy_with_ties"], sync_dist=True)
+        # Gathered from every rank, so the numbers are those of the whole validation set.
+        rows = gather_rows(self._val)
         self._val.clear()
+        if not rows:
+            return
+        r1, r2, y, m, tasks = zip(*rows)
+        r1, r2 = torch.tensor(r1), torch.tensor(r2)
+        batch = {"y": torch.tensor(y), "margin": torch.tensor(m)}
+        s = summarize((r1 - r2).tolist(), list(y), list(tasks))
+        acc = s["accuracy_without_ties"]
+        self.log("val/loss", self._loss(r1, r2, batch), prog_bar=True)
+        self.log("val/acc", acc if acc is not None else 0.0, prog_bar=True)
+        if s["accuracy_with_ties"] is not None:
+            self.log("val/acc_with_ties", s["accuracy_with_ties"])
 
     def configure_optimizers(self):
         return configure(self, self.model, lm_prefixes=(self.model.backbone.saved_elsewhere_prefix,), **self.hp)
