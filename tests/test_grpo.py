@@ -1,0 +1,127 @@
+"""R1 judge training: GRPO pieces against hand computations, and learning through `omnireward train`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf, open_dict
+
+from _judge_utils import small_backbone, write_rows, yes_no_rows
+from omnireward.config import compose_config
+from omnireward.data.records import record_from_dict
+from omnireward.errors import ConfigError
+from omnireward.modules.judge import R1Module, group_advantages, grpo_loss, verdict_reward
+from omnireward.reward_model import RewardModel
+from omnireward.scoring.judge import judge_file
+from omnireward.train import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models: one thread is several times faster than two on a busy 2-core machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---- pieces ------------------------------------------------------------------------------------
+def test_group_advantages_normalise_within_each_group():
+    r = torch.tensor([1.0, 0.0, 1.0, 0.0, 2.0, 2.0, 2.0, 2.0])
+    adv = group_advantages(r, 4)
+    assert torch.allclose(adv[:4], torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-3)
+    assert torch.equal(adv[4:], torch.zeros(4))  # a group that agrees teaches nothing
+    assert torch.allclose(group_advantages(r, 4, scale=False)[:4], torch.tensor([0.5, -0.5, 0.5, -0.5]))
+
+
+def test_grpo_loss_clips_the_ratio_and_adds_k3_kl():
+    old = torch.zeros(2, 3)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    adv = torch.tensor([1.0, -1.0])
+    # Ratio e^0.5 ≈ 1.65 is beyond 1 + ε for the positive advantage: clipped, so no gradient.
+    logp = torch.full((2, 3), 0.5, requires_grad=True)
+    loss, stats = grpo_loss(logp, old, adv, mask, clip_eps=0.2)
+    loss.backward()
+    assert torch.equal(logp.grad[0], torch.zeros(3))
+    assert (logp.grad[1, :] > 0).all()  # negative advantage: pushes the log-prob down
+    assert stats["clip_frac"] == pytest.approx(1.0)
+    # Sequence aggregation by hand: row 0 = -1.2 (clipped), row 1 = +e^0.5.
+    assert float(loss) == pytest.approx((-1.2 + torch.exp(torch.tensor(0.5)).item()) / 2, rel=1e-5)
+    # KL (k3) is zero when the policy equals the reference and positive otherwise.
+    lp = torch.zeros(2, 3)
+    _, s0 = grpo_loss(lp, lp, adv, mask, clip_eps=0.2, beta=0.1, ref_logp=lp)
+    _, s1 = grpo_loss(lp, lp, adv, mask, clip_eps=0.2, beta=0.1, ref_logp=lp - 0.3)
+    assert s0["kl"] == 0.0 and s1["kl"] == pytest.approx(float(torch.exp(torch.tensor(-0.3)) + 0.3 - 1), rel=1e-5)
+    with pytest.raises(ConfigError, match="loss_agg"):
+        grpo_loss(lp, lp, adv, mask, clip_eps=0.2, agg="nope")
+
+
+def test_verdict_reward_handles_ties():
+    assert verdict_reward("response1", "response1") == 1.0
+    assert verdict_reward("response2", "response1") == 0.0
+    assert verdict_reward(None, "tie") == 0.0
+    assert verdict_reward("tie", "tie") == 1.0
+    assert verdict_reward("tie", "response1", tie_credit=0.25) == 0.25
+    assert verdict_reward("response2", "tie", tie_credit=0.25) == 0.25
+
+
+def test_rollouts_have_g_samples_per_prompt_with_rewards_and_reference():
+    recs = [record_from_dict(r) for r in yes_no_rows(3, seed=0)]
+    bb = small_backbone([r.prompt for r in recs])
+    module = R1Module(RewardModel(bb), num_generations=4, max_new_tokens=6, beta=0.1)
+    ro = module.rollouts(module.collate(recs))
+    assert ro["ids"].shape[0] == 12 and ro["ids"].shape[1] <= 6 and len(ro["texts"]) == 12
+    assert ro["rewards"].shape == (12,) and ro["ref_logp"].shape == ro["ids"].shape
+    # The reference starts equal to the policy: log-probs agree, and the loss's KL is 0.
+    loss, stats = grpo_loss(torch.zeros_like(ro["ref_logp"]), torch.zeros_like(ro["ref_logp"]), ro["adv"],
+                            ro["mask"], clip_eps=0.2)
+    assert torch.isfinite(loss)
+    from omnireward.heads.judge import token_logprobs
+
+    assert torch.allclose(token_logprobs(bb, ro["batch"], ro["ids"], ro["mask"]), ro["ref_logp"], atol=1e-5)
+    with pytest.raises(ConfigError, match="at least 2"):
+        R1Module(RewardModel(bb), num_generations=1)
+
+
+# ---- learning through `omnireward train model=r1` ----------------------------------------------
+def _r1_config(tmp_path, train_file, val_file, *extra):
+    cfg = compose_config(["model=r1", "backbone=tiny", f"data.train={train_file}", f"data.val={val_file}",
+                          f"output_dir={tmp_path / 'run'}", "data.batch_size=8", "data.eval_batch_size=16",
+                          "trainer.log_every_n_steps=1", "logger.tensorboard=false", *extra])
+    with open_dict(cfg):
+        cfg.backbone = OmegaConf.create({"_target_": "_judge_utils.small_backbone",
+                                         "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]]"],
+                                         "hidden": 64, "seed": 0})
+    return cfg
+
+
+def _epoch_metric(out, key):
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    return [float(r[key]) for r in rows if r.get(key)]
+
+
+def test_grpo_raises_the_mean_reward_on_a_learnable_rule(tmp_path):
+    """SFT on coin-flip critiques teaches the format only; GRPO must learn the rule (the preferred
+    response is shown first), so the verdict part of the reward has to rise."""
+    rows = [dict(r, preference="response1") for r in yes_no_rows(32, 1, critique=True)]
+    train_file = write_rows(tmp_path / "train.jsonl", rows)
+    val_file = write_rows(tmp_path / "val.jsonl", [dict(r, preference="response1") for r in yes_no_rows(8, 2)])
+    cfg = _r1_config(tmp_path, train_file, val_file, "model.sft_epochs=6", "trainer.max_epochs=14",
+                     "model.num_generations=8", "model.max_new_tokens=8", "model.val_max_new_tokens=8",
+                     "model.swap_prob=0", "model.lm_lr=1e-2", "model.lr=1e-2", "model.beta=0.01")
+    out = train(cfg)
+    sft = _epoch_metric(out, "train/sft_loss")
+    assert sft[-1] < 0.5 * sft[0]
+    reward = _epoch_metric(out, "train/reward_epoch")
+    accuracy = _epoch_metric(out, "train/reward_accuracy_epoch")
+    assert len(reward) == 8  # one value per GRPO epoch
+    assert accuracy[0] < 0.8 and accuracy[-1] >= 0.9, accuracy
+    assert reward[-1] > reward[0] + 0.25, reward
+    # The saved folder (the best epoch by val/acc) judges through the scoring path.
+    s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=8, batch_size=8, device="cpu")
+    lines = [json.loads(x) for x in (tmp_path / "judged.jsonl").read_text().splitlines()]
+    assert s["n"] == 8 and s["accuracy_without_ties"] >= 0.9
+    assert all(x["verdict"] == "response1" and 0.5 < x["p_response1"] <= 1 for x in lines)
