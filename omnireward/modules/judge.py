@@ -20,6 +20,7 @@ from omnireward.heads.judge import (LETTER_LABEL, SWAP_LABEL, completion_mask, d
 from omnireward.metrics import summarize
 from omnireward.modules.optim import configure, load_rng, save_rng
 from omnireward.reward_model import RewardModel
+from omnireward.strategies import gather_rows
 
 
 class PairBatch:
@@ -112,8 +113,7 @@ class R1Module(L.LightningModule):
         self.register_buffer("ref_synced", torch.tensor(False))
         self._sft_active_epochs = sft_epochs
         self._buffer: tuple[dict, int] | None = None
-        self._val: list[tuple[float, str, str]] = []
-        self._val_format: list[bool] = []
+        self._val: list[tuple[float, str, str, bool]] = []
 
     # ---- data ----------------------------------------------------------------------------------
     def collate(self, pairs: list[Pair]) -> PairBatch:
@@ -224,24 +224,23 @@ class R1Module(L.LightningModule):
     def validation_step(self, batch: PairBatch, batch_idx):
         probs, texts = self.judge_batch(batch.pairs)
         for p, pair, text in zip(probs.tolist(), batch.pairs, texts):
-            self._val.append((p[0] - p[1], pair.preference, pair.task))
-            self._val_format.append(format_ok(self.template, text))
+            self._val.append((p[0] - p[1], pair.preference, pair.task, format_ok(self.template, text)))
 
     def on_validation_epoch_end(self):
-        if not self._val:
+        rows = gather_rows(self._val)  # every rank's pairs: the numbers are those of the whole set
+        self._val.clear()
+        if not rows:
             return
-        d, y, tasks = zip(*self._val)
+        d, y, tasks, fmt = zip(*rows)
         s = summarize(d, y, tasks)
         acc = s["accuracy_without_ties"]
-        self.log("val/acc", acc if acc is not None else 0.0, prog_bar=True, sync_dist=True)
+        self.log("val/acc", acc if acc is not None else 0.0, prog_bar=True)
         if s["accuracy_with_ties"] is not None:
-            self.log("val/acc_with_ties", s["accuracy_with_ties"], sync_dist=True)
-        self.log("val/format", sum(self._val_format) / len(self._val_format), sync_dist=True)
-        self._val.clear()
-        self._val_format.clear()
+            self.log("val/acc_with_ties", s["accuracy_with_ties"])
+        self.log("val/format", sum(fmt) / len(fmt))
 
     def configure_optimizers(self):
-        return configure(self, self.model, lm_prefixes=("backbone.lm.",), **self.hp)
+        return configure(self, self.model, lm_prefixes=(self.backbone.saved_elsewhere_prefix,), **self.hp)
 
     def on_save_checkpoint(self, checkpoint):
         save_rng(checkpoint)
