@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from omnireward.cli import export_cmd, serve_cmd
 from omnireward.errors import OmniRewardError
 
 console = Console(stderr=True)
@@ -127,19 +128,38 @@ def score_cmd(
     media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
     allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
     device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N"),
+    judge: Optional[str] = typer.Option(None, help="omni|think|flex (or a template .yaml): a generative judge "
+                                                   "writes a critique and a verdict instead of BT rewards."),
+    max_new_tokens: int = typer.Option(256, help="With --judge: critique length limit."),
+    both_orders: bool = typer.Option(False, help="With --judge: judge A/B and B/A and average (position bias)."),
+    seed: int = typer.Option(0, help="With --judge: sampling seed."),
 ):
-    """Reward every pair (reward1, reward2, margin) or item (reward); write scores and a summary."""
+    """Reward every pair (reward1, reward2, margin) or item (reward); write scores and a summary.
+
+    With --judge, each pair gets a critique, a verdict and p_response1 (from the verdict-token
+    probabilities, so every pair gets one); without --model the embedded instruct LM judges
+    zero-shot.
+    """
     from omnireward.scoring.bt import score_file, summary_path
     from omnireward.scoring.models import resolve_model
     from omnireward.scoring.report import summary_table
 
-    model_dir = resolve_model(model)
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
-    summary = score_file(path, model_dir, out_path, batch_size=batch_size, media_root=media_root,
-                         allow_outside_root=allow_outside_root, quant=quant, compare_full=compare_full,
-                         device=device)
+    if judge:
+        from omnireward.scoring.judge import judge_file
+
+        summary = judge_file(path, resolve_model(model) if model else None, out_path, judge=judge,
+                             batch_size=batch_size, max_new_tokens=max_new_tokens, both_orders=both_orders,
+                             device=device, seed=seed, media_root=media_root,
+                             allow_outside_root=allow_outside_root)
+    else:
+        summary = score_file(path, resolve_model(model), out_path, batch_size=batch_size, media_root=media_root,
+                             allow_outside_root=allow_outside_root, quant=quant, compare_full=compare_full,
+                             device=device)
     if summary["n"]:
         out.print(summary_table(summary))
+    if summary.get("text_verdict_disagreement") is not None:
+        out.print(f"critiques whose own verdict disagreed: {summary['text_verdict_disagreement']:.1%}")
     if "agreement_with_full_precision" in summary:
         a = summary["agreement_with_full_precision"]
         out.print(f"agreement with full precision: sign {a['sign_agreement']:.3f}, Kendall τ {a['kendall_tau']:.3f}")
@@ -175,6 +195,10 @@ def eval_cmd(
     out.print(summary_table(summary))
     if out_path:
         out.print(f"summary: {out_path}")
+
+
+export_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:
