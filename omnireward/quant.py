@@ -167,7 +167,35 @@ def load_quantized(model_dir: str | Path, quant: str, device: str | torch.device
     if dtype != torch.float32:
         lm.to(dtype)
     quantize_lm(lm, quant, device=device, compute_dtype=dtype)
+    if device.type == "cpu":
+        release_checkpoint_pages(model)
     return model.to(device).eval()
+
+
+def release_checkpoint_pages(model: nn.Module) -> None:
+    """Copy the weights that stay in full precision out of the memory-mapped checkpoint.
+
+    transformers maps the safetensors file; once a layer is quantised its fp32 pages are useless,
+    but the mapping (and every page read while quantising) lives as long as any tensor from it.
+    Owning copies of the rest lets it go: the process then holds about the quantised size.
+    """
+    import gc
+
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module._parameters.items():
+                if p is not None and type(p).__name__ not in ("Params4bit", "Int8Params"):
+                    p.data = p.data.clone()
+            for name, b in module._buffers.items():
+                if b is not None:
+                    module._buffers[name] = b.clone()
+    gc.collect()
+    try:  # hand freed heap back to the OS (glibc); elsewhere a no-op
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def builder_quantizes(model_dir: str | Path) -> bool:

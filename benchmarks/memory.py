@@ -1,0 +1,255 @@
+"""Weights memory at fp32 / bf16 / 8-bit / 4-bit, and peak RSS of scoring.
+
+    python benchmarks/memory.py                 # everything: measured table for the embedded default,
+                                                # computed 3B/7B rows, peak RSS of scoring the text demo set
+    python benchmarks/memory.py peak --model DIR --quant 4bit --data test.jsonl   # one scoring run (JSON)
+
+Weights memory is the bytes of every parameter and buffer of the loaded reward model, plus the
+bitsandbytes quantisation constants (absmax, nested constants, int8 row scales) that quantised
+layers keep outside their parameters. Peak RSS is the process's `ru_maxrss` (Linux), measured in a
+fresh process per setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+# Bytes per weight of a quantised linear layer (bitsandbytes defaults):
+#   nf4 + double quant: 4 bits + one 8-bit absmax per 64 weights + one fp32 constant per 256 absmax
+#   int8 (LLM.int8): 1 byte + one fp32 scale per output row (negligible for wide layers)
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+INT8_BYTES = 1.0
+# Hidden sizes etc. of Qwen2.5-3B and Qwen2.5-7B (their config.json): the 3B/7B rows are computed
+# from these by building the models on the meta device (no memory) and counting parameters.
+QWEN25 = {
+    "Qwen2.5-3B": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                       num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "Qwen2.5-7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+}
+
+
+# ---- measuring ----------------------------------------------------------------------------
+def weights_bytes(model: nn.Module) -> int:
+    """Parameters + buffers + bitsandbytes quantisation state, each tensor counted once."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(t):
+        nonlocal total
+        if isinstance(t, torch.Tensor) and t.device.type != "meta":
+            key = t.untyped_storage().data_ptr() if t.numel() else id(t)
+            if key not in seen:
+                seen.add(key)
+                total += t.numel() * t.element_size()
+
+    for t in list(model.parameters()) + list(model.buffers()):
+        add(t)
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        qs = getattr(w, "quant_state", None)
+        if qs is not None:
+            for t in (qs.absmax, getattr(qs, "code", None)):
+                add(t)
+            if getattr(qs, "state2", None) is not None:
+                add(qs.state2.absmax)
+                add(qs.state2.code)
+        add(getattr(w, "SCB", None))
+    return total
+
+
+def save_embedded(model_dir: Path) -> Path:
+    """The embedded default as a text reward model folder (random head: memory does not depend on training)."""
+    from omnireward.config import compose_config
+    from omnireward.train import build_module
+
+    if (model_dir / "omnireward.yaml").exists():
+        return model_dir
+    cfg = compose_config(["backbone=embedded", "modality=text", f"output_dir={model_dir}"])
+    return build_module(cfg).model.eval().save_pretrained(model_dir, cfg)
+
+
+def measure_weights(model_dir: Path) -> dict[str, dict]:
+    from omnireward.quant import load_quantized
+    from omnireward.reward_model import RewardModel
+
+    rows = {}
+    model, _ = RewardModel.from_pretrained(model_dir)
+    n_params = sum(p.numel() for p in model.parameters())
+    rows["fp32"] = {"bytes": weights_bytes(model), "params": n_params}
+    model.to(torch.bfloat16)
+    rows["bf16"] = {"bytes": weights_bytes(model), "params": n_params}
+    del model
+    for quant in ("8bit", "4bit"):
+        q = load_quantized(model_dir, quant, "cpu")
+        rows[quant] = {"bytes": weights_bytes(q), "params": n_params}
+        del q
+    return rows
+
+
+def peak_run(model_dir: str, quant: str, data: str, batch_size: int) -> dict:
+    """Load (quantised) and score `data` in this process; report RSS figures and times."""
+    from omnireward.data.datamodule import load_records
+    from omnireward.scoring.bt import reward_records
+    from omnireward.scoring.load import load_for_scoring
+
+    records = load_records(data)
+    base = _rss()
+    t0 = time.time()
+    model = load_for_scoring(model_dir, quant=quant, device="cpu")
+    loaded = _rss()
+    load_peak = _maxrss()
+    scoring_peak_known = _reset_peak()
+    t1 = time.time()
+    reward_records(model, records, batch_size, show_progress=False)
+    t2 = time.time()
+    return {"quant": quant, "records": len(records), "batch_size": batch_size, "rss_before_load_mib": base / MIB,
+            "rss_after_load_mib": loaded / MIB, "peak_rss_loading_mib": load_peak / MIB,
+            "peak_rss_scoring_mib": _hwm() / MIB if scoring_peak_known else None, "peak_rss_mib": _maxrss() / MIB,
+            "weights_mib": weights_bytes(model) / MIB, "load_s": t1 - t0, "score_s": t2 - t1}
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so that the scoring peak can be read apart from loading."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _hwm() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+# ---- computing ----------------------------------------------------------------------------
+def count_params(config) -> dict[str, int]:
+    """Parameters of a causal LM by kind: decoder linears (quantised) and the rest (embeddings, LM head,
+    norms, biases). `config`: a transformers config, or Qwen2 config arguments."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    if isinstance(config, dict):
+        config = Qwen2Config(**config)
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(config)
+    decoder = lm.get_decoder()
+    linear_ids = {id(m.weight) for m in decoder.modules() if isinstance(m, nn.Linear)}
+    counted: dict[int, nn.Parameter] = {}
+    for p in lm.parameters():  # tied embeddings count once
+        counted[id(p)] = p
+    linear = sum(p.numel() for i, p in counted.items() if i in linear_ids)
+    total = sum(p.numel() for p in counted.values())
+    return {"total": total, "linear": linear, "other": total - linear}
+
+
+def computed_rows(counts: dict[str, int]) -> dict[str, float]:
+    """Weights bytes: fp32 4·P, bf16 2·P, 8-bit 1·L + 2·O, 4-bit 0.516·L + 2·O (L: decoder linears,
+    O: embeddings/LM head/norms/biases, kept in bf16 as on GPU)."""
+    p, lin, other = counts["total"], counts["linear"], counts["other"]
+    return {"fp32": 4 * p, "bf16": 2 * p, "8bit": INT8_BYTES * lin + 2 * other, "4bit": NF4_BYTES * lin + 2 * other}
+
+
+# ---- report -------------------------------------------------------------------------------
+def main_all(args) -> None:
+    from omnireward.data.demo import build_demo
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="omnireward-mem-"))
+    model_dir = save_embedded(work / "embedded")
+    demo = work / "demo-text"
+    if not (demo / "test.jsonl").exists():
+        build_demo("text", demo)
+    measured = measure_weights(model_dir)
+    peaks = []
+    for quant in ("none", "4bit"):
+        cmd = [sys.executable, __file__, "peak", "--model", str(model_dir), "--quant", quant,
+               "--data", str(demo / "test.jsonl"), "--batch-size", str(args.batch_size)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        peaks.append(json.loads(out.strip().splitlines()[-1]))
+    from transformers import AutoConfig
+
+    from omnireward.backbones.lm import embedded_lm_dir
+
+    configs = {"SmolLM2-135M, embedded default": AutoConfig.from_pretrained(embedded_lm_dir()),
+               **QWEN25}
+    computed = {}
+    for name, cfg in configs.items():
+        counts = count_params(cfg)
+        computed[name] = (counts, computed_rows(counts))
+    print(report(measured, computed, peaks, demo / "test.jsonl"))
+
+
+def report(measured: dict, computed: dict, peaks: list[dict], data: Path) -> str:
+    n = measured["fp32"]["params"]
+    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+             f"torch {torch.__version__}, Python {platform.python_version()}.", "",
+             "| model | params | fp32 | bf16 | 8-bit | 4-bit (nf4, double quant) |",
+             "|---|---|---|---|---|---|",
+             f"| embedded default: SmolLM2-135M-Instruct reward model (measured) | {n / 1e6:.1f} M | "
+             + " | ".join(f"{measured[k]['bytes'] / MIB:.0f} MiB" for k in ("fp32", "bf16", "8bit", "4bit")) + " |"]
+    for name, (counts, rows) in computed.items():
+        lines.append(f"| {name} (computed) | {counts['total'] / 1e9:.2f} B | "
+                     + " | ".join(f"{rows[k] / GIB:.2f} GiB" for k in ("fp32", "bf16", "8bit", "4bit")) + " |")
+    lines += ["", f"RSS of scoring the {peaks[0]['records']} pairs of `{data.name}` (text demo set) on CPU, "
+                  f"batch size {peaks[0]['batch_size']}, one fresh process each:", "",
+              "| setting | weights | RSS before loading | peak RSS while loading | RSS after loading "
+              "| peak RSS while scoring | load | scoring |",
+              "|---|---|---|---|---|---|---|---|"]
+    for p in peaks:
+        scoring = f"{p['peak_rss_scoring_mib']:.0f} MiB" if p["peak_rss_scoring_mib"] is not None else "n/a"
+        lines.append(f"| {'full precision (fp32)' if p['quant'] == 'none' else p['quant']} | "
+                     f"{p['weights_mib']:.0f} MiB | {p['rss_before_load_mib']:.0f} MiB | "
+                     f"{p['peak_rss_loading_mib']:.0f} MiB | {p['rss_after_load_mib']:.0f} MiB | {scoring} | "
+                     f"{p['load_s']:.1f} s | {p['score_s']:.1f} s |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd")
+    peak = sub.add_parser("peak", help="one scoring run in this process; prints JSON")
+    peak.add_argument("--model", required=True)
+    peak.add_argument("--quant", default="4bit")
+    peak.add_argument("--data", required=True)
+    peak.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--work", help="folder for the saved model and demo set (default: a temporary folder)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args()
+    if args.cmd == "peak":
+        print(json.dumps(peak_run(args.model, args.quant, args.data, args.batch_size)))
+    else:
+        main_all(args)
+
+
+if __name__ == "__main__":
+    main()
