@@ -7,13 +7,18 @@ import json
 
 import pytest
 import torch
+from _judge_utils import small_backbone, write_rows, yes_no_rows
 from omegaconf import OmegaConf, open_dict
 
-from _judge_utils import small_backbone, write_rows, yes_no_rows
 from omnireward.config import compose_config
 from omnireward.data.records import record_from_dict
 from omnireward.errors import ConfigError
-from omnireward.modules.judge import R1Module, group_advantages, grpo_loss, verdict_reward
+from omnireward.modules.judge import (
+    R1Module,
+    group_advantages,
+    grpo_loss,
+    verdict_reward,
+)
 from omnireward.reward_model import RewardModel
 from omnireward.scoring.judge import judge_file
 from omnireward.train import train
@@ -76,7 +81,7 @@ def test_rollouts_have_g_samples_per_prompt_with_rewards_and_reference():
     assert ro["ids"].shape[0] == 12 and ro["ids"].shape[1] <= 6 and len(ro["texts"]) == 12
     assert ro["rewards"].shape == (12,) and ro["ref_logp"].shape == ro["ids"].shape
     # The reference starts equal to the policy: log-probs agree, and the loss's KL is 0.
-    loss, stats = grpo_loss(torch.zeros_like(ro["ref_logp"]), torch.zeros_like(ro["ref_logp"]), ro["adv"],
+    loss, _ = grpo_loss(torch.zeros_like(ro["ref_logp"]), torch.zeros_like(ro["ref_logp"]), ro["adv"],
                             ro["mask"], clip_eps=0.2)
     assert torch.isfinite(loss)
     from omnireward.heads.judge import token_logprobs
@@ -99,7 +104,8 @@ def _r1_config(tmp_path, train_file, val_file, *extra):
 
 
 def _epoch_metric(out, key):
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     return [float(r[key]) for r in rows if r.get(key)]
 
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 
 import pytest
 import torch
+from _judge_utils import write_rows, yes_no_rows
 from omegaconf import OmegaConf, open_dict
 
-from _judge_utils import small_backbone, write_rows, yes_no_rows
 from omnireward.backbones.build import build_modular
 from omnireward.config import compose_config
 from omnireward.data.records import record_from_dict
 from omnireward.errors import ConfigError
-from omnireward.heads.judge import judge_conversation, lm_loss, load_template, sft_target
+from omnireward.heads.judge import (
+    judge_conversation,
+    lm_loss,
+    load_template,
+    sft_target,
+)
 from omnireward.modules.bt import BTModule
 from omnireward.modules.joint import JointModule
 from omnireward.reward_model import RewardModel
@@ -85,7 +91,8 @@ def test_joint_loss_mixes_bt_and_lm_with_alpha():
 
 
 def _epoch_metric(out, key):
-    return [float(r[key]) for r in csv.DictReader(open(out / "metrics.csv")) if r.get(key)]
+    with open(out / "metrics.csv") as f:
+        return [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
 
 
 def test_joint_training_learns_critiques_and_scores_without_generating(tmp_path, monkeypatch):
@@ -100,12 +107,12 @@ def test_joint_training_learns_critiques_and_scores_without_generating(tmp_path,
                           "model.lr=1e-2", "model.lm_lr=1e-2", "trainer.log_every_n_steps=1",
                           "logger.tensorboard=false"])
     with open_dict(cfg):
+        words = "Is the sky blue? yes no Response says which answers the question. [[A]] [[B]]"
         cfg.backbone = OmegaConf.create({"_target_": "_judge_utils.small_backbone", "hidden": 64,
-                                         "extra_texts": ["Is the sky blue? yes no Response says which answers "
-                                                         "the question. [[A]] [[B]]"]})
+                                         "extra_texts": [words]})
     out = train(cfg)
     lm = _epoch_metric(out, "train/lm_loss_epoch")
-    assert len(lm) == 6 and all(b < a for a, b in zip(lm, lm[1:])) and lm[-1] < 0.5 * lm[0], lm
+    assert len(lm) == 6 and all(b < a for a, b in itertools.pairwise(lm)) and lm[-1] < 0.5 * lm[0], lm
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["best_val_acc"] == 1.0
     # A normal BT folder: scoring runs the head only; any generation would raise.
@@ -113,9 +120,9 @@ def test_joint_training_learns_critiques_and_scores_without_generating(tmp_path,
     def no_generation(*a, **k):
         raise AssertionError("the joint model's scorer generated text")
 
-    import omnireward.heads.judge as judge_head
     from transformers import GenerationMixin
 
+    import omnireward.heads.judge as judge_head
     from omnireward.backbones.modular import ModularBackbone
 
     monkeypatch.setattr(GenerationMixin, "generate", no_generation)

@@ -152,10 +152,10 @@ def sft_target(t: JudgeTemplate, critique: str, label: str | None, *, swap: bool
 # ---- free-text verdicts ------------------------------------------------------------------------
 _BRACKETS = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 _BOXED = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*(?:Response\s+)?([ABC])\s*\}?\s*\}")
-_ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S)
-_ANSWER_WORDS = [(re.compile(r"^(?:response|assistant|image|video|audio|model|option)?\s*([ABC])\b", re.I), None),
-                 (re.compile(r"\b(?:response|image|video|audio|model)\s*([12])\b", re.I), {"1": "A", "2": "B"}),
-                 (re.compile(r"\b(tie|equal|equally|same)\b", re.I), "C")]
+_ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
+_ANSWER_WORDS = [(re.compile(r"^(?:response|assistant|image|video|audio|model|option)?\s*([ABC])\b", re.IGNORECASE), None),
+                 (re.compile(r"\b(?:response|image|video|audio|model)\s*([12])\b", re.IGNORECASE), {"1": "A", "2": "B"}),
+                 (re.compile(r"\b(tie|equal|equally|same)\b", re.IGNORECASE), "C")]
 
 
 def _answer_letter(content: str) -> str | None:
@@ -199,7 +199,7 @@ def format_ok(t: JudgeTemplate, text: str) -> bool:
         return len(verdicts) == 1 and not text[verdicts[0].end():].strip(" .\n") and \
             re.search(r"\w", text[:verdicts[0].start()]) is not None
     if t.format == "think":
-        return re.fullmatch(r"<think>(.+?)</think>\s*<answer>\s*[ABC]\s*</answer>", text, re.S) is not None
+        return re.fullmatch(r"<think>(.+?)</think>\s*<answer>\s*[ABC]\s*</answer>", text, re.DOTALL) is not None
     if t.format == "flex":
         return parse_flex(text) is not None
     if t.format == "flex_pointwise":

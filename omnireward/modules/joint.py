@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from omnireward.data.records import Pair
 from omnireward.errors import ConfigError
-from omnireward.heads.judge import judge_conversation, lm_loss, load_template, sft_target
+from omnireward.heads.judge import (
+    judge_conversation,
+    lm_loss,
+    load_template,
+    sft_target,
+)
 from omnireward.modules.bt import BTModule
 from omnireward.reward_model import RewardModel
 

@@ -14,9 +14,23 @@ import torch
 
 from omnireward.data.records import Pair
 from omnireward.errors import ConfigError
-from omnireward.heads.judge import (LETTER_LABEL, SWAP_LABEL, completion_mask, decode, format_ok,
-                                    judge_conversation, lm_loss, load_template, parse_verdict, prompt_batch,
-                                    sample, sft_target, strip_end, token_logprobs, verdict_probs)
+from omnireward.heads.judge import (
+    LETTER_LABEL,
+    SWAP_LABEL,
+    completion_mask,
+    decode,
+    format_ok,
+    judge_conversation,
+    lm_loss,
+    load_template,
+    parse_verdict,
+    prompt_batch,
+    sample,
+    sft_target,
+    strip_end,
+    token_logprobs,
+    verdict_probs,
+)
 from omnireward.metrics import summarize
 from omnireward.modules.optim import configure, load_rng, save_rng
 from omnireward.reward_model import RewardModel
@@ -98,13 +112,13 @@ class R1Module(L.LightningModule):
             raise ConfigError(f"model=r1 trains a pairwise judge; {judge} is pointwise", field="model.judge")
         self.sft_epochs = sft_epochs
         self.G = num_generations
-        self.gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        self.gen = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
         self.val_max_new_tokens = max_new_tokens if val_max_new_tokens is None else val_max_new_tokens
         self.beta, self.clip_eps, self.iterations = beta, clip_eps, iterations
         self.scale_rewards, self.loss_agg = scale_rewards, loss_agg
         self.format_weight, self.accuracy_weight, self.tie_credit = format_weight, accuracy_weight, tie_credit
         self.swap_prob = swap_prob
-        self.hp = dict(lr=lr, lm_lr=lm_lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+        self.hp = {"lr": lr, "lm_lr": lm_lr, "weight_decay": weight_decay, "warmup_ratio": warmup_ratio}
         # The frozen reference of the KL term: the policy as GRPO starts (after SFT). A registered
         # submodule so that it follows the device and a resumed run gets it back from the checkpoint.
         self.ref = None

@@ -15,10 +15,25 @@ import torch
 
 from omnireward.data.records import Item, Pair, Record, Response
 from omnireward.errors import ConfigError, ModelError
-from omnireward.heads.judge import (LETTER_LABEL, SWAP_LABEL, JudgeTemplate, completion_mask, decode,
-                                    flex_in_response_terms, judge_conversation, load_template, parse_flex,
-                                    parse_flex_pointwise, parse_verdict, pointwise_conversation, prompt_batch,
-                                    sample, score_probs, strip_end, verdict_probs)
+from omnireward.heads.judge import (
+    LETTER_LABEL,
+    SWAP_LABEL,
+    JudgeTemplate,
+    completion_mask,
+    decode,
+    flex_in_response_terms,
+    judge_conversation,
+    load_template,
+    parse_flex,
+    parse_flex_pointwise,
+    parse_verdict,
+    pointwise_conversation,
+    prompt_batch,
+    sample,
+    score_probs,
+    strip_end,
+    verdict_probs,
+)
 from omnireward.prompts import length_hint
 from omnireward.scoring.bt import progress, write_scores
 
