@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve_cmd(
-        model: Optional[str] = typer.Option(None, "--model", help="Model folder (default: newest under runs/)."),
+        model: str | None = typer.Option(None, "--model", help="Model folder (default: newest under runs/)."),
         host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
         port: int = typer.Option(8000, help="TCP port (0: any free port)."),
         quant: str = typer.Option("none", help="4bit|8bit|none (bitsandbytes)."),

@@ -198,13 +198,12 @@ def _unmerge(seq, adapter: Path, out_adapter: Path):
 
 def _reward_model_from_classifier(path: Path):
     """Rebuild a text RewardModel from an exported classifier folder (its decoder and `score`)."""
+    from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from omnireward.backbones.modular import ModularBackbone
     from omnireward.reward_model import RewardModel
-    from safetensors import safe_open
-
-    from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the classifier's `score` is unexpected in a causal LM: read below
@@ -217,7 +216,7 @@ def _reward_model_from_classifier(path: Path):
     score = None
     for f in sorted(path.glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:
-            for k in st.keys():
+            for k in st.keys():  # noqa: SIM118 - a safetensors handle, not a dict
                 if k.endswith("score.weight"):
                     score = st.get_tensor(k)
     if score is None:
@@ -342,7 +341,7 @@ def model_card(cfg, model_dir: Path, manifest: dict, stats: dict | None) -> str:
               "and response styles, and on responses longer than those seen in training.",
               "- A reward model can be gamed: an RL policy optimised against it finds responses it scores "
               "high for the wrong reasons (length, style). Check samples and mix in other signals.",
-              f"- Ties: the BT head gives no tie probability; omnireward eval calibrates a tie threshold "
+              "- Ties: the BT head gives no tie probability; omnireward eval calibrates a tie threshold "
               "from data."]
     if base.startswith("a tiny"):
         lines.append("- This model's base is a tiny random network: it is a test artefact, not a usable reward model.")

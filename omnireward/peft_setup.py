@@ -18,7 +18,7 @@ from omnireward.errors import ConfigError, ModelError
 from omnireward.quant import quiet_bnb_logs
 
 quiet_bnb_logs()  # before peft imports bitsandbytes
-from peft import LoraConfig, PeftModelForCausalLM  # noqa: E402
+from peft import LoraConfig, PeftModelForCausalLM
 
 METHODS = ("none", "lora", "qlora")
 # Attention and MLP projections of Llama/Qwen/Mistral-style decoders.

@@ -104,12 +104,12 @@ def _handler(service: RewardService, quiet: bool):
         server_version = "omnireward"
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):
             if self.path.split("?")[0] == "/health":
                 return self._send(HTTPStatus.OK, service.health())
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no route GET {self.path}; try GET /health"})
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             route = {"/score": service.score, "/score_group": service.score_group}.get(self.path.split("?")[0])
             if route is None:
                 self._drain()

@@ -45,7 +45,7 @@ def test_default_targets_are_the_llama_projections_unless_the_backbone_advertise
 
 
 def test_lora_trains_adapters_head_and_projectors_and_freezes_the_base(data, tmp_path):
-    _, module, pairs = _module(data, tmp_path / "m", "peft=lora", "peft.r=8", "modality=image")
+    _, module, _ = _module(data, tmp_path / "m", "peft=lora", "peft.r=8", "modality=image")
     model = module.model
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert "head.score.weight" in trainable
