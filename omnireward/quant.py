@@ -36,7 +36,7 @@ def import_bnb():
 
 
 def compute_dtype_for(device: torch.device | str) -> torch.dtype:
-    """bf16 on GPU, fp32 on CPU (CPU bf16 matmuls are slow and lose agreement)."""
+    """bf16 on GPU; fp32 on CPU, which keeps quantised scores closest to full precision."""
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
