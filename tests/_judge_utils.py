@@ -50,7 +50,8 @@ def template_texts() -> list[str]:
 
 
 def small_backbone(extra_texts: list[str] = (), hidden: int = 64, layers: int = 2, seed: int = 0,
-                   lm: str | None = None, **_) -> ModularBackbone:
+                   lm: str | None = None, encoders: list[str] = (), pretrained_encoders: bool = False,
+                   **_) -> ModularBackbone:
     """A tiny random Llama over a word vocabulary that covers the judge templates and `extra_texts`
     (or, with `lm`, the saved one in that folder). Usable as a Hydra backbone `_target_`."""
     if lm is not None:
@@ -60,7 +61,10 @@ def small_backbone(extra_texts: list[str] = (), hidden: int = 64, layers: int = 
         tok = word_tokenizer(template_texts() + list(extra_texts) + [str(i) for i in range(11)])
         torch.manual_seed(seed)
         model = LlamaForCausalLM(tiny_lm_config(len(tok), hidden, layers))
-    return ModularBackbone(model, tok, {}, max_length=512)
+    from omnireward.encoders import build_encoder
+
+    encs = {m: build_encoder(m, pretrained=pretrained_encoders) for m in encoders}
+    return ModularBackbone(model, tok, encs, max_length=512)
 
 
 def reload_overrides(path) -> dict:

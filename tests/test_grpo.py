@@ -20,7 +20,7 @@ from omnireward.modules.judge import (
     verdict_reward,
 )
 from omnireward.reward_model import RewardModel
-from omnireward.scoring.judge import judge_file
+from omnireward.scoring.judge import judge_file, trained_judge
 from omnireward.train import train
 
 
@@ -130,4 +130,5 @@ def test_grpo_raises_the_mean_reward_on_a_learnable_rule(tmp_path):
     s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=8, batch_size=8, device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "judged.jsonl").read_text().splitlines()]
     assert s["n"] == 8 and s["accuracy_without_ties"] >= 0.9
+    assert trained_judge(out) == "omni" and s["trained_judge"] == "omni"
     assert all(x["verdict"] == "response1" and 0.5 < x["p_response1"] <= 1 for x in lines)

@@ -182,6 +182,34 @@ def test_verdict_probabilities_cover_every_pair(lm_dir):
     assert torch.allclose(one[0], p[1], atol=1e-5)
 
 
+def test_media_are_spliced_into_judge_prompts_and_continuations(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.png")
+        pixels = np.random.default_rng(k).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(paths[-1])
+    # The real EfficientNet-Lite0: a random one maps every image to (almost) the same features.
+    bb = small_backbone(["a red square Verdict: [[A]]"], encoders=["image"], pretrained_encoders=True).eval()
+    t = load_template("omni")
+    pairs = [Pair(id=str(k), task="text_to_image", prompt="a red square" if k else "a red square, please",
+                  response1=Response("", [Media("image", str(paths[k]))]),
+                  response2=Response("", [Media("image", str(paths[(k + 1) % 3]))])) for k in range(3)]
+    j = Judge(bb, t, max_new_tokens=5)
+    with torch.no_grad():
+        lines = j.judge_pairs(pairs, show_progress=False)
+        # The same pair judged alone gives the same probabilities: media spans shift nothing.
+        alone = Judge(bb, t, max_new_tokens=5, batch_size=1).judge_pairs(pairs[1:2], show_progress=False)[0]
+    assert alone["p_response1"] == pytest.approx(lines[1]["p_response1"], abs=1e-5)
+    assert alone["critique"] == lines[1]["critique"]
+    # The image changes the judgement: swapping which image is response1 changes p_response1.
+    assert lines[0]["p_response1"] != pytest.approx(j.judge_pairs([Pair(
+        id="s", task="text_to_image", prompt="a red square, please", response1=pairs[0].response2,
+        response2=pairs[0].response1)], show_progress=False)[0]["p_response1"], abs=1e-6)
+
+
 def test_judge_file_lines_and_summary(lm_dir, tmp_path):
     rows = yes_no_rows(6, 0)
     rows[0]["criteria"] = "Prefer the polite answer."

@@ -95,6 +95,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mas
 
 
 class R1Module(L.LightningModule):
+    # The saved folder scores with `omnireward score --judge`; its BT head is never trained.
+    has_reward_head = False
+
     def __init__(self, model: RewardModel, name: str = "r1", judge: str = "omni", sft_epochs: int = 1,
                  num_generations: int = 4, max_new_tokens: int = 96, temperature: float = 1.0, top_p: float = 1.0,
                  beta: float = 0.04, clip_eps: float = 0.2, iterations: int = 1, scale_rewards: bool = True,

@@ -179,6 +179,19 @@ def load_judge_backbone(model_dir: str | Path | None, *, device: str = "auto", e
     return bb.to(pick_device(device)).eval()
 
 
+def trained_judge(model_dir: str | Path | None) -> str | None:
+    """The judge template a `model=r1` folder was trained with (None for BT/joint folders and LMs)."""
+    from omegaconf import OmegaConf
+
+    from omnireward.reward_model import CONFIG_NAME
+
+    cfg_path = Path(model_dir) / CONFIG_NAME if model_dir is not None else None
+    if cfg_path is None or not cfg_path.exists():
+        return None
+    model = OmegaConf.load(cfg_path).get("model", {})
+    return model.get("judge", "omni") if model.get("name") == "r1" else None
+
+
 def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, *, judge: str = "omni",
                batch_size: int = 8, max_new_tokens: int = 256, both_orders: bool = False, device: str = "auto",
                seed: int = 0, temperature: float = 0.0, encoders=(), media_root: str | None = None,
@@ -225,6 +238,7 @@ def _judge_summary(lines: list[dict], j: Judge, model_dir, path, both_orders: bo
     pair_lines = [x for x in lines if "verdict" in x]
     own = [x for x in pair_lines if "text_verdict" in x]
     extra = {"judge": j.template.name, "model": str(model_dir) if model_dir else "embedded (zero-shot)",
+             "trained_judge": trained_judge(model_dir),
              "input": str(path), "both_orders": both_orders,
              "text_verdict_share": len(own) / len(pair_lines) if pair_lines else None,
              "text_verdict_disagreement": (sum(x["contradiction"] for x in own) / len(own)) if own else None}
