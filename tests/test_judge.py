@@ -340,3 +340,23 @@ def test_embedded_instruct_lm_judges_zero_shot(tmp_path):
     s = judge_file(src, None, tmp_path / "z.jsonl", max_new_tokens=24, device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "z.jsonl").read_text().splitlines()]
     assert s["n"] == 2 and all(x["critique"].strip() and x["verdict"] for x in lines)
+
+
+def test_custom_template_without_ties(lm_dir, tmp_path):
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(OmegaConf.create(
+        resources.files("omnireward.conf").joinpath("judge", "omni.yaml").read_text()))
+    d["verdict"]["options"] = {"response1": "A", "response2": "B"}
+    (tmp_path / "notie.yaml").write_text(OmegaConf.to_yaml(d))
+    src = write_rows(tmp_path / "pairs.jsonl", yes_no_rows(3, 0))
+    judge_file(src, lm_dir, tmp_path / "o.jsonl", judge=str(tmp_path / "notie.yaml"), max_new_tokens=3, device="cpu")
+    lines = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert all(x["p_tie"] == 0 and x["p_response1"] + x["p_response2"] == pytest.approx(1) for x in lines)
+    assert all(x["verdict"] != "tie" for x in lines)
+    d["verdict"]["options"] = {"response1": "A", "best": "B"}
+    (tmp_path / "bad.yaml").write_text(OmegaConf.to_yaml(d))
+    with pytest.raises(ConfigError, match="verdict options"):
+        load_template(tmp_path / "bad.yaml")

@@ -24,6 +24,7 @@ from omnireward.data.records import Item, Pair, Response
 from omnireward.errors import ConfigError, ModelError
 
 TEMPLATES = ("omni", "think", "flex", "flex_pointwise")
+LABELS = ("response1", "response2", "tie")  # pairwise options, in the order verdict_probs returns them
 LETTER_LABEL = {"A": "response1", "B": "response2", "C": "tie"}
 SWAP_LABEL = {"response1": "response2", "response2": "response1", "tie": "tie"}
 _SLOT = re.compile(r"\{(\w+)\}")
@@ -76,6 +77,9 @@ def load_template(name: str | Path) -> JudgeTemplate:
         raise ConfigError(f"judge template {name} lacks the key {e.args[0]!r}", field="judge") from None
     if t.kind not in ("pairwise", "pointwise"):
         raise ConfigError(f"judge template {name}: kind must be pairwise or pointwise", field="kind")
+    if t.kind == "pairwise" and not ({"response1", "response2"} <= set(t.options) <= set(LABELS)):
+        raise ConfigError(f"judge template {name}: verdict options must name response1, response2 and "
+                          "optionally tie", field="verdict.options")
     return t
 
 
@@ -465,16 +469,19 @@ def option_token_ids(tokenizer, prefix: str, options: list[str]) -> list[int]:
 
 
 def verdict_probs(backbone, t: JudgeTemplate, batch: Batch, critiques: list[list[int] | str]) -> torch.Tensor:
-    """Probabilities over the template's pairwise options [B, 3] (response1, response2, tie order of
-    `t.options`), read after critique + verdict prefix."""
+    """Probabilities [B, 3] of (first shown, second shown, tie), read after critique + verdict
+    prefix; an option the template does not offer (e.g. no tie) gets 0."""
     tok = backbone.tokenizer
-    labels = list(t.options)
+    labels = [k for k in LABELS if k in t.options]
     opt_ids = option_token_ids(tok, t.verdict_prefix, [t.options[k] for k in labels])
     prefix = _ids(tok, t.verdict_prefix)
     cont = [(_ids(tok, c) if isinstance(c, str) else list(c)) + prefix for c in critiques]
     _, _, last = continuation_hidden(backbone, batch, cont)
     logits = backbone.lm.get_output_embeddings()(last).float()
-    return torch.softmax(logits[:, opt_ids], -1)
+    probs = torch.softmax(logits[:, opt_ids], -1)
+    out = torch.zeros((probs.shape[0], len(LABELS)), dtype=probs.dtype, device=probs.device)
+    out[:, [LABELS.index(k) for k in labels]] = probs
+    return out
 
 
 def score_probs(backbone, t: JudgeTemplate, batch: Batch, critiques: list[list[int] | str]) -> torch.Tensor:

@@ -234,9 +234,7 @@ class R1Module(L.LightningModule):
         ids = sample(bb, pb, max_new_tokens=self.val_max_new_tokens if max_new_tokens is None else max_new_tokens)
         eos = bb.tokenizer.eos_token_id
         crit = strip_end(ids, completion_mask(ids, eos), eos)
-        probs = verdict_probs(bb, t, pb, crit)
-        order = [list(t.options).index(k) for k in ("response1", "response2", "tie")]
-        return probs[:, order], decode(bb.tokenizer, crit)
+        return verdict_probs(bb, t, pb, crit), decode(bb.tokenizer, crit)
 
     def validation_step(self, batch: PairBatch, batch_idx):
         probs, texts = self.judge_batch(batch.pairs)

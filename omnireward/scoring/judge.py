@@ -66,11 +66,10 @@ class Judge:
         ids = sample(bb, batch, max_new_tokens=self.max_new_tokens, temperature=self.temperature)
         crit = strip_end(ids, completion_mask(ids, bb.tokenizer.eos_token_id), bb.tokenizer.eos_token_id)
         texts = decode(bb.tokenizer, crit)
-        probs = verdict_probs(bb, t, batch, crit).cpu()  # in shown order: first option = Response A
-        shown = list(t.options)  # response1, response2, tie as written in the template
+        probs = verdict_probs(bb, t, batch, crit).cpu()  # shown order: Response A, Response B, tie
         out = []
         for k, text in enumerate(texts):
-            p = {lab: float(probs[k, i]) for i, lab in enumerate(shown)}
+            p = {lab: float(probs[k, i]) for i, lab in enumerate(LABELS3)}
             if swap:
                 p = {SWAP_LABEL[lab]: v for lab, v in p.items()}
             letter = parse_verdict(text)
