@@ -24,12 +24,17 @@ ENCODER_FOR_MEDIA = {"image": "image", "video": "video", "audio": "audio", "mesh
 
 
 class Projector(nn.Module):
-    """LayerNorm → Linear → GELU → Linear: maps encoder tokens into the LM's embedding space."""
+    """LayerNorm → Linear → GELU → Linear → LayerNorm: encoder tokens into the LM's embedding space.
 
-    def __init__(self, in_dim: int, out_dim: int):
+    The output norm's gain starts at the spread of the LM's own token embeddings, so media tokens
+    enter the LM at the scale its text tokens have (a scale it can then learn to change).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, scale: float = 1.0):
         super().__init__()
         self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(),
-                                 nn.Linear(out_dim, out_dim))
+                                 nn.Linear(out_dim, out_dim), nn.LayerNorm(out_dim))
+        nn.init.constant_(self.net[-1].weight, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -47,12 +52,10 @@ class ModularBackbone(nn.Module):
         self.tokenizer = tokenizer
         self.encoders = nn.ModuleDict(encoders or {})
         hidden = lm.config.hidden_size
-        self.projectors = nn.ModuleDict({m: Projector(e.out_dim, hidden) for m, e in self.encoders.items()})
+        scale = float(lm.get_input_embeddings().weight.detach().float().std())
+        self.projectors = nn.ModuleDict({m: Projector(e.out_dim, hidden, scale) for m, e in self.encoders.items()})
         self.max_length = max_length
         self.feature_cache = feature_cache or FeatureCache()
-        # Scale media tokens like text embeddings so neither drowns the other at init.
-        emb = lm.get_input_embeddings().weight
-        self.register_buffer("embed_scale", emb.detach().float().std().clone(), persistent=False)
 
     @property
     def hidden_size(self) -> int:
@@ -211,7 +214,7 @@ class ModularBackbone(nn.Module):
             N, T, H = tokens.shape
             b = spec["pos"][:, 0].repeat_interleave(T)
             t = (spec["pos"][:, 1:2] + torch.arange(T, device=ids.device)).reshape(-1)
-            embeds = embeds.index_put((b, t), (tokens.reshape(-1, H) * self.embed_scale).to(embeds.dtype))
+            embeds = embeds.index_put((b, t), tokens.reshape(-1, H).to(embeds.dtype))
         return embeds
 
     def forward(self, batch: Batch, *, need_logits: bool = False, need_hidden: bool = False) -> BackboneOutput:
