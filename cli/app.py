@@ -162,7 +162,9 @@ def score_cmd(
         out.print(f"critiques whose own verdict disagreed: {summary['text_verdict_disagreement']:.1%}")
     if "agreement_with_full_precision" in summary:
         a = summary["agreement_with_full_precision"]
-        out.print(f"agreement with full precision: sign {a['sign_agreement']:.3f}, Kendall τ {a['kendall_tau']:.3f}")
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731 (None: no pairs / constant rewards)
+        out.print(f"agreement with full precision: sign {fmt(a['sign_agreement'])}, "
+                  f"Kendall τ {fmt(a['kendall_tau'])}")
     out.print(f"scores: {out_path}\nsummary: {summary_path(out_path)}")
 
 
