@@ -17,9 +17,10 @@ from omnireward.data.io import iter_raw, write_jsonl  # noqa: E402
 from omnireward.data.records import Item, Pair  # noqa: E402
 from omnireward.errors import DataFormatError, MediaPathError  # noqa: E402
 
-SAMPLES = Path("/work/shared/samples")
+# shared/ sits beside the repository (../shared), as in CI.
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 if not SAMPLES.is_dir():
-    SAMPLES = Path(__file__).resolve().parents[1] / "shared" / "samples"
+    SAMPLES = Path("/work/shared/samples")
 SHAREGPT = SAMPLES / "sharegpt_ranking_en_demo.json"
 
 
