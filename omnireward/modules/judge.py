@@ -89,9 +89,11 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mas
         loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
     else:
         raise ConfigError(f"unknown loss_agg {agg!r} (expected sequence or token)", field="model.loss_agg")
-    n = mask.sum().clamp(min=1)
-    clipped = ((ratio - 1).abs() > clip_eps).to(logp.dtype)
-    return loss, {"kl": float((kl * mask).sum() / n), "clip_frac": float((clipped * mask).sum() / n)}
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1)
+        clipped = ((ratio - 1).abs() > clip_eps).to(logp.dtype)
+        stats = {"kl": float((kl * mask).sum() / n), "clip_frac": float((clipped * mask).sum() / n)}
+    return loss, stats
 
 
 class R1Module(L.LightningModule):
