@@ -113,7 +113,8 @@ def train_cmd(ctx: typer.Context,
     from omnireward.train import train
 
     folder = train(conf)
-    out.print(f"model saved to {folder}\nscore with: omnireward score PAIRS.jsonl --model {folder}")
+    judge = f" --judge {conf.model.judge}" if conf.model.get("name") == "r1" else ""
+    out.print(f"model saved to {folder}\nscore with: omnireward score PAIRS.jsonl{judge} --model {folder}")
 
 
 # ---- score / eval -------------------------------------------------------------------------
@@ -133,6 +134,7 @@ def score_cmd(
     max_new_tokens: int = typer.Option(256, help="With --judge: critique length limit."),
     both_orders: bool = typer.Option(False, help="With --judge: judge A/B and B/A and average (position bias)."),
     seed: int = typer.Option(0, help="With --judge: sampling seed."),
+    temperature: float = typer.Option(0.0, help="With --judge: critique sampling temperature (0 = greedy)."),
 ):
     """Reward every pair (reward1, reward2, margin) or item (reward); write scores and a summary.
 
@@ -145,12 +147,16 @@ def score_cmd(
     from omnireward.scoring.report import summary_table
 
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
+    if not judge and model:
+        from omnireward.scoring.judge import trained_judge
+
+        judge = trained_judge(resolve_model(model))  # an r1 folder judges with its own template
     if judge:
         from omnireward.scoring.judge import judge_file
 
         summary = judge_file(path, resolve_model(model) if model else None, out_path, judge=judge,
                              batch_size=batch_size, max_new_tokens=max_new_tokens, both_orders=both_orders,
-                             device=device, seed=seed, media_root=media_root,
+                             device=device, seed=seed, temperature=temperature, media_root=media_root,
                              allow_outside_root=allow_outside_root)
     else:
         summary = score_file(path, resolve_model(model), out_path, batch_size=batch_size, media_root=media_root,

@@ -145,7 +145,9 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
         elif final is not None:
             model.load_state_dict(final)
         model = model.eval()
-        stats = reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
+        # A generative judge (r1) has no trained scalar head: no reward statistics for it.
+        stats = (reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
+                 if getattr(module, "has_reward_head", True) else None)
         model.save_pretrained(out, cfg, stats)
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
     trainer.strategy.barrier()
