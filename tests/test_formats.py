@@ -18,7 +18,7 @@ from omnireward.data.records import Item, Pair  # noqa: E402
 from omnireward.errors import DataFormatError, MediaPathError  # noqa: E402
 
 # shared/ sits beside the repository (../shared), as in CI.
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = (Path(__file__).resolve().parents[2] / "shared" / "samples").resolve()
 if not SAMPLES.is_dir():
     SAMPLES = Path("/work/shared/samples")
 SHAREGPT = SAMPLES / "sharegpt_ranking_en_demo.json"
