@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 MODALITY ?= text
 RUN ?= runs/demo-$(MODALITY)
-# The settings measured in the README: SmolLM2's first 4 layers, 3 epochs.
-ARGS ?= backbone.lm_layers=4 model.lr=2e-3 model.lm_lr=1e-4 data.batch_size=16
+# The settings measured in the README: the full SmolLM2, 128 training pairs, 2 epochs.
+PAIRS ?= 128
+ARGS ?= trainer.max_epochs=2 model.lr=1e-3 model.lm_lr=1e-4 data.batch_size=8
 
 .PHONY: setup demo test test-slow clean
 
@@ -24,7 +25,7 @@ setup: $(BIN)/omnireward
 
 # Demo data -> train the embedded default -> score the held-out test split -> summary.
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/omnireward data demo --modality $(MODALITY) --out demo/$(MODALITY)
+	HF_HUB_OFFLINE=1 $(BIN)/omnireward data demo --modality $(MODALITY) --out demo/$(MODALITY) --n-pairs $(PAIRS)
 	HF_HUB_OFFLINE=1 $(BIN)/omnireward train modality=$(MODALITY) data.train=demo/$(MODALITY)/train.jsonl \
 		data.val=demo/$(MODALITY)/val.jsonl output_dir=$(RUN) $(ARGS)
 	HF_HUB_OFFLINE=1 $(BIN)/omnireward score demo/$(MODALITY)/test.jsonl --model $(RUN) \
