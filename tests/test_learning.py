@@ -67,3 +67,23 @@ def test_modality_learns_from_its_demo_set(tmp_path, modality):
     stats = json.loads((out / "reward_stats.json").read_text())
     assert r.mean().item() == pytest.approx(stats["mean"], abs=1e-4)
     assert r.std().item() == pytest.approx(stats["std"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_full_embedded_lm_follows_the_criteria(tmp_path):
+    """Criteria-flip twins (same two responses, opposite labels under two criteria) are only
+    right above chance if the model reads the criteria; the full SmolLM2 learns them (about 20 min
+    on 2 shared cores; measured 0.83 on the twins, 0.96 overall)."""
+    data = build_demo("text", tmp_path / "data", n_pairs=128, seed=0)
+    out = train(compose_config([
+        f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}",
+        "trainer.max_epochs=2", "model.lr=1e-3", "model.lm_lr=1e-4", "data.batch_size=8"]))
+    test_file = data / "test.jsonl"
+    summary = score_file(test_file, out, tmp_path / "scores.jsonl")
+    assert summary["accuracy_without_ties"] >= 0.85
+    rows = {json.loads(x)["id"]: json.loads(x) for x in test_file.read_text().splitlines()}
+    twins = [json.loads(x) for x in (tmp_path / "scores.jsonl").read_text().splitlines()
+             if rows[json.loads(x)["id"]]["meta"]["rule"] == "criteria_flip"]
+    assert len(twins) >= 4
+    right = sum((s["margin"] > 0) == (s["preference"] == "response1") for s in twins)
+    assert right / len(twins) >= 0.7
