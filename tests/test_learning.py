@@ -69,11 +69,10 @@ def test_modality_learns_from_its_demo_set(tmp_path, modality):
     assert r.std().item() == pytest.approx(stats["std"], abs=1e-4)
 
 
-@pytest.mark.slow
 def test_full_embedded_lm_follows_the_criteria(tmp_path):
     """Criteria-flip twins (same two responses, opposite labels under two criteria) are only
-    right above chance if the model reads the criteria; the full SmolLM2 learns them (about 20 min
-    on 2 shared cores; measured 0.83 on the twins, 0.96 overall)."""
+    right above chance if the model reads the criteria; the full SmolLM2 learns them (4 min on 2
+    idle cores; measured 0.83 on the twins, 0.96 overall)."""
     data = build_demo("text", tmp_path / "data", n_pairs=128, seed=0)
     out = train(compose_config([
         f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}",
