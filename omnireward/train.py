@@ -154,12 +154,10 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     return out
 
 
-@torch.no_grad()
 def reward_stats(model, pairs, batch_size: int = 16) -> dict:
     """Mean and std of rewards over the training responses (for normalising rewards downstream)."""
-    rewards = []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i:i + batch_size]
-        rewards.append(model(model.collate_pairs(chunk)).cpu())
-    r = torch.cat(rewards)
+    from omnireward.scoring.bt import reward_records
+
+    lines = reward_records(model, pairs, batch_size, show_progress=False)
+    r = torch.tensor([x["reward1"] for x in lines] + [x["reward2"] for x in lines])
     return {"mean": float(r.mean()), "std": float(r.std()), "n": int(r.numel())}

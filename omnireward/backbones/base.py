@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Union
 
 import torch
@@ -56,17 +55,3 @@ class BackboneOutput:
     last_hidden: torch.Tensor  # [B, H] hidden state at the last real token
     logits: torch.Tensor | None = None  # [B, L, V] when asked for (LM loss, judging)
     hidden: torch.Tensor | None = None  # [B, L, H] when asked for
-
-
-def media_of(conv: Conversation) -> list[Media]:
-    return [p for t in conv for p in t.parts if isinstance(p, Media)]
-
-
-def text_of(turn: Turn) -> str:
-    return "".join(p for p in turn.parts if isinstance(p, str))
-
-
-def ensure_dir(path: str | Path) -> Path:
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    return p

@@ -151,7 +151,7 @@ class ModularBackbone(nn.Module):
         drop = set(text_idx[mid - excess // 2: mid - excess // 2 + excess])
         # Map label positions (flattened over media tokens) alongside pieces.
         if labels is not None:
-            flat_pos, keep_labels, cursor = [], [], 0
+            keep_labels, cursor = [], 0
             for i, p in enumerate(pieces):
                 n = self.encoders[p[0]].n_tokens if isinstance(p, tuple) else 1
                 if i not in drop:
