@@ -127,3 +127,30 @@ def test_missing_encoder_is_a_clear_error(images):
     model = RewardModel(bb)
     with pytest.raises(ModelError, match="no image encoder"):
         model.collate_pairs(_pairs(images, 1))
+
+
+def test_label_token_follows_the_image_tokens(images):
+    """With pretrained encoders, each image gets one more token: its top ImageNet classes as LM words."""
+    torch.manual_seed(0)
+    bb = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False)
+    assert bb.span("image") == bb.encoders["image"].n_tokens + 1
+    model = RewardModel(bb, dropout=0.0).eval()
+    batch = model.collate_pairs(_pairs(images, 1))
+    spec = batch.extra["media"]["image"]
+    with torch.no_grad():
+        embeds = bb.embed(batch)
+        probs = bb.encoders["image"].label_probs(spec["x"])
+    b, t = spec["pos"][0].tolist()
+    n = bb.encoders["image"].n_tokens
+    table = bb.label_words["image"].table
+    assert torch.allclose(embeds[b, t + n], probs[0] @ table, atol=1e-6)
+    # a row of the table is the mean LM embedding of the class name's tokens
+    names = bb.encoders["image"].label_names
+    i = names.index("tabby, tabby cat")
+    ids = bb.tokenizer(" tabby, tabby cat", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(table[i], bb.lm.get_input_embeddings().weight[ids].mean(0), atol=1e-6)
+    # the token after the label is text again, and the last real token is still where the reward is read
+    assert batch.tensors["last_index"][0] == batch.tensors["attention_mask"][0].sum() - 1
+    off = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False,
+                        label_tokens=False)
+    assert off.span("image") == n and not len(off.label_words)

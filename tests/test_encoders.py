@@ -188,6 +188,27 @@ def test_image_weights_classify_chelsea_as_a_cat(media):
     assert cos > 0.95 and (tokens[1] - tokens[4]).norm() > 1.0  # ... and the quadrants see different things
 
 
+def test_label_probs_name_what_the_image_net_sees(media):
+    image = build_encoder("image")
+    probs = image.label_probs(torch.stack([image.prepare(media["chelsea"]), image.prepare(media["coffee"])]))
+    assert probs.shape == (2, 1000) and torch.allclose(probs.sum(1), torch.ones(2))
+    assert ((probs > 0).sum(1) == 5).all()  # the top 5 classes, renormalised
+    names = image.label_names
+    assert int(probs[0].argmax()) in IMAGENET_DOMESTIC_CATS and "cat" in names[int(probs[0].argmax())]
+    assert names[int(probs[1].argmax())] in {"espresso", "coffee mug", "cup", "teacup"}
+    # a trainable copy of the same weights gives the same probabilities from pixels
+    trainable = build_encoder("image", trainable=True).eval()
+    from_pixels = trainable.label_probs(trainable.prepare(media["chelsea"])[None])
+    assert torch.allclose(from_pixels, probs[:1], atol=1e-4)
+    # video: averaged over frames; mesh: over rendered views; audio has no classifier
+    video = build_encoder("video", num_frames=4)
+    assert video.label_probs(video.prepare(media["video"])[None]).shape == (1, 1000)
+    mesh = build_encoder("mesh")
+    plane = mesh.label_probs(mesh.prepare(media["airplane"])[None])
+    assert plane.shape == (1, 1000) and torch.allclose(plane.sum(), torch.tensor(1.0))
+    assert build_encoder("audio", pretrained=False).label_names is None
+
+
 def test_image_weights_are_converted_once(media):
     from omnireward.encoders.image import converted_weights
 

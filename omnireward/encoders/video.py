@@ -10,7 +10,8 @@ import torch
 from omnireward.data.media import load_video
 from omnireward.encoders.base import Encoder
 from omnireward.encoders.image import (
-    FEATURE_DIM, IMAGE_SIZE, efficientnet_lite0, global_features, preprocess_frames, shared_frozen_net, weights_id,
+    FEATURE_DIM, IMAGE_SIZE, class_probs, efficientnet_lite0, global_features, imagenet_label_names, preprocess_frames,
+    shared_frozen_net, weights_id,
 )
 
 # EfficientNet-Lite0 global features have an RMS of about 0.4 on natural images; the sinusoid has an
@@ -60,10 +61,20 @@ class VideoEncoder(Encoder):
         with torch.no_grad():
             return global_features(self._frozen[0], pixels)  # [T, 1280]
 
+    def _frame_features(self, prepared: torch.Tensor) -> torch.Tensor:
+        if not self.trainable:
+            return prepared
+        b, t = prepared.shape[:2]
+        return global_features(self.net, prepared.flatten(0, 1)).view(b, t, -1)
+
     def forward(self, prepared: torch.Tensor) -> torch.Tensor:
-        if self.trainable:
-            b, t = prepared.shape[:2]
-            feats = global_features(self.net, prepared.flatten(0, 1)).view(b, t, -1)
-        else:
-            feats = prepared
+        feats = self._frame_features(prepared)
         return feats + self.order.to(feats.dtype)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return imagenet_label_names()
+
+    def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
+        """The classifier's probabilities averaged over the clip's frames."""
+        return class_probs(self.net if self.trainable else self._frozen[0], self._frame_features(prepared))
