@@ -19,6 +19,17 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _commit() -> str:
+    """The commit the run used (+ "-dirty" with uncommitted changes), when run from a git checkout."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return (head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) if head else "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--modality", default="text")
@@ -53,7 +64,10 @@ def main() -> None:
     t0 = time.time()
     summary = score_file(data / "test.jsonl", out, work / "test.scores.jsonl")
     t_score = time.time() - t0
-    rules = {json.loads(x)["id"]: json.loads(x).get("meta", {}).get("rule")
+    def rule_of(meta: dict) -> str:  # criteria flips are told apart by what they flip
+        return f"{meta['rule']}:{meta['flip']}" if "flip" in meta else meta.get("rule")
+
+    rules = {json.loads(x)["id"]: rule_of(json.loads(x).get("meta", {}))
              for x in (data / "test.jsonl").read_text().splitlines()}
     per_rule = defaultdict(list)
     for x in (work / "test.scores.jsonl").read_text().splitlines():
@@ -67,6 +81,7 @@ def main() -> None:
         "per_rule": {k: round(sum(v) / len(v), 3) for k, v in sorted(per_rule.items())},
         "train_summary": json.loads((out / "train_summary.json").read_text()),
         "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
+        "code": _commit(),
     }
     print(json.dumps(result, indent=2))
     res = Path(__file__).parent / "results" / "demo_runs.jsonl"

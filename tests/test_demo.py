@@ -101,7 +101,13 @@ def test_image_flips_follow_their_criteria(built):
         if p.meta["rule"] != FLIP:
             continue
         win, lose = (np.asarray(load_image(x), dtype=float) for x in _winner_loser(p, root))
-        if p.meta["flip"] == "brightness":
+        if p.meta["flip"] == "subject":
+            # an open prompt, and criteria that name one of the two subjects
+            assert not any(s in p.prompt for _, s, _ in image._IMAGES)
+            named = [s for _, s, _ in image._IMAGES if p.criteria.endswith(f" {s}.")]
+            assert len(named) == 1, p.criteria
+            assert (win != lose).any()
+        elif p.meta["flip"] == "brightness":
             brighter_wins = p.criteria in image.CRITERIA["bright"]
             assert brighter_wins != (p.criteria in image.CRITERIA["dark"])
             assert (win.mean() > lose.mean()) == brighter_wins, p.criteria
@@ -111,7 +117,7 @@ def test_image_flips_follow_their_criteria(built):
             is_gray = [np.abs(a[..., 0] - a[..., 2]).max() == 0 for a in (win, lose)]
             assert is_gray == [gray_wins, not gray_wins], p.criteria
         checked[p.meta["flip"]] += 1
-    assert checked["brightness"] and checked["colour"]
+    assert checked["brightness"] and checked["colour"] and checked["subject"]
 
 
 def test_audio_flips_follow_their_criteria(built):
@@ -160,7 +166,13 @@ def test_3d_flips_follow_their_criteria(built):
         if p.meta["rule"] != FLIP:
             continue
         win, lose = (load_mesh_trimesh(x) for x in _winner_loser(p, root))
-        if p.meta["flip"] == "height":
+        if p.meta["flip"] == "object":
+            # an open prompt; the criteria name the object whose mesh won (its faces are that base mesh's)
+            named = [n for n, (what, v, _) in mesh._base_meshes().items() if p.criteria.endswith(f" {what}.")]
+            assert len(named) == 1 and not any(m[0] in p.prompt for m in mesh._base_meshes().values())
+            faces = mesh._base_meshes()[named[0]][2]
+            assert np.array_equal(win.faces, faces) and not np.array_equal(lose.faces, faces)
+        elif p.meta["flip"] == "height":
             tall_wins = p.criteria in mesh.CRITERIA["tall"]
             assert tall_wins != (p.criteria in mesh.CRITERIA["flat"])
             aspect = [m.extents[2] / max(m.extents[:2]) for m in (win, lose)]
@@ -172,7 +184,7 @@ def test_3d_flips_follow_their_criteria(built):
             bend = [float(np.mean(m.face_adjacency_angles)) for m in (win, lose)]
             assert (bend[0] < bend[1]) == smooth_wins, p.criteria
         checked[p.meta["flip"]] += 1
-    assert checked["height"] and checked["roughness"]
+    assert checked["height"] and checked["roughness"] and checked["object"]
 
 
 def test_text_held_out_prompts_are_unseen_and_rules_are_mixed(built):

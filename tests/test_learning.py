@@ -19,7 +19,7 @@ from omnireward.scoring.bt import reward_records, score_file
 from omnireward.train import train
 
 # modality -> (train pairs, the rule whose preference lives in the response media alone)
-CASES = {"image": (120, "degradation"), "video": (80, "degradation"), "audio": (120, "noise"),
+CASES = {"image": (200, "degradation"), "video": (80, "degradation"), "audio": (120, "noise"),
          "3d": (60, "quality")}
 
 

@@ -43,7 +43,10 @@ CRITERIA = {
     "dark": ["Prefer the darker image.", "Prefer the dimmer, darker picture."],
     "quality": ["Prefer the sharper, cleaner image.", "Prefer the image without visual artifacts."],
     "subject": ["Prefer the image that matches the prompt."],
+    "shows": ["Prefer the image that shows {x}.", "The better picture is the one of {x}."],
 }
+# Prompts that name no subject: the criteria alone say which picture is wanted.
+_OPEN_PROMPTS = ["a nice photo", "a picture for my wall", "an interesting image"]
 IMAGE_SIZE = 160
 
 
@@ -115,8 +118,14 @@ def _image_unit(rule: str, ctx: Ctx) -> list[Choice]:
         return [Choice("text_image_to_text", ctx.pick(_IMAGE_QUESTIONS), Response(f"It shows {subject}."),
                        Response(f"It shows {other_subject}."), rule, prompt_media=[shown],
                        detail={"other": other_name})]
-    # criteria flip on colour (colour sources only) or on brightness
-    if ctx.rng.random() < 0.5:
+    # criteria flip: on the subject the criteria ask for, on colour (colour sources only), or on brightness
+    kind = ctx.pick(["subject", "colour", "brightness"])
+    if kind == "subject":
+        prompt = ctx.pick(_OPEN_PROMPTS)
+        shows = ctx.pick(CRITERIA["shows"])
+        base = choice(_crop(ctx, name), _crop(ctx, other_name), flip="subject", other=other_name)
+        return twin(base, shows.format(x=subject), shows.format(x=other_subject))
+    if kind == "colour":
         name, subject, _ = ctx.pick([x for x in _IMAGES if x[2]])
         prompt = ctx.pick(_IMAGE_PROMPTS).format(x=subject)
         img = _crop(ctx, name)

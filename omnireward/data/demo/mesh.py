@@ -17,7 +17,9 @@ CRITERIA = {
     "rough": ["Prefer the rough, bumpy surface.", "Prefer the model with a noisy, jagged surface."],
     "quality": ["Prefer the complete, clean mesh.", "Prefer the better-made 3D model."],
     "object": ["Prefer the model of the requested object."],
+    "shows": ["Prefer the model of {x}.", "The better 3D asset is the one of {x}."],
 }
+_OPEN_PROMPTS = ["a 3D model", "a nice 3D asset", "a mesh for my scene"]  # no object named
 
 
 @cache
@@ -106,7 +108,14 @@ def _mesh_unit(rule: str, ctx: Ctx) -> list[Choice]:
         v, f = _placed(ctx, name)
         bv, bf, kind = _mesh_degrade(ctx, *_placed(ctx, name))
         return [choice((v, f), (bv, bf), ctx.maybe(CRITERIA["quality"]), degradation=kind)]
-    if ctx.rng.random() < 0.5:
+    # criteria flip: on the object the criteria ask for, on height, or on surface roughness
+    kind = ctx.pick(["object", "height", "roughness"])
+    if kind == "object":
+        prompt = ctx.pick(_OPEN_PROMPTS)
+        shows = ctx.pick(CRITERIA["shows"])
+        base = choice(_placed(ctx, name), _placed(ctx, other), flip="object", other=other)
+        return twin(base, shows.format(x=meshes[name][0]), shows.format(x=meshes[other][0]))
+    if kind == "height":
         tall = _placed(ctx, name, ctx.rng.uniform(1.7, 2.2))
         flat = _placed(ctx, name, ctx.rng.uniform(0.4, 0.55))
         base = choice(tall, flat, flip="height")

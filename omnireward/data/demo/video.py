@@ -21,6 +21,7 @@ _VIDEOS = [
     ("carphone_pristine.mp4", "a man in a bow tie talking in a car", 0),
 ]
 _VIDEO_PROMPTS = ["a video of {x}", "{x}", "a short clip of {x}", "footage of {x}"]
+_OPEN_PROMPTS = ["a nice video", "a short clip for my feed", "an interesting scene"]  # no subject named
 _VIDEO_QUESTIONS = ["What happens in this video?", "Describe this clip in a few words.",
                     "What does the video show?"]
 CRITERIA = {
@@ -30,6 +31,7 @@ CRITERIA = {
     "dark": ["Prefer the darker clip.", "Prefer the dimmer video."],
     "forward": ["Prefer the clip whose motion plays smoothly in order.", "Prefer natural, continuous motion."],
     "quality": ["Prefer the sharper, cleaner video.", "Prefer the video without compression artifacts."],
+    "shows": ["Prefer the clip that shows {x}.", "The better video is the one of {x}."],
 }
 CLIP_FRAMES, CLIP_STRIDE, CLIP_FPS = 12, 3, 8  # 1.5 s clips at 8 fps
 CLIP_W, CLIP_H = 128, 96
@@ -148,8 +150,15 @@ def _video_unit(rule: str, ctx: Ctx) -> list[Choice]:
         return [Choice("text_video_to_text", ctx.pick(_VIDEO_QUESTIONS), Response(f"It shows {entry[1]}."),
                        Response(f"It shows {other[1]}."), rule, prompt_media=[shown],
                        detail={"other": other[0]})]
+    # criteria flip: on the subject the criteria ask for, on colour, or on brightness
+    kind = ctx.pick(["subject", "colour", "brightness"])
+    if kind == "subject":
+        prompt = ctx.pick(_OPEN_PROMPTS)
+        shows = ctx.pick(CRITERIA["shows"])
+        base = choice(_random_clip(ctx, entry), _random_clip(ctx, other), flip="subject", other=other[0])
+        return twin(base, shows.format(x=entry[1]), shows.format(x=other[1]))
     clip = _random_clip(ctx, entry)
-    if ctx.rng.random() < 0.5:
+    if kind == "colour":
         gray = np.repeat((clip @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=-1).astype(np.uint8)
         return twin(choice(gray, clip, flip="colour"), ctx.pick(CRITERIA["gray"]),
                     ctx.pick(CRITERIA["colour"]))
