@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--n-pairs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh-pairs", type=int, default=200,
+                    help="also score the train split of a demo set built with another seed (files the model "
+                    "never saw) for a larger held-out sample; 0 skips it")
     ap.add_argument("--work", default="/tmp/omnireward-bench")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
@@ -64,21 +67,33 @@ def main() -> None:
     t0 = time.time()
     summary = score_file(data / "test.jsonl", out, work / "test.scores.jsonl")
     t_score = time.time() - t0
+
     def rule_of(meta: dict) -> str:  # criteria flips are told apart by what they flip
         return f"{meta['rule']}:{meta['flip']}" if "flip" in meta else meta.get("rule")
 
-    rules = {json.loads(x)["id"]: rule_of(json.loads(x).get("meta", {}))
-             for x in (data / "test.jsonl").read_text().splitlines()}
-    per_rule = defaultdict(list)
-    for x in (work / "test.scores.jsonl").read_text().splitlines():
-        s = json.loads(x)
-        per_rule[rules[s["id"]]].append((s["margin"] > 0) == (s["preference"] == "response1"))
+    def per_rule_of(pairs_file: Path, scores_file: Path) -> dict[str, str]:  # rule -> "accuracy (n)"
+        rules = {json.loads(x)["id"]: rule_of(json.loads(x).get("meta", {}))
+                 for x in pairs_file.read_text().splitlines()}
+        right = defaultdict(list)
+        for x in scores_file.read_text().splitlines():
+            s = json.loads(x)
+            right[rules[s["id"]]].append((s["margin"] > 0) == (s["preference"] == "response1"))
+        return {k: f"{sum(v) / len(v):.3f} ({len(v)})" for k, v in sorted(right.items())}
+
+    per_rule = per_rule_of(data / "test.jsonl", work / "test.scores.jsonl")
+    fresh = {}
+    if a.fresh_pairs:
+        fresh_data = build_demo(a.modality, work / "fresh", n_pairs=a.fresh_pairs, seed=a.seed + 1000)
+        fresh_summary = score_file(fresh_data / "train.jsonl", out, work / "fresh.scores.jsonl")
+        fresh = {"fresh_seed": a.seed + 1000, "fresh_accuracy": fresh_summary["accuracy_without_ties"],
+                 "n_fresh": fresh_summary["n"],
+                 "fresh_per_rule": per_rule_of(fresh_data / "train.jsonl", work / "fresh.scores.jsonl")}
     result = {
         "tag": tag, "modality": a.modality, "layers": a.layers or 30, "epochs": a.epochs,
         "overrides": a.overrides, "machine": f"{platform.machine()} {os.cpu_count()} cores, torch threads "
         f"{torch.get_num_threads()}", "data_s": round(t_data, 1), "train_s": round(t_train, 1),
         "score_s": round(t_score, 1), "test_accuracy": summary["accuracy_without_ties"], "n_test": summary["n"],
-        "per_rule": {k: round(sum(v) / len(v), 3) for k, v in sorted(per_rule.items())},
+        "per_rule": per_rule, **fresh,
         "train_summary": json.loads((out / "train_summary.json").read_text()),
         "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
         "code": _commit(),

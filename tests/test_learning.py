@@ -86,3 +86,29 @@ def test_full_embedded_lm_follows_the_criteria(tmp_path):
     assert len(twins) >= 4
     right = sum((s["margin"] > 0) == (s["preference"] == "response1") for s in twins)
     assert right / len(twins) >= 0.7
+
+
+@pytest.mark.slow
+def test_full_embedded_lm_follows_the_criteria_on_images(tmp_path):
+    """Image twins whose open prompt names nothing and whose criteria name the wanted subject: the
+    full SmolLM2 with label tokens learns them (10 min on 2 idle cores; measured 1.00 on these
+    twins, 0.94 on prompt-image matching)."""
+    data = build_demo("image", tmp_path / "data", n_pairs=300, seed=0)
+    out = train(compose_config([
+        "modality=image", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
+        f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=4", "model.lr=5e-4", "model.lm_lr=5e-5",
+        "data.batch_size=8"]))
+    test_file = data / "test.jsonl"
+    score_file(test_file, out, tmp_path / "scores.jsonl")
+    meta = {json.loads(x)["id"]: json.loads(x)["meta"] for x in test_file.read_text().splitlines()}
+    right = defaultdict(list)
+    for x in (tmp_path / "scores.jsonl").read_text().splitlines():
+        s = json.loads(x)
+        m = meta[s["id"]]
+        right[f"flip:{m['flip']}" if "flip" in m else m["rule"]].append(
+            (s["margin"] > 0) == (s["preference"] == "response1"))
+    acc = {k: sum(v) / len(v) for k, v in right.items()}
+    twins = right["flip:subject"]
+    assert len(twins) >= 4 and len(twins) % 2 == 0, acc
+    assert acc["flip:subject"] >= 0.75, acc  # a criteria-blind model gets exactly half of each twin
+    assert acc["subject"] >= 0.75 and acc["caption"] >= 0.6, acc  # prompt-media matching
