@@ -20,7 +20,7 @@ from omnireward.train import train
 
 # modality -> (train pairs, the rule whose preference lives in the response media alone)
 CASES = {"image": (200, "degradation"), "video": (80, "degradation"), "audio": (120, "noise"),
-         "3d": (60, "quality")}
+         "3d": (120, "quality")}
 
 
 # Video and 3D spend most of their time on the one-off feature pass (frames, rendered views):
