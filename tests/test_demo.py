@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from omnireward.data.demo import FLIP, audio, build_demo, image, mesh, text
+from omnireward.data.demo import FLIP, audio, build_demo, image, mesh, text, video
 from omnireward.data.demo.pairs import split_sizes
 from omnireward.data.media import load_audio, load_image, load_mesh, load_mesh_trimesh, load_video
 from omnireward.data.records import TASK_MODALITY, Pair, record_from_dict
@@ -118,6 +118,24 @@ def test_image_flips_follow_their_criteria(built):
             assert is_gray == [gray_wins, not gray_wins], p.criteria
         checked[p.meta["flip"]] += 1
     assert checked["brightness"] and checked["colour"] and checked["subject"]
+
+
+def test_video_subject_flips_name_the_winning_clip(built):
+    root, _ = built("video", 40)
+    subjects = {name: what for name, what, _ in video._VIDEOS}
+    seen = 0
+    for group in _twins([p for p in _all(root) if p.meta.get("flip") == "subject"]):
+        for p in group:
+            assert not any(w in p.prompt for w in subjects.values())  # an open prompt
+            named = [n for n, w in subjects.items() if p.criteria.endswith(f" {w}.")]
+            assert len(named) == 1, p.criteria
+        a, b = group  # the two criteria name the two sources, one of them the pair's `other`, and disagree
+        named_a = next(n for n, w in subjects.items() if a.criteria.endswith(f" {w}."))
+        named_b = next(n for n, w in subjects.items() if b.criteria.endswith(f" {w}."))
+        assert named_a != named_b and a.meta["other"] in (named_a, named_b)
+        assert a.preference != b.preference
+        seen += 1
+    assert seen
 
 
 def test_audio_flips_follow_their_criteria(built):
