@@ -52,11 +52,11 @@ class LabelWords(nn.Module):
 
     def __init__(self, names: tuple[str, ...] | list[str], tokenizer, embeddings: nn.Embedding):
         super().__init__()
-        weight = embeddings.weight.detach().float()
+        weight = embeddings.weight.detach()  # rows are gathered before any copy: vocabularies can be large
         rows = []
         for name in names:
             ids = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
-            rows.append(weight[torch.tensor(ids, dtype=torch.long)].mean(0))
+            rows.append(weight[torch.tensor(ids, dtype=torch.long, device=weight.device)].float().mean(0))
         self.register_buffer("table", torch.stack(rows))
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
