@@ -154,3 +154,25 @@ def test_label_token_follows_the_image_tokens(images):
     off = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False,
                         label_tokens=False)
     assert off.span("image") == n and not len(off.label_words)
+
+
+def test_trainable_encoder_runs_once_for_tokens_and_label(images):
+    """Feature tokens and the label token come from one pass of a trainable image net."""
+    torch.manual_seed(0)
+    bb = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, train_encoders=True,
+                       feature_cache=False)
+    model = RewardModel(bb, dropout=0.0).eval()
+    batch = model.collate_pairs(_pairs(images, 1))
+    net = bb.encoders["image"].net
+    calls = []
+    original = net.extract_features
+    net.extract_features = lambda x: calls.append(len(x)) or original(x)
+    with torch.no_grad():
+        embeds = bb.embed(batch)
+    assert calls == [2]  # both responses' images, in one batched pass
+    spec = batch.extra["media"]["image"]
+    b, t = spec["pos"][0].tolist()
+    n = bb.encoders["image"].n_tokens
+    with torch.no_grad():
+        probs = bb.encoders["image"].label_probs(spec["x"])
+    assert torch.allclose(embeds[b, t + n], probs[0] @ bb.label_words["image"].table, atol=1e-5)

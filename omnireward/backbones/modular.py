@@ -75,11 +75,11 @@ class ModularBackbone(nn.Module):
         self.tokenizer = tokenizer
         self.encoders = nn.ModuleDict(encoders or {})
         hidden = lm.config.hidden_size
-        scale = float(lm.get_input_embeddings().weight.detach().float().std())
+        emb = lm.get_input_embeddings()
+        scale = float(emb.weight.detach().float().std())
         self.projectors = nn.ModuleDict({m: Projector(e.out_dim, hidden, scale) for m, e in self.encoders.items()})
         # With `label_tokens`, media whose encoder has a pretrained classifier get one more token
         # after their feature tokens: the classifier's top classes as LM word embeddings.
-        emb = lm.get_input_embeddings()
         self.label_words = nn.ModuleDict({m: LabelWords(e.label_names, tokenizer, emb)
                                           for m, e in self.encoders.items() if label_tokens and e.label_names})
         self.max_length = max_length
@@ -242,10 +242,11 @@ class ModularBackbone(nn.Module):
         ids = batch.tensors["input_ids"]
         embeds = self.lm.get_input_embeddings()(ids)
         for enc, spec in batch.extra.get("media", {}).items():
-            tokens = self.projectors[enc](self.encoders[enc](spec["x"]))  # [N, T, H]
-            if enc in self.label_words:
-                labels = self.label_words[enc](self.encoders[enc].label_probs(spec["x"]))
-                tokens = torch.cat([tokens, labels.to(tokens.dtype)], dim=1)
+            if enc in self.label_words:  # one pass of the encoder gives both
+                feats, probs = self.encoders[enc].forward_with_labels(spec["x"])
+                tokens = torch.cat([self.projectors[enc](feats), self.label_words[enc](probs).to(feats.dtype)], dim=1)
+            else:
+                tokens = self.projectors[enc](self.encoders[enc](spec["x"]))  # [N, T, H]
             N, T, H = tokens.shape
             b = spec["pos"][:, 0].repeat_interleave(T)
             t = (spec["pos"][:, 1:2] + torch.arange(T, device=ids.device)).reshape(-1)

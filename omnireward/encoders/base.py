@@ -39,9 +39,13 @@ class Encoder(nn.Module):
         """Names of the classes a pretrained classifier of this encoder recognises (None: no classifier)."""
         return None
 
+    def forward_with_labels(self, prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward()` and the classifier's probabilities [B, len(label_names)] from one pass of the net."""
+        raise NotImplementedError(f"the {self.modality} encoder has no classifier")
+
     def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
         """Stacked `prepare()` outputs [B, ...] -> class probabilities [B, len(label_names)]."""
-        raise NotImplementedError(f"the {self.modality} encoder has no classifier")
+        return self.forward_with_labels(prepared)[1]
 
     def train(self, mode: bool = True):
         """Train the heads; a trainable pretrained net (`self.net`) still runs in eval mode.

@@ -165,7 +165,7 @@ class ImageEncoder(Encoder):
     def label_names(self) -> tuple[str, ...]:
         return imagenet_label_names()
 
-    def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
-        if self.trainable:
-            return class_probs(self.net, global_features(self.net, prepared))
-        return class_probs(self._frozen[0], prepared[:, 0])  # token 0 is the global average
+    def forward_with_labels(self, prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self(prepared)
+        net = self.net if self.trainable else self._frozen[0]
+        return tokens, class_probs(net, tokens[:, 0])  # token 0 is the global average, the classifier's input

@@ -87,15 +87,16 @@ class MeshEncoder(Encoder):
         return feats, points.view(b, self.num_points, 3)
 
     def forward(self, prepared: torch.Tensor) -> torch.Tensor:
-        feats, points = self._view_features(prepared)
-        view_tokens = self.view_proj(feats)
-        point_tokens = self.point_proj(self.pointnet(points))
-        return torch.cat([view_tokens, point_tokens.view(len(points), self.n_point_tokens, self.out_dim)], dim=1)
+        return self.forward_with_labels(prepared, labels=False)[0]
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return imagenet_label_names()
 
-    def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
-        """The image classifier's probabilities averaged over the rendered views."""
-        return class_probs(self.net if self.trainable else self._frozen[0], self._view_features(prepared)[0])
+    def forward_with_labels(self, prepared: torch.Tensor, labels: bool = True):
+        """View + point tokens, and the image classifier's probabilities averaged over the rendered views."""
+        feats, points = self._view_features(prepared)
+        view_tokens = self.view_proj(feats)
+        point_tokens = self.point_proj(self.pointnet(points)).view(len(points), self.n_point_tokens, self.out_dim)
+        probs = class_probs(self.net if self.trainable else self._frozen[0], feats) if labels else None
+        return torch.cat([view_tokens, point_tokens], dim=1), probs

@@ -61,20 +61,19 @@ class VideoEncoder(Encoder):
         with torch.no_grad():
             return global_features(self._frozen[0], pixels)  # [T, 1280]
 
-    def _frame_features(self, prepared: torch.Tensor) -> torch.Tensor:
-        if not self.trainable:
-            return prepared
-        b, t = prepared.shape[:2]
-        return global_features(self.net, prepared.flatten(0, 1)).view(b, t, -1)
-
     def forward(self, prepared: torch.Tensor) -> torch.Tensor:
-        feats = self._frame_features(prepared)
-        return feats + self.order.to(feats.dtype)
+        return self.forward_with_labels(prepared, labels=False)[0]
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return imagenet_label_names()
 
-    def label_probs(self, prepared: torch.Tensor) -> torch.Tensor:
-        """The classifier's probabilities averaged over the clip's frames."""
-        return class_probs(self.net if self.trainable else self._frozen[0], self._frame_features(prepared))
+    def forward_with_labels(self, prepared: torch.Tensor, labels: bool = True):
+        """Frame tokens (+ frame-order code) and the classifier's probabilities averaged over the frames."""
+        if self.trainable:
+            b, t = prepared.shape[:2]
+            feats = global_features(self.net, prepared.flatten(0, 1)).view(b, t, -1)
+        else:
+            feats = prepared
+        probs = class_probs(self.net if self.trainable else self._frozen[0], feats) if labels else None
+        return feats + self.order.to(feats.dtype), probs
