@@ -18,9 +18,8 @@ from omnireward.data.records import record_from_dict  # noqa: E402
 from omnireward.data.validate import Problem, validate  # noqa: E402
 from omnireward.errors import DataFormatError, MediaPathError  # noqa: E402
 
-SAMPLES = Path("/work/shared/samples")
-if not SAMPLES.is_dir():
-    SAMPLES = Path(__file__).resolve().parents[1] / "shared" / "samples"
+# Cut-down copies of real sample files (tests/fixtures/README.md gives their sources and licences).
+SAMPLES = Path(__file__).resolve().parent / "fixtures"
 SHAREGPT = SAMPLES / "sharegpt_ranking_en_demo.json"
 
 
@@ -172,13 +171,13 @@ def test_prep_empty_and_missing_inputs(tmp_path):
 def test_prep_sharegpt_sample_with_shuffled_sides(tmp_path):
     raw = json.loads(SHAREGPT.read_text())
     plain = prep(SHAREGPT, "sharegpt", tmp_path / "plain.jsonl")
-    assert (plain.n_written, plain.per_label) == (300, {"response1": 300})
+    assert (plain.n_written, plain.per_label) == (40, {"response1": 40})
     a = prep(SHAREGPT, "auto", tmp_path / "a.jsonl", shuffle_sides=True, seed=1)
     prep(SHAREGPT, "auto", tmp_path / "b.jsonl", shuffle_sides=True, seed=1)
     prep(SHAREGPT, "auto", tmp_path / "c.jsonl", shuffle_sides=True, seed=2)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "a.jsonl").read_bytes() != (tmp_path / "c.jsonl").read_bytes()
-    assert 120 <= a.n_swapped <= 180 and a.per_label == {"response1": 300 - a.n_swapped,
+    assert 10 <= a.n_swapped <= 30 and a.per_label == {"response1": 40 - a.n_swapped,
                                                          "response2": a.n_swapped}
     for d, r in zip(lines(tmp_path / "a.jsonl"), raw, strict=True):
         chosen = d["response2"] if d.get("meta", {}).get("sides_swapped") else d["response1"]
@@ -205,7 +204,7 @@ def test_read_pairs_raises_the_first_error_with_its_place(tmp_path):
     g = jsonl(tmp_path / "q.jsonl", [{**GOOD, "prompt_media": [{"type": "image", "path": "/etc/passwd"}]}])
     with pytest.raises(MediaPathError, match=r"q\.jsonl:1: prompt_media\[0\]\.path: path '/etc/passwd' escapes"):
         read_pairs(g)
-    assert len(read_pairs(SHAREGPT)) == 300
+    assert len(read_pairs(SHAREGPT)) == 40
 
 
 # ----------------------------------------------------------------------------- validate
@@ -277,10 +276,10 @@ def test_validate_other_formats_through_their_reader(tmp_path):
 
 
 def test_repeated_ids_numbered_by_prep_flagged_by_validate(tmp_path):
-    # VL-RewardBench reuses 25 ids for distinct items (same question, other answers).
+    # VL-RewardBench reuses ids for distinct items (same question, other answers): 3 in the fixture.
     report = prep(SAMPLES / "vl_rewardbench_meta.json", "auto", tmp_path / "vl.jsonl", check_media=False)
-    assert (report.n_written, report.n_rejected, report.n_renamed_ids) == (1250, 0, 25)
+    assert (report.n_written, report.n_rejected, report.n_renamed_ids) == (31, 0, 3)
     ids = [d["id"] for d in lines(tmp_path / "vl.jsonl")]
-    assert len(set(ids)) == 1250 and "mathverse_2279#2" in ids
+    assert len(set(ids)) == 31 and "mathverse_2279#2" in ids
     f = jsonl(tmp_path / "dup.jsonl", [{**GOOD, "id": "x"}, GOOD, {**GOOD, "id": "x"}])
     assert [str(p) for p in validate(f)] == [f"{f}:3: id: duplicate id 'x' (first at line 1)"]
