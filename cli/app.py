@@ -100,21 +100,24 @@ def _train_help() -> str:
 @app.command("train", help=_train_help(),
              context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train_cmd(ctx: typer.Context,
-              cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit.")):
+              cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit."),
+              config_dir: list[Path] = typer.Option([], "--config-dir", help="A folder of your own config groups "
+                                                    "(e.g. DIR/loss/my_loss.yaml), searched before the packaged "
+                                                    "ones; repeatable. Python modules beside them can be _target_s.")):
     from omegaconf import OmegaConf
 
     from omnireward.config import compose_config
 
     overrides = list(ctx.args)
-    conf = compose_config(overrides)
+    conf = compose_config(overrides, config_dirs=config_dir)
     if cfg:
         out.print(OmegaConf.to_yaml(conf), markup=False, highlight=False)
         return
     from omnireward.train import train
 
     folder = train(conf)
-    judge = f" --judge {conf.model.judge}" if conf.model.get("name") == "r1" else ""
-    out.print(f"model saved to {folder}\nscore with: omnireward score PAIRS.jsonl{judge} --model {folder}")
+    what = "judge" if conf.objective == "judge" else "reward model"
+    out.print(f"{what} saved to {folder}\nscore with: omnireward score PAIRS.jsonl --model {folder}")
 
 
 # ---- score / eval -------------------------------------------------------------------------
@@ -130,11 +133,14 @@ def score_cmd(
     allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
     device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N"),
     judge: Optional[str] = typer.Option(None, help="omni|think|flex (or a template .yaml): a generative judge "
-                                                   "writes a critique and a verdict instead of BT rewards."),
+                                                   "writes a critique and a verdict instead of BT rewards. A judge "
+                                                   "folder (model=r1) judges with its own template without it."),
     max_new_tokens: int = typer.Option(256, help="With --judge: critique length limit."),
     both_orders: bool = typer.Option(False, help="With --judge: judge A/B and B/A and average (position bias)."),
     seed: int = typer.Option(0, help="With --judge: sampling seed."),
     temperature: float = typer.Option(0.0, help="With --judge: critique sampling temperature (0 = greedy)."),
+    free_decoding: bool = typer.Option(False, help="With --judge flex: let the critique run free instead of "
+                                                   "constraining it to the Flex JSON grammar."),
 ):
     """Reward every pair (reward1, reward2, margin) or item (reward); write scores and a summary.
 
@@ -147,19 +153,23 @@ def score_cmd(
     from omnireward.scoring.report import summary_table
 
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
-    if not judge and model:
-        from omnireward.scoring.judge import trained_judge
+    model_dir = resolve_model(model) if (model or not judge) else None
+    from omnireward.model_folder import folder_objective, is_model_folder
 
-        judge = trained_judge(resolve_model(model))  # an r1 folder judges with its own template
-    if judge:
+    if judge or (model_dir is not None and is_model_folder(model_dir) and folder_objective(model_dir) == "judge"):
+        from omnireward.errors import ConfigError
         from omnireward.scoring.judge import judge_file
 
-        summary = judge_file(path, resolve_model(model) if model else None, out_path, judge=judge,
-                             batch_size=batch_size, max_new_tokens=max_new_tokens, both_orders=both_orders,
-                             device=device, seed=seed, temperature=temperature, media_root=media_root,
-                             allow_outside_root=allow_outside_root)
+        if quant != "none" or compare_full:
+            raise ConfigError("--quant and --compare-full apply to reward models; a judge scores in the precision "
+                              "its backbone loads in (backbone=hf with backbone.quantization=4bit for 4-bit)",
+                              field="--quant")
+        summary = judge_file(path, model_dir, out_path, judge=judge, batch_size=batch_size,
+                             max_new_tokens=max_new_tokens, both_orders=both_orders, device=device, seed=seed,
+                             temperature=temperature, media_root=media_root, allow_outside_root=allow_outside_root,
+                             constrained=not free_decoding)
     else:
-        summary = score_file(path, resolve_model(model), out_path, batch_size=batch_size, media_root=media_root,
+        summary = score_file(path, model_dir, out_path, batch_size=batch_size, media_root=media_root,
                              allow_outside_root=allow_outside_root, quant=quant, compare_full=compare_full,
                              device=device)
     if summary["n"]:
@@ -195,9 +205,15 @@ def eval_cmd(
         from omnireward.scoring.bt import score_file
         from omnireward.scoring.models import resolve_model
 
+        from omnireward.model_folder import folder_objective, is_model_folder
+        from omnireward.scoring.judge import judge_file
+
         model_dir = resolve_model(model)
         scores = (out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl"))
-        summary = score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root)
+        if is_model_folder(model_dir) and folder_objective(model_dir) == "judge":  # judges with its own template
+            summary = judge_file(bench, model_dir, scores, judge=None, batch_size=batch_size, media_root=media_root)
+        else:
+            summary = score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root)
         if out_path:
             out_path.write_text(json.dumps(summary, indent=2))
     out.print(summary_table(summary))

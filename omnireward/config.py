@@ -2,28 +2,97 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
 from importlib import resources
+from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from omnireward.errors import ConfigError
 
-GROUPS = ("model", "modality", "backbone", "data", "trainer", "peft", "logger")
+GROUPS = ("model", "modality", "backbone", "head", "loss", "judge", "data", "trainer", "peft", "logger")
+# Keys whose value must stay a component (a mapping with `_target_`), chosen through their group.
+_COMPONENT_KEYS = {"model.loss": "loss", "model.template": "judge", "head": "head", "loss": "loss"}
 
 
-def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The composed and resolved-on-access config; bad overrides raise ConfigError."""
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dirs: list[str | Path] = ()) -> DictConfig:
+    """The composed, resolved and checked config; bad overrides or components raise ConfigError.
+
+    `config_dirs` are folders of the user's own config groups (e.g. DIR/loss/my_loss.yaml), searched
+    before the packaged ones; each folder is also put on `sys.path`, so a `_target_` in it may name a
+    module that sits beside its YAML files.
+    """
+    extra = []
+    for d in config_dirs:
+        d = Path(d).expanduser().resolve()
+        if not d.is_dir():
+            raise ConfigError(f"config folder {d} does not exist", field="--config-dir")
+        if str(d) not in sys.path:
+            sys.path.insert(0, str(d))
+        extra.append(f"file://{d}")
+    if extra:
+        overrides = [f"hydra.searchpath=[{','.join(extra)}]", *overrides]
     try:
         with initialize_config_module(config_module="omnireward.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
         OmegaConf.resolve(cfg)
-        return cfg
     except (HydraException, OmegaConfBaseException) as e:
         msg = str(e).strip().splitlines()[0]
         raise ConfigError(f"bad config override: {msg}") from None
+    check_components(cfg)
+    return cfg
+
+
+def check_components(cfg: DictConfig) -> None:
+    """Every `_target_` imports and takes the keys given to it: a bad choice fails here, in one line,
+    not at the first training step."""
+    for key, group in _COMPONENT_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not (isinstance(value, DictConfig) and "_target_" in value):
+            options = "|".join(group_options().get(group, []))
+            raise ConfigError(f"{key}={value!r} is not a component; choose one with {group}={options or 'NAME'}",
+                              field=key)
+    _check_node(cfg, "")
+
+
+def _check_node(node, path: str) -> None:
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            _check_target(node, path)
+        for k in node.keys():
+            if str(k).startswith("_"):
+                continue
+            _check_node(node.get(k), f"{path}.{k}" if path else str(k))
+    elif isinstance(node, ListConfig):
+        for i, v in enumerate(node):
+            _check_node(v, f"{path}[{i}]")
+
+
+def _check_target(node: DictConfig, path: str) -> None:
+    import importlib
+
+    target = str(node["_target_"])
+    where = f"{path}._target_" if path else "_target_"
+    module, _, name = target.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"cannot import {target!r} ({type(e).__name__}: {str(e).strip().splitlines()[0]})",
+                          field=where) from None
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in node.keys() if not str(k).startswith("_") and k not in params]
+    if unknown:
+        raise ConfigError(f"{target} takes no option {', '.join(map(str, unknown))} "
+                          f"(it takes: {', '.join(params) or 'nothing'})", field=path or "config")
 
 
 def build(cfg, **kwargs):

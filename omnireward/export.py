@@ -44,8 +44,10 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise ConfigError("--out must differ from --model", field="out")
+    from omnireward.model_folder import require_reward_folder
     from omnireward.quant import builder_quantizes
 
+    require_reward_folder(model_dir, "omnireward export")
     # Export full-precision weights even when the backbone config loads its LM quantised.
     model, cfg = RewardModel.from_pretrained(model_dir, **({"quantization": None} if builder_quantizes(model_dir) else {}))
     adapter = _adapter_dir(model_dir)
@@ -70,7 +72,7 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
 
 def is_text_backbone(backbone) -> bool:
     """Text-only backbones with a causal LM export as plain transformers classifiers."""
-    return not list(getattr(backbone, "modalities", []) or []) and hasattr(backbone, "tokenizer")
+    return not backbone.modalities
 
 
 def load_exported(path: str | Path):
@@ -88,14 +90,12 @@ def load_exported(path: str | Path):
 
 # ---- text: transformers sequence classifier ---------------------------------------------------
 def _export_text(model, out: Path, dtype: torch.dtype, adapter: Path | None) -> dict:
-    from omnireward.quant import lm_of
-
     backbone = model.backbone
     tok = copy.deepcopy(backbone.tokenizer)
     pad_id = _pad_token_id(tok)
     tok.pad_token = tok.convert_ids_to_tokens(pad_id)
     tok.padding_side = "right"
-    seq = sequence_classifier(lm_of(backbone), model.head.score.weight, pad_id)
+    seq = sequence_classifier(backbone.language_model(), model.head.score.weight, pad_id)
     max_diff = _check_same_scores(model, seq, tok)
     if adapter is not None:
         seq = _unmerge(seq, adapter, out / ADAPTER_DIR)
@@ -157,10 +157,10 @@ def _encode(tok, messages, **kwargs):
 def _check_same_scores(model, seq, tok) -> float:
     """Score the check conversations both ways (one by one, and right-padded together); refuse to export
     a classifier that disagrees with omnireward."""
-    from omnireward.backbones.modular import conversation
+    from omnireward.backbones.base import conversation
 
     convs = [conversation(c, [p], [r]) for c, p, r in _CHECKS]
-    ours = model.eval()(model.backbone.collate(convs)).float()
+    ours = model.eval()(model.backbone.processor(convs)).float()
     texts = [tok.apply_chat_template(reward_messages(p, r, c), tokenize=False) for c, p, r in _CHECKS]
     batch = tok(texts, padding=True, add_special_tokens=False, return_tensors="pt")
     single = torch.cat([seq(**_encode(tok, reward_messages(p, r, c))).logits[:, 0] for c, p, r in _CHECKS])
@@ -212,7 +212,9 @@ def _reward_model_from_classifier(path: Path):
     finally:
         hf_logging.set_verbosity(level)
     tok = AutoTokenizer.from_pretrained(path)
-    model = RewardModel(ModularBackbone(lm, tok, {}), dropout=0.0)
+    from omnireward.heads.bt import BTHead
+
+    model = RewardModel(ModularBackbone(lm, tok, {}), BTHead(lm.config.hidden_size, dropout=0.0))
     score = None
     for f in sorted(path.glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:
@@ -228,15 +230,13 @@ def _reward_model_from_classifier(path: Path):
 
 # ---- multimodal: the omnireward folder ------------------------------------------------------
 def _export_native(model, cfg, model_dir: Path, out: Path, dtype: torch.dtype, adapter: Path | None) -> dict:
-    from omnireward.quant import lm_of
-
-    lm = lm_of(model.backbone)
+    lm = model.backbone.language_model()
     lm.to(dtype)  # only the LM: encoders and projectors stay float32, their inputs are float32
     model.save_pretrained(out, cfg)
     if adapter is not None:
         target = out / adapter.parent.name / ADAPTER_DIR
         shutil.copytree(adapter, target, dirs_exist_ok=True)
-    return {"format": NATIVE_FORMAT, "modalities": list(getattr(model.backbone, "modalities", [])),
+    return {"format": NATIVE_FORMAT, "modalities": list(model.backbone.modalities),
             "loader": "omnireward.export.load_exported"}
 
 

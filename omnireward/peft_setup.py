@@ -20,67 +20,62 @@ from omnireward.quant import quiet_bnb_logs
 quiet_bnb_logs()  # before peft imports bitsandbytes
 from peft import LoraConfig, PeftModelForCausalLM
 
-METHODS = ("none", "lora", "qlora")
-# Attention and MLP projections of Llama/Qwen/Mistral-style decoders.
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_DIR = "adapter"
 
 
-def apply_peft(backbone, peft_cfg) -> None:
-    """Wrap the backbone's LM (`.lm`, or `.model` for HF-native ones) in LoRA adapters, in place.
+class LoRA:
+    """LoRA adapters on the backbone's language model (`peft=lora`); the head, projectors and
+    encoders train in full. `target_modules` null: the backbone's `lora_targets`."""
 
-    For qlora the LM's decoder linears are first quantised to 4-bit.
-    """
-    cfg = dict(peft_cfg or {})
-    method = cfg.get("method") or "none"
-    if method == "none":
-        return
-    if method not in METHODS:
-        raise ConfigError(f"unknown peft method {method!r}; expected one of {', '.join(METHODS)}", field="peft.method")
-    from omnireward.quant import lm_attr
+    def __init__(self, r: int = 16, alpha: float | None = None, dropout: float = 0.05,
+                 target_modules: list[str] | str | None = None):
+        if int(r) <= 0:
+            raise ConfigError(f"LoRA rank must be positive, got {r}", field="peft.r")
+        self.r, self.alpha, self.dropout, self.target_modules = int(r), alpha, dropout, target_modules
 
-    attr = lm_attr(backbone)
-    lm = getattr(backbone, attr)
-    if is_peft_lm(lm):
-        raise ModelError("the backbone's LM already has adapters")
-    targets = cfg.get("target_modules") or default_targets(backbone, lm)
-    if method == "qlora":
+    def apply(self, backbone) -> None:
+        """Wrap the backbone's language model in adapters, in place."""
+        lm = backbone.language_model()
+        if is_peft_lm(lm):
+            raise ModelError("the backbone's LM already has adapters")
+        self.prepare(lm)
+        for m in lm.modules():
+            # 4-bit layers (QLoRA's, or transformers' for backbone.quantization=4bit) stay in the standard
+            # layout: bitsandbytes' AVX512-BF16 CPU repacking breaks merging on save, and tiny layers.
+            if hasattr(m, "support_avx512bf16_for_cpu"):
+                m.support_avx512bf16_for_cpu = False
+        targets = self.target_modules or backbone.lora_targets
+        lora = LoraConfig(r=self.r, lora_alpha=float(self.alpha or 2 * self.r), lora_dropout=float(self.dropout),
+                          target_modules=targets if isinstance(targets, str) else list(targets), bias="none",
+                          task_type="CAUSAL_LM")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers API renamed in v5
+            backbone.replace_language_model(MergingLoraLM(lm, lora))
+
+    def prepare(self, lm) -> None:
+        """Hook before wrapping (QLoRA quantises here)."""
+
+
+class QLoRA(LoRA):
+    """QLoRA (`peft=qlora`): the LM's decoder linears quantised to 4-bit (bitsandbytes), LoRA on top."""
+
+    def __init__(self, r: int = 16, alpha: float | None = None, dropout: float = 0.05,
+                 target_modules: list[str] | str | None = None, quant_type: str = "nf4", double_quant: bool = True,
+                 compute_dtype: str = "auto"):
+        super().__init__(r, alpha, dropout, target_modules)
+        if quant_type not in ("nf4", "fp4"):
+            raise ConfigError(f"quant_type must be nf4 or fp4, got {quant_type!r}", field="peft.quant_type")
+        self.quant_type, self.double_quant, self.compute_dtype = quant_type, double_quant, compute_dtype
+
+    def prepare(self, lm) -> None:
         from omnireward.quant import compute_dtype_for, quantize_lm
 
-        dtype = cfg.get("compute_dtype", "auto")
+        dtype = self.compute_dtype
         dtype = compute_dtype_for("cuda" if torch.cuda.is_available() else "cpu") if dtype in (None, "auto") \
             else getattr(torch, dtype)
         # Quantised on CPU: Lightning moves the packed weights (and their quant state) to the GPU later.
-        quantize_lm(lm, "4bit", device="cpu", compute_dtype=dtype, quant_type=cfg.get("quant_type", "nf4"),
-                    double_quant=cfg.get("double_quant", True))
-    for m in lm.modules():
-        # 4-bit layers (ours, or transformers' for backbone.quantization=4bit) stay in the standard
-        # layout: bitsandbytes' AVX512-BF16 CPU repacking breaks merging on save, and tiny layers.
-        if hasattr(m, "support_avx512bf16_for_cpu"):
-            m.support_avx512bf16_for_cpu = False
-    lora = _lora_config(cfg, targets)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers API renamed in v5
-        setattr(backbone, attr, MergingLoraLM(lm, lora))
-
-
-def _lora_config(cfg: dict, targets) -> LoraConfig:
-    r = int(cfg.get("r", 16))
-    if r <= 0:
-        raise ConfigError(f"LoRA rank must be positive, got {r}", field="peft.r")
-    return LoraConfig(r=r, lora_alpha=float(cfg.get("alpha") or 2 * r), lora_dropout=float(cfg.get("dropout", 0.0)),
-                      target_modules=targets if isinstance(targets, str) else list(targets), bias="none",
-                      task_type="CAUSAL_LM")
-
-
-def default_targets(backbone, lm: nn.Module) -> list[str] | str:
-    """The backbone's advertised `lora_targets`, else the Llama/Qwen projections the LM has, else all linears."""
-    advertised = getattr(backbone, "lora_targets", None)
-    if advertised:
-        return advertised if isinstance(advertised, str) else list(advertised)
-    present = {name.rsplit(".", 1)[-1] for name, m in lm.named_modules() if isinstance(m, nn.Linear)}
-    found = [t for t in DEFAULT_TARGETS if t in present]
-    return found or "all-linear"
+        quantize_lm(lm, "4bit", device="cpu", compute_dtype=dtype, quant_type=self.quant_type,
+                    double_quant=self.double_quant)
 
 
 def is_peft_lm(lm) -> bool:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from omnireward.backbones.base import Conversation
-from omnireward.backbones.modular import conversation
+from omnireward.backbones.base import Conversation, conversation
 from omnireward.data.records import Pair, Record, Response
 
 

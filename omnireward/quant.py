@@ -108,21 +108,6 @@ def quantize_linears(module: nn.Module, quant: str, *, device="cpu", compute_dty
     return len(targets)
 
 
-LM_ATTRS = ("lm", "model")  # modular backbones hold their causal LM as `.lm`, HF-native ones as `.model`
-
-
-def lm_attr(backbone) -> str:
-    """The attribute under which `backbone` holds its (causal or multimodal) language model."""
-    for name in LM_ATTRS:
-        if isinstance(getattr(backbone, name, None), nn.Module):
-            return name
-    raise ModelError(f"the {type(backbone).__name__} backbone exposes no language model (.lm or .model)")
-
-
-def lm_of(backbone) -> nn.Module:
-    return getattr(backbone, lm_attr(backbone))
-
-
 def quantize_lm(lm: nn.Module, quant: str, *, device="cpu", compute_dtype: torch.dtype | None = None,
                 **options) -> int:
     """Quantise the linear layers of an LM's decoder in place (not its LM head, nor vision/audio towers).
@@ -162,7 +147,7 @@ def load_quantized(model_dir: str | Path, quant: str, device: str | torch.device
                 child.to(device)
         return model.eval()
     model, _ = RewardModel.from_pretrained(model_dir)
-    lm = lm_of(model.backbone)
+    lm = model.backbone.language_model()
     dtype = compute_dtype_for(device)
     if dtype != torch.float32:
         lm.to(dtype)

@@ -1,91 +1,79 @@
-"""A reward model: backbone + BT head, with a self-contained save/load folder."""
+"""The networks a model folder holds: a reward model (backbone + head) or a judge (backbone alone).
+
+A folder records what it is (`objective`: reward | judge | joint) in its `omnireward.yaml`, so
+every command that loads one can do the right thing or say which command fits
+(`omnireward.model_folder`).
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omnireward.backbones.base import Batch
-from omnireward.config import build
 from omnireward.data.records import Pair, Record, Response
-from omnireward.errors import ModelError
-from omnireward.heads.bt import BTHead
 from omnireward.prompts import reward_conversation
 
-CONFIG_NAME = "omnireward.yaml"
-MODULES_NAME = "modules.safetensors"
-STATS_NAME = "reward_stats.json"
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 class RewardModel(nn.Module):
-    def __init__(self, backbone: nn.Module, dropout: float = 0.1):
+    """Backbone + reward head: a scalar (or the head's outputs) per conversation."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
         self.backbone = backbone
-        self.head = BTHead(backbone.hidden_size, dropout)
+        self.head = head
+
+    @classmethod
+    def with_bt_head(cls, backbone: nn.Module, dropout: float = 0.0) -> "RewardModel":
+        """A reward model with the BT head (what `head=bt` builds)."""
+        from omnireward.heads.bt import BTHead
+
+        return cls(backbone, BTHead(backbone.hidden_size, dropout))
 
     def collate(self, records: list[Record], responses: list[Response]) -> Batch:
-        return self.backbone.collate([reward_conversation(r, resp) for r, resp in zip(records, responses)])
+        return self.backbone.processor([reward_conversation(r, resp) for r, resp in zip(records, responses)])
 
     def collate_pairs(self, pairs: list[Pair]) -> Batch:
         """2B conversations: all response1 first, then all response2."""
         return self.collate(pairs + pairs, [p.response1 for p in pairs] + [p.response2 for p in pairs])
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.head(self.backbone(batch).last_hidden).float()
+        return self.head(self.backbone.reward_hidden(batch)).float()
 
-    # ---- persistence --------------------------------------------------------------------
-    def save_pretrained(self, out: str | Path, cfg: DictConfig | dict, stats: dict | None = None) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_backbone(out)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
-                 if not k.startswith(self.backbone.saved_elsewhere_prefix)}
-        save_file(state, str(out / MODULES_NAME))
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)) if not isinstance(cfg, dict) \
-            else OmegaConf.create(cfg)
-        OmegaConf.save(cfg, out / CONFIG_NAME)
-        if stats is not None:
-            (out / STATS_NAME).write_text(json.dumps(stats, indent=2))
-        return out
+    def save_pretrained(self, out, cfg, stats: dict | None = None):
+        """Write this model and its config as a model folder (see `omnireward.model_folder`)."""
+        from omnireward import model_folder
+
+        return model_folder.save(self, out, cfg, stats)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **backbone_overrides) -> tuple["RewardModel", DictConfig]:
-        path = Path(path)
-        if not (path / CONFIG_NAME).exists():
-            raise ModelError(f"{path} is not an omnireward model folder (no {CONFIG_NAME}); "
-                             "train one with `omnireward train` or pass an exported folder")
-        cfg = OmegaConf.load(path / CONFIG_NAME)
-        bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
-        target = bcfg["_target_"]
-        reload = _import(target.rsplit(".", 1)[0] + ".reload_overrides") if "." in target else None
-        bcfg.update(reload(path) if reload else {})
-        bcfg.update(backbone_overrides)
-        backbone = build(bcfg)
-        model = cls(backbone, dropout=cfg.model.get("dropout", 0.0))
-        state = load_file(str(path / MODULES_NAME))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith(backbone.saved_elsewhere_prefix)]
-        if missing or unexpected:
-            raise ModelError(f"{path / MODULES_NAME} does not match the model: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
-        model.eval()
-        return model, cfg
+    def from_pretrained(cls, path, **backbone_overrides) -> tuple["RewardModel", "DictConfig"]:
+        """A reward (or joint) model folder; a judge folder stops with one line saying what it is."""
+        from omnireward import model_folder
 
-    def reward_stats(self, path: str | Path) -> dict | None:
-        f = Path(path) / STATS_NAME
-        return json.loads(f.read_text()) if f.exists() else None
+        model_folder.require_reward_folder(path, "a reward model")
+        return model_folder.load(path, **backbone_overrides)
+
+    @staticmethod
+    def reward_stats(path) -> dict | None:
+        from omnireward import model_folder
+
+        return model_folder.reward_stats(path)
 
 
-def _import(dotted: str):
-    import importlib
+class JudgeModel(nn.Module):
+    """A generative judge: the backbone writes critiques and verdicts; there is no reward head."""
 
-    mod, name = dotted.rsplit(".", 1)
-    try:
-        return getattr(importlib.import_module(mod), name)
-    except (ImportError, AttributeError):
-        return None
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def save_pretrained(self, out, cfg, stats: dict | None = None):
+        from omnireward import model_folder
+
+        return model_folder.save(self, out, cfg, stats)

@@ -42,7 +42,7 @@ class RewardService:
         self.lock = threading.Lock()
 
     def health(self) -> dict:
-        return {"status": "ok", **self.info, "modalities": list(getattr(self.model.backbone, "modalities", [])),
+        return {"status": "ok", **self.info, "modalities": list(self.model.backbone.modalities),
                 "batch_size": self.batch_size, "reward_stats": self.stats}
 
     def score(self, body: Any) -> dict:

@@ -24,11 +24,13 @@ RUN_DIR_ENV = "OMNIREWARD_RUN_DIR"
 
 
 def build_strategy(cfg_trainer) -> dict:
-    """Lightning Trainer keyword arguments from `cfg.trainer`; a `strategy` mapping becomes a Strategy object.
+    """Lightning Trainer keyword arguments from `cfg.trainer`; a `strategy` component becomes a Strategy.
 
-    `strategy` may be a Lightning name (`auto`, `ddp`, `fsdp`, `deepspeed_stage_2`, ...) or a mapping
-    `{name: ddp|fsdp|deepspeed, <options>}` whose options go to that strategy's constructor.
+    `strategy` is a Lightning name (`auto`, `ddp`, `fsdp`, `deepspeed_stage_2`, ...) or a mapping with a
+    `_target_` (e.g. `omnireward.strategies.fsdp_strategy`) and its constructor's options.
     """
+    from omnireward.config import build
+
     kwargs = (OmegaConf.to_container(cfg_trainer, resolve=True) if isinstance(cfg_trainer, DictConfig)
               else dict(cfg_trainer))
     strategy = kwargs.get("strategy", "auto")
@@ -36,16 +38,10 @@ def build_strategy(cfg_trainer) -> dict:
         if "deepspeed" in strategy:
             require_deepspeed()
         return kwargs
-    if not isinstance(strategy, dict):
-        raise ConfigError(f"must be a strategy name or a mapping with `name`, got {strategy!r}", field="trainer.strategy")
-    options = dict(strategy)
-    name = options.pop("name", None)
-    if name not in _BUILDERS:
-        raise ConfigError(f"unknown strategy name {name!r} (one of {', '.join(_BUILDERS)})", field="trainer.strategy.name")
-    try:
-        kwargs["strategy"] = _BUILDERS[name](**options)
-    except TypeError as e:
-        raise ConfigError(f"bad option for the {name} strategy: {e}", field="trainer.strategy") from None
+    if not isinstance(strategy, dict) or "_target_" not in strategy:
+        raise ConfigError(f"must be a strategy name or a mapping with a _target_, got {strategy!r}",
+                          field="trainer.strategy")
+    kwargs["strategy"] = build(strategy)
     return kwargs
 
 
@@ -82,9 +78,6 @@ def _check_options(name: str, options: dict, *classes) -> None:
     if unknown:
         raise ConfigError(f"unknown option(s) for the {name} strategy: {', '.join(unknown)}",
                           field="trainer.strategy")
-
-
-_BUILDERS = {"ddp": ddp_strategy, "fsdp": fsdp_strategy, "deepspeed": deepspeed_strategy}
 
 
 def wrap_policy(suffixes: list[str] | tuple[str, ...]):

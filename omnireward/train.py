@@ -17,6 +17,8 @@ from safetensors.torch import load_file, save_file
 from omnireward.cache import cache_dir
 from omnireward.config import build
 from omnireward.errors import ConfigError
+from omnireward.heads.losses import needs_margin
+from omnireward.model_folder import objective_of
 from omnireward.strategies import build_strategy, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
@@ -69,13 +71,18 @@ def full_state(trainer) -> dict:
 
 
 def build_module(cfg: DictConfig):
-    """Backbone → reward model → LightningModule, as the config names them."""
-    from omnireward.peft_setup import apply_peft
-    from omnireward.reward_model import RewardModel
+    """Backbone (+ PEFT) → reward model (backbone + head) or judge (backbone) → LightningModule,
+    each built from its config component."""
+    from omnireward.model_folder import objective_of
+    from omnireward.reward_model import JudgeModel, RewardModel
 
     backbone = build(cfg.backbone)
-    apply_peft(backbone, cfg.peft)
-    model = RewardModel(backbone, dropout=cfg.model.get("dropout", 0.1))
+    if cfg.get("peft"):
+        build(cfg.peft).apply(backbone)
+    if objective_of(cfg) == "judge":
+        model = JudgeModel(backbone)
+    else:
+        model = RewardModel(backbone, build(cfg.head)(backbone.hidden_size))
     model.train()  # HF loaders return eval-mode LMs; frozen encoders keep eval mode themselves
     return build(cfg.model, model=model)
 
@@ -113,11 +120,13 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
             for k, v in demo_data(cfg.modality.name, cfg.seed).items():
                 if not cfg.data.get(k):
                     cfg.data[k] = v
-    OmegaConf.save(cfg, out / "config.yaml")
     module = build_module(cfg)
     dm = build(cfg.data)
     dm.collate_fn = module.collate
     dm.setup("fit")
+    loss = getattr(module, "loss", None)
+    if loss is not None and needs_margin(loss):
+        dm.require_margins("the loss uses each record's margin (loss=bt_margin)")
 
     best_path = out / "checkpoints" / "best.safetensors"
     keep_best = KeepBest(best_path)
@@ -145,9 +154,9 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
         elif final is not None:
             model.load_state_dict(final)
         model = model.eval()
-        # A generative judge (r1) has no trained scalar head: no reward statistics for it.
+        # A generative judge has no scalar head: no reward statistics for it.
         stats = (reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
-                 if getattr(module, "has_reward_head", True) else None)
+                 if objective_of(cfg) != "judge" else None)
         model.save_pretrained(out, cfg, stats)
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
     trainer.strategy.barrier()

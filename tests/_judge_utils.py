@@ -17,7 +17,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from omnireward.backbones.lm import tiny_lm_config
 from omnireward.backbones.modular import ModularBackbone
-from omnireward.heads.judge import TEMPLATES, load_template
+from omnireward.judge.templates import TEMPLATES, load_template
 
 SPECIALS = ["<unk>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "

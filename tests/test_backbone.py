@@ -14,7 +14,7 @@ from omnireward.reward_model import RewardModel
 def image_model():
     torch.manual_seed(0)
     bb = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=False, feature_cache=False)
-    return RewardModel(bb, dropout=0.0).eval()
+    return RewardModel.with_bt_head(bb, dropout=0.0).eval()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_rewards_do_not_depend_on_batch_size_or_padding(image_model, images):
         from omnireward.prompts import reward_conversation
 
         convs = [reward_conversation(p, p.response1) for p in pairs] + [reward_conversation(p, p.response2) for p in pairs]
-        left = image_model.head(image_model.backbone(image_model.backbone.collate(convs, padding_side="left")).last_hidden)
+        left = image_model.head(image_model.backbone.reward_hidden(image_model.backbone.processor(convs, padding_side="left")))
     order = torch.cat([alone.view(-1, 2)[:, 0], alone.view(-1, 2)[:, 1]])
     assert (together - order).abs().max().item() < 1e-4
     assert (together - left).abs().max().item() < 1e-4
@@ -86,17 +86,17 @@ def test_criteria_go_in_the_system_turn(image_model, images):
     from omnireward.prompts import reward_conversation
 
     p = _pairs(images, 2)[1]
-    text, media = bb.render(reward_conversation(p, p.response1))
+    text, media = bb.processor.render(reward_conversation(p, p.response1))
     assert text.startswith("<|im_start|>system\nprefer sharp photos<|im_end|>")
     assert len(media) == 1
 
 
 def test_lm_target_labels_cover_only_the_answer(image_model):
-    from omnireward.backbones.modular import conversation
+    from omnireward.backbones.base import conversation
 
     bb = image_model.backbone
     conv = conversation("judge", ["Which is better?"], ["Response A is better. [[A]]"])
-    batch = bb.collate([conv], lm_target=True)
+    batch = bb.processor([conv], lm_target=True)
     labels = batch.tensors["labels"][0]
     target = bb.tokenizer.decode(labels[labels != -100])
     assert target.startswith("Response A is better. [[A]]")
@@ -104,27 +104,27 @@ def test_lm_target_labels_cover_only_the_answer(image_model):
 
 
 def test_long_sequences_are_cut_in_the_middle(image_model):
-    from omnireward.backbones.modular import conversation
+    from omnireward.backbones.base import conversation
 
     bb = image_model.backbone
-    old = bb.max_length
-    bb.max_length = 64
+    old = bb.processor.max_length
+    bb.processor.max_length = 64
     try:
         conv = conversation("keep this criterion", ["word " * 200], ["final answer"])
-        batch = bb.collate([conv])
+        batch = bb.processor([conv])
         ids = batch.tensors["input_ids"][0]
         assert batch.tensors["attention_mask"][0].sum() == 64
         text = bb.tokenizer.decode(ids)
         assert "keep this criterion" in text and text.rstrip().endswith("final answer<|im_end|>")
     finally:
-        bb.max_length = old
+        bb.processor.max_length = old
 
 
 def test_missing_encoder_is_a_clear_error(images):
     from omnireward.errors import ModelError
 
     bb = build_modular(lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False)
-    model = RewardModel(bb)
+    model = RewardModel.with_bt_head(bb)
     with pytest.raises(ModelError, match="no image encoder"):
         model.collate_pairs(_pairs(images, 1))
 
@@ -133,12 +133,12 @@ def test_label_token_follows_the_image_tokens(images):
     """With pretrained encoders, each image gets one more token: its top ImageNet classes as LM words."""
     torch.manual_seed(0)
     bb = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False)
-    assert bb.span("image") == bb.encoders["image"].n_tokens + 1
-    model = RewardModel(bb, dropout=0.0).eval()
+    assert bb.processor.span("image") == bb.encoders["image"].n_tokens + 1
+    model = RewardModel.with_bt_head(bb, dropout=0.0).eval()
     batch = model.collate_pairs(_pairs(images, 1))
     spec = batch.extra["media"]["image"]
     with torch.no_grad():
-        embeds = bb.embed(batch)
+        embeds = bb._embed(batch)
         probs = bb.encoders["image"].label_probs(spec["x"])
     b, t = spec["pos"][0].tolist()
     n = bb.encoders["image"].n_tokens
@@ -153,7 +153,7 @@ def test_label_token_follows_the_image_tokens(images):
     assert batch.tensors["last_index"][0] == batch.tensors["attention_mask"][0].sum() - 1
     off = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False,
                         label_tokens=False)
-    assert off.span("image") == n and not len(off.label_words)
+    assert off.processor.span("image") == n and not len(off.label_words)
 
 
 def test_trainable_encoder_runs_once_for_tokens_and_label(images):
@@ -161,14 +161,14 @@ def test_trainable_encoder_runs_once_for_tokens_and_label(images):
     torch.manual_seed(0)
     bb = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, train_encoders=True,
                        feature_cache=False)
-    model = RewardModel(bb, dropout=0.0).eval()
+    model = RewardModel.with_bt_head(bb, dropout=0.0).eval()
     batch = model.collate_pairs(_pairs(images, 1))
     net = bb.encoders["image"].net
     calls = []
     original = net.extract_features
     net.extract_features = lambda x: calls.append(len(x)) or original(x)
     with torch.no_grad():
-        embeds = bb.embed(batch)
+        embeds = bb._embed(batch)
     assert calls == [2]  # both responses' images, in one batched pass
     spec = batch.extra["media"]["image"]
     b, t = spec["pos"][0].tolist()

@@ -66,7 +66,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     train = _write(tmp / "train.jsonl", _pairs(48))           # 3 global batches of 16 per epoch
     val = _write(tmp / "val.jsonl", _pairs(15, 1000, flipped=4))  # odd: ranks get 8 and 7 pairs
-    common = ["backbone=tiny", "model.dropout=0", "model.lr=3e-3", "model.lm_lr=1e-3", f"data.train={train}",
+    common = ["backbone=tiny", "head.dropout=0", "model.lr=3e-3", "model.lm_lr=1e-3", f"data.train={train}",
               f"data.val={val}", "trainer.max_epochs=2", "logger.tensorboard=false"]
     done: dict[str, Path] = {}
 
@@ -99,7 +99,7 @@ def _assert_same_training(one: Path, two: Path) -> None:
     assert a.keys() == b.keys()
     # The weights the run started from (train() seeds, then builds), to measure how far training moved them.
     L.seed_everything(0, verbose=False)
-    init = RewardModel(build_modular(lm="tiny", lm_layers=2, pretrained_encoders=False, feature_cache=False),
+    init = RewardModel.with_bt_head(build_modular(lm="tiny", lm_layers=2, pretrained_encoders=False, feature_cache=False),
                        dropout=0.0).state_dict()
     moved = {k: float((a[k] - init[k.removeprefix("model.")]).norm()) for k in a}
     apart = {k: float((a[k] - b[k]).norm()) for k in a}
@@ -170,7 +170,7 @@ def test_gpu_configs_use_bf16_and_their_strategy(name):
 
 
 def test_fsdp_policy_shards_exactly_the_decoder_layers():
-    model = RewardModel(build_modular(lm="tiny", lm_layers=2, feature_cache=False), dropout=0.0)
+    model = RewardModel.with_bt_head(build_modular(lm="tiny", lm_layers=2, feature_cache=False), dropout=0.0)
     policy = wrap_policy(_trainer_cfg("fsdp").strategy.wrap_layers)
     units = [n for n, m in model.named_modules() if policy(module=m, recurse=False, nonwrapped_numel=0)]
     assert units == ["backbone.lm.model.layers.0", "backbone.lm.model.layers.1"]
@@ -215,7 +215,7 @@ def _grads(model: RewardModel, batch, labels) -> dict[str, torch.Tensor]:
 
 
 def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients():
-    model = RewardModel(build_modular(lm="tiny", lm_layers=2, feature_cache=False), dropout=0.0).train()
+    model = RewardModel.with_bt_head(build_modular(lm="tiny", lm_layers=2, feature_cache=False), dropout=0.0).train()
     pairs = [Pair(id=f"p{i}", task="text_to_text", prompt=f"How do I {t}?",
                   response1=Response(text=GOOD.format(t)), response2=Response(text=BAD[i % 3]),
                   preference="response1") for i, t in enumerate(TOPICS[:4])]

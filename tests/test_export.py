@@ -24,7 +24,7 @@ def text_model(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("export")
     data = text_set(root / "data", n_train=32, n_val=8, n_test=24)
-    cfg = compose_config(tiny_overrides(data, root / "model", "model.dropout=0", "peft=lora", "peft.r=4"))
+    cfg = compose_config(tiny_overrides(data, root / "model", "head.dropout=0", "peft=lora", "peft.r=4"))
     module = build_module(cfg)
     fit_steps(module, load_records(data["train"]), steps=4, lr=3e-3)
     out = module.model.save_pretrained(root / "model", cfg, {"mean": 0.25, "std": 1.5, "n": 64})
@@ -163,7 +163,7 @@ def test_multimodal_export_round_trips_with_identical_scores(tmp_path):
                         "path": img.name}], "response1": "noise", "response2": f"a cat number {i}",
                         "preference": "response1"})
     pairs = write_jsonl(tmp_path / "data" / "pairs.jsonl", records)
-    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.feature_cache=false", "model.dropout=0",
+    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.feature_cache=false", "head.dropout=0",
                           f"output_dir={tmp_path / 'model'}"])
     model = build_module(cfg).model.eval()
     torch.nn.init.normal_(model.head.score.weight)
@@ -215,7 +215,7 @@ def test_hf_causal_lm_backbone_exports_too(tmp_path):
     from omnireward.train import build_module
 
     data = text_set(tmp_path / "data", n_train=16, n_val=4, n_test=8)
-    overrides = [o for o in tiny_overrides(data, tmp_path / "model", "model.dropout=0", "peft=lora", "peft.r=4")
+    overrides = [o for o in tiny_overrides(data, tmp_path / "model", "head.dropout=0", "peft=lora", "peft.r=4")
                  if not o.startswith("backbone")]
     cfg = compose_config(overrides + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
                                       "backbone.dtype=float32"])

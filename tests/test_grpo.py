@@ -13,13 +13,11 @@ from omegaconf import OmegaConf, open_dict
 from omnireward.config import compose_config
 from omnireward.data.records import record_from_dict
 from omnireward.errors import ConfigError
-from omnireward.modules.judge import (
-    R1Module,
-    group_advantages,
-    grpo_loss,
-    verdict_reward,
-)
-from omnireward.reward_model import RewardModel
+from omnireward.judge.decoding import token_logprobs
+from omnireward.judge.grpo import group_advantages, grpo_loss, verdict_reward
+from omnireward.judge.templates import load_template
+from omnireward.modules.judge import R1Module
+from omnireward.reward_model import JudgeModel
 from omnireward.scoring.judge import judge_file, trained_judge
 from omnireward.train import train
 
@@ -76,7 +74,7 @@ def test_verdict_reward_handles_ties():
 def test_rollouts_have_g_samples_per_prompt_with_rewards_and_reference():
     recs = [record_from_dict(r) for r in yes_no_rows(3, seed=0)]
     bb = small_backbone([r.prompt for r in recs])
-    module = R1Module(RewardModel(bb), num_generations=4, max_new_tokens=6, beta=0.1)
+    module = R1Module(JudgeModel(bb), load_template("omni"), num_generations=4, max_new_tokens=6, beta=0.1)
     ro = module.rollouts(module.collate(recs))
     assert ro["ids"].shape[0] == 12 and ro["ids"].shape[1] <= 6 and len(ro["texts"]) == 12
     assert ro["rewards"].shape == (12,) and ro["ref_logp"].shape == ro["ids"].shape
@@ -84,11 +82,9 @@ def test_rollouts_have_g_samples_per_prompt_with_rewards_and_reference():
     loss, _ = grpo_loss(torch.zeros_like(ro["ref_logp"]), torch.zeros_like(ro["ref_logp"]), ro["adv"],
                             ro["mask"], clip_eps=0.2)
     assert torch.isfinite(loss)
-    from omnireward.heads.judge import token_logprobs
-
     assert torch.allclose(token_logprobs(bb, ro["batch"], ro["ids"], ro["mask"]), ro["ref_logp"], atol=1e-5)
     with pytest.raises(ConfigError, match="at least 2"):
-        R1Module(RewardModel(bb), num_generations=1)
+        R1Module(JudgeModel(bb), load_template("omni"), num_generations=1)
 
 
 # ---- learning through `omnireward train model=r1` ----------------------------------------------
@@ -130,5 +126,5 @@ def test_grpo_raises_the_mean_reward_on_a_learnable_rule(tmp_path):
     s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=8, batch_size=8, device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "judged.jsonl").read_text().splitlines()]
     assert s["n"] == 8 and s["accuracy_without_ties"] >= 0.9
-    assert trained_judge(out) == "omni" and s["trained_judge"] == "omni"
+    assert trained_judge(out).name == "omni" and s["trained_judge"] == "omni"
     assert all(x["verdict"] == "response1" and 0.5 < x["p_response1"] <= 1 for x in lines)

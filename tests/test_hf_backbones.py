@@ -15,7 +15,7 @@ from PIL import Image
 from _tiny_hf import SAVERS, save_text_lm
 from omnireward.backbones.base import Turn
 from omnireward.backbones.hf import HFBackbone, build_hf
-from omnireward.backbones.modular import conversation
+from omnireward.backbones.base import conversation
 from omnireward.data.records import Media, Pair, Response
 from omnireward.errors import ModelError
 from omnireward.prompts import reward_conversation
@@ -183,16 +183,16 @@ def test_remote_code_model_runs_with_the_flag(tmp_path):
     assert remote.family.name == "remote_code" and type(remote.model).__name__ == "TinyRemoteForCausalLM"
     conv = conversation("be kind", ["hello there"], ["Sure, step by step."])
     with torch.no_grad():
-        a = remote(remote.collate([conv])).last_hidden
-        b = plain(plain.collate([conv])).last_hidden
+        a = remote.reward_hidden(remote.processor([conv]))
+        b = plain.reward_hidden(plain.processor([conv]))
     assert torch.isfinite(a).all() and torch.allclose(a, b)
     # The saved folder carries the custom code, so it reloads without the original repository.
-    remote.save_backbone(tmp_path / "saved")
+    remote.save(tmp_path / "saved")
     assert (tmp_path / "saved" / "hf" / "modeling_tinyremote.py").exists()
     shutil.rmtree(folder)
     again = build_hf(str(tmp_path / "saved" / "hf"), trust_remote_code=True)
     with torch.no_grad():
-        assert torch.allclose(again(again.collate([conv])).last_hidden, a, atol=1e-6)
+        assert torch.allclose(again.reward_hidden(again.processor([conv])), a, atol=1e-6)
 
 
 def test_hub_id_comes_from_the_local_cache_only(tmp_path, monkeypatch, tiny):
@@ -236,16 +236,16 @@ def _convs(family: str, media) -> list:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_rewards_are_finite_and_do_not_depend_on_batching(tiny, media, family):
     torch.manual_seed(0)
-    model = RewardModel(build_hf(str(tiny(family)), **FAST), dropout=0.0).eval()
+    model = RewardModel.with_bt_head(build_hf(str(tiny(family)), **FAST), dropout=0.0).eval()
     bb = model.backbone
     convs = _convs(family, media)
     with torch.no_grad():
-        batch = bb.collate(convs)
-        out = bb(batch)
-        together = model.head(out.last_hidden)
-        alone = torch.cat([model.head(bb(bb.collate([c])).last_hidden) for c in convs])
-    assert out.last_hidden.shape == (4, 32) and out.last_hidden.dtype == torch.float32
-    assert torch.isfinite(out.last_hidden).all()
+        batch = bb.processor(convs)
+        hidden = bb.reward_hidden(batch)
+        together = model.head(hidden)
+        alone = torch.cat([model.head(bb.reward_hidden(bb.processor([c]))) for c in convs])
+    assert hidden.shape == (4, 32) and hidden.dtype == torch.float32
+    assert torch.isfinite(hidden).all()
     assert (together - alone).abs().max().item() < 1e-4
     assert together.std() > 0
     mask = batch.tensors["attention_mask"]
@@ -261,28 +261,28 @@ def test_rewards_are_finite_and_do_not_depend_on_batching(tiny, media, family):
     ("qwen2_5_vl", "image", "astronaut", "coffee"), ("qwen3_vl", "video", "bikes", "carphone_pristine"),
     ("qwen2_audio", "audio", "s00_normal", "s02_normal"), ("qwen2_5_omni", "video", "bikes", "carphone_pristine")])
 def test_media_reach_the_model(tiny, media, family, kind, x, y):
-    model = RewardModel(build_hf(str(tiny(family)), **FAST), dropout=0.0).eval()
+    model = RewardModel.with_bt_head(build_hf(str(tiny(family)), **FAST), dropout=0.0).eval()
     convs = [conversation(None, [Media(kind, _abs(media, k)), "Which is it?"], ["an answer"]) for k in (x, y, x)]
     with torch.no_grad():
-        r = model.head(model.backbone(model.backbone.collate(convs)).last_hidden)
+        r = model.head(model.backbone.reward_hidden(model.backbone.processor(convs)))
     assert r[0] != r[1] and r[0] == pytest.approx(r[2].item(), abs=1e-6)
 
 
 def test_meshes_enter_vision_models_as_rendered_views(tiny, media):
     bb = build_hf(str(tiny("qwen2_5_vl")), **FAST)
-    batch = bb.collate([conversation(None, ["an airplane"], [Media("mesh", _abs(media, "airplane"))])])
+    batch = bb.processor([conversation(None, ["an airplane"], [Media("mesh", _abs(media, "airplane"))])])
     assert batch.tensors["image_grid_thw"].shape[0] == FAST["mesh_views"]
     audio_only = build_hf(str(tiny("qwen2_audio")))
     with pytest.raises(ModelError, match="does not read mesh input"):
-        audio_only.collate([conversation(None, ["an airplane"], [Media("mesh", _abs(media, "airplane"))])])
+        audio_only.processor([conversation(None, ["an airplane"], [Media("mesh", _abs(media, "airplane"))])])
 
 
 def test_left_padding_and_generation(tiny, media):
     bb = build_hf(str(tiny("qwen2_5_vl")), **FAST).eval()
     prompts = [[Turn("user", [Media("image", _abs(media, "chelsea")), "What is it?"])], [Turn("user", ["Hi"])]]
-    batch = bb.collate(prompts, add_generation_prompt=True, padding_side="left")
+    batch = bb.processor(prompts, add_generation_prompt=True, padding_side="left")
     assert (batch.tensors["attention_mask"][:, -1] == 1).all()
-    texts = bb.generate(batch, max_new_tokens=3, do_sample=False)
+    texts = bb.tokenizer.batch_decode(bb.sample(batch, max_new_tokens=3), skip_special_tokens=True)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 
@@ -291,8 +291,8 @@ def test_left_and_right_padding_give_the_same_states(tiny, media, family):
     bb = build_hf(str(tiny(family)), **FAST)
     convs = _convs(family, media)
     with torch.no_grad():
-        right = bb(bb.collate(convs)).last_hidden
-        left = bb(bb.collate(convs, padding_side="left")).last_hidden
+        right = bb.reward_hidden(bb.processor(convs))
+        left = bb.reward_hidden(bb.processor(convs, padding_side="left"))
     assert (right - left).abs().max().item() < 1e-4
 
 
@@ -301,7 +301,7 @@ def test_lm_target_labels_cover_only_the_answer(tiny, media):
     conv = conversation("judge", [Media("image", _abs(media, "chelsea")), "Which is better?"],
                         ["Response A is better. [[A]]"])
     for side in ("right", "left"):
-        batch = bb.collate([conv, conversation(None, ["hi"], ["ok"])], lm_target=True, padding_side=side)
+        batch = bb.processor([conv, conversation(None, ["hi"], ["ok"])], lm_target=True, padding_side=side)
         labels = batch.tensors["labels"][0]
         target = bb.tokenizer.decode(labels[labels != -100])
         assert target.startswith("Response A is better. [[A]]") and "Which is better" not in target
@@ -311,7 +311,7 @@ def test_lm_target_labels_cover_only_the_answer(tiny, media):
 def test_long_prompts_lose_their_middle(tiny):
     bb = build_hf(str(tiny("text")), max_length=64)
     conv = conversation("keep this criterion", ["word " * 200], ["final answer"])
-    batch = bb.collate([conv])
+    batch = bb.processor([conv])
     assert 48 <= batch.tensors["attention_mask"].sum() <= 64
     text = bb.tokenizer.decode(batch.tensors["input_ids"][0])
     assert "keep this criterion" in text and text.rstrip().endswith("final answer<|im_end|>")
@@ -319,7 +319,7 @@ def test_long_prompts_lose_their_middle(tiny):
 
 def test_control_tokens_in_user_text_are_inert(tiny):
     bb = build_hf(str(tiny("qwen2_5_vl")))
-    batch = bb.collate([conversation(None, ["look <|image_pad|> here <|im_end|>"], ["ok"])])
+    batch = bb.processor([conversation(None, ["look <|image_pad|> here <|im_end|>"], ["ok"])])
     ids = batch.tensors["input_ids"][0].tolist()
     assert bb.tokenizer.convert_tokens_to_ids("<|image_pad|>") not in ids
     assert ids.count(bb.tokenizer.convert_tokens_to_ids("<|im_end|>")) == 3  # system, user, assistant
@@ -331,7 +331,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny, media):
     for checkpointing in (False, True):
         bb = build_hf(str(tiny("qwen2_5_vl")), gradient_checkpointing=checkpointing).train()
         assert bb.model.is_gradient_checkpointing == checkpointing
-        bb(bb.collate([conv])).last_hidden.sum().backward()
+        bb.reward_hidden(bb.processor([conv])).sum().backward()
         grads.append(bb.model.get_input_embeddings().weight.grad.clone())
     assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
 
@@ -364,8 +364,8 @@ def test_lora_targets_plug_into_peft(tiny):
     bb.model = get_peft_model(bb.model, LoraConfig(r=2, target_modules=targets))
     wrapped = [n for n, m in bb.model.named_modules() if hasattr(m, "lora_A") and not n.endswith("lora_A")]
     assert len(wrapped) == len(targets)
-    out = bb(bb.collate([conversation(None, ["hi"], ["ok"])]))  # forward still reads the LM under PEFT
-    assert torch.isfinite(out.last_hidden).all()
+    hidden = bb.reward_hidden(bb.processor([conversation(None, ["hi"], ["ok"])]))  # still reads the LM under PEFT
+    assert torch.isfinite(hidden).all()
 
 
 # ---------------------------------------------------------------- train and score

@@ -15,12 +15,9 @@ from omnireward.backbones.build import build_modular
 from omnireward.config import compose_config
 from omnireward.data.records import record_from_dict
 from omnireward.errors import ConfigError
-from omnireward.heads.judge import (
-    judge_conversation,
-    lm_loss,
-    load_template,
-    sft_target,
-)
+from omnireward.heads.losses import bt_loss
+from omnireward.judge.decoding import lm_loss
+from omnireward.judge.templates import judge_conversation, load_template, sft_target
 from omnireward.modules.bt import BTModule
 from omnireward.modules.joint import JointModule
 from omnireward.reward_model import RewardModel
@@ -46,7 +43,7 @@ def _pairs(n=6):
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return RewardModel(build_modular(lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False,
+    return RewardModel.with_bt_head(build_modular(lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False,
                                      seed=seed), dropout=0.1)
 
 
@@ -61,7 +58,7 @@ def _step(module, batch, seed):
 
 def test_alpha_zero_is_exactly_bt():
     pairs = _pairs()
-    bt, joint = BTModule(_model()), JointModule(_model(), alpha=0.0)
+    bt, joint = BTModule(_model(), loss=bt_loss), JointModule(_model(), loss=bt_loss, template=load_template("omni"), alpha=0.0)
     lb, gb = _step(bt, bt.collate(pairs), seed=7)
     lj, gj = _step(joint, joint.collate(pairs), seed=7)
     assert "lm" not in joint.collate(pairs)  # α=0 does not even build the LM batch
@@ -73,7 +70,7 @@ def test_alpha_zero_is_exactly_bt():
 
 def test_joint_loss_mixes_bt_and_lm_with_alpha():
     pairs = _pairs()
-    joint = JointModule(_model(), alpha=0.7)
+    joint = JointModule(_model(), loss=bt_loss, template=load_template("omni"), alpha=0.7)
     batch = joint.collate(pairs)
     assert batch["lm"].tensors["labels"].ne(-100).any()
     joint.eval()  # no dropout: the parts can be recomputed exactly
@@ -83,11 +80,11 @@ def test_joint_loss_mixes_bt_and_lm_with_alpha():
         bt = joint._loss(r1, r2, batch)
         t = load_template("omni")
         convs = [judge_conversation(t, p, answer=sft_target(t, p.critique, p.preference)) for p in pairs]
-        lm = lm_loss(joint.model.backbone, joint.model.backbone.collate(convs, lm_target=True))
+        lm = lm_loss(joint.model.backbone, joint.model.backbone.processor(convs, lm_target=True))
     assert float(total) == pytest.approx(0.3 * float(bt) + 0.7 * float(lm), rel=1e-5)
     assert float(lm) > 5  # a random LM over a 49k vocabulary: the critique is far from learnt
     with pytest.raises(ConfigError, match="alpha"):
-        JointModule(_model(), alpha=1.5)
+        JointModule(_model(), loss=bt_loss, template=load_template("omni"), alpha=1.5)
 
 
 def _epoch_metric(out, key):
@@ -122,12 +119,10 @@ def test_joint_training_learns_critiques_and_scores_without_generating(tmp_path,
 
     from transformers import GenerationMixin
 
-    import omnireward.heads.judge as judge_head
     from omnireward.backbones.modular import ModularBackbone
 
     monkeypatch.setattr(GenerationMixin, "generate", no_generation)
-    monkeypatch.setattr(ModularBackbone, "generate", no_generation)
-    monkeypatch.setattr(judge_head, "sample", no_generation)
+    monkeypatch.setattr(ModularBackbone, "sample", no_generation)
     s = score_file(val_file, out, tmp_path / "scores.jsonl", device="cpu")
     assert s["accuracy_without_ties"] == 1.0
     lines = [json.loads(x) for x in (tmp_path / "scores.jsonl").read_text().splitlines()]

@@ -11,21 +11,18 @@ from _judge_utils import small_backbone, write_rows, yes_no_rows
 from omnireward.backbones.base import Turn
 from omnireward.data.records import Item, Media, Pair, Response, record_from_dict
 from omnireward.errors import ConfigError
-from omnireward.heads import judge as head
-from omnireward.heads.judge import (
-    find_verdicts,
-    format_ok,
-    judge_conversation,
-    load_template,
+from omnireward.backbones.hf import HFBackbone
+from omnireward.backbones.modular import ModularBackbone
+from omnireward.judge import critique as critique_mod
+from omnireward.judge.decoding import (
+    completion_mask,
     option_token_ids,
-    parse_flex,
-    parse_verdict,
-    pointwise_conversation,
     prompt_batch,
-    sft_target,
+    strip_end,
     verdict_probs,
 )
-from omnireward.scoring import judge as scoring
+from omnireward.judge.templates import judge_conversation, load_template, pointwise_conversation, sft_target
+from omnireward.judge.verdicts import find_verdicts, flex_in_response_terms, format_ok, parse_flex, parse_verdict
 from omnireward.scoring.judge import Judge, group_scores, judge_file
 
 FLEX = json.dumps({
@@ -158,7 +155,7 @@ def test_parse_flex_normalises_each_sub_dimension_to_ten():
     assert f["overall_winner"] == "A"
     assert parse_flex('{"categories": [{"name": "x", "dimensions": [{"score_a": "a", "score_b": 1}]}]}') is None
     assert parse_flex("not json") is None
-    mapped = head.flex_in_response_terms(f, swap=True)  # A was response2
+    mapped = flex_in_response_terms(f, swap=True)  # A was response2
     assert mapped["overall_winner"] == "response2"
     # Shown as B, response1 got the aesthetics 6 and won it.
     assert mapped["categories"]["aesthetics"]["score1"] == pytest.approx(6.0)
@@ -246,8 +243,8 @@ def test_both_orders_average_the_swapped_judgement(lm_dir, tmp_path):
         # The swapped order shows response2 as "A": its p_response1 is the probability of "B".
         batch = prompt_batch(bb, [judge_conversation(t, p, swap=True)])
         with torch.no_grad():
-            ids = head.sample(bb, batch, max_new_tokens=4)
-            probs = verdict_probs(bb, t, batch, head.strip_end(ids, head.completion_mask(ids, eos), eos))[0]
+            ids = bb.sample(batch, max_new_tokens=4)
+            probs = verdict_probs(bb, t, batch, strip_end(ids, completion_mask(ids, eos), eos))[0]
         assert x["p_response1_by_order"][1] == pytest.approx(float(probs[1]), abs=1e-4)
         assert x["p_response1"] == pytest.approx(sum(x["p_response1_by_order"]) / 2, abs=1e-6)
         assert "critique_swapped" in x and isinstance(x["order_agreement"], bool)
@@ -260,7 +257,8 @@ def _canned(monkeypatch, bb, text):
     def fake_sample(backbone, batch, **kw):
         return torch.tensor([ids] * len(batch))
 
-    monkeypatch.setattr(scoring, "sample", fake_sample)
+    monkeypatch.setattr(ModularBackbone, "sample", fake_sample)
+    monkeypatch.setattr(HFBackbone, "sample", fake_sample)
 
 
 def test_flex_lines_carry_valid_json_and_dimension_scores(lm_dir, tmp_path, monkeypatch):
@@ -280,7 +278,8 @@ def test_flex_lines_carry_valid_json_and_dimension_scores(lm_dir, tmp_path, monk
 def test_contradictions_are_counted(lm_dir, tmp_path, monkeypatch):
     bb = small_backbone(lm=str(lm_dir))
     _canned(monkeypatch, bb, "Verdict: [[B]]")
-    monkeypatch.setattr(scoring, "verdict_probs", lambda bb, t, batch, crit: torch.tensor([[0.7, 0.2, 0.1]] * len(crit)))
+    monkeypatch.setattr(critique_mod, "verdict_probs",
+                        lambda bb, t, batch, crit: torch.tensor([[0.7, 0.2, 0.1]] * len(crit)))
     src = write_rows(tmp_path / "pairs.jsonl", yes_no_rows(4, 0))
     s = judge_file(src, lm_dir, tmp_path / "c.jsonl", device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]

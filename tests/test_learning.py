@@ -33,7 +33,7 @@ def test_modality_learns_from_its_demo_set(tmp_path, modality):
     cfg = compose_config([
         "backbone=tiny", "backbone.pretrained_encoders=true", "backbone.tiny_hidden=128", f"modality={modality}",
         f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}",
-        "trainer.max_epochs=12", "model.lr=1e-2", "model.lm_lr=1e-3", "data.batch_size=16", "model.dropout=0.0",
+        "trainer.max_epochs=12", "model.lr=1e-2", "model.lm_lr=1e-3", "data.batch_size=16", "head.dropout=0.0",
         # 4 frames per clip keeps the one-off video feature pass short
         "++backbone.encoder_options={video: {num_frames: 4}}"])
     out = train(cfg)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from omnireward.config import GROUPS, compose_config, group_options
+from omnireward.config import compose_config, group_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,15 +20,25 @@ def test_every_package_folder_is_listed_in_pyproject():
 def _all_overrides():
     for group, options in group_options().items():
         for opt in options:
-            yield f"{group}={opt}"
+            # head/loss belong to reward objectives, judge templates to r1/joint
+            extra = {"judge": ["model=r1"]}.get(group, [])
+            yield [*extra, f"{group}={opt}"]
 
 
-@pytest.mark.parametrize("override", list(_all_overrides()))
-def test_every_config_file_composes(override):
-    cfg = compose_config([override])
-    assert cfg.output_dir and cfg.seed == 0
-    for g in GROUPS:
+@pytest.mark.parametrize("overrides", list(_all_overrides()), ids=lambda o: o[-1])
+def test_every_config_file_composes_and_its_components_build(overrides):
+    from omnireward.config import build
+
+    cfg = compose_config(overrides)
+    assert cfg.output_dir and cfg.seed == 0 and cfg.objective in ("reward", "joint", "judge")
+    for g in ("model", "modality", "backbone", "data", "trainer", "logger"):
         assert g in cfg
+    # Components that build without a model or weights: losses, heads, judge templates, PEFT methods.
+    for key in ("loss", "judge", "peft"):
+        if cfg.get(key):
+            assert build(cfg[key]) is not None
+    if cfg.get("head"):
+        assert build(cfg.head)(8).score.weight.shape == (1, 8)
 
 
 def test_tiny_backbone_and_model_and_data_configs_instantiate(tmp_path):
@@ -37,8 +47,8 @@ def test_tiny_backbone_and_model_and_data_configs_instantiate(tmp_path):
     assert list(bb.encoders) == ["image"]
     from omnireward.reward_model import RewardModel
 
-    module = instantiate(cfg.model, model=RewardModel(bb), _convert_="all")
-    assert module.loss_kind == "bt"
+    module = instantiate(cfg.model, model=RewardModel.with_bt_head(bb), _convert_="all")
+    assert module.loss.func.__name__ == "bt_loss"
     dm = instantiate(cfg.data, _convert_="all")
     assert dm.paths["train"].endswith("x.jsonl")
 

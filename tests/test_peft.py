@@ -12,7 +12,7 @@ from torch import nn
 from _deploy_utils import accuracy, fit_steps, score_lines, text_set, tiny_overrides, train_tiny
 from omnireward.config import compose_config
 from omnireward.errors import ConfigError
-from omnireward.peft_setup import DEFAULT_TARGETS, apply_peft, default_targets
+from omnireward.peft_setup import LoRA
 from omnireward.reward_model import RewardModel
 
 
@@ -33,13 +33,12 @@ def _max_diff(a: list[dict], b: list[dict]) -> float:
     return max(max(abs(x["reward1"] - y["reward1"]), abs(x["reward2"] - y["reward2"])) for x, y in zip(a, b))
 
 
-def test_default_targets_are_the_llama_projections_unless_the_backbone_advertises():
+def test_default_targets_are_the_backbones_projections_unless_given():
     from omnireward.backbones.build import build_modular
 
     bb = build_modular(lm="tiny", feature_cache=False)
-    assert default_targets(bb, bb.lm) == list(DEFAULT_TARGETS)
-    bb.lora_targets = ["q_proj", "v_proj"]
-    apply_peft(bb, {"method": "lora", "r": 4})
+    assert bb.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    LoRA(r=4, target_modules=["q_proj", "v_proj"]).apply(bb)
     wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in bb.lm.named_parameters() if "lora_A" in n}
     assert wrapped == {"q_proj", "v_proj"}
 
@@ -56,7 +55,7 @@ def test_lora_trains_adapters_head_and_projectors_and_freezes_the_base(data, tmp
 
 
 def test_lora_model_reloads_with_the_same_scores(data, tmp_path):
-    cfg, module, pairs = _module(data, tmp_path / "m", "peft=lora", "peft.r=8", "model.dropout=0")
+    cfg, module, pairs = _module(data, tmp_path / "m", "peft=lora", "peft.r=8", "head.dropout=0")
     model = module.model
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
     head = model.head.score.weight.detach().clone()
@@ -86,7 +85,7 @@ def test_lora_model_reloads_with_the_same_scores(data, tmp_path):
 
 
 def test_qlora_quantises_the_lm_and_reloads_with_the_same_scores(data, tmp_path):
-    cfg, module, pairs = _module(data, tmp_path / "m", "peft=qlora", "peft.r=8", "model.dropout=0")
+    cfg, module, pairs = _module(data, tmp_path / "m", "peft=qlora", "peft.r=8", "head.dropout=0")
     model = module.model
     q_proj = model.backbone.lm.get_base_model().model.layers[0].self_attn.q_proj.base_layer
     assert type(q_proj.weight).__name__ == "Params4bit" and q_proj.weight.dtype == torch.uint8
@@ -95,7 +94,7 @@ def test_qlora_quantises_the_lm_and_reloads_with_the_same_scores(data, tmp_path)
 
     # the state dict (packed weights + quant state) loads back: best-epoch weights and resumed runs
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    _, other, _ = _module(data, tmp_path / "o", "peft=qlora", "peft.r=8", "model.dropout=0", "seed=3")
+    _, other, _ = _module(data, tmp_path / "o", "peft=qlora", "peft.r=8", "head.dropout=0", "seed=3")
     other.model.load_state_dict(state)
     assert _max_diff(before, score_lines(other.model.eval(), data["test"])) < 1e-6
 
@@ -111,21 +110,21 @@ def test_train_with_qlora_end_to_end(data, tmp_path):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["best_val_acc"] >= 0.9
     reloaded, cfg = RewardModel.from_pretrained(out)
-    assert cfg.peft.method == "qlora"
+    assert cfg.peft._target_.endswith("QLoRA")
     assert accuracy(score_lines(reloaded, data["test"])) >= 0.9
 
 
-def test_unknown_method_is_a_config_error():
-    from omnireward.backbones.build import build_modular
-
-    with pytest.raises(ConfigError, match="peft.method"):
-        apply_peft(build_modular(lm="tiny", feature_cache=False), {"method": "prefix"})
+def test_unknown_method_or_bad_rank_is_a_config_error():
+    with pytest.raises(ConfigError, match="peft"):
+        compose_config(["peft=prefix"])
+    with pytest.raises(ConfigError, match="peft.r"):
+        LoRA(r=0)
 
 
 def test_lora_over_a_transformers_4bit_hf_backbone_saves_a_loadable_dense_lm(data, tmp_path):
     """backbone=hf backbone.quantization=4bit + peft=lora (QLoRA the transformers way)."""
     tiny_hf = pytest.importorskip("_tiny_hf")
-    overrides = [o for o in tiny_overrides(data, tmp_path / "m", "peft=lora", "peft.r=4", "model.dropout=0")
+    overrides = [o for o in tiny_overrides(data, tmp_path / "m", "peft=lora", "peft.r=4", "head.dropout=0")
                  if not o.startswith("backbone")]
     cfg = compose_config(overrides + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
                                       "backbone.dtype=float32", "backbone.quantization=4bit"])

@@ -76,7 +76,7 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("quant")
     data = text_set(root / "data", n_train=64, n_val=16, n_test=48)
-    cfg = compose_config(tiny_overrides(data, root / "model", "model.dropout=0"))
+    cfg = compose_config(tiny_overrides(data, root / "model", "head.dropout=0"))
     module = build_module(cfg)
     fit_steps(module, load_records(data["train"]), steps=12, lr=2e-3)
     out = module.model.save_pretrained(root / "model", cfg)

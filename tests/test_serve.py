@@ -23,7 +23,7 @@ def model_dir(tmp_path_factory):
     from omnireward.train import build_module
 
     root = tmp_path_factory.mktemp("serve")
-    cfg = compose_config(["backbone=tiny", "backbone.feature_cache=false", "model.dropout=0",
+    cfg = compose_config(["backbone=tiny", "backbone.feature_cache=false", "head.dropout=0",
                           f"output_dir={root / 'model'}"])
     model = build_module(cfg).model.eval()
     torch.manual_seed(0)

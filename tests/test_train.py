@@ -27,12 +27,13 @@ def _cfg(tmp_path, train_file, val_file, *extra):
 
 def test_run_learns_and_leaves_a_complete_model_folder(tmp_path, text_pairs):
     train_file, val_file = text_pairs
-    init = RewardModel(__import__("omnireward.backbones.build", fromlist=["x"]).build_modular(
+    init = RewardModel.with_bt_head(__import__("omnireward.backbones.build", fromlist=["x"]).build_modular(
         lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False), dropout=0.1)
     out = train(_cfg(tmp_path, train_file, val_file))
-    for name in ("omnireward.yaml", "config.yaml", "modules.safetensors", "reward_stats.json", "metrics.csv",
+    for name in ("omnireward.yaml", "modules.safetensors", "reward_stats.json", "metrics.csv",
                  "train_summary.json", "lm/model.safetensors", "lm/tokenizer.json", "checkpoints/last.ckpt"):
         assert (out / name).exists(), name
+    assert not (out / "config.yaml").exists()  # one config file: omnireward.yaml, the resolved one
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["best_epoch"] in (0, 1) and summary["best_val_acc"] >= 0.9
     metrics = (out / "metrics.csv").read_text()
@@ -93,6 +94,19 @@ def test_other_losses_train_with_ties(tmp_path, text_pairs, loss):
     for r in rows:
         r["margin"] = 1.0
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = train(_cfg(tmp_path, train_file, val_file, f"model.loss={loss}", "trainer.max_epochs=1",
+    val_rows = [{**json.loads(x), "margin": 1.0} for x in val_file.read_text().splitlines()]
+    val_file.write_text("".join(json.dumps(r) + "\n" for r in val_rows))
+    out = train(_cfg(tmp_path, train_file, val_file, f"loss={loss}", "trainer.max_epochs=1",
                      "model.center_weight=0.01"))
     assert json.loads((out / "train_summary.json").read_text())["best_val_acc"] >= 0.8
+
+
+def test_bt_margin_refuses_a_record_without_margin_naming_file_and_line(tmp_path, text_pairs):
+    from omnireward.errors import DataFormatError
+
+    train_file, val_file = text_pairs
+    rows = [{**json.loads(x), "margin": 0.5} for x in train_file.read_text().splitlines()]
+    del rows[6]["margin"]
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFormatError, match=rf"{train_file.name}:7: margin: missing margin"):
+        train(_cfg(tmp_path, train_file, val_file, "loss=bt_margin", "trainer.max_epochs=1"))

@@ -1,3 +1,4 @@
-"""Backbones: what turns a conversation with media into hidden states (modular or HF-native)."""
+"""Backbones: the contract (base.py), the modular family (encoders → projectors → causal LM) and
+HF-native checkpoints (hf.py), each with its processor."""
 
-from omnireward.backbones.base import Batch, BackboneOutput, Turn, Conversation  # noqa: F401
+from omnireward.backbones.base import Backbone, Batch, Conversation, Processor, Turn, conversation  # noqa: F401

@@ -1,11 +1,26 @@
-"""What every backbone offers the heads: conversations with media in, hidden states out."""
+"""The backbone contract: what heads, modules, scoring, export, quantisation and the server may use.
+
+Two objects make a backbone family:
+
+- a **Processor** (CPU side, no model weights needed): conversations with media → a `Batch` of
+  tensors (chat template, tokens, media loading and feature cache, padding, LM targets). It is
+  picklable and runs in DataLoader workers.
+- a **Backbone** (`nn.Module`): computes on a `Batch` — hidden states at the reward position,
+  hidden states over a prompt followed by given continuation tokens (log-probabilities of
+  targets, next-token distributions), sampling with the KV cache, saving.
+
+Everything outside `omnireward/backbones/` goes through these two protocols only; a new backbone
+family is one file implementing them (see `modular.py` and `hf.py`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from pathlib import Path
+from typing import Any, Callable, Protocol, Union, runtime_checkable
 
 import torch
+from torch import nn
 
 from omnireward.data.records import Media
 
@@ -25,16 +40,18 @@ Conversation = list[Turn]
 
 @dataclass
 class Batch:
-    """A collated batch; tensors live in `tensors`, anything else (media plans) in `extra`."""
+    """A collated batch; tensors live in `tensors`, anything else (media plans) in `extra`.
+
+    `tensors` always has `input_ids`, `attention_mask` and `last_index` (the reward position of
+    each row); LM-target batches add `labels` (-100 where there is nothing to predict).
+    """
 
     tensors: dict[str, torch.Tensor]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device) -> "Batch":
-        moved = {}
-        for k, v in self.extra.items():
-            moved[k] = _to(v, device)
-        return Batch({k: v.to(device) for k, v in self.tensors.items()}, moved)
+        return Batch({k: v.to(device) for k, v in self.tensors.items()},
+                     {k: _to(v, device) for k, v in self.extra.items()})
 
     def __len__(self) -> int:
         return int(self.tensors["attention_mask"].shape[0])
@@ -50,8 +67,87 @@ def _to(v, device):
     return v
 
 
-@dataclass
-class BackboneOutput:
-    last_hidden: torch.Tensor  # [B, H] hidden state at the last real token
-    logits: torch.Tensor | None = None  # [B, L, V] when asked for (LM loss, judging)
-    hidden: torch.Tensor | None = None  # [B, L, H] when asked for
+# A logits processor for constrained decoding: (token ids so far [B, t], next-token scores [B, V])
+# -> scores with the disallowed tokens at -inf (the `transformers.LogitsProcessor` call shape).
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """Conversations with media → tensors, on the CPU."""
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer (chat template, pad/eos ids, decoding)."""
+
+    def __call__(self, convs: list[Conversation], *, add_generation_prompt: bool = False,
+                 lm_target: bool = False, padding_side: str = "right") -> Batch:
+        """Render, tokenise, prepare media and pad.
+
+        `add_generation_prompt` ends each row with the assistant header (prompts to generate from;
+        use `padding_side="left"`). With `lm_target` the last (assistant) turn is the LM target.
+        """
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What every backbone offers. Methods take batches made by its own `processor`."""
+
+    processor: Processor
+    # Prefix (inside the backbone) of the language model's parameter names: its own learning rate,
+    # and the part `save()` writes as a plain transformers folder.
+    lm_prefix: str
+
+    @property
+    def tokenizer(self) -> Any:
+        """The processor's tokenizer."""
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the hidden states the heads read."""
+
+    @property
+    def modalities(self) -> list[str]:
+        """Media types it reads (image, video, audio, mesh); [] for text only."""
+
+    @property
+    def lora_targets(self) -> list[str] | str:
+        """Names of the LM's linear layers that LoRA adapts (or "all-linear")."""
+
+    def reward_hidden(self, batch: Batch) -> torch.Tensor:
+        """Final hidden state at each row's reward position (`last_index`), [B, H], float32."""
+
+    def hidden_states(self, batch: Batch, continuation: torch.Tensor | None = None,
+                      continuation_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states [B, L + T, H] over the batch's rows (left-padded prompts when a
+        continuation is given), each followed by its continuation tokens [B, T] (right-padded,
+        `continuation_mask` 1 for real tokens)."""
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on hidden states [..., H] → next-token logits [..., V]."""
+
+    def sample(self, batch: Batch, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+               generator: torch.Generator | None = None,
+               logits_processor: LogitsProcessor | None = None) -> torch.Tensor:
+        """Continue left-padded prompts with the KV cache: new token ids [B, T], padded with the pad
+        id after each row's end-of-turn token. Greedy when temperature is 0."""
+
+    def language_model(self) -> nn.Module:
+        """The causal language model inside (for PEFT wrapping, quantisation and text export)."""
+
+    def replace_language_model(self, lm: nn.Module) -> None:
+        """Put a wrapped language model (e.g. with LoRA adapters) in place of the current one."""
+
+    def save(self, out: Path) -> None:
+        """Write the backbone's weights into the model folder `out` as plain transformers folders."""
+
+
+def conversation(system: str | None, user: list, assistant: list | None = None) -> Conversation:
+    """Build a conversation from parts; empty strings are dropped."""
+    conv: Conversation = []
+    if system:
+        conv.append(Turn("system", [system]))
+    conv.append(Turn("user", [p for p in user if not (isinstance(p, str) and not p)]))
+    if assistant is not None:
+        conv.append(Turn("assistant", [p for p in assistant if not (isinstance(p, str) and not p)]))
+    return conv

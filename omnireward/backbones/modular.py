@@ -6,21 +6,15 @@ LM itself never needs new tokens and stays loadable by plain transformers.
 
 from __future__ import annotations
 
-import re
+import inspect
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from omnireward.backbones.base import Batch, BackboneOutput, Conversation, Turn
+from omnireward.backbones.base import Batch, LogitsProcessor
 from omnireward.backbones.features import FeatureCache
-from omnireward.data.records import Media
-from omnireward.errors import ModelError
-
-# Private-use code points: cannot collide with text a user writes in a prompt by accident.
-_SENTINEL = "\ue000{}\ue001"
-_SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
-ENCODER_FOR_MEDIA = {"image": "image", "video": "video", "audio": "audio", "mesh": "mesh"}
+from omnireward.backbones.modular_processor import ModularProcessor
 
 
 class Projector(nn.Module):
@@ -64,15 +58,15 @@ class LabelWords(nn.Module):
 
 
 class ModularBackbone(nn.Module):
+    """Encoders → projectors → a causal LM; implements the `Backbone` protocol (backbones/base.py)."""
+
     kind = "modular"
-    # Parameters under this prefix are saved as the HF folder `lm/`, not in modules.safetensors.
-    saved_elsewhere_prefix = "backbone.lm."
+    lm_prefix = "lm."
 
     def __init__(self, lm, tokenizer, encoders: dict[str, nn.Module] | None = None, *,
                  max_length: int = 1024, feature_cache: FeatureCache | None = None, label_tokens: bool = False):
         super().__init__()
         self.lm = lm
-        self.tokenizer = tokenizer
         self.encoders = nn.ModuleDict(encoders or {})
         hidden = lm.config.hidden_size
         emb = lm.get_input_embeddings()
@@ -82,8 +76,13 @@ class ModularBackbone(nn.Module):
         # after their feature tokens: the classifier's top classes as LM word embeddings.
         self.label_words = nn.ModuleDict({m: LabelWords(e.label_names, tokenizer, emb)
                                           for m, e in self.encoders.items() if label_tokens and e.label_names})
-        self.max_length = max_length
-        self.feature_cache = feature_cache or FeatureCache()
+        self.processor = ModularProcessor(tokenizer, dict(self.encoders.items()), label_token=set(self.label_words),
+                                          max_length=max_length, feature_cache=feature_cache)
+
+    # ---- the contract: what others see ---------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
 
     @property
     def hidden_size(self) -> int:
@@ -93,152 +92,83 @@ class ModularBackbone(nn.Module):
     def modalities(self) -> list[str]:
         return list(self.encoders.keys())
 
-    # ---- building inputs -------------------------------------------------------------------
-    def render(self, conv: Conversation, *, add_generation_prompt: bool = False) -> tuple[str, list[Media]]:
-        """Chat-template text with one sentinel per media item, and the media in order."""
-        media: list[Media] = []
-        messages = []
-        for turn in conv:
-            pieces = []
-            for p in turn.parts:
-                if isinstance(p, Media):
-                    pieces.append(_SENTINEL.format(len(media)))
-                    media.append(p)
-                else:
-                    pieces.append(p)
-            messages.append({"role": turn.role, "content": "".join(pieces)})
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
-        return text, media
+    @property
+    def lora_targets(self) -> list[str] | str:
+        present = {name.rsplit(".", 1)[-1] for name, m in self.lm.named_modules() if isinstance(m, nn.Linear)}
+        found = [t for t in _PROJECTIONS if t in present]
+        return found or "all-linear"
 
-    def _encoder_for(self, m: Media) -> str:
-        name = ENCODER_FOR_MEDIA.get(m.type)
-        if name not in self.encoders:
-            raise ModelError(f"this model has no {m.type} encoder (it was built for "
-                             f"{', '.join(self.modalities) or 'text only'}); retrain with a modality that "
-                             f"includes {m.type}, e.g. modality=omni")
-        return name
+    def language_model(self) -> nn.Module:
+        return self.lm
 
-    def _tokens(self, text: str, media: list[Media]) -> list:
-        """Token pieces: ints for text tokens, (encoder, tensor) for media spans."""
-        out: list = []
-        pos = 0
-        for match in _SENTINEL_RE.finditer(text):
-            out.extend(self.tokenizer(text[pos:match.start()], add_special_tokens=False)["input_ids"])
-            m = media[int(match.group(1))]
-            enc = self._encoder_for(m)
-            out.append((enc, self.feature_cache.get(self.encoders[enc], Path(m.path))))
-            pos = match.end()
-        out.extend(self.tokenizer(text[pos:], add_special_tokens=False)["input_ids"])
-        return out
+    def replace_language_model(self, lm: nn.Module) -> None:
+        self.lm = lm
 
-    def span(self, enc: str) -> int:
-        """Sequence positions one media item of encoder `enc` takes: its feature tokens (+ a label token)."""
-        return self.encoders[enc].n_tokens + (enc in self.label_words)
-
-    def _length(self, pieces: list) -> int:
-        return sum(self.span(p[0]) if isinstance(p, tuple) else 1 for p in pieces)
-
-    def collate(self, convs: list[Conversation], *, add_generation_prompt: bool = False,
-                lm_target: bool = False, padding_side: str = "right") -> Batch:
-        """Tokenise conversations, prepare media (cached), pad.
-
-        With `lm_target`, the last turn (assistant) is the LM target: `labels` hold its tokens
-        and -100 elsewhere.
-        """
-        seqs, labels_list = [], []
-        for conv in convs:
-            if lm_target:
-                prefix_text, prefix_media = self.render(conv[:-1], add_generation_prompt=True)
-                full_text, full_media = self.render(conv)
-                if not full_text.startswith(prefix_text):
-                    raise ModelError("the chat template does not extend the prompt with the answer; "
-                                     "cannot build LM targets")
-                prefix = self._tokens(prefix_text, prefix_media)
-                rest_media = full_media[len(prefix_media):]
-                rest_text = _renumber(full_text[len(prefix_text):], len(prefix_media))
-                target = self._tokens(rest_text, rest_media)
-                pieces = prefix + target
-                lab = [-100] * self._length(prefix) + _target_labels(target, self.span)
-            else:
-                text, media = self.render(conv, add_generation_prompt=add_generation_prompt)
-                pieces = self._tokens(text, media)
-                lab = None
-            pieces, lab = self._fit(pieces, lab)
-            seqs.append(pieces)
-            labels_list.append(lab)
-        return self._pad(seqs, labels_list if lm_target else None, padding_side)
-
-    def _fit(self, pieces: list, labels):
-        """Drop text tokens from the middle of the sequence when it is longer than max_length."""
-        excess = self._length(pieces) - self.max_length
-        if excess <= 0:
-            return pieces, labels
-        # Keep the start (system/criteria) and the end (response, where the reward is read).
-        text_idx = [i for i, p in enumerate(pieces) if not isinstance(p, tuple)]
-        if len(text_idx) <= excess + 8:
-            raise ModelError(f"a sequence of {self._length(pieces)} tokens does not fit max_length="
-                             f"{self.max_length} even without its text; raise backbone.max_length")
-        mid = len(text_idx) // 2
-        drop = set(text_idx[mid - excess // 2: mid - excess // 2 + excess])
-        # Map label positions (flattened over media tokens) alongside pieces.
-        if labels is not None:
-            keep_labels, cursor = [], 0
-            for i, p in enumerate(pieces):
-                n = self.span(p[0]) if isinstance(p, tuple) else 1
-                if i not in drop:
-                    keep_labels.extend(labels[cursor:cursor + n])
-                cursor += n
-            labels = keep_labels
-        return [p for i, p in enumerate(pieces) if i not in drop], labels
-
-    def _pad(self, seqs: list[list], labels_list, padding_side: str) -> Batch:
-        lengths = [self._length(s) for s in seqs]
-        L = max(lengths)
-        B = len(seqs)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((B, L), pad_id, dtype=torch.long)
-        mask = torch.zeros((B, L), dtype=torch.long)
-        labels = torch.full((B, L), -100, dtype=torch.long) if labels_list is not None else None
-        feats: dict[str, list] = {}
-        pos: dict[str, list] = {}
-        for b, pieces in enumerate(seqs):
-            off = L - lengths[b] if padding_side == "left" else 0
-            t = off
-            for p in pieces:
-                if isinstance(p, tuple):
-                    enc, value = p
-                    n = self.span(enc)
-                    feats.setdefault(enc, []).append(value)
-                    pos.setdefault(enc, []).append((b, t))
-                    t += n
-                else:
-                    input_ids[b, t] = p
-                    t += 1
-            mask[b, off:off + lengths[b]] = 1
-            if labels is not None:
-                labels[b, off:off + lengths[b]] = torch.tensor(labels_list[b], dtype=torch.long)
-        last = torch.tensor([(L - 1) if padding_side == "left" else n - 1 for n in lengths])
-        tensors = {"input_ids": input_ids, "attention_mask": mask, "last_index": last}
-        if labels is not None:
-            tensors["labels"] = labels
-        media = {}
-        for enc, values in feats.items():
-            try:
-                stacked = torch.stack(values)
-            except RuntimeError as e:
-                raise ModelError(f"{enc} encoder produced inputs of different shapes: {e}") from e
-            media[enc] = {"x": stacked, "pos": torch.tensor(pos[enc], dtype=torch.long)}
-        return Batch(tensors, {"media": media})
-
-    def save_backbone(self, out: Path) -> None:
+    def save(self, out: Path) -> None:
         """The LM (with tokenizer) as a plain HF folder `out/lm` that transformers loads as is."""
         lm_dir = Path(out) / "lm"
         self.lm.save_pretrained(lm_dir, safe_serialization=True)
         self.tokenizer.save_pretrained(lm_dir)
 
-    # ---- running ---------------------------------------------------------------------------
-    def embed(self, batch: Batch) -> torch.Tensor:
+    def reward_hidden(self, batch: Batch) -> torch.Tensor:
+        hs = self.hidden_states(batch)
+        return hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]].float()
+
+    def hidden_states(self, batch: Batch, continuation: torch.Tensor | None = None,
+                      continuation_mask: torch.Tensor | None = None) -> torch.Tensor:
+        embeds, mask = self._embed(batch), batch.tensors["attention_mask"]
+        if continuation is not None:
+            cont = self.lm.get_input_embeddings()(continuation).to(embeds.dtype)
+            embeds = torch.cat([embeds, cont], 1)
+            mask = torch.cat([mask, continuation_mask.to(mask.dtype)], 1)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        return self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask,
+                                     position_ids=position_ids).last_hidden_state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_output_embeddings()(hidden)
+
+    @torch.no_grad()
+    def sample(self, batch: Batch, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+               generator: torch.Generator | None = None,
+               logits_processor: LogitsProcessor | None = None) -> torch.Tensor:
+        """Our own loop over the LM's KV cache: sampling is Gumbel-max (exact softmax sampling),
+        which on CPU costs a fraction of `torch.multinomial` over a 50k vocabulary, and the
+        positions follow the attention mask so left padding is harmless."""
+        tok = self.tokenizer
+        eos = tok.eos_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+        mask = batch.tensors["attention_mask"]
+        B = mask.shape[0]
+        if max_new_tokens <= 0:
+            return torch.zeros((B, 0), dtype=torch.long, device=mask.device)
+        cache_kw = _cache_keyword(self.lm)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.lm(inputs_embeds=self._embed(batch), attention_mask=mask, position_ids=pos, use_cache=True,
+                      logits_to_keep=1)
+        next_pos = pos[:, -1:] + 1
+        done = torch.zeros(B, dtype=torch.bool, device=mask.device)
+        tokens: list[torch.Tensor] = []
+        for step in range(max_new_tokens):
+            scores = out.logits[:, -1].float()
+            if logits_processor is not None:
+                so_far = torch.stack(tokens, 1) if tokens else torch.zeros((B, 0), dtype=torch.long, device=mask.device)
+                scores = logits_processor(so_far, scores)
+            t = pick_token(scores, temperature, top_p, generator)
+            t = torch.where(done, torch.full_like(t, pad), t)
+            tokens.append(t)
+            done |= t == eos
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=mask.device)], 1)
+            out = self.lm(input_ids=t[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
+                          logits_to_keep=1, **{cache_kw: _cache_of(out)})
+            next_pos = next_pos + 1
+        return torch.stack(tokens, 1)
+
+    # ---- inside ------------------------------------------------------------------------------
+    def _embed(self, batch: Batch) -> torch.Tensor:
+        """Token embeddings with each media span filled by projected encoder tokens (+ label token)."""
         ids = batch.tensors["input_ids"]
         embeds = self.lm.get_input_embeddings()(ids)
         for enc, spec in batch.extra.get("media", {}).items():
@@ -253,46 +183,31 @@ class ModularBackbone(nn.Module):
             embeds = embeds.index_put((b, t), tokens.reshape(-1, H).to(embeds.dtype))
         return embeds
 
-    def forward(self, batch: Batch, *, need_logits: bool = False, need_hidden: bool = False) -> BackboneOutput:
-        mask = batch.tensors["attention_mask"]
-        embeds = self.embed(batch)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        decoder = self.lm.get_decoder()
-        hs = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids).last_hidden_state
-        last = hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]]
-        logits = self.lm.get_output_embeddings()(hs) if need_logits else None
-        return BackboneOutput(last_hidden=last, logits=logits, hidden=hs if need_hidden else None)
 
-    @torch.no_grad()
-    def generate(self, batch: Batch, **gen_kwargs) -> list[str]:
-        """Continue left-padded prompts; returns the decoded new text of each."""
-        embeds = self.embed(batch)
-        out = self.lm.generate(inputs_embeds=embeds, attention_mask=batch.tensors["attention_mask"],
-                               pad_token_id=self.tokenizer.pad_token_id, **gen_kwargs)
-        return self.tokenizer.batch_decode(out, skip_special_tokens=True)
+# Attention and MLP projections of Llama/Qwen/Mistral-style decoders.
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _renumber(text: str, offset: int) -> str:
-    return _SENTINEL_RE.sub(lambda m: _SENTINEL.format(int(m.group(1)) - offset), text)
+def _cache_keyword(lm) -> str:
+    """transformers 5 names the KV cache argument `cache`; 4.x named it `past_key_values`."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
-def _target_labels(pieces: list, span) -> list[int]:
-    out: list[int] = []
-    for p in pieces:
-        if isinstance(p, tuple):
-            out.extend([-100] * span(p[0]))
-        else:
-            out.append(p)
-    return out
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
-def conversation(system: str | None, user: list, assistant: list | None = None) -> Conversation:
-    """Build a conversation from parts; empty strings are dropped."""
-    conv: Conversation = []
-    if system:
-        conv.append(Turn("system", [system]))
-    conv.append(Turn("user", [p for p in user if not (isinstance(p, str) and not p)]))
-    if assistant is not None:
-        conv.append(Turn("assistant", [p for p in assistant if not (isinstance(p, str) and not p)]))
-    return conv
-
+def pick_token(scores: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
+    """Greedy (temperature 0) or softmax sampling with top-p, via Gumbel-max."""
+    if temperature <= 0:
+        return scores.argmax(-1)
+    scores = scores / temperature
+    if top_p < 1.0:
+        sorted_scores, order = scores.sort(-1, descending=True)
+        probs = sorted_scores.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set reaching top_p
+        scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
+    noise = torch.empty_like(scores).exponential_(generator=generator)
+    return (scores - noise.log()).argmax(-1)  # Gumbel-max: argmax(scores + Gumbel noise)

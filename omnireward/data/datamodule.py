@@ -60,12 +60,30 @@ class PreferenceDataModule(L.LightningDataModule):
         self.seed = seed
         self.collate_fn: Callable | None = None
         self.splits: dict[str, list[Pair]] = {}
+        self.origins: dict[str, list[tuple[str, int | None]]] = {}  # (file, line) of each pair, per split
 
     def setup(self, stage: str | None = None):
+        from omnireward.data.formats import load
+
         for split, path in self.paths.items():
             if path and split not in self.splits:
-                recs = load_records(path, media_root=self.media_root, allow_outside_root=self.allow_outside_root)
-                self.splits[split] = labelled_pairs(recs, path)
+                pairs, origins = [], []
+                for res in load(path, media_root=self.media_root, allow_outside_root=self.allow_outside_root):
+                    if not res.ok:
+                        raise res.error
+                    if isinstance(res.record, Pair) and res.record.preference is not None:
+                        pairs.append(res.record)
+                        origins.append((res.file, res.line))
+                self.splits[split] = labelled_pairs(pairs, path)
+                self.origins[split] = origins
+
+    def require_margins(self, why: str) -> None:
+        """Refuse, naming the file and line, any training or validation pair without a `margin`."""
+        for split in ("train", "val"):
+            for pair, (file, line) in zip(self.splits.get(split, []), self.origins.get(split, [])):
+                if pair.margin is None:
+                    raise DataFormatError(f"missing margin: {why}; give every record a margin or use loss=bt",
+                                          file=file, line=line, field="margin")
 
     def _loader(self, split: str, shuffle: bool, bs: int):
         if self.collate_fn is None:

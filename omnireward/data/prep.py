@@ -69,7 +69,7 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
 
     `shuffle_sides` swaps response1/response2 (and the label) in about half the pairs, chosen by
     a hash of `seed` and the record id, so formats whose chosen side always comes first do not
-    teach a position bias. `check_media` refuses records whose media files are missing.
+    teach a position bias (pairs carrying critiques keep their order: critiques name sides by letter). `check_media` refuses records whose media files are missing.
     Repeated ids are numbered (`ID#2`, ...) so every output id is unique.
     `progress(n)` is called after each source record (for a progress bar).
     Raises DataFormatError when the source holds no records or every record was refused.
@@ -97,7 +97,9 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
                 _rename_duplicate(record, seen)
                 report.n_renamed_ids += 1
             seen.add(record.id)
-            if shuffle_sides and isinstance(record, Pair) and _coin(seed, record.id):
+            # Critiques name the sides by letter ("Response A ..."): pairs that carry one keep their order.
+            has_critique = isinstance(record, Pair) and (record.critique or record.chosen_critique)
+            if shuffle_sides and isinstance(record, Pair) and not has_critique and _coin(seed, record.id):
                 record = swap_sides(record)
                 report.n_swapped += 1
             outside.extend(_relativize(record, out_dir))
@@ -148,7 +150,7 @@ def swap_sides(pair: Pair) -> Pair:
     meta["sides_swapped"] = not meta.get("sides_swapped", False)
     return Pair(id=pair.id, task=pair.task, prompt=pair.prompt, response1=pair.response2,
                 response2=pair.response1, preference=_SWAP_LABEL[pair.preference], criteria=pair.criteria,
-                prompt_media=pair.prompt_media, margin=pair.margin, critique=pair.critique, meta=meta)
+                prompt_media=pair.prompt_media, margin=pair.margin, meta=meta)
 
 
 def reject_line(res: Result) -> dict:

@@ -74,6 +74,9 @@ class Pair:
     prompt_media: list[Media] = field(default_factory=list)
     margin: float | None = None
     critique: str | None = None
+    # Judge trajectories for DPO: a preferred and a rejected written judgement of this pair.
+    chosen_critique: str | None = None
+    rejected_critique: str | None = None
     meta: dict = field(default_factory=dict)
 
     @property
@@ -94,6 +97,10 @@ class Pair:
             d["margin"] = self.margin
         if self.critique is not None:
             d["critique"] = self.critique
+        if self.chosen_critique is not None:
+            d["chosen_critique"] = self.chosen_critique
+        if self.rejected_critique is not None:
+            d["rejected_critique"] = self.rejected_critique
         if self.meta:
             d["meta"] = self.meta
         return d
@@ -227,7 +234,11 @@ def record_from_dict(d: Any, default_id: str = "") -> Record:
     if margin is not None and not isinstance(margin, (int, float)):
         raise DataFormatError(f"expected a number, got {type(margin).__name__}", field="margin")
     critique = _opt_str(d, "critique")
+    chosen, rejected = _opt_str(d, "chosen_critique"), _opt_str(d, "rejected_critique")
+    if (chosen is None) != (rejected is None):
+        raise DataFormatError("chosen_critique and rejected_critique come together (DPO on judge trajectories)",
+                              field="rejected_critique" if rejected is None else "chosen_critique")
     return Pair(id=rid, task=task or infer_task(prompt_media, [r1, r2]), prompt=prompt,
                 response1=r1, response2=r2, preference=pref, criteria=criteria,
                 prompt_media=prompt_media, margin=float(margin) if margin is not None else None,
-                critique=critique, meta=meta)
+                critique=critique, chosen_critique=chosen, rejected_critique=rejected, meta=meta)

@@ -1,7 +1,9 @@
 """Pairwise reward losses: Bradley–Terry, BT with margin, BT with ties (Rao–Kupper, Davidson).
 
-All take margins d = r1 - r2 and labels y ∈ {+1 (response1), -1 (response2), 0 (tie)} and
-return the mean negative log-likelihood.
+All take margins d = r1 - r2, labels y ∈ {+1 (response1), -1 (response2), 0 (tie)} and the
+records' target margins (NaN where a record has none), and return the mean negative
+log-likelihood. Each is a config component (conf/loss/*.yaml, `_partial_: true`); a loss whose
+`margin` parameter has no default needs a `margin` on every training record.
 """
 
 from __future__ import annotations
@@ -11,25 +13,41 @@ import math
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bt", "bt_margin", "rao_kupper", "davidson")
+from omnireward.errors import ConfigError
+
+def needs_margin(loss) -> bool:
+    """Whether `loss` (a function or a partial of one) requires the records' `margin`."""
+    import inspect
+
+    p = inspect.signature(loss).parameters.get("margin")
+    return p is not None and p.default is inspect.Parameter.empty
 
 
-def bt_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
-    """-log σ(s·d - m) over non-tie pairs (s = ±1); ties carry no BT signal and are skipped."""
+def _bt(d: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
     keep = y != 0
     if not keep.any():
         return d.sum() * 0.0
-    s = y[keep].to(d.dtype)
-    z = s * d[keep]
-    if margin is not None:
-        z = z - margin[keep].to(d.dtype)
+    z = y[keep].to(d.dtype) * d[keep]
+    if m is not None:
+        z = z - m[keep].to(d.dtype)
     return -F.logsigmoid(z).mean()
 
 
-def rao_kupper_loss(d: torch.Tensor, y: torch.Tensor, theta: float = 2.0) -> torch.Tensor:
+def bt_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
+    """-log σ(s·d) over non-tie pairs (s = ±1); ties carry no BT signal and are skipped."""
+    return _bt(d, y, None)
+
+
+def bt_margin_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """-log σ(s·d - m): the winner must lead by the record's margin m (Llama-2 style)."""
+    return _bt(d, y, margin)
+
+
+def rao_kupper_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None,
+                    theta: float = 2.0) -> torch.Tensor:
     """Rao–Kupper: P(1≻2) = σ(d - log θ), P(tie) = 1 - σ(d - log θ) - σ(-d - log θ); θ > 1."""
     if theta <= 1.0:
-        raise ValueError("rao_kupper needs theta > 1")
+        raise ConfigError(f"rao_kupper needs theta > 1, got {theta}", field="loss.theta")
     eta = math.log(theta)
     log_p1 = F.logsigmoid(d - eta)
     log_p2 = F.logsigmoid(-d - eta)
@@ -39,26 +57,14 @@ def rao_kupper_loss(d: torch.Tensor, y: torch.Tensor, theta: float = 2.0) -> tor
     return -ll.mean()
 
 
-def davidson_loss(d: torch.Tensor, y: torch.Tensor, nu: float = 1.0) -> torch.Tensor:
+def davidson_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None,
+                  nu: float = 1.0) -> torch.Tensor:
     """Davidson: P(1≻2) ∝ e^{d/2}, P(2≻1) ∝ e^{-d/2}, P(tie) ∝ ν; ν > 0."""
     if nu <= 0:
-        raise ValueError("davidson needs nu > 0")
+        raise ConfigError(f"davidson needs nu > 0, got {nu}", field="loss.nu")
     logits = torch.stack([d / 2, -d / 2, torch.full_like(d, math.log(nu))], dim=-1)
     target = torch.where(y > 0, 0, torch.where(y < 0, 1, 2)).long()
     return F.cross_entropy(logits, target)
-
-
-def pairwise_loss(kind: str, d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None,
-                  tie_param: float | None = None) -> torch.Tensor:
-    if kind == "bt":
-        return bt_loss(d, y)
-    if kind == "bt_margin":
-        return bt_loss(d, y, margin if margin is not None else torch.zeros_like(d))
-    if kind == "rao_kupper":
-        return rao_kupper_loss(d, y, tie_param or 2.0)
-    if kind == "davidson":
-        return davidson_loss(d, y, tie_param or 1.0)
-    raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
 
 
 def centering_loss(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import lightning as L
 import torch
 
 from omnireward.data.records import Pair
-from omnireward.heads.losses import centering_loss, pairwise_loss
+from omnireward.heads.losses import centering_loss
 from omnireward.metrics import LABEL_SIGN, summarize
 from omnireward.modules.optim import configure, load_rng, save_rng
 from omnireward.reward_model import RewardModel
@@ -14,13 +16,13 @@ from omnireward.strategies import gather_rows
 
 
 class BTModule(L.LightningModule):
-    def __init__(self, model: RewardModel, name: str = "bt", loss: str = "bt", tie_param: float | None = None,
-                 center_weight: float = 0.0, dropout: float = 0.1, lr: float = 5e-4, lm_lr: float = 2e-5,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.1):
+    """`loss` is a pairwise loss component: loss(d = r1 - r2, y ∈ {+1, -1, 0}, margin) -> scalar."""
+
+    def __init__(self, model: RewardModel, loss: Callable, center_weight: float = 0.0, lr: float = 5e-4,
+                 lm_lr: float = 2e-5, weight_decay: float = 0.0, warmup_ratio: float = 0.1):
         super().__init__()
         self.model = model
-        self.loss_kind = loss
-        self.tie_param = tie_param
+        self.loss = loss
         self.center_weight = center_weight
         self.hp = dict(lr=lr, lm_lr=lm_lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio)
         self._val: list[tuple[float, int, str]] = []
@@ -29,7 +31,8 @@ class BTModule(L.LightningModule):
         return {
             "inputs": self.model.collate_pairs(pairs),
             "y": torch.tensor([LABEL_SIGN[p.preference] for p in pairs], dtype=torch.long),
-            "margin": torch.tensor([p.margin or 0.0 for p in pairs], dtype=torch.float),
+            "margin": torch.tensor([p.margin if p.margin is not None else float("nan") for p in pairs],
+                                   dtype=torch.float),
             "tasks": [p.task for p in pairs],
         }
 
@@ -39,7 +42,7 @@ class BTModule(L.LightningModule):
         return r[:n], r[n:]
 
     def _loss(self, r1, r2, batch):
-        loss = pairwise_loss(self.loss_kind, r1 - r2, batch["y"], batch["margin"], self.tie_param)
+        loss = self.loss(r1 - r2, batch["y"], batch["margin"])
         if self.center_weight:
             loss = loss + self.center_weight * centering_loss(r1, r2)
         return loss
@@ -77,7 +80,7 @@ class BTModule(L.LightningModule):
             self.log("val/acc_with_ties", s["accuracy_with_ties"])
 
     def configure_optimizers(self):
-        return configure(self, self.model, lm_prefixes=(self.model.backbone.saved_elsewhere_prefix,), **self.hp)
+        return configure(self, self.model, lm_prefixes=("backbone." + self.model.backbone.lm_prefix,), **self.hp)
 
     def on_save_checkpoint(self, checkpoint):
         save_rng(checkpoint)

@@ -7,29 +7,29 @@ reward model that `omnireward score` runs without ever generating.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from omnireward.data.records import Pair
 from omnireward.errors import ConfigError
-from omnireward.heads.judge import (
-    judge_conversation,
-    lm_loss,
-    load_template,
-    sft_target,
-)
+from omnireward.judge.decoding import lm_loss
+from omnireward.judge.templates import JudgeTemplate, judge_conversation, sft_target
 from omnireward.modules.bt import BTModule
 from omnireward.reward_model import RewardModel
 
 
 class JointModule(BTModule):
-    def __init__(self, model: RewardModel, name: str = "joint", alpha: float = 0.7, judge: str = "omni",
-                 loss: str = "bt", tie_param: float | None = None, center_weight: float = 0.0,
-                 dropout: float = 0.1, lr: float = 5e-4, lm_lr: float = 5e-5, weight_decay: float = 0.0,
+    def __init__(self, model: RewardModel, loss: Callable, template: JudgeTemplate, alpha: float = 0.7,
+                 center_weight: float = 0.0, lr: float = 5e-4, lm_lr: float = 5e-5, weight_decay: float = 0.0,
                  warmup_ratio: float = 0.1):
-        super().__init__(model, name=name, loss=loss, tie_param=tie_param, center_weight=center_weight,
-                         dropout=dropout, lr=lr, lm_lr=lm_lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+        super().__init__(model, loss=loss, center_weight=center_weight, lr=lr, lm_lr=lm_lr,
+                         weight_decay=weight_decay, warmup_ratio=warmup_ratio)
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {alpha}", field="model.alpha")
+        if template.kind != "pairwise":
+            raise ConfigError(f"model=joint writes pairwise critiques; judge {template.name} is pointwise",
+                              field="judge")
         self.alpha = alpha
-        self.template = load_template(judge)
+        self.template = template
 
     def collate(self, pairs: list[Pair]) -> dict:
         """The BT batch, plus `lm`: the judge prompts with their critiques as LM targets."""
@@ -38,7 +38,7 @@ class JointModule(BTModule):
         if self.alpha > 0 and with_critique:
             t = self.template
             convs = [judge_conversation(t, p, answer=sft_target(t, p.critique, p.preference)) for p in with_critique]
-            out["lm"] = self.model.backbone.collate(convs, lm_target=True)
+            out["lm"] = self.model.backbone.processor(convs, lm_target=True)
         return out
 
     def training_step(self, batch, batch_idx):

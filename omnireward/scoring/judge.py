@@ -15,25 +15,16 @@ import torch
 
 from omnireward.data.records import Item, Pair, Record, Response
 from omnireward.errors import ConfigError, ModelError
-from omnireward.heads.judge import (
+from omnireward.judge.critique import critique
+from omnireward.judge.templates import (
     LETTER_LABEL,
     SWAP_LABEL,
     JudgeTemplate,
-    completion_mask,
-    decode,
-    flex_in_response_terms,
     judge_conversation,
     load_template,
-    parse_flex,
-    parse_flex_pointwise,
-    parse_verdict,
     pointwise_conversation,
-    prompt_batch,
-    sample,
-    score_probs,
-    strip_end,
-    verdict_probs,
 )
+from omnireward.judge.verdicts import flex_in_response_terms, parse_flex, parse_flex_pointwise, parse_verdict
 from omnireward.prompts import length_hint
 from omnireward.scoring.bt import progress, write_scores
 
@@ -45,7 +36,12 @@ DEFAULT_WEIGHTS = {"overall": 1.0, "semantic_alignment": 1.0, "quality": 1.0, "a
 
 @dataclass
 class Judge:
-    """A backbone that writes critiques with a template, and how it generates."""
+    """A backbone that writes critiques with a template, and how it generates.
+
+    `constrain` (a callable `(backbone, template, records) -> (logits processor | None, tokens needed)`,
+    e.g. `judge.grammar.constraint_for`) keeps critiques inside the template's output grammar; the
+    critique length is then raised to what always suffices to finish inside it.
+    """
 
     backbone: torch.nn.Module
     template: JudgeTemplate
@@ -53,22 +49,21 @@ class Judge:
     temperature: float = 0.0
     batch_size: int = 8
     pointwise: JudgeTemplate | None = None
+    constrain: object = None
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.backbone.parameters()).device
+    def _critique(self, template: JudgeTemplate, convs, records):
+        constraint, need = self.constrain(self.backbone, template, records) if self.constrain else (None, 0)
+        return critique(self.backbone, template, convs, max_new_tokens=max(self.max_new_tokens, need),
+                        temperature=self.temperature, constraint=constraint)
 
     @torch.no_grad()
     def _order(self, pairs: list[Pair], swap: bool) -> list[dict]:
         """One judging order for one batch: critique, probabilities and text verdict in response terms."""
-        bb, t = self.backbone, self.template
-        batch = prompt_batch(bb, [judge_conversation(t, p, swap=swap) for p in pairs]).to(self.device)
-        ids = sample(bb, batch, max_new_tokens=self.max_new_tokens, temperature=self.temperature)
-        crit = strip_end(ids, completion_mask(ids, bb.tokenizer.eos_token_id), bb.tokenizer.eos_token_id)
-        texts = decode(bb.tokenizer, crit)
-        probs = verdict_probs(bb, t, batch, crit).cpu()  # shown order: Response A, Response B, tie
+        t = self.template
+        c = self._critique(t, [judge_conversation(t, p, swap=swap) for p in pairs], pairs)
+        probs = c.probs.cpu()  # shown order: Response A, Response B, tie
         out = []
-        for k, text in enumerate(texts):
+        for k, text in enumerate(c.texts):
             p = {lab: float(probs[k, i]) for i, lab in enumerate(LABELS3)}
             if swap:
                 p = {SWAP_LABEL[lab]: v for lab, v in p.items()}
@@ -100,7 +95,6 @@ class Judge:
     def judge_items(self, items: list[Item], *, show_progress: bool = True) -> list[dict]:
         """Pointwise: critique and expected 0-10 score (`reward`) per item."""
         t = self.pointwise or load_template("flex_pointwise")
-        bb = self.backbone
         lo, hi = t.scores
         values = torch.arange(lo, hi + 1, dtype=torch.float)
         lines: dict[int, dict] = {}
@@ -109,11 +103,9 @@ class Judge:
             task = bar.add_task("judging (pointwise)", total=len(items), visible=show_progress)
             for s in range(0, len(order), self.batch_size):
                 idx = order[s:s + self.batch_size]
-                batch = prompt_batch(bb, [pointwise_conversation(t, items[i]) for i in idx]).to(self.device)
-                ids = sample(bb, batch, max_new_tokens=self.max_new_tokens, temperature=self.temperature)
-                crit = strip_end(ids, completion_mask(ids, bb.tokenizer.eos_token_id), bb.tokenizer.eos_token_id)
-                probs = score_probs(bb, t, batch, crit).cpu()
-                for k, (i, text) in enumerate(zip(idx, decode(bb.tokenizer, crit))):
+                c = self._critique(t, [pointwise_conversation(t, items[i]) for i in idx], [items[i] for i in idx])
+                probs = c.probs.cpu()
+                for k, (i, text) in enumerate(zip(idx, c.texts)):
                     score = float((probs[k] * values).sum())
                     line = {"id": items[i].id, "task": items[i].task, "critique": text, "score": score,
                             "reward": score}
@@ -161,42 +153,48 @@ def _pair_line(rec: Pair, runs: list[dict]) -> dict:
 
 # ---- loading -----------------------------------------------------------------------------------
 def load_judge_backbone(model_dir: str | Path | None, *, device: str = "auto", encoders=()):
-    """The backbone that judges: a trained model folder, an HF causal LM (folder or hub id), or,
-    with no model, the embedded instruct LM (text only unless `encoders` are given)."""
+    """The backbone that judges: a trained model folder (any objective), an HF checkpoint (folder or
+    hub id: causal LMs and the multimodal families of backbone=hf), or, with no model, the embedded
+    instruct LM (text only unless `encoders` are given)."""
+    from omnireward import model_folder
     from omnireward.backbones.build import build_modular
-    from omnireward.reward_model import CONFIG_NAME, RewardModel
     from omnireward.scoring.load import pick_device
 
     if model_dir is None:
         bb = build_modular(lm="embedded", encoders=list(encoders))
-    elif (Path(model_dir) / CONFIG_NAME).exists():
-        bb = RewardModel.from_pretrained(model_dir)[0].backbone
+    elif model_folder.is_model_folder(model_dir):
+        bb = model_folder.load(model_dir)[0].backbone
     elif Path(model_dir).exists() and not (Path(model_dir) / "config.json").exists():
-        raise ModelError(f"{model_dir} is neither an omnireward model folder nor a Hugging Face LM folder")
-    else:
+        raise ModelError(f"{model_dir} is neither an omnireward model folder nor a Hugging Face model folder")
+    elif encoders:  # a causal LM with the embedded encoders in front of it
         bb = build_modular(lm=str(model_dir), encoders=list(encoders))
+    else:
+        from omnireward.backbones.hf import build_hf
+
+        bb = build_hf(str(model_dir))
     return bb.to(pick_device(device)).eval()
 
 
-def trained_judge(model_dir: str | Path | None) -> str | None:
-    """The judge template a `model=r1` folder was trained with (None for BT/joint folders and LMs)."""
-    from omegaconf import OmegaConf
+def trained_judge(model_dir: str | Path | None) -> JudgeTemplate | None:
+    """The judge template a judge folder (objective: judge) was trained with; None for other folders and LMs."""
+    from omnireward import model_folder
 
-    from omnireward.reward_model import CONFIG_NAME
-
-    cfg_path = Path(model_dir) / CONFIG_NAME if model_dir is not None else None
-    if cfg_path is None or not cfg_path.exists():
+    if model_dir is None or not model_folder.is_model_folder(model_dir):
         return None
-    model = OmegaConf.load(cfg_path).get("model", {})
-    return model.get("judge", "omni") if model.get("name") == "r1" else None
+    cfg = model_folder.read_config(model_dir)
+    if model_folder.objective_of(cfg) != "judge":
+        return None
+    return model_folder.judge_template_of(cfg) or load_template(cfg.get("model", {}).get("judge", "omni"))
 
 
-def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, *, judge: str = "omni",
-               batch_size: int = 8, max_new_tokens: int = 256, both_orders: bool = False, device: str = "auto",
-               seed: int = 0, temperature: float = 0.0, encoders=(), media_root: str | None = None,
-               allow_outside_root: bool = False) -> dict:
-    """`omnireward score --judge`: a critique and verdict for every pair, plus the accuracy summary.
+def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, *,
+               judge: str | JudgeTemplate | None = "omni", batch_size: int = 8, max_new_tokens: int = 256,
+               both_orders: bool = False, device: str = "auto", seed: int = 0, temperature: float = 0.0,
+               encoders=(), media_root: str | None = None, allow_outside_root: bool = False,
+               constrained: bool = True) -> dict:
+    """`omnireward score --judge` (or a judge folder): a critique and verdict for every pair, plus the summary.
 
+    `judge`: a template name, a template YAML path, a JudgeTemplate, or None for the folder's own.
     Per pair line: id, task, critique, verdict (response1|response2|tie), p_response1,
     p_response2, p_tie, margin (= p_response1 - p_response2), preference when known;
     text_verdict and contradiction when the critique wrote its own verdict; Flex: flex_valid,
@@ -205,18 +203,34 @@ def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, 
     critique, score and reward (expected 0-10 score). The summary adds judge,
     text_verdict_disagreement (share of critiques with their own verdict that contradict the
     probabilities), text_verdict_share, and flex_valid_share / order_agreement when relevant.
+    `constrained` keeps Flex critiques inside their JSON grammar (free-running decoding when false).
     """
     from omnireward.data.datamodule import load_records
 
-    if judge not in JUDGES and not str(judge).endswith((".yaml", ".yml")):
-        raise ConfigError(f"unknown judge {judge!r} (expected one of {', '.join(JUDGES)})", field="--judge")
+    template = _template(judge, model_dir)
     torch.manual_seed(seed)
     records = load_records(path, media_root=media_root, allow_outside_root=allow_outside_root)
     bb = load_judge_backbone(model_dir, device=device, encoders=encoders)
-    j = Judge(bb, load_template(judge), max_new_tokens=max_new_tokens, temperature=temperature,
-              batch_size=batch_size)
+    constrain = None
+    if constrained:
+        from omnireward.judge.grammar import constraint_for
+
+        constrain = constraint_for
+    j = Judge(bb, template, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
+              constrain=constrain)
     lines = judge_records(j, records, both_orders=both_orders)
     return write_scores(lines, out, _judge_summary(lines, j, model_dir, path, both_orders))
+
+
+def _template(judge, model_dir) -> JudgeTemplate:
+    if isinstance(judge, JudgeTemplate):
+        return judge
+    if judge is None:
+        own = trained_judge(model_dir)
+        return own if own is not None else load_template("omni")
+    if judge not in JUDGES and not str(judge).endswith((".yaml", ".yml")):
+        raise ConfigError(f"unknown judge {judge!r} (expected one of {', '.join(JUDGES)})", field="--judge")
+    return load_template(judge)
 
 
 def judge_records(j: Judge, records: list[Record], *, both_orders: bool = False) -> list[dict]:
@@ -237,7 +251,7 @@ def _judge_summary(lines: list[dict], j: Judge, model_dir, path, both_orders: bo
     pair_lines = [x for x in lines if "verdict" in x]
     own = [x for x in pair_lines if "text_verdict" in x]
     extra = {"judge": j.template.name, "model": str(model_dir) if model_dir else "embedded (zero-shot)",
-             "trained_judge": trained_judge(model_dir),
+             "trained_judge": getattr(trained_judge(model_dir), "name", None),
              "input": str(path), "both_orders": both_orders,
              "text_verdict_share": len(own) / len(pair_lines) if pair_lines else None,
              "text_verdict_disagreement": (sum(x["contradiction"] for x in own) / len(own)) if own else None}

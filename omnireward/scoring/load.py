@@ -16,8 +16,10 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def load_for_scoring(model_dir: str | Path, *, quant: str = "none", device: str = "auto"):
+    from omnireward.model_folder import require_reward_folder
     from omnireward.reward_model import RewardModel
 
+    require_reward_folder(model_dir, "reward scoring")
     if quant not in ("none", "4bit", "8bit"):
         raise ConfigError(f"unknown --quant {quant!r}; expected 4bit, 8bit or none")
     dev = pick_device(device)

@@ -1,0 +1,199 @@
+"""Input preparation for the modular backbone: chat template, tokens, media features, padding.
+
+Media are marked in the rendered chat text by private-use sentinels; each becomes a span of
+positions that the backbone fills with projected encoder tokens (+ one label token where the
+encoder has a classifier). Everything here runs on the CPU and may run in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from omnireward.backbones.base import Batch, Conversation
+from omnireward.backbones.features import FeatureCache
+from omnireward.data.records import Media
+from omnireward.errors import ModelError
+
+# Private-use code points: cannot collide with text a user writes in a prompt by accident.
+_SENTINEL = "\ue000{}\ue001"
+_SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
+ENCODER_FOR_MEDIA = {"image": "image", "video": "video", "audio": "audio", "mesh": "mesh"}
+
+
+class ModularProcessor:
+    """Conversations → `Batch` for a `ModularBackbone`.
+
+    `encoders` maps encoder name → encoder (only its CPU side is used here: `prepare`,
+    `cache_key`, `n_tokens`); `label_token` names the encoders whose spans end in one label token.
+    """
+
+    def __init__(self, tokenizer, encoders: dict, *, label_token: set[str] | frozenset = frozenset(),
+                 max_length: int = 1024, feature_cache: FeatureCache | None = None):
+        self._tokenizer = tokenizer
+        self.encoders = dict(encoders)
+        self.label_token = frozenset(label_token)
+        self.max_length = max_length
+        self.feature_cache = feature_cache or FeatureCache()
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.encoders)
+
+    # ---- rendering -------------------------------------------------------------------------
+    def render(self, conv: Conversation, *, add_generation_prompt: bool = False) -> tuple[str, list[Media]]:
+        """Chat-template text with one sentinel per media item, and the media in order."""
+        media: list[Media] = []
+        messages = []
+        for turn in conv:
+            pieces = []
+            for p in turn.parts:
+                if isinstance(p, Media):
+                    pieces.append(_SENTINEL.format(len(media)))
+                    media.append(p)
+                else:
+                    pieces.append(p)
+            messages.append({"role": turn.role, "content": "".join(pieces)})
+        text = self._tokenizer.apply_chat_template(messages, tokenize=False,
+                                                   add_generation_prompt=add_generation_prompt)
+        return text, media
+
+    def _encoder_for(self, m: Media) -> str:
+        name = ENCODER_FOR_MEDIA.get(m.type)
+        if name not in self.encoders:
+            raise ModelError(f"this model has no {m.type} encoder (it was built for "
+                             f"{', '.join(self.modalities) or 'text only'}); retrain with a modality that "
+                             f"includes {m.type}, e.g. modality=omni")
+        return name
+
+    def tokens(self, text: str, media: list[Media]) -> list:
+        """Token pieces: ints for text tokens, (encoder, prepared tensor) for media spans."""
+        out: list = []
+        pos = 0
+        for match in _SENTINEL_RE.finditer(text):
+            out.extend(self._tokenizer(text[pos:match.start()], add_special_tokens=False)["input_ids"])
+            m = media[int(match.group(1))]
+            enc = self._encoder_for(m)
+            out.append((enc, self.feature_cache.get(self.encoders[enc], Path(m.path))))
+            pos = match.end()
+        out.extend(self._tokenizer(text[pos:], add_special_tokens=False)["input_ids"])
+        return out
+
+    def span(self, enc: str) -> int:
+        """Sequence positions one media item of encoder `enc` takes: its feature tokens (+ a label token)."""
+        return self.encoders[enc].n_tokens + (enc in self.label_token)
+
+    def length(self, pieces: list) -> int:
+        return sum(self.span(p[0]) if isinstance(p, tuple) else 1 for p in pieces)
+
+    # ---- batching --------------------------------------------------------------------------
+    def __call__(self, convs: list[Conversation], *, add_generation_prompt: bool = False,
+                 lm_target: bool = False, padding_side: str = "right") -> Batch:
+        """Tokenise conversations, prepare media (cached), pad.
+
+        With `lm_target`, the last turn (assistant) is the LM target: `labels` hold its tokens
+        and -100 elsewhere.
+        """
+        seqs, labels_list = [], []
+        for conv in convs:
+            pieces, lab = self.pieces(conv, add_generation_prompt=add_generation_prompt, lm_target=lm_target)
+            seqs.append(pieces)
+            labels_list.append(lab)
+        return self.pad(seqs, labels_list if lm_target else None, padding_side)
+
+    def pieces(self, conv: Conversation, *, add_generation_prompt: bool = False,
+               lm_target: bool = False) -> tuple[list, list[int] | None]:
+        """One conversation's token pieces (fitted to max_length) and, with `lm_target`, its labels."""
+        if lm_target:
+            prefix_text, prefix_media = self.render(conv[:-1], add_generation_prompt=True)
+            full_text, full_media = self.render(conv)
+            if not full_text.startswith(prefix_text):
+                raise ModelError("the chat template does not extend the prompt with the answer; "
+                                 "cannot build LM targets")
+            prefix = self.tokens(prefix_text, prefix_media)
+            rest_media = full_media[len(prefix_media):]
+            rest_text = _renumber(full_text[len(prefix_text):], len(prefix_media))
+            target = self.tokens(rest_text, rest_media)
+            pieces = prefix + target
+            lab = [-100] * self.length(prefix) + self._target_labels(target)
+        else:
+            text, media = self.render(conv, add_generation_prompt=add_generation_prompt)
+            pieces, lab = self.tokens(text, media), None
+        return self._fit(pieces, lab)
+
+    def _target_labels(self, pieces: list) -> list[int]:
+        out: list[int] = []
+        for p in pieces:
+            out.extend([-100] * self.span(p[0]) if isinstance(p, tuple) else [p])
+        return out
+
+    def _fit(self, pieces: list, labels):
+        """Drop text tokens from the middle of the sequence when it is longer than max_length."""
+        excess = self.length(pieces) - self.max_length
+        if excess <= 0:
+            return pieces, labels
+        # Keep the start (system/criteria) and the end (response, where the reward is read).
+        text_idx = [i for i, p in enumerate(pieces) if not isinstance(p, tuple)]
+        if len(text_idx) <= excess + 8:
+            raise ModelError(f"a sequence of {self.length(pieces)} tokens does not fit max_length="
+                             f"{self.max_length} even without its text; raise backbone.max_length")
+        mid = len(text_idx) // 2
+        drop = set(text_idx[mid - excess // 2: mid - excess // 2 + excess])
+        if labels is not None:  # label positions are flattened over media spans
+            keep_labels, cursor = [], 0
+            for i, p in enumerate(pieces):
+                n = self.span(p[0]) if isinstance(p, tuple) else 1
+                if i not in drop:
+                    keep_labels.extend(labels[cursor:cursor + n])
+                cursor += n
+            labels = keep_labels
+        return [p for i, p in enumerate(pieces) if i not in drop], labels
+
+    def pad(self, seqs: list[list], labels_list=None, padding_side: str = "right") -> Batch:
+        """Pad token pieces into a Batch; media spans become `extra["media"][enc] = {x, pos}`."""
+        lengths = [self.length(s) for s in seqs]
+        L = max(lengths)
+        B = len(seqs)
+        pad_id = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((B, L), pad_id, dtype=torch.long)
+        mask = torch.zeros((B, L), dtype=torch.long)
+        labels = torch.full((B, L), -100, dtype=torch.long) if labels_list is not None else None
+        feats: dict[str, list] = {}
+        pos: dict[str, list] = {}
+        for b, pieces in enumerate(seqs):
+            off = L - lengths[b] if padding_side == "left" else 0
+            t = off
+            for p in pieces:
+                if isinstance(p, tuple):
+                    enc, value = p
+                    feats.setdefault(enc, []).append(value)
+                    pos.setdefault(enc, []).append((b, t))
+                    t += self.span(enc)
+                else:
+                    input_ids[b, t] = p
+                    t += 1
+            mask[b, off:off + lengths[b]] = 1
+            if labels is not None:
+                labels[b, off:off + lengths[b]] = torch.tensor(labels_list[b], dtype=torch.long)
+        last = torch.tensor([(L - 1) if padding_side == "left" else n - 1 for n in lengths])
+        tensors = {"input_ids": input_ids, "attention_mask": mask, "last_index": last}
+        if labels is not None:
+            tensors["labels"] = labels
+        media = {}
+        for enc, values in feats.items():
+            try:
+                stacked = torch.stack(values)
+            except RuntimeError as e:
+                raise ModelError(f"{enc} encoder produced inputs of different shapes: {e}") from e
+            media[enc] = {"x": stacked, "pos": torch.tensor(pos[enc], dtype=torch.long)}
+        return Batch(tensors, {"media": media})
+
+
+def _renumber(text: str, offset: int) -> str:
+    return _SENTINEL_RE.sub(lambda m: _SENTINEL.format(int(m.group(1)) - offset), text)

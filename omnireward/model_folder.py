@@ -1,0 +1,136 @@
+"""A trained model folder: what it is, how it is written and how it is loaded back.
+
+    omnireward.yaml        the resolved training config; `objective` says what the folder is
+    lm/ or hf/             the backbone's language model as a plain transformers folder
+    modules.safetensors    everything else (head, projectors, trainable encoder parts)
+    reward_stats.json      reward mean/std on the training responses (reward and joint folders)
+
+`objective` is `reward` (a BT head: score, serve, export), `joint` (BT head trained beside an LM
+loss on critiques: scored like `reward`) or `judge` (a generative judge: `score` judges with the
+folder's template; `serve` and `export` refuse it in one line).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from omnireward.errors import ModelError
+
+CONFIG_NAME = "omnireward.yaml"
+MODULES_NAME = "modules.safetensors"
+STATS_NAME = "reward_stats.json"
+OBJECTIVES = ("reward", "joint", "judge")
+# Folders written before `objective` existed name their module instead.
+_LEGACY = {"r1": "judge", "joint": "joint", "bt": "reward"}
+
+
+def is_model_folder(path: str | Path) -> bool:
+    return (Path(path) / CONFIG_NAME).is_file()
+
+
+def read_config(path: str | Path) -> DictConfig:
+    path = Path(path)
+    if not is_model_folder(path):
+        raise ModelError(f"{path} is not an omnireward model folder (no {CONFIG_NAME}); "
+                         "train one with `omnireward train` or pass an exported folder")
+    return OmegaConf.load(path / CONFIG_NAME)
+
+
+def objective_of(cfg: DictConfig | dict) -> str:
+    """What a folder's config says it is: reward | joint | judge."""
+    obj = cfg.get("objective")
+    if obj is None:
+        obj = _LEGACY.get((cfg.get("model") or {}).get("name"), "reward")
+    if obj not in OBJECTIVES:
+        raise ModelError(f"unknown objective {obj!r} in {CONFIG_NAME} (expected one of {', '.join(OBJECTIVES)})")
+    return obj
+
+
+def folder_objective(path: str | Path) -> str:
+    return objective_of(read_config(path))
+
+
+def judge_template_of(cfg: DictConfig | dict):
+    """The judge template a judge (or joint) folder was trained with, or None."""
+    from omnireward.config import build
+
+    node = cfg.get("judge")
+    return build(node) if node is not None else None
+
+
+def require_reward_folder(path: str | Path, command: str) -> None:
+    """Stop with one line when `path` is a judge folder, which has no reward head for `command`."""
+    if is_model_folder(path) and folder_objective(path) == "judge":
+        raise ModelError(f"{path} is a generative judge (objective: judge, trained with model=r1): it writes "
+                         f"critiques and verdicts and has no reward head for `{command}`; score it with "
+                         f"`omnireward score PAIRS.jsonl --model {path}` (it judges with its own template)")
+
+
+def save(model: nn.Module, out: str | Path, cfg: DictConfig | dict, stats: dict | None = None) -> Path:
+    """Write `model` (a RewardModel or JudgeModel) and its config into the folder `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.backbone.save(out)
+    elsewhere = "backbone." + model.backbone.lm_prefix
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(elsewhere)}
+    save_file(state, str(out / MODULES_NAME))
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg)
+    objective_of(cfg)  # a config that does not say what it trains is a bug, not a folder to write
+    OmegaConf.save(cfg, out / CONFIG_NAME)
+    if stats is not None:
+        (out / STATS_NAME).write_text(json.dumps(stats, indent=2))
+    return out
+
+
+def build_backbone(cfg: DictConfig, path: Path, **overrides):
+    """The saved backbone, rebuilt by its builder from `path` (never from where it was first loaded)."""
+    from hydra.utils import get_method
+
+    from omnireward.config import build
+
+    bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
+    target = bcfg["_target_"]
+    module = target.rsplit(".", 1)[0]
+    try:
+        reload = get_method(module + ".reload_overrides")
+    except Exception as e:  # noqa: BLE001 - hydra wraps ImportError/AttributeError in its own types
+        raise ModelError(f"the backbone builder {target} has no `reload_overrides(path)` beside it in {module} "
+                         f"({str(e).splitlines()[0]}); without it the saved weights in {path} cannot be "
+                         "found, so the model is not rebuilt") from None
+    bcfg.update(reload(path))
+    bcfg.update(overrides)
+    return build(bcfg)
+
+
+def load(path: str | Path, **backbone_overrides) -> tuple[nn.Module, DictConfig]:
+    """The folder's RewardModel (reward, joint) or JudgeModel (judge), eval mode, and its config."""
+    from omnireward.config import build
+    from omnireward.reward_model import JudgeModel, RewardModel
+
+    path = Path(path)
+    cfg = read_config(path)
+    backbone = build_backbone(cfg, path, **backbone_overrides)
+    if objective_of(cfg) == "judge":
+        model = JudgeModel(backbone)
+    else:
+        # Folders written before heads were components hold a BT head.
+        head = cfg.get("head") or {"_target_": "omnireward.heads.bt.BTHead", "_partial_": True}
+        model = RewardModel(backbone, build(head)(backbone.hidden_size))
+    state = load_file(str(path / MODULES_NAME))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    elsewhere = "backbone." + backbone.lm_prefix
+    missing = [k for k in missing if not k.startswith(elsewhere)]
+    if missing or unexpected:
+        raise ModelError(f"{path / MODULES_NAME} does not match the model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return model.eval(), cfg
+
+
+def reward_stats(path: str | Path) -> dict | None:
+    f = Path(path) / STATS_NAME
+    return json.loads(f.read_text()) if f.exists() else None
