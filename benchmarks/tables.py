@@ -19,3 +19,35 @@ def provenance(args: dict, where: list[str]) -> str:
     """Command, commit, date and machine of the newest matching line: the footnote under a figure."""
     row = newest(args["file"], where)
     return f"`{row['command']}` — commit `{row['commit']}`, {row['date'][:10]}, {_machine(row)}"
+
+
+def _f(v, spec=".3f"):
+    return "—" if v is None else format(v, spec)
+
+
+def judge_zero_shot(args: dict, where: list[str]) -> str:
+    """docs/judge.md: the zero-shot judge settings of the newest `judge_runs.py zero-shot` line."""
+    row = newest("judge_runs", ["run:zero-shot", *where])
+    fig = row["figures"]
+    out = ["| setting | accuracy w/o ties | pairs | valid Flex JSON | orders agree | time |", "|---|---|---|---|---|---|"]
+    for name, r in fig["settings"].items():
+        out.append(f"| {name} | {_f(r['accuracy'])} | {r['n']} | {_f(r.get('flex_valid_share'), '.0%')} | "
+                   f"{_f(r.get('order_agreement'), '.0%')} | {r['seconds']:.0f} s |")
+    out.append("")
+    out.append(f"{fig['model']}; {fig['data']}. " + provenance({"file": "judge_runs"}, ["run:zero-shot", *where]))
+    return "\n".join(out)
+
+
+def judge_joint_vs_bt(args: dict, where: list[str]) -> str:
+    """docs/judge.md: BT vs joint on the text demo (newest `judge_runs.py joint-vs-bt` line)."""
+    row = newest("judge_runs", ["run:joint-vs-bt", *where])
+    fig = row["figures"]
+    out = ["| model | test accuracy | best val accuracy (epoch) | train time |", "|---|---|---|---|"]
+    for name, r in fig["runs"].items():
+        label = "`model=joint` (α = 0.7)" if name == "joint" else f"`model={name}`"
+        out.append(f"| {label} | {_f(r['test_accuracy'])} ({r['n_test']} pairs) | {_f(r['best_val_acc'])} "
+                   f"({r['best_epoch']}) | {r['train_seconds']:.0f} s |")
+    out.append("")
+    out.append(f"SmolLM2 cut to {fig['layers']} layers, {fig['epochs']} epochs, batch 8; {fig['data']}. "
+               + provenance({"file": "judge_runs"}, ["run:joint-vs-bt", *where]))
+    return "\n".join(out)

@@ -141,6 +141,8 @@ def score_cmd(
     temperature: float = typer.Option(0.0, help="With --judge: critique sampling temperature (0 = greedy)."),
     free_decoding: bool = typer.Option(False, help="With --judge flex: let the critique run free instead of "
                                                    "constraining it to the Flex JSON grammar."),
+    prefix_sharing: bool = typer.Option(True, help="Compute a pair's prompt once for both responses (same "
+                                                   "rewards; --no-prefix-sharing runs each response alone)."),
 ):
     """Reward every pair (reward1, reward2, margin) or item (reward); write scores and a summary.
 
@@ -171,7 +173,7 @@ def score_cmd(
     else:
         summary = score_file(path, model_dir, out_path, batch_size=batch_size, media_root=media_root,
                              allow_outside_root=allow_outside_root, quant=quant, compare_full=compare_full,
-                             device=device)
+                             device=device, prefix_sharing=prefix_sharing)
     if summary["n"]:
         out.print(summary_table(summary))
     if summary.get("text_verdict_disagreement") is not None:

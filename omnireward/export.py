@@ -278,7 +278,8 @@ def model_card(cfg, model_dir: Path, manifest: dict, stats: dict | None) -> str:
              "tags: [reward-model, bradley-terry, omnireward]"]
     if base.count("/") == 1 and not base.startswith((".", "/")):
         lines.append(f"base_model: {base}")
-    lines += ["---", "", f"# Reward model ({cfg.get('model', {}).get('name', 'bt')}) on {base}", "",
+    loss = ((cfg.get("loss") or {}).get("_target_") or "bt").rsplit(".", 1)[-1]
+    lines += ["---", "", f"# Reward model ({cfg.get('objective', 'reward')}, {loss}) on {base}", "",
               "A Bradley–Terry reward model trained with omnireward: a scalar head on the hidden state of the "
               "last token of the conversation (system = criteria when given, user = prompt, assistant = "
               "response). Higher is better; only differences between rewards of the same prompt are meaningful.",
@@ -291,15 +292,15 @@ def model_card(cfg, model_dir: Path, manifest: dict, stats: dict | None) -> str:
     if lora:
         lines.append(f"- LoRA r={lora['r']} alpha={lora['alpha']} on {lora['target_modules']}: "
                      + ("merged into the weights" if lora["merged"] else "kept separate in `adapter/` (peft)"))
-    peft_method = cfg.get("peft", {}).get("method", "none")
-    if peft_method not in (None, "none"):
-        lines.append(f"- trained with {peft_method}")
+    peft = cfg.get("peft") or {}
+    if peft.get("_target_"):
+        lines.append(f"- trained with {peft['_target_'].rsplit('.', 1)[-1]} (r={peft.get('r')})")
     lines += ["", "## Data", "", f"- train: {data.get('train') or 'the omnireward demo set'}",
               f"- validation: {data.get('val') or 'none'}"]
     if summary:
         lines.append(f"- {summary.get('train_pairs', '?')} training pairs, {summary.get('epochs', '?')} epochs")
     lines += ["", "## Metrics", ""]
-    if summary.get("best_val_acc") is not None:
+    if summary and summary.get("best_val_acc") is not None:
         lines.append(f"- validation accuracy (best epoch {summary.get('best_epoch')}): {summary['best_val_acc']:.3f}")
     for name, s in evals.items():
         if s and s.get("accuracy_without_ties") is not None:

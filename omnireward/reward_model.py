@@ -23,10 +23,13 @@ if TYPE_CHECKING:
 class RewardModel(nn.Module):
     """Backbone + reward head: a scalar (or the head's outputs) per conversation."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module, prefix_sharing: bool = True):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        # Pairs and groups share their prompt's computation (backbones/packing.py) where the
+        # backbone can pack them; rewards equal the unshared ones.
+        self.prefix_sharing = prefix_sharing
 
     @classmethod
     def with_bt_head(cls, backbone: nn.Module, dropout: float = 0.0) -> "RewardModel":
@@ -39,7 +42,13 @@ class RewardModel(nn.Module):
         return self.backbone.processor([reward_conversation(r, resp) for r, resp in zip(records, responses)])
 
     def collate_pairs(self, pairs: list[Pair]) -> Batch:
-        """2B conversations: all response1 first, then all response2."""
+        """Rewards come out response1 of every pair first, then response2: packed (one sequence per
+        pair, the prompt computed once) when prefix sharing is on and the backbone can, else 2B rows."""
+        if self.prefix_sharing:
+            packed = self.backbone.processor.pack(
+                [[reward_conversation(p, p.response1), reward_conversation(p, p.response2)] for p in pairs])
+            if packed is not None:
+                return packed
         return self.collate(pairs + pairs, [p.response1 for p in pairs] + [p.response2 for p in pairs])
 
     def forward(self, batch: Batch) -> torch.Tensor:

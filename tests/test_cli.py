@@ -69,7 +69,7 @@ def test_train_then_score_latest_then_eval(tmp_path):
             "model.lr=3e-3", "model.lm_lr=1e-3", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     runs = list((tmp_path / "runs").iterdir())
-    assert len(runs) == 1 and runs[0].name.startswith("bt-text-")
+    assert len(runs) == 1 and runs[0].name.startswith("reward-text-")
     # No --model: the newest run under runs/ is used.
     r = run("score", "val.jsonl", "--out", "s.jsonl", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]

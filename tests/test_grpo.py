@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 
 import pytest
 import torch
@@ -94,7 +95,7 @@ def _r1_config(tmp_path, train_file, val_file, *extra):
                           "trainer.log_every_n_steps=1", "logger.tensorboard=false", *extra])
     with open_dict(cfg):
         cfg.backbone = OmegaConf.create({"_target_": "_judge_utils.small_backbone",
-                                         "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]]"],
+                                         "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]] Response says."],
                                          "hidden": 64, "seed": 0})
     return cfg
 
@@ -105,26 +106,37 @@ def _epoch_metric(out, key):
     return [float(r[key]) for r in rows if r.get(key)]
 
 
-def test_grpo_raises_the_mean_reward_on_a_learnable_rule(tmp_path):
-    """SFT on coin-flip critiques teaches the format only; GRPO must learn the rule (the preferred
-    response is shown first), so the verdict part of the reward has to rise."""
-    rows = [dict(r, preference="response1") for r in yes_no_rows(32, 1, critique=True)]
+def _evidence_rows(n, seed):
+    """Balanced sides: the "yes" answer wins wherever it stands (a constant verdict scores 0.5).
+    Critiques state the evidence correctly ("Response B says yes.") but end in a coin-flip verdict,
+    so SFT teaches the format and the reading, not the verdict; GRPO has to tie the verdict to it."""
+    rng = random.Random(seed)
+    rows = yes_no_rows(n, seed)
+    for r in rows:
+        w = "A" if r["preference"] == "response1" else "B"
+        r["critique"] = f"{w} says yes. [[{rng.choice('AB')}]]"
+    return rows
+
+
+def test_grpo_ties_the_verdict_to_the_evidence_on_held_out_pairs(tmp_path):
+    rows = _evidence_rows(32, 1)
+    assert sum(r["preference"] == "response1" for r in rows) == 16
     train_file = write_rows(tmp_path / "train.jsonl", rows)
-    val_file = write_rows(tmp_path / "val.jsonl", [dict(r, preference="response1") for r in yes_no_rows(8, 2)])
-    cfg = _r1_config(tmp_path, train_file, val_file, "model.sft_epochs=6", "trainer.max_epochs=14",
-                     "model.num_generations=8", "model.max_new_tokens=8", "model.val_max_new_tokens=8",
+    held_out = yes_no_rows(16, 7)
+    assert sum(r["preference"] == "response1" for r in held_out) == 8
+    val_file = write_rows(tmp_path / "val.jsonl", held_out)
+    cfg = _r1_config(tmp_path, train_file, val_file, "model.sft_epochs=6", "trainer.max_epochs=16",
+                     "model.num_generations=8", "model.max_new_tokens=16", "model.val_max_new_tokens=16",
                      "model.swap_prob=0", "model.lm_lr=1e-2", "model.lr=1e-2", "model.beta=0.01")
     out = train(cfg)
     sft = _epoch_metric(out, "train/sft_loss")
     assert sft[-1] < 0.5 * sft[0]
-    reward = _epoch_metric(out, "train/reward_epoch")
     accuracy = _epoch_metric(out, "train/reward_accuracy_epoch")
-    assert len(reward) == 8  # one value per GRPO epoch
-    assert accuracy[0] < 0.8 and accuracy[-1] >= 0.9, accuracy
-    assert reward[-1] > reward[0] + 0.25, reward
-    # The saved folder (the best epoch by val/acc) judges through the scoring path.
-    s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=8, batch_size=8, device="cpu")
+    assert len(accuracy) == 10  # one value per GRPO epoch
+    assert accuracy[0] < 0.75 and accuracy[-1] >= 0.9, accuracy
+    # The saved judge (best epoch by val/acc) on held-out pairs, through the scoring path.
+    s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=16, batch_size=8, device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "judged.jsonl").read_text().splitlines()]
-    assert s["n"] == 8 and s["accuracy_without_ties"] >= 0.9
+    assert s["n"] == 16 and s["accuracy_without_ties"] >= 0.85, [x["critique"] for x in lines[:4]]
     assert trained_judge(out).name == "omni" and s["trained_judge"] == "omni"
-    assert all(x["verdict"] == "response1" and 0.5 < x["p_response1"] <= 1 for x in lines)
+    assert {x["verdict"] for x in lines} == {"response1", "response2"}  # not a constant verdict

@@ -184,3 +184,23 @@ def test_grammar_bound_covers_the_longest_answer():
         for c in [*t.categories, t.personalised_category]], "overall_winner": "tie"}
     assert len(json.dumps(longest)) <= bound
     assert "personalised" in text and "overall_winner" in text
+
+
+def test_embedded_lm_zero_shot_flex_is_valid_on_every_pair(tmp_path, monkeypatch):
+    """The real embedded SmolLM2-135M-Instruct, zero-shot: every Flex line parses, with per-dimension
+    scores that sum to 10 and winners, because decoding stays inside the Flex grammar."""
+    from omnireward.data.demo import build_demo
+
+    monkeypatch.undo()  # the packaged string lengths, not the tiny models' short ones
+    test = build_demo("text", tmp_path / "demo", n_pairs=40, seed=0) / "test.jsonl"
+    rows = test.read_text().splitlines()[:8]
+    assert any('"criteria"' in r for r in rows)  # a personalised category appears too
+    src = tmp_path / "eight.jsonl"
+    src.write_text("".join(r + "\n" for r in rows))
+    s = judge_file(src, None, tmp_path / "flex.jsonl", judge="flex", batch_size=8, device="cpu")
+    lines = [json.loads(x) for x in (tmp_path / "flex.jsonl").read_text().splitlines()]
+    assert s["flex_valid_share"] == 1.0 and len(lines) == 8
+    for x in lines:
+        assert x["flex"]["overall_winner"] in LABELS and len(x["flex"]["categories"]) >= 3
+        for s1, s2 in x["dimension_scores"].values():
+            assert s1 + s2 == pytest.approx(10.0)

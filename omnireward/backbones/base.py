@@ -88,6 +88,10 @@ class Processor(Protocol):
         use `padding_side="left"`). With `lm_target` the last (assistant) turn is the LM target.
         """
 
+    def pack(self, groups: list[list[Conversation]]) -> Batch | None:
+        """Prefix sharing: each group's conversations (one prompt, several answers) packed into one
+        sequence (backbones/packing.py), or None when this processor cannot pack these."""
+
 
 @runtime_checkable
 class Backbone(Protocol):
@@ -115,7 +119,8 @@ class Backbone(Protocol):
         """Names of the LM's linear layers that LoRA adapts (or "all-linear")."""
 
     def reward_hidden(self, batch: Batch) -> torch.Tensor:
-        """Final hidden state at each row's reward position (`last_index`), [B, H], float32."""
+        """Final hidden state at each row's reward position (`last_index`), [B, H], float32; for a
+        packed batch, at each answer's last token, answer-major ([all groups' answer 1, then 2, ...])."""
 
     def hidden_states(self, batch: Batch, continuation: torch.Tensor | None = None,
                       continuation_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -26,6 +26,7 @@ from omnireward.backbones.hf_family import (
     resolve_local,
 )
 from omnireward.backbones.hf_processor import HFProcessor, load_processor
+from omnireward.backbones.packing import block_mask, gather_rewards_hidden
 from omnireward.errors import ConfigError, ModelError
 
 HF_DIR = "hf"
@@ -88,6 +89,13 @@ class HFBackbone(nn.Module):
             self.processor.hf.save_pretrained(hf)
 
     def reward_hidden(self, batch: Batch) -> torch.Tensor:
+        if "segment_ids" in batch.tensors:  # prefix sharing (text checkpoints): one packed sequence per group
+            t = batch.tensors
+            dtype = self.model.get_input_embeddings().weight.dtype
+            mask = block_mask(t["segment_ids"], dtype if dtype.is_floating_point else torch.float32)
+            hs = self._base()(input_ids=t["input_ids"], attention_mask=mask, position_ids=t["position_ids"],
+                              use_cache=False).last_hidden_state
+            return gather_rewards_hidden(hs, t["reward_index"]).float()
         hs = self.hidden_states(batch)
         return hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]].float()
 

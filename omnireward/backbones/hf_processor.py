@@ -176,7 +176,6 @@ class FramesVideoProcessor:
         return BatchFeature(data, skip_tensor_conversion=["video_metadata"])
 
 
-
 class HFProcessor:
     """Conversations → `Batch` with a checkpoint's processor (its tokenizer alone for text LMs).
 
@@ -339,6 +338,28 @@ class HFProcessor:
                                      "even without its text; raise backbone.max_length or use fewer video frames")
                 convs[i] = shorter
         raise ModelError(f"could not fit a sequence into max_length={self.max_length}; raise backbone.max_length")
+
+    def pack(self, groups: list[list[Conversation]]) -> Batch | None:
+        """Prefix sharing for text checkpoints (backbones/packing.py). Multimodal checkpoints derive
+        their rotary positions from the whole sequence (M-RoPE), so they are not packed: None."""
+        from omnireward.backbones.packing import layout, pad_packed
+
+        if not self.text_only:
+            return None
+        tok, rows = self.tokenizer, []
+        for convs in groups:
+            prefix_text = self.render(convs[0][:-1], add_generation_prompt=True)[0]
+            fulls = [self.render(c)[0] for c in convs]
+            if not all(f.startswith(prefix_text) for f in fulls):
+                return None
+            prefix = tok(prefix_text, add_special_tokens=False)["input_ids"]
+            rests = [tok(f[len(prefix_text):], add_special_tokens=False)["input_ids"] for f in fulls]
+            if len(prefix) + max(len(r) for r in rests) > self.max_length:
+                return None
+            seg, pos, ends = layout(len(prefix), [len(r) for r in rests])
+            rows.append({"ids": prefix + [t for r in rests for t in r], "seg": seg, "pos": pos, "ends": ends})
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        return Batch(pad_packed(rows, pad_id, max(len(g) for g in groups)), {})
 
     def __call__(self, convs: list[Conversation], *, add_generation_prompt: bool = False, lm_target: bool = False,
                  padding_side: str = "right") -> Batch:

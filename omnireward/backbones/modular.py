@@ -15,6 +15,7 @@ from torch import nn
 from omnireward.backbones.base import Batch, LogitsProcessor
 from omnireward.backbones.features import FeatureCache
 from omnireward.backbones.modular_processor import ModularProcessor
+from omnireward.backbones.packing import block_mask, gather_rewards_hidden
 
 
 class Projector(nn.Module):
@@ -111,6 +112,12 @@ class ModularBackbone(nn.Module):
         self.tokenizer.save_pretrained(lm_dir)
 
     def reward_hidden(self, batch: Batch) -> torch.Tensor:
+        if "segment_ids" in batch.tensors:  # prefix sharing: one packed sequence per group
+            embeds = self._embed(batch)
+            mask = block_mask(batch.tensors["segment_ids"], embeds.dtype)
+            hs = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask,
+                                       position_ids=batch.tensors["position_ids"]).last_hidden_state
+            return gather_rewards_hidden(hs, batch.tensors["reward_index"]).float()
         hs = self.hidden_states(batch)
         return hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]].float()
 

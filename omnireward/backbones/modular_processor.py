@@ -107,25 +107,52 @@ class ModularProcessor:
             labels_list.append(lab)
         return self.pad(seqs, labels_list if lm_target else None, padding_side)
 
+    def split(self, conv: Conversation) -> tuple[list, list]:
+        """Token pieces of a conversation ending in an answer: the prompt up to the assistant header,
+        and the answer. Both are tokenised on their own, so a packed pair (one prompt, two answers)
+        has exactly the tokens of its two unshared sequences."""
+        prefix_text, prefix_media = self.render(conv[:-1], add_generation_prompt=True)
+        full_text, full_media = self.render(conv)
+        if not full_text.startswith(prefix_text):
+            raise ModelError("the chat template does not extend the prompt with the answer; "
+                             "cannot split the prompt from the answer")
+        rest_text = _renumber(full_text[len(prefix_text):], len(prefix_media))
+        return self.tokens(prefix_text, prefix_media), self.tokens(rest_text, full_media[len(prefix_media):])
+
     def pieces(self, conv: Conversation, *, add_generation_prompt: bool = False,
                lm_target: bool = False) -> tuple[list, list[int] | None]:
         """One conversation's token pieces (fitted to max_length) and, with `lm_target`, its labels."""
-        if lm_target:
-            prefix_text, prefix_media = self.render(conv[:-1], add_generation_prompt=True)
-            full_text, full_media = self.render(conv)
-            if not full_text.startswith(prefix_text):
-                raise ModelError("the chat template does not extend the prompt with the answer; "
-                                 "cannot build LM targets")
-            prefix = self.tokens(prefix_text, prefix_media)
-            rest_media = full_media[len(prefix_media):]
-            rest_text = _renumber(full_text[len(prefix_text):], len(prefix_media))
-            target = self.tokens(rest_text, rest_media)
+        if conv and conv[-1].role == "assistant" and not add_generation_prompt:
+            prefix, target = self.split(conv)
             pieces = prefix + target
-            lab = [-100] * self.length(prefix) + self._target_labels(target)
+            lab = [-100] * self.length(prefix) + self._target_labels(target) if lm_target else None
         else:
+            if lm_target:
+                raise ModelError("LM targets need a conversation that ends in an assistant turn")
             text, media = self.render(conv, add_generation_prompt=add_generation_prompt)
             pieces, lab = self.tokens(text, media), None
         return self._fit(pieces, lab)
+
+    def pack(self, groups: list[list[Conversation]]) -> Batch | None:
+        """Each group's conversations (one prompt, different answers) as one packed sequence
+        (see backbones/packing.py); None when a sequence would need cutting to fit max_length."""
+        from omnireward.backbones.packing import layout, pad_packed
+
+        rows, flat = [], []
+        for convs in groups:
+            prefix, _ = self.split(convs[0])
+            rests = [self.split(c)[1] for c in convs]
+            p, lens = self.length(prefix), [self.length(r) for r in rests]
+            if p + max(lens) > self.max_length:
+                return None
+            seg, pos, ends = layout(p, lens)
+            rows.append({"seg": seg, "pos": pos, "ends": ends})
+            flat.append(prefix + [x for r in rests for x in r])
+        batch = self.pad(flat)
+        pad_id = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+        packed = pad_packed(rows, pad_id, max(len(g) for g in groups))
+        packed["input_ids"] = batch.tensors["input_ids"]
+        return Batch(packed, batch.extra)
 
     def _target_labels(self, pieces: list) -> list[int]:
         out: list[int] = []

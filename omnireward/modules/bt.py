@@ -18,10 +18,11 @@ from omnireward.strategies import gather_rows
 class BTModule(L.LightningModule):
     """`loss` is a pairwise loss component: loss(d = r1 - r2, y ∈ {+1, -1, 0}, margin) -> scalar."""
 
-    def __init__(self, model: RewardModel, loss: Callable, center_weight: float = 0.0, lr: float = 5e-4,
-                 lm_lr: float = 2e-5, weight_decay: float = 0.0, warmup_ratio: float = 0.1):
+    def __init__(self, model: RewardModel, loss: Callable, center_weight: float = 0.0, prefix_sharing: bool = True,
+                 lr: float = 5e-4, lm_lr: float = 2e-5, weight_decay: float = 0.0, warmup_ratio: float = 0.1):
         super().__init__()
         self.model = model
+        model.prefix_sharing = prefix_sharing  # a pair's prompt computed once per step (backbones/packing.py)
         self.loss = loss
         self.center_weight = center_weight
         self.hp = dict(lr=lr, lm_lr=lm_lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio)

@@ -19,10 +19,10 @@ from omnireward.reward_model import RewardModel
 
 class JointModule(BTModule):
     def __init__(self, model: RewardModel, loss: Callable, template: JudgeTemplate, alpha: float = 0.7,
-                 center_weight: float = 0.0, lr: float = 5e-4, lm_lr: float = 5e-5, weight_decay: float = 0.0,
-                 warmup_ratio: float = 0.1):
-        super().__init__(model, loss=loss, center_weight=center_weight, lr=lr, lm_lr=lm_lr,
-                         weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+                 center_weight: float = 0.0, prefix_sharing: bool = True, lr: float = 5e-4, lm_lr: float = 5e-5,
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.1):
+        super().__init__(model, loss=loss, center_weight=center_weight, prefix_sharing=prefix_sharing, lr=lr,
+                         lm_lr=lm_lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio)
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {alpha}", field="model.alpha")
         if template.kind != "pairwise":

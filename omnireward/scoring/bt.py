@@ -90,13 +90,16 @@ def write_scores(lines: list[dict], out: str | Path, extra: dict | None = None) 
 
 def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batch_size: int = 16,
                media_root: str | None = None, allow_outside_root: bool = False, quant: str = "none",
-               compare_full: bool = False, device: str = "auto") -> dict:
-    """`omnireward score`: rewards for every record of `path`, plus the accuracy summary."""
+               compare_full: bool = False, device: str = "auto", prefix_sharing: bool = True) -> dict:
+    """`omnireward score`: rewards for every record of `path`, plus the accuracy summary.
+
+    `prefix_sharing` computes each pair's prompt once (the rewards are the same either way)."""
     from omnireward.data.datamodule import load_records
     from omnireward.scoring.load import load_for_scoring
 
     records = load_records(path, media_root=media_root, allow_outside_root=allow_outside_root)
     model = load_for_scoring(model_dir, quant=quant, device=device)
+    model.prefix_sharing = prefix_sharing
     lines = reward_records(model, records, batch_size)
     extra = {"model": str(model_dir), "input": str(path), "quant": quant}
     if compare_full and quant != "none":
