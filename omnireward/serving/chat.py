@@ -41,7 +41,7 @@ def parse_chat(text: str) -> list[dict] | None:
 
     A trailing header without content (a generation prompt) becomes an empty assistant turn.
     """
-    stripped = text.strip()
+    stripped = text.lstrip()
     for b in _BOS:
         if stripped.startswith(b):
             stripped = stripped[len(b):].lstrip()
