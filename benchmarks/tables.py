@@ -19,3 +19,17 @@ def provenance(args: dict, where: list[str]) -> str:
     """Command, commit, date and machine of the newest matching line: the footnote under a figure."""
     row = newest(args["file"], where)
     return f"`{row['command']}` — commit `{row['commit']}`, {row['date'][:10]}, {_machine(row)}"
+
+
+def serve_load(args: dict, where: list[str]) -> str:
+    """benchmarks/serve_load.py: throughput, latency and batches formed per number of concurrent clients."""
+    row = newest("serve_load", where)
+    f = row["figures"]
+    out = ["| clients | requests | requests/s | vs 1 client | p50 latency | p99 latency | sequences per forward pass (mean / max) | errors |",
+           "|---|---|---|---|---|---|---|---|"]
+    for n, lv in sorted(f["levels"].items(), key=lambda kv: int(kv[0])):
+        speed = f["speedup"].get(n)
+        mean = f"{lv['mean_batch']:.1f}" if lv["mean_batch"] is not None else "—"
+        out.append(f"| {n} | {lv['ok']} | {lv['requests_per_s']:.2f} | {speed:.2f}× | {lv['p50_s']:.2f} s | "
+                   f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |")
+    return "\n".join(out)
