@@ -9,7 +9,9 @@ client threads, each with one keep-alive connection, send `POST /get_reward` req
 rollout each (`{"query": [prompt + response], "prompts": [prompt], "labels": [""]}`) until the
 level's request count or time limit is reached. Reported per N: requests/s, p50/p99 latency,
 errors, and the batches the server formed (from GET /info before and after); and the server's
-peak RSS. Appends one line to benchmarks/results/serve_load.jsonl.
+peak RSS. `--tiny` serves a tiny random model instead, so that the figures show what the server
+itself costs (HTTP, parsing, batching) rather than the model's arithmetic. Appends one line to
+benchmarks/results/serve_load.jsonl.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def train_model(work: Path, n_pairs: int) -> Path:
     return train(compose_config(["modality=text", f"data.train={data / 'train.jsonl'}",
                                  f"data.val={data / 'val.jsonl'}", f"output_dir={work / 'model'}",
                                  "trainer.max_epochs=1", "logger.tensorboard=false"]))
+
+
+def tiny_model(work: Path) -> Path:
+    """A tiny random reward model (2-layer Llama, SmolLM2's tokenizer): the server's own cost, not the model's."""
+    from omnireward.config import compose_config
+    from omnireward.train import build_module
+
+    out = work / "tiny"
+    cfg = compose_config(["backbone=tiny", "model.dropout=0", f"output_dir={out}"])
+    return build_module(cfg).model.eval().save_pretrained(out, cfg, {"mean": 0.0, "std": 1.0, "n": 0})
 
 
 def rollouts(work: Path) -> list[tuple[str, str]]:
@@ -149,6 +161,8 @@ def level(server: Server, n_clients: int, n_requests: int, max_seconds: float, d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="a model folder (default: train one in --work)")
+    ap.add_argument("--tiny", action="store_true", help="serve a tiny random model instead: measures the server "
+                    "(HTTP, parsing, batching) more than the model")
     ap.add_argument("--work", type=Path, default=Path("/tmp/omnireward-serve-load"))
     ap.add_argument("--train-pairs", type=int, default=40, help="demo pairs to train the default model on (1 epoch)")
     ap.add_argument("--clients", default="1,8,32", help="comma-separated numbers of concurrent clients")
@@ -162,8 +176,11 @@ def main() -> None:
 
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    model = a.model or (a.work / "model" if (a.work / "model" / "omnireward.yaml").exists()
-                        else train_model(a.work, a.train_pairs))
+    if a.tiny:
+        model = tiny_model(a.work)
+    else:
+        model = a.model or (a.work / "model" if (a.work / "model" / "omnireward.yaml").exists()
+                            else train_model(a.work, a.train_pairs))
     train_s = time.time() - t0
     data = rollouts(a.work)
     server = Server(model, ["--max-batch-size", str(a.max_batch_size), "--batch-timeout", str(a.batch_timeout),
@@ -185,7 +202,8 @@ def main() -> None:
                "errors": sum(v["errors"] for v in levels.values()),
                "settings": {"max_batch_size": a.max_batch_size, "batch_timeout": a.batch_timeout,
                             "requests_per_level": a.requests, "max_seconds": a.max_seconds,
-                            "model": "embedded default (SmolLM2-135M), 1 epoch" if a.model is None else str(a.model),
+                            "model": "tiny random (2-layer Llama, hidden 64)" if a.tiny else
+                            "embedded default (SmolLM2-135M), 1 epoch" if a.model is None else str(a.model),
                             "replicas": info["batching"]["replicas"]},
                "train_s": round(train_s, 1)}
     print(json.dumps(figures, indent=2))
