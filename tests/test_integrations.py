@@ -249,3 +249,40 @@ def test_hooks_reach_a_running_server_by_url(model_dir, native, monkeypatch):
         assert score == pytest.approx(native(PAIRS[:1])[0], abs=1e-5)
         with pytest.raises(RequestError, match="HTTP 401"):
             RewardFunction(srv.url, api_key="wrong")(["p"], ["r"])
+
+
+def test_trl_image_column_reaches_an_image_model(tmp_path):
+    """A PIL image in the dataset's `image` column is scored like the same image given by path."""
+    import torch
+    from PIL import Image
+
+    from omnireward.config import compose_config
+    from omnireward.data.records import record_from_dict
+    from omnireward.integrations.trl import RewardFunction
+    from omnireward.reward_model import RewardModel
+    from omnireward.scoring.bt import reward_records
+
+    root = tmp_path / "image-model"
+    from omnireward.train import build_module
+
+    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.feature_cache=false", "model.dropout=0",
+                          f"output_dir={root}"])
+    model = build_module(cfg).model.eval()
+    torch.manual_seed(2)
+    torch.nn.init.normal_(model.head.score.weight)
+    model_dir = model.save_pretrained(root, cfg, {"mean": 0.0, "std": 1.0, "n": 4})
+    from skimage import data
+
+    images = [Image.fromarray(data.astronaut()[::4, ::4]), Image.fromarray(data.chelsea()[::4, ::4])]
+    for i, im in enumerate(images):
+        im.save(tmp_path / f"im{i}.png")
+    recs = [record_from_dict({"prompt": "What is this?", "response": "Noise.",
+                              "prompt_media": [{"type": "image", "path": str(tmp_path / f"im{i}.png")}]}, default_id=str(i))
+            for i in range(2)]
+    expected = [x["reward"] for x in reward_records(RewardModel.from_pretrained(model_dir)[0], recs, show_progress=False)]
+    assert expected[0] != expected[1]
+    fn = RewardFunction(model_dir, device="cpu")
+    conv = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]] * 2
+    got = fn(conv, [[{"role": "assistant", "content": "Noise."}]] * 2, image=images)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert fn(["What is this?"] * 2, ["Noise."] * 2, images=[[im] for im in images]) == pytest.approx(expected, abs=1e-6)

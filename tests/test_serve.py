@@ -407,3 +407,16 @@ def test_omnireward_serve_command_answers_with_its_api_key(model_dir):
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped" in rest
+
+
+def test_two_replicas_answer_like_one(model_dir):
+    """--workers-per-device 2: two model copies take batches from one queue; rewards do not change."""
+    queries = [f"Tell me about {t}. They are {w}." for t in ("maps", "bees") for w in ("fine", "bad", "ok")]
+    with make_server(model_dir, settings=ServeSettings(port=0, quiet=True),
+                     batching=BatchSettings(max_batch_size=2, workers_per_device=2), device="cpu") as srv:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda q: call(srv, "/get_reward", {"query": [q]}, key=None), queries))
+        info = call(srv, "/info", key=None)[1]
+        status, together = call(srv, "/get_reward", {"query": queries}, key=None)
+    assert info["batching"]["replicas"] == 2 and info["devices"] == ["cpu", "cpu"]
+    assert [a["rewards"][0] for _, a in answers] == pytest.approx(together["rewards"], abs=1e-5)

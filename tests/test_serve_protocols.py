@@ -166,3 +166,22 @@ def test_media_store_limits_types_dedupes_and_evicts(tmp_path):
     assert not os.path.exists(m1.path) and os.path.exists(other.path)
     store.close()
     assert not store.spool.exists() or store.spool != tmp_path
+
+
+def test_vllm_input_audio_parts_are_spooled_as_wav(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(1600, dtype="float32"), 16000, format="WAV")
+    b64 = base64.b64encode(buf.getvalue()).decode()
+    conv = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": b64, "format": "wav"}},
+                                         {"type": "text", "text": "Transcribe."}]},
+            {"role": "assistant", "content": "Silence."}]
+    with MediaStore(tmp_path).lease() as lease:
+        item = vllm.parse({"messages": conv}, lease, Context()).records[0]
+        assert [m.type for m in item.prompt_media] == ["audio"] and item.prompt_media[0].path.endswith(".wav")
+        assert item.task == "text_audio_to_text" and open(item.prompt_media[0].path, "rb").read() == buf.getvalue()
+        conv[0]["content"][0]["input_audio"]["format"] = "aiff"
+        with pytest.raises(RequestError, match=r"messages\[0\].content\[0\].input_audio.format: unknown audio format"):
+            vllm.parse({"messages": conv}, lease, Context())
