@@ -420,3 +420,12 @@ def test_two_replicas_answer_like_one(model_dir):
         status, together = call(srv, "/get_reward", {"query": queries}, key=None)
     assert info["batching"]["replicas"] == 2 and info["devices"] == ["cpu", "cpu"]
     assert [a["rewards"][0] for _, a in answers] == pytest.approx(together["rewards"], abs=1e-5)
+
+
+def test_4bit_server(model_dir):
+    pytest.importorskip("bitsandbytes")
+    with make_server(model_dir, settings=ServeSettings(port=0, quiet=True), quant="4bit", device="cpu") as srv:
+        status, info = call(srv, "/info", key=None)
+        assert status == 200 and info["quant"] == "4bit"
+        status, body = call(srv, "/score_group", {"prompt": "p", "responses": ["a", "b"]}, key=None)
+        assert status == 200 and len(body["rewards"]) == 2
