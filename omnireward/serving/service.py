@@ -47,7 +47,8 @@ class RequestTimeout(Exception):
 
 
 def _sequences(record: Record) -> int:
-    return 2 if isinstance(record, Pair) else 1
+    """Sequences a record puts through the model: one per response (a pair: two)."""
+    return 2 if isinstance(record, Pair) else max(1, len(getattr(record, "responses", ())))
 
 
 class RewardService:
