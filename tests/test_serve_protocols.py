@@ -8,7 +8,7 @@ import io
 import pytest
 
 from omnireward.errors import RequestError, RequestTooLarge
-from omnireward.serving.chat import parse_chat, prompt_fields, split_templated, strip_end_markers
+from omnireward.serving.chat import parse_chat, split_templated, strip_end_markers
 from omnireward.serving.media import MediaStore
 from omnireward.serving.protocols import Context
 from omnireward.serving.protocols import openrlhf, vllm
