@@ -50,4 +50,15 @@ def judge_joint_vs_bt(args: dict, where: list[str]) -> str:
     out.append("")
     out.append(f"SmolLM2 cut to {fig['layers']} layers, {fig['epochs']} epochs, batch 8; {fig['data']}. "
                + provenance({"file": "judge_runs"}, ["run:joint-vs-bt", *where]))
+def serve_load(args: dict, where: list[str]) -> str:
+    """benchmarks/serve_load.py: throughput, latency and batches formed per number of concurrent clients."""
+    row = newest("serve_load", where)
+    f = row["figures"]
+    out = ["| clients | requests | requests/s | vs 1 client | p50 latency | p99 latency | sequences per forward pass (mean / max) | errors |",
+           "|---|---|---|---|---|---|---|---|"]
+    for n, lv in sorted(f["levels"].items(), key=lambda kv: int(kv[0])):
+        speed = f["speedup"].get(n)
+        mean = f"{lv['mean_batch']:.1f}" if lv["mean_batch"] is not None else "—"
+        out.append(f"| {n} | {lv['ok']} | {lv['requests_per_s']:.2f} | {speed:.2f}× | {lv['p50_s']:.2f} s | "
+                   f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |")
     return "\n".join(out)

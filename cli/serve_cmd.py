@@ -1,10 +1,13 @@
-"""`omnireward serve`: an HTTP reward server (POST /score, POST /score_group, GET /health)."""
+"""`omnireward serve`: the reward server for RL loops (FastAPI + uvicorn, cross-request batching)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+
+ROUTES_HELP = ("POST /score, /score_group (native), /get_reward (OpenRLHF), /classify and /pooling "
+               "(vLLM pooling API, as verl posts it); GET /health, /info")
 
 
 def register(app: typer.Typer) -> None:
@@ -13,29 +16,56 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
         model: str | None = typer.Option(None, "--model", help="Model folder (default: newest under runs/)."),
-        host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on; the default is loopback only "
+                                                   "(0.0.0.0 exposes the server: set --api-key)."),
         port: int = typer.Option(8000, help="TCP port (0: any free port)."),
         quant: str = typer.Option("none", help="4bit|8bit|none (bitsandbytes)."),
-        batch_size: int = typer.Option(16, help="Sequences per forward pass."),
-        device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N"),
-        media_root: Path = typer.Option(Path("."), help="Folder that relative media paths in requests resolve against."),
+        device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N, or several comma-separated "
+                                                "(cuda:0,cuda:1): one replica set per device."),
+        workers_per_device: int = typer.Option(1, help="Model replicas (worker threads) per device."),
+        max_batch_size: int = typer.Option(32, help="Most sequences per forward pass (a pair counts two); "
+                                                    "concurrent requests are merged up to this size."),
+        batch_timeout: float = typer.Option(0.01, help="Seconds the oldest waiting record waits for others "
+                                                       "to share its forward pass."),
+        max_queue: int = typer.Option(16384, help="Most sequences waiting; past it requests get 503 (retry)."),
+        api_key: str | None = typer.Option(None, help="Require this key (Authorization: Bearer KEY, X-API-Key, "
+                                                      "or ?api_key=KEY); default: $OMNIREWARD_API_KEY, or none.",
+                                           show_default=False),
+        max_body_mb: float = typer.Option(64.0, help="Largest request body (MiB); larger ones get 413."),
+        max_records_per_request: int = typer.Option(1024, help="Most records (queries, inputs) per request; "
+                                                               "more get 413. Big requests are split into "
+                                                               "fair batches."),
+        max_media_mb: float = typer.Option(32.0, help="Largest inline (data: URI) media item (MiB); 413 past it."),
+        request_timeout: float = typer.Option(120.0, help="Seconds a request may wait for its rewards (504 after)."),
+        media_root: Path = typer.Option(Path("."), help="Folder that media paths in requests resolve against."),
         allow_outside_root: bool = typer.Option(False, help="Allow media paths outside the media root."),
+        served_model_name: str | None = typer.Option(None, help="Name /classify and /pooling echo as `model` "
+                                                                "(default: the model folder)."),
         quiet: bool = typer.Option(False, help="Do not log each request."),
     ):
-        """Serve rewards over HTTP for RL loops: POST /score (records), POST /score_group (one prompt,
-        N responses), GET /health. Stops on Ctrl-C."""
+        """Serve rewards over HTTP for RL loops. Routes: POST /score and /score_group (native records),
+        POST /get_reward (OpenRLHF's remote reward model), POST /classify and /pooling (vLLM's pooling
+        API, as verl posts it), GET /health and GET /info. Requests from many clients are merged into
+        shared forward passes. Stops on Ctrl-C."""
         from omnireward.scoring.models import resolve_model
-        from omnireward.serve import make_server
+        from omnireward.serving import BatchSettings, ServeSettings, make_server
 
-        server = make_server(resolve_model(model), host=host, port=port, quant=quant, batch_size=batch_size,
-                             device=device, media_root=media_root, allow_outside_root=allow_outside_root,
-                             quiet=quiet)
-        h, p = server.server_address[:2]
-        typer.echo(f"serving {server.service.info['model']} on http://{h}:{p} "
-                   "(POST /score, POST /score_group, GET /health); Ctrl-C stops")
+        settings = ServeSettings(host=host, port=port, api_key=api_key, max_body_mb=max_body_mb,
+                                 max_records_per_request=max_records_per_request, max_media_mb=max_media_mb,
+                                 request_timeout=request_timeout, media_root=media_root,
+                                 allow_outside_root=allow_outside_root, served_model_name=served_model_name,
+                                 quiet=quiet).check()
+        batching = BatchSettings(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
+                                 workers_per_device=workers_per_device, max_queue=max_queue).check()
+        server = make_server(resolve_model(model), settings=settings, batching=batching, quant=quant, device=device)
+        if settings.exposed and not settings.api_key:
+            typer.echo(f"warning: listening on {host} without an API key; anyone who reaches this port can use "
+                       "the model (set --api-key or OMNIREWARD_API_KEY)", err=True)
+        typer.echo(f"serving {server.service.info_fields['model']} on {server.url} "
+                   f"({len(server.service.models)} replica(s), batches of up to {batching.max_batch_size} "
+                   f"sequences{', API key required' if settings.api_key else ''})\n{ROUTES_HELP}\nCtrl-C stops")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            typer.echo("stopped")
-        finally:
-            server.server_close()
+            pass
+        typer.echo("stopped")

@@ -58,3 +58,21 @@ class ModelError(OmniRewardError):
 
 class DependencyError(OmniRewardError):
     """An optional dependency needed for this feature is not installed."""
+
+
+class RequestError(OmniRewardError):
+    """A request to the reward server (or an in-process hook) is malformed; HTTP 400."""
+
+    status = 400
+
+
+class RequestTooLarge(RequestError):
+    """A request is over a size or count limit of the server; HTTP 413."""
+
+    status = 413
+
+
+class AuthError(RequestError):
+    """A request to the reward server lacks the API key or carries a wrong one; HTTP 401."""
+
+    status = 401

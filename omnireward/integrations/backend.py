@@ -1,0 +1,139 @@
+"""Where the in-process hooks get rewards: a model loaded once per process, or a running server.
+
+`scorer_for(model)` takes a model folder (loaded with `RewardService.load`, so concurrent callers
+in the process share forward passes) or an `http(s)://` URL of `omnireward serve` (records go
+to its `/score` route, media inline as base64 `data:` URIs). Without `model`, the
+`OMNIREWARD_MODEL` environment variable names one. Both give the same lines as `omnireward score`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import os
+import threading
+import urllib.error
+import urllib.request
+from functools import lru_cache
+from pathlib import Path
+
+from omnireward.data.records import Record
+from omnireward.errors import ConfigError, ModelError, RequestError
+from omnireward.serving.media import MIME, Lease, MediaStore
+from omnireward.serving.scale import RewardScale
+from omnireward.serving.service import BatchSettings, RewardService
+
+MODEL_ENV = "OMNIREWARD_MODEL"
+API_KEY_ENV = "OMNIREWARD_API_KEY"
+_SUFFIX_MIME = {suffix: mime for mime, (_, suffix) in reversed(list(MIME.items()))}
+
+
+class LocalScorer:
+    """A model folder loaded in this process, behind its own batcher."""
+
+    def __init__(self, service: RewardService):
+        self.service = service
+        self.scale = service.scale
+        self.default_system = service.default_system
+
+    def lease(self) -> Lease:
+        return self.service.media.lease()
+
+    def score(self, records: list[Record], where: list[str] | None = None) -> list[dict]:
+        return self.service.score(records, where=where)
+
+
+class RemoteScorer:
+    """A running `omnireward serve`, reached over HTTP."""
+
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 120.0, chunk: int = 256):
+        self.base = url.rstrip("/")
+        for route in ("/score", "/get_reward", "/classify"):
+            if self.base.endswith(route):
+                self.base = self.base[:-len(route)]
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self.timeout = timeout
+        self.chunk = chunk
+        self.media = MediaStore(allow_outside_root=True)
+        self.default_system = None  # records are built here from structured data, not templated text
+        self._scale: RewardScale | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def scale(self) -> RewardScale:
+        with self._lock:
+            if self._scale is None:
+                self._scale = RewardScale.from_stats(self._call("GET", "/info").get("reward_stats"))
+            return self._scale
+
+    def lease(self) -> Lease:
+        return self.media.lease()
+
+    def score(self, records: list[Record], where: list[str] | None = None) -> list[dict]:
+        out: list[dict] = []
+        for start in range(0, len(records), self.chunk):
+            body = {"records": [_wire(r) for r in records[start:start + self.chunk]]}
+            out.extend(self._call("POST", "/score", body)["results"])
+        return out
+
+    def _call(self, method: str, route: str, body: dict | None = None) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + route, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error", e.reason)
+            except (ValueError, AttributeError):
+                message = e.reason
+            raise RequestError(f"HTTP {e.code}: {message}", field=self.base + route) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ModelError(f"cannot reach the reward server at {self.base}: {getattr(e, 'reason', e)}") from None
+
+
+def _wire(record: Record) -> dict:
+    """A native record dict whose media travel inline as data: URIs."""
+    d = record.to_dict()
+
+    def inline(media: list[dict]) -> list[dict]:
+        out = []
+        for m in media:
+            p = Path(m["path"])
+            mime = _SUFFIX_MIME.get(p.suffix.lower()) or mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+            out.append({"type": m["type"], "path": f"data:{mime};base64,{base64.b64encode(p.read_bytes()).decode()}"})
+        return out
+
+    if "prompt_media" in d:
+        d["prompt_media"] = inline(d["prompt_media"])
+    for key in ("response", "response1", "response2"):
+        if isinstance(d.get(key), dict) and "media" in d[key]:
+            d[key]["media"] = inline(d[key]["media"])
+    return d
+
+
+def resolve_target(model: str | Path | None) -> str:
+    target = model if model is not None else os.environ.get(MODEL_ENV)
+    if not target:
+        raise ConfigError(f"no reward model: pass a model folder or server URL, or set {MODEL_ENV}", field="model")
+    return str(target)
+
+
+@lru_cache(maxsize=8)
+def _scorer(target: str, quant: str, device: str, batch_size: int, api_key: str | None, timeout: float):
+    if target.startswith(("http://", "https://")):
+        return RemoteScorer(target, api_key=api_key, timeout=timeout)
+    if not Path(target).exists():
+        raise ModelError(f"model folder {target} does not exist")
+    batching = BatchSettings(max_batch_size=batch_size, batch_timeout=0.005)
+    return LocalScorer(RewardService.load(target, quant=quant, devices=device, batching=batching))
+
+
+def scorer_for(model: str | Path | None = None, *, quant: str = "none", device: str = "auto", batch_size: int = 32,
+               api_key: str | None = None, timeout: float = 120.0) -> LocalScorer | RemoteScorer:
+    """The scorer for a model folder or server URL; one per process and settings (loaded on first use)."""
+    return _scorer(resolve_target(model), quant, device, batch_size, api_key, timeout)

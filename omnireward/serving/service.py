@@ -1,0 +1,149 @@
+"""A loaded reward model behind a batcher: what the server's routes and the in-process hooks call.
+
+`RewardService.load(model_dir)` loads one replica per (device, worker) with
+`omnireward.scoring.load.load_for_scoring`; every replica scores through
+`omnireward.scoring.bt.reward_records`, so a record gets the reward that `omnireward score`
+writes for it, whichever route or hook it came through.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omnireward.data.records import Pair, Record
+from omnireward.errors import ConfigError, RequestError
+from omnireward.serving.batcher import Batcher, ItemError
+from omnireward.serving.media import MediaStore
+from omnireward.serving.scale import RewardScale
+
+
+@dataclass
+class BatchSettings:
+    """How concurrent requests are merged (see omnireward.serving.batcher)."""
+
+    max_batch_size: int = 32        # sequences per forward pass (a pair is two)
+    batch_timeout: float = 0.01     # seconds the oldest waiting record waits for company
+    workers_per_device: int = 1     # model replicas (worker threads) per device
+    max_queue: int = 16384          # sequences waiting before requests get 503
+
+    def check(self) -> "BatchSettings":
+        if self.max_batch_size < 1:
+            raise ConfigError(f"must be at least 1, got {self.max_batch_size}", field="max-batch-size")
+        if self.batch_timeout < 0:
+            raise ConfigError(f"must be 0 or more seconds, got {self.batch_timeout}", field="batch-timeout")
+        if self.workers_per_device < 1:
+            raise ConfigError(f"must be at least 1, got {self.workers_per_device}", field="workers-per-device")
+        if self.max_queue < self.max_batch_size:
+            raise ConfigError(f"must be at least --max-batch-size ({self.max_batch_size}), got {self.max_queue}",
+                              field="max-queue")
+        return self
+
+
+class RequestTimeout(Exception):
+    """A request was not answered within its time limit."""
+
+
+def _sequences(record: Record) -> int:
+    """Sequences a record puts through the model: one per response (a pair: two)."""
+    return 2 if isinstance(record, Pair) else max(1, len(getattr(record, "responses", ())))
+
+
+class RewardService:
+    """Reward model replicas, a shared batcher, the media store, and what /info reports."""
+
+    def __init__(self, models: list, *, batching: BatchSettings, stats: dict | None = None,
+                 media: MediaStore | None = None, info: dict | None = None):
+        from omnireward.scoring.bt import reward_records
+
+        self.models = models
+        self.batching = batching.check()
+        self.stats = stats
+        self.scale = RewardScale.from_stats(stats)
+        self.media = media or MediaStore(allow_outside_root=True)
+        self.info_fields = info or {}
+        self.default_system = default_system_prompt(models[0])
+
+        def runner(model):
+            return lambda records: reward_records(model, records, batching.max_batch_size, show_progress=False)
+
+        self.batcher = Batcher([runner(m) for m in models], max_batch_size=batching.max_batch_size,
+                               batch_timeout=batching.batch_timeout, max_queue=batching.max_queue, cost=_sequences)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, quant: str = "none", devices: str = "auto",
+             batching: BatchSettings | None = None, media: MediaStore | None = None) -> "RewardService":
+        """Load `workers_per_device` replicas on each of the comma-separated `devices`."""
+        from omegaconf import OmegaConf
+
+        from omnireward.reward_model import CONFIG_NAME
+        from omnireward.scoring.load import load_for_scoring, pick_device
+
+        batching = (batching or BatchSettings()).check()
+        names = [d.strip() for d in devices.split(",") if d.strip()] or ["auto"]
+        models, where = [], []
+        for d in names:
+            for _ in range(batching.workers_per_device):
+                models.append(load_for_scoring(model_dir, quant=quant, device=d))
+                where.append(str(pick_device(d)))
+        cfg_path = Path(model_dir) / CONFIG_NAME
+        model_cfg = OmegaConf.load(cfg_path).get("model", {}) if cfg_path.exists() else {}
+        objective = {"head": model_cfg.get("name", "bt"), "loss": model_cfg.get("loss")}
+        stats = models[0].reward_stats(model_dir)
+        info = {"model": str(model_dir), "objective": objective, "quant": quant, "devices": where}
+        return cls(models, batching=batching, stats=stats, media=media, info=info)
+
+    # ---- scoring ------------------------------------------------------------------------------------
+    def submit(self, records: list[Record]) -> Future:
+        """A future of one `omnireward score` line per record (QueueFull when the queue is full)."""
+        return self.batcher.submit(records)
+
+    def score(self, records: list[Record], *, where: list[str] | None = None,
+              timeout: float | None = None) -> list[dict]:
+        """Score in the shared batches and wait; a refused record raises RequestError naming it."""
+        future = self.submit(records)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise RequestTimeout(f"not answered within {timeout:g} s") from None
+        except ItemError as e:
+            raise located(e, where) from None
+
+    def info(self) -> dict:
+        """What GET /info reports: model, objective, modalities, reward statistics, batching."""
+        modalities = list(self.models[0].backbone.modalities)
+        return {**self.info_fields, "modalities": ["text", *modalities], "reward_stats": self.stats,
+                "scale": {"normalized": "(reward - mean) / std", "unit": "sigmoid(normalized)",
+                          "mean": self.scale.mean, "std": self.scale.std, "from_reward_stats": self.scale.known},
+                "batching": {**asdict(self.batching), "replicas": len(self.models)},
+                "batches": self.batcher.stats.snapshot()}
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.media.close()
+
+
+def located(e: ItemError, where: list[str] | None) -> RequestError:
+    """The user error of item `e.index`, as a RequestError that names the record it came from."""
+    err = e.error
+    prefix = where[e.index] if where and e.index < len(where) else f"records[{e.index}]"
+    reason = err.format() if hasattr(err, "format") else str(err)
+    return RequestError(reason, field=prefix)
+
+
+def default_system_prompt(model) -> str | None:
+    """The system turn the model's chat template inserts when a conversation has none (SmolLM2 and
+    Qwen templates do), so that a templated request's copy of it is not taken for criteria."""
+    from omnireward.backbones.base import Turn
+    from omnireward.serving.chat import parse_chat
+
+    try:
+        text = model.backbone.render([Turn("user", ["x"])])[0]
+    except Exception:  # noqa: BLE001 - a backbone without a chat template has no default system turn
+        return None
+    messages = parse_chat(text) or []
+    systems = [m["content"] for m in messages if m["role"] == "system"]
+    return systems[0].strip() if systems else None
