@@ -106,20 +106,20 @@ def _epoch_metric(out, key):
     return [float(r[key]) for r in rows if r.get(key)]
 
 
-def _evidence_rows(n, seed):
+def _noisy_rows(n, seed, right=0.75):
     """Balanced sides: the "yes" answer wins wherever it stands (a constant verdict scores 0.5).
-    Critiques state the evidence correctly ("Response B says yes.") but end in a coin-flip verdict,
-    so SFT teaches the format and the reading, not the verdict; GRPO has to tie the verdict to it."""
+    The critiques' verdicts are right only `right` of the time, so SFT teaches the format and a
+    noisy rule; GRPO's accuracy reward has to sharpen it."""
     rng = random.Random(seed)
     rows = yes_no_rows(n, seed)
     for r in rows:
         w = "A" if r["preference"] == "response1" else "B"
-        r["critique"] = f"{w} says yes. [[{rng.choice('AB')}]]"
+        r["critique"] = f"Verdict: [[{w if rng.random() < right else 'AB'.replace(w, '')}]]"
     return rows
 
 
 def test_grpo_ties_the_verdict_to_the_evidence_on_held_out_pairs(tmp_path):
-    rows = _evidence_rows(32, 1)
+    rows = _noisy_rows(32, 1)
     assert sum(r["preference"] == "response1" for r in rows) == 16
     train_file = write_rows(tmp_path / "train.jsonl", rows)
     held_out = yes_no_rows(16, 7)

@@ -42,7 +42,7 @@ def model_dir(tmp_path_factory):
     from omnireward.train import build_module
 
     root = tmp_path_factory.mktemp("hooks") / "model"
-    cfg = compose_config(["backbone=tiny", "backbone.feature_cache=false", "model.dropout=0", f"output_dir={root}"])
+    cfg = compose_config(["backbone=tiny", "backbone.feature_cache=false", "head.dropout=0", f"output_dir={root}"])
     model = build_module(cfg).model.eval()
     torch.manual_seed(1)
     torch.nn.init.normal_(model.head.score.weight)
@@ -264,7 +264,7 @@ def test_trl_image_column_reaches_an_image_model(tmp_path):
     root = tmp_path / "image-model"
     from omnireward.train import build_module
 
-    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.feature_cache=false", "model.dropout=0",
+    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.feature_cache=false", "head.dropout=0",
                           f"output_dir={root}"])
     model = build_module(cfg).model.eval()
     torch.manual_seed(2)

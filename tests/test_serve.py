@@ -99,7 +99,7 @@ def test_binds_loopback_and_health_needs_no_key(server, model_dir):
 def test_info_reports_model_objective_stats_and_batching(server, model_dir):
     status, info = call(server, "/info")
     assert status == 200
-    assert info["model"] == str(model_dir) and info["objective"] == {"head": "bt", "loss": "bt"}
+    assert info["model"] == str(model_dir) and info["objective"] == {"objective": "reward", "head": "BTHead", "loss": "bt_loss"}
     assert info["modalities"] == ["text"] and info["reward_stats"] == {"mean": 0.5, "std": 2.0, "n": 10}
     assert info["batching"]["max_batch_size"] == 8 and info["batching"]["replicas"] == 1
     assert info["limits"]["max_records_per_request"] == 64 and info["auth"] is True

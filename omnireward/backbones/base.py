@@ -88,6 +88,9 @@ class Processor(Protocol):
         use `padding_side="left"`). With `lm_target` the last (assistant) turn is the LM target.
         """
 
+    def render(self, conv: Conversation, *, add_generation_prompt: bool = False) -> tuple:
+        """The conversation through the chat template: its text first, then the media it holds."""
+
     def pack(self, groups: list[list[Conversation]]) -> Batch | None:
         """Prefix sharing: each group's conversations (one prompt, several answers) packed into one
         sequence (backbones/packing.py), or None when this processor cannot pack these."""

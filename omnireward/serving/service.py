@@ -76,9 +76,7 @@ class RewardService:
     def load(cls, model_dir: str | Path, *, quant: str = "none", devices: str = "auto",
              batching: BatchSettings | None = None, media: MediaStore | None = None) -> "RewardService":
         """Load `workers_per_device` replicas on each of the comma-separated `devices`."""
-        from omegaconf import OmegaConf
-
-        from omnireward.reward_model import CONFIG_NAME
+        from omnireward import model_folder
         from omnireward.scoring.load import load_for_scoring, pick_device
 
         batching = (batching or BatchSettings()).check()
@@ -88,9 +86,10 @@ class RewardService:
             for _ in range(batching.workers_per_device):
                 models.append(load_for_scoring(model_dir, quant=quant, device=d))
                 where.append(str(pick_device(d)))
-        cfg_path = Path(model_dir) / CONFIG_NAME
-        model_cfg = OmegaConf.load(cfg_path).get("model", {}) if cfg_path.exists() else {}
-        objective = {"head": model_cfg.get("name", "bt"), "loss": model_cfg.get("loss")}
+        cfg = model_folder.read_config(model_dir) if model_folder.is_model_folder(model_dir) else {}
+        target = lambda key: ((cfg.get(key) or {}).get("_target_") or "").rsplit(".", 1)[-1] or None  # noqa: E731
+        objective = {"objective": model_folder.objective_of(cfg) if cfg else "reward", "head": target("head"),
+                     "loss": target("loss")}
         stats = models[0].reward_stats(model_dir)
         info = {"model": str(model_dir), "objective": objective, "quant": quant, "devices": where}
         return cls(models, batching=batching, stats=stats, media=media, info=info)
@@ -141,7 +140,7 @@ def default_system_prompt(model) -> str | None:
     from omnireward.serving.chat import parse_chat
 
     try:
-        text = model.backbone.render([Turn("user", ["x"])])[0]
+        text = model.backbone.processor.render([Turn("user", ["x"])])[0]
     except Exception:  # noqa: BLE001 - a backbone without a chat template has no default system turn
         return None
     messages = parse_chat(text) or []
