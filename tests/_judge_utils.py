@@ -90,3 +90,25 @@ def yes_no_rows(n: int, seed: int, critique: bool = False) -> list[dict]:
 def write_rows(path, rows) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
+
+
+MINI_TEMPLATE = """# A short judge prompt for tiny test models: the answers sit right before the judgement.
+_target_: omnireward.judge.templates.JudgeTemplate
+name: mini
+kind: pairwise
+format: brackets
+user: "{criteria_block}{prompt}\\nA: {response_a}\\nB: {response_b}"
+criteria_block: "{criteria}\\n"
+target: "{critique} [[{verdict}]]"
+verdict:
+  prefix: " [["
+  options: {response1: A, response2: B}
+"""
+
+
+def mini_judge_dir(folder) -> str:
+    """A user config folder holding judge/mini.yaml (pass it as compose_config(config_dirs=[...]))."""
+    d = Path(folder) / "judge_conf"
+    (d / "judge").mkdir(parents=True, exist_ok=True)
+    (d / "judge" / "mini.yaml").write_text(MINI_TEMPLATE)
+    return str(d)

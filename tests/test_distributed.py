@@ -197,12 +197,15 @@ def test_train_command_with_deepspeed_missing_prints_one_line(tmp_path):
 
 
 def test_bad_strategy_mappings_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown strategy name 'horovod'"):
+    with pytest.raises(ConfigError, match="mapping with a _target_"):
         build_strategy({"strategy": {"name": "horovod"}})
+    with pytest.raises(ConfigError, match="cannot import 'omnireward.strategies.horovod_strategy'"):
+        compose_config(["trainer=fsdp", "trainer.strategy._target_=omnireward.strategies.horovod_strategy"])
     with pytest.raises(ConfigError, match="unknown option.*for the fsdp strategy: wrap_layer"):
-        build_strategy({"strategy": {"name": "fsdp", "wrap_layer": ["DecoderLayer"]}})
+        build_strategy({"strategy": {"_target_": "omnireward.strategies.fsdp_strategy", "wrap_layer": ["DecoderLayer"]}})
     assert build_strategy({"strategy": "ddp", "devices": 2}) == {"strategy": "ddp", "devices": 2}
-    kwargs = build_strategy({"strategy": {"name": "ddp", "find_unused_parameters": False, "static_graph": True}})
+    kwargs = build_strategy({"strategy": {"_target_": "omnireward.strategies.ddp_strategy",
+                                          "find_unused_parameters": False, "static_graph": True}})
     assert isinstance(kwargs["strategy"], DDPStrategy) and kwargs["strategy"]._ddp_kwargs["static_graph"] is True
 
 

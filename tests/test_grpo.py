@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from _judge_utils import small_backbone, write_rows, yes_no_rows
+from _judge_utils import mini_judge_dir, small_backbone, write_rows, yes_no_rows
 from omegaconf import OmegaConf, open_dict
 
 from omnireward.config import compose_config
@@ -92,7 +92,8 @@ def test_rollouts_have_g_samples_per_prompt_with_rewards_and_reference():
 def _r1_config(tmp_path, train_file, val_file, *extra):
     cfg = compose_config(["model=r1", "backbone=tiny", f"data.train={train_file}", f"data.val={val_file}",
                           f"output_dir={tmp_path / 'run'}", "data.batch_size=8", "data.eval_batch_size=16",
-                          "trainer.log_every_n_steps=1", "logger.tensorboard=false", *extra])
+                          "trainer.log_every_n_steps=1", "logger.tensorboard=false", *extra],
+                         config_dirs=[mini_judge_dir(tmp_path)])
     with open_dict(cfg):
         cfg.backbone = OmegaConf.create({"_target_": "_judge_utils.small_backbone",
                                          "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]] Response says."],
@@ -125,8 +126,8 @@ def test_grpo_ties_the_verdict_to_the_evidence_on_held_out_pairs(tmp_path):
     held_out = yes_no_rows(16, 7)
     assert sum(r["preference"] == "response1" for r in held_out) == 8
     val_file = write_rows(tmp_path / "val.jsonl", held_out)
-    cfg = _r1_config(tmp_path, train_file, val_file, "model.sft_epochs=6", "trainer.max_epochs=16",
-                     "model.num_generations=8", "model.max_new_tokens=16", "model.val_max_new_tokens=16",
+    cfg = _r1_config(tmp_path, train_file, val_file, "judge=mini", "model.sft_epochs=6", "trainer.max_epochs=16",
+                     "model.num_generations=8", "model.max_new_tokens=8", "model.val_max_new_tokens=8",
                      "model.swap_prob=0", "model.lm_lr=1e-2", "model.lr=1e-2", "model.beta=0.01")
     out = train(cfg)
     sft = _epoch_metric(out, "train/sft_loss")
@@ -135,8 +136,8 @@ def test_grpo_ties_the_verdict_to_the_evidence_on_held_out_pairs(tmp_path):
     assert len(accuracy) == 10  # one value per GRPO epoch
     assert accuracy[0] < 0.75 and accuracy[-1] >= 0.9, accuracy
     # The saved judge (best epoch by val/acc) on held-out pairs, through the scoring path.
-    s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=16, batch_size=8, device="cpu")
+    s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=8, batch_size=8, device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "judged.jsonl").read_text().splitlines()]
     assert s["n"] == 16 and s["accuracy_without_ties"] >= 0.85, [x["critique"] for x in lines[:4]]
-    assert trained_judge(out).name == "omni" and s["trained_judge"] == "omni"
+    assert trained_judge(out).name == "mini" and s["trained_judge"] == "mini"
     assert {x["verdict"] for x in lines} == {"response1", "response2"}  # not a constant verdict

@@ -134,10 +134,15 @@ class HFBackbone(nn.Module):
         if logits_processor is not None:
             kw["logits_processor"] = LogitsProcessorList([_NewTokensOnly(logits_processor, P)])
         seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator)) if generator is not None else None
-        with torch.random.fork_rng(devices=[inputs["input_ids"].device] if inputs["input_ids"].is_cuda else []):
-            if seed is not None:
-                torch.manual_seed(seed)
-            out = self.model.generate(**inputs, **kw)
+        was_training = self.model.training
+        self.model.eval()  # no dropout in rollouts; the KV cache stays on under gradient checkpointing
+        try:
+            with torch.random.fork_rng(devices=[inputs["input_ids"].device] if inputs["input_ids"].is_cuda else []):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                out = self.model.generate(**inputs, **kw)
+        finally:
+            self.model.train(was_training)
         out = out.sequences if hasattr(out, "sequences") else out
         new = out[:, P:]
         ended = (new == eos).cumsum(-1) - (new == eos).long() > 0  # strictly after the first end token

@@ -142,15 +142,26 @@ class ModularBackbone(nn.Module):
         """Our own loop over the LM's KV cache: sampling is Gumbel-max (exact softmax sampling),
         which on CPU costs a fraction of `torch.multinomial` over a 50k vocabulary, and the
         positions follow the attention mask so left padding is harmless."""
+        mask = batch.tensors["attention_mask"]
+        if max_new_tokens <= 0:
+            return torch.zeros((mask.shape[0], 0), dtype=torch.long, device=mask.device)
+        cache_kw = _cache_keyword(self.lm)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Decoding runs in eval mode: no dropout in rollouts, and transformers turns the KV cache off
+        # for a model that trains with gradient checkpointing.
+        was_training = self.lm.training
+        self.lm.eval()
+        try:
+            return self._sample(batch, mask, pos, cache_kw, max_new_tokens, temperature, top_p, generator,
+                                logits_processor)
+        finally:
+            self.lm.train(was_training)
+
+    def _sample(self, batch, mask, pos, cache_kw, max_new_tokens, temperature, top_p, generator, logits_processor):
         tok = self.tokenizer
         eos = tok.eos_token_id
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-        mask = batch.tensors["attention_mask"]
         B = mask.shape[0]
-        if max_new_tokens <= 0:
-            return torch.zeros((B, 0), dtype=torch.long, device=mask.device)
-        cache_kw = _cache_keyword(self.lm)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.lm(inputs_embeds=self._embed(batch), attention_mask=mask, position_ids=pos, use_cache=True,
                       logits_to_keep=1)
         next_pos = pos[:, -1:] + 1
