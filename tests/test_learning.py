@@ -106,3 +106,32 @@ def test_full_embedded_lm_learns_the_text_rules_on_unseen_topics(tmp_path):
     rules = [ok for rule, v in right.items() if not rule.startswith("flip:") for ok in v]
     assert len(rules) >= 30
     assert sum(rules) / len(rules) >= 0.85, {k: sum(v) / len(v) for k, v in right.items()}
+
+
+@pytest.mark.slow
+def test_full_embedded_lm_follows_subject_criteria_on_images(tmp_path):
+    """Image twins whose open prompt names nothing and whose criteria name the wanted subject ("Prefer
+    the image that shows a tabby cat."): a criteria-blind model gets exactly half of each twin. The
+    full SmolLM2 with label tokens, trained as `make demo MODALITY=image` trains it, must follow
+    them on new crops of the training photos, scored on a fresh sample large enough for 30 or more
+    subject-flip records; the same flips on unseen photos are scored (in the assertion message) but
+    not asserted.
+
+    The threshold is not yet set from measured seeds: benchmarks/demo_runs.py --modality image with
+    these settings (tag image-Lall-e4-n300-s0, then --seed 1 and 2) gives the range; until then it
+    sits at 0.65, between chance (0.5) and the level earlier seen-source runs reported.
+    """
+    data = build_demo("image", tmp_path / "data", n_pairs=300, seed=0)
+    out = train(compose_config([
+        "modality=image", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
+        f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=4", "model.lr=5e-4", "model.lm_lr=5e-5",
+        "data.batch_size=8", "seed=0"]))
+    right = {}
+    for pool, split in (("unseen", "test"), ("seen", "val")):
+        pairs = build_split("image", tmp_path / "fresh", split, 300, seed=1000)
+        score_file(pairs, out, tmp_path / f"{pool}.scores.jsonl")
+        right[pool] = _right_by_rule(pairs, tmp_path / f"{pool}.scores.jsonl")
+    acc = {pool: {k: (round(sum(v) / len(v), 3), len(v)) for k, v in r.items()} for pool, r in right.items()}
+    twins = right["seen"]["flip:subject"]
+    assert len(twins) >= 30, acc
+    assert sum(twins) / len(twins) >= 0.65, acc
