@@ -80,8 +80,9 @@ def data_demo(
 ):
     """Build a small demo preference set from real media shipped in Python packages.
 
-    test.jsonl shows only sources (photos, clips, meshes, voices, question topics) that train.jsonl
-    never shows; val.jsonl holds new draws of the training sources. Each data card says which.
+    test.jsonl shows only sources (photos, clips, meshes, voices, topics) train.jsonl never shows.
+
+    val.jsonl holds new draws of the training sources. Each data card says which is which.
     """
     from omnireward.data.demo import build_demo
 
