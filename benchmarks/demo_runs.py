@@ -1,8 +1,13 @@
-"""Train and score the embedded default on each demo set; print time and held-out accuracy.
+"""Train the embedded default on a demo set and score it on held-out pairs of seen and unseen sources.
 
-    python benchmarks/demo_runs.py --modality image --layers 2 --epochs 6 [-- extra hydra overrides]
+    python benchmarks/demo_runs.py --modality image --epochs 4 --n-pairs 300 \
+        model.lr=5e-4 model.lm_lr=5e-5 data.batch_size=8
 
-Writes one JSON line per run to benchmarks/results/demo_runs.jsonl (machine, command, figures).
+Builds the demo set (`test` comes from sources training never shows), trains, then scores three
+held-out sets: the `test` split; "fresh unseen", a larger sample of the test pool built with
+another seed; and "fresh seen", new crops, windows or fillers of the training sources (the `val`
+pool, another seed). Appends one line to benchmarks/results/demo_runs.jsonl through results_log:
+times, and for each set the accuracy and n overall, per rule, and on all criteria-flip records.
 """
 
 from __future__ import annotations
@@ -10,48 +15,61 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_log import append  # noqa: E402
 
 
-def _commit() -> str:
-    """The commit the run used (+ "-dirty" with uncommitted changes), when run from a git checkout."""
-    import subprocess
+def rule_of(meta: dict) -> str:
+    """Criteria flips are told apart by what they flip (`criteria_flip:subject`)."""
+    return f"{meta['rule']}:{meta['flip']}" if "flip" in meta else meta["rule"]
 
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD")
-    return (head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) if head else "unknown"
+def accuracy_by_rule(pairs_file: Path, scores_file: Path) -> dict:
+    """Accuracy and n overall, per rule and over all criteria-flip records of one scored set."""
+    rules = {json.loads(x)["id"]: rule_of(json.loads(x)["meta"]) for x in pairs_file.read_text().splitlines()}
+    right = defaultdict(list)
+    for x in scores_file.read_text().splitlines():
+        s = json.loads(x)
+        ok = (s["margin"] > 0) == (s["preference"] == "response1")
+        right[rules[s["id"]]].append(ok)
+        right["*all"].append(ok)
+        if rules[s["id"]].startswith("criteria_flip"):
+            right["*flips"].append(ok)
+
+    def acc(v: list) -> dict:
+        return {"accuracy": round(sum(v) / len(v), 4), "n": len(v)}
+
+    return {"accuracy": acc(right["*all"])["accuracy"], "n": len(right["*all"]),
+            "flips": acc(right["*flips"]) if right["*flips"] else None,
+            "per_rule": {k: acc(v) for k, v in sorted(right.items()) if not k.startswith("*")}}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modality", default="text")
-    ap.add_argument("--layers", type=int, default=None, help="keep the first N LM layers (None: all 30)")
+    ap.add_argument("--layers", type=int, default=None, help="keep the first N LM layers (default: all 30)")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--n-pairs", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fresh-pairs", type=int, default=200,
-                    help="also score the train split of a demo set built with another seed (files the model "
-                    "never saw) for a larger held-out sample; 0 skips it")
+    ap.add_argument("--n-pairs", type=int, default=300, help="training pairs of the demo set")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the demo set and of training")
+    ap.add_argument("--fresh-pairs", type=int, default=150,
+                    help="pairs in each fresh set (seen and unseen sources, seed + 1000); 0 skips them")
+    ap.add_argument("--label", default="", help="a suffix for the tag that names a variant (e.g. nolabel)")
     ap.add_argument("--work", default="/tmp/omnireward-bench")
-    ap.add_argument("overrides", nargs="*")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to training")
     a = ap.parse_args()
 
-    import torch
-
     from omnireward.config import compose_config
-    from omnireward.data.demo import build_demo
+    from omnireward.data.demo import build_demo, build_split
     from omnireward.scoring.bt import score_file
     from omnireward.train import train
 
-    tag = f"{a.modality}-L{a.layers or 'all'}-e{a.epochs}-s{a.seed}"
+    tag = f"{a.modality}-L{a.layers or 'all'}-e{a.epochs}-n{a.n_pairs}-s{a.seed}" + (f"-{a.label}" if a.label else "")
     work = Path(a.work) / tag
     data = work / "data"
     t0 = time.time()
@@ -64,45 +82,23 @@ def main() -> None:
     t0 = time.time()
     out = train(compose_config(overrides))
     t_train = time.time() - t0
+
     t0 = time.time()
-    summary = score_file(data / "test.jsonl", out, work / "test.scores.jsonl")
+    score_file(data / "test.jsonl", out, work / "test.scores.jsonl")
     t_score = time.time() - t0
-
-    def rule_of(meta: dict) -> str:  # criteria flips are told apart by what they flip
-        return f"{meta['rule']}:{meta['flip']}" if "flip" in meta else meta.get("rule")
-
-    def per_rule_of(pairs_file: Path, scores_file: Path) -> dict[str, str]:  # rule -> "accuracy (n)"
-        rules = {json.loads(x)["id"]: rule_of(json.loads(x).get("meta", {}))
-                 for x in pairs_file.read_text().splitlines()}
-        right = defaultdict(list)
-        for x in scores_file.read_text().splitlines():
-            s = json.loads(x)
-            right[rules[s["id"]]].append((s["margin"] > 0) == (s["preference"] == "response1"))
-        return {k: f"{sum(v) / len(v):.3f} ({len(v)})" for k, v in sorted(right.items())}
-
-    per_rule = per_rule_of(data / "test.jsonl", work / "test.scores.jsonl")
-    fresh = {}
+    figures = {"modality": a.modality, "layers": a.layers or 30, "epochs": a.epochs, "n_pairs": a.n_pairs,
+               "seed": a.seed, "overrides": a.overrides, "data_s": round(t_data, 1), "train_s": round(t_train, 1),
+               "score_s": round(t_score, 1),
+               "test": accuracy_by_rule(data / "test.jsonl", work / "test.scores.jsonl")}
     if a.fresh_pairs:
-        fresh_data = build_demo(a.modality, work / "fresh", n_pairs=a.fresh_pairs, seed=a.seed + 1000)
-        fresh_summary = score_file(fresh_data / "train.jsonl", out, work / "fresh.scores.jsonl")
-        fresh = {"fresh_seed": a.seed + 1000, "fresh_accuracy": fresh_summary["accuracy_without_ties"],
-                 "n_fresh": fresh_summary["n"],
-                 "fresh_per_rule": per_rule_of(fresh_data / "train.jsonl", work / "fresh.scores.jsonl")}
-    result = {
-        "tag": tag, "modality": a.modality, "layers": a.layers or 30, "epochs": a.epochs,
-        "overrides": a.overrides, "machine": f"{platform.machine()} {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}", "data_s": round(t_data, 1), "train_s": round(t_train, 1),
-        "score_s": round(t_score, 1), "test_accuracy": summary["accuracy_without_ties"], "n_test": summary["n"],
-        "per_rule": per_rule, **fresh,
-        "train_summary": json.loads((out / "train_summary.json").read_text()),
-        "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
-        "code": _commit(),
-    }
-    print(json.dumps(result, indent=2))
-    res = Path(__file__).parent / "results" / "demo_runs.jsonl"
-    res.parent.mkdir(exist_ok=True)
-    with res.open("a") as f:
-        f.write(json.dumps(result) + "\n")
+        for name, split in (("fresh_unseen", "test"), ("fresh_seen", "val")):
+            pairs = build_split(a.modality, work / "fresh", split, a.fresh_pairs, seed=a.seed + 1000)
+            score_file(pairs, out, work / f"{name}.scores.jsonl")
+            figures[name] = accuracy_by_rule(pairs, work / f"{name}.scores.jsonl")
+        figures["fresh_seed"] = a.seed + 1000
+    figures["train_summary"] = json.loads((out / "train_summary.json").read_text())
+    line = append("demo_runs", figures, tag=tag)
+    print(json.dumps(line, indent=2))
 
 
 if __name__ == "__main__":

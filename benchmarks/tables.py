@@ -62,3 +62,41 @@ def serve_load(args: dict, where: list[str]) -> str:
         out.append(f"| {n} | {lv['ok']} | {lv['requests_per_s']:.2f} | {speed:.2f}× | {lv['p50_s']:.2f} s | "
                    f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |")
     return "\n".join(out)
+_RULE_NAMES = {"criteria_flip": "criteria flips", "temporal": "frame order", "quality": "mesh quality"}
+
+
+def _rule_name(rule: str) -> str:
+    """`criteria_flip:subject` -> "subject flips"."""
+    return f"{rule.split(':')[1]} flips" if ":" in rule else _RULE_NAMES.get(rule, rule)
+
+
+def _acc(block: dict | None) -> str:
+    return "—" if not block else f"{block['accuracy']:.2f} ({block['n']})"
+
+
+def demo_runs(args: dict, where: list[str]) -> str:
+    """One row per tag in `tags=` (comma-separated) from results/demo_runs.jsonl: held-out accuracy on
+    unseen sources (test split and a larger fresh sample) beside new draws of the training sources,
+    per rule as "unseen / seen (n unseen / n seen)", then each row's command, commit and machine."""
+    rows, notes = [], []
+    head = ("| modality | train pairs, epochs | training time | test, unseen sources | fresh, unseen sources "
+            "| fresh, seen sources | criteria flips, unseen / seen | per rule: unseen / seen (n) |\n"
+            "|---|---|---|---|---|---|---|---|")
+    for tag in args["tags"].split(","):
+        row = newest("demo_runs", [f"tag:{tag}", *where])
+        f = row["figures"]
+        unseen, seen = f.get("fresh_unseen") or {}, f.get("fresh_seen") or {}
+        rules = []
+        for rule, u in unseen.get("per_rule", {}).items():
+            s = seen.get("per_rule", {}).get(rule)
+            rules.append(f"{_rule_name(rule)} {u['accuracy']:.2f} / " + (
+                f"{s['accuracy']:.2f} ({u['n']}/{s['n']})" if s else f"— ({u['n']}/0)"))
+        flips = (f"{unseen['flips']['accuracy']:.2f} / {seen['flips']['accuracy']:.2f}"
+                 if unseen.get("flips") and seen.get("flips") else "—")
+        layers = "" if f["layers"] == 30 else f", {f['layers']} LM layers"
+        rows.append(f"| {f['modality']}{layers} | {f['n_pairs']}, {f['epochs']} | {f['train_s'] / 60:.1f} min "
+                    f"| {f['test']['accuracy']:.2f} ({f['test']['n']}) | {_acc(unseen and {'accuracy': unseen['accuracy'], 'n': unseen['n']})} "
+                    f"| {_acc(seen and {'accuracy': seen['accuracy'], 'n': seen['n']})} | {flips} | {'; '.join(rules)} |")
+        notes.append(f"- {f['modality']}: `{row['command']}` — commit `{row['commit']}`, {row['date'][:10]}, "
+                     f"{_machine(row)}")
+    return "\n".join([head, *rows, "", *notes])

@@ -78,7 +78,12 @@ def data_demo(
     n_pairs: Optional[int] = typer.Option(None, help="Training pairs (default: a few hundred)."),
     seed: int = typer.Option(0, help="Seed: the same seed builds the same set."),
 ):
-    """Build a small demo preference set from real media shipped in Python packages."""
+    """Build a small demo preference set from real media shipped in Python packages.
+
+    test.jsonl shows only sources (photos, clips, meshes, voices, topics) train.jsonl never shows.
+
+    val.jsonl holds new draws of the training sources. Each data card says which is which.
+    """
     from omnireward.data.demo import build_demo
 
     folder = build_demo(modality, out_dir, n_pairs=n_pairs, seed=seed)

@@ -2,16 +2,19 @@
 
 import json
 import time
+import tomllib
 from collections import Counter, defaultdict
+from importlib.metadata import packages_distributions
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from omnireward.data.demo import FLIP, audio, build_demo, image, mesh, text, video
-from omnireward.data.demo.pairs import split_sizes
+from omnireward.data.demo import FLIP, audio, build_demo, build_split, image, mesh, text, video
+from omnireward.data.demo.pairs import INSTALL_HINT, package_file, split_sizes
 from omnireward.data.media import load_audio, load_image, load_mesh, load_mesh_trimesh, load_video
 from omnireward.data.records import TASK_MODALITY, Pair, record_from_dict
-from omnireward.errors import ConfigError
+from omnireward.errors import ConfigError, DependencyError
 
 LOADERS = {"image": load_image, "video": lambda p: load_video(p, num_frames=4), "audio": load_audio,
            "mesh": lambda p: load_mesh(p, num_points=256)}
@@ -103,8 +106,8 @@ def test_image_flips_follow_their_criteria(built):
         win, lose = (np.asarray(load_image(x), dtype=float) for x in _winner_loser(p, root))
         if p.meta["flip"] == "subject":
             # an open prompt, and criteria that name one of the two subjects
-            assert not any(s in p.prompt for _, s, _ in image._IMAGES)
-            named = [s for _, s, _ in image._IMAGES if p.criteria.endswith(f" {s}.")]
+            assert not any(x.subject in p.prompt for x in image.SEEN + image.UNSEEN)
+            named = [x for x in image.SEEN + image.UNSEEN if p.criteria.endswith(f" {x.subject}.")]
             assert len(named) == 1, p.criteria
             assert (win != lose).any()
         elif p.meta["flip"] == "brightness":
@@ -122,7 +125,7 @@ def test_image_flips_follow_their_criteria(built):
 
 def test_video_subject_flips_name_the_winning_clip(built):
     root, _ = built("video", 40)
-    subjects = {name: what for name, what, _ in video._VIDEOS}
+    subjects = {x.name: x.subject for x in video.SEEN + video.UNSEEN}
     seen = 0
     for group in _twins([p for p in _all(root) if p.meta.get("flip") == "subject"]):
         for p in group:
@@ -203,6 +206,53 @@ def test_3d_flips_follow_their_criteria(built):
             assert (bend[0] < bend[1]) == smooth_wins, p.criteria
         checked[p.meta["flip"]] += 1
     assert checked["height"] and checked["roughness"] and checked["object"]
+
+
+# modality -> (sources train and val may show, sources only test shows)
+POOLS = {"text": (text.SEEN_FAMILIES + ["unsafe"], text.UNSEEN_FAMILIES + ["unsafe-unseen"]),
+         "image": ([x.name for x in image.SEEN], [x.name for x in image.UNSEEN]),
+         "video": ([x.name for x in video.SEEN], [x.name for x in video.UNSEEN]),
+         "3d": (mesh.SEEN, mesh.UNSEEN)}
+
+
+@pytest.mark.parametrize("modality", list(POOLS))
+def test_test_split_shows_only_sources_train_never_shows(built, modality):
+    root, _ = built(modality, 40)
+    seen, unseen = POOLS[modality]
+    assert not set(seen) & set(unseen)
+    used = {s: Counter(x for p in _read(root, s) for x in p.meta["sources"]) for s in ("train", "val", "test")}
+    assert set(used["train"]) | set(used["val"]) <= set(seen), used
+    assert set(used["test"]) <= set(unseen), used
+    assert len(used["train"]) >= 4 and len(used["test"]) >= 4, used  # several sources on both sides
+    if modality != "text":
+        # Images of the unseen photos, and clips over them, are not pixel copies of a seen photo's crops.
+        assert all(x.split(":")[-1] not in {y.split(":")[-1] for y in seen} for x in used["test"])
+
+
+def test_fresh_samples_of_a_pool_come_from_build_split(tmp_path):
+    unseen_path = build_split("image", tmp_path, "test", 30, seed=1000)
+    seen_path = build_split("image", tmp_path, "val", 30, seed=1000)
+    names = {x.name for x in image.UNSEEN}
+    assert all(set(json.loads(x)["meta"]["sources"]) <= names for x in unseen_path.read_text().splitlines())
+    assert not any(set(json.loads(x)["meta"]["sources"]) & names for x in seen_path.read_text().splitlines())
+    assert len(unseen_path.read_text().splitlines()) == 30
+    with pytest.raises(ConfigError, match="split"):
+        build_split("image", tmp_path, "holdout", 10)
+
+
+def test_missing_media_package_names_what_installs_it(monkeypatch):
+    """The install line the error prints names a real extra that holds every media package."""
+    with pytest.raises(DependencyError, match=r"omnireward\[demo\]") as err:
+        package_file("no_such_media_package", "x.png")
+    assert "pip install --no-deps pyvista" in str(err.value)
+    extra = INSTALL_HINT.split("'")[1].split("[")[1].rstrip("]")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    required = {r.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+                for r in pyproject["project"]["optional-dependencies"][extra]}
+    modules = {w[0] for w in [x.where for x in image.SEEN + image.UNSEEN]} | {"skvideo", "av"}
+    dists = packages_distributions()
+    for module in modules - {"pyvista"}:  # pyvista is installed with --no-deps, as the hint says
+        assert {d.lower() for d in dists[module]} & required, (module, dists[module], required)
 
 
 def test_text_held_out_prompts_are_unseen_and_rules_are_mixed(built):

