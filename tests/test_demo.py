@@ -312,3 +312,13 @@ def test_bad_arguments():
         split_sizes(2)
     assert split_sizes(None) == {"train": 300, "val": 60, "test": 60}
     assert split_sizes(100) == {"train": 100, "val": 20, "test": 20}
+
+
+def test_held_out_refuses_an_empty_split():
+    from omnireward.data.demo.pairs import held_out
+    from omnireward.errors import ConfigError
+
+    items = list(range(25))
+    assert held_out(items, "val") == [0, 10, 20] and held_out(items, "test") == [1, 11, 21]
+    with pytest.raises(ConfigError, match="test split empty"):
+        held_out([0], "test")  # a fallback to every item would leak the training item into test

@@ -133,9 +133,15 @@ def twin(base: Choice, criteria_good: str, criteria_bad: str) -> list[Choice]:
 
 
 def held_out(items: list, split: str) -> list:
-    """The items of a split: every 10th item goes to val, the next to test, the rest to train."""
+    """The items of a split: every 10th item goes to val, the next to test, the rest to train.
+
+    A split that comes out empty is refused: falling back to every item would put training items
+    into val or test."""
     keep = [x for i, x in enumerate(items) if _split_of_index(i) == split]
-    return keep or list(items)
+    if not keep:
+        raise ConfigError(f"{len(items)} items leave the {split} split empty (every 10th goes to val, the "
+                          "next to test): give the demo more items")
+    return keep
 
 
 def _split_of_index(i: int) -> str:
