@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omnireward.backbones.base import Conversation
 from omnireward.backbones.modular import conversation
-from omnireward.data.records import Pair, Record, Response
+from omnireward.data.records import Record, Response, responses_of
 
 
 def reward_conversation(rec: Record, response: Response) -> Conversation:
@@ -15,6 +15,6 @@ def reward_conversation(rec: Record, response: Response) -> Conversation:
 
 def length_hint(rec: Record) -> int:
     """Rough sequence length, for sorting batches by length."""
-    responses = rec.responses if isinstance(rec, Pair) else (rec.response,)
+    responses = responses_of(rec)
     text = len(rec.prompt) + len(rec.criteria or "") + sum(len(r.text) for r in responses)
     return text // 4 + 16 * (len(rec.prompt_media) + sum(len(r.media) for r in responses))
