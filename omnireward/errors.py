@@ -58,3 +58,8 @@ class ModelError(OmniRewardError):
 
 class DependencyError(OmniRewardError):
     """An optional dependency needed for this feature is not installed."""
+
+
+class ResumeError(OmniRewardError):
+    """A scores file under --out belongs to another run (model, input or options differ), or was not
+    written by a resumable run; --overwrite starts over."""

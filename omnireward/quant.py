@@ -229,6 +229,9 @@ def agreement(full_lines: list[dict], quant_lines: list[dict]) -> dict:
             quant_m.append(b["margin"])
             full_r += [a["reward1"], a["reward2"]]
             quant_r += [b["reward1"], b["reward2"]]
+        elif "rewards" in a:  # a group
+            full_r += a["rewards"]
+            quant_r += b["rewards"]
         else:
             full_r.append(a["reward"])
             quant_r.append(b["reward"])

@@ -62,6 +62,28 @@ def iter_raw(path: str | Path, *, lenient: bool = False) -> Iterator[tuple[int, 
     yield from _iter_document(path, text, start, doc)
 
 
+def count_records(path: str | Path) -> int | None:
+    """How many records a JSONL (non-blank lines) or parquet (rows) file holds; None for other files.
+
+    Cheap (a byte scan or the parquet footer): it sizes progress bars, it does not parse.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        return None
+    if suffix in PARQUET_SUFFIXES:
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:  # noqa: BLE001 - the reader reports an unreadable file properly
+            return None
+    if suffix in JSONL_SUFFIXES:
+        with path.open("rb") as f:
+            return sum(1 for raw in f if raw.strip())
+    return None
+
+
 def read_json_document(path: str | Path) -> Any:
     """Parse a whole JSON document (e.g. a dataset registry), with file/line on errors."""
     path = Path(path)

@@ -7,13 +7,14 @@ tie-calibrated accuracy calls a pair a tie when |margin| <= ε.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
 import torch
 
-from omnireward.data.records import Item, Pair, Record, Response
+from omnireward.data.records import Group, Item, Pair, Record, Response
 from omnireward.errors import ConfigError, ModelError
 from omnireward.heads.judge import (
     LETTER_LABEL,
@@ -35,7 +36,7 @@ from omnireward.heads.judge import (
     verdict_probs,
 )
 from omnireward.prompts import length_hint
-from omnireward.scoring.bt import progress, write_scores
+from omnireward.scoring.progress import progress
 
 JUDGES = ("omni", "think", "flex")
 LABELS3 = ("response1", "response2", "tie")
@@ -194,7 +195,8 @@ def trained_judge(model_dir: str | Path | None) -> str | None:
 def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, *, judge: str = "omni",
                batch_size: int = 8, max_new_tokens: int = 256, both_orders: bool = False, device: str = "auto",
                seed: int = 0, temperature: float = 0.0, encoders=(), media_root: str | None = None,
-               allow_outside_root: bool = False) -> dict:
+               allow_outside_root: bool = False, fmt: str = "auto", overwrite: bool = False,
+               on_bad_record: str = "reject", engine: str = "local", ray=None, show_progress: bool = True) -> dict:
     """`omnireward score --judge`: a critique and verdict for every pair, plus the accuracy summary.
 
     Per pair line: id, task, critique, verdict (response1|response2|tie), p_response1,
@@ -202,49 +204,124 @@ def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, 
     text_verdict and contradiction when the critique wrote its own verdict; Flex: flex_valid,
     flex (categories with per-dimension scores, normalised to sum to 10) and dimension_scores;
     both orders: critique_swapped, p_response1_by_order, order_agreement. Pointwise items get
-    critique, score and reward (expected 0-10 score). The summary adds judge,
+    critique, score and reward (expected 0-10 score). Groups get rewards (each response's
+    win rate over all pairs of the group), ranking and best. The summary adds judge,
     text_verdict_disagreement (share of critiques with their own verdict that contradict the
     probabilities), text_verdict_share, and flex_valid_share / order_agreement when relevant.
+
+    Streamed and resumable like BT scoring (scoring/stream.py); each batch samples with the seed
+    `seed` and its batch number, so a resumed run writes what an uninterrupted one would.
     """
-    from omnireward.data.datamodule import load_records
+    from omnireward.scoring.identity import run_identity
+    from omnireward.scoring.stream import score_stream
 
     if judge not in JUDGES and not str(judge).endswith((".yaml", ".yml")):
         raise ConfigError(f"unknown judge {judge!r} (expected one of {', '.join(JUDGES)})", field="--judge")
-    torch.manual_seed(seed)
-    records = load_records(path, media_root=media_root, allow_outside_root=allow_outside_root)
-    bb = load_judge_backbone(model_dir, device=device, encoders=encoders)
-    j = Judge(bb, load_template(judge), max_new_tokens=max_new_tokens, temperature=temperature,
-              batch_size=batch_size)
-    lines = judge_records(j, records, both_orders=both_orders)
-    return write_scores(lines, out, _judge_summary(lines, j, model_dir, path, both_orders))
+    template = load_template(judge)
+    factory = JudgeModel(str(model_dir) if model_dir is not None else None, judge, device=device,
+                         encoders=tuple(encoders), max_new_tokens=max_new_tokens, temperature=temperature,
+                         batch_size=batch_size, both_orders=both_orders, seed=seed)
+    options = {"judge": judge, "template": template.name, "max_new_tokens": max_new_tokens,
+               "both_orders": both_orders, "seed": seed, "temperature": temperature, "encoders": list(encoders),
+               "format": fmt, "media_root": str(Path(media_root).resolve()) if media_root else None,
+               "allow_outside_root": allow_outside_root, "on_bad_record": on_bad_record}
+    summary = score_stream(path, out, factory, run_identity(model_dir, path, options), batch_size=batch_size,
+                           fmt=fmt, media_root=media_root, allow_outside_root=allow_outside_root,
+                           overwrite=overwrite, workers=0, on_bad_record=on_bad_record, engine=engine, ray=ray,
+                           show_progress=show_progress, description=f"judging ({template.name})")
+    if "judge" not in summary:  # a fresh finish: add the judge's own figures, read from the file
+        from omnireward.scoring.output import ScoresFile
+
+        sf = ScoresFile(out)
+        summary.update(_judge_summary(sf.lines(), template, model_dir, path, both_orders))
+        sf.summary_path.write_text(json.dumps(summary, indent=2))
+    return summary
 
 
-def judge_records(j: Judge, records: list[Record], *, both_orders: bool = False) -> list[dict]:
-    """Pairs judged pairwise, items pointwise; lines in input order."""
+@dataclass
+class JudgeModel:
+    """Builds the judge scorer: loads the backbone (here, or once per Ray actor)."""
+
+    model_dir: str | None
+    judge: str = "omni"
+    device: str = "auto"
+    encoders: tuple = ()
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    batch_size: int = 8
+    both_orders: bool = False
+    seed: int = 0
+
+    def __call__(self):
+        bb = load_judge_backbone(self.model_dir, device=self.device, encoders=self.encoders)
+        j = Judge(bb, load_template(self.judge), max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                  batch_size=self.batch_size)
+        return JudgeScorer(j, both_orders=self.both_orders, seed=self.seed)
+
+
+class JudgeScorer:
+    """Wraps `Judge.judge_pairs` / `judge_items` (and `group_scores`) per planned batch."""
+
+    def __init__(self, judge: Judge, *, both_orders: bool = False, seed: int = 0):
+        self.judge = judge
+        self.both_orders = both_orders
+        self.seed = seed
+
+    def prepare(self, planned):
+        return None  # the judge builds its own prompts
+
+    def score(self, planned, prepared) -> list[dict]:
+        torch.manual_seed(self.seed * 1_000_003 + planned.index)
+        return judge_records(self.judge, planned.records, both_orders=self.both_orders, show_progress=False)
+
+
+def judge_records(j: Judge, records: list[Record], *, both_orders: bool = False,
+                  show_progress: bool = True) -> list[dict]:
+    """Pairs judged pairwise, items pointwise, groups by all their pairs; lines in input order."""
     pairs = [i for i, r in enumerate(records) if isinstance(r, Pair)]
     items = [i for i, r in enumerate(records) if isinstance(r, Item)]
     out: dict[int, dict] = {}
     if pairs:
-        for i, line in zip(pairs, j.judge_pairs([records[i] for i in pairs], both_orders=both_orders)):
+        for i, line in zip(pairs, j.judge_pairs([records[i] for i in pairs], both_orders=both_orders,
+                                                show_progress=show_progress)):
             out[i] = line
     if items:
-        for i, line in zip(items, j.judge_items([records[i] for i in items])):
+        for i, line in zip(items, j.judge_items([records[i] for i in items], show_progress=show_progress)):
             out[i] = line
+    for i, r in enumerate(records):
+        if isinstance(r, Group):
+            out[i] = _group_line(r, group_scores(r, r.responses, j, both_orders=both_orders))
     return [out[i] for i in range(len(records))]
 
 
-def _judge_summary(lines: list[dict], j: Judge, model_dir, path, both_orders: bool) -> dict:
-    pair_lines = [x for x in lines if "verdict" in x]
-    own = [x for x in pair_lines if "text_verdict" in x]
-    extra = {"judge": j.template.name, "model": str(model_dir) if model_dir else "embedded (zero-shot)",
+def _group_line(rec: Group, scores: dict) -> dict:
+    """A judged group: rewards are win rates (mixed with Flex categories when present)."""
+    from omnireward.scoring.batch import line_for
+
+    return {**line_for(rec, scores["mixed"]), "win_rate": scores["win_rate"]}
+
+
+def _judge_summary(lines, template: JudgeTemplate, model_dir, path, both_orders: bool) -> dict:
+    """The judge's own figures over the pair lines of a scores file (read once, counted as it goes)."""
+    n = own = contradictions = flex_valid = agree = 0
+    for x in lines:
+        if "verdict" not in x:
+            continue
+        n += 1
+        if "text_verdict" in x:
+            own += 1
+            contradictions += bool(x["contradiction"])
+        flex_valid += bool(x.get("flex_valid"))
+        agree += bool(x.get("order_agreement"))
+    extra = {"judge": template.name, "model": str(model_dir) if model_dir else "embedded (zero-shot)",
              "trained_judge": trained_judge(model_dir),
              "input": str(path), "both_orders": both_orders,
-             "text_verdict_share": len(own) / len(pair_lines) if pair_lines else None,
-             "text_verdict_disagreement": (sum(x["contradiction"] for x in own) / len(own)) if own else None}
-    if j.template.format == "flex" and pair_lines:
-        extra["flex_valid_share"] = sum(x["flex_valid"] for x in pair_lines) / len(pair_lines)
-    if both_orders and pair_lines:
-        extra["order_agreement"] = sum(x["order_agreement"] for x in pair_lines) / len(pair_lines)
+             "text_verdict_share": own / n if n else None,
+             "text_verdict_disagreement": contradictions / own if own else None}
+    if template.format == "flex" and n:
+        extra["flex_valid_share"] = flex_valid / n
+    if both_orders and n:
+        extra["order_agreement"] = agree / n
     return extra
 
 
