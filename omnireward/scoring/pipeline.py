@@ -47,8 +47,9 @@ def locate(error: OmniRewardError, planned: Planned, prepare_one, input_path) ->
     for rec, line in zip(planned.records, planned.lines):
         try:
             prepare_one(rec)
-        except OmniRewardError as err:
-            return err.at(file=input_path, line=line)
+        except OmniRewardError as err:  # e.g. "bad.png: corrupt ..." becomes "pairs.jsonl:12: ... bad.png"
+            return type(err)(err.reason if err.file is None else f"{err.reason} ({err.file})", file=input_path,
+                             line=line, field=err.field)
     return error
 
 
