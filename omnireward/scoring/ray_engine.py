@@ -11,6 +11,7 @@ local run. The input's media, the model folder and OUT must be on storage every 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -47,7 +48,7 @@ class ScoreActor:
             lines_out.append(json.dumps(lines, ensure_ascii=False))
             counts.append(len(lines))
             indexes.append(planned.index)
-        return {"index": indexes, "n": counts, "lines": lines_out}
+        return {"index": indexes, "n": counts, "lines": lines_out, "pid": [os.getpid()] * len(counts)}
 
 
 def spool(batches: Iterable[Planned], path: Path) -> int:
@@ -61,13 +62,19 @@ def spool(batches: Iterable[Planned], path: Path) -> int:
     return n
 
 
-def run_ray(factory: Callable, batches: Iterable[Planned], *, spool: Path, options) -> Iterator[tuple[int, list[dict]]]:
-    """(records newly written, their lines) per batch, in plan order, scored by Ray actors."""
+def run_ray(factory: Callable, batches: Iterable[Planned], *, spool: Path, options,
+            workers: set | None = None) -> Iterator[tuple[int, list[dict]]]:
+    """(records newly written, their lines) per batch, in plan order, scored by Ray actors.
+
+    `workers` collects the process ids of the actors that scored (to see the work was spread).
+    """
+    workers = set() if workers is None else workers
     ray = import_ray()
     spool_dir = Path(spool)
     spool_dir.mkdir(parents=True, exist_ok=True)
     pending_file = spool_dir / "pending.jsonl"
-    if globals()["spool"](batches, pending_file) == 0:
+    n_batches = globals()["spool"](batches, pending_file)
+    if n_batches == 0:
         shutil.rmtree(spool_dir, ignore_errors=True)
         return
     if not ray.is_initialized():
@@ -76,10 +83,15 @@ def run_ray(factory: Callable, batches: Iterable[Planned], *, spool: Path, optio
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
-    ds = ray.data.read_text(str(pending_file.resolve()))
+    # Reading the spool is light; with no CPU of its own it cannot wait behind the actors' CPUs.
+    # Several blocks per actor, so that every actor gets work (one block goes to one actor).
+    ds = ray.data.read_text(str(pending_file.resolve()), num_cpus=0,
+                            override_num_blocks=min(n_batches, 4 * options.num_workers))
     ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={"factory": factory}, batch_size=1,
-                        concurrency=options.num_workers, num_cpus=options.cpus_per_worker,
-                        num_gpus=options.gpus_per_worker or None, batch_format="numpy")
+                        compute=ray.data.ActorPoolStrategy(size=options.num_workers),
+                        num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None,
+                        batch_format="numpy")
     for row in ds.iter_rows():
+        workers.add(int(row["pid"]))
         yield int(row["n"]), json.loads(row["lines"])
     shutil.rmtree(spool_dir, ignore_errors=True)
