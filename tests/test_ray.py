@@ -72,5 +72,5 @@ def test_ray_scores_equal_single_process_scores_and_resume(cluster, model_dir, t
     pids.clear()
     score_file(src, model_dir, out, batch_size=4, device="cpu", engine="ray", ray=opts, show_progress=False)
     assert [x["id"] for x in _lines(out)] == [x["id"] for x in a]
-    assert _lines(out)[:45] == [json.loads(x) for x in kept[:25]]
+    assert _lines(out)[:25] == [json.loads(x) for x in kept[:25]]
     assert pids  # the rest was scored by the actors
