@@ -94,15 +94,17 @@ def load_lm(name_or_path: str, *, layers: int | None = None, tokenizer=None, dty
             quantize_lm(model, quantization, compute_dtype=compute_dtype_for("cpu"))
     else:
         path = embedded_lm_dir() if name_or_path in (EMBEDDED_LM, "embedded") else name_or_path
+        model = None
         kwargs = {"dtype": dtype}
         if quantization:
             from omnireward.backbones.hf import quantization_config
-            from omnireward.quant import import_bnb
+            from omnireward.quant import load_lm_quantized
 
-            import_bnb()
+            if Path(path).is_dir():  # layer by layer from our own reader; else transformers' loader
+                model = load_lm_quantized(path, quantization)
             kwargs["quantization_config"] = quantization_config(quantization)
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            model = model or AutoModelForCausalLM.from_pretrained(path, **kwargs)
         except Exception as e:
             raise ModelError(f"cannot load a causal LM from {name_or_path!r}: {e}") from e
         if layers:
