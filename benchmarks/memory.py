@@ -203,6 +203,8 @@ def save_random_lm(model_dir: Path, lm_dir: Path, **arch) -> Path:
     return build_module(cfg).model.eval().save_pretrained(model_dir, cfg)
 
 
+LABELS = {"smollm2_135m": "SmolLM2-135M (the embedded default)",
+          "smollm2_360m": "SmolLM2-360M architecture, random weights"}
 # SmolLM2-360M-Instruct's architecture (its config.json); weights random.
 SMOLLM2_360M = dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
                     num_key_value_heads=5)
@@ -218,16 +220,15 @@ def main_all(args) -> None:
     from results_log import append
 
     work = Path(args.work or tempfile.mkdtemp(prefix="omnireward-mem-"))
-    models = {"SmolLM2-135M (embedded default)": save_embedded(work / "embedded"),
-              "SmolLM2-360M architecture": save_random_lm(work / "smollm2-360m", work / "smollm2-360m-lm",
-                                                          **SMOLLM2_360M)}
+    models = {"smollm2_135m": save_embedded(work / "embedded"),
+              "smollm2_360m": save_random_lm(work / "smollm2-360m", work / "smollm2-360m-lm", **SMOLLM2_360M)}
     demo = work / "demo-text"
     if not (demo / "test.jsonl").exists():
         build_demo("text", demo)
-    measured = measure_weights(models["SmolLM2-135M (embedded default)"])
+    measured = measure_weights(models["smollm2_135m"])
     peaks = {}
     for name, model_dir in models.items():
-        peaks[name] = {}
+        peaks[name] = {"label": LABELS[name]}
         for quant in ("none", "4bit"):
             cmd = [sys.executable, __file__, "peak", "--model", str(model_dir), "--quant", quant,
                    "--data", str(demo / "test.jsonl"), "--batch-size", str(args.batch_size),
@@ -251,7 +252,7 @@ def main_all(args) -> None:
                "scoring_records": args.limit, "batch_size": args.batch_size, "data": "text demo test.jsonl"}
     append("memory", figures)
     for name, p in peaks.items():
-        print(f"{name}: peak RSS full {p['none']['peak_rss_mib']:.0f} MiB, 4-bit {p['4bit']['peak_rss_mib']:.0f} MiB "
+        print(f"{p['label']}: peak RSS full {p['none']['peak_rss_mib']:.0f} MiB, 4-bit {p['4bit']['peak_rss_mib']:.0f} MiB "
               f"({p['ratio_peak_4bit_over_full']:.2f}x; above the starting RSS "
               f"{p['ratio_above_start_4bit_over_full']:.2f}x)")
 

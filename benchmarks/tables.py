@@ -45,7 +45,8 @@ def memory_scoring(args: dict, where: list[str]) -> str:
     f = row["figures"]
     out = ["| model | setting | weights | RSS before loading | peak RSS while loading | peak RSS | "
            "4-bit / full (peak) | 4-bit / full (above RSS before loading) |", "|---|---|---|---|---|---|---|---|"]
-    for name, p in f["scoring_peaks"].items():
+    for p in f["scoring_peaks"].values():
+        name = p["label"]
         for quant in ("none", "4bit"):
             r = p[quant]
             ratio = (f"{p['ratio_peak_4bit_over_full']:.2f}", f"{p['ratio_above_start_4bit_over_full']:.2f}") \
