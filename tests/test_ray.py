@@ -51,7 +51,7 @@ def test_ray_scores_equal_single_process_scores_and_resume(cluster, model_dir, t
                         show_progress=False)
     assert len(pids) == 2  # both actors scored
     a, b = _lines(tmp_path / "local.jsonl"), _lines(out)
-    assert [x["id"] for x in a] == [x["id"] for x in b]  # the same order: the same plan
+    assert [x["id"] for x in a] == [x["id"] for x in b] == [r["id"] for r in mixed_records(64)]
     for x, y in zip(a, b):
         for key in ("reward1", "reward2", "margin", "reward"):
             if key in x:
@@ -62,15 +62,16 @@ def test_ray_scores_equal_single_process_scores_and_resume(cluster, model_dir, t
     assert remote["groups"] == local["groups"] and remote["n_scored"] == 64
     assert not (tmp_path / "ray.jsonl.ray").exists()  # the spool is removed once merged
 
-    # cut as a kill would (whole lines plus a torn one), then resume on Ray
-    whole = out.read_bytes()
-    kept = whole.split(b"\n")
-    out.write_bytes(b"\n".join(kept[:25]) + b"\n" + kept[25][:10])
-    state = tmp_path / "ray.jsonl.state.json"
-    state.write_text(json.dumps({**json.loads(state.read_text()), "complete": False}))
-    (tmp_path / "ray.summary.json").unlink()
+    # the driver dies after 3 batches; the same command on Ray finishes the file
+    from test_stream import _Crash, crash_after
+
+    out2 = tmp_path / "cut.jsonl"
+    undo = crash_after(monkeypatch, 3)
+    with pytest.raises(_Crash):
+        score_file(src, model_dir, out2, batch_size=4, device="cpu", engine="ray", ray=opts, show_progress=False)
+    undo()
+    assert (tmp_path / "cut.jsonl.partial").read_text().count("\n") == 12
     pids.clear()
-    score_file(src, model_dir, out, batch_size=4, device="cpu", engine="ray", ray=opts, show_progress=False)
-    assert [x["id"] for x in _lines(out)] == [x["id"] for x in a]
-    assert _lines(out)[:25] == [json.loads(x) for x in kept[:25]]
+    score_file(src, model_dir, out2, batch_size=4, device="cpu", engine="ray", ray=opts, show_progress=False)
+    assert out2.read_bytes() == out.read_bytes()
     assert pids  # the rest was scored by the actors

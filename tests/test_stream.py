@@ -110,43 +110,69 @@ def test_kill_9_then_rerun_loses_and_repeats_nothing(model_dir, tmp_path):
     assert full.returncode == 0, full.stderr[-2000:]
 
     out = tmp_path / "cut.jsonl"
+    partial = tmp_path / "cut.jsonl.partial"
     proc = subprocess.Popen([*EXE, *map(str, args), "--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
                             start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if out.exists() and out.read_bytes().count(b"\n") >= 40:
+        if partial.exists() and partial.read_bytes().count(b"\n") >= 40:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the scorer and its DataLoader worker, without warning
     proc.wait()
-    written = out.read_bytes().count(b"\n")
+    written = partial.read_bytes().count(b"\n")
     assert 40 <= written < 500
     assert not json.loads((tmp_path / "cut.jsonl.state.json").read_text())["complete"]
-    assert not (tmp_path / "cut.summary.json").exists()
+    assert not out.exists() and not (tmp_path / "cut.summary.json").exists()
 
     again = run_cli(*args, "--out", out, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert out.read_bytes() == (tmp_path / "full.jsonl").read_bytes()
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == 500
+    assert ids == [r["id"] for r in mixed_records(500)]  # each once, in input order
+    assert not partial.exists()
     assert json.loads((tmp_path / "cut.summary.json").read_text()) == \
         json.loads((tmp_path / "full.summary.json").read_text())
 
 
-def test_torn_last_line_and_a_cut_batch_are_completed(model_dir, tmp_path):
+class _Crash(Exception):
+    pass
+
+
+def crash_after(monkeypatch, batches: int):
+    """The run dies after writing `batches` batches (as a crash or a kill between two writes would)."""
+    from omnireward.scoring.output import ScoresFile
+
+    real = ScoresFile.append
+    calls = {"n": 0}
+
+    def append(self, lines):
+        if calls["n"] == batches:
+            raise _Crash()
+        calls["n"] += 1
+        real(self, lines)
+
+    monkeypatch.setattr(ScoresFile, "append", append)
+    return lambda: monkeypatch.setattr(ScoresFile, "append", real)
+
+
+def test_torn_last_line_and_a_cut_batch_are_completed(model_dir, tmp_path, monkeypatch):
     src = write_jsonl(tmp_path / "in.jsonl", mixed_records(40))
+    _score(src, model_dir, tmp_path / "whole.jsonl", batch_size=4)
+    undo = crash_after(monkeypatch, 3)
+    with pytest.raises(_Crash):
+        _score(src, model_dir, tmp_path / "a.jsonl", batch_size=4)
+    undo()
+    partial = tmp_path / "a.jsonl.partial"
+    lines = partial.read_bytes().split(b"\n")
+    assert len(lines) == 13 and not (tmp_path / "a.jsonl").exists()
+    # 9 whole lines (the third batch cut after its first line) and half of the 10th
+    partial.write_bytes(b"\n".join(lines[:9]) + b"\n" + lines[9][:15])
     _score(src, model_dir, tmp_path / "a.jsonl", batch_size=4)
-    whole = (tmp_path / "a.jsonl").read_bytes()
-    lines = whole.split(b"\n")
-    # 9 whole lines (a batch of 4 cut after its first line) and half of the 10th
-    (tmp_path / "a.jsonl").write_bytes(b"\n".join(lines[:9]) + b"\n" + lines[9][:15])
-    state = tmp_path / "a.jsonl.state.json"
-    state.write_text(json.dumps({**json.loads(state.read_text()), "complete": False}))
-    (tmp_path / "a.summary.json").unlink()
-    _score(src, model_dir, tmp_path / "a.jsonl", batch_size=4)
-    assert (tmp_path / "a.jsonl").read_bytes() == whole
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert not partial.exists()
 
 
 def test_a_finished_run_is_not_scored_again(model_dir, tmp_path, monkeypatch):
@@ -205,15 +231,17 @@ def test_an_output_no_resumable_run_wrote_is_refused(model_dir, tmp_path):
     assert _score(src, model_dir, tmp_path / "s.jsonl", overwrite=True)["n_scored"] == 5
 
 
-def test_lines_that_do_not_line_up_with_the_input_are_refused(model_dir, tmp_path):
+def test_lines_that_do_not_line_up_with_the_input_are_refused(model_dir, tmp_path, monkeypatch):
     src = write_jsonl(tmp_path / "in.jsonl", mixed_records(12))
-    _score(src, model_dir, tmp_path / "s.jsonl")
-    lines = (tmp_path / "s.jsonl").read_text().splitlines()
-    (tmp_path / "s.jsonl").write_text("\n".join([lines[1], lines[0]]) + "\n")
-    state = tmp_path / "s.jsonl.state.json"
-    state.write_text(json.dumps({**json.loads(state.read_text()), "complete": False}))
+    undo = crash_after(monkeypatch, 2)
+    with pytest.raises(_Crash):
+        _score(src, model_dir, tmp_path / "s.jsonl", batch_size=4)
+    undo()
+    partial = tmp_path / "s.jsonl.partial"
+    lines = partial.read_text().splitlines()
+    partial.write_text("\n".join([lines[1], lines[0]]) + "\n")
     with pytest.raises(ResumeError, match="line 1 holds id"):
-        _score(src, model_dir, tmp_path / "s.jsonl")
+        _score(src, model_dir, tmp_path / "s.jsonl", batch_size=4)
 
 
 # ---- records that cannot be read --------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""A scores file that grows batch by batch and survives a kill: OUT, OUT.state.json, OUT.rejects.jsonl.
+"""A scores file that grows batch by batch and survives a kill.
 
-Each finished batch is appended with one write and fsynced, so after `kill -9` the file holds
-whole batches, at most followed by a torn last line, which the next run cuts off. Progress is
-the file itself (its complete lines); OUT.state.json holds what the file was made from
-(`identity.run_identity`) and whether it is complete. The summary beside it is computed from
-the finished file.
+While a run goes, each finished batch is appended to OUT.partial (scoring order, each line with
+its input position `_pos`) with one write and fsynced, so after `kill -9` it holds whole
+batches, at most followed by a torn last line, which the next run cuts off. Progress is that file
+itself (its complete lines). When every record is scored, OUT is written from it in input order
+(scoring order differs only within a window, so this holds one window at a time), then the
+summary, then OUT.state.json is marked complete and OUT.partial removed. OUT.state.json holds
+what the file was made from (`identity.run_identity`); OUT.rejects.jsonl the unreadable records.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class ScoresFile:
     def __init__(self, out: str | Path):
         self.path = Path(out)
         self.state_path = sidecar(self.path, ".state.json")
+        self.partial_path = sidecar(self.path, ".partial")
         self.rejects_path = sidecar(self.path, ".rejects.jsonl")
         self.summary_path = summary_path(self.path)
         self._fd: int | None = None
@@ -47,7 +50,7 @@ class ScoresFile:
         file that no resumable run wrote; `overwrite` removes the old output first.
         """
         if overwrite:
-            for p in (self.path, self.state_path, self.rejects_path, self.summary_path):
+            for p in (self.path, self.state_path, self.rejects_path, self.summary_path, self.partial_path):
                 p.unlink(missing_ok=True)
         if self.state_path.exists():
             try:
@@ -64,18 +67,19 @@ class ScoresFile:
                               "--overwrite to replace it or choose another --out", file=self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.was_complete:
-            return self._cut_torn_line()
+            self.partial_path.unlink(missing_ok=True)
+            return 0
         self._write_state({"identity": identity, "complete": False})
         done = self._cut_torn_line()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.partial_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return done
 
     def _cut_torn_line(self) -> int:
         """Drop an incomplete last line (a write cut by a kill); the number of complete lines."""
-        if not self.path.exists():
+        if not self.partial_path.exists():
             return 0
         n, size, last_newline = 0, 0, 0
-        with self.path.open("rb") as f:
+        with self.partial_path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 n += chunk.count(b"\n")
                 pos = chunk.rfind(b"\n")
@@ -83,14 +87,14 @@ class ScoresFile:
                     last_newline = size + pos + 1
                 size += len(chunk)
         if last_newline < size:
-            os.truncate(self.path, last_newline)
+            os.truncate(self.partial_path, last_newline)
         return n
 
     def ids(self) -> Iterator[str]:
         """The ids of the lines already written, in order (to check that a resumed run lines up)."""
-        if not self.path.exists():
+        if not self.partial_path.exists():
             return
-        with self.path.open("rb") as f:
+        with self.partial_path.open("rb") as f:
             for raw in f:
                 yield json.loads(raw)["id"]
 
@@ -114,12 +118,34 @@ class ScoresFile:
             for raw in f:
                 yield json.loads(raw)
 
+    def write_in_input_order(self) -> None:
+        """OUT from OUT.partial, lines in input order and without `_pos` (atomically replaced)."""
+        self.close()
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        held: dict[int, bytes] = {}
+        nxt = 0
+        with self.partial_path.open("rb") as src, tmp.open("wb") as dst:
+            for raw in src:
+                line = json.loads(raw)
+                pos = line.pop("_pos")
+                held[pos] = (json.dumps(line, ensure_ascii=False) + "\n").encode()
+                while nxt in held:
+                    dst.write(held.pop(nxt))
+                    nxt += 1
+            if held:
+                raise ResumeError(f"positions {sorted(held)[:5]} are missing; pass --overwrite to start over",
+                                  file=self.partial_path)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, self.path)
+
     def finish(self, summary: dict) -> None:
-        """Write the summary and mark the run complete."""
+        """Write the summary, mark the run complete, drop OUT.partial."""
         self.close()
         _atomic_write(self.summary_path, json.dumps(summary, indent=2))
         state = json.loads(self.state_path.read_text())
         self._write_state({**state, "complete": True})
+        self.partial_path.unlink(missing_ok=True)
 
     def is_complete(self) -> bool:
         try:

@@ -1,5 +1,8 @@
 """The scoring order: records read lazily, sorted by length within fixed windows, cut into batches.
 
+Scores are written in this order while a run goes (OUT.partial) and put back in input order at
+the end; a window holds consecutive records, so that takes one window of lines at a time.
+
 The order depends only on the input (never on what a previous run finished), so a resumed run
 meets the same batches as an uninterrupted one: the first N records of that order are the N
 lines already written, and a batch that a kill cut short is scored again whole (same batch,
@@ -31,6 +34,11 @@ class Planned:
     records: list[Record]
     lines: list[int | None] = field(default_factory=list)
     skip: int = 0  # leading records already written (a batch cut by a kill)
+    positions: list[int] = field(default_factory=list)  # each record's place among the readable records
+
+    def tag(self, lines: list[dict]) -> list[dict]:
+        """The lines still to write (past `skip`), each with its input position `_pos`."""
+        return [{**x, "_pos": p} for x, p in zip(lines[self.skip:], self.positions[self.skip:])]
 
 
 def read_records(path: str | Path, fmt: str = "auto", *, media_root=None, allow_outside_root: bool = False,
@@ -48,21 +56,22 @@ def read_records(path: str | Path, fmt: str = "auto", *, media_root=None, allow_
 
 def plan(records: Iterable[tuple[int | None, Record]], batch_size: int, window: int = WINDOW) -> Iterator[Planned]:
     """Batches of at most `batch_size` records, sorted by length within each window of `window` records."""
-    buf: list[tuple[int | None, Record]] = []
+    buf: list[tuple[int, int | None, Record]] = []
     index = start = 0
 
     def flush():
         nonlocal index, start
-        buf.sort(key=lambda lr: length_hint(lr[1]))  # stable: equal lengths keep input order
+        buf.sort(key=lambda plr: length_hint(plr[2]))  # stable: equal lengths keep input order
         for i in range(0, len(buf), batch_size):
             chunk = buf[i:i + batch_size]
-            yield Planned(index, start, [r for _, r in chunk], [ln for ln, _ in chunk])
+            yield Planned(index, start, [r for _, _, r in chunk], [ln for _, ln, _ in chunk],
+                          positions=[p for p, _, _ in chunk])
             index += 1
             start += len(chunk)
         buf.clear()
 
-    for item in records:
-        buf.append(item)
+    for position, (line, record) in enumerate(records):
+        buf.append((position, line, record))
         if len(buf) == window:
             yield from flush()
     yield from flush()

@@ -42,9 +42,9 @@ class ScoreActor:
         for text in batch["text"]:
             spec = json.loads(text)
             records = [record_from_dict(r) for r in spec["records"]]  # media paths are already absolute
-            planned = Planned(spec["index"], spec["start"], records, spec["lines"], spec["skip"])
+            planned = Planned(spec["index"], spec["start"], records, spec["lines"], spec["skip"], spec["positions"])
             prepared = self.scorer.prepare(planned)
-            lines = self.scorer.score(planned, prepared)[planned.skip:]
+            lines = planned.tag(self.scorer.score(planned, prepared))
             lines_out.append(json.dumps(lines, ensure_ascii=False))
             counts.append(len(lines))
             indexes.append(planned.index)
@@ -57,6 +57,7 @@ def spool(batches: Iterable[Planned], path: Path) -> int:
     with path.open("w", encoding="utf-8") as f:
         for b in batches:
             f.write(json.dumps({"index": b.index, "start": b.start, "skip": b.skip, "lines": b.lines,
+                                "positions": b.positions,
                                 "records": [r.to_dict() for r in b.records]}, ensure_ascii=False) + "\n")
             n += 1
     return n

@@ -98,6 +98,7 @@ def score_stream(path: str | Path, out: str | Path, factory: Callable, identity:
         finally:
             sf.close()
             rejects.close()
+    sf.write_in_input_order()
     summary = summarize_lines(sf.lines())
     summary["n_rejected"] = rejects.count
     if rejects.count:
@@ -112,7 +113,7 @@ def _local(scorer, batches, workers: int, path):
     from omnireward.scoring.pipeline import run_local
 
     for planned, lines in run_local(scorer, batches, workers=workers, input_path=path):
-        yield len(planned.records) - planned.skip, lines[planned.skip:]
+        yield len(planned.records) - planned.skip, planned.tag(lines)
 
 
 def _check_options(batch_size: int, workers: int, on_bad_record: str, engine: str) -> None:
