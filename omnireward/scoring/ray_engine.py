@@ -2,10 +2,10 @@
 
 The driver reads the input and plans batches exactly as on one machine (same order, same
 rejects, same resume point), spools the batches still to score to `OUT.ray/pending.jsonl`, and
-hands that file to Ray Data: `read_text` → `map_batches(actor class, concurrency=N)` with one
-planned batch per call. Results come back in plan order (`preserve_order`) and the driver
-appends them to OUT as they arrive, so the output, its resume and its summary are the ones of a
-local run. The input's media, the model folder and OUT must be on storage every node reads.
+hands that file to Ray Data: `read_text` → `map_batches(actor class, ActorPoolStrategy(size=N))`
+with one planned batch per call. Results come back in plan order (`preserve_order`) and the
+driver appends them to OUT.partial as they arrive, so the output, its resume and its summary are
+the ones of a local run. The input's media, the model folder and OUT must be on storage every node reads.
 """
 
 from __future__ import annotations
