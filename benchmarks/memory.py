@@ -5,9 +5,11 @@
 
 Weights memory is the bytes of every parameter and buffer of the loaded reward model, plus the
 bitsandbytes quantisation constants (absmax, nested constants, int8 row scales) that quantised
-layers keep outside their parameters. Peak RSS is the process's `ru_maxrss` (Linux), measured in a
+layers keep outside their parameters. Peak RSS is measured in a
 fresh process per setting and model: the embedded default (SmolLM2-135M) and a reward model on an
 LM of SmolLM2-360M's architecture with random weights (memory does not depend on the values).
+Peaks are the kernel's high-water mark of this process's own memory (VmHWM), not `ru_maxrss`,
+which a process started by another inherits from it when the parent's was higher.
 The tables in benchmarks/README.md are rendered from the results line by report.py.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -115,14 +116,16 @@ def peak_run(model_dir: str, quant: str, data: str, batch_size: int, limit: int 
     t0 = time.time()
     model = load_for_scoring(model_dir, quant=quant, device="cpu")
     loaded = _rss()
-    load_peak = _maxrss()
+    load_peak = _hwm()
     scoring_peak_known = _reset_peak()
     t1 = time.time()
     reward_records(model, records, batch_size, show_progress=False)
     t2 = time.time()
+    scoring_peak = _hwm() if scoring_peak_known else None
     return {"quant": quant, "records": len(records), "batch_size": batch_size, "rss_before_load_mib": base / MIB,
             "rss_after_load_mib": loaded / MIB, "peak_rss_loading_mib": load_peak / MIB,
-            "peak_rss_scoring_mib": _hwm() / MIB if scoring_peak_known else None, "peak_rss_mib": _maxrss() / MIB,
+            "peak_rss_scoring_mib": scoring_peak / MIB if scoring_peak else None,
+            "peak_rss_mib": max(load_peak, scoring_peak or _hwm()) / MIB,
             "weights_mib": weights_bytes(model) / MIB, "load_s": t1 - t0, "score_s": t2 - t1}
 
 
@@ -147,10 +150,6 @@ def _hwm() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 # ---- computing ----------------------------------------------------------------------------
