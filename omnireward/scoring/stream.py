@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnireward.data.records import Group, Item, Pair
-from omnireward.errors import ConfigError
+from omnireward.errors import ConfigError, DataFormatError
 from omnireward.scoring.output import ScoresFile
 from omnireward.scoring.plan import pending, plan, read_records
 
@@ -57,6 +57,8 @@ def score_stream(path: str | Path, out: str | Path, factory: Callable, identity:
     from omnireward.scoring.summary import summarize_lines
 
     _check_options(batch_size, workers, on_bad_record, engine)
+    if not Path(path).exists():  # before anything is written beside the output
+        raise DataFormatError("no such file or folder", file=path)
     sf = ScoresFile(out)
     done = sf.open(identity, overwrite=overwrite)
     if sf.was_complete:
