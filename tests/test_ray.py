@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -49,7 +50,9 @@ def test_ray_scores_equal_single_process_scores_and_resume(cluster, model_dir, t
     out = tmp_path / "ray.jsonl"
     remote = score_file(src, model_dir, out, batch_size=4, device="cpu", engine="ray", ray=opts,
                         show_progress=False)
-    assert len(pids) == 2  # both actors scored
+    # scored in Ray's actor processes, not here (how the batches spread over the two actors
+    # depends on how fast each starts)
+    assert pids and os.getpid() not in pids
     a, b = _lines(tmp_path / "local.jsonl"), _lines(out)
     assert [x["id"] for x in a] == [x["id"] for x in b] == [r["id"] for r in mixed_records(64)]
     for x, y in zip(a, b):
