@@ -1,13 +1,16 @@
-"""Weights memory at fp32 / bf16 / 8-bit / 4-bit, and peak RSS of scoring.
+"""Weights memory at fp32 / bf16 / 8-bit / 4-bit, and peak RSS of scoring in full precision and 4-bit.
 
-    python benchmarks/memory.py                 # everything: measured table for the embedded default,
-                                                # computed 3B/7B rows, peak RSS of scoring the text demo set
+    python benchmarks/memory.py --work /tmp/memwork   # everything; appends a line to results/memory.jsonl
     python benchmarks/memory.py peak --model DIR --quant 4bit --data test.jsonl   # one scoring run (JSON)
 
 Weights memory is the bytes of every parameter and buffer of the loaded reward model, plus the
 bitsandbytes quantisation constants (absmax, nested constants, int8 row scales) that quantised
-layers keep outside their parameters. Peak RSS is the process's `ru_maxrss` (Linux), measured in a
-fresh process per setting.
+layers keep outside their parameters. Peak RSS is measured in a
+fresh process per setting and model: the embedded default (SmolLM2-135M) and a reward model on an
+LM of SmolLM2-360M's architecture with random weights (memory does not depend on the values).
+Peaks are the kernel's high-water mark of this process's own memory (VmHWM), not `ru_maxrss`,
+which a process started by another inherits from it when the parent's was higher.
+The tables in benchmarks/README.md are rendered from the results line by report.py.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -104,25 +105,27 @@ def measure_weights(model_dir: Path) -> dict[str, dict]:
     return rows
 
 
-def peak_run(model_dir: str, quant: str, data: str, batch_size: int) -> dict:
-    """Load (quantised) and score `data` in this process; report RSS figures and times."""
+def peak_run(model_dir: str, quant: str, data: str, batch_size: int, limit: int | None = None) -> dict:
+    """Load (quantised) and score `data` (its first `limit` records) in this process; RSS figures and times."""
     from omnireward.data.datamodule import load_records
     from omnireward.scoring.bt import reward_records
     from omnireward.scoring.load import load_for_scoring
 
-    records = load_records(data)
+    records = load_records(data)[:limit]
     base = _rss()
     t0 = time.time()
     model = load_for_scoring(model_dir, quant=quant, device="cpu")
     loaded = _rss()
-    load_peak = _maxrss()
+    load_peak = _hwm()
     scoring_peak_known = _reset_peak()
     t1 = time.time()
     reward_records(model, records, batch_size, show_progress=False)
     t2 = time.time()
+    scoring_peak = _hwm() if scoring_peak_known else None
     return {"quant": quant, "records": len(records), "batch_size": batch_size, "rss_before_load_mib": base / MIB,
             "rss_after_load_mib": loaded / MIB, "peak_rss_loading_mib": load_peak / MIB,
-            "peak_rss_scoring_mib": _hwm() / MIB if scoring_peak_known else None, "peak_rss_mib": _maxrss() / MIB,
+            "peak_rss_scoring_mib": scoring_peak / MIB if scoring_peak else None,
+            "peak_rss_mib": max(load_peak, scoring_peak or _hwm()) / MIB,
             "weights_mib": weights_bytes(model) / MIB, "load_s": t1 - t0, "score_s": t2 - t1}
 
 
@@ -147,10 +150,6 @@ def _hwm() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 # ---- computing ----------------------------------------------------------------------------
@@ -180,58 +179,81 @@ def computed_rows(counts: dict[str, int]) -> dict[str, float]:
     return {"fp32": 4 * p, "bf16": 2 * p, "8bit": INT8_BYTES * lin + 2 * other, "4bit": NF4_BYTES * lin + 2 * other}
 
 
+def save_random_lm(model_dir: Path, lm_dir: Path, **arch) -> Path:
+    """A text reward model on a random-weight LM with SmolLM2's tokenizer and the given architecture."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from omnireward.backbones.lm import embedded_lm_dir, load_tokenizer
+    from omnireward.config import compose_config
+    from omnireward.train import build_module
+
+    if (model_dir / "omnireward.yaml").exists():
+        return model_dir
+    if not (lm_dir / "config.json").exists():
+        config = AutoConfig.from_pretrained(embedded_lm_dir())
+        for k, v in arch.items():
+            setattr(config, k, v)
+        torch.manual_seed(0)
+        lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        lm.save_pretrained(lm_dir, safe_serialization=True)
+        load_tokenizer("embedded").save_pretrained(lm_dir)
+        del lm
+    cfg = compose_config(["backbone=embedded", "modality=text", f"backbone.lm={lm_dir}", f"output_dir={model_dir}"])
+    return build_module(cfg).model.eval().save_pretrained(model_dir, cfg)
+
+
+LABELS = {"smollm2_135m": "SmolLM2-135M (the embedded default)",
+          "smollm2_360m": "SmolLM2-360M architecture, random weights"}
+# SmolLM2-360M-Instruct's architecture (its config.json); weights random.
+SMOLLM2_360M = dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                    num_key_value_heads=5)
+
+
 # ---- report -------------------------------------------------------------------------------
 def main_all(args) -> None:
+    import sys as _sys
+
     from omnireward.data.demo import build_demo
 
+    _sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from results_log import append
+
     work = Path(args.work or tempfile.mkdtemp(prefix="omnireward-mem-"))
-    model_dir = save_embedded(work / "embedded")
+    models = {"smollm2_135m": save_embedded(work / "embedded"),
+              "smollm2_360m": save_random_lm(work / "smollm2-360m", work / "smollm2-360m-lm", **SMOLLM2_360M)}
     demo = work / "demo-text"
     if not (demo / "test.jsonl").exists():
         build_demo("text", demo)
-    measured = measure_weights(model_dir)
-    peaks = []
-    for quant in ("none", "4bit"):
-        cmd = [sys.executable, __file__, "peak", "--model", str(model_dir), "--quant", quant,
-               "--data", str(demo / "test.jsonl"), "--batch-size", str(args.batch_size)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        peaks.append(json.loads(out.strip().splitlines()[-1]))
+    measured = measure_weights(models["smollm2_135m"])
+    peaks = {}
+    for name, model_dir in models.items():
+        peaks[name] = {"label": LABELS[name]}
+        for quant in ("none", "4bit"):
+            cmd = [sys.executable, __file__, "peak", "--model", str(model_dir), "--quant", quant,
+                   "--data", str(demo / "test.jsonl"), "--batch-size", str(args.batch_size),
+                   "--limit", str(args.limit)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            peaks[name][quant] = json.loads(out.strip().splitlines()[-1])
+        full, q = peaks[name]["none"], peaks[name]["4bit"]
+        peaks[name]["ratio_peak_4bit_over_full"] = q["peak_rss_mib"] / full["peak_rss_mib"]
+        peaks[name]["ratio_above_start_4bit_over_full"] = ((q["peak_rss_mib"] - q["rss_before_load_mib"])
+                                                           / (full["peak_rss_mib"] - full["rss_before_load_mib"]))
     from transformers import AutoConfig
 
     from omnireward.backbones.lm import embedded_lm_dir
 
-    configs = {"SmolLM2-135M, embedded default": AutoConfig.from_pretrained(embedded_lm_dir()),
-               **QWEN25}
+    configs = {"SmolLM2-135M, embedded default": AutoConfig.from_pretrained(embedded_lm_dir()), **QWEN25}
     computed = {}
     for name, cfg in configs.items():
         counts = count_params(cfg)
-        computed[name] = (counts, computed_rows(counts))
-    print(report(measured, computed, peaks, demo / "test.jsonl"))
-
-
-def report(measured: dict, computed: dict, peaks: list[dict], data: Path) -> str:
-    n = measured["fp32"]["params"]
-    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-             f"torch {torch.__version__}, Python {platform.python_version()}.", "",
-             "| model | params | fp32 | bf16 | 8-bit | 4-bit (nf4, double quant) |",
-             "|---|---|---|---|---|---|",
-             f"| embedded default: SmolLM2-135M-Instruct reward model (measured) | {n / 1e6:.1f} M | "
-             + " | ".join(f"{measured[k]['bytes'] / MIB:.0f} MiB" for k in ("fp32", "bf16", "8bit", "4bit")) + " |"]
-    for name, (counts, rows) in computed.items():
-        lines.append(f"| {name} (computed) | {counts['total'] / 1e9:.2f} B | "
-                     + " | ".join(f"{rows[k] / GIB:.2f} GiB" for k in ("fp32", "bf16", "8bit", "4bit")) + " |")
-    lines += ["", f"RSS of scoring the {peaks[0]['records']} pairs of `{data.name}` (text demo set) on CPU, "
-                  f"batch size {peaks[0]['batch_size']}, one fresh process each:", "",
-              "| setting | weights | RSS before loading | peak RSS while loading | RSS after loading "
-              "| peak RSS while scoring | load | scoring |",
-              "|---|---|---|---|---|---|---|---|"]
-    for p in peaks:
-        scoring = f"{p['peak_rss_scoring_mib']:.0f} MiB" if p["peak_rss_scoring_mib"] is not None else "n/a"
-        lines.append(f"| {'full precision (fp32)' if p['quant'] == 'none' else p['quant']} | "
-                     f"{p['weights_mib']:.0f} MiB | {p['rss_before_load_mib']:.0f} MiB | "
-                     f"{p['peak_rss_loading_mib']:.0f} MiB | {p['rss_after_load_mib']:.0f} MiB | {scoring} | "
-                     f"{p['load_s']:.1f} s | {p['score_s']:.1f} s |")
-    return "\n".join(lines)
+        computed[name] = {"counts": counts, "bytes": computed_rows(counts)}
+    figures = {"weights_measured": measured, "weights_computed": computed, "scoring_peaks": peaks,
+               "scoring_records": args.limit, "batch_size": args.batch_size, "data": "text demo test.jsonl"}
+    append("memory", figures)
+    for name, p in peaks.items():
+        print(f"{p['label']}: peak RSS full {p['none']['peak_rss_mib']:.0f} MiB, 4-bit {p['4bit']['peak_rss_mib']:.0f} MiB "
+              f"({p['ratio_peak_4bit_over_full']:.2f}x; above the starting RSS "
+              f"{p['ratio_above_start_4bit_over_full']:.2f}x)")
 
 
 def main() -> None:
@@ -241,12 +263,14 @@ def main() -> None:
     peak.add_argument("--model", required=True)
     peak.add_argument("--quant", default="4bit")
     peak.add_argument("--data", required=True)
-    peak.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--work", help="folder for the saved model and demo set (default: a temporary folder)")
-    ap.add_argument("--batch-size", type=int, default=16)
+    peak.add_argument("--batch-size", type=int, default=4)
+    peak.add_argument("--limit", type=int, default=None, help="score only the first N records")
+    ap.add_argument("--work", help="folder for the saved models and demo set (default: a temporary folder)")
+    ap.add_argument("--batch-size", type=int, default=4, help="records (pairs) per forward pass")
+    ap.add_argument("--limit", type=int, default=16, help="pairs scored per run (the peak is per batch)")
     args = ap.parse_args()
     if args.cmd == "peak":
-        print(json.dumps(peak_run(args.model, args.quant, args.data, args.batch_size)))
+        print(json.dumps(peak_run(args.model, args.quant, args.data, args.batch_size, args.limit)))
     else:
         main_all(args)
 

@@ -128,12 +128,32 @@ def train_cmd(ctx: typer.Context,
 # ---- score / eval -------------------------------------------------------------------------
 @app.command("score")
 def score_cmd(
-    path: Path = typer.Argument(..., help="Pairs or pointwise items in any supported format."),
+    path: Path = typer.Argument(..., help="Pairs, pointwise items or groups (responses: [...]) in any supported "
+                                          "format. JSONL and parquet are read lazily; a JSON document whole."),
     model: Optional[str] = typer.Option(None, help="Model folder (default: newest under runs/)."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Scores JSONL (default: INPUT.scores.jsonl)."),
-    batch_size: int = typer.Option(16, help="Sequences per batch (sorted by length)."),
-    quant: str = typer.Option("none", help="4bit|8bit|none (bitsandbytes)."),
-    compare_full: bool = typer.Option(False, help="With --quant: report agreement with full precision."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Scores JSONL (default: INPUT.scores.jsonl). "
+                                            "Rerunning with the same --out continues an interrupted run."),
+    overwrite: bool = typer.Option(False, help="Start over: remove an existing --out (and its state, rejects "
+                                               "and summary) instead of continuing it."),
+    batch_size: int = typer.Option(16, help="Records per forward pass (a pair is 2 sequences, a group of N is N); "
+                                            "sorted by length within windows of 1024 records."),
+    fmt: str = typer.Option("auto", "--format", "-f", help=FORMATS),
+    workers: int = typer.Option(1, help="DataLoader processes that prepare batches (tokens, media decoding) "
+                                        "while the model runs; 0 prepares them in the main process."),
+    on_bad_record: str = typer.Option("reject", help="reject: records that cannot be read (bad JSON or fields, "
+                                                     "missing media) go to OUT.rejects.jsonl with file:line and "
+                                                     "reason; stop: the first one ends the run with that line."),
+    engine: str = typer.Option("local", help="local (this machine) or ray (Ray Data actors, one model per "
+                                             "worker; see docs/distributed.md)."),
+    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster to join (e.g. "
+                                                     "head-node:6379, or 'auto'); default: RAY_ADDRESS or a "
+                                                     "local cluster."),
+    num_workers: int = typer.Option(2, help="With --engine ray: scoring actors (each loads the model once)."),
+    gpus_per_worker: float = typer.Option(0.0, help="With --engine ray: GPUs per actor (0: CPU actors)."),
+    cpus_per_worker: float = typer.Option(1.0, help="With --engine ray: CPUs per actor."),
+    quant: str = typer.Option("none", help="4bit|8bit|none (bitsandbytes; 4bit quantises while loading)."),
+    compare_full: bool = typer.Option(False, help="With --quant: also score in full precision (OUT.full.jsonl) "
+                                                  "and report the agreement."),
     media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
     allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
     device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N"),
@@ -149,17 +169,25 @@ def score_cmd(
     prefix_sharing: bool = typer.Option(True, help="Compute a pair's prompt once for both responses (same "
                                                    "rewards; --no-prefix-sharing runs each response alone)."),
 ):
-    """Reward every pair (reward1, reward2, margin) or item (reward); write scores and a summary.
+    """Reward every pair (reward1, reward2, margin), item (reward) or group (rewards, ranking, best);
+    write scores and a summary.
 
-    With --judge, each pair gets a critique, a verdict and p_response1 (from the verdict-token
-    probabilities, so every pair gets one); without --model the embedded instruct LM judges
-    zero-shot.
+    Scores are appended batch by batch; after an interruption (even kill -9) the same command
+    continues where it stopped, and a different model, input or option under the same --out is
+    refused. With --judge, each pair gets a critique, a verdict and p_response1 (from the
+    verdict-token probabilities, so every pair gets one); without --model the embedded instruct
+    LM judges zero-shot.
     """
     from omnireward.scoring.bt import score_file, summary_path
     from omnireward.scoring.models import resolve_model
-    from omnireward.scoring.report import summary_table
+    from omnireward.scoring.report import group_line, summary_table
+    from omnireward.scoring.stream import RayOptions
 
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
+    ray = RayOptions(address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
+                     cpus_per_worker=cpus_per_worker)
+    common = dict(media_root=media_root, allow_outside_root=allow_outside_root, fmt=fmt, overwrite=overwrite,
+                  on_bad_record=on_bad_record, engine=engine, ray=ray, device=device, batch_size=batch_size)
     model_dir = resolve_model(model) if (model or not judge) else None
     from omnireward.model_folder import folder_objective, is_model_folder
 
@@ -171,16 +199,16 @@ def score_cmd(
             raise ConfigError("--quant and --compare-full apply to reward models; a judge scores in the precision "
                               "its backbone loads in (backbone=hf with backbone.quantization=4bit for 4-bit)",
                               field="--quant")
-        summary = judge_file(path, model_dir, out_path, judge=judge, batch_size=batch_size,
-                             max_new_tokens=max_new_tokens, both_orders=both_orders, device=device, seed=seed,
-                             temperature=temperature, media_root=media_root, allow_outside_root=allow_outside_root,
-                             constrained=not free_decoding)
+        summary = judge_file(path, model_dir, out_path, judge=judge, max_new_tokens=max_new_tokens,
+                             both_orders=both_orders, seed=seed, temperature=temperature,
+                             constrained=not free_decoding, **common)
     else:
-        summary = score_file(path, model_dir, out_path, batch_size=batch_size, media_root=media_root,
-                             allow_outside_root=allow_outside_root, quant=quant, compare_full=compare_full,
-                             device=device, prefix_sharing=prefix_sharing)
+        summary = score_file(path, model_dir, out_path, quant=quant, compare_full=compare_full, workers=workers,
+                             prefix_sharing=prefix_sharing, **common)
     if summary["n"]:
         out.print(summary_table(summary))
+    if summary.get("groups"):
+        out.print(group_line(summary["groups"]))
     if summary.get("text_verdict_disagreement") is not None:
         out.print(f"critiques whose own verdict disagreed: {summary['text_verdict_disagreement']:.1%}")
     if "agreement_with_full_precision" in summary:
@@ -188,6 +216,9 @@ def score_cmd(
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731 (None: no pairs / constant rewards)
         out.print(f"agreement with full precision: sign {fmt(a['sign_agreement'])}, "
                   f"Kendall τ {fmt(a['kendall_tau'])}")
+    if summary.get("n_rejected"):
+        console.print(f"[yellow]{summary['n_rejected']} record(s) refused[/], each with file:line and reason, in "
+                      f"{summary['rejects']}")
     out.print(f"scores: {out_path}\nsummary: {summary_path(out_path)}")
 
 

@@ -76,3 +76,8 @@ class AuthError(RequestError):
     """A request to the reward server lacks the API key or carries a wrong one; HTTP 401."""
 
     status = 401
+
+
+class ResumeError(OmniRewardError):
+    """A scores file under --out belongs to another run (model, input or options differ), or was not
+    written by a resumable run; --overwrite starts over."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from omnireward.backbones.base import Conversation, conversation
-from omnireward.data.records import Pair, Record, Response
+from omnireward.data.records import Pair, Record, Response, responses_of
 
 
 def reward_conversation(rec: Record, response: Response) -> Conversation:
@@ -14,6 +14,6 @@ def reward_conversation(rec: Record, response: Response) -> Conversation:
 
 def length_hint(rec: Record) -> int:
     """Rough sequence length, for sorting batches by length."""
-    responses = rec.responses if isinstance(rec, Pair) else (rec.response,)
+    responses = responses_of(rec)
     text = len(rec.prompt) + len(rec.criteria or "") + sum(len(r.text) for r in responses)
     return text // 4 + 16 * (len(rec.prompt_media) + sum(len(r.media) for r in responses))

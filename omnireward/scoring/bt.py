@@ -1,85 +1,50 @@
-"""Score pairs and pointwise items with a BT reward model; write scores.jsonl and a summary."""
+"""Score pairs, pointwise items and groups with a BT reward model; write scores.jsonl and a summary."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from omnireward.data.io import write_jsonl
-from omnireward.data.records import Item, Pair, Record
-from omnireward.metrics import summarize
+from omnireward.data.records import Record
 from omnireward.prompts import length_hint
+from omnireward.scoring.batch import score_batch
+from omnireward.scoring.output import summary_path
+from omnireward.scoring.progress import progress
+from omnireward.scoring.summary import summarize_lines
+
+__all__ = ["BTModel", "progress", "reward_records", "score_file", "summary_of", "summary_path", "write_scores"]
 
 
-def progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=False)
-
-
-@torch.no_grad()
 def reward_records(model, records: list[Record], batch_size: int = 16, *, show_progress: bool = True,
                    description: str = "scoring") -> list[dict]:
-    """One dict per record, in input order: reward1/reward2/margin for pairs, reward for items.
+    """One line per record, in input order: reward1/reward2/margin for pairs, reward for items,
+    rewards/ranking/best for groups (see `batch.line_for`).
 
-    Batches are sorted by length so padding stays small; rewards do not depend on batching.
+    `batch_size` records per forward pass (a pair is 2 sequences, a group of N is N); batches are
+    sorted by length so padding stays small; rewards do not depend on batching.
     """
     model.eval()
     order = sorted(range(len(records)), key=lambda i: length_hint(records[i]))
-    pairs = [i for i in order if isinstance(records[i], Pair)]
-    items = [i for i in order if isinstance(records[i], Item)]
     results: dict[int, dict] = {}
     with progress() as bar:
-        task = bar.add_task(description, total=len(records), visible=show_progress)
-        for i in range(0, len(pairs), batch_size):
-            idx = pairs[i:i + batch_size]
-            chunk = [records[j] for j in idx]
-            r = model(_to_model(model, model.collate_pairs(chunk))).cpu()
-            n = len(chunk)
-            for k, j in enumerate(idx):
-                results[j] = _pair_line(records[j], float(r[k]), float(r[n + k]))
-            bar.advance(task, n)
-        for i in range(0, len(items), batch_size):
-            idx = items[i:i + batch_size]
-            chunk = [records[j] for j in idx]
-            r = model(_to_model(model, model.collate(chunk, [c.response for c in chunk]))).cpu()
-            for k, j in enumerate(idx):
-                results[j] = {"id": records[j].id, "task": records[j].task, "reward": float(r[k])}
+        task = bar.add_task(description, total=len(records), visible=show_progress, unit="records")
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            for i, line in zip(idx, score_batch(model, [records[i] for i in idx])):
+                results[i] = line
             bar.advance(task, len(idx))
     return [results[i] for i in range(len(records))]
 
 
-def _to_model(model, batch):
-    device = next(model.parameters()).device
-    return batch.to(device) if device.type != "cpu" else batch
-
-
-def _pair_line(rec: Pair, r1: float, r2: float) -> dict:
-    line = {"id": rec.id, "task": rec.task, "reward1": r1, "reward2": r2, "margin": r1 - r2}
-    if rec.preference is not None:
-        line["preference"] = rec.preference
-    return line
-
-
-def summary_of(lines: list[dict]) -> dict:
-    """The accuracy summary over the labelled pair lines of a scores file."""
-    labelled = [x for x in lines if x.get("preference") is not None and "margin" in x]
-    s = summarize([x["margin"] for x in labelled], [x["preference"] for x in labelled],
-                  [x.get("task") for x in labelled])
-    s["n_scored"] = len(lines)
-    return s
-
-
-def summary_path(out: str | Path) -> Path:
-    out = Path(out)
-    stem = out.name[:-len(".jsonl")] if out.name.endswith(".jsonl") else out.stem
-    return out.with_name(stem + ".summary.json")
+def summary_of(lines) -> dict:
+    """The summary over the lines of a scores file (pair accuracy, group best-of-N; see summary.py)."""
+    return summarize_lines(lines)
 
 
 def write_scores(lines: list[dict], out: str | Path, extra: dict | None = None) -> dict:
-    """Write scores.jsonl and scores.summary.json beside it; returns the summary."""
+    """Write scores.jsonl and scores.summary.json beside it at once; returns the summary."""
     write_jsonl(out, lines)
     summary = summary_of(lines)
     if extra:
@@ -88,24 +53,58 @@ def write_scores(lines: list[dict], out: str | Path, extra: dict | None = None) 
     return summary
 
 
+@dataclass
+class BTModel:
+    """Builds the BT scorer: loads the model folder (in this process, or once per Ray actor)."""
+
+    model_dir: str
+    quant: str = "none"
+    device: str = "auto"
+    prefix_sharing: bool = True  # a record's responses share its prompt's computation (same rewards)
+
+    def __call__(self):
+        from omnireward.scoring.load import load_for_scoring
+        from omnireward.scoring.pipeline import BTScorer
+
+        model = load_for_scoring(self.model_dir, quant=self.quant, device=self.device)
+        model.prefix_sharing = self.prefix_sharing
+        return BTScorer(model)
+
+
 def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batch_size: int = 16,
                media_root: str | None = None, allow_outside_root: bool = False, quant: str = "none",
-               compare_full: bool = False, device: str = "auto", prefix_sharing: bool = True) -> dict:
-    """`omnireward score`: rewards for every record of `path`, plus the accuracy summary.
+               compare_full: bool = False, device: str = "auto", fmt: str = "auto", overwrite: bool = False,
+               workers: int = 1, on_bad_record: str = "reject", engine: str = "local", ray=None,
+               show_progress: bool = True, prefix_sharing: bool = True) -> dict:
+    """`omnireward score`: rewards for every record of `path`, streamed into `out`, plus the summary.
 
-    `prefix_sharing` computes each pair's prompt once (the rewards are the same either way)."""
-    from omnireward.data.datamodule import load_records
-    from omnireward.scoring.load import load_for_scoring
+    Resumable: rerun with the same arguments to continue after a kill (see scoring/stream.py).
+    `prefix_sharing` computes each record's prompt once for all its responses (same rewards).
+    With `compare_full` (and a quantised model) the same records are also scored in full
+    precision into OUT.full.jsonl, and the summary reports the agreement.
+    """
+    from omnireward.scoring.identity import run_identity
+    from omnireward.scoring.stream import score_stream
 
-    records = load_records(path, media_root=media_root, allow_outside_root=allow_outside_root)
-    model = load_for_scoring(model_dir, quant=quant, device=device)
-    model.prefix_sharing = prefix_sharing
-    lines = reward_records(model, records, batch_size)
+    options = {"quant": quant, "format": fmt, "media_root": str(Path(media_root).resolve()) if media_root else None,
+               "allow_outside_root": allow_outside_root, "on_bad_record": on_bad_record}
+    common = dict(batch_size=batch_size, fmt=fmt, media_root=media_root, allow_outside_root=allow_outside_root,
+                  overwrite=overwrite, workers=workers, on_bad_record=on_bad_record, engine=engine, ray=ray,
+                  show_progress=show_progress)
     extra = {"model": str(model_dir), "input": str(path), "quant": quant}
     if compare_full and quant != "none":
         from omnireward.quant import agreement
+        from omnireward.scoring.output import ScoresFile
 
-        full = reward_records(load_for_scoring(model_dir, quant="none", device=device), records, batch_size,
-                              description="full precision")
-        extra["agreement_with_full_precision"] = agreement(full, lines)
-    return write_scores(lines, out, extra)
+        out_full = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".full.jsonl")
+        score_stream(path, out_full, BTModel(str(model_dir), "none", device, prefix_sharing),
+                     run_identity(model_dir, path, {**options, "quant": "none"}), description="full precision",
+                     **common)
+        summary = score_stream(path, out, BTModel(str(model_dir), quant, device, prefix_sharing),
+                               run_identity(model_dir, path, options), extra_summary=extra, **common)
+        quant_file, full_file = ScoresFile(out), ScoresFile(out_full)
+        summary["agreement_with_full_precision"] = agreement(list(full_file.lines()), list(quant_file.lines()))
+        quant_file.summary_path.write_text(json.dumps(summary, indent=2))
+        return summary
+    return score_stream(path, out, BTModel(str(model_dir), quant, device, prefix_sharing), run_identity(model_dir, path, options),
+                        extra_summary=extra, **common)

@@ -20,8 +20,8 @@ def read_scores(path: str | Path) -> list[dict]:
         if "margin" not in obj:
             if "reward1" in obj and "reward2" in obj:
                 obj = {**obj, "margin": _num(obj, "reward1", path, line_no) - _num(obj, "reward2", path, line_no)}
-            elif "reward" in obj:
-                lines.append(obj)  # pointwise: counted, not part of pair accuracy
+            elif "reward" in obj or "rewards" in obj:
+                lines.append(obj)  # pointwise or group: not part of pair accuracy
                 continue
             else:
                 raise DataFormatError("needs 'margin' or 'reward1' and 'reward2'", file=path, line=line_no,
@@ -47,7 +47,7 @@ def is_scores_file(path: str | Path) -> bool:
     if p.is_dir() or p.suffix != ".jsonl":
         return False
     for _, obj in iter_raw(p):
-        return isinstance(obj, dict) and ("margin" in obj or "reward1" in obj or "reward" in obj)
+        return isinstance(obj, dict) and ("margin" in obj or "reward1" in obj or "reward" in obj or "rewards" in obj)
     return False
 
 

@@ -7,13 +7,14 @@ tie-calibrated accuracy calls a pair a tie when |margin| <= ε.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
 import torch
 
-from omnireward.data.records import Item, Pair, Record, Response
+from omnireward.data.records import Group, Item, Pair, Record, Response
 from omnireward.errors import ConfigError, ModelError
 from omnireward.judge.critique import critique
 from omnireward.judge.templates import (
@@ -26,7 +27,7 @@ from omnireward.judge.templates import (
 )
 from omnireward.judge.verdicts import flex_in_response_terms, parse_flex, parse_flex_pointwise, parse_verdict
 from omnireward.prompts import length_hint
-from omnireward.scoring.bt import progress, write_scores
+from omnireward.scoring.progress import progress
 
 JUDGES = ("omni", "think", "flex")
 LABELS3 = ("response1", "response2", "tie")
@@ -191,7 +192,8 @@ def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, 
                judge: str | JudgeTemplate | None = "omni", batch_size: int = 8, max_new_tokens: int = 256,
                both_orders: bool = False, device: str = "auto", seed: int = 0, temperature: float = 0.0,
                encoders=(), media_root: str | None = None, allow_outside_root: bool = False,
-               constrained: bool = True) -> dict:
+               constrained: bool = True, fmt: str = "auto", overwrite: bool = False, on_bad_record: str = "reject",
+               engine: str = "local", ray=None, show_progress: bool = True) -> dict:
     """`omnireward score --judge` (or a judge folder): a critique and verdict for every pair, plus the summary.
 
     `judge`: a template name, a template YAML path, a JudgeTemplate, or None for the folder's own.
@@ -200,26 +202,37 @@ def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, 
     text_verdict and contradiction when the critique wrote its own verdict; Flex: flex_valid,
     flex (categories with per-dimension scores, normalised to sum to 10) and dimension_scores;
     both orders: critique_swapped, p_response1_by_order, order_agreement. Pointwise items get
-    critique, score and reward (expected 0-10 score). The summary adds judge,
-    text_verdict_disagreement (share of critiques with their own verdict that contradict the
-    probabilities), text_verdict_share, and flex_valid_share / order_agreement when relevant.
+    critique, score and reward (expected 0-10 score); groups are judged by all their pairs. The
+    summary adds judge, text_verdict_disagreement (share of critiques with their own verdict that
+    contradict the probabilities), text_verdict_share, and flex_valid_share / order_agreement.
     `constrained` keeps Flex critiques inside their JSON grammar (free-running decoding when false).
+
+    Streamed and resumable like BT scoring (scoring/stream.py); each batch samples with the seed
+    `seed` and its batch number, so a resumed run writes what an uninterrupted one would.
     """
-    from omnireward.data.datamodule import load_records
+    from omnireward.scoring.identity import run_identity
+    from omnireward.scoring.stream import score_stream
 
     template = _template(judge, model_dir)
-    torch.manual_seed(seed)
-    records = load_records(path, media_root=media_root, allow_outside_root=allow_outside_root)
-    bb = load_judge_backbone(model_dir, device=device, encoders=encoders)
-    constrain = None
-    if constrained:
-        from omnireward.judge.grammar import constraint_for
+    factory = JudgeFactory(str(model_dir) if model_dir is not None else None, template, device=device,
+                           encoders=tuple(encoders), max_new_tokens=max_new_tokens, temperature=temperature,
+                           batch_size=batch_size, both_orders=both_orders, seed=seed, constrained=constrained)
+    options = {"judge": template.name, "template": repr(template), "max_new_tokens": max_new_tokens,
+               "both_orders": both_orders, "seed": seed, "temperature": temperature, "encoders": list(encoders),
+               "constrained": constrained, "format": fmt,
+               "media_root": str(Path(media_root).resolve()) if media_root else None,
+               "allow_outside_root": allow_outside_root, "on_bad_record": on_bad_record}
+    summary = score_stream(path, out, factory, run_identity(model_dir, path, options), batch_size=batch_size,
+                           fmt=fmt, media_root=media_root, allow_outside_root=allow_outside_root,
+                           overwrite=overwrite, workers=0, on_bad_record=on_bad_record, engine=engine, ray=ray,
+                           show_progress=show_progress, description=f"judging ({template.name})")
+    if "judge" not in summary:  # a fresh finish: add the judge's own figures, read from the file
+        from omnireward.scoring.output import ScoresFile
 
-        constrain = constraint_for
-    j = Judge(bb, template, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
-              constrain=constrain)
-    lines = judge_records(j, records, both_orders=both_orders)
-    return write_scores(lines, out, _judge_summary(lines, j, model_dir, path, both_orders))
+        sf = ScoresFile(out)
+        summary.update(_judge_summary(sf.lines(), template, model_dir, path, both_orders))
+        sf.summary_path.write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def _template(judge, model_dir) -> JudgeTemplate:
@@ -233,32 +246,97 @@ def _template(judge, model_dir) -> JudgeTemplate:
     return load_template(judge)
 
 
-def judge_records(j: Judge, records: list[Record], *, both_orders: bool = False) -> list[dict]:
-    """Pairs judged pairwise, items pointwise; lines in input order."""
+@dataclass
+class JudgeFactory:
+    """Builds the judge scorer: loads the backbone (here, or once per Ray actor)."""
+
+    model_dir: str | None
+    template: JudgeTemplate
+    device: str = "auto"
+    encoders: tuple = ()
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    batch_size: int = 8
+    both_orders: bool = False
+    seed: int = 0
+    constrained: bool = True
+
+    def __call__(self):
+        constrain = None
+        if self.constrained:
+            from omnireward.judge.grammar import constraint_for
+
+            constrain = constraint_for
+        bb = load_judge_backbone(self.model_dir, device=self.device, encoders=self.encoders)
+        j = Judge(bb, self.template, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                  batch_size=self.batch_size, constrain=constrain)
+        return JudgeScorer(j, both_orders=self.both_orders, seed=self.seed)
+
+
+class JudgeScorer:
+    """Wraps `Judge.judge_pairs` / `judge_items` (and `group_scores`) per planned batch."""
+
+    def __init__(self, judge: Judge, *, both_orders: bool = False, seed: int = 0):
+        self.judge = judge
+        self.both_orders = both_orders
+        self.seed = seed
+
+    def prepare(self, planned):
+        return None  # the judge builds its own prompts
+
+    def score(self, planned, prepared) -> list[dict]:
+        torch.manual_seed(self.seed * 1_000_003 + planned.index)
+        return judge_records(self.judge, planned.records, both_orders=self.both_orders, show_progress=False)
+
+
+def judge_records(j: Judge, records: list[Record], *, both_orders: bool = False,
+                  show_progress: bool = True) -> list[dict]:
+    """Pairs judged pairwise, items pointwise, groups by all their pairs; lines in input order."""
     pairs = [i for i, r in enumerate(records) if isinstance(r, Pair)]
     items = [i for i, r in enumerate(records) if isinstance(r, Item)]
     out: dict[int, dict] = {}
     if pairs:
-        for i, line in zip(pairs, j.judge_pairs([records[i] for i in pairs], both_orders=both_orders)):
+        for i, line in zip(pairs, j.judge_pairs([records[i] for i in pairs], both_orders=both_orders,
+                                                show_progress=show_progress)):
             out[i] = line
     if items:
-        for i, line in zip(items, j.judge_items([records[i] for i in items])):
+        for i, line in zip(items, j.judge_items([records[i] for i in items], show_progress=show_progress)):
             out[i] = line
+    for i, r in enumerate(records):
+        if isinstance(r, Group):
+            out[i] = _group_line(r, group_scores(r, r.responses, j, both_orders=both_orders))
     return [out[i] for i in range(len(records))]
 
 
-def _judge_summary(lines: list[dict], j: Judge, model_dir, path, both_orders: bool) -> dict:
-    pair_lines = [x for x in lines if "verdict" in x]
-    own = [x for x in pair_lines if "text_verdict" in x]
-    extra = {"judge": j.template.name, "model": str(model_dir) if model_dir else "embedded (zero-shot)",
-             "trained_judge": getattr(trained_judge(model_dir), "name", None),
+def _group_line(rec: Group, scores: dict) -> dict:
+    """A judged group: rewards are win rates (mixed with Flex categories when present)."""
+    from omnireward.scoring.batch import line_for
+
+    return {**line_for(rec, scores["mixed"]), "win_rate": scores["win_rate"]}
+
+
+def _judge_summary(lines, template: JudgeTemplate, model_dir, path, both_orders: bool) -> dict:
+    """The judge's own figures over the pair lines of a scores file (read once, counted as it goes)."""
+    n = own = contradictions = flex_valid = agree = 0
+    for x in lines:
+        if "verdict" not in x:
+            continue
+        n += 1
+        if "text_verdict" in x:
+            own += 1
+            contradictions += bool(x["contradiction"])
+        flex_valid += bool(x.get("flex_valid"))
+        agree += bool(x.get("order_agreement"))
+    own_template = trained_judge(model_dir)
+    extra = {"judge": template.name, "model": str(model_dir) if model_dir else "embedded (zero-shot)",
+             "trained_judge": own_template.name if own_template is not None else None,
              "input": str(path), "both_orders": both_orders,
-             "text_verdict_share": len(own) / len(pair_lines) if pair_lines else None,
-             "text_verdict_disagreement": (sum(x["contradiction"] for x in own) / len(own)) if own else None}
-    if j.template.format == "flex" and pair_lines:
-        extra["flex_valid_share"] = sum(x["flex_valid"] for x in pair_lines) / len(pair_lines)
-    if both_orders and pair_lines:
-        extra["order_agreement"] = sum(x["order_agreement"] for x in pair_lines) / len(pair_lines)
+             "text_verdict_share": own / n if n else None,
+             "text_verdict_disagreement": contradictions / own if own else None}
+    if template.format == "flex" and n:
+        extra["flex_valid_share"] = flex_valid / n
+    if both_orders and n:
+        extra["order_agreement"] = agree / n
     return extra
 
 

@@ -19,3 +19,16 @@ def summary_table(summary: dict, title: str = "reward accuracy") -> Table:
         t.add_row(name, str(s["n"]), str(s.get("n_ties", 0)), _pct(s["accuracy_without_ties"]),
                   _pct(s["accuracy_with_ties"]), "—" if eps is None else f"{eps:.4g}")
     return t
+
+
+def group_line(groups: dict) -> str:
+    """One line on groups: how often the top reward is the gold best, and ranking agreement."""
+    parts = [f"groups: {groups['n']}"]
+    if groups.get("n_with_best"):
+        parts.append(f"best-of-N win rate {_pct(groups['best_of_n_win_rate'])} over {groups['n_with_best']} "
+                     f"(chance {_pct(groups['best_of_n_chance'])})")
+    if groups.get("n_with_ranking"):
+        tau = groups.get("ranking_kendall_tau")
+        parts.append(f"ranking pair accuracy {_pct(groups['ranking_pair_accuracy'])}, Kendall τ "
+                     f"{'—' if tau is None else f'{tau:.3f}'} over {groups['n_with_ranking']}")
+    return "; ".join(parts)

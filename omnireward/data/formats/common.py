@@ -9,7 +9,7 @@ from typing import Any
 
 from omnireward.data.io import iter_raw
 from omnireward.data.paths import resolve_media_path
-from omnireward.data.records import Item, Media, Record
+from omnireward.data.records import Media, Record, response_fields, responses_of
 from omnireward.errors import DataFormatError, MediaError, OmniRewardError
 
 # 3D assets given as mesh files rather than rendered views.
@@ -77,9 +77,7 @@ def resolve_record(record: Record, source: Source) -> Record:
     """Make every media path of a native record absolute (native field names in errors)."""
     record.prompt_media = [source.media(m.type, m.path, f"prompt_media[{i}].path")
                            for i, m in enumerate(record.prompt_media)]
-    names = ("response",) if isinstance(record, Item) else ("response1", "response2")
-    for name in names:
-        resp = getattr(record, name)
+    for name, resp in zip(response_fields(record), responses_of(record)):
         resp.media = [source.media(m.type, m.path, f"{name}.media[{i}].path") for i, m in enumerate(resp.media)]
     return record
 
@@ -87,9 +85,8 @@ def resolve_record(record: Record, source: Source) -> Record:
 def media_fields(record: Record) -> list[tuple[str, Media]]:
     """Every media item of a record with its native field name."""
     out = [(f"prompt_media[{i}].path", m) for i, m in enumerate(record.prompt_media)]
-    names = ("response",) if isinstance(record, Item) else ("response1", "response2")
-    for name in names:
-        out += [(f"{name}.media[{i}].path", m) for i, m in enumerate(getattr(record, name).media)]
+    for name, resp in zip(response_fields(record), responses_of(record)):
+        out += [(f"{name}.media[{i}].path", m) for i, m in enumerate(resp.media)]
     return out
 
 

@@ -37,7 +37,7 @@ def format_of_record(raw: object, path: str | Path | None = None) -> str:
     keys = raw.keys()
     if "criteria_preference" in keys:
         return "omnirewardbench"
-    if "response1" in keys or ("response" in keys and "query" not in keys):
+    if "response1" in keys or "responses" in keys or ("response" in keys and "query" not in keys):
         return "native"
     if "chosen" in keys and "rejected" in keys:
         if "conversations" in keys or isinstance(raw.get("chosen"), dict):

@@ -1,0 +1,81 @@
+"""The summary of a scores file, read line by line: pair accuracy (with and without ties, per task)
+and, for groups, best-of-N win rate and ranking agreement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from omnireward.metrics import summarize
+
+
+def summarize_lines(lines: Iterable[dict]) -> dict:
+    """Pairs: n, accuracies, tie ε, per task (labelled pair lines only). Groups (when any): see
+    `GroupStats.summary`. `n_scored` counts every line. Only numbers are kept, not the lines."""
+    margins, labels, tasks = [], [], []
+    task_names: dict[str, str] = {}
+    groups = GroupStats()
+    n = 0
+    for x in lines:
+        n += 1
+        if "rewards" in x:
+            groups.add(x)
+        elif x.get("preference") is not None and "margin" in x:
+            margins.append(x["margin"])
+            labels.append(x["preference"])
+            t = x.get("task")
+            tasks.append(task_names.setdefault(t, t) if t is not None else None)
+    s = summarize(margins, labels, tasks)
+    s["n_scored"] = n
+    if groups.n:
+        s["groups"] = groups.summary()
+    return s
+
+
+class GroupStats:
+    """Group lines: predicted `best`/`rewards` against `gold_best` and `gold_ranking`."""
+
+    def __init__(self):
+        self.n = 0
+        self.n_best = self.wins = 0
+        self.chance = 0.0
+        self.n_ranked = 0
+        self.pairs_right = self.pairs_total = 0
+        self.tau_sum = 0.0
+        self.n_tau = 0
+
+    def add(self, line: dict) -> None:
+        from omnireward.quant import kendall_tau_b
+
+        self.n += 1
+        rewards = line["rewards"]
+        gold = line.get("gold_best")
+        if gold is not None:
+            self.n_best += 1
+            self.wins += int(line["best"] == gold)
+            self.chance += 1 / len(rewards)
+        ranking = line.get("gold_ranking")
+        if ranking:
+            self.n_ranked += 1
+            for a in range(len(ranking)):
+                for b in range(a + 1, len(ranking)):
+                    self.pairs_total += 1
+                    self.pairs_right += int(rewards[ranking[a]] > rewards[ranking[b]])
+            position = {idx: -k for k, idx in enumerate(ranking)}  # higher is better
+            tau = kendall_tau_b([position[i] for i in range(len(rewards))], rewards)
+            if tau is not None:
+                self.tau_sum += tau
+                self.n_tau += 1
+
+    def summary(self) -> dict:
+        """n; with a gold best: best_of_n_win_rate (the top-rewarded response is the gold best) and
+        its chance level (mean 1/N); with a gold ranking: ranking_pair_accuracy (gold-ordered pairs
+        whose rewards agree, equal rewards wrong) and mean Kendall τ-b."""
+        out: dict = {"n": self.n, "n_with_best": self.n_best}
+        if self.n_best:
+            out["best_of_n_win_rate"] = self.wins / self.n_best
+            out["best_of_n_chance"] = self.chance / self.n_best
+        out["n_with_ranking"] = self.n_ranked
+        if self.n_ranked:
+            out["ranking_pair_accuracy"] = self.pairs_right / self.pairs_total
+            out["ranking_kendall_tau"] = self.tau_sum / self.n_tau if self.n_tau else None
+        return out
