@@ -112,8 +112,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/omnireward-judge-bench")
+    ap.add_argument("--no-record", action="store_true", help="print the figures, append no results line")
     a = ap.parse_args()
     figures = zero_shot(a) if a.what == "zero-shot" else joint_vs_bt(a)
+    if a.no_record:
+        print(json.dumps(figures, indent=2))
+        return
     line = append("judge_runs", figures, run=a.what)
     print(json.dumps(line, indent=2))
 

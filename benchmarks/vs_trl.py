@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--no-prefix-sharing", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--overrides", nargs="*", default=[], help="extra omnireward train overrides")
+    ap.add_argument("--no-record", action="store_true", help="print the figures, append no results line")
     a = ap.parse_args()
     if a.child:
         a.run = a.child
@@ -258,6 +259,9 @@ def main() -> None:
                       "rss_ratio": omni["peak_rss_mib"] / trl["peak_rss_mib"]},
             "score": {"hf_two_pass": hf, "omnireward": shared, "omnireward_no_prefix_sharing": unshared,
                       "ratio": shared["pairs_per_s"] / hf["pairs_per_s"]}}
+    if a.no_record:
+        print(json.dumps(figures, indent=2))
+        return
     line = append("vs_trl", figures)
     print(json.dumps(line, indent=2))
 
