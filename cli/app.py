@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from omnireward.cli import export_cmd, serve_cmd
+from omnireward.cli import export_cmd, report_cmd, serve_cmd
 from omnireward.errors import OmniRewardError
 
 console = Console(stderr=True)
@@ -182,13 +182,22 @@ def eval_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Summary JSON to write."),
     batch_size: int = typer.Option(16, help="Batch size when scoring."),
     media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    report: Optional[Path] = typer.Option(None, help="Also write a report folder: index.html with plots, "
+                                                     "summary.json, pairs.html with the failing pairs' media."),
+    data: Optional[Path] = typer.Option(None, help="With a scores file: the records it belongs to (default: "
+                                                   "the input named in its summary)."),
+    benchmark: Optional[str] = typer.Option(None, help="Name the benchmark when it cannot be told from the data "
+                                                       "(omnirewardbench|vlrewardbench|genaibench|rewardbench|"
+                                                       "videogenrewardbench)."),
 ):
-    """Accuracy with and without ties (tie-calibrated ε), overall and per task."""
+    """Accuracy with and without ties (tie-calibrated ε), overall and per task; for a known
+    benchmark also its own headline metric, and with --report a static report to look at."""
     from omnireward.scoring.evaluate import eval_scores, is_scores_file
     from omnireward.scoring.report import summary_table
 
     if is_scores_file(bench) and model is None:
         summary = eval_scores(bench, out_path)
+        scores, records = bench, data
     else:
         import json
 
@@ -198,15 +207,25 @@ def eval_cmd(
         model_dir = resolve_model(model)
         scores = (out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl"))
         summary = score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root)
+        records = bench
         if out_path:
             out_path.write_text(json.dumps(summary, indent=2))
     out.print(summary_table(summary))
+    from omnireward.report.build import benchmark_headline, write_report
+
+    head = benchmark_headline(scores, data=records, benchmark=benchmark, media_root=media_root)
+    if head:
+        out.print(report_cmd.headline_table(head))
     if out_path:
         out.print(f"summary: {out_path}")
+    if report:
+        page = write_report(scores, report, data=records, benchmark=benchmark, media_root=media_root)
+        out.print(f"report: {page}")
 
 
 export_cmd.register(app)
 serve_cmd.register(app)
+report_cmd.register(app)
 
 
 def main() -> None:

@@ -110,3 +110,17 @@ def write_pairs(scores: str | Path, out: str | Path, *, data: str | Path | None 
     _write_pairs(out, lines, load_records(src, media_root), eps, n_wrong=n_wrong, n_right=n_right, seed=seed,
                  note=f"scores: {scores} · records: {src}")
     return out / PAIRS
+
+
+def benchmark_headline(scores: str | Path, *, data: str | Path | None = None, benchmark: str | None = None,
+                       media_root=None) -> dict | None:
+    """The benchmark's own headline figure for a scores file (None when it is not a known benchmark)."""
+    from omnireward.report.headline import headline
+    from omnireward.scoring.evaluate import read_scores
+
+    scores = Path(scores)
+    src = records_path(scores, data)
+    bench = identify(src, benchmark)
+    if bench is None:
+        return None
+    return headline(bench, read_scores(scores), load_records(src, media_root))
