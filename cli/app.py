@@ -220,7 +220,7 @@ def eval_cmd(
         out.print(f"summary: {out_path}")
     if report:
         page = write_report(scores, report, data=records, benchmark=benchmark, media_root=media_root)
-        out.print(f"report: {page}")
+        out.print(f"report: {page}", soft_wrap=True)
 
 
 export_cmd.register(app)

@@ -56,9 +56,9 @@ def load_records(path: Path | None, media_root=None) -> dict:
     """Records by id ({} without a path)."""
     if path is None:
         return {}
-    from omnireward.data.datamodule import load_records as read
+    from omnireward.data.prep import read_pairs
 
-    return {r.id: r for r in read(path, media_root=media_root, allow_outside_root=True)}
+    return {r.id: r for r in read_pairs(path, media_root=media_root, allow_outside_root=True)}
 
 
 def _write_pairs(out: Path, lines: list[dict], records: dict, eps, *, n_wrong: int, n_right: int, seed: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import expit
 
 N_BOOTSTRAP = 1000
 CALIBRATION_BINS = 10
@@ -107,10 +108,6 @@ def margin_histogram(margins, labels, bins: int = MARGIN_BINS) -> dict | None:
     return {"bin_edges": edges.tolist(), "counts": counts, "median": medians}
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def fit_temperature(margins, targets) -> float:
     """T > 0 minimising the log loss of σ(margin / T) against binary targets (1: response1 preferred)."""
     m = np.asarray(margins, dtype=float)
@@ -158,6 +155,6 @@ def calibration(margins, labels, bins: int = CALIBRATION_BINS) -> dict | None:
         return None
     m, t = m[keep], (y[keep] == 1).astype(float)
     temp = fit_temperature(m, t)
-    table, ece = reliability(_sigmoid(m / temp), t, bins)
-    _, ece_raw = reliability(_sigmoid(m), t, bins)
+    table, ece = reliability(expit(m / temp), t, bins)
+    _, ece_raw = reliability(expit(m), t, bins)
     return {"n": int(keep.sum()), "temperature": temp, "ece": ece, "ece_at_t1": ece_raw, "bins": table}
