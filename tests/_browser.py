@@ -20,7 +20,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HARNESS = "__harness.html"
-HARNESS_HTML = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>
+HARNESS_HTML = """<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"></head><body>
 <pre id="out">pending</pre>
 <iframe id="f" style="width:1200px;height:900px"></iframe>
 <script>
