@@ -37,6 +37,9 @@ REWARDBENCH_SECTIONS = {
     "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
 }
 
+# VideoGen-RewardBench's labels as the reader keeps them in meta (A = response1).
+VIDEOGEN_SIGN = {"A": 1, "B": -1, "same": 0}
+
 # VL-RewardBench: the item id's prefix names its source set, and sets form three groups.
 # Source: vl-rewardbench/VL_RewardBench cal.py (get_dataset_from_id, group_mapping).
 VL_GROUPS = {"RLAIF": "hallucination", "RLHF": "hallucination", "hallucination": "hallucination",
@@ -113,7 +116,7 @@ def videogenrewardbench(lines: list[dict], records: dict) -> dict | None:
     dims = {}
     for dim in ("VQ", "MQ", "TA"):
         labels = [(records.get(x["id"]).meta.get(dim) if records.get(x["id"]) is not None else None) for x in pairs]
-        sel = [(m, LABEL_SIGN[lab]) for m, lab in zip(margins, labels) if lab in LABEL_SIGN]
+        sel = [(m, VIDEOGEN_SIGN[lab]) for m, lab in zip(margins, labels) if lab in VIDEOGEN_SIGN]
         if sel:
             dims[dim] = videogen_accuracy([s[0] for s in sel], [s[1] for s in sel])
     if dims:
