@@ -27,15 +27,22 @@ def _media(folder: Path) -> dict[str, str]:
             "audio": "m/speech.flac"}
 
 
+def _side(*items: tuple[str, str], text: str = "") -> dict:
+    out = {"media": [{"type": t, "path": p} for t, p in items]}
+    if text:
+        out["text"] = text
+    return out
+
+
 def _responses(kind: str, media: dict) -> tuple:
     if kind == "text_to_image":
-        return {"media": [{"type": "image", "path": media["image"]}]}, {"media": [{"type": "image", "path": media["image2"]}]}
+        return _side(("image", media["image"])), _side(("image", media["image2"]))
     if kind == "text_to_video":
-        return {"media": [{"type": "video", "path": media["video"]}]}, {"text": "a clip", "media": [{"type": "video", "path": media["video"]}]}
+        return _side(("video", media["video"])), _side(("video", media["video"]), text="a clip")
     if kind == "text_to_audio":
-        return {"media": [{"type": "audio", "path": media["audio"]}]}, {"media": [{"type": "audio", "path": media["audio"]}]}
+        return _side(("audio", media["audio"])), _side(("audio", media["audio"]))
     if kind == "text_to_3d":
-        return {"media": [{"type": "mesh", "path": media["mesh"]}]}, {"media": [{"type": "image", "path": media["image2"]}]}
+        return _side(("mesh", media["mesh"])), _side(("image", media["image2"]))
     return "A helpful <b>answer</b> & more.", "A rude one."
 
 

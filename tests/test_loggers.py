@@ -48,7 +48,8 @@ def test_missing_logger_package_stops_the_cli_before_training(tmp_path):
     res = subprocess.run([sys.executable, "-m", "omnireward.cli.app", "train", "logger=wandb", "backbone=tiny",
                           f"output_dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == ["error: logger: logger=wandb needs the 'wandb' package: pip install wandb"]
+    expected = "error: logger: logger=wandb needs the 'wandb' package: pip install wandb"
+    assert res.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "run" / "config.yaml").exists()  # stopped before the run started
 
 

@@ -79,8 +79,9 @@ def test_pairs_page_lists_most_confident_wrong_first_and_escapes_text(bt_report)
     eps = s["accuracy"]["overall"]["tie_threshold"]
 
     def wrong(x):
-        pred = "tie" if eps is not None and abs(x["margin"]) <= eps else ("response1" if x["margin"] > 0 else "response2")
-        return pred != x["preference"]
+        if eps is not None and abs(x["margin"]) <= eps:
+            return x["preference"] != "tie"
+        return x["preference"] != ("response1" if x["margin"] > 0 else "response2")
 
     expected = [x["id"] for x in sorted(filter(wrong, lines), key=lambda x: -abs(x["margin"]))][:24]
     wrong_part = html.split("A random sample of right ones")[0]
@@ -113,7 +114,8 @@ def test_every_plotted_number_equals_summary_json(bt_report):
     tc = s["tie_curve"]
     ax = plots.tie_curve(s).axes[0]
     curve = next(line for line in ax.lines if line.get_label() == "accuracy w/ ties at ε")
-    assert list(curve.get_xdata()) == pytest.approx(tc["eps"]) and list(curve.get_ydata()) == pytest.approx(tc["accuracy"])
+    assert list(curve.get_xdata()) == pytest.approx(tc["eps"])
+    assert list(curve.get_ydata()) == pytest.approx(tc["accuracy"])
     mark = next(line for line in ax.lines if line.get_label().startswith("chosen ε"))
     assert list(mark.get_xdata()) == pytest.approx([tc["chosen_eps"]])
     assert list(mark.get_ydata()) == pytest.approx([tc["chosen_accuracy"]])

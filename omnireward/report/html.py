@@ -9,13 +9,15 @@ from omnireward.report.media import MediaShelf
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin:.5em}
 figure img{max-width:560px;border:1px solid #ddd}.note{color:#666;font-size:.9em}
 .card{border:1px solid #ccc;border-radius:6px;margin:1em 0;padding:.6em 1em}.card.wrong{border-left:6px solid #c33}
 .card.right{border-left:6px solid #3a3}.sides{display:grid;grid-template-columns:1fr 1fr;gap:1em}
 .side{background:#fafafa;padding:.5em;border-radius:4px}.side.gold{outline:2px solid #3a3}
-pre{white-space:pre-wrap;word-wrap:break-word;margin:.3em 0}.media{max-width:100%;max-height:320px;display:block;margin:.3em 0}
+pre{white-space:pre-wrap;word-wrap:break-word;margin:.3em 0}
+.media{max-width:100%;max-height:320px;display:block;margin:.3em 0}
 .turntable{display:flex;gap:2px;flex-wrap:wrap}.turntable .view{width:24%;min-width:90px;border:1px solid #eee}
 .missing{color:#c33}.meta{font-size:.9em;color:#444}
 """
@@ -30,8 +32,10 @@ def _ci(ci) -> str:
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>{escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>\n<h1>{escape(title)}</h1>\n{body}\n</body></html>\n")
+    # The empty icon keeps browsers from asking for a favicon the folder does not have.
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n<h1>{escape(title)}</h1>\n"
+            f"{body}\n</body></html>\n")
 
 
 def accuracy_table(acc: dict) -> str:
@@ -113,7 +117,8 @@ def index_page(summary: dict, plots: dict[str, str], pairs_href: str | None) -> 
     """index.html: provenance, tables, figures, published rows and a link to the pairs page."""
     acc = summary["accuracy"]
     cal = summary.get("calibration")
-    body = [f"<p class='meta'>scores: {escape(str(summary.get('input')))}<br>model: {escape(str(summary.get('model')))}"
+    body = [f"<p class='meta'>scores: {escape(str(summary.get('input')))}"
+            f"<br>model: {escape(str(summary.get('model')))}"
             f"<br>benchmark: {escape(str(summary.get('benchmark') or 'not a known benchmark'))}"
             f"<br>{summary['n_labelled_pairs']} labelled pairs of {summary['n_lines']} lines</p>"]
     if pairs_href:
@@ -147,7 +152,8 @@ def pair_card(line: dict, record, shelf: MediaShelf, kind: str) -> str:
              f"margin {m:.4g}"]
     if "verdict" in line:
         facts.append(f"P(r1) {line['p_response1']:.3f} · P(r2) {line['p_response2']:.3f} · P(tie) {line['p_tie']:.3f}")
-    head = (f"<div class='card {kind}' id='pair-{escape(str(line.get('id')))}'><b>{escape(str(line.get('id')))}</b> "
+    pid = escape(str(line.get("id")))
+    head = (f"<div class='card {kind}' id='pair-{pid}'><b>{pid}</b> "
             f"<span class='meta'>{escape(str(line.get('task')))} · {' · '.join(facts)}</span>")
     if record is None:
         return head + "<p class='missing'>record not found in the input file</p></div>"

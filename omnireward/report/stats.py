@@ -83,7 +83,10 @@ def tie_curve(margins, labels, chosen_eps: float | None, points: int = 101) -> d
     if len(m) == 0:
         return None
     top = float(np.abs(m).max())
-    grid = sorted(set(np.linspace(0.0, top, points).tolist()) | ({float(chosen_eps)} if chosen_eps is not None else set()))
+    grid = set(np.linspace(0.0, top, points).tolist())
+    if chosen_eps is not None:
+        grid.add(float(chosen_eps))
+    grid = sorted(grid)
     return {"eps": grid, "accuracy": [accuracy_at(m, y, e) for e in grid],
             "chosen_eps": chosen_eps, "chosen_accuracy": accuracy_at(m, y, chosen_eps),
             "no_tie_accuracy": accuracy_at(m, y, None)}
