@@ -121,3 +121,32 @@ def test_pairs_in_batches_of_every_module():
     assert pairs_in({"y": torch.zeros(5), "inputs": None}) == 5
     assert pairs_in([1, 2, 3]) == 3
     assert pairs_in(object()) is None
+
+
+def test_a_training_run_uses_the_pairs_bar_and_writes_tensorboard_events(tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    from _deploy_utils import text_set
+    from omnireward.train import train
+
+    seen = {}
+
+    class Spy(Callback):
+        def on_fit_end(self, trainer, module):
+            bar = trainer.progress_bar_callback
+            seen["bar"] = type(bar).__name__
+            seen["pairs"] = bar.pairs_seen.get(bar.train_progress_bar_id)
+
+    data = text_set(tmp_path / "data", n_train=24, n_val=8, n_test=4)
+    cfg = compose_config(["backbone=tiny", f"data.train={data['train']}", f"data.val={data['val']}",
+                          f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1", "data.batch_size=8",
+                          "trainer.accelerator=cpu", "backbone.feature_cache=false"])
+    out = train(cfg, callbacks=[Spy()])
+    assert seen == {"bar": "PairsProgressBar", "pairs": 24}
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert "val/acc" in acc.Tags()["scalars"]
