@@ -61,11 +61,27 @@ def load_records(path: Path | None, media_root=None) -> dict:
     return {r.id: r for r in read_pairs(path, media_root=media_root, allow_outside_root=True)}
 
 
+def _copy_media(shown: list[dict], records: dict, shelf: MediaShelf, show_progress: bool = True) -> None:
+    """Copy (and render, for meshes) the media of the shown pairs, with a progress bar: meshes
+    and large clips make this the slow part of a report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, disable=not show_progress) as bar:
+        for line in bar.track(shown, description="report media"):
+            rec = records.get(line.get("id"))
+            if rec is not None:
+                for m in [*rec.prompt_media, *rec.response1.media, *rec.response2.media]:
+                    shelf.html(m)  # cached: the page reuses it
+
+
 def _write_pairs(out: Path, lines: list[dict], records: dict, eps, *, n_wrong: int, n_right: int, seed: int,
                  note: str) -> None:
     wrong, right = pairs.pick(lines, eps, n_wrong=n_wrong, n_right=n_right, seed=seed)
     records = {k: v for k, v in records.items() if isinstance(v, Pair)}
-    (out / PAIRS).write_text(html.pairs_page(wrong, right, records, MediaShelf(out), note=note))
+    shelf = MediaShelf(out)
+    _copy_media(wrong + right, records, shelf)
+    (out / PAIRS).write_text(html.pairs_page(wrong, right, records, shelf, note=note))
 
 
 def write_report(scores: str | Path, out: str | Path, *, data: str | Path | None = None,
