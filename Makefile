@@ -29,13 +29,14 @@ $(BIN)/omnireward: pyproject.toml
 
 setup: $(BIN)/omnireward
 
-# Demo data -> train the embedded default -> score the held-out test split -> summary.
+# Demo data -> train the embedded default -> score the held-out test split -> report (printed path).
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/omnireward data demo --modality $(MODALITY) --out demo/$(MODALITY) --n-pairs $(PAIRS)
 	HF_HUB_OFFLINE=1 $(BIN)/omnireward train modality=$(MODALITY) data.train=demo/$(MODALITY)/train.jsonl \
 		data.val=demo/$(MODALITY)/val.jsonl output_dir=$(RUN) $(ARGS)
 	HF_HUB_OFFLINE=1 $(BIN)/omnireward score demo/$(MODALITY)/test.jsonl --model $(RUN) \
 		--out $(RUN)/test.scores.jsonl
+	HF_HUB_OFFLINE=1 $(BIN)/omnireward eval $(RUN)/test.scores.jsonl --report $(RUN)/report
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

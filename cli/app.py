@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from omnireward.cli import export_cmd, serve_cmd
+from omnireward.cli import export_cmd, report_cmd, serve_cmd
 from omnireward.errors import OmniRewardError
 
 console = Console(stderr=True)
@@ -22,7 +22,7 @@ app = typer.Typer(help="Train, score, evaluate, export and serve multimodal rewa
 data_app = typer.Typer(help="Convert, validate and build preference data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-FORMATS = "auto|native|omnirewardbench|sharegpt|trl|vlrewardbench|genaibench"
+FORMATS = "auto|native|omnirewardbench|sharegpt|trl|vlrewardbench|genaibench|rewardbench|videogenrewardbench"
 
 
 @app.callback()
@@ -230,37 +230,59 @@ def eval_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Summary JSON to write."),
     batch_size: int = typer.Option(16, help="Batch size when scoring."),
     media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    report: Optional[Path] = typer.Option(None, help="Also write a report folder: index.html with plots, "
+                                                     "summary.json, pairs.html with the failing pairs' media."),
+    data: Optional[Path] = typer.Option(None, help="With a scores file: the records it belongs to (default: "
+                                                   "the input named in its summary)."),
+    benchmark: Optional[str] = typer.Option(None, help="Name the benchmark when it cannot be told from the data "
+                                                       "(omnirewardbench|vlrewardbench|genaibench|rewardbench|"
+                                                       "videogenrewardbench)."),
+    overwrite: bool = typer.Option(False, help="With --model: score again from the start instead of resuming "
+                                               "(needed when the model or data changed under the same scores file)."),
 ):
-    """Accuracy with and without ties (tie-calibrated ε), overall and per task."""
+    """Accuracy with and without ties (tie-calibrated ε), overall and per task; for a known
+    benchmark also its own headline metric, and with --report a static report to look at."""
     from omnireward.scoring.evaluate import eval_scores, is_scores_file
     from omnireward.scoring.report import summary_table
 
     if is_scores_file(bench) and model is None:
         summary = eval_scores(bench, out_path)
+        scores, records = bench, data
     else:
         import json
 
-        from omnireward.scoring.bt import score_file
-        from omnireward.scoring.models import resolve_model
-
         from omnireward.model_folder import folder_objective, is_model_folder
+        from omnireward.scoring.bt import score_file
         from omnireward.scoring.judge import judge_file
+        from omnireward.scoring.models import resolve_model
 
         model_dir = resolve_model(model)
         scores = (out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl"))
         if is_model_folder(model_dir) and folder_objective(model_dir) == "judge":  # judges with its own template
-            summary = judge_file(bench, model_dir, scores, judge=None, batch_size=batch_size, media_root=media_root)
+            summary = judge_file(bench, model_dir, scores, judge=None, batch_size=batch_size, media_root=media_root,
+                                 overwrite=overwrite)
         else:
-            summary = score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root)
+            summary = score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root,
+                                 overwrite=overwrite)
+        records = bench
         if out_path:
             out_path.write_text(json.dumps(summary, indent=2))
     out.print(summary_table(summary))
+    from omnireward.report.build import benchmark_headline, write_report
+
+    head = benchmark_headline(scores, data=records, benchmark=benchmark, media_root=media_root)
+    if head:
+        out.print(report_cmd.headline_table(head))
     if out_path:
         out.print(f"summary: {out_path}")
+    if report:
+        page = write_report(scores, report, data=records, benchmark=benchmark, media_root=media_root)
+        out.print(f"report: {page}", soft_wrap=True)
 
 
 export_cmd.register(app)
 serve_cmd.register(app)
+report_cmd.register(app)
 
 
 def main() -> None:

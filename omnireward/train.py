@@ -8,17 +8,17 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.torch import load_file, save_file
 
 from omnireward.cache import cache_dir
 from omnireward.config import build
-from omnireward.errors import ConfigError
 from omnireward.heads.losses import needs_margin
 from omnireward.model_folder import objective_of
+from omnireward.loggers import build_loggers
+from omnireward.progress import PairsProgressBar
 from omnireward.strategies import build_strategy, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
@@ -87,23 +87,6 @@ def build_module(cfg: DictConfig):
     return build(cfg.model, model=model)
 
 
-def _loggers(cfg: DictConfig, out: Path):
-    loggers = []
-    if cfg.logger.get("csv", True):
-        loggers.append(CSVLogger(out, name="", version=""))
-    tb = cfg.logger.get("tensorboard", "auto")
-    if tb:
-        try:
-            import tensorboard  # noqa: F401
-            from lightning.pytorch.loggers import TensorBoardLogger
-
-            loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
-        except ImportError:
-            if tb is True:
-                raise ConfigError("logger.tensorboard=true but tensorboard is not installed") from None
-    return loggers
-
-
 def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     """Run one training job; returns the output folder (a model folder `omnireward score` reads).
 
@@ -115,6 +98,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     with open_dict(cfg):
         cfg.output_dir = str(out)
     out.mkdir(parents=True, exist_ok=True)
+    loggers = build_loggers(cfg.logger, out)  # a missing logger package fails before the model loads
     if not cfg.data.train:
         with open_dict(cfg):
             for k, v in demo_data(cfg.modality.name, cfg.seed).items():
@@ -132,8 +116,8 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     keep_best = KeepBest(best_path)
     callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None,
                                  enable_version_counter=False),
-                 keep_best, RichProgressBar(leave=True), *(callbacks or [])]
-    trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=_loggers(cfg, out),
+                 keep_best, PairsProgressBar(), *(callbacks or [])]
+    trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=loggers,
                         enable_model_summary=False, **trainer_kwargs)
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from omnireward.data.formats import genaibench, native, omnirewardbench, sharegpt, trl, vlrewardbench
+from omnireward.data.formats import (genaibench, native, omnirewardbench, rewardbench, sharegpt, trl,
+                                     videogenrewardbench, vlrewardbench)
 from omnireward.data.formats.common import Result, media_fields
 from omnireward.data.formats.detect import FORMATS, detect_format
 from omnireward.errors import DataFormatError
@@ -26,10 +27,14 @@ READERS = {
     "trl": trl.read,
     "vlrewardbench": vlrewardbench.read,
     "genaibench": genaibench.read,
+    "rewardbench": rewardbench.read,
+    "videogenrewardbench": videogenrewardbench.read,
 }
 # Spellings users may type for the same formats.
 ALIASES = {"omnirewarddata": "sharegpt", "llamafactory": "sharegpt", "sharegpt_ranking": "sharegpt",
-           "vl_rewardbench": "vlrewardbench", "genai_bench": "genaibench", "jsonl": "native"}
+           "vl_rewardbench": "vlrewardbench", "genai_bench": "genaibench", "jsonl": "native",
+           "reward_bench": "rewardbench", "reward-bench": "rewardbench",
+           "videogen_rewardbench": "videogenrewardbench", "videogen-rewardbench": "videogenrewardbench"}
 
 
 def resolve_format(path: str | Path, fmt: str = "auto") -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnireward.data.formats import omnirewardbench, sharegpt
+from omnireward.data.formats import omnirewardbench, sharegpt, videogenrewardbench
 from omnireward.data.io import first_raw
 from omnireward.errors import DataFormatError
 
-FORMATS = ("native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench")
+FORMATS = ("native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench", "rewardbench",
+           "videogenrewardbench")
 
 
 def detect_format(path: str | Path) -> str:
@@ -27,6 +28,11 @@ def detect_format(path: str | Path) -> str:
         return "omnirewardbench"
     if sharegpt.is_registry(path):
         return "sharegpt"
+    if path.suffix.lower() == ".csv":
+        if videogenrewardbench.is_videogen_csv(path):
+            return "videogenrewardbench"
+        raise DataFormatError("a CSV file is read only as VideoGen-RewardBench (columns path_A, path_B, prompt)",
+                              file=path, line=1)
     return format_of_record(first_raw(path), path)
 
 
@@ -40,6 +46,8 @@ def format_of_record(raw: object, path: str | Path | None = None) -> str:
     if "response1" in keys or "responses" in keys or ("response" in keys and "query" not in keys):
         return "native"
     if "chosen" in keys and "rejected" in keys:
+        if "subset" in keys and isinstance(raw.get("chosen"), str):
+            return "rewardbench"
         if "conversations" in keys or isinstance(raw.get("chosen"), dict):
             return "sharegpt"
         return "trl"

@@ -1,0 +1,152 @@
+"""Training loggers from the `logger` group (TensorBoard by default, W&B, MLflow) and training's
+progress bar with pairs per second."""
+
+import os
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+
+from omnireward.config import compose_config
+from omnireward.errors import DependencyError
+from omnireward.loggers import build_loggers
+from omnireward.progress import PairsPerSecond, PairsProgressBar, pairs_in
+
+
+def _logger_names(loggers):
+    return [type(x).__name__ for x in loggers]
+
+
+def test_tensorboard_is_the_default_and_writes_events(tmp_path):
+    cfg = compose_config([])
+    assert cfg.logger.tensorboard is True and not cfg.logger.backends
+    loggers = build_loggers(cfg.logger, tmp_path)
+    assert _logger_names(loggers) == ["CSVLogger", "TensorBoardLogger"]
+    loggers[1].log_metrics({"train/loss": 0.5}, step=1)
+    loggers[1].finalize("success")
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["wandb", "mlflow"])
+def test_missing_logger_package_is_one_line_error(monkeypatch, tmp_path, name):
+    monkeypatch.setitem(sys.modules, name, None)  # import fails as if the package were not installed
+    cfg = compose_config([f"logger={name}"])
+    with pytest.raises(DependencyError) as e:
+        build_loggers(cfg.logger, tmp_path)
+    assert str(e.value) == f"logger: logger={name} needs the {name!r} package: pip install {name}"
+
+
+def test_missing_logger_package_stops_the_cli_before_training(tmp_path):
+    # Hide wandb whether or not it is installed: a module named wandb that fails to import.
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "wandb.py").write_text("raise ImportError('not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(fake), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "omnireward.cli.app", "train", "logger=wandb", "backbone=tiny",
+                          f"output_dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2
+    expected = "error: logger: logger=wandb needs the 'wandb' package: pip install wandb"
+    assert res.stderr.strip().splitlines() == [expected]
+    assert not (tmp_path / "run" / "config.yaml").exists()  # stopped before the run started
+
+
+def test_wandb_logs_offline_when_installed(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_config(["logger=wandb", f"output_dir={tmp_path}"])
+    loggers = build_loggers(cfg.logger, tmp_path)
+    assert _logger_names(loggers)[-1] == "WandbLogger"
+    loggers[-1].log_metrics({"train/loss": 0.25}, step=3)
+    loggers[-1].experiment.finish()
+    runs = list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+    assert runs and list(runs[0].glob("*.wandb"))
+
+
+def test_mlflow_logs_to_a_local_store_when_installed(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    cfg = compose_config(["logger=mlflow", f"output_dir={tmp_path}"])
+    loggers = build_loggers(cfg.logger, tmp_path)
+    ml = loggers[-1]
+    assert type(ml).__name__ == "MLFlowLogger"
+    ml.log_metrics({"val/acc": 0.75}, step=2)
+    ml.finalize("success")
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert [(m.value, m.step) for m in client.get_metric_history(ml.run_id, "val/acc")] == [(0.75, 2)]
+
+
+class _Pairs(L.LightningModule):
+    """A minimal module whose batches are dicts of pairs, like the BT module's."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        return ((self.w - batch["y"].float()) ** 2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", ((self.w - batch["y"].float()) ** 2).mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _loader(n, bs):
+    data = [{"y": torch.tensor(i % 2)} for i in range(n)]
+    return torch.utils.data.DataLoader(data, batch_size=bs)
+
+
+def test_progress_bar_counts_pairs_and_renders_pairs_per_second(tmp_path):
+    bar = PairsProgressBar()
+    trainer = L.Trainer(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False,
+                        default_root_dir=tmp_path, accelerator="cpu", enable_model_summary=False)
+    trainer.fit(_Pairs(), _loader(22, 4), _loader(10, 3))
+    seen = bar.pairs_seen
+    assert seen[bar.train_progress_bar_id] == 22  # the last epoch's pairs, last batch of 2 included
+    assert seen[bar.val_progress_bar_id] == 10
+    column = next(c for c in bar.progress.columns if isinstance(c, PairsPerSecond))
+    task = next(t for t in bar.progress.tasks if t.id == bar.train_progress_bar_id)
+    text = column.render(task).plain
+    assert text.endswith(" pairs/s") and float(text.split()[0].replace(",", "")) > 0
+    # The time column Lightning shows is elapsed • remaining (the ETA).
+    assert any(type(c).__name__ == "CustomTimeColumn" for c in bar.progress.columns)
+
+
+def test_pairs_in_batches_of_every_module():
+    assert pairs_in({"y": torch.zeros(5), "inputs": None}) == 5
+    assert pairs_in([1, 2, 3]) == 3
+    assert pairs_in(object()) is None
+
+
+def test_a_training_run_uses_the_pairs_bar_and_writes_tensorboard_events(tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    from _deploy_utils import text_set
+    from omnireward.train import train
+
+    seen = {}
+
+    class Spy(Callback):
+        def on_fit_end(self, trainer, module):
+            bar = trainer.progress_bar_callback
+            seen["bar"] = type(bar).__name__
+            seen["pairs"] = bar.pairs_seen.get(bar.train_progress_bar_id)
+
+    data = text_set(tmp_path / "data", n_train=24, n_val=8, n_test=4)
+    cfg = compose_config(["backbone=tiny", f"data.train={data['train']}", f"data.val={data['val']}",
+                          f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1", "data.batch_size=8",
+                          "trainer.accelerator=cpu", "backbone.feature_cache=false"])
+    out = train(cfg, callbacks=[Spy()])
+    assert seen == {"bar": "PairsProgressBar", "pairs": 24}
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert "val/acc" in acc.Tags()["scalars"]
