@@ -39,5 +39,7 @@ def audio_transcript(args: dict, where: list[str]) -> str:
             a, b = off[part].get(key), on[part].get(key)
             cells += [str(a["n"]) if a else "—"] + [f"{r['accuracy']:.2f}" if r else "—" for r in (a, b)]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
-    out += ["", provenance({"file": "audio_transcript"}, where)]
+    out += ["", f"{f['n_pairs']} training pairs, {f['epochs']} epochs, SmolLM2's first {f['lm_layers']} of 30 layers; "
+            f"transcript word error rate on the bundled test clips {f['wer_test_clips']:.2f}.", "",
+            provenance({"file": "audio_transcript"}, where)]
     return "\n".join(out)
