@@ -3,7 +3,7 @@
     python benchmarks/report.py --check    # exit 1 when a figure or table in the docs differs
     python benchmarks/report.py --write    # rewrite them from benchmarks/results/*.jsonl
 
-A figure in README.md, docs/*.md or benchmarks/README.md sits between two markers that name
+A figure in README.md, docs/*.md, data_cards/*.md or benchmarks/README.md sits between two markers that name
 where it comes from; nothing between them is typed by hand:
 
     accuracy <!-- bench figure file=demo_runs where=tag:text figure=test_accuracy fmt=.2f -->0.96<!-- /bench -->
@@ -37,8 +37,8 @@ MARKER = re.compile(r"<!-- bench (?P<args>[^>]*?) -->(?P<body>.*?)<!-- /bench --
 
 
 def docs() -> list[Path]:
-    return [p for p in [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-            if p.exists()]
+    return [p for p in [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+                        *sorted((ROOT / "data_cards").glob("*.md"))] if p.exists()]
 
 
 def render_figure(args: dict, where: list[str]) -> str:

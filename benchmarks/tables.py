@@ -136,3 +136,25 @@ def memory_scoring(args: dict, where: list[str]) -> str:
     return (f"{f['scoring_records']} pairs of the text demo's `test.jsonl`, batch size {f['batch_size']}, one "
             "fresh process per row.\n\n" + "\n".join(out)
             + f"\n\n{provenance(args | {'file': args.get('file', 'memory')}, where)}")
+_AUDIO_RULES = {"content": "spoken content (clip says the prompt's sentence)", "transcript": "transcript (text answers)",
+                "noise": "noise", "flip_speed": "speed flips", "flip_pitch": "pitch flips",
+                "flip_volume": "volume flips", "all": "all pairs"}
+
+
+def audio_transcript(args: dict, where: list[str]) -> str:
+    """Audio demo accuracy per rule, Whisper states only vs + transcript, on unseen and seen sources."""
+    row = newest("audio_transcript", where)
+    f = row["figures"]
+    off, on = f["without_transcript"], f["with_transcript"]
+    out = ["| rule | unseen sources: n | states only | + transcript | seen sources (val): n | states only | + transcript |",
+           "|---|---|---|---|---|---|---|"]
+    for key, label in _AUDIO_RULES.items():
+        cells = []
+        for part in ("unseen_sources", "seen_sources"):
+            a, b = off[part].get(key), on[part].get(key)
+            cells += [str(a["n"]) if a else "—"] + [f"{r['accuracy']:.2f}" if r else "—" for r in (a, b)]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out += ["", f"{f['n_pairs']} training pairs, {f['epochs']} epochs, SmolLM2's first {f['lm_layers']} of 30 layers; "
+            f"transcript word error rate on the bundled test clips {f['wer_test_clips']:.2f}.", "",
+            provenance({"file": "audio_transcript"}, where)]
+    return "\n".join(out)

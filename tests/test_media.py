@@ -186,7 +186,7 @@ def test_resampling_removes_what_the_new_rate_cannot_hold(tmp_path):
 
 
 def test_load_audio_bundled_speech():
-    clip = SPEECH / "s00_normal.flac"
+    clip = SPEECH / "en_s00_normal.flac"
     x = load_audio(clip)
     info = sf.info(clip)
     assert info.samplerate == 16000 and len(x) == info.frames
@@ -201,7 +201,7 @@ def test_load_audio_failures_name_the_file(tmp_path):
     garbage.write_bytes(os.urandom(2048))
     _raises_naming(load_audio, garbage, match="corrupt")
     wrong_ext = tmp_path / "speech.mp4a"
-    wrong_ext.write_bytes((SPEECH / "s00_normal.flac").read_bytes())
+    wrong_ext.write_bytes((SPEECH / "en_s00_normal.flac").read_bytes())
     _raises_naming(load_audio, wrong_ext, match="unsupported audio extension")
     silent = tmp_path / "nothing.wav"
     sf.write(silent, np.zeros(0), 16000)

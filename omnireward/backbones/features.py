@@ -1,4 +1,4 @@
-"""Per-file cache of encoder inputs/features, so frozen encoders run once per file, not per epoch."""
+"""Per-file cache of encoder inputs/features (and transcripts), so frozen encoders run once per file, not per epoch."""
 
 from __future__ import annotations
 
@@ -24,8 +24,32 @@ class FeatureCache:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.max_items = max_items
         self._mem: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._texts: OrderedDict[str, str] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    def text(self, encoder, path: Path) -> str:
+        """`encoder.transcribe(path)`, computed once per file and options like features."""
+        key = "t" + hashlib.sha1(f"{encoder.transcript_key()}|{_fingerprint(path)}".encode()).hexdigest()
+        if key in self._texts:
+            self._texts.move_to_end(key)
+            self.hits += 1
+            return self._texts[key]
+        disk = self.folder / f"{key}.txt" if self.folder else None
+        if disk is not None and disk.exists():
+            value = disk.read_text(encoding="utf-8")
+            self.hits += 1
+        else:
+            value = encoder.transcribe(path)
+            self.misses += 1
+            if disk is not None:
+                tmp = disk.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(value, encoding="utf-8")
+                tmp.replace(disk)
+        self._texts[key] = value
+        if len(self._texts) > self.max_items:
+            self._texts.popitem(last=False)
+        return value
 
     def get(self, encoder, path: Path) -> torch.Tensor:
         key = hashlib.sha1(f"{encoder.cache_key()}|{_fingerprint(path)}".encode()).hexdigest()

@@ -21,6 +21,8 @@ from omnireward.errors import ModelError
 _SENTINEL = "\ue000{}\ue001"
 _SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
 ENCODER_FOR_MEDIA = {"image": "image", "video": "video", "audio": "audio", "mesh": "mesh"}
+# Words an encoder heard in a media item (a clip's transcript) follow its feature tokens as plain text.
+TRANSCRIPT = ' Transcript: "{}"'
 
 
 class ModularProcessor:
@@ -80,7 +82,11 @@ class ModularProcessor:
             out.extend(self._tokenizer(text[pos:match.start()], add_special_tokens=False)["input_ids"])
             m = media[int(match.group(1))]
             enc = self._encoder_for(m)
-            out.append((enc, self.feature_cache.get(self.encoders[enc], Path(m.path))))
+            encoder = self.encoders[enc]
+            out.append((enc, self.feature_cache.get(encoder, Path(m.path))))
+            if encoder.transcribes:
+                words = TRANSCRIPT.format(self.feature_cache.text(encoder, Path(m.path)))
+                out.extend(self._tokenizer(words, add_special_tokens=False)["input_ids"])
             pos = match.end()
         out.extend(self._tokenizer(text[pos:], add_special_tokens=False)["input_ids"])
         return out

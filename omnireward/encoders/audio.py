@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from omnireward.data.media import load_audio
-from omnireward.encoders import whisper
+from omnireward.encoders import transcript, whisper
 from omnireward.encoders.base import Encoder, frozen, seeded_init
 from omnireward.errors import ConfigError
 
@@ -43,15 +43,23 @@ class AudioEncoder(Encoder):
     2 s multiple: the encoder runs on that span with its first positional embeddings, so a 5 s clip
     costs a sixth of a 30 s one; the pooling covers only the clip's own frames. out_dim = 384
     (64 with `pretrained=False`, a small random encoder for tests).
+
+    With `transcript=True` (pretrained only), Whisper's decoder also transcribes each clip greedily
+    and the modular backbone places the words, in the LM's own tokens, right after the clip's
+    feature tokens: encoder states carry voice and sound, the transcript carries what is said.
     """
 
     modality = "audio"
 
     def __init__(self, *, pretrained: bool = True, trainable: bool = False, n_tokens: int = 16,
-                 max_seconds: float = 30.0):
+                 max_seconds: float = 30.0, transcript: bool = False):
         super().__init__()
         if not 0 < max_seconds <= 30.0:
             raise ConfigError("must be in (0, 30]: Whisper's encoder covers 30 s", field="encoder.max_seconds")
+        if transcript and not pretrained:
+            raise ConfigError("transcripts need the pretrained Whisper tiny.en (backbone.pretrained_encoders=true)",
+                              field="encoder_options.audio.transcript")
+        self.transcribes = transcript
         self.pretrained, self.trainable = pretrained, trainable
         self.n_tokens, self.max_seconds = n_tokens, max_seconds
         if trainable:
@@ -68,6 +76,13 @@ class AudioEncoder(Encoder):
     def cache_key(self) -> str:
         weights = f"whisper-tiny.en@{whisper.CONVERSION_VERSION}" if self.pretrained else "whisper-random-64"
         return self._key(weights, v=_VERSION, tokens=self.n_tokens, max_s=self.max_seconds)
+
+    def transcript_key(self) -> str:
+        return (f"audio/whisper-tiny.en@{whisper.CONVERSION_VERSION}/transcript/"
+                f"v={transcript.VERSION},max_s={self.max_seconds}")
+
+    def transcribe(self, path: pathlib.Path) -> str:
+        return transcript.transcribe(load_audio(path, sample_rate=whisper.SAMPLE_RATE, max_seconds=self.max_seconds))
 
     def _mel(self, wave: np.ndarray) -> tuple[torch.Tensor, int]:
         """Log-mel padded to the next chunk multiple, and the number of mel frames holding the clip."""

@@ -21,6 +21,7 @@ class Encoder(nn.Module):
     out_dim: int
     n_tokens: int
     trainable: bool = False
+    transcribes: bool = False  # media of this encoder also reach the LM as words (`transcribe`)
 
     def cache_key(self) -> str:
         """Identifies what `prepare()` returns (encoder, weights, options), for feature caches."""
@@ -33,6 +34,14 @@ class Encoder(nn.Module):
     def forward(self, prepared: torch.Tensor) -> torch.Tensor:
         """Stacked `prepare()` outputs [B, ...] -> tokens [B, n_tokens, out_dim]."""
         raise NotImplementedError
+
+    def transcript_key(self) -> str:
+        """Identifies what `transcribe()` returns, for caches (only when `transcribes`)."""
+        raise NotImplementedError(f"the {self.modality} encoder gives no transcripts")
+
+    def transcribe(self, path: pathlib.Path) -> str:
+        """The words one file holds, placed as text right after its feature tokens (only when `transcribes`)."""
+        raise NotImplementedError(f"the {self.modality} encoder gives no transcripts")
 
     @property
     def label_names(self) -> tuple[str, ...] | None:

@@ -1,7 +1,12 @@
-"""Audio demo pairs (text_to_audio, text_audio_to_text) from the bundled espeak-ng speech clips."""
+"""Audio demo pairs (text_to_audio, text_audio_to_text) from the bundled espeak-ng speech clips.
+
+Train and val pairs are made from the train voices and sentences; test pairs only from voices and
+sentences that no train pair holds (see `SOURCES` and data_cards/demo_audio.md).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources import files
 
@@ -11,6 +16,7 @@ from omnireward.data.demo.pairs import FLIP, Choice, Ctx, plan, twin
 from omnireward.data.records import Media, Response
 
 AUDIO_RATE = 16000
+_FLIPS = ("speed", "pitch", "volume")
 _SPEECH_PROMPTS = ['A voice saying "{s}".', 'Speech: "{s}"', 'Someone says "{s}" clearly.',
                    'Read this sentence aloud: "{s}"']
 _SPEECH_QUESTIONS = ["What does the speaker say?", "Transcribe this recording.", "What is said in this clip?"]
@@ -26,26 +32,49 @@ CRITERIA = {
 }
 
 
+# Which bundled sources each split draws from (manifest.tsv's `split` column): val makes new pairs of
+# the train voices and sentences; test only hears voices and sentences the train split never has.
+SOURCES = {"train": "train", "val": "train", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One bundled clip: a sentence spoken by an espeak-ng voice in one variant (normal, fast, low...)."""
+
+    name: str
+    split: str
+    voice: str
+    variant: str
+    sentence: str
+    wav: np.ndarray = field(repr=False, compare=False)
+
+
 @lru_cache(maxsize=1)
-def _speech() -> dict[tuple[int, str], tuple[str, np.ndarray]]:
-    """Bundled clips by (sentence index, variant): (sentence, waveform)."""
+def bundled_clips() -> tuple[Clip, ...]:
+    """Every clip in omnireward/assets/speech/, in manifest order."""
     import soundfile as sf
 
     root = files("omnireward") / "assets" / "speech"
-    rows = (root / "manifest.tsv").read_text().splitlines()[1:]
-    sentences = sorted({r.split("\t")[2] for r in rows}, key=[r.split("\t")[2] for r in rows].index)
-    out = {}
-    for row in rows:
-        name, variant, sentence = row.split("\t")
+    out = []
+    for row in (root / "manifest.tsv").read_text().splitlines()[1:]:
+        name, split, voice, variant, sentence = row.split("\t")
         with (root / name).open("rb") as fh:
             wav, sr = sf.read(fh, dtype="float32")
         assert sr == AUDIO_RATE, f"{name}: bundled speech must be {AUDIO_RATE} Hz"
-        out[(sentences.index(sentence), variant)] = (sentence, wav)
-    return out
+        out.append(Clip(name, split, voice, variant, sentence, wav))
+    return tuple(out)
 
 
-def _sentence_ids(variant: str) -> list[int]:
-    return sorted(i for i, v in _speech() if v == variant)
+class _Pool:
+    """The clips one demo split may use, looked up by (voice, sentence, variant)."""
+
+    def __init__(self, split: str):
+        clips = [c for c in bundled_clips() if c.split == SOURCES[split]]
+        self.clips = {(c.voice, c.sentence, c.variant): c for c in clips}
+        self.voices = sorted({c.voice for c in clips})
+
+    def sentences(self, voice: str, variant: str = "normal") -> list[str]:
+        return sorted(s for v, s, k in self.clips if v == voice and k == variant)
 
 
 def _augment(ctx: Ctx, wav: np.ndarray, gain: float | None = None) -> np.ndarray:
@@ -76,45 +105,53 @@ def _save_audio(ctx: Ctx, wav: np.ndarray) -> Media:
     return Media("audio", rel)
 
 
-def _audio_unit(rule: str, ctx: Ctx) -> list[Choice]:
-    speech = _speech()
-    normal = _sentence_ids("normal")
-    i = ctx.pick(normal)
-    j = ctx.pick([k for k in normal if k != i])
-    sentence, wav = speech[(i, "normal")]
-    prompt = ctx.pick(_SPEECH_PROMPTS).format(s=sentence)
+def _audio_unit(rule: str, ctx: Ctx, pool: _Pool, flip: str) -> list[Choice]:
+    voice = ctx.pick(pool.voices)
+    used: list[str] = []  # bundled clips behind this unit, recorded in meta.clips
+
+    def wav(sentence: str, variant: str = "normal") -> np.ndarray:
+        clip = pool.clips[(voice, sentence, variant)]
+        used.append(clip.name)
+        return clip.wav
 
     def choice(good, bad, criteria=None, **detail):
         return Choice("text_to_audio", prompt, Response(media=[_save_audio(ctx, good)]),
-                      Response(media=[_save_audio(ctx, bad)]), rule, criteria, detail=detail)
+                      Response(media=[_save_audio(ctx, bad)]), rule, criteria,
+                      detail={"voice": voice, "clips": used, **detail})
 
+    normal = pool.sentences(voice)
+    sentence = ctx.pick(normal)
+    other = ctx.pick([s for s in normal if s != sentence])
+    prompt = ctx.pick(_SPEECH_PROMPTS).format(s=sentence)
     if rule == "content":
-        wrong = _augment(ctx, speech[(j, "normal")][1])
-        return [choice(_augment(ctx, wav), wrong, ctx.maybe(CRITERIA["content"]))]
+        return [choice(_augment(ctx, wav(sentence)), _augment(ctx, wav(other)), ctx.maybe(CRITERIA["content"]))]
     if rule == "noise":
-        clean = _augment(ctx, wav)
+        clean = _augment(ctx, wav(sentence))
         bad, kind = _noisy(ctx, clean)
         return [choice(clean, bad, ctx.maybe(CRITERIA["quality"]), noise=kind)]
     if rule == "transcript":
-        heard = _save_audio(ctx, _augment(ctx, wav))
+        heard = _save_audio(ctx, _augment(ctx, wav(sentence)))
         return [Choice("text_audio_to_text", ctx.pick(_SPEECH_QUESTIONS),
                        Response(f'The speaker says: "{sentence}".'),
-                       Response(f'The speaker says: "{speech[(j, "normal")][0]}".'), rule,
-                       prompt_media=[heard])]
-    flip = ctx.pick(["speed", "pitch", "volume"])
+                       Response(f'The speaker says: "{other}".'), rule,
+                       prompt_media=[heard], detail={"voice": voice, "clips": used})]
     if flip == "volume":
-        loud = _augment(ctx, wav, ctx.rng.uniform(0.8, 0.95))
-        quiet = _augment(ctx, wav, ctx.rng.uniform(0.06, 0.12))
+        clean = wav(sentence)
+        loud = _augment(ctx, clean, ctx.rng.uniform(0.8, 0.95))
+        quiet = _augment(ctx, clean, ctx.rng.uniform(0.06, 0.12))
         base = choice(loud, quiet, flip=flip)
         return twin(base, ctx.pick(CRITERIA["loud"]), ctx.pick(CRITERIA["quiet"]))
     hi, lo = ("fast", "slow") if flip == "speed" else ("high", "low")
-    k = ctx.pick(_sentence_ids(hi))
-    sentence = speech[(k, hi)][0]
+    sentence = ctx.pick(pool.sentences(voice, hi))
     prompt = ctx.pick(_SPEECH_PROMPTS).format(s=sentence)
-    base = choice(_augment(ctx, speech[(k, hi)][1]), _augment(ctx, speech[(k, lo)][1]), flip=flip)
+    base = choice(_augment(ctx, wav(sentence, hi)), _augment(ctx, wav(sentence, lo)), flip=flip)
     return twin(base, ctx.pick(CRITERIA[hi]), ctx.pick(CRITERIA[lo]))
 
 
 def build(n: int, ctx: Ctx) -> list[list[Choice]]:
     shares = {"content": 0.25, "noise": 0.25, "transcript": 0.15, FLIP: 0.35}
-    return [_audio_unit(rule, ctx) for rule in plan(n, shares, ctx.rng)]
+    pool = _Pool(ctx.split)
+    rules = plan(n, shares, ctx.rng)
+    # Flip kinds in equal shares (then shuffled), so even a small set holds all three.
+    flips = iter(ctx.rng.permutation([_FLIPS[i % len(_FLIPS)] for i in range(rules.count(FLIP))]).tolist())
+    return [_audio_unit(rule, ctx, pool, next(flips) if rule == FLIP else "") for rule in rules]
