@@ -71,10 +71,10 @@ def test_transcript_tokens_follow_the_audio_span_and_are_cached(tmp_path):
     for on in (True, False):
         bb = build_modular(lm="tiny", encoders=["audio"], encoder_options={"audio": {"transcript": on}},
                            feature_cache=False)
-        bb.feature_cache = FeatureCache(tmp_path / "features")
-        batches[on] = bb.collate([conv])
+        bb.processor.feature_cache = FeatureCache(tmp_path / "features")
+        batches[on] = bb.processor([conv])
         pos = int(batches[on].extra["media"]["audio"]["pos"][0, 1])
-        after = bb.tokenizer.decode(batches[on].tensors["input_ids"][0, pos + bb.span("audio"):])
+        after = bb.tokenizer.decode(batches[on].tensors["input_ids"][0, pos + bb.processor.span("audio"):])
         if on:
             assert after.startswith(TRANSCRIPT.format("")[:-1])
             assert "open the window" in after.lower(), after
