@@ -126,15 +126,15 @@ def test_grpo_ties_the_verdict_to_the_evidence_on_held_out_pairs(tmp_path):
     held_out = yes_no_rows(16, 7)
     assert sum(r["preference"] == "response1" for r in held_out) == 8
     val_file = write_rows(tmp_path / "val.jsonl", held_out)
-    cfg = _r1_config(tmp_path, train_file, val_file, "judge=mini", "model.sft_epochs=6", "trainer.max_epochs=16",
+    cfg = _r1_config(tmp_path, train_file, val_file, "judge=mini", "model.sft_epochs=20", "trainer.max_epochs=28",
                      "model.num_generations=8", "model.max_new_tokens=8", "model.val_max_new_tokens=8",
-                     "model.swap_prob=0", "model.lm_lr=1e-2", "model.lr=1e-2", "model.beta=0.01")
+                     "model.swap_prob=0", "model.lm_lr=3e-3", "model.lr=3e-3", "model.beta=0.01")
     out = train(cfg)
     sft = _epoch_metric(out, "train/sft_loss")
     assert sft[-1] < 0.5 * sft[0]
     accuracy = _epoch_metric(out, "train/reward_accuracy_epoch")
-    assert len(accuracy) == 10  # one value per GRPO epoch
-    assert accuracy[0] < 0.75 and accuracy[-1] >= 0.9, accuracy
+    assert len(accuracy) == 8  # one value per GRPO epoch
+    assert accuracy[0] < 0.85 and accuracy[-1] >= 0.9, accuracy
     # The saved judge (best epoch by val/acc) on held-out pairs, through the scoring path.
     s = judge_file(val_file, out, tmp_path / "judged.jsonl", max_new_tokens=8, batch_size=8, device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "judged.jsonl").read_text().splitlines()]

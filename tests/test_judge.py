@@ -359,3 +359,19 @@ def test_custom_template_without_ties(lm_dir, tmp_path):
     (tmp_path / "bad.yaml").write_text(OmegaConf.to_yaml(d))
     with pytest.raises(ConfigError, match="verdict options"):
         load_template(tmp_path / "bad.yaml")
+
+
+def test_a_verdict_the_critique_wrote_is_read_where_it_wrote_it():
+    """A trained judge writes "[[B]]" itself: its probabilities are read right after its own "[[",
+    not after a second verdict prefix appended behind the critique."""
+    from omnireward.judge.decoding import cut_at_anchor
+
+    bb = small_backbone(["Response A is better. [[B]] Verdict:"])
+    t = load_template("omni")
+    tok = bb.tokenizer
+    ids = tok("Response A is better. [[B]]", add_special_tokens=False)["input_ids"]
+    cut = cut_at_anchor(tok, t, ids)
+    assert cut is not None and tok.decode(cut).endswith("[[") and len(cut) == len(ids) - 2
+    assert cut_at_anchor(tok, t, tok("Response A is better.", add_special_tokens=False)["input_ids"]) is None
+    assert cut_at_anchor(tok, t, tok("see [[ nothing", add_special_tokens=False)["input_ids"]) is None
+    assert load_template("think").verdict_anchor == "<answer>"

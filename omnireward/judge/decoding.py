@@ -118,14 +118,45 @@ def option_token_ids(tokenizer, prefix: str, options: list[str]) -> list[int]:
     return out
 
 
+def cut_at_anchor(tokenizer, t: JudgeTemplate, ids: list[int]) -> list[int] | None:
+    """A critique's tokens up to and including its own last verdict anchor ("[[", "<answer>"), when it
+    wrote one followed by an option; None when it wrote none. A trained judge writes its verdict
+    itself: reading the option there keeps the probabilities consistent with what it wrote."""
+    anchor = t.verdict_anchor
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    at = text.rfind(anchor)
+    if at < 0 or not any(text[at + len(anchor):].lstrip().startswith(o) for o in t.options.values()):
+        return None
+    end = at + len(anchor)
+    for k in range(len(ids), 0, -1):  # walk back to the token that ends exactly at the anchor
+        head = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        if len(head) == end:
+            return list(ids[:k])
+        if len(head) < end:
+            return None  # the anchor shares a token with what follows it: read after the prefix instead
+    return None
+
+
+def _verdict_continuations(backbone, t: JudgeTemplate, critiques: list[list[int] | str]) -> list[list[int]]:
+    """Each critique followed by the verdict prefix, or cut at its own verdict anchor when it wrote one."""
+    tok = backbone.tokenizer
+    prefix = _ids(tok, t.verdict_prefix)
+    out = []
+    for c in critiques:
+        ids = _ids(tok, c) if isinstance(c, str) else list(c)
+        own = cut_at_anchor(tok, t, ids) if ids else None
+        out.append(own if own is not None else ids + prefix)
+    return out
+
+
 def verdict_probs(backbone, t: JudgeTemplate, batch: Batch, critiques: list[list[int] | str]) -> torch.Tensor:
     """Probabilities [B, 3] of (first shown, second shown, tie), read after critique + verdict
-    prefix; an option the template does not offer (e.g. no tie) gets 0."""
+    prefix (or where the critique wrote its own verdict); an option the template does not offer
+    (e.g. no tie) gets 0."""
     tok = backbone.tokenizer
     labels = [k for k in LABELS if k in t.options]
     opt_ids = option_token_ids(tok, t.verdict_prefix, [t.options[k] for k in labels])
-    prefix = _ids(tok, t.verdict_prefix)
-    cont = [(_ids(tok, c) if isinstance(c, str) else list(c)) + prefix for c in critiques]
+    cont = _verdict_continuations(backbone, t, critiques)
     _, _, last = continuation_hidden(backbone, batch, cont)
     probs = torch.softmax(backbone.logits(last).float()[:, opt_ids], -1)
     out = torch.zeros((probs.shape[0], len(LABELS)), dtype=probs.dtype, device=probs.device)

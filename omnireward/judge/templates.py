@@ -77,6 +77,13 @@ class JudgeTemplate:
         return self.verdict.suffix
 
     @property
+    def verdict_anchor(self) -> str:
+        """The end of the verdict prefix ("[[", "<answer>"): where a judge that writes its own verdict
+        puts the option letter right after."""
+        words = self.verdict.prefix.split()
+        return words[-1] if words else self.verdict.prefix
+
+    @property
     def options(self) -> dict:
         return self.verdict.options
 
