@@ -33,6 +33,9 @@ def commit() -> str:
     return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+START_COMMIT = commit()  # read when a benchmark script imports this module, i.e. when it starts
+
+
 def machine() -> dict:
     """Cores, memory, CPU model, GPU (or none) and the library versions that move figures."""
     info: dict = {"arch": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
@@ -79,8 +82,9 @@ def command() -> str:
 
 
 def append(name: str, figures: dict, **fields) -> dict:
-    """Append one results line to results/<name>.jsonl and return it."""
-    line = {"bench": name, "command": command(), "commit": commit(), "machine": machine(),
+    """Append one results line to results/<name>.jsonl and return it (the commit is the one the
+    script started from, so a commit made while it ran does not claim its figures)."""
+    line = {"bench": name, "command": command(), "commit": START_COMMIT, "machine": machine(),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields,
             "figures": figures}
     RESULTS.mkdir(exist_ok=True)
