@@ -12,7 +12,7 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
                   pretrained_encoders: bool = True, train_encoders: bool = False,
                   encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
                   tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
-                  freeze_embeddings: bool = True, gradient_checkpointing: bool = False,
+                  freeze_embeddings: bool = True, gradient_checkpointing: bool | str = False,
                   label_tokens: bool = True, quantization: str | None = None) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
@@ -37,6 +37,10 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     cache = FeatureCache(cache_dir("features") if feature_cache else None)
     backbone = ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache,
                                label_tokens=label_tokens and pretrained_encoders)
+    if gradient_checkpointing == "auto":  # on a CPU memory is the limit; on a GPU speed is
+        import torch
+
+        gradient_checkpointing = not torch.cuda.is_available()
     if gradient_checkpointing:
         from omnireward.strategies import enable_gradient_checkpointing
 
