@@ -9,7 +9,8 @@ import pytest
 
 from omnireward.backbones.build import build_modular
 from omnireward.backbones.features import FeatureCache
-from omnireward.backbones.modular import TRANSCRIPT, conversation
+from omnireward.backbones.base import conversation
+from omnireward.backbones.modular_processor import TRANSCRIPT
 from omnireward.data.demo.audio import bundled_clips
 from omnireward.data.records import Media
 from omnireward.encoders import build_encoder, transcript
