@@ -6,7 +6,7 @@ transformers' AutoModelForSequenceClassification.
 
 The same LM (the embedded SmolLM2-135M-Instruct as an HF folder), the same pairs, batch size and
 epochs, CPU fp32. Every measurement runs in a fresh process (peak RSS is that process's
-ru_maxrss); times exclude loading. Appends one line to benchmarks/results/vs_trl.jsonl with
+VmHWM); times exclude loading. Appends one line to benchmarks/results/vs_trl.jsonl with
 pairs/s, peak RSS, held-out accuracy and the ratios omnireward/peer.
 
 Sets: `text` — the text demo (seed 3: prompts, criteria in the system turn, short answers);
@@ -36,6 +36,11 @@ WORDS = ("the model should weigh clarity accuracy safety and tone while it reads
 
 
 def _peak_mib() -> float:
+    """This process's peak RSS: the kernel's VmHWM (ru_maxrss would include the parent's at fork)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
