@@ -110,3 +110,34 @@ def test_bt_margin_refuses_a_record_without_margin_naming_file_and_line(tmp_path
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataFormatError, match=rf"{train_file.name}:7: margin: missing margin"):
         train(_cfg(tmp_path, train_file, val_file, "loss=bt_margin", "trainer.max_epochs=1"))
+
+
+def test_reload_without_reload_overrides_fails_loudly(tmp_path, text_pairs, monkeypatch):
+    """A custom backbone builder without `reload_overrides` beside it would rebuild its original LM
+    instead of the trained lm/: loading refuses instead."""
+    from omegaconf import OmegaConf
+
+    from omnireward import model_folder
+    from omnireward.errors import ModelError
+
+    train_file, val_file = text_pairs
+    out = train(_cfg(tmp_path, train_file, val_file, "trainer.max_epochs=1"))
+    cfg = OmegaConf.load(out / "omnireward.yaml")
+    cfg.backbone._target_ = "_judge_utils.yes_no_rows"  # importable, but its module has no reload_overrides
+    OmegaConf.save(cfg, out / "omnireward.yaml")
+    monkeypatch.delattr("_judge_utils.reload_overrides", raising=False)
+    with pytest.raises(ModelError, match="no `reload_overrides"):
+        model_folder.load(out)
+
+
+def test_head_dropout_has_one_source_the_head_config(tmp_path, text_pairs):
+    from omnireward.config import build, compose_config
+    from omnireward.reward_model import RewardModel
+
+    cfg = compose_config(["backbone=tiny", "head.dropout=0.3"])
+    assert build(cfg.head)(8).dropout.p == 0.3
+    train_file, val_file = text_pairs
+    out = train(_cfg(tmp_path, train_file, val_file, "trainer.max_epochs=1", "head.dropout=0.25"))
+    model, saved = RewardModel.from_pretrained(out)
+    assert saved.head.dropout == 0.25 and model.head.dropout.p == 0.25
+    assert "dropout" not in saved.model  # the module takes no dropout of its own
