@@ -342,7 +342,7 @@ def test_numpy_video_patches_match_transformers_video_processor(tiny, media):
 
     if not is_torchvision_available():
         pytest.skip("torchvision is not installed: only the numpy video processor exists here")
-    from omnireward.backbones.hf import FramesVideoProcessor, _video, _video_config
+    from omnireward.backbones.hf_processor import FramesVideoProcessor, _video, _video_config
 
     frames, meta = _video(_abs(media, "bikes"), "-", 8, 112)
     for family in ("qwen2_5_vl", "qwen3_vl"):

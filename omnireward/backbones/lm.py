@@ -97,7 +97,7 @@ def load_lm(name_or_path: str, *, layers: int | None = None, tokenizer=None, dty
         model = None
         kwargs = {"dtype": dtype}
         if quantization:
-            from omnireward.backbones.hf import quantization_config
+            from omnireward.backbones.hf_family import quantization_config
             from omnireward.quant import load_lm_quantized
 
             if Path(path).is_dir():  # layer by layer from our own reader; else transformers' loader
