@@ -22,7 +22,7 @@ def _media(folder: Path) -> dict[str, str]:
     shutil.copy(package_file("skimage", "data", "chelsea.png"), m / "chelsea.png")
     shutil.copy(package_file("pyvista", "examples", "ant.ply"), m / "ant.ply")
     shutil.copy(ROOT / "tests/fixtures/videogen_rewardbench/videos/clip_a.mp4", m / "clip.mp4")
-    shutil.copy(ROOT / "omnireward/assets/speech/s00_fast.flac", m / "speech.flac")
+    shutil.copy(ROOT / "omnireward/assets/speech/en_s00_fast.flac", m / "speech.flac")
     return {"image": "m/astronaut.png", "image2": "m/chelsea.png", "mesh": "m/ant.ply", "video": "m/clip.mp4",
             "audio": "m/speech.flac"}
 

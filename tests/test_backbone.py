@@ -17,6 +17,11 @@ def image_model():
     return RewardModel.with_bt_head(bb, dropout=0.0).eval()
 
 
+def _unpacked(model, pairs):
+    """One row per response (no prefix sharing), so each row's reward position is `last_index`."""
+    return model.collate(pairs + pairs, [p.response1 for p in pairs] + [p.response2 for p in pairs])
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     from skimage import data
@@ -59,7 +64,7 @@ def test_rewards_do_not_depend_on_batch_size_or_padding(image_model, images):
 def test_media_are_spliced_where_the_placeholders_are(image_model, images):
     bb = image_model.backbone
     p = _pairs(images, 1)[0]
-    batch = image_model.collate_pairs([p])
+    batch = _unpacked(image_model, [p])
     spec = batch.extra["media"]["image"]
     n_tok = bb.encoders["image"].n_tokens
     assert spec["x"].shape[0] == 2  # one image per response
@@ -135,7 +140,7 @@ def test_label_token_follows_the_image_tokens(images):
     bb = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False)
     assert bb.processor.span("image") == bb.encoders["image"].n_tokens + 1
     model = RewardModel.with_bt_head(bb, dropout=0.0).eval()
-    batch = model.collate_pairs(_pairs(images, 1))
+    batch = _unpacked(model, _pairs(images, 1))
     spec = batch.extra["media"]["image"]
     with torch.no_grad():
         embeds = bb._embed(batch)
