@@ -139,7 +139,7 @@ def _rule_rows(n, start=0):
     rows = []
     for i in range(start, start + n):
         good, bad = "Sure! Start with the basics, step by step.", "No. Figure it out yourself."
-        first = (i * 7 + i // 3) % 2 == 0
+        first = i % 2 == 0
         rows.append({"id": f"r{i}", "prompt": f"How do I boil egg number {i}?",
                      "response1": good if first else bad, "response2": bad if first else good,
                      "preference": "response1" if first else "response2"})
@@ -151,8 +151,11 @@ def _sft_judge_learns(family, tiny, tmp_path):
     test_rows = _rule_rows(40, start=1000)
     test_f = _write(tmp_path / "test.jsonl", test_rows)
     out = tmp_path / "sft"
-    train(compose_config(["model=r1", *_backbone_overrides(family, tiny), f"data.train={train_f}",
-                          f"data.val={test_f}", "data.batch_size=8", "trainer.max_epochs=6", "model.sft_epochs=6",
+    # The tiny modular LM's random embeddings (and tied LM head) learn too: frozen, they would leave
+    # two random 64-wide layers to map the answer onto fixed random output words.
+    extra = ["backbone.freeze_embeddings=false"] if family == "modular" else []
+    train(compose_config(["model=r1", *_backbone_overrides(family, tiny), *extra, f"data.train={train_f}",
+                          f"data.val={test_f}", "data.batch_size=8", "trainer.max_epochs=20", "model.sft_epochs=20",
                           "model.val_max_new_tokens=0", "model.lr=3e-3", "model.lm_lr=3e-3", "model.beta=0",
                           "trainer.num_sanity_val_steps=0", f"output_dir={out}"]))
     s = judge_file(test_f, out, tmp_path / "judged.jsonl", judge=None, max_new_tokens=8, device="cpu")
