@@ -50,6 +50,9 @@ def judge_joint_vs_bt(args: dict, where: list[str]) -> str:
     out.append("")
     out.append(f"SmolLM2 cut to {fig['layers']} layers, {fig['epochs']} epochs, batch 8; {fig['data']}. "
                + provenance({"file": "judge_runs"}, ["run:joint-vs-bt", *where]))
+    return "\n".join(out)
+
+
 def serve_load(args: dict, where: list[str]) -> str:
     """benchmarks/serve_load.py: throughput, latency and batches formed per number of concurrent clients."""
     row = newest("serve_load", where)

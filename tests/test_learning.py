@@ -85,6 +85,7 @@ def _right_by_rule(pairs_file, scores_file) -> dict[str, list[bool]]:
     return right
 
 
+@pytest.mark.slow  # the full SmolLM2 trained for minutes
 def test_full_embedded_lm_learns_the_text_rules_on_unseen_topics(tmp_path):
     """The full SmolLM2 trained as `make demo` trains it ranks answers to questions of topic families
     it never saw: relevance, politeness, safety and over-refusal on a fresh unseen-source sample (the

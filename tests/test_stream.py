@@ -331,7 +331,7 @@ def test_records_are_not_all_held_while_a_large_file_is_scored(tmp_path, monkeyp
     from omnireward.scoring.identity import run_identity
     from omnireward.scoring.stream import score_stream
 
-    n = 6000
+    n = 1500  # fifteen windows of 100
     src = write_jsonl(tmp_path / "big.jsonl", mixed_records(n))
     alive = {"n": 0}
     real = plan_mod.read_records
