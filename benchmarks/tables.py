@@ -161,3 +161,25 @@ def audio_transcript(args: dict, where: list[str]) -> str:
             f"transcript word error rate on the bundled test clips {f['wer_test_clips']:.2f}.", "",
             provenance({"file": "audio_transcript"}, where)]
     return "\n".join(out)
+
+
+def vs_trl(args: dict, where: list[str]) -> str:
+    """README: training vs TRL's RewardTrainer and scoring vs HF two-pass (newest `vs_trl.py` line)."""
+    row = newest("vs_trl", where)
+    f = row["figures"]
+    out = ["| set | train pairs/s: omnireward / TRL (ratio) | held-out accuracy: omnireward / TRL | "
+           "train peak RSS MiB: omnireward / TRL | score pairs/s: omnireward / HF two-pass (ratio) | "
+           "score pairs/s without prefix sharing | score peak RSS MiB: omnireward / HF |",
+           "|---|---|---|---|---|---|---|"]
+    for name, s in f["sets"].items():
+        t, c = s["train"], s["score"]
+        out.append(f"| {name} | {t['omnireward']['pairs_per_s']:.2f} / {t['trl']['pairs_per_s']:.2f} "
+                   f"({t['ratio']:.2f}×) | {_f(t['omnireward']['test_accuracy'])} / {_f(t['trl']['test_accuracy'])} | "
+                   f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | "
+                   f"{c['omnireward']['pairs_per_s']:.2f} / {c['hf_two_pass']['pairs_per_s']:.2f} ({c['ratio']:.2f}×) | "
+                   f"{c['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
+                   f"{c['omnireward']['peak_rss_mib']} / {c['hf_two_pass']['peak_rss_mib']} |")
+    out.append("")
+    out.append(f"{f['pairs']} training pairs, {f['epochs']} epoch, batch {f['batch']}, CPU fp32, the embedded "
+               "SmolLM2-135M-Instruct for both tools. " + provenance({"file": "vs_trl"}, where))
+    return "\n".join(out)
