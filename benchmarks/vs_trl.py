@@ -22,8 +22,10 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -225,6 +227,17 @@ def _spawn(run: str, a, **extra) -> dict:
     return out
 
 
+def _clear_outputs(work: Path) -> None:
+    """Each measurement starts from nothing: remove the run folders and score files of an earlier run."""
+    if not work.is_dir():
+        return
+    for p in list(work.glob("omni-*")) + [work / "trl"] + []:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default="text,prompt_heavy")
@@ -232,7 +245,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--work", default="/tmp/omnireward-vs-trl")
+    ap.add_argument("--work", default=None, help="scratch folder (default: a new temporary one); "
+                    "its earlier outputs are cleared")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--set", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--train", default=None, help=argparse.SUPPRESS)
@@ -247,7 +261,10 @@ def main() -> None:
         return _child(a)
     from results_log import append
 
+    if a.work is None:
+        a.work = tempfile.mkdtemp(prefix="omnireward-vs-trl-")
     work = Path(a.work)
+    _clear_outputs(work)
     sets = build_sets(work, a.pairs, a.seed)
     figures = {"pairs": a.pairs, "epochs": a.epochs, "batch": a.batch, "sets": {}}
     for name in a.sets.split(","):
