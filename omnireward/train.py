@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.torch import load_file, save_file
 
@@ -22,6 +22,13 @@ from omnireward.progress import PairsProgressBar
 from omnireward.strategies import build_strategy, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
+MIXTURE_NAME = "data_mixture.json"
+
+
+def write_mixture(out: Path, dm, seed: int) -> None:
+    """The training sources as read: per source its weight, cap and pairs read, kept and drawn per epoch."""
+    record = {"seed": seed, "pairs_per_epoch": dm.train_pairs_per_epoch, "sources": dm.mixture}
+    (out / MIXTURE_NAME).write_text(json.dumps(record, indent=2))
 
 
 def demo_data(modality: str, seed: int) -> dict[str, str]:
@@ -104,10 +111,12 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
             for k, v in demo_data(cfg.modality.name, cfg.seed).items():
                 if not cfg.data.get(k):
                     cfg.data[k] = v
+    dm = build(cfg.data)  # a bad data.train mixture entry fails here, before the model loads
     module = build_module(cfg)
-    dm = build(cfg.data)
     dm.collate_fn = module.collate
     dm.setup("fit")
+    if rank_zero_only.rank == 0:
+        write_mixture(out, dm, cfg.seed)
     loss = getattr(module, "loss", None)
     if loss is not None and needs_margin(loss):
         dm.require_margins("the loss uses each record's margin (loss=bt_margin)")
@@ -124,7 +133,8 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     seconds = time.time() - t0
 
     summary = {"epochs": trainer.current_epoch, "global_steps": trainer.global_step, "train_seconds": seconds,
-               "train_pairs": len(dm.splits["train"]), "val_pairs": len(dm.splits.get("val", []))}
+               "train_pairs": len(dm.splits["train"]), "train_pairs_per_epoch": dm.train_pairs_per_epoch,
+               "val_pairs": len(dm.splits.get("val", []))}
     sharded = type(trainer.strategy).__name__ in ("FSDPStrategy", "DeepSpeedStrategy")
     final = full_state(trainer) if sharded and keep_best.best is None else None  # collective
     if keep_best.best is not None:

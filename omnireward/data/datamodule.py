@@ -8,10 +8,12 @@ from typing import Callable
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, DistributedSampler
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
 
+from omnireward.data.mixture import MixtureSampler, Source, capped, describe, parse_sources, source_report
 from omnireward.data.records import Pair, Record
-from omnireward.errors import DataFormatError
+from omnireward.errors import ConfigError, DataFormatError
 
 
 def load_records(path: str | Path, *, media_root: str | Path | None = None,
@@ -29,28 +31,30 @@ def labelled_pairs(records: list[Record], path) -> list[Pair]:
     return pairs
 
 
-class EpochShuffleSampler(DistributedSampler):
-    """A permutation that depends only on (seed, epoch), so a resumed run sees the same order
-    as an uninterrupted one (Lightning calls `set_epoch` each epoch). Under DDP rank r takes
-    positions r, r+W, ... of that one permutation, so a step's global batch is the batch one
-    process would take; being a DistributedSampler, Lightning uses it as it is."""
+class EpochShuffleSampler(MixtureSampler):
+    """A permutation of n pairs that depends only on (seed, epoch), so a resumed run sees the same
+    order as an uninterrupted one (Lightning calls `set_epoch` each epoch): a mixture of one source
+    at weight 1. Under DDP rank r takes positions r, r+W, ... of that one permutation."""
 
     def __init__(self, n: int, seed: int = 0, num_replicas: int = 1, rank: int = 0):
-        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        super().__init__([n], [1.0], seed=seed, num_replicas=num_replicas, rank=rank)
         self.n = n
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
-        order += order[:self.total_size - self.n]  # every rank takes the same number of steps
-        return iter(order[self.rank:self.total_size:self.num_replicas])
 
 
 class PreferenceDataModule(L.LightningDataModule):
-    def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
+    """Train, validation and test pairs. `train` is one path or a weighted mixture of sources
+    (`omnireward.data.mixture`: a list of paths or `{path, format, weight, max_pairs}`); `val` and
+    `test` are one path each."""
+
+    def __init__(self, train: str | list | None = None, val: str | None = None, test: str | None = None,
                  media_root: str | None = None, allow_outside_root: bool = False, batch_size: int = 8,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0):
         super().__init__()
+        for split, path in (("val", val), ("test", test)):
+            if path is not None and not isinstance(path, (str, Path)):
+                raise ConfigError(f"takes one path, got {path!r} (weighted mixtures are for data.train)",
+                                  field=f"data.{split}")
+        self.sources: list[Source] = parse_sources(train)  # bad entries fail here, before any model loads
         self.paths = {"train": train, "val": val, "test": test}
         self.media_root = media_root
         self.allow_outside_root = allow_outside_root
@@ -61,21 +65,41 @@ class PreferenceDataModule(L.LightningDataModule):
         self.collate_fn: Callable | None = None
         self.splits: dict[str, list[Pair]] = {}
         self.origins: dict[str, list[tuple[str, int | None]]] = {}  # (file, line) of each pair, per split
+        self.mixture: list[dict] = []  # per training source: path, weight, pairs read / kept / per epoch
+        self._source_sizes: list[int] = []
 
-    def setup(self, stage: str | None = None):
+    def _read(self, path, fmt: str = "auto") -> tuple[list[Pair], list[tuple[str, int | None]]]:
         from omnireward.data.formats import load
 
-        for split, path in self.paths.items():
+        pairs, origins = [], []
+        for res in load(path, fmt, media_root=self.media_root, allow_outside_root=self.allow_outside_root):
+            if not res.ok:
+                raise res.error
+            if isinstance(res.record, Pair) and res.record.preference is not None:
+                pairs.append(res.record)
+                origins.append((res.file, res.line))
+        return labelled_pairs(pairs, path), origins
+
+    def setup(self, stage: str | None = None):
+        if self.sources and "train" not in self.splits:
+            pairs, origins = [], []
+            for i, src in enumerate(self.sources):
+                p, o = self._read(src.path, src.format)
+                keep = capped(len(p), src.max_pairs, self.seed, i)
+                pairs += [p[k] for k in keep]
+                origins += [o[k] for k in keep]
+                self.mixture.append(source_report(src, len(p), len(keep)))
+                self._source_sizes.append(len(keep))
+            self.splits["train"], self.origins["train"] = pairs, origins
+            rank_zero_info(describe(self.mixture))
+        for split in ("val", "test"):
+            path = self.paths[split]
             if path and split not in self.splits:
-                pairs, origins = [], []
-                for res in load(path, media_root=self.media_root, allow_outside_root=self.allow_outside_root):
-                    if not res.ok:
-                        raise res.error
-                    if isinstance(res.record, Pair) and res.record.preference is not None:
-                        pairs.append(res.record)
-                        origins.append((res.file, res.line))
-                self.splits[split] = labelled_pairs(pairs, path)
-                self.origins[split] = origins
+                self.splits[split], self.origins[split] = self._read(path)
+
+    @property
+    def train_pairs_per_epoch(self) -> int:
+        return sum(r["pairs_per_epoch"] for r in self.mixture)
 
     def require_margins(self, why: str) -> None:
         """Refuse, naming the file and line, any training or validation pair without a `margin`."""
@@ -91,7 +115,7 @@ class PreferenceDataModule(L.LightningDataModule):
         data = self.splits[split]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         if shuffle:
-            sampler = EpochShuffleSampler(len(data), self.seed, world, rank)
+            sampler = MixtureSampler(self._source_sizes, [s.weight for s in self.sources], self.seed, world, rank)
         else:  # each pair evaluated once across ranks (Lightning's default sampler repeats some)
             sampler = UnrepeatedDistributedSampler(data, world, rank, shuffle=False) if world > 1 else None
         return DataLoader(data, batch_size=bs, sampler=sampler, collate_fn=self.collate_fn,
