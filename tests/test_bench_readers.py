@@ -53,6 +53,11 @@ def test_videogen_reader_maps_labels_and_keeps_dimensions():
     assert recs[0].response1.media[0].path == str(VG.parent / "videos" / "clip_a.mp4")
     assert recs[3].response1.media[0].path == str(VG.parent / "videos" / "clip_a.mp4")  # "./videos/..." too
     assert recs[1].meta == {"VQ": "B", "MQ": "same", "TA": "B", "A_model": "model-y", "B_model": "model-z"}
+    # VQ / MQ / TA are also the pair's per-dimension labels (what head=multi trains on).
+    assert recs[1].dimension_preferences == {"visual_quality": "response2", "motion_quality": "tie",
+                                             "text_alignment": "response2"}
+    assert recs[1].to_dict()["preference"] == {"visual_quality": "response2", "motion_quality": "tie",
+                                               "text_alignment": "response2", "overall": "response2"}
 
 
 def test_videogen_reader_errors_name_file_line_and_column(tmp_path):

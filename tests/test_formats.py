@@ -501,3 +501,68 @@ def test_detect_format_by_keys(tmp_path):
         detect_format(tmp_path / "missing.jsonl")
     with pytest.raises(DataFormatError, match="unknown format 'csv'"):
         results(tmp_path / "native.jsonl", "csv")
+
+
+# ----------------------------------------------------------------------------- rankings and dimensions
+
+def test_sharegpt_ranking_of_k_keeps_every_response(tmp_path):
+    """`rejected` as a list ranks K > 2 responses: a group with all of them, chosen first."""
+    write_media(tmp_path)
+    text = {**sharegpt_row("Name a fruit.", "An apple.", ""), "rejected": [
+        {"from": "gpt", "value": "A carrot."}, "A stone.", {"from": "gpt", "value": "Nothing."}]}
+    gen = {**sharegpt_row("a red square", "<image>", ""),
+           "rejected": ["<image>", "<image>"], "images": ["img0.png", "img1.png", "img2.png"]}
+    views = {**sharegpt_row("a ball", "", ""), "rejected": ["", ""],
+             "images": [["img0.png"], ["img1.png", "img2.png"], ["img3.png"]]}
+    recs = records(jsonl(tmp_path / "k.jsonl", [text, gen, views, sharegpt_row("x", "a", "b")]), "sharegpt")
+    g = recs[0]
+    assert [r.text for r in g.responses] == ["An apple.", "A carrot.", "A stone.", "Nothing."]
+    assert g.ranking == [0, 1, 2, 3] and g.gold_best == 0 and g.task == "text_to_text"
+    assert [[Path(m.path).name for m in r.media] for r in recs[1].responses] == [["img0.png"], ["img1.png"],
+                                                                                ["img2.png"]]
+    assert recs[1].task == "text_to_image" and recs[1].ranking == [0, 1, 2]
+    assert [len(r.media) for r in recs[2].responses] == [1, 2, 1]
+    assert isinstance(recs[3], Pair)  # one rejected response is still a pair
+    # A group written back out is a native ranking record.
+    assert recs[0].to_dict()["ranking"] == [0, 1, 2, 3] and len(recs[0].to_dict()["responses"]) == 4
+
+
+@pytest.mark.parametrize("row,field,reason", [
+    ({**sharegpt_row("x", "<image>", ""), "rejected": ["<image>", "<image>"], "images": ["img0.png", "img1.png"]},
+     "images", "3 equal parts"),
+    ({**sharegpt_row("x", "a", ""), "rejected": []}, "rejected", "at least one rejected"),
+    ({**sharegpt_row("x", "a", ""), "rejected": ["b", 3]}, "rejected[1]", "expected an object"),
+    ({**sharegpt_row("x", "", ""), "rejected": ["", ""], "images": [["img0.png"], ["img1.png"]]}, "images",
+     "exactly 3"),
+])
+def test_sharegpt_ranking_errors(tmp_path, row, field, reason):
+    write_media(tmp_path)
+    f = jsonl(tmp_path / "s.jsonl", [sharegpt_row("fine", "a", "b"), row])
+    err = one_error(f, "sharegpt")
+    assert (err.line, err.field) == (2, field) and reason in err.reason, str(err)
+
+
+def test_native_preference_object_labels_dimensions(tmp_path):
+    rows = [{"prompt": "p", "response1": "a", "response2": "b",
+             "preference": {"helpful": "response1", "short": "response2", "overall": "tie"}},
+            {"prompt": "p", "response1": "a", "response2": "b", "preference": {"helpful": "response2"}},
+            {"prompt": "p", "response1": "a", "response2": "b", "preference": {"helpful": "left"}},
+            {"prompt": "p", "response1": "a", "response2": "b", "preference": {}}]
+    out = results(jsonl(tmp_path / "d.jsonl", rows))
+    a, b = out[0].record, out[1].record
+    assert a.preference == "tie" and a.dimension_preferences == {"helpful": "response1", "short": "response2"}
+    assert b.preference is None and b.dimension_preferences == {"helpful": "response2"}
+    assert a.to_dict()["preference"] == rows[0]["preference"] and b.to_dict()["preference"] == rows[1]["preference"]
+    assert (out[2].error.line, out[2].error.field) == (3, "preference.helpful")
+    assert "unknown preference label 'left'" in out[2].error.reason
+    assert (out[3].error.line, out[3].error.field) == (4, "preference")
+
+
+def test_shuffled_sides_swap_dimension_labels_too():
+    from omnireward.data.prep import swap_sides
+    from omnireward.data.records import record_from_dict
+
+    p = record_from_dict({"prompt": "p", "response1": "a", "response2": "b",
+                          "preference": {"helpful": "response1", "short": "tie", "overall": "response1"}})
+    s = swap_sides(p)
+    assert s.preference == "response2" and s.dimension_preferences == {"helpful": "response2", "short": "tie"}

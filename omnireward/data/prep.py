@@ -149,8 +149,9 @@ def swap_sides(pair: Pair) -> Pair:
         meta = {k: v for k, v in meta.items() if v is not None}
     meta["sides_swapped"] = not meta.get("sides_swapped", False)
     return Pair(id=pair.id, task=pair.task, prompt=pair.prompt, response1=pair.response2,
-                response2=pair.response1, preference=_SWAP_LABEL[pair.preference], criteria=pair.criteria,
-                prompt_media=pair.prompt_media, margin=pair.margin, meta=meta)
+                response2=pair.response1, preference=_SWAP_LABEL.get(pair.preference), criteria=pair.criteria,
+                prompt_media=pair.prompt_media, margin=pair.margin, meta=meta,
+                dimension_preferences={k: _SWAP_LABEL[v] for k, v in pair.dimension_preferences.items()})
 
 
 def reject_line(res: Result) -> dict:

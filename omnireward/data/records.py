@@ -78,6 +78,8 @@ class Pair:
     chosen_critique: str | None = None
     rejected_critique: str | None = None
     meta: dict = field(default_factory=dict)
+    # Per-dimension labels ({dimension: response1|response2|tie}), given as `preference: {...}`.
+    dimension_preferences: dict[str, str] = field(default_factory=dict)
 
     @property
     def responses(self) -> tuple[Response, Response]:
@@ -91,7 +93,10 @@ class Pair:
             d["criteria"] = self.criteria
         d["response1"] = self.response1.to_json()
         d["response2"] = self.response2.to_json()
-        if self.preference is not None:
+        if self.dimension_preferences:
+            d["preference"] = {**self.dimension_preferences,
+                               **({"overall": self.preference} if self.preference is not None else {})}
+        elif self.preference is not None:
             d["preference"] = self.preference
         if self.margin is not None:
             d["margin"] = self.margin
@@ -287,10 +292,7 @@ def record_from_dict(d: Any, default_id: str = "") -> Record:
                     response=resp, criteria=criteria, prompt_media=prompt_media, meta=meta)
     r1 = parse_response(d.get("response1"), "response1")
     r2 = parse_response(d.get("response2"), "response2")
-    pref = d.get("preference")
-    if pref is not None and pref not in LABELS:
-        raise DataFormatError(f"unknown preference label {pref!r} (expected response1, response2 or tie)",
-                              field="preference")
+    pref, dims = _preference(d.get("preference"))
     margin = d.get("margin")
     if margin is not None and not isinstance(margin, (int, float)):
         raise DataFormatError(f"expected a number, got {type(margin).__name__}", field="margin")
@@ -302,7 +304,28 @@ def record_from_dict(d: Any, default_id: str = "") -> Record:
     return Pair(id=rid, task=task or infer_task(prompt_media, [r1, r2]), prompt=prompt,
                 response1=r1, response2=r2, preference=pref, criteria=criteria,
                 prompt_media=prompt_media, margin=float(margin) if margin is not None else None,
-                critique=critique, chosen_critique=chosen, rejected_critique=rejected, meta=meta)
+                critique=critique, chosen_critique=chosen, rejected_critique=rejected, meta=meta,
+                dimension_preferences=dims)
+
+
+def _preference(value: Any) -> tuple[str | None, dict[str, str]]:
+    """(overall label, per-dimension labels) of a pair's `preference`: a label, or an object
+    {dimension: label} whose optional `overall` key is the overall label."""
+    if value is None:
+        return None, {}
+    if isinstance(value, dict):
+        if not value:
+            raise DataFormatError("an empty preference object labels nothing", field="preference")
+        for k, v in value.items():
+            if v not in LABELS:
+                raise DataFormatError(f"unknown preference label {v!r} (expected response1, response2 or tie)",
+                                      field=f"preference.{k}")
+        dims = {str(k): v for k, v in value.items() if k != "overall"}
+        return value.get("overall"), dims
+    if value not in LABELS:
+        raise DataFormatError(f"unknown preference label {value!r} (expected response1, response2 or tie, "
+                              "or an object {dimension: label})", field="preference")
+    return value, {}
 
 
 def _group(d: dict, rid: str, task, prompt: str, prompt_media: list[Media], criteria, meta) -> Group:

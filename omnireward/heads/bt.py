@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from omnireward.heads.base import ScalarHead
 
-class BTHead(nn.Module):
+
+class BTHead(ScalarHead):
     # No bias: BT losses are shift-invariant, and a bias-free linear is exactly the `score`
     # layer of transformers' *ForSequenceClassification, which makes export lossless.
     def __init__(self, hidden_size: int, dropout: float = 0.1):

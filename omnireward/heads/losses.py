@@ -70,3 +70,41 @@ def davidson_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None 
 def centering_loss(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     """Auxiliary (r1 + r2)^2 term that keeps rewards centred near zero (reward centering)."""
     return ((r1 + r2) ** 2).mean()
+
+
+def gaussian_bt_loss(d: torch.Tensor, var: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Probabilistic BT (uncertainty-aware, as in HPSv3): rewards are Gaussian, r_i ~ N(μ_i, σ_i²),
+    so r1 - r2 ~ N(d, var) with d = μ1 - μ2 and var = σ1² + σ2², and
+    P(1≻2) = P(r1 - r2 > 0) = Φ(d / √var). Returns -log Φ(s·d / √var) over non-tie pairs."""
+    keep = y != 0
+    if not keep.any():
+        return d.sum() * 0.0 + var.sum() * 0.0
+    z = y[keep].to(d.dtype) * d[keep] / var[keep].sqrt()
+    return -torch.special.log_ndtr(z).mean()
+
+
+def plackett_luce_loss(ranked: torch.Tensor, n_ranked: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
+    """Plackett–Luce: the negative log-likelihood of a ranking, P(π) = Π_j e^{r_π(j)} / Σ_{k≥j} e^{r_π(k)}.
+
+    `ranked` [G, K] holds each group's rewards in gold order, best first (padding after the
+    `n_valid` present responses); the first `n_ranked` positions are ordered, the rest are only
+    known to rank below them (a `best`-only group has n_ranked = 1). Mean over groups. K = 2 is
+    exactly Bradley–Terry: -log(e^{r_w} / (e^{r_w} + e^{r_l})) = -log σ(r_w - r_l).
+    """
+    G, K = ranked.shape
+    pos = torch.arange(K, device=ranked.device)[None, :]
+    valid = pos < n_valid[:, None]
+    # A large finite stand-in for -inf keeps gradients of padded positions at exactly 0 (not NaN).
+    masked = ranked.masked_fill(~valid, -1e9)
+    tail = torch.logcumsumexp(masked.flip(-1), dim=-1).flip(-1)  # log Σ_{k≥j} e^{r_k} over present k
+    # The last present position is chosen from itself alone: its term is 0, so it is left out.
+    stage = (pos < n_ranked[:, None]) & (pos < (n_valid[:, None] - 1))
+    nll = torch.where(stage, tail - ranked, torch.zeros_like(ranked)).sum(-1)
+    return nll.mean() if G else ranked.sum() * 0.0
+
+
+def is_listwise(loss) -> bool:
+    """Whether `loss` (a function or a partial of one) scores whole rankings (takes `ranked`)."""
+    import inspect
+
+    return "ranked" in inspect.signature(loss).parameters

@@ -3,13 +3,17 @@
 A record has `conversations` (turns `{from: human|gpt|system, value}`), `chosen` and
 `rejected` (`{from, value}`), optional `system`, and optional `images` / `videos` / `audios`
 lists. `chosen` becomes `response1` with preference `response1` (prep can shuffle sides).
+A ranking of K > 2 responses gives `rejected` as a list, best first: the record becomes a group
+(`responses` = chosen, then the rejected in their order; `ranking` = [0, 1, ..., K-1]), every
+response kept.
 
 Where the media go: `<image>`-style placeholders only mark positions in the prompt and are
 removed from the text. When chosen and rejected texts are equal (generation tasks) the media
-carry the preference: the list splits in halves, first half chosen, second half rejected;
-if the prompt has N placeholders of that type, the first N items of each half are the prompt's
-(taken from the first half). A list of two lists is (chosen media, rejected media). Otherwise
-(text responses) every media item belongs to the prompt.
+carry the preference: the list splits in halves, first half chosen, second half rejected (in K
+equal parts for a ranking of K); if the prompt has N placeholders of that type, the first N
+items of each part are the prompt's (taken from the first part). A list of two (K) lists is
+(chosen media, rejected media, ...). Otherwise (text responses) every media item belongs to
+the prompt.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from omnireward.data.formats.common import (Result, Source, convert_file, prompt_from_messages,
                                             record_id, type_name)
 from omnireward.data.io import read_json_document
-from omnireward.data.records import Media, Pair, Response, infer_task
+from omnireward.data.records import Group, Media, Pair, Response, infer_task
 from omnireward.errors import DataFormatError
 
 MEDIA_COLUMNS = {"image": "images", "video": "videos", "audio": "audios"}
@@ -89,35 +93,38 @@ def read_registry(path: Path, *, media_root: Path | None = None, allow_outside: 
 
 
 def convert(raw: dict, line: int | None, source: Source, *, columns: dict, tags: dict,
-            task: str | None) -> Pair:
-    """One ranking record as a native Pair (chosen → response1)."""
+            task: str | None) -> Pair | Group:
+    """One ranking record as a native Pair (chosen → response1), or a Group when it ranks K > 2."""
     messages = _messages(raw, columns, tags)
-    chosen = _response_text(raw, columns["chosen"], tags)
-    rejected = _response_text(raw, columns["rejected"], tags)
-    generation = chosen == rejected
+    texts = [_response_text(raw, columns["chosen"], tags), *_rejected_texts(raw, columns["rejected"], tags)]
+    generation = all(t == texts[0] for t in texts)
     prompt_media: list[Media] = []
-    side_media: tuple[list[Media], list[Media]] = ([], [])
+    side_media: list[list[Media]] = [[] for _ in texts]
     for mtype, default_col in MEDIA_COLUMNS.items():
         col = columns.get(default_col, default_col)
         items = _media_list(raw, col)
         if not items:
             continue
         n_prompt = sum(m["content"].count(PLACEHOLDER[mtype]) for m in messages)
-        p, c, r = _split(items, col, n_prompt, generation)
+        p, sides = _split(items, col, n_prompt, generation, len(texts))
         prompt_media += [source.media(mtype, path, f"{col}[{i}]") for i, path in p]
-        side_media[0].extend(source.media(mtype, path, f"{col}[{i}]") for i, path in c)
-        side_media[1].extend(source.media(mtype, path, f"{col}[{i}]") for i, path in r)
-    if generation and not (side_media[0] or side_media[1]):
+        for k, side in enumerate(sides):
+            side_media[k].extend(source.media(mtype, path, f"{col}[{i}]") for i, path in side)
+    if generation and not any(side_media):
         raise DataFormatError("chosen and rejected are identical and no media tell them apart",
                               field=columns["rejected"])
     clean = [{"role": m["role"], "content": _strip_placeholders(m["content"])} for m in messages]
     # In generation pairs the shared text says nothing about the preference: keep media only.
-    r1 = Response(text="" if side_media[0] else _strip_placeholders(chosen), media=side_media[0])
-    r2 = Response(text="" if side_media[1] else _strip_placeholders(rejected), media=side_media[1])
+    responses = [Response(text="" if media else _strip_placeholders(text), media=media)
+                 for text, media in zip(texts, side_media)]
     meta = {"messages": clean} if len(clean) > 1 else {}
-    return Pair(id=record_id(raw, line, source), task=task or infer_task(prompt_media, [r1, r2]),
-                prompt=prompt_from_messages(clean), response1=r1, response2=r2, preference="response1",
-                prompt_media=prompt_media, meta=meta)
+    rid = record_id(raw, line, source)
+    task = task or infer_task(prompt_media, responses)
+    if len(responses) > 2:
+        return Group(id=rid, task=task, prompt=prompt_from_messages(clean), responses=responses,
+                     prompt_media=prompt_media, ranking=list(range(len(responses))), meta=meta)
+    return Pair(id=rid, task=task, prompt=prompt_from_messages(clean), response1=responses[0],
+                response2=responses[1], preference="response1", prompt_media=prompt_media, meta=meta)
 
 
 def _messages(raw: dict, columns: dict, tags: dict) -> list[dict]:
@@ -156,8 +163,21 @@ def _messages(raw: dict, columns: dict, tags: dict) -> list[dict]:
     return messages
 
 
-def _response_text(raw: dict, key: str, tags: dict) -> str:
+def _rejected_texts(raw: dict, key: str, tags: dict) -> list[str]:
+    """The rejected response, or (a ranking of K > 2) the list of rejected responses, best first."""
     v = raw.get(key)
+    if not isinstance(v, list):
+        return [_response_text(raw, key, tags)]
+    if not v:
+        raise DataFormatError("expected at least one rejected response", field=key)
+    return [_text_of(x, f"{key}[{i}]", tags) for i, x in enumerate(v)]
+
+
+def _response_text(raw: dict, key: str, tags: dict) -> str:
+    return _text_of(raw.get(key), key, tags)
+
+
+def _text_of(v, key: str, tags: dict) -> str:
     if v is None:
         raise DataFormatError("missing response", field=key)
     if isinstance(v, str):
@@ -181,24 +201,24 @@ def _media_list(raw: dict, col: str) -> list:
     return v
 
 
-def _split(items: list, col: str, n_prompt: int, generation: bool):
-    """(prompt, chosen, rejected) lists of `(index, path)`; see the module docstring."""
+def _split(items: list, col: str, n_prompt: int, generation: bool, n_sides: int = 2):
+    """(prompt, [one list per response]) of `(index, path)`; see the module docstring."""
     if all(isinstance(x, list) for x in items):
-        if len(items) != 2:
-            raise DataFormatError(f"a list of lists must hold exactly two (chosen, rejected), got {len(items)}",
-                                  field=col)
+        if len(items) != n_sides:
+            what = "two (chosen, rejected)" if n_sides == 2 else f"{n_sides} (chosen, then each rejected)"
+            raise DataFormatError(f"a list of lists must hold exactly {what}, got {len(items)}", field=col)
         # Indices name the place in the nested list, e.g. images[1][2] for the third rejected view.
-        return ([], [(f"0][{j}", p) for j, p in enumerate(items[0])],
-                [(f"1][{j}", p) for j, p in enumerate(items[1])])
+        return [], [[(f"{k}][{j}", p) for j, p in enumerate(side)] for k, side in enumerate(items)]
     indexed = list(enumerate(items))
     if not generation:
-        return indexed, [], []
-    if len(items) % 2:
-        raise DataFormatError(f"chosen and rejected texts are equal, so the media must split in two halves "
-                              f"(chosen, rejected), but there are {len(items)}", field=col)
-    half = len(items) // 2
-    k = n_prompt if n_prompt < half else 0
-    return indexed[:k], indexed[k:half], indexed[half + k:]
+        return indexed, [[] for _ in range(n_sides)]
+    if len(items) % n_sides:
+        parts = "two halves (chosen, rejected)" if n_sides == 2 else f"{n_sides} equal parts (chosen, then each rejected)"
+        raise DataFormatError(f"chosen and rejected texts are equal, so the media must split in {parts}, "
+                              f"but there are {len(items)}", field=col)
+    part = len(items) // n_sides
+    k = n_prompt if n_prompt < part else 0
+    return indexed[:k], [indexed[s * part + k:(s + 1) * part] for s in range(n_sides)]
 
 
 def _strip_placeholders(text: str) -> str:

@@ -4,8 +4,10 @@ quality), `MQ` (motion quality), `TA` (text alignment), each `A` | `B` | `same`,
 `A_model`, `B_model`, `fps_*`, `num_frames_*`.
 
 `path_A` → response1, `path_B` → response2; the preference is `Overall` (`A` → response1, `B` →
-response2, `same` → tie). VQ / MQ / TA and the model names stay in `meta`, where `omnireward eval`
-finds them for the benchmark's own per-dimension accuracies. Paths are relative to the CSV's
+response2, `same` → tie). VQ / MQ / TA become per-dimension labels `visual_quality`,
+`motion_quality`, `text_alignment` (the pair's preference object, which trains `head=multi`), and
+stay in `meta` with the model names, where `omnireward eval` finds them for the benchmark's own
+per-dimension accuracies. Paths are relative to the CSV's
 folder (or `media_root`). Rows have no id: `<file stem>-<line>`. Task: text_to_video.
 """
 
@@ -21,6 +23,8 @@ from omnireward.errors import DataFormatError, OmniRewardError
 
 LABELS = {"A": "response1", "B": "response2", "same": "tie"}
 DIMENSIONS = ("VQ", "MQ", "TA")
+# The names of the benchmark's dimensions as preference keys (and `head.dimensions` of head=multi).
+DIMENSION_NAMES = {"VQ": "visual_quality", "MQ": "motion_quality", "TA": "text_alignment"}
 REQUIRED = ("path_A", "path_B", "prompt", "Overall")
 
 
@@ -81,6 +85,8 @@ def convert(row: dict, line: int | None, source: Source) -> Pair:
     b = source.media("video", (row.get("path_B") or "").strip(), "path_B")
     overall = _label(row, "Overall")
     meta = {d: _label(row, d) for d in DIMENSIONS if (row.get(d) or "").strip()}
+    dims = {DIMENSION_NAMES[d]: LABELS[v] for d, v in meta.items() if d in DIMENSION_NAMES}
     meta.update({k: row[k] for k in ("A_model", "B_model") if row.get(k)})
     return Pair(id=record_id(row, line, source), task="text_to_video", prompt=prompt,
-                response1=Response(media=[a]), response2=Response(media=[b]), preference=LABELS[overall], meta=meta)
+                response1=Response(media=[a]), response2=Response(media=[b]), preference=LABELS[overall], meta=meta,
+                dimension_preferences=dims)
