@@ -197,7 +197,7 @@ def score_cmd(
 
         if quant != "none" or compare_full:
             raise ConfigError("--quant and --compare-full apply to reward models; a judge scores in the precision "
-                              "its backbone loads in (backbone=hf with backbone.quantization=4bit for 4-bit)",
+                              "its backbone loads in (trained with quant=4bit for 4-bit)",
                               field="--quant")
         summary = judge_file(path, model_dir, out_path, judge=judge, max_new_tokens=max_new_tokens,
                              both_orders=both_orders, seed=seed, temperature=temperature,

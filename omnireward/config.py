@@ -14,7 +14,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from omnireward.errors import ConfigError
 
-GROUPS = ("model", "modality", "backbone", "head", "loss", "judge", "data", "trainer", "recipe", "peft", "logger")
+GROUPS = ("model", "modality", "backbone", "head", "loss", "judge", "data", "trainer", "recipe", "peft", "quant",
+          "logger")
 # Keys whose value must stay a component (a mapping with `_target_`), chosen through their group.
 _COMPONENT_KEYS = {"model.loss": "loss", "model.template": "judge", "head": "head", "loss": "loss"}
 

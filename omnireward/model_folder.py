@@ -114,6 +114,8 @@ def load(path: str | Path, **backbone_overrides) -> tuple[nn.Module, DictConfig]
 
     path = Path(path)
     cfg = read_config(path)
+    if cfg.get("quant") and "quantization" not in backbone_overrides:  # trained over a quantised LM: reload it so
+        backbone_overrides["quantization"] = build(cfg.quant)
     backbone = build_backbone(cfg, path, **backbone_overrides)
     if objective_of(cfg) == "judge":
         model = JudgeModel(backbone)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,92 @@ from torch import nn
 from omnireward.errors import ConfigError, DependencyError, ModelError
 
 QUANTS = ("4bit", "8bit")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """The `quant` config component (conf/quant/*.yaml): bitsandbytes quantisation of the LM's
+    decoder linear layers while it loads — 4-bit (nf4 or fp4, optional double quantisation) or
+    LLM.int8. The LM head, embeddings, encoders, projectors and the reward head stay in full
+    precision. Every backbone family reads it: the modular backbone quantises its LM layer by
+    layer, HF backbones pass it to transformers as a `BitsAndBytesConfig`.
+    """
+
+    bits: int = 4
+    quant_type: str = "nf4"      # 4-bit only: nf4 | fp4
+    double_quant: bool = True    # 4-bit only: quantise the quantisation constants too
+    compute_dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
+
+    def __post_init__(self):
+        if self.bits not in (4, 8):
+            raise ConfigError(f"quant.bits must be 4 or 8, got {self.bits!r}", field="quant.bits")
+        if self.quant_type not in ("nf4", "fp4"):
+            raise ConfigError(f"quant.quant_type must be nf4 or fp4, got {self.quant_type!r}", field="quant.quant_type")
+        if self.compute_dtype not in _DTYPES:
+            raise ConfigError(f"quant.compute_dtype must be one of {', '.join(_DTYPES)}, got {self.compute_dtype!r}",
+                              field="quant.compute_dtype")
+
+    @property
+    def name(self) -> str:
+        """"4bit" or "8bit": the `--quant` spelling and the conf/quant option of the defaults."""
+        return f"{self.bits}bit"
+
+    def options(self) -> dict:
+        """Keyword options of `quantized_linear` beyond the bit width."""
+        return {"quant_type": self.quant_type, "double_quant": self.double_quant} if self.bits == 4 else {}
+
+    def dtype_for(self, device) -> torch.dtype:
+        return compute_dtype_for(device) if self.compute_dtype == "auto" else _DTYPES[self.compute_dtype]
+
+    def hf_config(self):
+        """The same settings as transformers' `BitsAndBytesConfig`."""
+        from transformers import BitsAndBytesConfig
+
+        if self.bits == 8:
+            return BitsAndBytesConfig(load_in_8bit=True)
+        compute = self.dtype_for("cuda" if torch.cuda.is_available() else "cpu")
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.quant_type,
+                                  bnb_4bit_use_double_quant=self.double_quant, bnb_4bit_compute_dtype=compute)
+
+
+_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def quant_option(name: str) -> Quantization | None:
+    """The conf/quant option NAME (none | 4bit | 8bit) built as the training config builds it, so
+    `score --quant 4bit` and `train quant=4bit` quantise the same way."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    from omnireward.config import build, group_options
+
+    options = group_options()["quant"]
+    if name not in options:
+        raise ConfigError(f"unknown quantisation {name!r}; expected one of {', '.join(options)}", field="--quant")
+    node = OmegaConf.create(resources.files("omnireward.conf").joinpath("quant", f"{name}.yaml").read_text())
+    node = node.get("quant") if "_target_" not in node else node  # none.yaml sets the global `quant: null`
+    return None if node is None else build(node)
+
+
+def as_quantization(value) -> Quantization | None:
+    """A `Quantization` from what callers hold: None / "none" (no quantisation), "4bit" / "8bit"
+    (the conf/quant defaults), a `Quantization`, or a mapping of its fields (a saved `quant` config)."""
+    if value in (None, "none", False):
+        return None
+    if isinstance(value, Quantization):
+        return value
+    if isinstance(value, str):
+        if value not in QUANTS:
+            raise ConfigError(f"unknown quantisation {value!r}; expected 4bit, 8bit or none", field="quant")
+        return Quantization(bits=int(value[0]))
+    if isinstance(value, dict) or hasattr(value, "items"):
+        fields = {k: v for k, v in dict(value).items() if k not in ("_target_", "_partial_")}
+        try:
+            return Quantization(**fields)
+        except TypeError as e:
+            raise ConfigError(f"bad quant settings {fields}: {e}", field="quant") from None
+    raise ConfigError(f"unknown quantisation {value!r}; expected 4bit, 8bit, none or a quant config", field="quant")
 
 
 def quiet_bnb_logs() -> None:
@@ -108,20 +195,66 @@ def quantize_linears(module: nn.Module, quant: str, *, device="cpu", compute_dty
     return len(targets)
 
 
-def quantize_lm(lm: nn.Module, quant: str, *, device="cpu", compute_dtype: torch.dtype | None = None,
+def quantize_lm(lm: nn.Module, quant, *, device="cpu", compute_dtype: torch.dtype | None = None,
                 **options) -> int:
     """Quantise the linear layers of an LM's decoder in place (not its LM head, nor vision/audio towers).
 
-    `options` (4bit): quant_type ("nf4" | "fp4"), double_quant (bool).
+    `quant`: a `Quantization`, or "4bit" / "8bit"; `options` (4bit) override its quant_type
+    ("nf4" | "fp4") and double_quant (bool).
     """
+    q = as_quantization(quant)
     decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
     root = decoder if isinstance(decoder, nn.Module) else lm
     out_emb = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
-    n = quantize_linears(root, quant, device=device, compute_dtype=compute_dtype,
-                         skip=(out_emb,) if out_emb is not None else (), **options)
+    n = quantize_linears(root, q.name, device=device, compute_dtype=compute_dtype or q.dtype_for(device),
+                         skip=(out_emb,) if out_emb is not None else (), **{**q.options(), **options})
     if n == 0:
         raise ModelError(f"found no linear layers to quantise in {type(lm).__name__}")
     return n
+
+
+def keep_cpu_layout(model: nn.Module) -> None:
+    """4-bit layers loaded by transformers: no AVX512-BF16 repacking on CPU (fp32 compute, as for the
+    layers quantised here, and the weight layout that saving and dequantising expect)."""
+    for m in model.modules():
+        if hasattr(m, "support_avx512bf16_for_cpu"):
+            m.support_avx512bf16_for_cpu = False
+
+
+def is_quantized(lm: nn.Module) -> bool:
+    return any(type(p).__name__ in ("Params4bit", "Int8Params") for p in lm.parameters())
+
+
+@torch.no_grad()
+def save_dense(lm: nn.Module, directory: str | Path) -> None:
+    """Write a causal LM with bitsandbytes layers as a plain HF folder: quantised weights dequantised,
+    no quantisation config. Quantising it again on load (the folder's `quant`) gives back the
+    weights it trained over, and the folder also loads in full precision without bitsandbytes."""
+    from omnireward.peft_setup import _inside, _is_quantised, dense_weight
+
+    dtype = lm.get_input_embeddings().weight.dtype
+    dtype = dtype if dtype.is_floating_point else torch.float32
+    quantised = {name: m for name, m in lm.named_modules() if _is_quantised(m)}
+    state = {}
+    for name, m in quantised.items():
+        state[f"{name}.weight"] = dense_weight(m).to(dtype).cpu()
+        if getattr(m, "bias", None) is not None:
+            state[f"{name}.bias"] = m.bias.detach().to(dtype).cpu()
+    for key, value in lm.state_dict().items():
+        if not _inside(key, set(quantised)):
+            state[key] = value.detach().cpu()
+    quantizer, qconfig = getattr(lm, "hf_quantizer", None), getattr(lm.config, "quantization_config", None)
+    try:
+        if quantizer is not None:
+            lm.hf_quantizer = None
+        if qconfig is not None:
+            del lm.config.quantization_config
+        lm.save_pretrained(directory, state_dict=state, safe_serialization=True)
+    finally:
+        if quantizer is not None:
+            lm.hf_quantizer = quantizer
+        if qconfig is not None:
+            lm.config.quantization_config = qconfig
 
 
 def read_safetensors(path: str | Path):
@@ -156,7 +289,7 @@ _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch
                        "U8": torch.uint8, "BOOL": torch.bool}
 
 
-def load_lm_quantized(lm_dir: str | Path, quant: str, device: str | torch.device = "cpu") -> nn.Module:
+def load_lm_quantized(lm_dir: str | Path, quant, device: str | torch.device = "cpu") -> nn.Module:
     """A causal LM whose decoder linear layers are quantised as the checkpoint is read, one at a time.
 
     The model is built with its parameters on the meta device (no memory); each tensor is read,
@@ -173,9 +306,10 @@ def load_lm_quantized(lm_dir: str | Path, quant: str, device: str | torch.device
     files = sorted(lm_dir.glob("*.safetensors"))
     if not files:
         return None
+    q = as_quantization(quant)
     _return_large_frees_to_the_os()
     device = torch.device(device)
-    dtype = compute_dtype_for(device)
+    dtype = q.dtype_for(device)
     config = AutoConfig.from_pretrained(lm_dir)
     with init_empty_weights(include_buffers=False):
         lm = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -197,7 +331,7 @@ def load_lm_quantized(lm_dir: str | Path, quant: str, device: str | torch.device
                     got[attr] = tensor
                     lin = linears[module_name]
                     if "weight" in got and ("bias" in got or lin.bias is None):
-                        _place_quantized(lm, module_name, lin, waiting.pop(module_name), quant, dtype, device)
+                        _place_quantized(lm, module_name, lin, waiting.pop(module_name), q, dtype, device)
                     continue
                 owner = lm.get_submodule(module_name) if module_name else lm
                 value = tensor.to(dtype) if tensor.is_floating_point() else tensor
@@ -234,7 +368,7 @@ def _trim_heap() -> None:
         pass
 
 
-def _place_quantized(lm: nn.Module, name: str, meta_linear: nn.Linear, tensors: dict, quant: str,
+def _place_quantized(lm: nn.Module, name: str, meta_linear: nn.Linear, tensors: dict, quant: Quantization,
                      dtype: torch.dtype, device) -> None:
     full = nn.Linear(meta_linear.in_features, meta_linear.out_features, bias="bias" in tensors, device="meta")
     full.weight = nn.Parameter(tensors["weight"].to(dtype), requires_grad=False)
@@ -242,34 +376,34 @@ def _place_quantized(lm: nn.Module, name: str, meta_linear: nn.Linear, tensors: 
         full.bias = nn.Parameter(tensors["bias"].to(dtype), requires_grad=False)
     parent_name, _, child = name.rpartition(".")
     setattr(lm.get_submodule(parent_name) if parent_name else lm, child,
-            quantized_linear(full, quant, dtype, device))
+            quantized_linear(full, quant.name, dtype, device, **quant.options()))
 
 
-def load_quantized(model_dir: str | Path, quant: str, device: str | torch.device = "cpu"):
-    """A saved reward model with its LM's linear layers in 4-bit nf4 (double quant) or 8-bit.
+def load_quantized(model_dir: str | Path, quant, device: str | torch.device = "cpu"):
+    """A saved reward model with its LM's linear layers quantised by `quant` (a `Quantization`, or
+    "4bit" = nf4 + double quant, "8bit" = LLM.int8).
 
-    Head, projectors and encoders stay in full precision; compute dtype is bf16 on GPU, fp32 on CPU.
+    Head, projectors and encoders stay in full precision; compute dtype is bf16 on GPU, fp32 on CPU
+    unless the quantisation names one.
     """
     from omnireward.reward_model import RewardModel
 
-    if quant not in QUANTS:
-        raise ConfigError(f"unknown --quant {quant!r}; expected 4bit, 8bit or none")
+    quant = as_quantization(quant)
+    if quant is None:
+        raise ConfigError("load_quantized needs a quantisation (4bit or 8bit)", field="quant")
     import_bnb()
     device = torch.device(device)
     if builder_quantizes(model_dir):
         # Backbones whose builder takes `quantization` load through transformers' BitsAndBytesConfig,
         # quantising while loading (no full-precision copy of the LM).
         model, _ = RewardModel.from_pretrained(model_dir, quantization=quant)
-        for m in model.modules():  # fp32 compute on CPU, as for the layers quantised below
-            if hasattr(m, "support_avx512bf16_for_cpu"):
-                m.support_avx512bf16_for_cpu = False
         for name, child in model.named_children():
             if name != "backbone":
                 child.to(device)
         return model.eval()
     model, _ = RewardModel.from_pretrained(model_dir)
     lm = model.backbone.language_model()
-    dtype = compute_dtype_for(device)
+    dtype = quant.dtype_for(device)
     if dtype != torch.float32:
         lm.to(dtype)
     quantize_lm(lm, quant, device=device, compute_dtype=dtype)

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from omnireward.cache import cache_dir
 from omnireward.config import build
+from omnireward.errors import ConfigError
 from omnireward.heads.losses import needs_margin
 from omnireward.model_folder import objective_of
 from omnireward.loggers import build_loggers
@@ -77,13 +78,23 @@ def full_state(trainer) -> dict:
     return {k[len("model."):]: v.detach().cpu().clone() for k, v in state.items() if k.startswith("model.")}
 
 
+def quant_kwargs(cfg: DictConfig) -> dict:
+    """The backbone builder's `quantization` argument from the `quant` component (conf/quant/)."""
+    if not cfg.get("quant"):
+        return {}
+    if cfg.get("peft") and "QLoRA" in str(cfg.peft.get("_target_", "")):
+        raise ConfigError("peft=qlora quantises the LM itself; use it with quant=none, or quant=4bit with peft=lora",
+                          field="quant")
+    return {"quantization": build(cfg.quant)}
+
+
 def build_module(cfg: DictConfig):
     """Backbone (+ PEFT) → reward model (backbone + head) or judge (backbone) → LightningModule,
     each built from its config component."""
     from omnireward.model_folder import objective_of
     from omnireward.reward_model import JudgeModel, RewardModel
 
-    backbone = build(cfg.backbone)
+    backbone = build(cfg.backbone, **quant_kwargs(cfg))
     if cfg.get("peft"):
         build(cfg.peft).apply(backbone)
     if objective_of(cfg) == "judge":
@@ -114,12 +125,17 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     dm = build(cfg.data)  # a bad data.train mixture entry fails here, before the model loads
     module = build_module(cfg)
     dm.collate_fn = module.collate
+    trains_on = getattr(module, "trains_on", None)  # reward modules also train on rankings, dimension labels
+    if trains_on is not None:
+        dm.trains_on = trains_on
     dm.setup("fit")
     if rank_zero_only.rank == 0:
         write_mixture(out, dm, cfg.seed)
     loss = getattr(module, "loss", None)
     if loss is not None and needs_margin(loss):
         dm.require_margins("the loss uses each record's margin (loss=bt_margin)")
+    if getattr(module, "dimensions", ()):
+        dm.require_dimensions(module.dimensions)
 
     best_path = out / "checkpoints" / "best.safetensors"
     keep_best = KeepBest(best_path)
@@ -162,5 +178,5 @@ def reward_stats(model, pairs, batch_size: int = 16) -> dict:
     from omnireward.scoring.bt import reward_records
 
     lines = reward_records(model, pairs, batch_size, show_progress=False)
-    r = torch.tensor([x["reward1"] for x in lines] + [x["reward2"] for x in lines])
+    r = torch.tensor([v for x in lines for v in (x["rewards"] if "rewards" in x else (x["reward1"], x["reward2"]))])
     return {"mean": float(r.mean()), "std": float(r.std()), "n": int(r.numel())}

@@ -122,12 +122,12 @@ def test_unknown_method_or_bad_rank_is_a_config_error():
 
 
 def test_lora_over_a_transformers_4bit_hf_backbone_saves_a_loadable_dense_lm(data, tmp_path):
-    """backbone=hf backbone.quantization=4bit + peft=lora (QLoRA the transformers way)."""
+    """backbone=hf quant=4bit + peft=lora (QLoRA the transformers way)."""
     tiny_hf = pytest.importorskip("_tiny_hf")
     overrides = [o for o in tiny_overrides(data, tmp_path / "m", "peft=lora", "peft.r=4", "head.dropout=0")
                  if not o.startswith("backbone")]
     cfg = compose_config(overrides + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
-                                      "backbone.dtype=float32", "backbone.quantization=4bit"])
+                                      "backbone.dtype=float32", "quant=4bit"])
     from omnireward.data.datamodule import load_records
     from omnireward.train import build_module
 

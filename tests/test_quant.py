@@ -152,3 +152,88 @@ def test_4bit_agreement_on_the_embedded_smollm2(tmp_path):
                          device="cpu")
     a = summary["agreement_with_full_precision"]
     assert a["sign_agreement"] >= 0.9, a
+
+
+# ---- quantisation as a config component (conf/quant/) -----------------------------------------
+def test_quant_options_build_the_same_component_for_train_and_score():
+    from omnireward.config import build, compose_config
+    from omnireward.quant import Quantization, quant_option
+
+    assert compose_config([]).quant is None and quant_option("none") is None
+    q4 = build(compose_config(["quant=4bit"]).quant)
+    assert q4 == Quantization(bits=4, quant_type="nf4", double_quant=True) == quant_option("4bit")
+    q8 = build(compose_config(["quant=8bit"]).quant)
+    assert q8.bits == 8 and q8.options() == {} and q8 == quant_option("8bit")
+    fp4 = build(compose_config(["quant=4bit", "quant.quant_type=fp4", "quant.double_quant=false"]).quant)
+    assert fp4.options() == {"quant_type": "fp4", "double_quant": False}
+    hf = fp4.hf_config()
+    assert hf.load_in_4bit and hf.bnb_4bit_quant_type == "fp4" and not hf.bnb_4bit_use_double_quant
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (["quant=3bit"], "quant/3bit"),
+    (["quant=4bit", "quant.group_size=64"], "quant.group_size"),
+])
+def test_a_bad_quant_choice_fails_at_compose_time(overrides, field):
+    from omnireward.config import compose_config
+
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        compose_config(overrides)
+
+
+@pytest.mark.parametrize("override,field", [("quant.bits=3", "quant.bits"), ("quant.quant_type=int4", "quant.quant_type"),
+                                            ("quant.compute_dtype=float8", "quant.compute_dtype")])
+def test_bad_quant_values_fail_in_one_line_naming_the_field(override, field):
+    from omnireward.config import build, compose_config
+
+    with pytest.raises(ConfigError) as e:
+        build(compose_config(["quant=4bit", override]).quant)
+    assert e.value.field == field and "\n" not in str(e.value)
+
+
+def test_qlora_with_a_quant_component_is_refused(tmp_path):
+    from omnireward.config import compose_config
+    from omnireward.train import build_module
+
+    data = text_set(tmp_path / "d", n_train=8, n_val=4, n_test=4)
+    with pytest.raises(ConfigError, match="peft=qlora quantises the LM itself"):
+        build_module(compose_config(tiny_overrides(data, tmp_path / "m", "peft=qlora", "quant=4bit")))
+
+
+@pytest.mark.parametrize("family", ["modular", "hf"])
+def test_training_over_an_fp4_lm_saves_a_folder_that_reloads_quantised_with_the_same_scores(family, tmp_path):
+    """`quant=4bit quant.quant_type=fp4`: the head learns over a frozen 4-bit LM, on the embedded
+    (modular) family and on an HF checkpoint; the folder reloads with the same fp4 layers and scores."""
+    from omnireward.config import compose_config
+    from omnireward.data.datamodule import load_records
+    from omnireward.reward_model import RewardModel
+    from omnireward.train import build_module
+
+    data = text_set(tmp_path / "d", n_train=48, n_val=8, n_test=24)
+    extra = ["quant=4bit", "quant.quant_type=fp4", "head.dropout=0", "model.lm_lr=0"]
+    overrides = tiny_overrides(data, tmp_path / "m", *extra)
+    if family == "hf":
+        tiny_hf = pytest.importorskip("_tiny_hf")
+        src = tiny_hf.save_text_lm(tmp_path / "src")
+        overrides = [o for o in overrides if not o.startswith("backbone")] + [
+            "backbone=hf", f"backbone.name_or_path={src}", "backbone.dtype=float32"]
+    cfg = compose_config(overrides)
+    module = build_module(cfg)
+    lm = module.model.backbone.language_model()
+
+    def fp4_layers(model) -> int:
+        return sum(1 for p in model.parameters() if type(p).__name__ == "Params4bit" and p.quant_state.quant_type == "fp4")
+
+    assert fp4_layers(lm) > 0
+    before = score_lines(module.model, data["test"])
+    fit_steps(module, load_records(data["train"]), steps=6, lr=5e-3)
+    after = score_lines(module.model, data["test"])
+    assert max(abs(a["reward1"] - b["reward1"]) for a, b in zip(before, after)) > 1e-3  # the head trained
+    out = module.model.save_pretrained(tmp_path / "saved", cfg)
+    reloaded, saved_cfg = RewardModel.from_pretrained(out)
+    assert saved_cfg.quant.quant_type == "fp4"
+    assert fp4_layers(reloaded.backbone.language_model()) == fp4_layers(lm)
+    again = score_lines(reloaded, data["test"])
+    # Requantising the dequantised weights gives them back up to the double-quantised block scales.
+    assert max(abs(a["reward1"] - b["reward1"]) for a, b in zip(after, again)) < 1e-3
+    assert [a["margin"] > 0 for a in after] == [b["margin"] > 0 for b in again]

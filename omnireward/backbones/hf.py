@@ -84,7 +84,12 @@ class HFBackbone(nn.Module):
                 if (f.is_file() and f.suffix in _PROCESSOR_SUFFIXES and f.name not in _NOT_COPIED
                         and not f.name.endswith(".index.json")):
                     shutil.copyfile(f, hf / f.name)  # follows HF-cache symlinks
-        self.model.save_pretrained(hf, safe_serialization=True)
+        from omnireward.quant import is_quantized, save_dense
+
+        if is_quantized(self.model):  # trained over a quantised LM (quant=4bit|8bit): the folder's `quant` requantises
+            save_dense(self.model, hf)
+        else:
+            self.model.save_pretrained(hf, safe_serialization=True)
         if self.source is None:
             self.processor.hf.save_pretrained(hf)
 

@@ -106,20 +106,16 @@ def _dtype(dtype: str | torch.dtype | None):
 
 
 def quantization_config(quantization):
-    """bitsandbytes settings: "4bit" (nf4, double quantization), "8bit", or a BitsAndBytesConfig dict."""
-    if quantization in (None, "none", False):
-        return None
-    from transformers import BitsAndBytesConfig
+    """transformers' `BitsAndBytesConfig` for a `quant` component (see omnireward.quant.Quantization),
+    "4bit" / "8bit", or a mapping of BitsAndBytesConfig's own keys (`load_in_4bit`, `bnb_4bit_*`)."""
+    from omnireward.quant import as_quantization
 
-    if isinstance(quantization, dict):
-        return BitsAndBytesConfig(**quantization)
-    compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    if quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute)
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    raise ConfigError(f"backbone.quantization must be none, 4bit, 8bit or a dict, not {quantization!r}")
+    if hasattr(quantization, "items") and any(str(k).startswith(("load_in", "bnb_")) for k in quantization):
+        from transformers import BitsAndBytesConfig
+
+        return BitsAndBytesConfig(**dict(quantization))
+    q = as_quantization(quantization)
+    return None if q is None else q.hf_config()
 
 
 def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation: str | None = None,
@@ -142,8 +138,13 @@ def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation:
     else:
         cls = getattr(transformers, family.model_class)
     try:
-        return cls.from_pretrained(path, **kwargs)
+        model = cls.from_pretrained(path, **kwargs)
     except Exception as e:  # OSError, ValueError, RuntimeError (size mismatch), ImportError (bitsandbytes)...
         raise ModelError(f"cannot load {family.name} weights from {path}: {str(e).strip().splitlines()[0]}") from None
+    if q is not None:
+        from omnireward.quant import keep_cpu_layout
+
+        keep_cpu_layout(model)
+    return model
 
 

@@ -73,36 +73,36 @@ def tiny_lm_config(vocab_size: int, hidden_size: int = 64, layers: int = 2) -> L
 
 
 def load_lm(name_or_path: str, *, layers: int | None = None, tokenizer=None, dtype=torch.float32,
-            tiny_hidden: int = 64, seed: int = 0, quantization: str | None = None):
+            tiny_hidden: int = 64, seed: int = 0, quantization=None):
     """Load a causal LM: the embedded default, "tiny" (random, in code), a hub id or a local folder.
 
-    `layers` keeps only the first N decoder layers (fast CPU runs). `quantization` ("4bit" nf4 with
-    double quantisation, "8bit"): the decoder's linear layers are quantised while the checkpoint
+    `layers` keeps only the first N decoder layers (fast CPU runs). `quantization` (a `quant`
+    component, or "4bit" = nf4 with double quantisation, "8bit"): the decoder's linear layers are quantised while the checkpoint
     loads, one tensor at a time (transformers + bitsandbytes), so the full-precision LM is never
     held; the LM head and embeddings stay in `dtype`.
     """
-    if quantization in ("none", False):
-        quantization = None
+    from omnireward.quant import as_quantization
+
+    quantization = as_quantization(quantization)
     if name_or_path == "tiny":
         if tokenizer is None:
             tokenizer = load_tokenizer("tiny")
         torch.manual_seed(seed)
         model = LlamaForCausalLM(tiny_lm_config(len(tokenizer), tiny_hidden, layers or 2))
         if quantization:  # built in code: nothing to load, quantise what was built
-            from omnireward.quant import compute_dtype_for, quantize_lm
+            from omnireward.quant import quantize_lm
 
-            quantize_lm(model, quantization, compute_dtype=compute_dtype_for("cpu"))
+            quantize_lm(model, quantization, compute_dtype=quantization.dtype_for("cpu"))
     else:
         path = embedded_lm_dir() if name_or_path in (EMBEDDED_LM, "embedded") else name_or_path
         model = None
         kwargs = {"dtype": dtype}
         if quantization:
-            from omnireward.backbones.hf_family import quantization_config
             from omnireward.quant import load_lm_quantized
 
             if Path(path).is_dir():  # layer by layer from our own reader; else transformers' loader
                 model = load_lm_quantized(path, quantization)
-            kwargs["quantization_config"] = quantization_config(quantization)
+            kwargs["quantization_config"] = quantization.hf_config()
         try:
             model = model or AutoModelForCausalLM.from_pretrained(path, **kwargs)
         except Exception as e:

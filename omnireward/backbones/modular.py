@@ -107,8 +107,13 @@ class ModularBackbone(nn.Module):
 
     def save(self, out: Path) -> None:
         """The LM (with tokenizer) as a plain HF folder `out/lm` that transformers loads as is."""
+        from omnireward.quant import is_quantized, save_dense
+
         lm_dir = Path(out) / "lm"
-        self.lm.save_pretrained(lm_dir, safe_serialization=True)
+        if is_quantized(self.lm):  # trained over a quantised LM (quant=4bit|8bit): the folder's `quant` requantises
+            save_dense(self.lm, lm_dir)
+        else:
+            self.lm.save_pretrained(lm_dir, safe_serialization=True)
         self.tokenizer.save_pretrained(lm_dir)
 
     def reward_hidden(self, batch: Batch) -> torch.Tensor:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from omnireward.errors import ConfigError
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -15,17 +14,18 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_for_scoring(model_dir: str | Path, *, quant: str = "none", device: str = "auto"):
+def load_for_scoring(model_dir: str | Path, *, quant="none", device: str = "auto"):
+    """The folder's reward model on `device`; `quant` is a conf/quant option (none | 4bit | 8bit) or a
+    `Quantization`."""
     from omnireward.model_folder import require_reward_folder
     from omnireward.reward_model import RewardModel
 
-    require_reward_folder(model_dir, "reward scoring")
-    if quant not in ("none", "4bit", "8bit"):
-        raise ConfigError(f"unknown --quant {quant!r}; expected 4bit, 8bit or none")
-    dev = pick_device(device)
-    if quant != "none":
-        from omnireward.quant import load_quantized
+    from omnireward.quant import Quantization, load_quantized, quant_option
 
-        return load_quantized(model_dir, quant, dev)
+    require_reward_folder(model_dir, "reward scoring")
+    q = quant if isinstance(quant, Quantization) else quant_option(quant)
+    dev = pick_device(device)
+    if q is not None:
+        return load_quantized(model_dir, q, dev)
     model, _ = RewardModel.from_pretrained(model_dir)
     return model.to(dev).eval()
