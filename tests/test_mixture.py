@@ -189,3 +189,14 @@ def test_a_resumed_mixture_run_matches_the_uninterrupted_one(sources, tmp_path):
     first = load_file(str(part / "checkpoints" / "best.safetensors"))
     assert any(not torch.allclose(first[k[len("model."):]], v) for k, v in full_last.items()
                if k.startswith("model.") and k[len("model."):] in first)
+
+
+def test_cli_refuses_a_bad_mixture_entry_in_one_line(sources, tmp_path):
+    from test_cli import run
+
+    a, _, _ = sources
+    r = run("train", f"data.train=[{{path:'{a}'}},{{path:'{a}',weight:-1}}]", "backbone=tiny",
+            f"output_dir={tmp_path / 'run'}")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "data.train[1].weight: weight must be a number > 0, got -1" in lines[0], r.stderr
