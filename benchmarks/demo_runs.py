@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -71,6 +72,7 @@ def main() -> None:
 
     tag = f"{a.modality}-L{a.layers or 'all'}-e{a.epochs}-n{a.n_pairs}-s{a.seed}" + (f"-{a.label}" if a.label else "")
     work = Path(a.work) / tag
+    shutil.rmtree(work, ignore_errors=True)  # each measurement starts from nothing (no resumed run or scores)
     data = work / "data"
     t0 = time.time()
     build_demo(a.modality, data, n_pairs=a.n_pairs, seed=a.seed)
