@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from omnireward.backbones.base import Batch
-from omnireward.data.records import Pair, Record, Response
+from omnireward.data.records import Pair, Record, Response, responses_of
 from omnireward.prompts import reward_conversation
 
 if TYPE_CHECKING:
@@ -25,6 +25,14 @@ class RewardModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, head: nn.Module, prefix_sharing: bool = True):
         super().__init__()
+        from omnireward.heads.base import RewardHead
+
+        if not isinstance(head, RewardHead):
+            from omnireward.errors import ConfigError
+
+            raise ConfigError(f"{type(head).__name__} is not a reward head: subclass "
+                              "omnireward.heads.base.ScalarHead (or offer outputs, pair_loss, check_loss and "
+                              "dimensions; see docs/extending.md)", field="head")
         self.backbone = backbone
         self.head = head
         # Pairs and groups share their prompt's computation (backbones/packing.py) where the
@@ -42,17 +50,35 @@ class RewardModel(nn.Module):
         return self.backbone.processor([reward_conversation(r, resp) for r, resp in zip(records, responses)])
 
     def collate_pairs(self, pairs: list[Pair]) -> Batch:
-        """Rewards come out response1 of every pair first, then response2: packed (one sequence per
-        pair, the prompt computed once) when prefix sharing is on and the backbone can, else 2B rows."""
+        """Rewards come out response1 of every pair first, then response2 (see `collate_records`)."""
+        return self.collate_records(pairs)
+
+    def collate_records(self, records: list[Record]) -> Batch:
+        """Every response of every record (pairs, items, groups). Packed (one sequence per record,
+        its prompt computed once) when prefix sharing is on and the backbone can, else one row per
+        response. Either way the outputs come answer-major: every record's first response, then
+        every second one, ... (records with fewer responses skipped); `response_rows` maps them."""
         if self.prefix_sharing:
             packed = self.backbone.processor.pack(
-                [[reward_conversation(p, p.response1), reward_conversation(p, p.response2)] for p in pairs])
+                [[reward_conversation(r, resp) for resp in responses_of(r)] for r in records])
             if packed is not None:
                 return packed
-        return self.collate(pairs + pairs, [p.response1 for p in pairs] + [p.response2 for p in pairs])
+        owners, responses = [], []
+        per_record = [responses_of(r) for r in records]
+        for k in range(max(len(x) for x in per_record)):
+            for r, rs in zip(records, per_record):
+                if k < len(rs):
+                    owners.append(r)
+                    responses.append(rs[k])
+        return self.collate(owners, responses)
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        """The reward of every response [N] (the head's scalar: μ, or the weighted overall)."""
         return self.head(self.backbone.reward_hidden(batch)).float()
+
+    def outputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Everything the head predicts per response: `reward` [N] and e.g. `reward_std`, `dimensions`."""
+        return {k: v.float() for k, v in self.head.outputs(self.backbone.reward_hidden(batch)).items()}
 
     def save_pretrained(self, out, cfg, stats: dict | None = None):
         """Write this model and its config as a model folder (see `omnireward.model_folder`)."""
@@ -73,6 +99,17 @@ class RewardModel(nn.Module):
         from omnireward import model_folder
 
         return model_folder.reward_stats(path)
+
+
+def response_rows(batch: Batch, counts: list[int]) -> list[list[int]]:
+    """For each record (with `counts[b]` responses), the rows of its responses in the outputs of a
+    `collate_records` batch: answer-major, absent answers skipped (packed or not)."""
+    if "reward_index" in batch.tensors:
+        present = batch.tensors["reward_index"].cpu() >= 0  # [K, B]
+    else:
+        present = torch.tensor([[k < n for n in counts] for k in range(max(counts))])
+    pos = (present.reshape(-1).long().cumsum(0) - 1).reshape(present.shape)
+    return [[int(pos[k, b]) for k in range(n)] for b, n in enumerate(counts)]
 
 
 class JudgeModel(nn.Module):

@@ -25,10 +25,15 @@ def load_records(path: str | Path, *, media_root: str | Path | None = None,
 
 
 def labelled_pairs(records: list[Record], path) -> list[Pair]:
-    pairs = [r for r in records if isinstance(r, Pair) and r.preference is not None]
+    pairs = [r for r in records if is_labelled_pair(r)]
     if not pairs:
         raise DataFormatError("no labelled preference pairs to train on", file=path)
     return pairs
+
+
+def is_labelled_pair(record: Record) -> bool:
+    """What training reads unless the module says otherwise: pairs with an overall label."""
+    return isinstance(record, Pair) and record.preference is not None
 
 
 class EpochShuffleSampler(MixtureSampler):
@@ -63,7 +68,9 @@ class PreferenceDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.collate_fn: Callable | None = None
-        self.splits: dict[str, list[Pair]] = {}
+        # Which records train; the module sets it (e.g. rankings and per-dimension labels too).
+        self.trains_on: Callable[[Record], bool] = is_labelled_pair
+        self.splits: dict[str, list[Record]] = {}
         self.origins: dict[str, list[tuple[str, int | None]]] = {}  # (file, line) of each pair, per split
         self.mixture: list[dict] = []  # per training source: path, weight, pairs read / kept / per epoch
         self._source_sizes: list[int] = []
@@ -75,10 +82,12 @@ class PreferenceDataModule(L.LightningDataModule):
         for res in load(path, fmt, media_root=self.media_root, allow_outside_root=self.allow_outside_root):
             if not res.ok:
                 raise res.error
-            if isinstance(res.record, Pair) and res.record.preference is not None:
+            if self.trains_on(res.record):
                 pairs.append(res.record)
                 origins.append((res.file, res.line))
-        return labelled_pairs(pairs, path), origins
+        if not pairs:
+            raise DataFormatError("no labelled preference pairs (or rankings) to train on", file=path)
+        return pairs, origins
 
     def setup(self, stage: str | None = None):
         if self.sources and "train" not in self.splits:
@@ -105,9 +114,22 @@ class PreferenceDataModule(L.LightningDataModule):
         """Refuse, naming the file and line, any training or validation pair without a `margin`."""
         for split in ("train", "val"):
             for pair, (file, line) in zip(self.splits.get(split, []), self.origins.get(split, [])):
+                if not isinstance(pair, Pair):
+                    raise DataFormatError(f"a ranking has no margin: {why}; use loss=bt or loss=plackett_luce",
+                                          file=file, line=line, field="ranking")
                 if pair.margin is None:
                     raise DataFormatError(f"missing margin: {why}; give every record a margin or use loss=bt",
                                           file=file, line=line, field="margin")
+
+    def require_dimensions(self, dimensions: tuple[str, ...]) -> None:
+        """Refuse, naming the file and line, a per-dimension label the head has no dimension for."""
+        for split in ("train", "val"):
+            for rec, (file, line) in zip(self.splits.get(split, []), self.origins.get(split, [])):
+                for name in (rec.dimension_preferences if isinstance(rec, Pair) else {}):
+                    if name not in dimensions:
+                        raise DataFormatError(f"dimension {name!r} is not one of the head's ({', '.join(dimensions)}); "
+                                              "set head.dimensions to the data's dimensions",
+                                              file=file, line=line, field=f"preference.{name}")
 
     def _loader(self, split: str, shuffle: bool, bs: int):
         if self.collate_fn is None:

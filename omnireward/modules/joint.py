@@ -11,6 +11,7 @@ from typing import Callable
 
 from omnireward.data.records import Pair
 from omnireward.errors import ConfigError
+from omnireward.heads.base import ScalarHead
 from omnireward.judge.decoding import lm_loss
 from omnireward.judge.templates import JudgeTemplate, judge_conversation, sft_target
 from omnireward.modules.bt import BTModule
@@ -28,8 +29,15 @@ class JointModule(BTModule):
         if template.kind != "pairwise":
             raise ConfigError(f"model=joint writes pairwise critiques; judge {template.name} is pointwise",
                               field="judge")
+        if type(model.head).pair_loss is not ScalarHead.pair_loss or model.head.dimensions or self.listwise:
+            raise ConfigError("model=joint trains a scalar head (head=bt) with a pairwise loss on pairs; "
+                              "use model=bt for head=gaussian, head=multi or loss=plackett_luce", field="model")
         self.alpha = alpha
         self.template = template
+
+    def trains_on(self, record) -> bool:
+        """Pairs with an overall label (the critiques judge a pair)."""
+        return isinstance(record, Pair) and record.preference is not None
 
     def collate(self, pairs: list[Pair]) -> dict:
         """The BT batch, plus `lm`: the judge prompts with their critiques as LM targets."""

@@ -1,11 +1,12 @@
-"""The summary of a scores file, read line by line: pair accuracy (with and without ties, per task)
-and, for groups, best-of-N win rate and ranking agreement."""
+"""The summary of a scores file, read line by line: pair accuracy (with and without ties, per task),
+for groups best-of-N win rate and ranking agreement, for head=gaussian scores the accuracy of
+confident against unconfident pairs, and for head=multi scores each dimension's accuracy."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from omnireward.metrics import summarize
+from omnireward.metrics import LABEL_SIGN, summarize
 
 
 def summarize_lines(lines: Iterable[dict]) -> dict:
@@ -14,21 +15,75 @@ def summarize_lines(lines: Iterable[dict]) -> dict:
     margins, labels, tasks = [], [], []
     task_names: dict[str, str] = {}
     groups = GroupStats()
+    uncertainty = UncertaintyStats()
+    dimensions = DimensionStats()
     n = 0
     for x in lines:
         n += 1
         if "rewards" in x:
             groups.add(x)
-        elif x.get("preference") is not None and "margin" in x:
+            continue
+        if x.get("preference") is not None and "margin" in x:
             margins.append(x["margin"])
             labels.append(x["preference"])
             t = x.get("task")
             tasks.append(task_names.setdefault(t, t) if t is not None else None)
+            if "reward1_std" in x:
+                uncertainty.add(x)
+        if "preference_dimensions" in x and "dimensions1" in x:
+            dimensions.add(x)
     s = summarize(margins, labels, tasks)
     s["n_scored"] = n
+    if uncertainty.rows:
+        s["uncertainty"] = uncertainty.summary()
+    if dimensions.margins:
+        s["dimensions"] = dimensions.summary()
     if groups.n:
         s["groups"] = groups.summary()
     return s
+
+
+class UncertaintyStats:
+    """Labelled non-tie pair lines with reward1_std / reward2_std (head=gaussian): accuracy on the
+    half of the pairs the model is surest of (smallest combined std √(std1² + std2²)) against the
+    other half. The split is by the pair's uncertainty alone, not by its margin."""
+
+    def __init__(self):
+        self.rows: list[tuple[float, bool]] = []  # (combined std, ranked right)
+
+    def add(self, line: dict) -> None:
+        y = LABEL_SIGN[line["preference"]]
+        if y == 0:
+            return
+        std = (line["reward1_std"] ** 2 + line["reward2_std"] ** 2) ** 0.5
+        self.rows.append((std, (line["margin"] > 0) == (y > 0) and line["margin"] != 0))
+
+    def summary(self) -> dict:
+        rows = sorted(self.rows, key=lambda r: r[0])
+        half = (len(rows) + 1) // 2
+        confident, unconfident = rows[:half], rows[half:]
+        part = lambda rs: {"n": len(rs), "accuracy_without_ties": sum(r[1] for r in rs) / len(rs) if rs else None,  # noqa: E731
+                           "mean_combined_std": sum(r[0] for r in rs) / len(rs) if rs else None}
+        return {"split": "median of the pair's combined std sqrt(reward1_std^2 + reward2_std^2)",
+                "threshold": rows[half - 1][0], "confident": part(confident), "unconfident": part(unconfident)}
+
+
+class DimensionStats:
+    """Pair lines with per-dimension rewards (head=multi) and per-dimension gold labels: each
+    dimension's accuracy with and without ties, from dimensions1[d] - dimensions2[d]."""
+
+    def __init__(self):
+        self.margins: dict[str, list[float]] = {}
+        self.labels: dict[str, list[str]] = {}
+
+    def add(self, line: dict) -> None:
+        for name, label in line["preference_dimensions"].items():
+            if name in line["dimensions1"] and name in line["dimensions2"]:
+                self.margins.setdefault(name, []).append(line["dimensions1"][name] - line["dimensions2"][name])
+                self.labels.setdefault(name, []).append(label)
+
+    def summary(self) -> dict:
+        return {name: summarize(self.margins[name], self.labels[name]) for name in sorted(self.margins)}
 
 
 class GroupStats:
