@@ -25,30 +25,41 @@ CASES = {"image": (200, "degradation"), "video": (80, "degradation"), "audio": (
 
 HELD_OUT_PAIRS = 120
 
-# Video and 3D spend most of their time on the one-off feature pass (frames, rendered views):
-# they run with `-m slow`.
-@pytest.mark.parametrize("modality", [pytest.param(m, marks=pytest.mark.slow) if m in ("video", "3d") else m
-                                      for m in CASES])
-def test_modality_learns_from_its_demo_set(tmp_path, modality):
-    n_pairs, rule = CASES[modality]
-    data = build_demo(modality, tmp_path / "data", n_pairs=n_pairs, seed=0)
+def run_case(modality: str, work, seed: int = 0):
+    """Train the tiny-LM recipe on `modality`'s demo set (data and training seed `seed`) and score
+    HELD_OUT_PAIRS pairs of unseen sources (seed + 1000). Returns (config, model folder, demo data
+    folder, {rule: [ranked right?]}). benchmarks/learning_seeds.py runs it for several seeds to set
+    the thresholds below."""
+    n_pairs, _ = CASES[modality]
+    data = build_demo(modality, work / "data", n_pairs=n_pairs, seed=seed)
     cfg = compose_config([
         "backbone=tiny", "backbone.pretrained_encoders=true", "backbone.tiny_hidden=128", f"modality={modality}",
-        f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}",
+        f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={work / 'run'}",
         "trainer.max_epochs=12", "model.lr=1e-2", "model.lm_lr=1e-3", "data.batch_size=16", "head.dropout=0.0",
+        f"seed={seed}",
         # 4 frames per clip keeps the one-off video feature pass short
         "++backbone.encoder_options={video: {num_frames: 4}}"])
     out = train(cfg)
 
     # The test split's few pairs of one rule make a noisy estimate; a larger sample of pairs from the
     # same unseen sources (another seed) gives each rule a few dozen.
-    test_file = build_split(modality, tmp_path / "held", "test", HELD_OUT_PAIRS, seed=1000)
-    score_file(test_file, out, tmp_path / "scores.jsonl")
+    test_file = build_split(modality, work / "held", "test", HELD_OUT_PAIRS, seed=seed + 1000)
+    score_file(test_file, out, work / "scores.jsonl")
     rules = {json.loads(x)["id"]: json.loads(x)["meta"]["rule"] for x in test_file.read_text().splitlines()}
     per_rule = defaultdict(list)
-    for x in (tmp_path / "scores.jsonl").read_text().splitlines():
+    for x in (work / "scores.jsonl").read_text().splitlines():
         s = json.loads(x)
         per_rule[rules[s["id"]]].append((s["margin"] > 0) == (s["preference"] == "response1"))
+    return cfg, out, data, dict(per_rule)
+
+
+# Video and 3D spend most of their time on the one-off feature pass (frames, rendered views):
+# they run with `-m slow`.
+@pytest.mark.parametrize("modality", [pytest.param(m, marks=pytest.mark.slow) if m in ("video", "3d") else m
+                                      for m in CASES])
+def test_modality_learns_from_its_demo_set(tmp_path, modality):
+    rule = CASES[modality][1]
+    cfg, out, data, per_rule = run_case(modality, tmp_path)
     acc = sum(per_rule[rule]) / len(per_rule[rule])
     assert len(per_rule[rule]) >= 20
     assert acc >= 0.75, {k: (sum(v) / len(v), len(v)) for k, v in per_rule.items()}

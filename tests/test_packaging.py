@@ -42,6 +42,7 @@ def test_every_config_file_composes_and_its_components_build(overrides):
 
 
 def test_tiny_backbone_and_model_and_data_configs_instantiate(tmp_path):
+    (tmp_path / "x.jsonl").write_text("")  # a missing training file is refused when the datamodule is built
     cfg = compose_config(["backbone=tiny", "modality=image", f"data.train={tmp_path}/x.jsonl"])
     bb = instantiate(cfg.backbone, _convert_="all")
     assert list(bb.encoders) == ["image"]
