@@ -13,7 +13,7 @@ from omegaconf import OmegaConf, open_dict
 
 from omnireward.config import compose_config
 from omnireward.data.records import record_from_dict
-from omnireward.errors import ConfigError
+from omnireward.errors import ConfigError, DataFormatError
 from omnireward.judge.decoding import token_logprobs
 from omnireward.judge.grpo import group_advantages, grpo_loss, verdict_reward
 from omnireward.judge.templates import load_template
@@ -144,3 +144,21 @@ def test_grpo_ties_the_verdict_to_the_evidence_on_held_out_pairs(tmp_path):
     assert s["n"] == 16 and s["accuracy_without_ties"] >= 0.9, [x["critique"] for x in lines[:4]]
     assert trained_judge(out).name == "mini" and s["trained_judge"] == "mini"
     assert {x["verdict"] for x in lines} == {"response1", "response2"}  # not a constant verdict
+
+
+def test_sft_epochs_without_critiques_warn_or_refuse(tmp_path):
+    """No record has a critique: a run with GRPO epochs after SFT says SFT is skipped; an SFT-only
+    run (sft_epochs >= max_epochs, as the *_sft recipes) stops with one line instead of running GRPO."""
+    rows = yes_no_rows(8, 3)
+    assert not any("critique" in r for r in rows)
+    train_file = write_rows(tmp_path / "train.jsonl", rows)
+    val_file = write_rows(tmp_path / "val.jsonl", yes_no_rows(4, 4))
+    common = ["judge=mini", "model.num_generations=2", "model.max_new_tokens=2", "model.val_max_new_tokens=2"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(DataFormatError, match="SFT only") as e:
+        train(_r1_config(tmp_path / "a", train_file, val_file, *common, "model.sft_epochs=2", "trainer.max_epochs=2"))
+    assert e.value.field == "critique" and "\n" not in str(e.value)
+    with pytest.warns(UserWarning, match="SFT epoch\\(s\\) are skipped"):
+        train(_r1_config(tmp_path / "b", train_file, val_file, *common, "model.sft_epochs=1", "trainer.max_epochs=2",
+                         "++trainer.limit_train_batches=1", "++trainer.limit_val_batches=1"))

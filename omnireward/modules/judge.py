@@ -11,9 +11,10 @@ import copy
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from omnireward.data.records import Pair
-from omnireward.errors import ConfigError
+from omnireward.errors import ConfigError, DataFormatError
 from omnireward.judge.critique import critique
 from omnireward.judge.decoding import lm_loss, token_logprobs
 from omnireward.judge.grpo import group_advantages, grpo_loss, verdict_reward
@@ -106,7 +107,15 @@ class R1Module(L.LightningModule):
     def on_fit_start(self):
         dm = getattr(self.trainer, "datamodule", None)
         train = getattr(dm, "splits", {}).get("train") if dm is not None else None
-        if train is not None and not any(p.critique for p in train):
+        if train is not None and self.sft_epochs > 0 and not any(p.critique for p in train):
+            if self.sft_epochs >= self.trainer.max_epochs:
+                raise DataFormatError(
+                    f"no training record has a `critique`, and this run is SFT only (model.sft_epochs="
+                    f"{self.sft_epochs} >= trainer.max_epochs={self.trainer.max_epochs}): add critiques "
+                    "(data_cards/critiques.md) or set model.sft_epochs=0 for GRPO alone",
+                    file=source if isinstance(source := dm.paths.get("train"), str) else None, field="critique")
+            rank_zero_warn(f"no training record has a `critique`: the {self.sft_epochs} SFT epoch(s) are skipped "
+                           "and GRPO starts at once")
             self._sft_active_epochs = 0  # nothing to imitate: straight to GRPO
 
     def in_sft(self) -> bool:
