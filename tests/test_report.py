@@ -159,12 +159,20 @@ def test_published_rows_are_plotted_beside_ours_for_a_known_benchmark(tmp_path):
     index = write_report(scores, tmp_path / "report", benchmark="omnirewardbench", n_boot=50)
     s = _summary(index)
     comp = s["published"]
-    assert comp["columns"] == ["overall"]
-    ours = {x["metric"]: x["values"]["overall"] for x in comp["series"] if x["label"].startswith("this run")}
-    assert ours["accuracy_with_ties"] == pytest.approx(s["accuracy"]["overall"]["accuracy_with_ties"])
+    # the run's tasks that a published row also reports, then overall
+    assert comp["columns"] == ["text_to_3d", "text_to_audio", "text_to_image", "text_to_text", "text_to_video",
+                               "overall"]
+    ours = {x["metric"]: x["values"] for x in comp["series"] if x["label"].startswith("this run")}
+    assert ours["accuracy_with_ties"]["overall"] == pytest.approx(s["accuracy"]["overall"]["accuracy_with_ties"])
+    for task in ("text_to_image", "text_to_3d"):
+        assert ours["accuracy_with_ties"][task] == pytest.approx(
+            s["accuracy"]["per_task"][task]["accuracy_with_ties"])
     fig = plots.published(s)
     for series in comp["series"]:
-        assert _bars(fig, series["label"]) == pytest.approx([series["values"]["overall"]])
+        want = [series["values"].get(c, math.nan) for c in comp["columns"]]
+        assert _bars(fig, series["label"]) == pytest.approx(want, nan_ok=True)
+    bt = next(x for x in comp["series"] if x["label"] == "Omni-RewardModel-BT (w/ ties)")
+    assert bt["values"]["text_to_audio"] == pytest.approx(0.6399)
     assert any(r["model"] == "Omni-RewardModel-BT" and r["values"]["overall"] == pytest.approx(0.7368)
                for r in comp["rows"])
     html = index.read_text()
