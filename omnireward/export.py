@@ -53,6 +53,7 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
     adapter = _adapter_dir(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     if is_text_backbone(model.backbone):
+        _require_bt_head(model, model_dir)
         manifest = _export_text(model, out, DTYPES[dtype], adapter if not merge_lora else None)
     else:
         if not merge_lora and adapter is not None:
@@ -68,6 +69,18 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     (out / "README.md").write_text(model_card(cfg, model_dir, manifest, stats))
     return out
+
+
+def _require_bt_head(model, model_dir: Path) -> None:
+    """A transformers sequence classifier holds one linear `score` on the last token: exactly the bt
+    head. Other heads would lose what they predict (σ, per-dimension rewards), so they are refused."""
+    from omnireward.heads.bt import BTHead
+
+    if type(model.head) is not BTHead:
+        name = type(model.head).__name__
+        raise ModelError(f"{model_dir} has a {name}: a transformers sequence classifier holds only the bt head's "
+                         "single score, so its export would lose what this head predicts; score or serve the "
+                         "folder itself (omnireward score / serve)")
 
 
 def is_text_backbone(backbone) -> bool:

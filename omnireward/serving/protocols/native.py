@@ -4,6 +4,7 @@
                        -> {"results": [one `omnireward score` line per record]}
     POST /score_group  {"prompt", "responses": [...], "criteria"?, "prompt_media"?, "task"?}
                        -> {"rewards", "normalized", "unit", "reward_stats", "best"}
+                          (+ "rewards_std" with head=gaussian, "dimensions" with head=multi)
 
 Media items take a path under the media root or a base64 `data:` URI in `path`.
 """
@@ -84,8 +85,13 @@ def parse_score_group(body: Any, lease: Lease, ctx: Context) -> Parsed:
 
 def respond_score_group(lines: list[dict], parsed: Parsed, ctx: Context) -> dict:
     rewards = [line["reward"] for line in lines]
-    return {"rewards": rewards,
-            "normalized": [ctx.scale.normalized(r) for r in rewards] if ctx.scale.known else None,
-            "unit": [ctx.scale.unit(r) for r in rewards],
-            "reward_stats": ctx.reward_stats,
-            "best": max(range(len(rewards)), key=rewards.__getitem__)}
+    out = {"rewards": rewards,
+           "normalized": [ctx.scale.normalized(r) for r in rewards] if ctx.scale.known else None,
+           "unit": [ctx.scale.unit(r) for r in rewards],
+           "reward_stats": ctx.reward_stats,
+           "best": max(range(len(rewards)), key=rewards.__getitem__)}
+    # What head=gaussian and head=multi predict beside the reward, as `omnireward score` writes it.
+    for key, name in (("reward_std", "rewards_std"), ("dimensions", "dimensions")):
+        if lines and key in lines[0]:
+            out[name] = [line[key] for line in lines]
+    return out
