@@ -180,7 +180,7 @@ def score_cmd(
     """
     from omnireward.scoring.bt import score_file, summary_path
     from omnireward.scoring.models import resolve_model
-    from omnireward.scoring.report import group_line, summary_table
+    from omnireward.scoring.report import group_line, head_lines, summary_table
     from omnireward.scoring.stream import RayOptions
 
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
@@ -207,6 +207,8 @@ def score_cmd(
                              prefix_sharing=prefix_sharing, **common)
     if summary["n"]:
         out.print(summary_table(summary))
+    for line in head_lines(summary):
+        out.print(line)
     if summary.get("groups"):
         out.print(group_line(summary["groups"]))
     if summary.get("text_verdict_disagreement") is not None:
@@ -243,7 +245,7 @@ def eval_cmd(
     """Accuracy with and without ties (tie-calibrated ε), overall and per task; for a known
     benchmark also its own headline metric, and with --report a static report to look at."""
     from omnireward.scoring.evaluate import eval_scores, is_scores_file
-    from omnireward.scoring.report import summary_table
+    from omnireward.scoring.report import head_lines, summary_table
 
     if is_scores_file(bench) and model is None:
         summary = eval_scores(bench, out_path)
@@ -268,6 +270,8 @@ def eval_cmd(
         if out_path:
             out_path.write_text(json.dumps(summary, indent=2))
     out.print(summary_table(summary))
+    for line in head_lines(summary):
+        out.print(line)
     from omnireward.report.build import benchmark_headline, write_report
 
     head = benchmark_headline(scores, data=records, benchmark=benchmark, media_root=media_root)

@@ -360,3 +360,29 @@ def test_train_score_eval_on_a_tiny_hf_checkpoint(tmp_path, head):
     assert type(model.head).__name__ == {"gaussian": "GaussianHead", "multi": "MultiHead",
                                          "plackett_luce": "BTHead"}[head]
     assert model.head.dimensions == (("detail", "polite") if head == "multi" else ())
+
+
+def test_cli_train_score_eval_print_what_the_head_adds(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    write(tmp_path / "train.jsonl", two_rule_pairs(16, seed=1))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "omnireward.cli.app", *a], capture_output=True,  # noqa: E731
+                                    text=True, cwd=tmp_path, env=env, timeout=600)
+    r = run("train", "backbone=tiny", "head=multi", "head.dimensions=[detail,polite]", "data.train=train.jsonl",
+            "data.val=train.jsonl", "trainer.max_epochs=1", "output_dir=m")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("score", "train.jsonl", "--model", "m", "--out", "s.jsonl")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "per-dimension accuracy" in r.stdout and "polite" in r.stdout
+    r = run("eval", "s.jsonl")
+    assert r.returncode == 0 and "per-dimension accuracy" in r.stdout
+    # The Gaussian summary line, from a summary as score writes it.
+    from omnireward.scoring.report import head_lines
+
+    u = {"split": "median", "threshold": 0.5, "confident": {"n": 3, "accuracy_without_ties": 1.0},
+         "unconfident": {"n": 2, "accuracy_without_ties": 0.5}}
+    assert head_lines({"uncertainty": u}) == ["confident pairs (combined std ≤ 0.5): 100.0% of 3; unconfident: "
+                                              "50.0% of 2"]

@@ -32,3 +32,23 @@ def group_line(groups: dict) -> str:
         parts.append(f"ranking pair accuracy {_pct(groups['ranking_pair_accuracy'])}, Kendall τ "
                      f"{'—' if tau is None else f'{tau:.3f}'} over {groups['n_with_ranking']}")
     return "; ".join(parts)
+
+
+def head_lines(summary: dict) -> list:
+    """What head=gaussian and head=multi add to a summary: accuracy of confident vs unconfident pairs
+    (split at the median combined std), and a table of per-dimension accuracies."""
+    out: list = []
+    u = summary.get("uncertainty")
+    if u:
+        c, n = u["confident"], u["unconfident"]
+        out.append(f"confident pairs (combined std ≤ {u['threshold']:.3g}): {_pct(c['accuracy_without_ties'])} of "
+                   f"{c['n']}; unconfident: {_pct(n['accuracy_without_ties'])} of {n['n']}")
+    dims = summary.get("dimensions")
+    if dims:
+        t = Table(title="per-dimension accuracy")
+        for col in ("dimension", "n", "ties", "acc w/o ties", "acc w/ ties"):
+            t.add_column(col, justify="right" if col != "dimension" else "left")
+        for name, d in dims.items():
+            t.add_row(name, str(d["n"]), str(d["n_ties"]), _pct(d["accuracy_without_ties"]), _pct(d["accuracy_with_ties"]))
+        out.append(t)
+    return out
