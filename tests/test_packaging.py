@@ -37,8 +37,12 @@ def test_every_config_file_composes_and_its_components_build(overrides):
     for key in ("loss", "judge", "peft"):
         if cfg.get(key):
             assert build(cfg[key]) is not None
-    if cfg.get("head"):
-        assert build(cfg.head)(8).score.weight.shape == (1, 8)
+    if cfg.get("head"):  # every head maps hidden states [N, H] to one reward per response
+        import torch
+
+        head = build(cfg.head)(8).eval()
+        assert head(torch.randn(3, 8)).shape == (3,)
+        assert head.outputs(torch.randn(3, 8))["reward"].shape == (3,)
 
 
 def test_tiny_backbone_and_model_and_data_configs_instantiate(tmp_path):
