@@ -386,3 +386,31 @@ def test_cli_train_score_eval_print_what_the_head_adds(tmp_path):
          "unconfident": {"n": 2, "accuracy_without_ties": 0.5}}
     assert head_lines({"uncertainty": u}) == ["confident pairs (combined std ≤ 0.5): 100.0% of 3; unconfident: "
                                               "50.0% of 2"]
+
+
+@pytest.mark.parametrize("loss_name", ["bt", "plackett_luce"])
+def test_mixed_batches_give_the_same_loss_and_gradients_packed_or_not(loss_name):
+    """Pairs and groups of different sizes in one batch: the rows of each response are found the
+    same way whether the prompt is shared (packed) or every response is its own row."""
+    from omnireward.data.records import record_from_dict
+
+    recs = [record_from_dict({"prompt": "Name a fruit.", "response1": "An apple.", "response2": "A stone.",
+                              "preference": "response1"}),
+            record_from_dict({"prompt": "Rate bees.", "responses": ["good", "awful", "poor", "excellent"],
+                              "ranking": [3, 0, 2, 1]}),
+            record_from_dict({"prompt": "Say hi.", "response1": "hi", "response2": "Hello there!",
+                              "preference": "response2"}),
+            record_from_dict({"prompt": "Rate maps.", "responses": ["poor", "good", "awful"], "best": 1})]
+    results = []
+    for sharing in (True, False):
+        torch.manual_seed(0)
+        module = build_module(compose_config(["backbone=tiny", f"loss={loss_name}", "head.dropout=0",
+                                              f"model.prefix_sharing={str(sharing).lower()}"]))
+        module.model.eval()
+        batch = module.collate(recs)
+        assert ("reward_index" in batch["inputs"].tensors) is sharing
+        loss = module.objective(module.model.outputs(batch["inputs"]), batch)
+        loss.backward()
+        results.append((loss.item(), module.model.head.score.weight.grad.clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-5)
