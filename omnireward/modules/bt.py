@@ -64,7 +64,8 @@ class BTModule(L.LightningModule):
     def collate(self, records: list[Record]) -> dict:
         """The responses of every record in one model batch, and each record's labels as rows of its
         outputs: `pairs` [P, 2] (response1, response2) with `y`, `margin` and `dim_y` [P, D];
-        `order` [G, K] (each group's responses in gold order, best first) with `n_ranked`, `n_valid`."""
+        `order` [G, K] (each group's responses in gold order, best first) with `n_ranked`, `n_valid`,
+        and `ranked_pairs` [Q, 2] (winner, loser) of every ordered pair the rankings imply."""
         pairs = [r for r in records if isinstance(r, Pair)]
         groups = [r for r in records if isinstance(r, Group)]
         records = pairs + groups  # pairs first: `rewards` reads their rows as before
@@ -89,6 +90,7 @@ class BTModule(L.LightningModule):
                                    for p in pairs], dtype=torch.long).reshape(len(pairs), len(dims)),
             "order": order, "n_ranked": torch.tensor(n_ranked, dtype=torch.long).reshape(-1),
             "n_valid": torch.tensor(n_valid, dtype=torch.long).reshape(-1),
+            "ranked_pairs": ranked_pairs(order, n_ranked, n_valid),
             "tasks": [p.task for p in pairs] + [g.task for g in groups],
         }
 
@@ -118,16 +120,16 @@ class BTModule(L.LightningModule):
                                torch.where(y[win] > 0, pairs[win, 1], pairs[win, 0])], dim=-1)
             k = max(2, batch["order"].shape[1])
             order = torch.cat([torch.nn.functional.pad(two, (0, k - 2)), batch["order"]])
-            n_ranked = torch.cat([torch.full((len(two),), 2), batch["n_ranked"]])
-            n_valid = torch.cat([torch.full((len(two),), 2), batch["n_valid"]])
+            n_ranked = torch.cat([torch.full((len(two),), 2, device=y.device), batch["n_ranked"]])
+            n_valid = torch.cat([torch.full((len(two),), 2, device=y.device), batch["n_valid"]])
             if len(order):
                 terms.append((self.loss(out["reward"][order], n_ranked, n_valid), len(order)))
         else:
             a, b, ys, m = pairs[overall, 0], pairs[overall, 1], y[overall], batch["margin"][overall]
-            ga, gb = ranked_pairs(batch["order"], batch["n_ranked"], batch["n_valid"])
+            ga, gb = batch["ranked_pairs"][:, 0], batch["ranked_pairs"][:, 1]
             a, b = torch.cat([a, ga]), torch.cat([b, gb])
             ys = torch.cat([ys, torch.ones_like(ga)])
-            m = torch.cat([m, torch.full((len(ga),), float("nan"))])
+            m = torch.cat([m, torch.full((len(ga),), float("nan"), device=m.device)])
             if len(a):
                 take = lambda rows: {k: v[rows] for k, v in out.items()}  # noqa: E731
                 loss = self.model.head.pair_loss(take(a), take(b), ys, m, self.loss)
@@ -139,7 +141,7 @@ class BTModule(L.LightningModule):
             labelled = dim_y[:, k] != NO_LABEL
             if labelled.any():
                 d = out["dimensions"][pairs[labelled, 0], k] - out["dimensions"][pairs[labelled, 1], k]
-                terms.append((pair_loss(d, dim_y[labelled, k], torch.full(d.shape, float("nan"))),
+                terms.append((pair_loss(d, dim_y[labelled, k], torch.full_like(d, float("nan"))),
                               int(labelled.sum())))
         if not terms:
             return out["reward"].sum() * 0.0
@@ -162,7 +164,7 @@ class BTModule(L.LightningModule):
         """(margins, signs) of the batch's labelled non-tie comparisons of the overall reward."""
         pairs, y = batch["pairs"], batch["y"]
         keep = (y != NO_LABEL) & (y != 0)
-        ga, gb = ranked_pairs(batch["order"], batch["n_ranked"], batch["n_valid"])
+        ga, gb = batch["ranked_pairs"][:, 0], batch["ranked_pairs"][:, 1]
         out = []
         if keep.any():
             out.append((r[pairs[keep, 0]] - r[pairs[keep, 1]], y[keep]))
@@ -181,8 +183,7 @@ class BTModule(L.LightningModule):
             d = (dims[a] - dims[b]).tolist() if dims is not None else []
             self._val.append(("pair", float(r[a] - r[b]), int(batch["y"][i]), batch["tasks"][i], d,
                               batch["dim_y"][i].tolist(), loss, n))
-        ga, gb = ranked_pairs(batch["order"], batch["n_ranked"], batch["n_valid"])
-        for a, b in zip(ga.tolist(), gb.tolist()):
+        for a, b in batch["ranked_pairs"].tolist():
             self._val.append(("ranked", float(r[a] - r[b]), 1, None, [], [], loss, n))
         self._val.append(("batch", 0.0, NO_LABEL, None, [], [], loss, n))
 
@@ -229,13 +230,9 @@ def gold_order(group: Group) -> list[int]:
     return [group.best] + [i for i in range(len(group.responses)) if i != group.best]
 
 
-def ranked_pairs(order: torch.Tensor, n_ranked: torch.Tensor, n_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(winner rows, loser rows) of every ordered pair a batch's group rankings imply: position j
+def ranked_pairs(order: torch.Tensor, n_ranked: list[int], n_valid: list[int]) -> torch.Tensor:
+    """[Q, 2] (winner row, loser row) of every ordered pair the groups' rankings imply: position j
     beats every later position k when j is among the ranked ones."""
-    a, b = [], []
-    for g in range(order.shape[0]):
-        for j, k in combinations(range(int(n_valid[g])), 2):
-            if j < int(n_ranked[g]):
-                a.append(int(order[g, j]))
-                b.append(int(order[g, k]))
-    return torch.tensor(a, dtype=torch.long), torch.tensor(b, dtype=torch.long)
+    rows = [(int(order[g, j]), int(order[g, k])) for g in range(order.shape[0])
+            for j, k in combinations(range(n_valid[g]), 2) if j < n_ranked[g]]
+    return torch.tensor(rows, dtype=torch.long).reshape(-1, 2)
