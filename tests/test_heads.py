@@ -414,3 +414,19 @@ def test_mixed_batches_give_the_same_loss_and_gradients_packed_or_not(loss_name)
         results.append((loss.item(), module.model.head.score.weight.grad.clone()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
     assert torch.allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-5)
+
+
+def test_videogen_dimensions_train_the_multi_head_end_to_end(tmp_path):
+    """The worked example: VideoGen-RewardBench's VQ / MQ / TA labels reach the multi head's
+    default dimensions through the reader (a run on the fixture's six rows, not a learning test)."""
+    bench = Path(__file__).resolve().parent / "fixtures" / "videogen_rewardbench" / "videogen-rewardbench.csv"
+    out = train(compose_config(overrides(bench, bench, tmp_path / "run", "head=multi", "modality=video",
+                                         "trainer.max_epochs=1", "++backbone.encoder_options={video: {num_frames: 2}}")))
+    metrics = (out / "metrics.csv").read_text()
+    assert all(f"val/acc_{d}" in metrics for d in ("visual_quality", "motion_quality", "text_alignment"))
+    s = score_file(bench, out, tmp_path / "scores.jsonl")
+    assert set(s["dimensions"]) == {"visual_quality", "motion_quality", "text_alignment"}
+    assert s["dimensions"]["motion_quality"]["n_ties"] == 3 and s["n"] == 6
+    line = read_lines(tmp_path / "scores.jsonl")[1]
+    assert line["preference_dimensions"] == {"visual_quality": "response2", "motion_quality": "tie",
+                                             "text_alignment": "response2"}
