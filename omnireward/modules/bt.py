@@ -141,7 +141,7 @@ class BTModule(L.LightningModule):
             labelled = dim_y[:, k] != NO_LABEL
             if labelled.any():
                 d = out["dimensions"][pairs[labelled, 0], k] - out["dimensions"][pairs[labelled, 1], k]
-                terms.append((pair_loss(d, dim_y[labelled, k], torch.full_like(d, float("nan"))),
+                terms.append((pair_loss(d, dim_y[labelled, k], batch["margin"][labelled]),
                               int(labelled.sum())))
         if not terms:
             return out["reward"].sum() * 0.0
