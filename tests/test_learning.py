@@ -22,6 +22,10 @@ from omnireward.train import train
 # modality -> (train pairs, the rule whose preference lives in the response media alone)
 CASES = {"image": (200, "degradation"), "video": (80, "degradation"), "audio": (120, "noise"),
          "3d": (120, "quality")}
+# Held-out accuracy on that rule is asserted at these values, set from seeds 0, 1 and 2
+# (benchmarks/learning_seeds.py, results/learning_seeds.jsonl: the worst seed scored image 0.77,
+# video 0.77, audio 1.00, 3D 0.83 on 30-42 pairs each): two to three pairs under the worst seed.
+THRESHOLD = {"image": 0.7, "video": 0.7, "audio": 0.9, "3d": 0.75}
 
 HELD_OUT_PAIRS = 120
 
@@ -62,7 +66,7 @@ def test_modality_learns_from_its_demo_set(tmp_path, modality):
     cfg, out, data, per_rule = run_case(modality, tmp_path)
     acc = sum(per_rule[rule]) / len(per_rule[rule])
     assert len(per_rule[rule]) >= 20
-    assert acc >= 0.75, {k: (sum(v) / len(v), len(v)) for k, v in per_rule.items()}
+    assert acc >= THRESHOLD[modality], {k: (sum(v) / len(v), len(v)) for k, v in per_rule.items()}
 
     # The projector moved from its initial (seeded) values.
     trained = load_file(str(out / "modules.safetensors"))
