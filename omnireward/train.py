@@ -43,7 +43,9 @@ def demo_data(modality: str, seed: int) -> dict[str, str]:
 
 
 class KeepBest(Callback):
-    """Keeps the weights of the best epoch by `val/acc` on disk; resumable with the run."""
+    """Keeps the weights of the best epoch by `val/acc` on disk; resumable with the run. On a tie the
+    later epoch wins: equal held-out accuracy after more training (a flat val/acc, as a judge's at
+    chance, would otherwise keep the barely trained first epoch)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -57,7 +59,7 @@ class KeepBest(Callback):
         if acc is None:
             return
         acc = float(acc)
-        if self.best is None or acc > self.best:
+        if self.best is None or acc >= self.best:
             self.best, self.best_epoch = acc, trainer.current_epoch
             state = full_state(trainer)  # a collective under FSDP/DeepSpeed: every rank calls it
             if trainer.is_global_zero:

@@ -141,3 +141,31 @@ def test_head_dropout_has_one_source_the_head_config(tmp_path, text_pairs):
     model, saved = RewardModel.from_pretrained(out)
     assert saved.head.dropout == 0.25 and model.head.dropout.p == 0.25
     assert "dropout" not in saved.model  # the module takes no dropout of its own
+
+
+def test_keep_best_prefers_the_later_epoch_on_a_tie(tmp_path):
+    """A flat val/acc keeps the last of the equal epochs, not the barely trained first one."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from omnireward.train import KeepBest
+
+    keep = KeepBest(tmp_path / "best.safetensors")
+    weights = {}
+
+    def epoch(n, acc):
+        state = {"model.w": torch.full((2,), float(n))}
+        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val/acc": torch.tensor(acc)},
+                                  current_epoch=n, is_global_zero=True,
+                                  strategy=SimpleNamespace(lightning_module_state_dict=lambda: state))
+        keep.on_validation_end(trainer, None)
+        from safetensors.torch import load_file
+        weights.update(load_file(str(tmp_path / "best.safetensors")))
+
+    epoch(0, 0.5)
+    epoch(1, 0.5)
+    assert keep.best_epoch == 1 and weights["w"].tolist() == [1.0, 1.0]
+    epoch(2, 0.75)
+    epoch(3, 0.5)
+    assert keep.best_epoch == 2 and keep.best == 0.75 and weights["w"].tolist() == [2.0, 2.0]
