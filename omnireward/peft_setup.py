@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from omnireward.errors import ConfigError, ModelError
-from omnireward.quant import quiet_bnb_logs
+from omnireward.quant import quiet_bnb_logs, save_plain
 
 quiet_bnb_logs()  # before peft imports bitsandbytes
 from peft import LoraConfig, PeftModelForCausalLM
@@ -90,20 +90,8 @@ class MergingLoraLM(PeftModelForCausalLM):
         out = Path(save_directory)
         base = self.get_base_model()
         state = merged_state_dict(self)
-        # A base loaded quantised by transformers (backbone.quantization=4bit) would otherwise write its
-        # quantisation config beside the dense merged weights, and the folder would not load back.
-        quantizer, qconfig = getattr(base, "hf_quantizer", None), getattr(base.config, "quantization_config", None)
-        try:
-            if quantizer is not None:
-                base.hf_quantizer = None
-            if qconfig is not None:
-                del base.config.quantization_config
-            base.save_pretrained(out, state_dict=state, safe_serialization=True)
-        finally:
-            if quantizer is not None:
-                base.hf_quantizer = quantizer
-            if qconfig is not None:
-                base.config.quantization_config = qconfig
+        # A base loaded quantised by transformers (quant=4bit) is written dense, without its quantisation config.
+        save_plain(base, out, state)
         super().save_pretrained(str(out / ADAPTER_DIR), safe_serialization=True)
 
 

@@ -243,18 +243,24 @@ def save_dense(lm: nn.Module, directory: str | Path) -> None:
     for key, value in lm.state_dict().items():
         if not _inside(key, set(quantised)):
             state[key] = value.detach().cpu()
-    quantizer, qconfig = getattr(lm, "hf_quantizer", None), getattr(lm.config, "quantization_config", None)
+    save_plain(lm, directory, state)
+
+
+def save_plain(model: nn.Module, directory: str | Path, state: dict) -> None:
+    """`save_pretrained` of dense `state` without the quantisation config of a model transformers
+    loaded quantised (the folder would otherwise not load back)."""
+    quantizer, qconfig = getattr(model, "hf_quantizer", None), getattr(model.config, "quantization_config", None)
     try:
         if quantizer is not None:
-            lm.hf_quantizer = None
+            model.hf_quantizer = None
         if qconfig is not None:
-            del lm.config.quantization_config
-        lm.save_pretrained(directory, state_dict=state, safe_serialization=True)
+            del model.config.quantization_config
+        model.save_pretrained(directory, state_dict=state, safe_serialization=True)
     finally:
         if quantizer is not None:
-            lm.hf_quantizer = quantizer
+            model.hf_quantizer = quantizer
         if qconfig is not None:
-            lm.config.quantization_config = qconfig
+            model.config.quantization_config = qconfig
 
 
 def read_safetensors(path: str | Path):
