@@ -163,23 +163,32 @@ def audio_transcript(args: dict, where: list[str]) -> str:
     return "\n".join(out)
 
 
+def _vs_trl_layers(f: dict) -> str:
+    n = {s["train"]["omnireward"].get("train_layers") for s in f["sets"].values()}
+    return f"; omnireward trains the LM's top {n.pop()} of 30 layers (its default)" if len(n) == 1 and None not in n else ""
+
+
 def vs_trl(args: dict, where: list[str]) -> str:
     """README: training vs TRL's RewardTrainer and scoring vs HF two-pass (newest `vs_trl.py` line)."""
     row = newest("vs_trl", where)
     f = row["figures"]
     out = ["| set | train pairs/s: omnireward / TRL (ratio) | held-out accuracy: omnireward / TRL | "
-           "train peak RSS MiB: omnireward / TRL | score pairs/s: omnireward / HF two-pass (ratio) | "
+           "train peak RSS MiB: omnireward / TRL | every LM layer training: pairs/s (ratio), accuracy, peak RSS MiB | "
+           "score pairs/s: omnireward / HF two-pass (ratio) | "
            "score pairs/s without prefix sharing | score peak RSS MiB: omnireward / HF |",
-           "|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|"]
     for name, s in f["sets"].items():
         t, c = s["train"], s["score"]
+        every = t.get("omnireward_all_layers")
+        every_cell = (f"{every['pairs_per_s']:.2f} ({t['all_layers_ratio']:.2f}×), {_f(every['test_accuracy'])}, "
+                      f"{every['peak_rss_mib']}" if every else "—")
         out.append(f"| {name} | {t['omnireward']['pairs_per_s']:.2f} / {t['trl']['pairs_per_s']:.2f} "
                    f"({t['ratio']:.2f}×) | {_f(t['omnireward']['test_accuracy'])} / {_f(t['trl']['test_accuracy'])} | "
-                   f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | "
+                   f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | {every_cell} | "
                    f"{c['omnireward']['pairs_per_s']:.2f} / {c['hf_two_pass']['pairs_per_s']:.2f} ({c['ratio']:.2f}×) | "
                    f"{c['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
                    f"{c['omnireward']['peak_rss_mib']} / {c['hf_two_pass']['peak_rss_mib']} |")
     out.append("")
     out.append(f"{f['pairs']} training pairs, {f['epochs']} epoch, batch {f['batch']}, CPU fp32, the embedded "
-               "SmolLM2-135M-Instruct for both tools. " + provenance({"file": "vs_trl"}, where))
+               "SmolLM2-135M-Instruct for both tools" + _vs_trl_layers(f) + ". " + provenance({"file": "vs_trl"}, where))
     return "\n".join(out)

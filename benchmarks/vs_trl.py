@@ -6,7 +6,8 @@ transformers' AutoModelForSequenceClassification.
 
 The same LM (the embedded SmolLM2-135M-Instruct as an HF folder), the same pairs, batch size and
 epochs, CPU fp32. Every measurement runs in a fresh process (peak RSS is that process's
-VmHWM); times exclude loading. Appends one line to benchmarks/results/vs_trl.jsonl with
+VmHWM; a training run's is taken when training ends, before its held-out pairs are scored);
+times exclude loading. Appends one line to benchmarks/results/vs_trl.jsonl with
 pairs/s, peak RSS, held-out accuracy and the ratios omnireward/peer.
 
 Sets: `text` — the text demo (seed 3: prompts, criteria in the system turn, short answers);
@@ -65,10 +66,13 @@ def build_sets(work: Path, n: int, seed: int) -> dict[str, dict[str, Path]]:
 
     sets = {}
     demo = build_demo("text", work / "text", n_pairs=n, seed=seed)
-    sets["text"] = {"train": demo / "train.jsonl", "test": demo / "test.jsonl"}
+    # Neither tool validates here, so the demo's val and test splits together are the held-out pairs.
+    heldout = demo / "heldout.jsonl"
+    heldout.write_text((demo / "test.jsonl").read_text() + (demo / "val.jsonl").read_text())
+    sets["text"] = {"train": demo / "train.jsonl", "test": heldout}
     d = work / "prompt_heavy"
     d.mkdir(parents=True, exist_ok=True)
-    for split, rows in (("train", prompt_heavy(n, seed)), ("test", prompt_heavy(max(16, n // 4), seed + 1))):
+    for split, rows in (("train", prompt_heavy(n, seed)), ("test", prompt_heavy(max(32, n // 2), seed + 1))):
         (d / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     sets["prompt_heavy"] = {"train": d / "train.jsonl", "test": d / "test.jsonl"}
     return sets
@@ -116,8 +120,10 @@ def run_trl_train(a) -> dict:
     t0 = time.time()
     trainer.train()
     seconds = time.time() - t0
+    peak = _peak_mib()  # training's peak, before the held-out pairs are scored
     acc = _hf_accuracy(model.eval(), tok, _records(Path(a.test)), a.batch)
-    return {"pairs_per_s": len(rows) * a.epochs / seconds, "train_seconds": seconds, "test_accuracy": acc}
+    return {"pairs_per_s": len(rows) * a.epochs / seconds, "train_seconds": seconds, "test_accuracy": acc,
+            "peak_rss_mib": round(peak)}
 
 
 def _hf_scores(model, tok, recs: list[dict], batch: int) -> list[tuple[float, float]]:
@@ -170,12 +176,15 @@ def run_omni_train(a) -> dict:
     overrides = [f"data.train={a.train}", "data.val=null", f"output_dir={out}", f"trainer.max_epochs={a.epochs}",
                  f"data.batch_size={a.batch}", "model.lr=1e-3", "model.lm_lr=1e-4", f"seed={a.seed}",
                  "head.dropout=0.0", *a.overrides]
-    train(compose_config(overrides))
+    cfg = compose_config(overrides)
+    train(cfg)
+    peak = _peak_mib()  # training's peak (model folder written), before the held-out pairs are scored
     summary = json.loads((out / "train_summary.json").read_text())
     n = summary["train_pairs"]
     s = score_file(a.test, out, Path(a.work) / f"omni-{a.set}.test.jsonl", batch_size=a.batch, device="cpu")
     return {"pairs_per_s": n * a.epochs / summary["train_seconds"], "train_seconds": summary["train_seconds"],
-            "test_accuracy": s["accuracy_without_ties"], "model": str(out)}
+            "test_accuracy": s["accuracy_without_ties"], "model": str(out), "peak_rss_mib": round(peak),
+            "train_layers": cfg.backbone.get("train_layers"), "gradient_checkpointing": cfg.backbone.get("gradient_checkpointing")}
 
 
 def run_omni_score(a) -> dict:
@@ -203,7 +212,7 @@ def _child(a) -> None:
 
     torch.manual_seed(a.seed)
     result = RUNS[a.run](a)
-    result["peak_rss_mib"] = round(_peak_mib())
+    result.setdefault("peak_rss_mib", round(_peak_mib()))
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -272,13 +281,18 @@ def main() -> None:
         common = {"set": name, **paths}
         trl = _spawn("trl_train", a, **common)
         omni = _spawn("omni_train", a, **common, overrides=a.overrides)
+        # The same with every LM layer training (the default trains the top ones): what that costs and gives.
+        every = _spawn("omni_train", a, **{**common, "set": f"{name}-all-layers"},
+                       overrides=[*a.overrides, "backbone.train_layers=null"])
         hf = _spawn("hf_score", a, **common)
         shared = _spawn("omni_score", a, **common, model=omni["model"])
         unshared = _spawn("omni_score", a, **common, model=omni["model"], no_prefix_sharing=True)
         omni.pop("model")
+        every.pop("model")
         figures["sets"][name] = {
             "train": {"trl": trl, "omnireward": omni, "ratio": omni["pairs_per_s"] / trl["pairs_per_s"],
-                      "rss_ratio": omni["peak_rss_mib"] / trl["peak_rss_mib"]},
+                      "rss_ratio": omni["peak_rss_mib"] / trl["peak_rss_mib"], "omnireward_all_layers": every,
+                      "all_layers_ratio": every["pairs_per_s"] / trl["pairs_per_s"]},
             "score": {"hf_two_pass": hf, "omnireward": shared, "omnireward_no_prefix_sharing": unshared,
                       "ratio": shared["pairs_per_s"] / hf["pairs_per_s"]}}
     if a.no_record:

@@ -110,14 +110,23 @@ def enable_gradient_checkpointing(backbone: torch.nn.Module) -> list[str]:
         if any(name.startswith(d + ".") or d == "" for d in done):
             continue  # inside a model already switched on
         if isinstance(m, PreTrainedModel) and m.supports_gradient_checkpointing:
-            enable = getattr(m, "activation_checkpointing_enable", None) or m.gradient_checkpointing_enable
-            enable({"use_reentrant": False})
-            m.config.use_cache = False  # a KV cache is useless in training and conflicts with recomputation
+            checkpoint_layers(m)
             done.append(name)
     if not done:
         raise ConfigError(f"{type(backbone).__name__} has no model that supports gradient checkpointing",
                           field="backbone.gradient_checkpointing")
     return done
+
+
+def checkpoint_layers(model) -> None:
+    """Non-reentrant gradient checkpointing of an HF model's layers. transformers also makes the
+    token embeddings' output require grad (reentrant checkpointing needs it); non-reentrant does
+    not, and that hook would build a graph through frozen layers (backbone.train_layers) — removed."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable({"use_reentrant": False})
+    if hasattr(model, "disable_input_require_grads"):
+        model.disable_input_require_grads()
+    model.config.use_cache = False  # a KV cache is useless in training and conflicts with recomputation
 
 
 def shared_output_dir(out: str | Path) -> Path:
@@ -140,3 +149,26 @@ def gather_rows(rows: list) -> list:
     parts: list = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, rows)
     return [r for part in parts for r in part]
+
+
+def file_checkpoint_io():
+    """Lightning's checkpoint writer, straight to the file: Lightning's own serialises the whole
+    checkpoint (weights and optimiser state) into memory and then copies it out, holding it twice —
+    the run's peak memory. This one writes to `<path>.tmp` and renames it, so a killed save still
+    leaves the previous checkpoint whole; remote paths keep Lightning's writer."""
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class FileCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            if storage_options is not None or "://" in str(path):
+                return super().save_checkpoint(checkpoint, path, storage_options)
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+    return FileCheckpointIO()

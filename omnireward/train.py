@@ -20,7 +20,7 @@ from omnireward.heads.losses import needs_margin
 from omnireward.model_folder import objective_of
 from omnireward.loggers import build_loggers
 from omnireward.progress import PairsProgressBar
-from omnireward.strategies import build_strategy, shared_output_dir
+from omnireward.strategies import build_strategy, file_checkpoint_io, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
 MIXTURE_NAME = "data_mixture.json"
@@ -96,6 +96,9 @@ def build_module(cfg: DictConfig):
     from omnireward.model_folder import objective_of
     from omnireward.reward_model import JudgeModel, RewardModel
 
+    if cfg.get("peft") and cfg.backbone.get("train_layers") is not None:
+        raise ConfigError("choose one way to train part of the LM: peft adapts every layer, train_layers trains "
+                          "the top layers in full", field="backbone.train_layers")
     backbone = build(cfg.backbone, **quant_kwargs(cfg))
     if cfg.get("peft"):
         build(cfg.peft).apply(backbone)
@@ -144,6 +147,9 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None,
                                  enable_version_counter=False),
                  keep_best, PairsProgressBar(), *(callbacks or [])]
+    strategy = trainer_kwargs.get("strategy", "auto")
+    if isinstance(strategy, str) and "deepspeed" not in strategy and not trainer_kwargs.get("plugins"):
+        trainer_kwargs["plugins"] = [file_checkpoint_io()]  # DeepSpeed and FSDP objects write their own
     trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=loggers,
                         enable_model_summary=False, **trainer_kwargs)
     t0 = time.time()

@@ -236,13 +236,13 @@ def save_qwen2_5_omni(out, seed: int = 0) -> Path:
     return _save(model, tok, out, files)
 
 
-def save_text_lm(out, seed: int = 0) -> Path:
+def save_text_lm(out, seed: int = 0, hidden: int = 32, tie_word_embeddings: bool = True) -> Path:
     """A tiny Qwen2 causal LM with a ChatML template: the text-only family."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tok = tokenizer(template=chat_template())
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(Qwen2Config(**_text_cfg(tok), tie_word_embeddings=True)).eval()
+    model = Qwen2ForCausalLM(Qwen2Config(**_text_cfg(tok, hidden=hidden), tie_word_embeddings=tie_word_embeddings)).eval()
     return _save(model, tok, out)
 
 

@@ -169,3 +169,48 @@ def test_keep_best_prefers_the_later_epoch_on_a_tie(tmp_path):
     epoch(2, 0.75)
     epoch(3, 0.5)
     assert keep.best_epoch == 2 and keep.best == 0.75 and weights["w"].tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("family", ["modular", "hf_text", "hf_qwen2_5_vl"])
+def test_train_layers_trains_only_the_top_layers(tmp_path, text_pairs, family):
+    """backbone.train_layers=1: the top decoder layer (and the final norm, the head) move; the
+    embeddings, the layer below and a multimodal checkpoint's vision tower keep their weights, and
+    the optimiser holds state for the trained parameters only."""
+    import _tiny_hf
+
+    from omnireward.train import build_module
+
+    train_file, val_file = text_pairs
+    extra = ["backbone.train_layers=1", "trainer.max_epochs=1"]
+    if family == "hf_text":
+        extra += ["backbone=hf", f"backbone.name_or_path={_tiny_hf.save_text_lm(tmp_path / 'src')}"]
+    elif family == "hf_qwen2_5_vl":
+        extra += ["backbone=hf", f"backbone.name_or_path={_tiny_hf.save_qwen2_5_vl(tmp_path / 'src')}",
+                  "backbone.dtype=float32"]
+    cfg = _cfg(tmp_path, train_file, val_file, *extra)
+    init = {k: v.detach().clone() for k, v in build_module(cfg).state_dict().items()}
+    trainable = [k for k, p in build_module(cfg).named_parameters() if p.requires_grad]
+    out = train(cfg)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    state = ckpt["state_dict"]
+    moved = {k for k in init if k in state and not torch.equal(init[k], state[k])}
+    assert moved and moved <= set(trainable)
+    assert any(".layers.1." in k for k in moved)                   # the top layer trained
+    assert not any(".layers.0." in k for k in trainable)           # the one below did not
+    assert not any("embed_tokens" in k for k in trainable)
+    assert "model.head.score.weight" in moved
+    if family == "hf_qwen2_5_vl":
+        assert not any(".visual." in k for k in trainable)
+    n_opt = sum(len(g["params"]) for g in ckpt["optimizer_states"][0]["param_groups"])
+    assert n_opt == len(trainable)
+
+
+def test_train_layers_below_zero_fails_in_one_line(tmp_path, text_pairs):
+    from test_cli import run
+
+    train_file, val_file = text_pairs
+    r = run("train", "backbone=tiny", "backbone.train_layers=-1", f"data.train={train_file}",
+            f"output_dir={tmp_path / 'run'}")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "backbone.train_layers" in lines[0] and "got -1" in lines[0], r.stderr

@@ -159,3 +159,44 @@ def conversation(system: str | None, user: list, assistant: list | None = None) 
     if assistant is not None:
         conv.append(Turn("assistant", [p for p in assistant if not (isinstance(p, str) and not p)]))
     return conv
+
+
+def decoder_layers(lm: nn.Module) -> nn.ModuleList:
+    """The decoder layers of an HF causal LM (the language model's, for a multimodal checkpoint)."""
+    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if isinstance(layers, nn.ModuleList):
+        return layers
+    # custom-code models: the longest list of `*DecoderLayer` blocks
+    lists = [m for m in lm.modules() if isinstance(m, nn.ModuleList) and len(m)
+             and type(m[0]).__name__.endswith("DecoderLayer")]
+    if not lists:
+        from omnireward.errors import ConfigError
+
+        raise ConfigError(f"{type(lm).__name__} has no decoder layers to freeze", field="backbone.train_layers")
+    return max(lists, key=len)
+
+
+def train_top_layers(lm: nn.Module, n: int | None) -> None:
+    """Train only the top `n` decoder layers of `lm` (all of them when it has fewer) and what sits
+    above them (final norm, LM head):
+    the token embeddings, the layers below and a multimodal checkpoint's own encoders stay fixed.
+    A text batch then runs the frozen layers without building a graph — no stored activations, no
+    backward, no gradients or optimiser state for them. `None` leaves every parameter as it is."""
+    if n is None:
+        return
+    from omnireward.errors import ConfigError
+
+    if int(n) < 0:
+        raise ConfigError(f"must be a number of layers >= 0 (or null for all), got {n}", field="backbone.train_layers")
+    layers = decoder_layers(lm)
+    keep = {id(p) for layer in layers[max(0, len(layers) - int(n)):] for p in layer.parameters()}
+    below = {id(p) for p in layers.parameters()} | {id(p) for p in lm.get_input_embeddings().parameters()}
+    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else lm
+    above = {id(p) for p in decoder.parameters()} - below  # final norm
+    out = lm.get_output_embeddings()
+    if out is not None and out.weight is not lm.get_input_embeddings().weight:
+        above |= {id(p) for p in out.parameters()}
+    for p in lm.parameters():
+        if id(p) not in keep | above:
+            p.requires_grad_(False)

