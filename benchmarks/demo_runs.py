@@ -81,8 +81,9 @@ def main() -> None:
                  f"output_dir={work / 'run'}", f"trainer.max_epochs={a.epochs}", f"seed={a.seed}", *a.overrides]
     if a.layers:
         overrides.append(f"backbone.lm_layers={a.layers}")
+    cfg = compose_config(overrides)
     t0 = time.time()
-    out = train(compose_config(overrides))
+    out = train(cfg)
     t_train = time.time() - t0
 
     t0 = time.time()
@@ -90,7 +91,7 @@ def main() -> None:
     t_score = time.time() - t0
     figures = {"modality": a.modality, "layers": a.layers or 30, "epochs": a.epochs, "n_pairs": a.n_pairs,
                "seed": a.seed, "overrides": a.overrides, "data_s": round(t_data, 1), "train_s": round(t_train, 1),
-               "score_s": round(t_score, 1),
+               "score_s": round(t_score, 1), "train_layers": cfg.backbone.get("train_layers"),
                "test": accuracy_by_rule(data / "test.jsonl", work / "test.scores.jsonl")}
     if a.fresh_pairs:
         for name, split in (("fresh_unseen", "test"), ("fresh_seen", "val")):

@@ -7,6 +7,8 @@ measured run and names it.
 
 from __future__ import annotations
 
+import re
+
 from results_log import newest
 
 
@@ -77,6 +79,12 @@ def _acc(block: dict | None) -> str:
     return "—" if not block else f"{block['accuracy']:.2f} ({block['n']})"
 
 
+def _label_layers(tag: str) -> int | None:
+    """Rows written before demo_runs recorded `train_layers`: a `-tN` label names it; none trained every layer."""
+    m = re.search(r"-t(\d+)$", tag)
+    return int(m.group(1)) if m else None
+
+
 def demo_runs(args: dict, where: list[str]) -> str:
     """One row per tag in `tags=` (comma-separated) from results/demo_runs.jsonl: held-out accuracy on
     unseen sources (test split and a larger fresh sample) beside new draws of the training sources,
@@ -97,6 +105,8 @@ def demo_runs(args: dict, where: list[str]) -> str:
         flips = (f"{unseen['flips']['accuracy']:.2f} / {seen['flips']['accuracy']:.2f}"
                  if unseen.get("flips") and seen.get("flips") else "—")
         layers = "" if f["layers"] == 30 else f", {f['layers']} LM layers"
+        trained = f.get("train_layers", _label_layers(row.get("tag", "")))
+        layers += f", top {trained} layers train" if trained is not None and trained < f["layers"] else ""
         rows.append(f"| {f['modality']}{layers} | {f['n_pairs']}, {f['epochs']} | {f['train_s'] / 60:.1f} min "
                     f"| {f['test']['accuracy']:.2f} ({f['test']['n']}) | {_acc(unseen and {'accuracy': unseen['accuracy'], 'n': unseen['n']})} "
                     f"| {_acc(seen and {'accuracy': seen['accuracy'], 'n': seen['n']})} | {flips} | {'; '.join(rules)} |")
