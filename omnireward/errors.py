@@ -79,5 +79,6 @@ class AuthError(RequestError):
 
 
 class ResumeError(OmniRewardError):
-    """A scores file under --out belongs to another run (model, input or options differ), or was not
-    written by a resumable run; --overwrite starts over."""
+    """A run cannot continue from what it finds: a scores file under --out belongs to another run
+    (model, input or options differ) or was not written by a resumable run (--overwrite starts
+    over), or a training checkpoint does not fit the model its config builds."""

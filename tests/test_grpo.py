@@ -162,3 +162,33 @@ def test_sft_epochs_without_critiques_warn_or_refuse(tmp_path):
     with pytest.warns(UserWarning, match="SFT epoch\\(s\\) are skipped"):
         train(_r1_config(tmp_path / "b", train_file, val_file, *common, "model.sft_epochs=1", "trainer.max_epochs=2",
                          "++trainer.limit_train_batches=1", "++trainer.limit_val_batches=1"))
+
+
+def test_an_r1_run_resumed_during_grpo_keeps_its_reference(tmp_path):
+    """The KL reference is frozen but set to the policy when GRPO starts, so last.ckpt keeps it (the
+    frozen LM embeddings it leaves out); a run resumed in the middle of GRPO ends with the
+    weights of the uninterrupted run."""
+    from lightning.pytorch.callbacks import Callback
+
+    class StopAfterSecondEpoch(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            trainer.should_stop = trainer.current_epoch == 1
+
+    train_file = write_rows(tmp_path / "train.jsonl", _noisy_rows(8, 1))
+    val_file = write_rows(tmp_path / "val.jsonl", yes_no_rows(4, 7))
+    common = ["judge=mini", "model.sft_epochs=1", "trainer.max_epochs=3", "model.num_generations=2",
+              "model.max_new_tokens=3", "model.val_max_new_tokens=3", "model.beta=0.1"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = train(_r1_config(tmp_path / "a", train_file, val_file, *common))
+    part = train(_r1_config(tmp_path / "b", train_file, val_file, *common), callbacks=[StopAfterSecondEpoch()])
+    ckpt = torch.load(part / "checkpoints" / "last.ckpt", weights_only=False)
+    assert bool(ckpt["state_dict"]["ref_synced"]) and any(k.startswith("ref.") for k in ckpt["state_dict"])
+    assert not any(k.startswith("ref.") for k in ckpt["omnireward_frozen"])
+    resumed = train(_r1_config(tmp_path / "b", train_file, val_file, *common,
+                               f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}"))
+    a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k

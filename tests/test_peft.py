@@ -139,3 +139,30 @@ def test_lora_over_a_transformers_4bit_hf_backbone_saves_a_loadable_dense_lm(dat
     reloaded, _ = RewardModel.from_pretrained(out, quantization=None)
     assert type(reloaded.backbone.model.model.layers[0].self_attn.q_proj) is nn.Linear
     assert _max_diff(before, score_lines(reloaded, data["test"])) < 1e-4
+
+
+def test_a_lora_checkpoint_holds_what_trains_and_resumes(data, tmp_path):
+    """last.ckpt of a LoRA run leaves the frozen base out (adapters, head and optimiser state only)
+    and a run resumed from it ends where the uninterrupted one does."""
+    common = ("peft=lora", "peft.r=8", "head.dropout=0", "trainer.max_epochs=2")
+    from lightning.pytorch.callbacks import Callback
+
+    from omnireward.train import train
+
+    class StopAfterFirstEpoch(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            trainer.should_stop = trainer.current_epoch == 0
+
+    full = train_tiny(data, tmp_path / "full", *common)
+    part = train(compose_config(tiny_overrides(data, tmp_path / "part", *common)), callbacks=[StopAfterFirstEpoch()])
+    ckpt = torch.load(part / "checkpoints" / "last.ckpt", weights_only=False)
+    keys = set(ckpt["state_dict"])
+    assert any("lora_A" in k for k in keys) and "model.head.score.weight" in keys
+    assert not any("base_layer" in k or "embed_tokens" in k for k in keys), sorted(keys)[:5]
+    assert any("base_layer" in k for k in ckpt["omnireward_frozen"])
+    resumed = train_tiny(data, tmp_path / "part", *common, f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}")
+    a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k

@@ -203,6 +203,9 @@ def test_train_layers_trains_only_the_top_layers(tmp_path, text_pairs, family):
         assert not any(".visual." in k for k in trainable)
     n_opt = sum(len(g["params"]) for g in ckpt["optimizer_states"][0]["param_groups"])
     assert n_opt == len(trainable)
+    # The checkpoint leaves the frozen weights out; the config rebuilds them.
+    assert not any(".layers.0." in k or "embed_tokens" in k for k in state)
+    assert any("embed_tokens" in k for k in ckpt["omnireward_frozen"])
 
 
 def test_train_layers_below_zero_fails_in_one_line(tmp_path, text_pairs):

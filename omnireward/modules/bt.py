@@ -26,7 +26,7 @@ import torch
 from omnireward.data.records import Group, Pair, Record, responses_of
 from omnireward.heads.losses import bt_loss, centering_loss, is_listwise
 from omnireward.metrics import LABEL_SIGN, summarize
-from omnireward.modules.optim import configure, load_rng, save_rng
+from omnireward.modules.optim import configure, pack_checkpoint, unpack_checkpoint
 from omnireward.reward_model import RewardModel, response_rows
 from omnireward.strategies import gather_rows
 
@@ -217,10 +217,10 @@ class BTModule(L.LightningModule):
         return configure(self, self.model, lm_prefixes=("backbone." + self.model.backbone.lm_prefix,), **self.hp)
 
     def on_save_checkpoint(self, checkpoint):
-        save_rng(checkpoint)
+        pack_checkpoint(checkpoint, self)
 
     def on_load_checkpoint(self, checkpoint):
-        load_rng(checkpoint)
+        unpack_checkpoint(checkpoint, self)
 
 
 def gold_order(group: Group) -> list[int]:

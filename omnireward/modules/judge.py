@@ -21,7 +21,7 @@ from omnireward.judge.grpo import group_advantages, grpo_loss, verdict_reward
 from omnireward.judge.templates import LETTER_LABEL, SWAP_LABEL, JudgeTemplate, judge_conversation, sft_target
 from omnireward.judge.verdicts import format_ok, parse_verdict
 from omnireward.metrics import summarize
-from omnireward.modules.optim import configure, load_rng, save_rng
+from omnireward.modules.optim import configure, pack_checkpoint, unpack_checkpoint
 from omnireward.reward_model import JudgeModel
 from omnireward.strategies import gather_rows
 
@@ -61,6 +61,9 @@ def log_judge_validation(module: L.LightningModule, rows: list[tuple]) -> None:
 
 
 class R1Module(L.LightningModule):
+    # The KL reference does not train but is set to the policy when GRPO starts: checkpoints keep it.
+    checkpoint_keeps = ("ref.",)
+
     def __init__(self, model: JudgeModel, template: JudgeTemplate, sft_epochs: int = 1, num_generations: int = 4,
                  max_new_tokens: int = 96, temperature: float = 1.0, top_p: float = 1.0, beta: float = 0.04,
                  clip_eps: float = 0.2, iterations: int = 1, scale_rewards: bool = True, loss_agg: str = "sequence",
@@ -203,7 +206,7 @@ class R1Module(L.LightningModule):
         return configure(self, self.model, lm_prefixes=("backbone." + self.backbone.lm_prefix,), **self.hp)
 
     def on_save_checkpoint(self, checkpoint):
-        save_rng(checkpoint)
+        pack_checkpoint(checkpoint, self)
 
     def on_load_checkpoint(self, checkpoint):
-        load_rng(checkpoint)
+        unpack_checkpoint(checkpoint, self)

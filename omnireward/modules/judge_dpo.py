@@ -18,7 +18,7 @@ from omnireward.judge.decoding import target_logprobs
 from omnireward.judge.dpo import dpo_loss
 from omnireward.judge.templates import JudgeTemplate, judge_conversation
 from omnireward.modules.judge import PairBatch, judge_validation_rows, log_judge_validation
-from omnireward.modules.optim import configure, load_rng, save_rng
+from omnireward.modules.optim import configure, pack_checkpoint, unpack_checkpoint
 from omnireward.reward_model import JudgeModel
 
 
@@ -96,7 +96,7 @@ class JudgeDPOModule(L.LightningModule):
         return configure(self, self.model, lm_prefixes=("backbone." + self.backbone.lm_prefix,), **self.hp)
 
     def on_save_checkpoint(self, checkpoint):
-        save_rng(checkpoint)
+        pack_checkpoint(checkpoint, self)
 
     def on_load_checkpoint(self, checkpoint):
-        load_rng(checkpoint)
+        unpack_checkpoint(checkpoint, self)

@@ -44,12 +44,45 @@ def configure(module, model, *, lr, lm_lr, weight_decay, warmup_ratio, lm_prefix
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def save_rng(checkpoint: dict) -> None:
-    """Keep the RNG state in the checkpoint so dropout after a resume matches the uninterrupted run."""
+def pack_checkpoint(checkpoint: dict, module) -> None:
+    """`on_save_checkpoint`: keep the RNG state, so dropout after a resume matches the uninterrupted
+    run, and leave the module's frozen parameters out (see `frozen_keys`; not under FSDP or
+    DeepSpeed, whose checkpoints are their own)."""
     checkpoint["omnireward_rng"] = {"torch": torch.get_rng_state()}
+    trainer = getattr(module, "_trainer", None)
+    sharded = trainer is not None and type(trainer.strategy).__name__ in ("FSDPStrategy", "DeepSpeedStrategy")
+    if not sharded and "state_dict" in checkpoint:
+        frozen = frozen_keys(module) & checkpoint["state_dict"].keys()
+        for k in frozen:
+            del checkpoint["state_dict"][k]
+        checkpoint["omnireward_frozen"] = sorted(frozen)
 
 
-def load_rng(checkpoint: dict) -> None:
+def unpack_checkpoint(checkpoint: dict, module) -> None:
+    """`on_load_checkpoint`: restore the RNG state and put back the frozen parameters the checkpoint
+    left out, from the module as the same config built it (they never change), so loading stays strict."""
     state = checkpoint.get("omnireward_rng")
     if state:
         torch.set_rng_state(state["torch"])
+    left_out = checkpoint.get("omnireward_frozen")
+    if left_out and "state_dict" in checkpoint:
+        own = module.state_dict()
+        missing = [k for k in left_out if k not in own]
+        if missing:
+            from omnireward.errors import ResumeError
+
+            raise ResumeError(f"the checkpoint expects frozen weights this model does not have ({missing[0]}, "
+                              f"{len(missing)} in all): resume with the config that wrote it")
+        for k in left_out:
+            checkpoint["state_dict"].setdefault(k, own[k])
+
+
+def frozen_keys(module) -> set[str]:
+    """State-dict keys of parameters that do not train (frozen LM layers and embeddings, frozen
+    encoders, a PEFT base, a DPO reference copy). A checkpoint need not hold them: the config
+    rebuilds them as they were, so `last.ckpt` carries what training changes — for a LoRA run,
+    the adapters and the optimiser state, not the base model."""
+    trained = {id(p) for p in module.parameters() if p.requires_grad}
+    keep = tuple(getattr(module, "checkpoint_keeps", ()))  # frozen, but changed by the module itself
+    return {name for name, p in module.named_parameters(remove_duplicate=False)
+            if id(p) not in trained and not (keep and name.startswith(keep))}
