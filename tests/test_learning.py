@@ -102,16 +102,16 @@ def _right_by_rule(pairs_file, scores_file) -> dict[str, list[bool]]:
 
 @pytest.mark.slow  # the full SmolLM2 trained for minutes
 def test_full_embedded_lm_learns_the_text_rules_on_unseen_topics(tmp_path):
-    """The full SmolLM2 trained as `make demo` trains it ranks answers to questions of topic families
-    it never saw: relevance, politeness, safety and over-refusal on a fresh unseen-source sample (the
-    one benchmarks/demo_runs.py scores), and the test split.
+    """The embedded SmolLM2 (its default top 10 of 30 layers training) trained as `make demo` trains
+    it ranks answers to questions of topic families it never saw: relevance, politeness, safety and
+    over-refusal on a fresh unseen-source sample (the one benchmarks/demo_runs.py scores), and the
+    test split.
 
     Measured with benchmarks/demo_runs.py, these settings (results/demo_runs.jsonl, tag
-    text-Lall-e2-n128-s0; seed 0 only: seeds 1 and 2 were not run yet): fresh unseen non-flip
-    records 0.96 (n 106), test split 0.84 (n 25). Thresholds sit well below (0.85, 0.7) until the
-    other seeds give a range. Criteria flips are scored but not asserted: on 44 flip records the
-    same run got 0.57 (seen sources 0.59, n 44), within chance for a criteria-blind model (0.5 on
-    every twin); the 0.83 once reported came from 6 records.
+    text-Lall-e2-n128-s0-t10; seed 0 only): fresh unseen non-flip records 0.91 (96 of 106), test
+    split 0.88 (n 25); with all 30 layers training (tag text-Lall-e2-n128-s0) 0.96 and 0.84.
+    Thresholds sit below (0.85, 0.7) until other seeds give a range. Criteria flips are scored but
+    not asserted: on 44 flip records of unseen topics the t10 run got 0.48 (seen topics 0.77).
     """
     data = build_demo("text", tmp_path / "data", n_pairs=128, seed=0)
     out = train(compose_config([
@@ -143,7 +143,7 @@ def test_full_embedded_lm_follows_subject_criteria_on_images(tmp_path):
     data = build_demo("image", tmp_path / "data", n_pairs=300, seed=0)
     out = train(compose_config([
         "modality=image", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
-        f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=4", "model.lr=5e-4", "model.lm_lr=5e-5",
+        f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=4", "model.lr=5e-4", "model.lm_lr=5e-5", "backbone.train_layers=null",
         "data.batch_size=8", "seed=0"]))
     right = {}
     for pool, split in (("unseen", "test"), ("seen", "val")):
