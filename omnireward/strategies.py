@@ -118,6 +118,11 @@ def enable_gradient_checkpointing(backbone: torch.nn.Module) -> list[str]:
     return done
 
 
+def is_sharded(trainer) -> bool:
+    """Whether the trainer's strategy holds the model in shards (FSDP, DeepSpeed)."""
+    return type(trainer.strategy).__name__ in ("FSDPStrategy", "DeepSpeedStrategy")
+
+
 def checkpoint_layers(model) -> None:
     """Non-reentrant gradient checkpointing of an HF model's layers. transformers also makes the
     token embeddings' output require grad (reentrant checkpointing needs it); non-reentrant does
@@ -165,10 +170,13 @@ def file_checkpoint_io():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    torch.save(checkpoint, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     return FileCheckpointIO()

@@ -20,7 +20,7 @@ from omnireward.heads.losses import needs_margin
 from omnireward.model_folder import objective_of
 from omnireward.loggers import build_loggers
 from omnireward.progress import PairsProgressBar
-from omnireward.strategies import build_strategy, file_checkpoint_io, shared_output_dir
+from omnireward.strategies import build_strategy, file_checkpoint_io, is_sharded, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
 MIXTURE_NAME = "data_mixture.json"
@@ -149,7 +149,8 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
                  keep_best, PairsProgressBar(), *(callbacks or [])]
     strategy = trainer_kwargs.get("strategy", "auto")
     if isinstance(strategy, str) and "deepspeed" not in strategy and not trainer_kwargs.get("plugins"):
-        trainer_kwargs["plugins"] = [file_checkpoint_io()]  # DeepSpeed and FSDP objects write their own
+        # DeepSpeed writes its own; a strategy built from a mapping (conf/trainer/fsdp.yaml) keeps Lightning's
+        trainer_kwargs["plugins"] = [file_checkpoint_io()]
     trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=loggers,
                         enable_model_summary=False, **trainer_kwargs)
     t0 = time.time()
@@ -159,7 +160,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     summary = {"epochs": trainer.current_epoch, "global_steps": trainer.global_step, "train_seconds": seconds,
                "train_pairs": len(dm.splits["train"]), "train_pairs_per_epoch": dm.train_pairs_per_epoch,
                "val_pairs": len(dm.splits.get("val", []))}
-    sharded = type(trainer.strategy).__name__ in ("FSDPStrategy", "DeepSpeedStrategy")
+    sharded = is_sharded(trainer)
     final = full_state(trainer) if sharded and keep_best.best is None else None  # collective
     if keep_best.best is not None:
         summary.update(best_epoch=keep_best.best_epoch, best_val_acc=keep_best.best)

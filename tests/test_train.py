@@ -217,3 +217,62 @@ def test_train_layers_below_zero_fails_in_one_line(tmp_path, text_pairs):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "backbone.train_layers" in lines[0] and "got -1" in lines[0], r.stderr
+
+
+def test_training_writes_checkpoints_straight_to_the_file(tmp_path, text_pairs):
+    """The run's checkpoint writer is the one that streams to `<path>.tmp` and renames; a save that
+    fails half-way leaves the previous checkpoint whole and no temporary file."""
+    from omnireward.strategies import file_checkpoint_io
+
+    seen = {}
+
+    class Look(Callback):
+        def on_train_start(self, trainer, module):
+            seen["io"] = type(trainer.strategy.checkpoint_io).__name__
+
+    train_file, val_file = text_pairs
+    train(_cfg(tmp_path, train_file, val_file, "trainer.max_epochs=1"), callbacks=[Look()])
+    assert seen["io"] == "FileCheckpointIO"
+
+    io, path = file_checkpoint_io(), tmp_path / "ck" / "last.ckpt"
+    io.save_checkpoint({"w": torch.ones(3)}, path)
+    with pytest.raises(Exception):
+        io.save_checkpoint({"w": torch.zeros(3), "bad": lambda: None}, path)  # a lambda does not pickle
+    assert torch.equal(torch.load(path)["w"], torch.ones(3))
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_checkpointing_frozen_lower_layers_builds_no_graph_through_them():
+    """transformers' checkpointing hooks the embeddings to require grad; without that hook removed,
+    a text batch would build a graph (and a backward) through every frozen layer below."""
+    from omnireward.backbones.build import build_modular
+
+    bb = build_modular("tiny", lm_layers=2, encoders=[], pretrained_encoders=False, feature_cache=False,
+                       gradient_checkpointing=True, train_layers=1)
+    ids = torch.tensor([[1, 2, 3]])
+    assert not bb.lm.get_input_embeddings()(ids).requires_grad
+    hidden = bb.lm.get_decoder().layers[0](bb.lm.get_input_embeddings()(ids),
+                                            position_embeddings=bb.lm.get_decoder().rotary_emb(
+                                                bb.lm.get_input_embeddings()(ids), torch.arange(3)[None]))
+    hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    assert not hidden.requires_grad
+
+
+def test_peft_and_train_layers_together_are_refused(tmp_path, text_pairs):
+    from omnireward.errors import ConfigError
+    from omnireward.train import build_module
+
+    train_file, val_file = text_pairs
+    with pytest.raises(ConfigError) as e:
+        build_module(_cfg(tmp_path, train_file, val_file, "peft=lora", "backbone.train_layers=1"))
+    assert e.value.field == "backbone.train_layers" and "\n" not in str(e.value)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused_in_one_line():
+    from omnireward.errors import ResumeError
+    from omnireward.modules.optim import unpack_checkpoint
+
+    module = torch.nn.Linear(2, 2)
+    with pytest.raises(ResumeError) as e:
+        unpack_checkpoint({"state_dict": {"bias": torch.zeros(2)}, "omnireward_frozen": ["encoder.weight"]}, module)
+    assert "encoder.weight" in str(e.value) and "\n" not in str(e.value)

@@ -167,9 +167,11 @@ def decoder_layers(lm: nn.Module) -> nn.ModuleList:
     layers = getattr(decoder, "layers", None)
     if isinstance(layers, nn.ModuleList):
         return layers
-    # custom-code models: the longest list of `*DecoderLayer` blocks
+    from omnireward.strategies import DECODER_LAYERS
+
+    # custom-code models: the longest list of `*DecoderLayer` blocks (the units FSDP shards)
     lists = [m for m in lm.modules() if isinstance(m, nn.ModuleList) and len(m)
-             and type(m[0]).__name__.endswith("DecoderLayer")]
+             and type(m[0]).__name__.endswith(DECODER_LAYERS)]
     if not lists:
         from omnireward.errors import ConfigError
 
@@ -179,8 +181,8 @@ def decoder_layers(lm: nn.Module) -> nn.ModuleList:
 
 def train_top_layers(lm: nn.Module, n: int | None) -> None:
     """Train only the top `n` decoder layers of `lm` (all of them when it has fewer) and what sits
-    above them (final norm, LM head):
-    the token embeddings, the layers below and a multimodal checkpoint's own encoders stay fixed.
+    above them (final norm, LM head): the token embeddings, the layers below and a multimodal
+    checkpoint's own encoders stay fixed.
     A text batch then runs the frozen layers without building a graph — no stored activations, no
     backward, no gradients or optimiser state for them. `None` leaves every parameter as it is."""
     if n is None:
@@ -197,6 +199,7 @@ def train_top_layers(lm: nn.Module, n: int | None) -> None:
     out = lm.get_output_embeddings()
     if out is not None and out.weight is not lm.get_input_embeddings().weight:
         above |= {id(p) for p in out.parameters()}
+    trained = keep | above
     for p in lm.parameters():
-        if id(p) not in keep | above:
+        if id(p) not in trained:
             p.requires_grad_(False)

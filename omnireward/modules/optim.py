@@ -49,9 +49,10 @@ def pack_checkpoint(checkpoint: dict, module) -> None:
     run, and leave the module's frozen parameters out (see `frozen_keys`; not under FSDP or
     DeepSpeed, whose checkpoints are their own)."""
     checkpoint["omnireward_rng"] = {"torch": torch.get_rng_state()}
+    from omnireward.strategies import is_sharded
+
     trainer = getattr(module, "_trainer", None)
-    sharded = trainer is not None and type(trainer.strategy).__name__ in ("FSDPStrategy", "DeepSpeedStrategy")
-    if not sharded and "state_dict" in checkpoint:
+    if not (trainer is not None and is_sharded(trainer)) and "state_dict" in checkpoint:
         frozen = frozen_keys(module) & checkpoint["state_dict"].keys()
         for k in frozen:
             del checkpoint["state_dict"][k]
