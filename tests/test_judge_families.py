@@ -162,7 +162,7 @@ def _sft_judge_learns(family, tiny, tmp_path):
 
         backbone[1] = f"backbone.name_or_path={_tiny_hf.save_text_lm(tmp_path / 'untied', tie_word_embeddings=False)}"
     train(compose_config(["model=r1", *backbone, *extra, f"data.train={train_f}",
-                          f"data.val={test_f}", "data.batch_size=8", "trainer.max_epochs=20", "model.sft_epochs=20",
+                          f"data.val={test_f}", "data.batch_size=8", "trainer.max_epochs=40", "model.sft_epochs=40",
                           "model.val_max_new_tokens=0", "model.lr=3e-3", "model.lm_lr=3e-3", "model.beta=0",
                           "trainer.num_sanity_val_steps=0", f"output_dir={out}"]))
     # 16 new tokens: a byte-level tiny tokenizer spells "Response B is better. [[B]]" in 11
@@ -172,22 +172,18 @@ def _sft_judge_learns(family, tiny, tmp_path):
     assert s["accuracy_without_ties"] >= 0.75, [x["critique"] for x in lines[:3]]
 
 
-# Deterministic (seed 0). Over the text checkpoint's seeds 0-3, three learn the rule fully (1.0) and
-# one stays at 0.5 in 20 epochs: a 32-wide random model either breaks the A/B symmetry or does not.
-@pytest.mark.parametrize("family", ["modular", "text"])
+# Deterministic (seed 0). 40 epochs of 6 steps: at 20, a 32-wide random model broke the A/B symmetry
+# at some seeds only (the text checkpoint at 3 of seeds 0-3, Qwen2.5-VL at 1 of 4, Qwen2-Audio and
+# Qwen2.5-Omni not at seed 0); at 40, the text, Qwen2.5-VL and Qwen2-Audio checkpoints learn the rule
+# fully (1.0) at every seed 0-3, and Qwen3-VL and Qwen2.5-Omni at seed 0.
+@pytest.mark.parametrize("family", ["modular", "text", "qwen2_5_vl", "qwen2_audio"])
 def test_sft_judge_follows_the_rule_on_held_out_pairs(tiny, family, tmp_path):
     _sft_judge_learns(family, tiny, tmp_path)
 
 
-_STAYS_AT_CHANCE = pytest.mark.xfail(
-    reason="at seed 0 this tiny checkpoint's verdicts stay constant (0.5) after 20 SFT epochs", strict=False)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("family", [pytest.param("qwen2_5_vl", marks=_STAYS_AT_CHANCE), "qwen3_vl",
-                                    pytest.param("qwen2_audio", marks=_STAYS_AT_CHANCE),
-                                    pytest.param("qwen2_5_omni", marks=_STAYS_AT_CHANCE)])
-def test_sft_judge_follows_the_rule_on_held_out_pairs_multimodal(tiny, family, tmp_path):
+@pytest.mark.parametrize("family", sorted(HEAVY))
+def test_sft_judge_follows_the_rule_on_held_out_pairs_heavy(tiny, family, tmp_path):
     _sft_judge_learns(family, tiny, tmp_path)
 
 
