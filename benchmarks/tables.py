@@ -183,18 +183,22 @@ def vs_trl(args: dict, where: list[str]) -> str:
     row = newest("vs_trl", where)
     f = row["figures"]
     out = ["| set | train pairs/s: omnireward / TRL (ratio) | held-out accuracy: omnireward / TRL | "
-           "train peak RSS MiB: omnireward / TRL | every LM layer training: pairs/s (ratio), accuracy, peak RSS MiB | "
+           "train peak RSS MiB: omnireward / TRL | batches not grouped by length: pairs/s (ratio), accuracy | "
+           "every LM layer training: pairs/s (ratio), accuracy, peak RSS MiB | "
            "score pairs/s: omnireward / HF two-pass (ratio) | "
            "score pairs/s without prefix sharing | score peak RSS MiB: omnireward / HF |",
-           "|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|"]
     for name, s in f["sets"].items():
         t, c = s["train"], s["score"]
         every = t.get("omnireward_all_layers")
         every_cell = (f"{every['pairs_per_s']:.2f} ({t['all_layers_ratio']:.2f}×), {_f(every['test_accuracy'])}, "
                       f"{every['peak_rss_mib']}" if every else "—")
+        plain = t.get("omnireward_ungrouped")
+        plain_cell = (f"{plain['pairs_per_s']:.2f} ({t['ungrouped_ratio']:.2f}×), {_f(plain['test_accuracy'])}"
+                      if plain else "—")
         out.append(f"| {name} | {t['omnireward']['pairs_per_s']:.2f} / {t['trl']['pairs_per_s']:.2f} "
                    f"({t['ratio']:.2f}×) | {_f(t['omnireward']['test_accuracy'])} / {_f(t['trl']['test_accuracy'])} | "
-                   f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | {every_cell} | "
+                   f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | {plain_cell} | {every_cell} | "
                    f"{c['omnireward']['pairs_per_s']:.2f} / {c['hf_two_pass']['pairs_per_s']:.2f} ({c['ratio']:.2f}×) | "
                    f"{c['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
                    f"{c['omnireward']['peak_rss_mib']} / {c['hf_two_pass']['peak_rss_mib']} |")

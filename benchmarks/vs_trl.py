@@ -184,7 +184,8 @@ def run_omni_train(a) -> dict:
     s = score_file(a.test, out, Path(a.work) / f"omni-{a.set}.test.jsonl", batch_size=a.batch, device="cpu")
     return {"pairs_per_s": n * a.epochs / summary["train_seconds"], "train_seconds": summary["train_seconds"],
             "test_accuracy": s["accuracy_without_ties"], "model": str(out), "peak_rss_mib": round(peak),
-            "train_layers": cfg.backbone.get("train_layers"), "gradient_checkpointing": cfg.backbone.get("gradient_checkpointing")}
+            "train_layers": cfg.backbone.get("train_layers"), "gradient_checkpointing": cfg.backbone.get("gradient_checkpointing"),
+            "group_by_length": cfg.data.get("group_by_length")}
 
 
 def run_omni_score(a) -> dict:
@@ -284,15 +285,20 @@ def main() -> None:
         # The same with every LM layer training (the default trains the top ones): what that costs and gives.
         every = _spawn("omni_train", a, **{**common, "set": f"{name}-all-layers"},
                        overrides=[*a.overrides, "backbone.train_layers=null"])
+        # The same with batches in plain shuffled order (the default groups them by length).
+        ungrouped = _spawn("omni_train", a, **{**common, "set": f"{name}-ungrouped"},
+                           overrides=[*a.overrides, "data.group_by_length=0"])
         hf = _spawn("hf_score", a, **common)
         shared = _spawn("omni_score", a, **common, model=omni["model"])
         unshared = _spawn("omni_score", a, **common, model=omni["model"], no_prefix_sharing=True)
         omni.pop("model")
         every.pop("model")
+        ungrouped.pop("model")
         figures["sets"][name] = {
             "train": {"trl": trl, "omnireward": omni, "ratio": omni["pairs_per_s"] / trl["pairs_per_s"],
                       "rss_ratio": omni["peak_rss_mib"] / trl["peak_rss_mib"], "omnireward_all_layers": every,
-                      "all_layers_ratio": every["pairs_per_s"] / trl["pairs_per_s"]},
+                      "all_layers_ratio": every["pairs_per_s"] / trl["pairs_per_s"], "omnireward_ungrouped": ungrouped,
+                      "ungrouped_ratio": ungrouped["pairs_per_s"] / trl["pairs_per_s"]},
             "score": {"hf_two_pass": hf, "omnireward": shared, "omnireward_no_prefix_sharing": unshared,
                       "ratio": shared["pairs_per_s"] / hf["pairs_per_s"]}}
     if a.no_record:

@@ -12,7 +12,7 @@ import torch
 from conftest import helpful_vs_rude, write_jsonl
 from omnireward.config import compose_config
 from omnireward.data.datamodule import EpochShuffleSampler, PreferenceDataModule
-from omnireward.data.mixture import MixtureSampler, mixture_order, pairs_per_epoch
+from omnireward.data.mixture import MixtureSampler, length_grouped, mixture_order, pairs_per_epoch
 from omnireward.errors import ConfigError
 from omnireward.train import MIXTURE_NAME, SUMMARY_NAME, train
 from test_train import StopAfterFirstEpoch
@@ -89,6 +89,99 @@ def test_ranks_split_the_one_epoch_order_between_them():
     padded = whole + whole[:3 * len(parts[0]) - len(whole)]
     assert [x for step in zip(*parts) for x in step] == padded
 
+
+
+def _padding(order, lengths, batch):
+    """Padded positions a pass over `order` in batches of `batch` costs."""
+    steps = [order[i:i + batch] for i in range(0, len(order), batch)]
+    return sum(max(lengths[i] for i in s) * len(s) - sum(lengths[i] for i in s) for s in steps)
+
+
+def _random_lengths(n, seed):
+    return torch.randint(8, 400, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+@pytest.mark.parametrize("window", [2, 4, 16])
+def test_length_grouping_keeps_the_epoch_and_cuts_padding(window):
+    sizes, weights = [30, 12], [1.0, 2.0]
+    lengths = _random_lengths(sum(sizes), 0)
+    plain = MixtureSampler(sizes, weights, seed=3)
+    grouped = MixtureSampler(sizes, weights, seed=3, lengths=lengths, batch_size=4, group_by_length=window)
+    for epoch in range(3):
+        p, g = _epoch(plain, epoch), _epoch(grouped, epoch)
+        assert sorted(g) == sorted(p) and g != p  # the same draws, reordered
+        assert _padding(g, lengths, 4) < _padding(p, lengths, 4)
+        # Each window of `window` batches holds the pairs of the same window of the plain order,
+        # cut into batches of increasing length, the batches in shuffled order.
+        span = 4 * window
+        for s in range(0, len(p), span):
+            assert sorted(g[s:s + span]) == sorted(p[s:s + span])
+            batches = [g[s:s + span][i:i + 4] for i in range(0, len(g[s:s + span]), 4)]
+            flat = sorted(batches, key=lambda b: min(lengths[i] for i in b))
+            assert all(max(lengths[i] for i in a) <= min(lengths[i] for i in b) for a, b in zip(flat, flat[1:]))
+    # Deterministic in (seed, epoch): a fresh sampler (as after a restart) gives the same epoch.
+    again = MixtureSampler(sizes, weights, seed=3, lengths=lengths, batch_size=4, group_by_length=window)
+    assert _epoch(again, 2) == _epoch(grouped, 2)
+    assert _epoch(grouped, 1) != _epoch(grouped, 2)
+
+
+def test_length_grouped_batches_come_in_random_order_not_shortest_first():
+    lengths = list(range(64))
+    orders = [length_grouped(list(range(64)), lengths, 4, 16, seed=s, epoch=0) for s in range(4)]
+    assert all(sorted(o) == list(range(64)) for o in orders)
+    assert len({tuple(o) for o in orders}) == 4
+    assert all(o != sorted(o) for o in orders)
+    # Within each batch the pairs are neighbours in length.
+    assert all(max(o[i:i + 4]) - min(o[i:i + 4]) == 3 for o in orders for i in range(0, 64, 4))
+
+
+def test_off_means_the_plain_order():
+    sizes, weights = [30, 12], [0.5, 2.0]
+    lengths = _random_lengths(42, 1)
+    for window in (0, 1):
+        s = MixtureSampler(sizes, weights, seed=2, lengths=lengths, batch_size=4, group_by_length=window)
+        assert _epoch(s, 1) == mixture_order(sizes, weights, seed=2, epoch=1)
+
+
+def test_length_grouped_ranks_together_take_the_one_process_global_batches():
+    """Under DDP a step's global batch (batch × W pairs) is the one a single process with that
+    batch would take: grouping acts on global batches, before the ranks split them."""
+    sizes, weights, lengths, batch, world = [30, 12], [1.0, 1.5], _random_lengths(42, 2), 3, 2
+    one = MixtureSampler(sizes, weights, seed=5, lengths=lengths, batch_size=batch * world, group_by_length=4)
+    ranks = [MixtureSampler(sizes, weights, seed=5, num_replicas=world, rank=r, lengths=lengths, batch_size=batch,
+                            group_by_length=4) for r in range(world)]
+    whole, parts = _epoch(one, 0), [_epoch(s, 0) for s in ranks]
+    steps = len(parts[0]) // batch
+    for k in range(steps):
+        global_batch = sorted(x for p in parts for x in p[k * batch:(k + 1) * batch])
+        assert global_batch == sorted(whole[k * batch * world:(k + 1) * batch * world])
+
+
+def test_lengths_must_cover_every_pair():
+    with pytest.raises(ValueError, match="41 lengths for 42 pairs"):
+        MixtureSampler([30, 12], [1.0, 1.0], lengths=[1] * 41, batch_size=2, group_by_length=4)
+
+
+@pytest.mark.parametrize("bad", [-1, None])
+def test_a_bad_group_by_length_fails_naming_the_field(sources, bad):
+    with pytest.raises(ConfigError, match="data.group_by_length"):
+        PreferenceDataModule(train=str(sources[0]), group_by_length=bad)
+
+
+def test_the_datamodule_groups_its_training_batches_by_length(sources):
+    a, _, _ = sources
+    dm = PreferenceDataModule(train=str(a), batch_size=4, seed=1)
+    dm.setup()
+    dm.collate_fn = lambda batch: batch
+    assert dm.group_by_length == 16  # the default
+    loader = dm.train_dataloader()
+    assert loader.sampler.lengths is not None and loader.sampler.batch_size == 4
+    ids = [r.id for b in loader for r in b]
+    assert sorted(ids) == sorted(r.id for r in dm.splits["train"])
+    off = PreferenceDataModule(train=str(a), batch_size=4, seed=1, group_by_length=0)
+    off.setup()
+    off.collate_fn = dm.collate_fn
+    assert off.train_dataloader().sampler.lengths is None
 
 def test_datamodule_reads_sources_caps_and_counts(sources):
     a, b, _ = sources

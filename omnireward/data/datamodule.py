@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from omnireward.data.mixture import MixtureSampler, Source, capped, describe, parse_sources, source_report
 from omnireward.data.records import Pair, Record
 from omnireward.errors import ConfigError, DataFormatError
+from omnireward.prompts import length_hint
 
 
 def load_records(path: str | Path, *, media_root: str | Path | None = None,
@@ -53,7 +54,7 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def __init__(self, train: str | list | None = None, val: str | None = None, test: str | None = None,
                  media_root: str | None = None, allow_outside_root: bool = False, batch_size: int = 8,
-                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0):
+                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0, group_by_length: int = 16):
         super().__init__()
         for split, path in (("val", val), ("test", test)):
             if path is not None and not isinstance(path, (str, Path)):
@@ -67,6 +68,10 @@ class PreferenceDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        if group_by_length is None or group_by_length < 0:
+            raise ConfigError(f"must be 0 (off) or a number of batches, got {group_by_length!r}",
+                              field="data.group_by_length")
+        self.group_by_length = int(group_by_length)
         self.collate_fn: Callable | None = None
         # Which records train; the module sets it (e.g. rankings and per-dimension labels too).
         self.trains_on: Callable[[Record], bool] = is_labelled_pair
@@ -137,7 +142,9 @@ class PreferenceDataModule(L.LightningDataModule):
         data = self.splits[split]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         if shuffle:
-            sampler = MixtureSampler(self._source_sizes, [s.weight for s in self.sources], self.seed, world, rank)
+            lengths = [length_hint(r) for r in data] if self.group_by_length > 1 else None
+            sampler = MixtureSampler(self._source_sizes, [s.weight for s in self.sources], self.seed, world, rank,
+                                     lengths=lengths, batch_size=bs, group_by_length=self.group_by_length)
         else:  # each pair evaluated once across ranks (Lightning's default sampler repeats some)
             sampler = UnrepeatedDistributedSampler(data, world, rank, shuffle=False) if world > 1 else None
         return DataLoader(data, batch_size=bs, sampler=sampler, collate_fn=self.collate_fn,

@@ -120,22 +120,50 @@ def mixture_order(sizes: Sequence[int], weights: Sequence[float], seed: int, epo
     return [chosen[i] for i in perm]
 
 
+def length_grouped(order: list[int], lengths: Sequence[int], batch: int, window: int, seed: int,
+                   epoch: int) -> list[int]:
+    """`order` with the pairs of each window of `window` batches sorted by length and cut into
+    batches, whose order within the window is then shuffled: batches of similar lengths (little
+    padding), still drawn in random order. Depends only on (order, seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919)
+    out: list[int] = []
+    span = batch * window
+    for s in range(0, len(order), span):
+        chunk = sorted(order[s:s + span], key=lambda i: lengths[i])  # stable: ties keep the shuffled order
+        batches = [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
+        full = len(chunk) // batch  # a short last batch stays last, so later batches keep their bounds
+        for k in torch.randperm(full, generator=g).tolist() + list(range(full, len(batches))):
+            out += batches[k]
+    return out
+
+
 class MixtureSampler(DistributedSampler):
     """An epoch of `mixture_order`, the same in every process; under DDP rank r takes positions
     r, r+W, ... of it, so a step's global batch is the batch one process would take. Being a
-    DistributedSampler, Lightning uses it as it is and calls `set_epoch` each epoch."""
+    DistributedSampler, Lightning uses it as it is and calls `set_epoch` each epoch.
+
+    With `lengths` (one per pair of the concatenated sources) and `group_by_length` > 1, each
+    window of that many global batches (`batch_size` × W pairs) is grouped by length
+    (`length_grouped`)."""
 
     def __init__(self, sizes: Sequence[int], weights: Sequence[float], seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0):
+                 rank: int = 0, *, lengths: Sequence[int] | None = None, batch_size: int = 1,
+                 group_by_length: int = 0):
         self.sizes, self.weights = list(sizes), list(weights)
         length = sum(pairs_per_epoch(w, n) for n, w in zip(self.sizes, self.weights))
         if length == 0:
             raise ConfigError("the mixture draws no pair per epoch (every round(weight × pairs) is 0)",
                               field="data.train")
+        if lengths is not None and len(lengths) != sum(self.sizes):
+            raise ValueError(f"{len(lengths)} lengths for {sum(self.sizes)} pairs")
+        self.lengths, self.batch_size, self.group_by_length = lengths, batch_size, group_by_length
         super().__init__(range(length), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
 
     def __iter__(self):
         order = mixture_order(self.sizes, self.weights, self.seed, self.epoch)
+        if self.lengths is not None and self.group_by_length > 1:
+            order = length_grouped(order, self.lengths, self.batch_size * self.num_replicas, self.group_by_length,
+                                   self.seed, self.epoch)
         order += order[:self.total_size - len(order)]  # every rank takes the same number of steps
         return iter(order[self.rank:self.total_size:self.num_replicas])
 
