@@ -186,13 +186,17 @@ def vs_trl(args: dict, where: list[str]) -> str:
            "train peak RSS MiB: omnireward / TRL | batches not grouped by length: pairs/s (ratio), accuracy | "
            "every LM layer training: pairs/s (ratio), accuracy, peak RSS MiB | "
            "score pairs/s: omnireward / HF two-pass (ratio) | "
-           "score pairs/s without prefix sharing | score peak RSS MiB: omnireward / HF |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "score pairs/s without prefix sharing | score peak RSS MiB: omnireward / HF | "
+           "best-of-N groups/s: omnireward / HF (ratio) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in f["sets"].items():
         t, c = s["train"], s["score"]
         every = t.get("omnireward_all_layers")
         every_cell = (f"{every['pairs_per_s']:.2f} ({t['all_layers_ratio']:.2f}×), {_f(every['test_accuracy'])}, "
                       f"{every['peak_rss_mib']}" if every else "—")
+        g = s.get("score_groups")
+        group_cell = (f"N={g['group_size']}: {g['omnireward']['groups_per_s']:.2f} / {g['hf']['groups_per_s']:.2f} "
+                      f"({g['ratio']:.2f}×)" if g else "—")
         plain = t.get("omnireward_ungrouped")
         plain_cell = (f"{plain['pairs_per_s']:.2f} ({t['ungrouped_ratio']:.2f}×), {_f(plain['test_accuracy'])}"
                       if plain else "—")
@@ -201,7 +205,7 @@ def vs_trl(args: dict, where: list[str]) -> str:
                    f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | {plain_cell} | {every_cell} | "
                    f"{c['omnireward']['pairs_per_s']:.2f} / {c['hf_two_pass']['pairs_per_s']:.2f} ({c['ratio']:.2f}×) | "
                    f"{c['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
-                   f"{c['omnireward']['peak_rss_mib']} / {c['hf_two_pass']['peak_rss_mib']} |")
+                   f"{c['omnireward']['peak_rss_mib']} / {c['hf_two_pass']['peak_rss_mib']} | {group_cell} |")
     out.append("")
     out.append(f"{f['pairs']} training pairs, {f['epochs']} epoch, batch {f['batch']}, CPU fp32, the embedded "
                "SmolLM2-135M-Instruct for both tools" + _vs_trl_layers(f) + ". " + provenance({"file": "vs_trl"}, where))

@@ -13,7 +13,10 @@ pairs/s, peak RSS, held-out accuracy and the ratios omnireward/peer.
 Sets: `text` — the text demo (seed 3: prompts, criteria in the system turn, short answers);
 `prompt_heavy` — long criteria and prompt (~300 words), one-sentence answers, where a pair's shared
 prompt dominates. The conversation is the same for both tools: system = criteria, user = prompt,
-assistant = response, through SmolLM2's chat template.
+assistant = response, through SmolLM2's chat template. Best-of-N scoring: groups of 8 responses
+to one prompt of each set (its pair's two and six of the set's other answers), one group per
+forward pass on both sides (after one untimed warm-up group): HF runs the prompt once per
+response, omnireward once per group.
 """
 
 from __future__ import annotations
@@ -76,6 +79,21 @@ def build_sets(work: Path, n: int, seed: int) -> dict[str, dict[str, Path]]:
         (d / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     sets["prompt_heavy"] = {"train": d / "train.jsonl", "test": d / "test.jsonl"}
     return sets
+
+
+def group_file(pairs: Path, out: Path, n: int, size: int, seed: int) -> Path:
+    """Best-of-N groups from a set's pairs: each of the first `n` prompts (with its criteria) and
+    `size` responses, its own two plus others drawn from the set's other pairs."""
+    recs = _records(pairs)
+    pool = [r[k] for r in recs for k in ("response1", "response2")]
+    rng = random.Random(seed)
+    rows = []
+    for i, r in enumerate(recs[:n]):
+        others = rng.sample([x for j, x in enumerate(pool) if j // 2 != i], size - 2)
+        rows.append({"id": f"g{i}", "prompt": r["prompt"], "criteria": r.get("criteria"),
+                     "responses": [r["response1"], r["response2"], *others]})
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return out
 
 
 def _records(path: Path) -> list[dict]:
@@ -144,6 +162,20 @@ def _hf_scores(model, tok, recs: list[dict], batch: int) -> list[tuple[float, fl
     return out
 
 
+def _hf_group_scores(model, tok, recs: list[dict]) -> list[list[float]]:
+    """One pass per group: its N conversations (the prompt repeated with each response), right-padded."""
+    import torch
+
+    tok.padding_side = "right"
+    out = []
+    with torch.no_grad():
+        for r in recs:
+            texts = [tok.apply_chat_template(_messages(r, _text(x)), tokenize=False) for x in r["responses"]]
+            enc = tok(texts, padding=True, add_special_tokens=False, return_tensors="pt")
+            out.append(model(**enc).logits[:, 0].tolist())
+    return out
+
+
 def _hf_accuracy(model, tok, recs, batch) -> float:
     scores = _hf_scores(model, tok, recs, batch)
     right = [(s1 > s2) == (r["preference"] == "response1") for (s1, s2), r in zip(scores, recs)]
@@ -161,10 +193,15 @@ def run_hf_score(a) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(lm, num_labels=1, dtype=torch.float32).eval()
     model.config.pad_token_id = tok.pad_token_id
     recs = _records(Path(a.train))
+    if a.groups:
+        _hf_group_scores(model, tok, recs[:1])  # warm-up, untimed (as on the omnireward side)
     t0 = time.time()
-    _hf_scores(model, tok, recs, a.batch)
+    if a.groups:
+        _hf_group_scores(model, tok, recs)
+    else:
+        _hf_scores(model, tok, recs, a.batch)
     seconds = time.time() - t0
-    return {"pairs_per_s": len(recs) / seconds, "score_seconds": seconds}
+    return {"pairs_per_s" if not a.groups else "groups_per_s": len(recs) / seconds, "score_seconds": seconds}
 
 
 def run_omni_train(a) -> dict:
@@ -196,6 +233,13 @@ def run_omni_score(a) -> dict:
     model = load_for_scoring(a.model, device="cpu")
     model.prefix_sharing = not a.no_prefix_sharing
     recs = load_records(a.train)
+    t0 = time.time()
+    if a.groups:  # one group (N sequences) per forward pass, as the HF side runs them
+        reward_records(model, recs[:1], batch_size=1, show_progress=False)  # warm-up, untimed
+        t0 = time.time()
+        reward_records(model, recs, batch_size=1, show_progress=False)
+        seconds = time.time() - t0
+        return {"groups_per_s": len(recs) / seconds, "score_seconds": seconds}
     batch = model.collate_pairs(recs[:a.batch])
     tokens = int(batch.tensors["attention_mask"].sum()) / min(a.batch, len(recs))
     t0 = time.time()
@@ -263,6 +307,9 @@ def main() -> None:
     ap.add_argument("--test", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--no-prefix-sharing", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--groups", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--group-size", type=int, default=8, help="responses per best-of-N group")
+    ap.add_argument("--n-groups", type=int, default=32, help="best-of-N groups scored per set")
     ap.add_argument("--overrides", nargs="*", default=[], help="extra omnireward train overrides")
     ap.add_argument("--no-record", action="store_true", help="print the figures, append no results line")
     a = ap.parse_args()
@@ -291,6 +338,11 @@ def main() -> None:
         hf = _spawn("hf_score", a, **common)
         shared = _spawn("omni_score", a, **common, model=omni["model"])
         unshared = _spawn("omni_score", a, **common, model=omni["model"], no_prefix_sharing=True)
+        # Best-of-N: groups of --group-size responses to one prompt, one group per forward pass on both sides.
+        groups = {"train": str(group_file(Path(paths["train"]), work / f"{name}.groups.jsonl", a.n_groups,
+                                          a.group_size, a.seed))}
+        hf_groups = _spawn("hf_score", a, set=name, **groups, groups=True)
+        omni_groups = _spawn("omni_score", a, set=name, **groups, model=omni["model"], groups=True)
         omni.pop("model")
         every.pop("model")
         ungrouped.pop("model")
@@ -300,7 +352,10 @@ def main() -> None:
                       "all_layers_ratio": every["pairs_per_s"] / trl["pairs_per_s"], "omnireward_ungrouped": ungrouped,
                       "ungrouped_ratio": ungrouped["pairs_per_s"] / trl["pairs_per_s"]},
             "score": {"hf_two_pass": hf, "omnireward": shared, "omnireward_no_prefix_sharing": unshared,
-                      "ratio": shared["pairs_per_s"] / hf["pairs_per_s"]}}
+                      "ratio": shared["pairs_per_s"] / hf["pairs_per_s"]},
+            "score_groups": {"group_size": a.group_size, "groups": a.n_groups, "hf": hf_groups,
+                             "omnireward": omni_groups,
+                             "ratio": omni_groups["groups_per_s"] / hf_groups["groups_per_s"]}}
     if a.no_record:
         print(json.dumps(figures, indent=2))
         return
