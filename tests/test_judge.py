@@ -231,6 +231,25 @@ def test_judge_file_lines_and_summary(lm_dir, tmp_path):
         judge_file(src, lm_dir, tmp_path / "x.jsonl", judge="bogus")
 
 
+def test_a_crashed_sampling_judge_run_resumes_to_the_uninterrupted_file(lm_dir, tmp_path, monkeypatch):
+    """`score --judge` streams and resumes like BT scoring: each batch samples with (seed, batch
+    number), so a run cut after two batches and rerun writes the file an uninterrupted run writes."""
+    from test_stream import _Crash, crash_after
+
+    src = write_rows(tmp_path / "pairs.jsonl", yes_no_rows(10, 0))
+    kw = dict(max_new_tokens=6, batch_size=3, device="cpu", temperature=1.0, seed=4, show_progress=False)
+    whole = judge_file(src, lm_dir, tmp_path / "whole.jsonl", **kw)
+    undo = crash_after(monkeypatch, 2)
+    with pytest.raises(_Crash):
+        judge_file(src, lm_dir, tmp_path / "cut.jsonl", **kw)
+    undo()
+    assert (tmp_path / "cut.jsonl.partial").read_text().count("\n") == 6 and not (tmp_path / "cut.jsonl").exists()
+    again = judge_file(src, lm_dir, tmp_path / "cut.jsonl", **kw)
+    assert (tmp_path / "cut.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert again == whole
+    # Sampling really varies by batch: not every critique is the same text.
+    assert len({json.loads(x)["critique"] for x in (tmp_path / "whole.jsonl").read_text().splitlines()}) > 1
+
 def test_both_orders_average_the_swapped_judgement(lm_dir, tmp_path):
     src = write_rows(tmp_path / "pairs.jsonl", yes_no_rows(4, 0))
     judge_file(src, lm_dir, tmp_path / "both.jsonl", max_new_tokens=4, both_orders=True, device="cpu")
