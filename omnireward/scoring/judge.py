@@ -189,14 +189,15 @@ def trained_judge(model_dir: str | Path | None) -> JudgeTemplate | None:
 
 
 def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, *,
-               judge: str | JudgeTemplate | None = "omni", batch_size: int = 8, max_new_tokens: int = 256,
+               judge: str | JudgeTemplate | None = None, batch_size: int = 8, max_new_tokens: int = 256,
                both_orders: bool = False, device: str = "auto", seed: int = 0, temperature: float = 0.0,
                encoders=(), media_root: str | None = None, allow_outside_root: bool = False,
                constrained: bool = True, fmt: str = "auto", overwrite: bool = False, on_bad_record: str = "reject",
                engine: str = "local", ray=None, show_progress: bool = True) -> dict:
     """`omnireward score --judge` (or a judge folder): a critique and verdict for every pair, plus the summary.
 
-    `judge`: a template name, a template YAML path, a JudgeTemplate, or None for the folder's own.
+    `judge`: a template name, a template YAML path, a JudgeTemplate, or None (the default): a judge
+    folder's own template, else omni.
     Per pair line: id, task, critique, verdict (response1|response2|tie), p_response1,
     p_response2, p_tie, margin (= p_response1 - p_response2), preference when known;
     text_verdict and contradiction when the critique wrote its own verdict; Flex: flex_valid,
