@@ -233,7 +233,6 @@ def run_omni_score(a) -> dict:
     model = load_for_scoring(a.model, device="cpu")
     model.prefix_sharing = not a.no_prefix_sharing
     recs = load_records(a.train)
-    t0 = time.time()
     if a.groups:  # one group (N sequences) per forward pass, as the HF side runs them
         reward_records(model, recs[:1], batch_size=1, show_progress=False)  # warm-up, untimed
         t0 = time.time()

@@ -250,6 +250,7 @@ def test_a_crashed_sampling_judge_run_resumes_to_the_uninterrupted_file(lm_dir, 
     # Sampling really varies by batch: not every critique is the same text.
     assert len({json.loads(x)["critique"] for x in (tmp_path / "whole.jsonl").read_text().splitlines()}) > 1
 
+
 def test_both_orders_average_the_swapped_judgement(lm_dir, tmp_path):
     src = write_rows(tmp_path / "pairs.jsonl", yes_no_rows(4, 0))
     judge_file(src, lm_dir, tmp_path / "both.jsonl", max_new_tokens=4, both_orders=True, device="cpu")

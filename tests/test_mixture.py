@@ -90,7 +90,6 @@ def test_ranks_split_the_one_epoch_order_between_them():
     assert [x for step in zip(*parts) for x in step] == padded
 
 
-
 def _padding(order, lengths, batch):
     """Padded positions a pass over `order` in batches of `batch` costs."""
     steps = [order[i:i + batch] for i in range(0, len(order), batch)]
@@ -162,7 +161,7 @@ def test_lengths_must_cover_every_pair():
         MixtureSampler([30, 12], [1.0, 1.0], lengths=[1] * 41, batch_size=2, group_by_length=4)
 
 
-@pytest.mark.parametrize("bad", [-1, None])
+@pytest.mark.parametrize("bad", [-1, None, "abc", 2.5, True])
 def test_a_bad_group_by_length_fails_naming_the_field(sources, bad):
     with pytest.raises(ConfigError, match="data.group_by_length"):
         PreferenceDataModule(train=str(sources[0]), group_by_length=bad)

@@ -68,7 +68,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
-        if group_by_length is None or group_by_length < 0:
+        if isinstance(group_by_length, bool) or not isinstance(group_by_length, int) or group_by_length < 0:
             raise ConfigError(f"must be 0 (off) or a number of batches, got {group_by_length!r}",
                               field="data.group_by_length")
         self.group_by_length = int(group_by_length)
