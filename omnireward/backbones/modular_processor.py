@@ -85,8 +85,9 @@ class ModularProcessor:
             encoder = self.encoders[enc]
             out.append((enc, self.feature_cache.get(encoder, Path(m.path))))
             if encoder.transcribes:
-                words = TRANSCRIPT.format(self.feature_cache.text(encoder, Path(m.path)))
-                out.extend(self._tokenizer(words, add_special_tokens=False)["input_ids"])
+                heard = self.feature_cache.text(encoder, Path(m.path))
+                if heard:  # a clip without speech has no transcript, not an empty one
+                    out.extend(self._tokenizer(TRANSCRIPT.format(heard), add_special_tokens=False)["input_ids"])
             pos = match.end()
         out.extend(self._tokenizer(text[pos:], add_special_tokens=False)["input_ids"])
         return out

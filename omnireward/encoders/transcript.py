@@ -11,11 +11,16 @@ from omnireward.encoders import whisper
 from omnireward.encoders.base import frozen
 from omnireward.errors import ModelError
 
-VERSION = "1"  # bump when decoding changes, so cached transcripts are redone
+VERSION = "2"  # bump when decoding changes, so cached transcripts are redone (2: no-speech windows give "")
 MAX_NEW_TOKENS = 64  # ~45 words: a reward prompt needs the gist of a clip, not a 30 s monologue
 _WINDOW = 30 * whisper.SAMPLE_RATE  # Whisper decodes from its full 30 s window; shorter inputs make it repeat
 # tiny.en's special tokens (tokenizer.json of the same package)
-_EOT, _SOT, _NO_TIMESTAMPS, _BLANK = 50256, 50257, 50362, 220
+_EOT, _SOT, _NO_SPEECH, _NO_TIMESTAMPS, _BLANK = 50256, 50257, 50361, 50362, 220
+# openai-whisper's defaults (transcribe.py): a window is silent when the `<|nocaptions|>` token's
+# probability after <|startoftranscript|> is above NO_SPEECH_THRESHOLD and the decoded words' average
+# log-probability is below LOGPROB_THRESHOLD; such a window gets no words (a tone, a noise, music).
+NO_SPEECH_THRESHOLD = 0.6
+LOGPROB_THRESHOLD = -1.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,8 +42,9 @@ def _decoder():
     return frozen(model), tokenizer, config
 
 
-def transcribe(wave: np.ndarray) -> str:
-    """The words in 16 kHz mono speech (at most its first 30 s), by greedy decoding (silence can give "you")."""
+def decode(wave: np.ndarray) -> tuple[str, float, float]:
+    """Greedy words of 16 kHz mono audio (its first 30 s), the no-speech probability and the words'
+    average log-probability (openai-whisper's: summed over the tokens and the end token, / (tokens + 1))."""
     from transformers.utils import logging as hf_logging
 
     model, tokenizer, config = _decoder()
@@ -47,7 +53,27 @@ def transcribe(wave: np.ndarray) -> str:
     hf_logging.set_verbosity_error()  # Whisper's generate warns about settings it fills in itself
     try:
         with torch.no_grad():
-            ids = model.generate(input_features=mel, generation_config=config)
+            enc = model.get_encoder()(mel)
+            first = model(encoder_outputs=enc, decoder_input_ids=torch.tensor([[_SOT]])).logits[0, -1]
+            no_speech = float(first.float().softmax(-1)[_NO_SPEECH])
+            out = model.generate(input_features=mel, generation_config=config, output_scores=True,
+                                 return_dict_in_generate=True)
     finally:
         hf_logging.set_verbosity(verbosity)
-    return tokenizer.decode(ids[0].tolist(), skip_special_tokens=True).strip()
+    ids = out.sequences[0, -len(out.scores):].tolist() if out.scores else []
+    logp = [float(s[0].float().log_softmax(-1)[t]) for s, t in zip(out.scores, ids)]
+    words = [t for t in ids if t != _EOT]
+    avg = sum(logp) / (len(words) + 1)
+    return tokenizer.decode(words, skip_special_tokens=True).strip(), no_speech, avg
+
+
+def is_speech(no_speech: float, avg_logprob: float) -> bool:
+    """openai-whisper's rule: a window is skipped as silence only when both signs agree."""
+    return not (no_speech > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD)
+
+
+def transcribe(wave: np.ndarray) -> str:
+    """The words in 16 kHz mono speech (at most its first 30 s), by greedy decoding; "" for a clip
+    Whisper judges to hold no speech (a tone, a noise, music), so no invented words reach the LM."""
+    words, no_speech, avg = decode(wave)
+    return words if is_speech(no_speech, avg) else ""
