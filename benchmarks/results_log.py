@@ -7,6 +7,7 @@ again and a new line appended. `report.py` renders the docs' tables from the new
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -113,6 +114,20 @@ def dig(obj, dotted: str):
     return obj
 
 
+_READING: list[list[dict]] = []  # open `reading()` blocks, innermost last
+
+
+@contextlib.contextmanager
+def reading():
+    """Collect every results line `newest` returns inside the block (report.py checks their commits)."""
+    rows: list[dict] = []
+    _READING.append(rows)
+    try:
+        yield rows
+    finally:
+        _READING.pop()
+
+
 def newest(file: str, where: list[str]) -> dict:
     """The newest line of results/<file>.jsonl matching every key:value filter."""
     rows = lines(file)
@@ -122,6 +137,8 @@ def newest(file: str, where: list[str]) -> dict:
         if all(str(dig(row, k)) == v for k, v in (w.split(":", 1) for w in where)):
             if row.get("commit", "unknown") == "unknown":
                 raise ReportError(f"{file}: the newest line matching {where} has no commit")
+            for rows in _READING:
+                rows.append(row)
             return row
     raise ReportError(f"{file}: no line matches {' '.join(where)}")
 
