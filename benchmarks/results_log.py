@@ -82,14 +82,16 @@ def command() -> str:
     return " ".join(["python", str(script), *sys.argv[1:]])
 
 
-def append(name: str, figures: dict, **fields) -> dict:
+def append(name: str, figures: dict, *, results_dir: str | Path | None = None, **fields) -> dict:
     """Append one results line to results/<name>.jsonl and return it (the commit is the one the
-    script started from, so a commit made while it ran does not claim its figures)."""
+    script started from, so a commit made while it ran does not claim its figures). `results_dir`
+    writes to another folder instead (a smoke run that must not touch the repository's files)."""
     line = {"bench": name, "command": command(), "commit": START_COMMIT, "machine": machine(),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields,
             "figures": figures}
-    RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / f"{name}.jsonl").open("a") as f:
+    folder = RESULTS if results_dir is None else Path(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{name}.jsonl").open("a") as f:
         f.write(json.dumps(line) + "\n")
     return line
 

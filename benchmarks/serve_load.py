@@ -77,10 +77,13 @@ class Server:
                                       "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 600
         line = ""
+        seen: list[str] = []
         while "serving" not in line:
             line = self.proc.stdout.readline()
+            seen.append(line.strip())
             if not line or time.time() > deadline:
-                raise RuntimeError(f"the server did not start: {line}")
+                self.proc.kill()
+                raise RuntimeError("the server did not start: " + " | ".join(x for x in seen[-6:] if x))
         host, port = re.search(r"http://(127\.0\.0\.1):(\d+)", line).groups()
         self.host, self.port = host, int(port)
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
