@@ -75,7 +75,9 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
     data = Path(a.work) / "data" / f"{name}-n{n_pairs}-s{seed}"
     files = build(name, data, seed, n_pairs)
     run = Path(a.work) / "runs" / f"{name}-{cand}-s{seed}" / (Path(a.tree).name if a.tree else "main")
-    shutil.rmtree(run, ignore_errors=True)
+    resume = a.resume and (run / "train_summary.json").exists()
+    if not resume:
+        shutil.rmtree(run, ignore_errors=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     exe = [sys.executable, "-c", "from omnireward.cli.app import main; main()"]
     if a.tree:
@@ -86,9 +88,12 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
     t0 = time.time()
     log = run.parent / f"{run.name}.train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as fh:
-        subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
-    train_s = time.time() - t0
+    if resume:  # a finished training run whose scoring was cut: its own training time
+        train_s = json.loads((run / "train_summary.json").read_text())["train_seconds"]
+    else:
+        with open(log, "w") as fh:
+            subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
+        train_s = time.time() - t0
     figures = {"set": name, "modality": modality, "seed": seed, "candidate": cand, "overrides": overrides,
                "n_pairs": n_pairs, "epochs": epochs, "train_s": round(train_s, 1)}
     for key, f in files:
@@ -149,6 +154,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default: the set's own)")
     ap.add_argument("--tree", default=None, help="train and score with this checkout's code (bisecting)")
     ap.add_argument("--work", default="/tmp/omnireward-defaults")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep a finished training run of the same set, seed and candidate; score it (scoring resumes)")
     ap.add_argument("--table", action="store_true", help="print the candidates' table and exit")
     a = ap.parse_args()
     if a.table:
