@@ -153,3 +153,42 @@ def test_tiny_lm_learns_spoken_content_only_from_transcripts(tmp_path, with_tran
         assert summary["accuracy_without_ties"] >= 0.8, summary
     else:
         assert summary["accuracy_without_ties"] <= 0.7, summary
+
+
+def test_clips_without_speech_get_no_words_and_speech_keeps_them():
+    """A tone, a hum, noise and silence get "" (greedy decoding wrote sound captions such as
+    "(whistle)" or "(water splashing)", and "you" for silence), speech keeps its words."""
+    import numpy as np
+
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    rng = np.random.default_rng(0)
+    silent = {"tone": (0.5 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32),
+              "hum": (0.5 * np.sin(2 * np.pi * 120 * t)).astype(np.float32),
+              "noise": rng.normal(0, 0.1, 2 * rate).astype(np.float32),
+              "silence": np.zeros(2 * rate, np.float32)}
+    for name, wave in silent.items():
+        words, no_speech, _ = transcript.decode(wave)
+        assert not transcript.is_speech(words, no_speech), (name, words, no_speech)
+        assert transcript.transcribe(wave) == "", name
+    for clip in [c for c in bundled_clips() if c.variant == "normal"][:2]:
+        words, no_speech, _ = transcript.decode(clip.wav)
+        assert no_speech < transcript.NO_SPEECH_THRESHOLD and transcript.transcribe(clip.wav) == words != ""
+
+
+def test_a_clip_without_speech_adds_no_transcript_text(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, (0.5 * np.sin(2 * np.pi * 2000 * np.arange(16000) / 16000)).astype(np.float32), 16000)
+    conv = conversation(None, ["a high-pitched whistle"], [Media("audio", str(tone))])
+    lengths = {}
+    for on in (True, False):
+        bb = build_modular(lm="tiny", encoders=["audio"], encoder_options={"audio": {"transcript": on}},
+                           feature_cache=False)
+        bb.processor.feature_cache = FeatureCache(tmp_path / f"features-{on}")
+        batch = bb.processor([conv])
+        assert "Transcript" not in bb.tokenizer.decode(batch.tensors["input_ids"][0])
+        lengths[on] = int(batch.tensors["attention_mask"].sum())
+    assert lengths[True] == lengths[False]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from omnireward.encoders import whisper
 from omnireward.encoders.base import frozen
 from omnireward.errors import ModelError
 
-VERSION = "2"  # bump when decoding changes, so cached transcripts are redone (2: no-speech windows give "")
+VERSION = "3"  # bump when decoding changes, so cached transcripts are redone (3: clips without speech give "")
 MAX_NEW_TOKENS = 64  # ~45 words: a reward prompt needs the gist of a clip, not a 30 s monologue
 _WINDOW = 30 * whisper.SAMPLE_RATE  # Whisper decodes from its full 30 s window; shorter inputs make it repeat
 # tiny.en's special tokens (tokenizer.json of the same package)
@@ -23,6 +24,10 @@ _EOT, _SOT, _NO_SPEECH, _NO_TIMESTAMPS, _BLANK = 50256, 50257, 50361, 50362, 220
 # -0.6 to -0.9 for tones, so that second test would keep them. Measured (tests/test_transcript.py):
 # the 168 bundled speech clips 0.02-0.40, tones 0.62-0.78, white noise 0.87, silence 0.95.
 NO_SPEECH_THRESHOLD = 0.6
+# Whisper learnt from subtitles that mark non-speech in brackets ("(whistle)", "[MUSIC]", "♪"): a
+# transcript with no words outside such marks holds no speech either (a pure 2 kHz tone: "(whistle)"
+# at a no-speech probability of 0.47). openai-whisper suppresses these symbols while decoding instead.
+_SOUND_CAPTION = re.compile(r"\([^)]*\)|\[[^\]]*\]|[♩♪♫♬]")
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,9 +49,16 @@ def _decoder():
     return frozen(model), tokenizer, config
 
 
-def decode(wave: np.ndarray) -> tuple[str, float, float]:
+def _no_speech(model, enc) -> float:
+    """Probability of `<|nocaptions|>` right after <|startoftranscript|>, as openai-whisper reads it."""
+    first = model(encoder_outputs=enc, decoder_input_ids=torch.tensor([[_SOT]])).logits[0, -1]
+    return float(first.float().softmax(-1)[_NO_SPEECH])
+
+
+def decode(wave: np.ndarray, *, stop_if_silent: bool = False) -> tuple[str, float, float | None]:
     """Greedy words of 16 kHz mono audio (its first 30 s), the no-speech probability and the words'
-    average log-probability (openai-whisper's: summed over the tokens and the end token, / (tokens + 1))."""
+    average log-probability (openai-whisper's: summed over the tokens and the end token, / (tokens + 1)).
+    With `stop_if_silent`, a window above the no-speech threshold is not decoded: ("", p, None)."""
     from transformers.utils import logging as hf_logging
 
     model, tokenizer, config = _decoder()
@@ -56,26 +68,27 @@ def decode(wave: np.ndarray) -> tuple[str, float, float]:
     try:
         with torch.no_grad():
             enc = model.get_encoder()(mel)
-            first = model(encoder_outputs=enc, decoder_input_ids=torch.tensor([[_SOT]])).logits[0, -1]
-            no_speech = float(first.float().softmax(-1)[_NO_SPEECH])
-            out = model.generate(input_features=mel, generation_config=config, output_scores=True,
+            no_speech = _no_speech(model, enc)
+            if stop_if_silent and no_speech > NO_SPEECH_THRESHOLD:
+                return "", no_speech, None
+            out = model.generate(encoder_outputs=enc, generation_config=config, output_scores=True,
                                  return_dict_in_generate=True)
     finally:
         hf_logging.set_verbosity(verbosity)
     ids = out.sequences[0, -len(out.scores):].tolist() if out.scores else []
     logp = [float(s[0].float().log_softmax(-1)[t]) for s, t in zip(out.scores, ids)]
     words = [t for t in ids if t != _EOT]
-    avg = sum(logp) / (len(words) + 1)
-    return tokenizer.decode(words, skip_special_tokens=True).strip(), no_speech, avg
+    return tokenizer.decode(words, skip_special_tokens=True).strip(), no_speech, sum(logp) / (len(words) + 1)
 
 
-def is_speech(no_speech: float) -> bool:
-    """Whether a window holds speech, by Whisper's own no-speech probability."""
-    return no_speech <= NO_SPEECH_THRESHOLD
+def is_speech(words: str, no_speech: float) -> bool:
+    """Whether a window holds speech: Whisper's own no-speech probability is at most the threshold and
+    its words are more than sound captions."""
+    return no_speech <= NO_SPEECH_THRESHOLD and re.search(r"\w", _SOUND_CAPTION.sub("", words)) is not None
 
 
 def transcribe(wave: np.ndarray) -> str:
     """The words in 16 kHz mono speech (at most its first 30 s), by greedy decoding; "" for a clip
-    Whisper judges to hold no speech (a tone, a noise, music), so no invented words reach the LM."""
-    words, no_speech, _ = decode(wave)
-    return words if is_speech(no_speech) else ""
+    Whisper judges to hold no speech (a tone, a noise, music, silence), so no invented words reach the LM."""
+    words, no_speech, _ = decode(wave, stop_if_silent=True)
+    return words if is_speech(words, no_speech) else ""
