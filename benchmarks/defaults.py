@@ -106,8 +106,9 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
     if summary.exists():
         figures["train_summary"] = json.loads(summary.read_text())
     fields = {"tag": f"{name}-{cand}-s{seed}"}
-    if a.tree:
+    if a.tree:  # another checkout's code: its own tag, never a row of this tree's table
         fields["tree_commit"] = tree_commit(Path(a.tree))
+        fields["tag"] += f"@{fields['tree_commit']}"
     return append("defaults", figures, **fields)
 
 
@@ -120,27 +121,29 @@ def unseen_accuracy(f: dict) -> float:
 def table(sets: list[str] | None = None) -> str:
     """Markdown table per set: each candidate's mean / worst-seed unseen accuracy and training time,
     from the newest line of each (set, candidate, seed) measured on this tree's code."""
-    newest: dict = {}
-    for row in lines("defaults"):
-        if "tree_commit" in row:
-            continue
-        f = row["figures"]
-        newest[(f["set"], f["candidate"], f["seed"])] = row
+    from results_log import newest
+
+    tags = sorted({row["tag"] for row in lines("defaults") if "tree_commit" not in row})
     by = defaultdict(list)
-    for (s, c, _), row in sorted(newest.items()):
-        by[(s, c)].append(row)
-    out = ["| set | candidate | overrides | seeds | unseen acc. mean | worst seed | sd | train time (mean) | commits |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for (s, c), rows in by.items():
-        if sets and s not in sets:
-            continue
+    for tag in tags:
+        row = newest("defaults", [f"tag:{tag}"])
+        f = row["figures"]
+        if not sets or f["set"] in sets:
+            by[(f["set"], f["candidate"])].append(row)
+    out = ["| set | candidate | overrides | seeds | unseen acc. mean | worst seed | sd | training time (mean) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for (s, c), rows in sorted(by.items(), key=lambda kv: (list(SETS).index(kv[0][0]), kv[0][1] != "base", kv[0][1])):
         accs = [unseen_accuracy(r["figures"]) for r in rows]
         t = statistics.mean(r["figures"]["train_s"] for r in rows)
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        commits = ", ".join(sorted({r["commit"] for r in rows}))
-        ov = " ".join(rows[0]["figures"]["overrides"]) or "(defaults)"
-        out.append(f"| {s} | {c} | `{ov}` | {len(rows)} | {statistics.mean(accs):.3f} | {min(accs):.3f} | {sd:.3f} "
-                   f"| {t / 60:.1f} min | {commits} |")
+        ov = " ".join(rows[0]["figures"]["overrides"]) or "(the defaults)"
+        out.append(f"| {s} | {c} | `{ov}` | {', '.join(str(r['figures']['seed']) for r in rows)} "
+                   f"| {statistics.mean(accs):.3f} | {min(accs):.3f} | {sd:.3f} | {t / 60:.1f} min |")
+    commits = sorted({r["commit"] for rows in by.values() for r in rows})
+    loads = [r["machine"].get("load_1min") for rows in by.values() for r in rows]
+    out.append("")
+    out.append(f"Commits: {', '.join(f'`{c}`' for c in commits)}; 2-core CPU, load at the end of each run "
+               f"{min(loads)}–{max(loads)} (training times are rough where other work ran).")
     return "\n".join(out)
 
 

@@ -210,3 +210,11 @@ def vs_trl(args: dict, where: list[str]) -> str:
     out.append(f"{f['pairs']} training pairs, {f['epochs']} epoch, batch {f['batch']}, CPU fp32, the embedded "
                "SmolLM2-135M-Instruct for both tools" + _vs_trl_layers(f) + ". " + provenance({"file": "vs_trl"}, where))
     return "\n".join(out)
+
+
+def defaults(args: dict, where: list[str]) -> str:
+    """docs/defaults.md: candidate settings per set (benchmarks/defaults.py), mean and worst seed."""
+    import defaults as bench
+
+    sets = args["sets"].split(",") if args.get("sets") else None
+    return bench.table(sets)
