@@ -185,3 +185,21 @@ def test_vllm_input_audio_parts_are_spooled_as_wav(tmp_path):
         conv[0]["content"][0]["input_audio"]["format"] = "aiff"
         with pytest.raises(RequestError, match=r"messages\[0\].content\[0\].input_audio.format: unknown audio format"):
             vllm.parse({"messages": conv}, lease, Context())
+
+
+def test_templated_text_without_its_leading_bos_token_parses_like_the_whole():
+    """verl 0.9.1 (verl/experimental/reward_loop/reward_loop.py, near lines 224-227) removes the reward
+    tokenizer's bos_token from the start of the templated text before it posts to /classify. SmolLM2's
+    bos_token is "<|im_start|>", so the first turn arrives without its opener; it must still read as
+    the same conversation (it was scored as one response to an empty prompt, criteria lost)."""
+    bos = "<|im_start|>"  # SmolLM2-135M-Instruct's tokenizer_config.json bos_token
+    sent = CHATML[len(bos):] if CHATML.startswith(bos) else CHATML
+    assert sent.startswith("system\n")
+    assert parse_chat(sent) == parse_chat(CHATML)
+    assert split_templated(sent, default_system=SMOL_SYSTEM) == split_templated(CHATML, default_system=SMOL_SYSTEM)
+    llama_bos = "<|begin_of_text|>"
+    no_opener = LLAMA3[len(llama_bos) + len("<|start_header_id|>"):]
+    assert parse_chat(no_opener) == parse_chat(LLAMA3)
+    # Plain text that merely mentions a marker is still not a conversation.
+    assert parse_chat("user\nsays hi <|im_start|> in passing") is None
+    assert parse_chat("junk <|im_start|>user\nx<|im_end|>") is None

@@ -47,7 +47,13 @@ def parse_chat(text: str) -> list[dict] | None:
             stripped = stripped[len(b):].lstrip()
     for pattern, opener in _FORMATS:
         if not stripped.startswith(opener):
-            continue
+            # verl (0.9.1 reward_loop.py) strips the reward tokenizer's bos_token from the templated
+            # text before posting to /classify; SmolLM2's bos_token is "<|im_start|>" itself, so the
+            # first turn arrives without its opener ("system\n...<|im_end|>\n<|im_start|>user...").
+            if opener in stripped and _first_turn_without_opener(stripped, opener):
+                stripped = opener + stripped
+            else:
+                continue
         messages, end = [], 0
         for m in pattern.finditer(stripped):
             if m.start() != end:  # text between turns: not a clean rendering of this format
@@ -57,6 +63,15 @@ def parse_chat(text: str) -> list[dict] | None:
         if messages and strip_end_markers(stripped[end:]) == "":
             return messages
     return None
+
+
+_ROLE_HEAD = {"<|im_start|>": re.compile(r"(system|user|assistant)\n"),
+              "<|start_header_id|>": re.compile(r"(system|user|assistant)<\|end_header_id\|>\n\n")}
+
+
+def _first_turn_without_opener(text: str, opener: str) -> bool:
+    """Whether `text` is a rendering of this format whose first turn lost only its opener."""
+    return _ROLE_HEAD[opener].match(text) is not None
 
 
 def strip_end_markers(text: str) -> str:
