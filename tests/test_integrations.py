@@ -193,6 +193,33 @@ def test_verl_compute_score_as_verl_calls_it(model_dir, native):
     assert got == pytest.approx(expected * 4, abs=1e-5)
 
 
+def test_verl_batched_convention_and_a_missing_prompt(model_dir, native):
+    """verl's batch reward manager passes lists (data_sources=, solution_strs=, ground_truths=,
+    extra_infos=); verl's own preprocessing of hh-rlhf, gsm8k and hellaswag keeps only {split, index}
+    in extra_info, so a missing prompt warns once (or refuses with missing_prompt="error")."""
+    import warnings
+
+    import omnireward.integrations.verl as verl
+    from omnireward.errors import RequestError
+
+    expected = native(PAIRS)
+    got = verl.compute_score(data_sources=["d"] * len(PAIRS), solution_strs=[r for _, r in PAIRS],
+                             ground_truths=[None] * len(PAIRS), extra_infos=[{"question": p} for p, _ in PAIRS],
+                             model=str(model_dir))
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert verl.compute_score(data_sources=[], solution_strs=[], ground_truths=[], extra_infos=[],
+                              model=str(model_dir)) == []
+    verl._warned_no_prompt = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            verl.compute_score("d", PAIRS[0][1], None, {"split": "train", "index": 0}, model=str(model_dir))
+    assert len([w for w in caught if "extra_info['prompt']" in str(w.message)]) == 1
+    with pytest.raises(RequestError, match="extra_info"):
+        verl.compute_score("d", PAIRS[0][1], None, {"split": "train", "index": 0}, model=str(model_dir),
+                           missing_prompt="error")
+
+
 # ---- OpenRLHF ------------------------------------------------------------------------------------------
 def test_openrlhf_http_and_reward_func_file_give_the_same_rewards(model_dir, native, monkeypatch):
     """docs/serving.md's OpenRLHF block: the server URL and the reward-function file, each called
