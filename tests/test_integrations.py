@@ -167,9 +167,11 @@ def test_verl_compute_score_as_verl_calls_it(model_dir, native):
     """docs/serving.md's verl block: load the function the way verl does and call it with verl's
     keyword arguments and the reward_kwargs merged in (verl.trainer.ppo.reward._call_with_kwargs)."""
     o = _verl_overrides(snippet("verl"))
-    assert o["custom_reward_function.path"].endswith("omnireward/integrations/verl.py")
-    raw_fn = _load_extern(o["custom_reward_function.path"], o["custom_reward_function.name"])
-    reward_kwargs = {k.rsplit(".", 1)[1]: v for k, v in o.items() if k.startswith("+custom_reward_function.reward_kwargs.")}
+    # verl 0.9.x reads reward.custom_reward_function.{path,name,reward_kwargs}
+    assert o["reward.custom_reward_function.path"].endswith("omnireward/integrations/verl.py")
+    raw_fn = _load_extern(o["reward.custom_reward_function.path"], o["reward.custom_reward_function.name"])
+    reward_kwargs = {k.rsplit(".", 1)[1]: v for k, v in o.items()
+                     if k.startswith("+reward.custom_reward_function.reward_kwargs.")}
     assert reward_kwargs == {"model": "runs/demo-text"}
     reward_kwargs["model"] = str(model_dir)
 
