@@ -151,9 +151,11 @@ def score_cmd(
     num_workers: int = typer.Option(2, help="With --engine ray: scoring actors (each loads the model once)."),
     gpus_per_worker: float = typer.Option(0.0, help="With --engine ray: GPUs per actor (0: CPU actors)."),
     cpus_per_worker: float = typer.Option(1.0, help="With --engine ray: CPUs per actor."),
-    quant: str = typer.Option("none", help="4bit|8bit|none (bitsandbytes; 4bit quantises while loading)."),
+    quant: str = typer.Option("none", help="4bit|8bit (bitsandbytes; 4bit quantises while loading), int8 (CPU: "
+                                           "torch's dynamic int8 on the LM's linear layers), bf16 (the LM in "
+                                           "bfloat16; CPUs with avx512_bf16/amx) or none."),
     compare_full: bool = typer.Option(False, help="With --quant: also score in full precision (OUT.full.jsonl) "
-                                                  "and report the agreement."),
+                                                  "and report the agreement (margin signs, Kendall τ)."),
     media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
     allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
     device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N"),

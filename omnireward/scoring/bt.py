@@ -9,6 +9,7 @@ from pathlib import Path
 from omnireward.data.io import write_jsonl
 from omnireward.data.records import Record
 from omnireward.prompts import length_hint
+from omnireward.quant import CPU_PRECISIONS
 from omnireward.scoring.batch import score_batch
 from omnireward.scoring.output import summary_path
 from omnireward.scoring.progress import progress
@@ -71,6 +72,30 @@ class BTModel:
         return BTScorer(model)
 
 
+def check_quant(quant, device: str = "auto", engine: str = "local", ray=None) -> None:
+    """Refuse, in one line and before anything is written, a `--quant` that cannot score here: an
+    unknown name, int8 on a GPU (its kernels are CPU kernels), bf16 without bf16 instructions."""
+    import torch
+
+    from omnireward.config import group_options
+    from omnireward.errors import ConfigError
+    from omnireward.quant import SCORING_QUANTS, check_cpu_precision
+    from omnireward.scoring.load import pick_device
+
+    if not isinstance(quant, str):
+        return  # a `Quantization`: checked where it was built
+    if quant not in CPU_PRECISIONS:
+        if quant not in SCORING_QUANTS and quant not in group_options()["quant"]:
+            raise ConfigError(f"unknown quantisation {quant!r}; expected one of {', '.join(SCORING_QUANTS)}",
+                              field="--quant")
+        return
+    if engine == "ray" and device == "auto":  # each actor takes a GPU when it is given one
+        dev = torch.device("cuda" if ray is not None and ray.gpus_per_worker > 0 else "cpu")
+    else:
+        dev = pick_device(device)
+    check_cpu_precision(quant, dev)
+
+
 def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batch_size: int = 16,
                media_root: str | None = None, allow_outside_root: bool = False, quant: str = "none",
                compare_full: bool = False, device: str = "auto", fmt: str = "auto", overwrite: bool = False,
@@ -86,12 +111,19 @@ def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batc
     from omnireward.scoring.identity import run_identity
     from omnireward.scoring.stream import score_stream
 
+    check_quant(quant, device, engine, ray)
     options = {"quant": quant, "format": fmt, "media_root": str(Path(media_root).resolve()) if media_root else None,
                "allow_outside_root": allow_outside_root, "on_bad_record": on_bad_record}
+    if quant == "int8":  # activations are quantised per batch: the rewards depend on how records are batched
+        options.update(batch_size=batch_size, prefix_sharing=prefix_sharing)
     common = dict(batch_size=batch_size, fmt=fmt, media_root=media_root, allow_outside_root=allow_outside_root,
                   overwrite=overwrite, workers=workers, on_bad_record=on_bad_record, engine=engine, ray=ray,
                   show_progress=show_progress)
     extra = {"model": str(model_dir), "input": str(path), "quant": quant}
+    if quant in CPU_PRECISIONS:
+        from omnireward.quant import precision_details
+
+        extra["quant_details"] = precision_details(quant)
     if compare_full and quant != "none":
         from omnireward.quant import agreement
         from omnireward.scoring.output import ScoresFile
