@@ -234,6 +234,8 @@ def test_training_over_an_fp4_lm_saves_a_folder_that_reloads_quantised_with_the_
     assert saved_cfg.quant.quant_type == "fp4"
     assert fp4_layers(reloaded.backbone.language_model()) == fp4_layers(lm)
     again = score_lines(reloaded, data["test"])
-    # Requantising the dequantised weights gives them back up to the double-quantised block scales.
-    assert max(abs(a["reward1"] - b["reward1"]) for a, b in zip(after, again)) < 1e-3
+    # Requantising the dequantised weights gives them back up to the double-quantised block scales:
+    # measured up to 1.6e-3 on the HF checkpoint with bitsandbytes' CPU kernels on an AMD EPYC, under
+    # 1e-3 on an Intel Xeon.
+    assert max(abs(a["reward1"] - b["reward1"]) for a, b in zip(after, again)) < 5e-3
     assert [a["margin"] > 0 for a in after] == [b["margin"] > 0 for b in again]
