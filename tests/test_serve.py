@@ -333,7 +333,8 @@ def test_inline_images_score_like_files(image_server, media_root):
                                          {"type": "text", "text": "What is in the picture?"}]},
             {"role": "assistant", "content": "An animal."}]
     status, out = call(srv, "/classify", {"messages": msgs, "use_activation": False}, key=None)
-    assert status == 200 and out["data"][0]["probs"][0] == pytest.approx(expected[1], abs=1e-6)
+    # 1.9e-6 apart on an AMD EPYC (batch composition changes fp32 summation order); within 1e-5
+    assert status == 200 and out["data"][0]["probs"][0] == pytest.approx(expected[1], abs=1e-5)
     status, info = call(srv, "/info", key=None)
     assert info["modalities"] == ["text", "image"]
 
