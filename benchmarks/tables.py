@@ -182,6 +182,8 @@ def vs_trl(args: dict, where: list[str]) -> str:
     """README: training vs TRL's RewardTrainer and scoring vs HF two-pass (newest `vs_trl.py` line)."""
     row = newest("vs_trl", where)
     f = row["figures"]
+    if "settings" in f:  # lines with rows (a) all layers, (b) top layers, (c) defaults and scoring the same weights
+        return vs_trl_rows(f) + "\n\n" + provenance({"file": "vs_trl"}, where)
     out = ["| set | train pairs/s: omnireward / TRL (ratio) | held-out accuracy: omnireward / TRL | "
            "train peak RSS MiB: omnireward / TRL | batches not grouped by length: pairs/s (ratio), accuracy | "
            "every LM layer training: pairs/s (ratio), accuracy, peak RSS MiB | "
@@ -218,3 +220,55 @@ def defaults(args: dict, where: list[str]) -> str:
 
     sets = args["sets"].split(",") if args.get("sets") else None
     return bench.table(sets)
+
+
+_VS_TRL_ROWS = {"all_layers": "(a) every layer + embeddings", "top_layers": "(b) top {n} layers", "defaults": "(c) defaults"}
+
+
+def vs_trl_rows(f: dict) -> str:
+    """The training and scoring tables of a `vs_trl.py` line that has `settings` (see its docstring)."""
+    st = f["settings"]
+    out = ["| set | row | train pairs/s: omnireward / TRL (ratio) | trainable parameters: omnireward / TRL | "
+           "held-out accuracy: omnireward / TRL | train peak RSS MiB: omnireward / TRL |", "|---|---|---|---|---|---|"]
+    for name, s in f["sets"].items():
+        for key, label in _VS_TRL_ROWS.items():
+            r = s["train"][key]
+            if key == "defaults":
+                o, t = r["mean"]["omnireward"], r["mean"]["trl"]
+                po, pt = r["omnireward"][0]["trainable_params"], r["trl"][0]["trainable_params"]
+                acc = (f"{o['test_accuracy']:.3f} ({_f(o['test_accuracy_range'][0])}–{_f(o['test_accuracy_range'][1])}) / "
+                       f"{t['test_accuracy']:.3f} ({_f(t['test_accuracy_range'][0])}–{_f(t['test_accuracy_range'][1])})")
+                label += f", {len(r['seeds'])} seed{'s' if len(r['seeds']) != 1 else ''}"
+            else:
+                o, t = r["omnireward"], r["trl"]
+                po, pt = o["trainable_params"], t["trainable_params"]
+                acc = f"{_f(o['test_accuracy'])} / {_f(t['test_accuracy'])}"
+            label = label.format(n=st["top_layers"]).replace("top 1 layers", "top layer")
+            out.append(f"| {name} | {label} | {o['pairs_per_s']:.2f} / {t['pairs_per_s']:.2f} "
+                       f"({r['ratio']:.2f}×) | {po / 1e6:.1f} M / {pt / 1e6:.1f} M | {acc} | "
+                       f"{round(o['peak_rss_mib'])} / {round(t['peak_rss_mib'])} |")
+    out += ["", "| set | HF fp32 two-pass pairs/s | omnireward fp32 (ratio) | without prefix sharing | "
+            "int8: pairs/s (ratio), signs kept | bf16: pairs/s (ratio), signs kept | best-of-N groups/s: "
+            "omnireward / HF (ratio) |", "|---|---|---|---|---|---|---|"]
+    for name, s in f["sets"].items():
+        p, g = s["score"]["pairs"], s["score"]["groups"]
+
+        def low(key):
+            r = p[key]
+            if "skipped" in r:
+                return "not run: " + r["skipped"].split(" (")[0].split(";")[0]
+            return (f"{r['pairs_per_s']:.2f} ({r['ratio']:.2f}×), "
+                    f"{_f(r['agreement_with_hf_fp32']['sign_agreement'])}")
+
+        out.append(f"| {name} | {p['hf_two_pass']['pairs_per_s']:.2f} | {p['omnireward']['pairs_per_s']:.2f} "
+                   f"({p['omnireward']['ratio']:.2f}×) | {p['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
+                   f"{low('omnireward_int8')} | {low('omnireward_bf16')} | N={g['group_size']}: "
+                   f"{g['omnireward']['groups_per_s']:.2f} / {g['hf']['groups_per_s']:.2f} ({g['ratio']:.2f}×) |")
+    out += ["", f"{st['pairs']} training pairs, batch {st['batch']}, CPU, {st['precision']}, the {st['lm']} "
+            f"({st['lm_layers']} layers) on both sides, TRL {st['trl']}; rows (a) and (b): {st['epochs']} epoch(s), "
+            f"learning rate {st['lr']:g} for every parameter, activation recomputation {st['recompute']} on both; "
+            f"row (c): each tool's defaults, seeds {st['seeds']}. Held-out accuracy on {st['heldout_pairs']} pairs "
+            f"of unseen topics per set. Scoring: the weights row (c) trained with the first seed, omnireward's "
+            f"folder against its export in transformers (margins agree within {st['margin_agreement_tolerance']:g}); "
+            "signs kept: the share of HF fp32 margins whose sign the lower precision keeps."]
+    return "\n".join(out)
