@@ -13,6 +13,8 @@ stops before training with one line saying what to install.
 from __future__ import annotations
 
 import importlib
+import logging
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger
@@ -51,3 +53,37 @@ def build_loggers(cfg: DictConfig, out: Path) -> list:
         require(package, f"logger={package}")
         loggers.append(build(spec))
     return loggers
+
+
+class _DropMessages(logging.Filter):
+    """Drops log records whose message contains one of `needles`."""
+
+    def __init__(self, *needles: str):
+        super().__init__()
+        self.needles = needles
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.needles)
+
+
+_ADVERT = _DropMessages("try installing [litlogger]")
+
+
+def quiet_third_party(out: Path) -> None:
+    """Keep what a training log shows to what concerns the run. Each filter names one message at the
+    place it is raised; every other warning and message passes.
+
+    - Lightning's logger connector advertises its cloud logger on every run (an info record of
+      `lightning.pytorch.utilities.rank_zero`).
+    - Lightning's CSV logger warns that the output folder "exists and is not empty": the folder
+      holds this run's own files (its config, the mixture). The warning stays when a previous
+      run's metrics.csv is there, since that file is overwritten.
+    - Lightning's pytree helper uses `LeafSpec`, which torch deprecated (a warning about
+      Lightning's code, not the user's).
+    """
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _ADVERT not in rank_zero.filters:
+        rank_zero.addFilter(_ADVERT)
+    if not (Path(out) / "metrics.csv").exists():
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")

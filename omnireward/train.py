@@ -18,7 +18,7 @@ from omnireward.config import build
 from omnireward.errors import ConfigError
 from omnireward.heads.losses import needs_margin
 from omnireward.model_folder import objective_of
-from omnireward.loggers import build_loggers
+from omnireward.loggers import build_loggers, quiet_third_party
 from omnireward.progress import PairsProgressBar
 from omnireward.strategies import build_strategy, file_checkpoint_io, is_sharded, shared_output_dir
 
@@ -151,6 +151,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     if isinstance(strategy, str) and "deepspeed" not in strategy and not trainer_kwargs.get("plugins"):
         # DeepSpeed writes its own; a strategy built from a mapping (conf/trainer/fsdp.yaml) keeps Lightning's
         trainer_kwargs["plugins"] = [file_checkpoint_io()]
+    quiet_third_party(out)
     trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=loggers,
                         enable_model_summary=False, **trainer_kwargs)
     t0 = time.time()

@@ -150,3 +150,25 @@ def test_a_training_run_uses_the_pairs_bar_and_writes_tensorboard_events(tmp_pat
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
     assert "val/acc" in acc.Tags()["scalars"]
+
+
+def test_training_log_shows_no_third_party_advert_or_warnings_about_others_code(tmp_path):
+    """`omnireward train`'s own output, in a fresh process: Lightning's cloud-logger advert, the CSV
+    logger's "exists and is not empty" warning about the run's own folder and torch's LeafSpec
+    deprecation (raised on Lightning's code) are filtered where they are raised; a second run into a
+    folder that already holds metrics.csv still gets the CSV warning (that file is overwritten)."""
+    from _deploy_utils import text_set
+
+    data = text_set(tmp_path / "data", n_train=16, n_val=8, n_test=4)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}
+    cmd = [sys.executable, "-m", "omnireward.cli.app", "train", "backbone=tiny", f"data.train={data['train']}",
+           f"data.val={data['val']}", f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1",
+           "data.batch_size=8", "backbone.feature_cache=false"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    log = first.stdout + first.stderr
+    assert "keeping epoch" in log or "val/acc" in log or "pairs" in log  # the run's own lines are there
+    for noise in ("litlogger", "exists and is not empty", "LeafSpec"):
+        assert noise not in log, noise
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and "exists and is not empty" in again.stdout + again.stderr
