@@ -175,3 +175,113 @@ def test_two_replicas_share_the_queue():
         assert (f1.result(30), f2.result(30)) == ([2], [4])
     finally:
         b.close()
+
+
+# ---- waves: requests that arrive during a forward pass wait for the rest of their wave ----------
+class Clock:
+    """Seconds that move only when a test (or its slow model) moves them."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class SlowModel:
+    """Doubles its inputs; every forward pass takes `pass_seconds` on `clock`. The first pass also
+    blocks until `release()`, so that what arrives during it is known exactly."""
+
+    def __init__(self, clock: Clock, pass_seconds: float):
+        self.clock, self.pass_seconds = clock, pass_seconds
+        self.batches: list[list] = []
+        self.started_at: list[float] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, items):
+        self.batches.append(list(items))
+        self.started_at.append(self.clock())
+        self.entered.set()
+        assert self.gate.wait(30)
+        self.clock.now += self.pass_seconds
+        return [2 * x for x in items]
+
+    def release(self):
+        self.gate.set()
+
+
+def test_a_wave_arriving_while_the_model_is_busy_is_scored_in_full_batches():
+    # 32 clients at max_batch_size 32 measured batches of 2, 30, 2, 30: the two requests that
+    # arrived during a long forward pass had waited past the timeout and ran alone. Here: a
+    # forward pass (100 s) much longer than the timeout (1 s); 2 of a wave of 8 one-record
+    # requests arrive during it, the other 6 after it ends.
+    clock = Clock()
+    model = SlowModel(clock, pass_seconds=100.0)
+    b = Batcher([model], max_batch_size=4, batch_timeout=1.0, clock=clock)
+    try:
+        first = b.submit([100, 101, 102, 103])  # a full batch: runs at once
+        assert model.entered.wait(30)
+        early = [b.submit([i]) for i in (1, 2)]  # arrive while the model is busy
+        model.release()
+        assert first.result(30) == [200, 202, 204, 206]
+        late = [b.submit([i]) for i in range(3, 9)]  # the rest of the wave, once the pass has ended
+        assert [f.result(30) for f in early + late] == [[2 * i] for i in range(1, 9)]
+        assert model.batches == [[100, 101, 102, 103], [1, 2, 3, 4], [5, 6, 7, 8]]
+        assert b.stats.snapshot()["sequences_per_batch"] == {"4": 3}
+    finally:
+        b.close()
+
+
+def test_the_wait_for_the_rest_of_a_wave_is_bounded_by_the_timeout():
+    clock = Clock()
+    model = SlowModel(clock, pass_seconds=100.0)
+    b = Batcher([model], max_batch_size=4, batch_timeout=0.05, clock=clock)
+    try:
+        first = b.submit([100, 101, 102, 103])
+        assert model.entered.wait(30)
+        early = [b.submit([i]) for i in (1, 2)]
+        model.release()
+        assert first.result(30) == [200, 202, 204, 206]
+        free = clock.now  # 100: the pass has ended; no one else comes
+        clock.now = free + 0.06  # past the timeout, counted from when the model became free
+        assert [f.result(30) for f in early] == [[2], [4]]
+        assert model.batches[1] == [1, 2]
+        # not taken before the timeout had passed since the model was free, however long they had waited
+        assert model.started_at[1] == free + 0.06
+    finally:
+        b.close()
+
+
+def test_an_idle_replica_does_not_wait_for_a_busy_replicas_wave():
+    # One replica is busy with a long pass; a request that arrives meanwhile waits only its own
+    # timeout, then the other, idle replica takes it: the wait for the rest of a wave belongs to
+    # the replica that just became free, and the replicas still share one queue.
+    clock = Clock()
+    gate, entered = threading.Event(), threading.Event()
+    batches: dict[int, list] = {0: [], 1: []}
+
+    def replica(k):
+        def run(items):
+            batches[k].append(list(items))
+            if items[0] >= 100:  # the long pass
+                entered.set()
+                assert gate.wait(30)
+                clock.now += 100.0
+            return [2 * x for x in items]
+        return run
+
+    b = Batcher([replica(0), replica(1)], max_batch_size=4, batch_timeout=1.0, clock=clock)
+    try:
+        first = b.submit([100, 101, 102, 103])
+        assert entered.wait(30)
+        busy = 0 if batches[0] else 1
+        late = b.submit([7])
+        clock.now = 1.5  # the request's own timeout has passed; the busy replica is still in its pass
+        assert late.result(30) == [14]
+        assert batches[1 - busy] == [[7]] and batches[busy] == [[100, 101, 102, 103]]
+        gate.set()
+        assert first.result(30) == [200, 202, 204, 206]
+    finally:
+        gate.set()
+        b.close()
