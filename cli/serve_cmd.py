@@ -8,6 +8,8 @@ import typer
 
 ROUTES_HELP = ("POST /score, /score_group (native), /get_reward (OpenRLHF), /classify and /pooling "
                "(vLLM pooling API, as verl posts it); GET /health, /info")
+JUDGE_ROUTES_HELP = ("judge: POST /v1/chat/completions (OpenAI chat: critique and verdict), /judge (native pairs); "
+                     "GET /health, /info")
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +43,11 @@ def register(app: typer.Typer) -> None:
         allow_outside_root: bool = typer.Option(False, help="Allow media paths outside the media root."),
         served_model_name: str | None = typer.Option(None, help="Name /classify and /pooling echo as `model` "
                                                                 "(default: the model folder)."),
+        judge: str | None = typer.Option(None, help="omni|think|flex|flex_pointwise (or a template .yaml): serve "
+                                                    "the model (or, without --model, the embedded LM) as a "
+                                                    "generative judge. A judge folder is served as one without it. "
+                                                    "Judge routes: POST /v1/chat/completions, /judge."),
+        max_new_tokens: int = typer.Option(256, help="Judge: critique length when a request gives no max_tokens."),
         quiet: bool = typer.Option(False, help="Do not log each request."),
     ):
         """Serve rewards over HTTP for RL loops. Routes: POST /score and /score_group (native records),
@@ -57,13 +64,15 @@ def register(app: typer.Typer) -> None:
                                  quiet=quiet).check()
         batching = BatchSettings(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                                  workers_per_device=workers_per_device, max_queue=max_queue).check()
-        server = make_server(resolve_model(model), settings=settings, batching=batching, quant=quant, device=device)
+        server = make_server(resolve_model(model) if (model or not judge) else None, settings=settings,
+                             batching=batching, quant=quant, device=device, judge=judge, max_new_tokens=max_new_tokens)
         if settings.exposed and not settings.api_key:
             typer.echo(f"warning: listening on {host} without an API key; anyone who reaches this port can use "
                        "the model (set --api-key or OMNIREWARD_API_KEY)", err=True)
+        routes = ROUTES_HELP if not hasattr(server.service, "routes") else JUDGE_ROUTES_HELP
         typer.echo(f"serving {server.service.info_fields['model']} on {server.url} "
                    f"({len(server.service.models)} replica(s), batches of up to {batching.max_batch_size} "
-                   f"sequences{', API key required' if settings.api_key else ''})\n{ROUTES_HELP}\nCtrl-C stops")
+                   f"sequences{', API key required' if settings.api_key else ''})\n{routes}\nCtrl-C stops")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -80,6 +80,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
     """The reward server's application around a loaded service."""
     settings.check()
+    routes = getattr(service, "routes", None) or ROUTES  # a judge service brings its own
     ctx = Context(scale=service.scale, default_system=service.default_system,
                   max_records=settings.max_records_per_request,
                   model_name=settings.served_model_name or str(service.info_fields.get("model", "omnireward")),
@@ -118,7 +119,7 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
         return endpoint
 
     auth = [Depends(require_key)]
-    for path, (parse, respond, summary) in ROUTES.items():
+    for path, (parse, respond, summary) in routes.items():
         app.add_api_route(path, route(parse, respond), methods=["POST"], dependencies=auth, summary=summary)
 
     @app.get("/health", summary="liveness (no API key needed)")
@@ -127,7 +128,7 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
 
     @app.get("/info", dependencies=auth, summary="model, objective, modalities, reward statistics, batching")
     def info() -> dict:
-        return {**service.info(), "routes": {p: s for p, (_, _, s) in ROUTES.items()},
+        return {**service.info(), "routes": {p: s for p, (_, _, s) in routes.items()},
                 "limits": {"max_body_mb": settings.max_body_mb,
                            "max_records_per_request": settings.max_records_per_request,
                            "max_media_mb": settings.max_media_mb, "request_timeout": settings.request_timeout},
@@ -149,7 +150,7 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
         if e.status_code in (404, 405):
-            known = ", ".join([f"POST {p}" for p in ROUTES] + ["GET /health", "GET /info"])
+            known = ", ".join([f"POST {p}" for p in routes] + ["GET /health", "GET /info"])
             return _error(e.status_code, f"no route {request.method} {request.url.path}; routes: {known}")
         return _error(e.status_code, str(e.detail))
 

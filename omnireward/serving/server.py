@@ -90,14 +90,27 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(model_dir: str | Path, *, settings: ServeSettings | None = None,
-                batching: BatchSettings | None = None, quant: str = "none", device: str = "auto") -> RewardServer:
-    """Load the model (one replica per device and worker) and bind the server; port 0 takes any free port."""
+def make_server(model_dir: str | Path | None, *, settings: ServeSettings | None = None,
+                batching: BatchSettings | None = None, quant: str = "none", device: str = "auto",
+                judge: str | None = None, max_new_tokens: int = 256) -> RewardServer:
+    """Load the model (one replica per device and worker) and bind the server; port 0 takes any free port.
+    A judge folder, or `judge` (a template name or YAML) on any LM, serves the judge's routes
+    (omnireward.serving.judge_routes) instead of the reward routes."""
     settings = (settings or ServeSettings()).check()
     batching = (batching or BatchSettings()).check()
     media = MediaStore(settings.media_root, allow_outside_root=settings.allow_outside_root,
                        max_item_bytes=settings.max_media_bytes)
-    service = RewardService.load(model_dir, quant=quant, devices=device, batching=batching, media=media)
+    from omnireward.serving.judge_service import JudgeService, is_judge
+
+    if judge or is_judge(model_dir):
+        if quant != "none":
+            media.close()
+            raise ConfigError("--quant applies to reward models; a judge serves in the precision its backbone "
+                              "loads in", field="quant")
+        service = JudgeService.load(model_dir, judge=judge, devices=device, batching=batching, media=media,
+                                    max_new_tokens=max_new_tokens)
+    else:
+        service = RewardService.load(model_dir, quant=quant, devices=device, batching=batching, media=media)
     try:
         return RewardServer(service, settings)
     except BaseException:
