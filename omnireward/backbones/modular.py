@@ -65,7 +65,8 @@ class ModularBackbone(nn.Module):
     lm_prefix = "lm."
 
     def __init__(self, lm, tokenizer, encoders: dict[str, nn.Module] | None = None, *,
-                 max_length: int = 1024, feature_cache: FeatureCache | None = None, label_tokens: bool = False):
+                 max_length: int = 1024, feature_cache: FeatureCache | None = None, label_tokens: bool = False,
+                 descriptor_tokens: bool = False):
         super().__init__()
         self.lm = lm
         self.encoders = nn.ModuleDict(encoders or {})
@@ -78,7 +79,8 @@ class ModularBackbone(nn.Module):
         self.label_words = nn.ModuleDict({m: LabelWords(e.label_names, tokenizer, emb)
                                           for m, e in self.encoders.items() if label_tokens and e.label_names})
         self.processor = ModularProcessor(tokenizer, dict(self.encoders.items()), label_token=set(self.label_words),
-                                          max_length=max_length, feature_cache=feature_cache)
+                                          max_length=max_length, feature_cache=feature_cache,
+                                          descriptor_tokens=descriptor_tokens)
 
     # ---- the contract: what others see ---------------------------------------------------------
     @property

@@ -2,7 +2,8 @@
 
 Media are marked in the rendered chat text by private-use sentinels; each becomes a span of
 positions that the backbone fills with projected encoder tokens (+ one label token where the
-encoder has a classifier). Everything here runs on the CPU and may run in DataLoader workers.
+encoder has a classifier), followed as plain text by the item's descriptor line (with
+`descriptor_tokens`) and a clip's transcript. Everything here runs on the CPU and may run in DataLoader workers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ _SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
 ENCODER_FOR_MEDIA = {"image": "image", "video": "video", "audio": "audio", "mesh": "mesh"}
 # Words an encoder heard in a media item (a clip's transcript) follow its feature tokens as plain text.
 TRANSCRIPT = ' Transcript: "{}"'
+# Measured properties of a media item (encoders/descriptors.py) follow its feature tokens as plain text.
+DESCRIPTOR = " {}"
 
 
 class ModularProcessor:
@@ -30,15 +33,17 @@ class ModularProcessor:
 
     `encoders` maps encoder name → encoder (only its CPU side is used here: `prepare`,
     `cache_key`, `n_tokens`); `label_token` names the encoders whose spans end in one label token.
+    With `descriptor_tokens`, each media item's span is followed by its descriptor line in words.
     """
 
     def __init__(self, tokenizer, encoders: dict, *, label_token: set[str] | frozenset = frozenset(),
-                 max_length: int = 1024, feature_cache: FeatureCache | None = None):
+                 max_length: int = 1024, feature_cache: FeatureCache | None = None, descriptor_tokens: bool = False):
         self._tokenizer = tokenizer
         self.encoders = dict(encoders)
         self.label_token = frozenset(label_token)
         self.max_length = max_length
         self.feature_cache = feature_cache or FeatureCache()
+        self.descriptor_tokens = descriptor_tokens
 
     @property
     def tokenizer(self):
@@ -84,6 +89,9 @@ class ModularProcessor:
             enc = self._encoder_for(m)
             encoder = self.encoders[enc]
             out.append((enc, self.feature_cache.get(encoder, Path(m.path))))
+            if self.descriptor_tokens:
+                line = self.feature_cache.descriptor(m.type, Path(m.path))
+                out.extend(self._tokenizer(DESCRIPTOR.format(line), add_special_tokens=False)["input_ids"])
             if encoder.transcribes:
                 heard = self.feature_cache.text(encoder, Path(m.path))
                 if heard:  # a clip without speech has no transcript, not an empty one
