@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
         allow_outside_root: bool = typer.Option(False, help="Allow media paths outside the media root."),
         served_model_name: str | None = typer.Option(None, help="Name /classify and /pooling echo as `model` "
                                                                 "(default: the model folder)."),
+        system_prompt_as_criteria: str = typer.Option(
+            "auto", help="auto|always|never: which system turns of templated text and messages become "
+                         "criteria. auto: all but the default system prompts of common policy families "
+                         "and of the reward model's own template."),
         judge: str | None = typer.Option(None, help="omni|think|flex|flex_pointwise (or a template .yaml): serve "
                                                     "the model (or, without --model, the embedded LM) as a "
                                                     "generative judge. A judge folder is served as one without it. "
@@ -61,7 +65,7 @@ def register(app: typer.Typer) -> None:
                                  max_records_per_request=max_records_per_request, max_media_mb=max_media_mb,
                                  request_timeout=request_timeout, media_root=media_root,
                                  allow_outside_root=allow_outside_root, served_model_name=served_model_name,
-                                 quiet=quiet).check()
+                                 system_prompt_as_criteria=system_prompt_as_criteria, quiet=quiet).check()
         batching = BatchSettings(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                                  workers_per_device=workers_per_device, max_queue=max_queue).check()
         server = make_server(resolve_model(model) if (model or not judge) else None, settings=settings,

@@ -207,7 +207,6 @@ def test_score_group_rewards_and_normalised_rewards(server):
     ("/score", None, b"{not json", "body: invalid JSON"),
     ("/score", None, b"[" * 100_000 + b"]" * 100_000, "body: JSON nested too deeply"),
     ("/score", {"records": "x"}, None, "records: expected a list"),
-    ("/score", [], None, "records: the list is empty"),
     ("/score", [{"prompt": "p", "response1": "a", "response2": 3}], None, "records[0].response2"),
     ("/score", [{"prompt": "p", "response1": "a", "response2": "b"}, {"prompt": 5, "response": "x"}], None,
      "records[1].prompt"),
@@ -215,7 +214,7 @@ def test_score_group_rewards_and_normalised_rewards(server):
      "records[0].prompt_media[0].path: media file not found"),
     ("/score", [{"prompt": "p", "response": "a", "prompt_media": [{"type": "image", "path": "../../etc/passwd"}]}],
      None, "escapes the media root"),
-    ("/score_group", {"prompt": "p"}, None, "responses: expected a non-empty list"),
+    ("/score_group", {"prompt": "p"}, None, "responses: expected a list"),
     ("/score_group", {"responses": ["a"]}, None, "prompt: expected a string"),
     ("/score_group", {"prompt": "p", "responses": ["a", {"text": 7}]}, None, "responses[1].text"),
     ("/get_reward", {"query": ["a", None]}, None, "query[1]: expected a string"),
@@ -225,6 +224,21 @@ def test_bad_requests_get_a_400_naming_the_field(server, route, payload, raw, ne
     status, body = call(server, route, payload, raw=raw)
     assert status == 400
     assert needle in body["error"] and "\n" not in body["error"]
+
+
+def test_empty_lists_get_empty_lists(server):
+    """OpenRLHF releases other than 0.11.2 send {"query": []} to every reward server after the first
+    when there are fewer queries than servers; an empty list is an empty answer, not an error."""
+    assert call(server, "/get_reward", {"query": [], "prompts": [], "labels": []}) == \
+        (200, {"rewards": [], "scores": [], "extra_logs": {"reward_normalized": []}})
+    assert call(server, "/score", []) == (200, {"results": []})
+    assert call(server, "/score", {"records": []}) == (200, {"results": []})
+    status, out = call(server, "/classify", {"input": []})
+    assert status == 200 and out["data"] == [] and out["object"] == "list"
+    status, out = call(server, "/pooling", {"input": []})
+    assert status == 200 and out["data"] == []
+    status, out = call(server, "/score_group", {"prompt": "p", "responses": []})
+    assert status == 200 and out["rewards"] == [] and out["best"] is None
 
 
 def test_size_and_count_limits_are_413(server):

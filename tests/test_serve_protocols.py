@@ -37,8 +37,10 @@ def test_chatml_and_llama3_parse_back_into_messages():
 def test_template_default_system_is_dropped_and_other_system_turns_become_criteria():
     f = split_templated(CHATML, default_system=SMOL_SYSTEM)
     assert (f.prompt, f.response, f.criteria) == ("Tell me about bees.", "Bees make honey.", None)
-    f = split_templated(CHATML, default_system=None)
-    assert f.criteria == SMOL_SYSTEM
+    f = split_templated(CHATML, default_system=None)  # SmolLM2's default is a known policy default too
+    assert f.criteria is None
+    assert split_templated(CHATML, system_prompt_as_criteria="always").criteria == SMOL_SYSTEM
+    assert split_templated(LLAMA3, system_prompt_as_criteria="never").criteria is None
     f = split_templated(LLAMA3)
     assert (f.prompt, f.response, f.criteria) == ("Tell me about bees.", "Bees make honey.", "Be brief.")
     multi = ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"

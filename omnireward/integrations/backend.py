@@ -56,16 +56,23 @@ class RemoteScorer:
         self.timeout = timeout
         self.chunk = chunk
         self.media = MediaStore(allow_outside_root=True)
-        self.default_system = None  # records are built here from structured data, not templated text
-        self._scale: RewardScale | None = None
+        self._info: dict | None = None
         self._lock = threading.Lock()
+
+    def _server_info(self) -> dict:
+        with self._lock:
+            if self._info is None:
+                self._info = self._call("GET", "/info")
+            return self._info
 
     @property
     def scale(self) -> RewardScale:
-        with self._lock:
-            if self._scale is None:
-                self._scale = RewardScale.from_stats(self._call("GET", "/info").get("reward_stats"))
-            return self._scale
+        return RewardScale.from_stats(self._server_info().get("reward_stats"))
+
+    @property
+    def default_system(self) -> str | None:
+        """The reward model's own default system prompt (its copy in templated text is not criteria)."""
+        return self._server_info().get("default_system")
 
     def lease(self) -> Lease:
         return self.media.lease()

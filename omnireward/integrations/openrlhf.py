@@ -13,6 +13,7 @@ loads once per process; concurrent calls (OpenRLHF runs them in threads) share f
 from __future__ import annotations
 
 from omnireward.integrations.backend import scorer_for
+from omnireward.serving.chat import check_mode
 from omnireward.serving.protocols import Context
 from omnireward.serving.protocols.openrlhf import items_from, respond
 
@@ -20,10 +21,12 @@ from omnireward.serving.protocols.openrlhf import items_from, respond
 def reward_func(queries, prompts=None, labels=None, **kwargs) -> dict:
     """Rewards for OpenRLHF queries (prompt + response strings); `labels` are not used.
 
-    Keyword options: `model` (folder or server URL; default $OMNIREWARD_MODEL), `criteria`.
+    Keyword options: `model` (folder or server URL; default $OMNIREWARD_MODEL), `criteria`,
+    `system_prompt_as_criteria` ("auto", "always" or "never"; see omnireward.serving.chat).
     """
+    mode = check_mode(kwargs.get("system_prompt_as_criteria", "auto"))
     scorer = scorer_for(kwargs.get("model"))
     items = items_from(list(queries), list(prompts) if prompts is not None else None, kwargs.get("criteria"),
-                       scorer.default_system)
+                       scorer.default_system, mode)
     lines = scorer.score(items, where=[f"queries[{i}]" for i in range(len(items))])
     return respond(lines, None, Context(scale=scorer.scale))

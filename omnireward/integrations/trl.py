@@ -7,7 +7,10 @@ TRL calls it as `reward_func(prompts=..., completions=..., completion_ids=..., *
 the columns are the dataset's other columns (one value per completion) plus `trainer_state`. Both
 of TRL's dataset formats work: standard (`prompts` and `completions` are strings) and
 conversational (lists of `{"role", "content"}` messages; a system turn becomes the criteria, as
-in omnireward's own conversations, unless criteria are given). Media come from the `image`,
+in omnireward's own conversations, unless criteria are given). A standard-format prompt that is
+already chat-templated text loses its markers (omnireward.serving.chat reads it), and a policy
+family's default system prompt is not criteria (`system_prompt_as_criteria="auto"`; "always" or
+"never" instead). Media come from the `image`,
 `images`, `audio` and `video` columns (PIL images, file paths, `data:` URIs, or decoded audio
 `{"array", "sampling_rate"}`) and go with the prompt. Criteria come from a column
 (`criteria_column`, default "criteria") or a fixed string (`criteria=`).
@@ -25,8 +28,8 @@ from typing import Any
 from omnireward.data.records import Item, Response, infer_task
 from omnireward.errors import RequestError
 from omnireward.integrations.backend import scorer_for
-from omnireward.integrations.inputs import MEDIA_COLUMNS, cell_media, text_messages
-from omnireward.serving.chat import fields_from_messages
+from omnireward.integrations.inputs import MEDIA_COLUMNS, cell_media
+from omnireward.serving.chat import check_mode, conversation_fields
 from omnireward.serving.media import Lease
 
 
@@ -35,8 +38,10 @@ class RewardFunction:
 
     def __init__(self, model: str | Path | None = None, *, criteria: str | None = None,
                  criteria_column: str = "criteria", normalize: bool = False, quant: str = "none",
-                 device: str = "auto", batch_size: int = 32, api_key: str | None = None, timeout: float = 120.0):
+                 device: str = "auto", batch_size: int = 32, api_key: str | None = None, timeout: float = 120.0,
+                 system_prompt_as_criteria: str = "auto"):
         self.model = str(model) if model is not None else None
+        self.system_prompt_as_criteria = check_mode(system_prompt_as_criteria)
         self.criteria = criteria
         self.criteria_column = criteria_column
         self.normalize = normalize
@@ -68,19 +73,11 @@ class RewardFunction:
             if value is not None and not isinstance(value, str):
                 raise RequestError(f"expected a string, got {type(value).__name__}", field=f"{self.criteria_column}[{i}]")
             criteria = value or None
-        if isinstance(prompt, str):
-            prompt_text, system = prompt, None
-        else:
-            fields = fields_from_messages(text_messages(prompt, f"prompts[{i}]"), default_system=default_system,
-                                          has_response=False)
-            prompt_text, system = fields.prompt, fields.criteria
-        if isinstance(completion, str):
-            response = completion
-        else:
-            msgs = text_messages(completion, f"completions[{i}]")
-            response = "".join(m["content"] for m in msgs if m["role"] == "assistant")
+        fields = conversation_fields(prompt, completion, default_system=default_system,
+                                     system_prompt_as_criteria=self.system_prompt_as_criteria, field=f"prompts[{i}]",
+                                     response_field=f"completions[{i}]")
         media = [m for col in MEDIA_COLUMNS if col in columns
                  for m in cell_media(columns[col][i], col, lease, f"{col}[{i}]")]
-        resp = Response(text=response.strip())
-        return Item(id=str(i), task=infer_task(media, [resp]), prompt=prompt_text, response=resp,
-                    criteria=criteria if criteria is not None else system, prompt_media=media)
+        resp = Response(text=fields.response or "")
+        return Item(id=str(i), task=infer_task(media, [resp]), prompt=fields.prompt, response=resp,
+                    criteria=criteria if criteria is not None else fields.criteria, prompt_media=media)

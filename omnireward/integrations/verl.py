@@ -28,8 +28,8 @@ from typing import Any
 from omnireward.data.records import Item, Response, infer_task
 from omnireward.errors import RequestError
 from omnireward.integrations.backend import scorer_for
-from omnireward.integrations.inputs import MEDIA_COLUMNS, cell_media, text_messages
-from omnireward.serving.chat import fields_from_messages, prompt_fields, strip_end_markers
+from omnireward.integrations.inputs import MEDIA_COLUMNS, cell_media
+from omnireward.serving.chat import check_mode, conversation_fields, response_text
 
 PROMPT_KEYS = ("prompt", "question")
 
@@ -39,11 +39,12 @@ def compute_score(data_source: str | None = None, solution_str: str | None = Non
                   criteria: str | None = None, normalize: bool = False, missing_prompt: str = "warn",
                   data_sources: list | None = None, solution_strs: list | None = None,
                   ground_truths: list | None = None, extra_infos: list | None = None,
-                  **kwargs: Any) -> float | list[float]:
+                  system_prompt_as_criteria: str = "auto", **kwargs: Any) -> float | list[float]:
     """The omnireward reward of `solution_str` (the policy's response); `ground_truth` is not used.
     With `solution_strs=` (verl's batched convention) a list of rewards, one per response."""
     if missing_prompt not in ("warn", "error"):
         raise RequestError(f"must be 'warn' or 'error', got {missing_prompt!r}", field="missing_prompt")
+    mode = check_mode(system_prompt_as_criteria)
     scorer = scorer_for(model)
     if solution_strs is not None:
         infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)
@@ -52,12 +53,12 @@ def compute_score(data_source: str | None = None, solution_str: str | None = Non
         if not solution_strs:
             return []
         with scorer.lease() as lease:
-            items = [_item(scorer, lease, s, x, prompt_key, criteria, missing_prompt, k)
+            items = [_item(scorer, lease, s, x, prompt_key, criteria, missing_prompt, k, mode)
                      for k, (s, x) in enumerate(zip(solution_strs, infos))]
             rewards = [r["reward"] for r in scorer.score(items, where=[f"solution_strs[{k}]" for k in range(len(items))])]
         return [scorer.scale.normalized(r) for r in rewards] if normalize else rewards
     with scorer.lease() as lease:
-        item = _item(scorer, lease, solution_str, extra_info, prompt_key, criteria, missing_prompt, None)
+        item = _item(scorer, lease, solution_str, extra_info, prompt_key, criteria, missing_prompt, None, mode)
         reward = scorer.score([item], where=["solution_str"])[0]["reward"]
     return scorer.scale.normalized(reward) if normalize else reward
 
@@ -66,11 +67,11 @@ _warned_no_prompt = False
 
 
 def _item(scorer, lease, solution: str | None, extra_info: dict | None, prompt_key: str | None,
-          criteria: str | None, missing_prompt: str, k: int | None) -> Item:
+          criteria: str | None, missing_prompt: str, k: int | None, mode: str = "auto") -> Item:
     global _warned_no_prompt
     extra = dict(extra_info or {})
     where = "extra_info" if k is None else f"extra_infos[{k}]"
-    prompt, system = _prompt(extra, prompt_key, scorer.default_system)
+    prompt, system = _prompt(extra, prompt_key, scorer.default_system, mode, where)
     if not prompt and not any(extra.get(x) for x in (prompt_key, *PROMPT_KEYS) if x):
         msg = (f"no prompt in {where} (keys: {', '.join(sorted(extra)) or 'none'}): the response is judged "
                f"without its prompt; add the prompt as {where}['prompt'] in the dataset's preprocessing")
@@ -82,25 +83,24 @@ def _item(scorer, lease, solution: str | None, extra_info: dict | None, prompt_k
     crit = criteria if criteria is not None else extra.get("criteria") or system
     media = [m for key in MEDIA_COLUMNS if extra.get(key) is not None
              for m in cell_media(extra[key], key, lease, f"{where}.{key}")]
-    response = Response(text=strip_end_markers(solution or ""))
+    response = Response(text=response_text(solution or ""))
     return Item(id=str(extra.get("index", 0 if k is None else k)), task=infer_task(media, [response]), prompt=prompt,
                 response=response, criteria=crit, prompt_media=media)
 
 
-def _prompt(extra: dict, key: str | None, default_system: str | None) -> tuple[str, str | None]:
+def _prompt(extra: dict, key: str | None, default_system: str | None, mode: str = "auto",
+            where: str = "extra_info") -> tuple[str, str | None]:
     keys = (key,) if key else PROMPT_KEYS
     for k in keys:
         value = extra.get(k)
         if value is None:
             continue
-        if isinstance(value, str):
-            fields = prompt_fields(value, default_system=default_system)
-            return fields.prompt, fields.criteria
-        if isinstance(value, (list, tuple)):
-            fields = fields_from_messages(text_messages(list(value), f"extra_info.{k}"),
-                                          default_system=default_system, has_response=False)
-            return fields.prompt, fields.criteria
-        raise RequestError(f"expected a string or chat messages, got {type(value).__name__}", field=f"extra_info.{k}")
+        if not isinstance(value, (str, list, tuple)):
+            raise RequestError(f"expected a string or chat messages, got {type(value).__name__}", field=f"{where}.{k}")
+        fields = conversation_fields(value if isinstance(value, str) else list(value), "",
+                                     default_system=default_system, system_prompt_as_criteria=mode,
+                                     field=f"{where}.{k}")
+        return fields.prompt, fields.criteria
     if key:
-        raise RequestError("missing (named by prompt_key)", field=f"extra_info.{key}")
+        raise RequestError("missing (named by prompt_key)", field=f"{where}.{key}")
     return "", None

@@ -82,6 +82,7 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
     settings.check()
     routes = getattr(service, "routes", None) or ROUTES  # a judge service brings its own
     ctx = Context(scale=service.scale, default_system=service.default_system,
+                  system_prompt_as_criteria=settings.system_prompt_as_criteria,
                   max_records=settings.max_records_per_request,
                   model_name=settings.served_model_name or str(service.info_fields.get("model", "omnireward")),
                   reward_stats=service.stats)

@@ -115,6 +115,7 @@ class RewardService:
         """What GET /info reports: model, objective, modalities, reward statistics, batching."""
         modalities = list(self.models[0].backbone.modalities)
         return {**self.info_fields, "modalities": ["text", *modalities], "reward_stats": self.stats,
+                "default_system": self.default_system,
                 "scale": {"normalized": "(reward - mean) / std", "unit": "sigmoid(normalized)",
                           "mean": self.scale.mean, "std": self.scale.std, "from_reward_stats": self.scale.known},
                 "batching": {**asdict(self.batching), "replicas": len(self.models)},

@@ -26,6 +26,7 @@ class ServeSettings:
     media_root: str | Path = "."
     allow_outside_root: bool = False
     served_model_name: str | None = None  # echoed as `model` by /classify; default: the folder name
+    system_prompt_as_criteria: str = "auto"  # auto|always|never (omnireward.serving.chat)
     quiet: bool = False
 
     def check(self) -> "ServeSettings":
@@ -38,6 +39,9 @@ class ServeSettings:
                 raise ConfigError(f"must be positive, got {value}", field=name)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"must be 0..65535, got {self.port}", field="port")
+        from omnireward.serving.chat import check_mode
+
+        check_mode(self.system_prompt_as_criteria, "system-prompt-as-criteria")
         if not Path(self.media_root).is_dir():
             raise ConfigError(f"not a folder: {self.media_root}", field="media-root")
         return self

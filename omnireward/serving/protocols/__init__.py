@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from omnireward.data.records import Record
-from omnireward.errors import RequestError, RequestTooLarge
+from omnireward.errors import RequestTooLarge
 from omnireward.serving.scale import RewardScale
 
 
@@ -21,6 +21,7 @@ class Context:
 
     scale: RewardScale = field(default_factory=RewardScale)
     default_system: str | None = None
+    system_prompt_as_criteria: str = "auto"  # see omnireward.serving.chat
     max_records: int = 1024
     model_name: str = "omnireward"
     reward_stats: dict | None = None
@@ -39,8 +40,6 @@ def check_count(n: int, ctx: Context, field_name: str) -> None:
     if n > ctx.max_records:
         raise RequestTooLarge(f"{n} records is over the limit of {ctx.max_records} per request "
                               "(--max-records-per-request); send them in several requests", field=field_name)
-    if n == 0:
-        raise RequestError("the list is empty", field=field_name)
 
 
 def join(where: str, name: str) -> str:

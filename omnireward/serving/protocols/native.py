@@ -70,8 +70,8 @@ def parse_score_group(body: Any, lease: Lease, ctx: Context) -> Parsed:
     if not isinstance(body, dict):
         raise RequestError("expected an object with prompt and responses", field="body")
     responses = body.get("responses")
-    if not isinstance(responses, list) or not responses:
-        raise RequestError("expected a non-empty list of responses (strings or {text, media})", field="responses")
+    if not isinstance(responses, list):
+        raise RequestError("expected a list of responses (strings or {text, media})", field="responses")
     check_count(len(responses), ctx, "responses")
     if not isinstance(body.get("prompt"), str):
         raise RequestError("expected a string", field="prompt")
@@ -89,7 +89,7 @@ def respond_score_group(lines: list[dict], parsed: Parsed, ctx: Context) -> dict
            "normalized": [ctx.scale.normalized(r) for r in rewards] if ctx.scale.known else None,
            "unit": [ctx.scale.unit(r) for r in rewards],
            "reward_stats": ctx.reward_stats,
-           "best": max(range(len(rewards)), key=rewards.__getitem__)}
+           "best": max(range(len(rewards)), key=rewards.__getitem__) if rewards else None}
     # What head=gaussian and head=multi predict beside the reward, as `omnireward score` writes it.
     for key, name in (("reward_std", "rewards_std"), ("dimensions", "dimensions")):
         if lines and key in lines[0]:

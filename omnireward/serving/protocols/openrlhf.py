@@ -7,8 +7,10 @@ OpenRLHF posts `query[i]`, the policy's prompt + response decoded as one string,
 the prompt as it was given to the policy. The response is what follows the prompt when the
 prompt is a prefix of the query (else where the prompt occurs in it); without a usable prompt, a
 chat-templated query is split at its last assistant turn, and anything else is scored whole as
-the response to an empty prompt. Chat markers (ChatML, Llama 3) come off the prompt, trailing
-end-of-turn tokens off the response (see omnireward.serving.chat).
+the response to an empty prompt. Chat markers (ChatML, Llama 3, Gemma, Mistral, Phi-3) come off the
+prompt, trailing end-of-turn tokens off the response; a policy's default system prompt is not
+criteria (see omnireward.serving.chat and --system-prompt-as-criteria). An empty `query` list
+gets empty lists back.
 
 `rewards` are the raw rewards, equal to what `/score` gives the native record
 `{"prompt", "response"}`; `scores` are the rewards on [0, 1]: sigmoid((reward - mean) / std) with
@@ -23,13 +25,15 @@ from typing import Any
 
 from omnireward.data.records import Item, Response
 from omnireward.errors import RequestError
-from omnireward.serving.chat import prompt_fields, split_templated, strip_end_markers
+from omnireward.serving.chat import conversation_fields
 from omnireward.serving.media import Lease
 from omnireward.serving.protocols import Context, Parsed, check_count
 
 
-def split_query(query: str, prompt: str | None, default_system: str | None = None) -> tuple[str, str, str | None]:
+def split_query(query: str, prompt: str | None, default_system: str | None = None,
+                system_prompt_as_criteria: str = "auto") -> tuple[str, str, str | None]:
     """(prompt, response, criteria from a system turn) of one OpenRLHF query."""
+    mode = system_prompt_as_criteria
     if prompt:
         start = 0 if query.startswith(prompt) else -1
         head = prompt
@@ -37,12 +41,11 @@ def split_query(query: str, prompt: str | None, default_system: str | None = Non
             head = prompt.strip()
             start = query.find(head)
         if start >= 0:
-            fields = prompt_fields(head, default_system=default_system)
-            return fields.prompt, strip_end_markers(query[start + len(head):]), fields.criteria
-    whole = split_templated(query, default_system=default_system)
-    if whole is not None:
-        return whole.prompt, whole.response or "", whole.criteria
-    return "", strip_end_markers(query), None
+            fields = conversation_fields(head, query[start + len(head):], default_system=default_system,
+                                         system_prompt_as_criteria=mode)
+            return fields.prompt, fields.response or "", fields.criteria
+    fields = conversation_fields(query, default_system=default_system, system_prompt_as_criteria=mode)
+    return fields.prompt, fields.response or "", fields.criteria
 
 
 def _strings(value: Any, name: str, n: int | None = None) -> list[str]:
@@ -57,11 +60,11 @@ def _strings(value: Any, name: str, n: int | None = None) -> list[str]:
 
 
 def items_from(queries: list[str], prompts: list[str] | None, criteria: str | None,
-               default_system: str | None) -> list[Item]:
+               default_system: str | None, system_prompt_as_criteria: str = "auto") -> list[Item]:
     """One native item per query (shared by the route and the in-process reward_func)."""
     items = []
     for i, q in enumerate(queries):
-        p, r, system = split_query(q, prompts[i] if prompts else None, default_system)
+        p, r, system = split_query(q, prompts[i] if prompts else None, default_system, system_prompt_as_criteria)
         items.append(Item(id=str(i), task="text_to_text", prompt=p, response=Response(text=r),
                           criteria=criteria if criteria is not None else system))
     return items
@@ -82,7 +85,7 @@ def parse(body: Any, lease: Lease, ctx: Context) -> Parsed:
     criteria = body.get("criteria")
     if criteria is not None and not isinstance(criteria, str):
         raise RequestError("expected a string", field="criteria")
-    items = items_from(queries, prompts, criteria, ctx.default_system)
+    items = items_from(queries, prompts, criteria, ctx.default_system, ctx.system_prompt_as_criteria)
     return Parsed(items, [f"query[{i}]" for i in range(len(items))])
 
 

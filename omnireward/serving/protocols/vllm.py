@@ -28,7 +28,7 @@ from typing import Any
 
 from omnireward.data.records import Item, Media, Response, infer_task
 from omnireward.errors import RequestError
-from omnireward.serving.chat import fields_from_messages, split_templated, strip_end_markers
+from omnireward.serving.chat import conversation_fields, fields_from_messages
 from omnireward.serving.media import AUDIO_FORMATS, Lease
 from omnireward.serving.protocols import Context, Parsed, check_count
 from omnireward.serving.scale import sigmoid
@@ -83,7 +83,8 @@ def conversation_item(messages: Any, lease: Lease, field: str, index: int, ctx: 
     parsed = [_message(m, lease, f"{field}[{i}]") for i, m in enumerate(messages)]
     if parsed[-1][0]["role"] != "assistant":
         raise RequestError("the last message must be the assistant's response to score", field=field)
-    fields = fields_from_messages([m for m, _ in parsed], default_system=ctx.default_system)
+    fields = fields_from_messages([m for m, _ in parsed], default_system=ctx.default_system,
+                                  system_prompt_as_criteria=ctx.system_prompt_as_criteria)
     prompt_media = [x for _, media in parsed[:-1] for x in media]
     response = Response(text=fields.response or "", media=parsed[-1][1])
     return Item(id=str(index), task=infer_task(prompt_media, [response]), prompt=fields.prompt, response=response,
@@ -92,9 +93,8 @@ def conversation_item(messages: Any, lease: Lease, field: str, index: int, ctx: 
 
 def text_item(text: str, index: int, ctx: Context) -> Item:
     """One item from a string: a templated conversation split back, or plain text as the response."""
-    fields = split_templated(text, default_system=ctx.default_system)
-    if fields is None:
-        return Item(id=str(index), task="text_to_text", prompt="", response=Response(text=strip_end_markers(text)))
+    fields = conversation_fields(text, default_system=ctx.default_system,
+                                 system_prompt_as_criteria=ctx.system_prompt_as_criteria)
     return Item(id=str(index), task="text_to_text", prompt=fields.prompt, response=Response(text=fields.response or ""),
                 criteria=fields.criteria)
 
