@@ -123,6 +123,24 @@ def test_video_descriptors_read_brightness_motion_and_shuffled_frames():
     assert line.startswith(f"[video: {clip.duration:.1f} s, brightness ") and "frame consistency" in line
 
 
+def test_a_clip_shorter_than_the_sampled_frames_counts_each_frame_once(tmp_path):
+    import av
+
+    path = tmp_path / "short.mp4"
+    with av.open(str(path), "w") as container:  # 6 frames, each 40 grey levels brighter than the last
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 + 40 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    line = D.describe("video", path)
+    motion = float(line.split("motion ")[1].split("%")[0])
+    assert motion == pytest.approx(100 * 40 / 255, abs=1.5)  # with repeated frames it would be lower
+
+
 # ---------------------------------------------------------------- 3D
 
 def _mesh_file(tmp_path, name, v, f):

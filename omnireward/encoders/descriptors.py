@@ -10,8 +10,8 @@ medium can be followed by a line the LM can compare with the criterion in its ow
     [video: 1.5 s, brightness 45%, ..., motion 4.0%, frame consistency 93%]
     [3D, z up: height 2.1, width 1.2, depth 0.8, height/width 1.75, roughness 12°, 2.4k vertices, 4.8k faces, watertight]
 
-Everything is measured with numpy, scipy, PIL, soundfile, decord and trimesh (the loaders of
-omnireward/data/media.py). `describe(type, path)` gives the line; `backbones/features.py`
+Everything is measured with numpy, scipy, PIL and trimesh on what the loaders of
+omnireward/data/media.py read. `describe(type, path)` gives the line; `backbones/features.py`
 caches it per file under a key that holds VERSION.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 VERSION = "1"
 AUDIO_RATE = 16000
 AUDIO_SECONDS = 30.0  # the span measured (the encoders read at most Whisper's 30 s window)
-VIDEO_FRAMES = 16  # frames sampled uniformly over a clip (fewer when the clip has fewer)
+VIDEO_FRAMES = 16  # frames sampled uniformly over a clip (each frame once when the clip has fewer)
 VIDEO_SHORT_SIDE = 112
 IMAGE_SIDE = 512  # images with a longer side are measured at this size
 UP_AXIS = "z"  # meshes are read z up, as the renderer (data/render.py) and the 3D demo place them
@@ -284,20 +284,12 @@ def describe(media_type: str, path: str | Path) -> str:
             im.thumbnail((IMAGE_SIDE, IMAGE_SIDE), Image.BILINEAR)
         return render_image(image_descriptors(np.asarray(im)))
     if media_type == "video":
-        clip = media.load_video(path, num_frames=_video_frames(path), size=VIDEO_SHORT_SIDE)
-        return render_video(video_descriptors(clip.frames, clip.duration))
+        clip = media.load_video(path, num_frames=VIDEO_FRAMES, size=VIDEO_SHORT_SIDE)
+        # A clip of fewer frames repeats some; repeated frames would read as no motion.
+        keep = np.concatenate([[True], np.diff(clip.timestamps) > 0])
+        return render_video(video_descriptors(clip.frames[keep], clip.duration))
     if media_type == "mesh":
         p = media._checked(path, "mesh", media.MESH_EXTENSIONS)
         return render_mesh(mesh_descriptors(media._load_geometry(p)))
     raise ValueError(f"no descriptors for media type {media_type!r}")
 
-
-def _video_frames(path) -> int:
-    """VIDEO_FRAMES, or every frame of a shorter clip (repeated frames would read as no motion)."""
-    import decord
-
-    try:
-        total = len(decord.VideoReader(str(path), num_threads=1))
-    except Exception:  # load_video names the file and the failure
-        return VIDEO_FRAMES
-    return max(1, min(VIDEO_FRAMES, total))
