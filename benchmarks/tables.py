@@ -56,18 +56,38 @@ def judge_joint_vs_bt(args: dict, where: list[str]) -> str:
 
 
 def serve_load(args: dict, where: list[str]) -> str:
-    """benchmarks/serve_load.py: throughput, latency and batches formed per number of concurrent clients."""
+    """benchmarks/serve_load.py: throughput, latency and batches formed per number of concurrent clients;
+    for lines that measured it, the bound (offline `omnireward score` on the same records) beside them."""
     row = newest("serve_load", where)
     f = row["figures"]
-    out = ["| clients | requests | requests/s | vs 1 client | p50 latency | p99 latency | sequences per forward pass (mean / max) | errors |",
-           "|---|---|---|---|---|---|---|---|"]
+    if "offline" not in f:  # lines written before serve_load.py measured the offline bound
+        out = ["| clients | requests | requests/s | vs 1 client | p50 latency | p99 latency | sequences per forward pass (mean / max) | errors |",
+               "|---|---|---|---|---|---|---|---|"]
+        for n, lv in sorted(f["levels"].items(), key=lambda kv: int(kv[0])):
+            speed = f["speedup"].get(n)
+            mean = f"{lv['mean_batch']:.1f}" if lv["mean_batch"] is not None else "—"
+            out.append(f"| {n} | {lv['ok']} | {lv['requests_per_s']:.2f} | {speed:.2f}× | {lv['p50_s']:.2f} s | "
+                       f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |")
+        return "\n".join(out)
+    off, ref = f["offline"], f["one_client_full_batch"]
+    out = ["| clients | requests | rollouts/s | vs 1 client | vs offline | p50 latency | p99 latency | "
+           "p99 vs one client sending full batches | sequences per forward pass: count | errors |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for n, lv in sorted(f["levels"].items(), key=lambda kv: int(kv[0])):
-        speed = f["speedup"].get(n)
-        mean = f"{lv['mean_batch']:.1f}" if lv["mean_batch"] is not None else "—"
-        out.append(f"| {n} | {lv['ok']} | {lv['requests_per_s']:.2f} | {speed:.2f}× | {lv['p50_s']:.2f} s | "
-                   f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |")
+        hist = ", ".join(f"{k}: {v}" for k, v in sorted(lv["batch_sizes"].items(), key=lambda kv: -int(kv[0])))
+        p99 = f["p99_vs_one_client_full_batch"].get(n)
+        out.append(f"| {n} | {lv['ok']} | {lv['rollouts_per_s']:.2f} | {f['speedup'][n]:.2f}× | "
+                   f"{f['served_vs_offline'][n]:.2f} | {lv['p50_s']:.2f} s | {lv['p99_s']:.2f} s | "
+                   f"{'—' if p99 is None else f'{p99:.2f}×'} | {hist} | {lv['errors']} |")
+    runs = " and ".join(f"{r['records_per_s']:.2f}" for r in off["runs"])
+    diff = f["max_abs_reward_diff"]
+    out += ["", f"Offline bound: `omnireward score` on the same {off['records']} records, model and batch size "
+            f"({off['batch_size']}), {off['records_per_s']:.2f} records/s (steady rate, mean of a run before the "
+            f"served levels and one after: {runs}). One client sending {ref['rollouts_per_request']} rollouts per "
+            f"request: {ref['rollouts_per_s']:.2f} rollouts/s, p99 {ref['p99_s']:.2f} s. Served and offline "
+            f"rewards of the same records differ by at most "
+            f"{'—' if diff is None else f'{diff:.1e}'} ({f['rewards_compared']} compared)."]
     return "\n".join(out)
-_RULE_NAMES = {"criteria_flip": "criteria flips", "temporal": "frame order", "quality": "mesh quality"}
 
 
 def _rule_name(rule: str) -> str:
