@@ -90,6 +90,9 @@ def serve_load(args: dict, where: list[str]) -> str:
     return "\n".join(out)
 
 
+_RULE_NAMES = {"criteria_flip": "criteria flips", "temporal": "frame order", "quality": "mesh quality"}
+
+
 def _rule_name(rule: str) -> str:
     """`criteria_flip:subject` -> "subject flips"."""
     return f"{rule.split(':')[1]} flips" if ":" in rule else _RULE_NAMES.get(rule, rule)
