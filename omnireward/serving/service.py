@@ -25,7 +25,7 @@ class BatchSettings:
     """How concurrent requests are merged (see omnireward.serving.batcher)."""
 
     max_batch_size: int = 32        # sequences per forward pass (a pair is two)
-    batch_timeout: float = 0.01     # seconds the oldest waiting record waits for company
+    batch_timeout: float = 0.01     # seconds a waiting record waits for company once a replica is free
     workers_per_device: int = 1     # model replicas (worker threads) per device
     max_queue: int = 16384          # sequences waiting before requests get 503
 
