@@ -7,7 +7,8 @@ Builds the demo set (`test` comes from sources training never shows), trains, th
 held-out sets: the `test` split; "fresh unseen", a larger sample of the test pool built with
 another seed; and "fresh seen", new crops, windows or fillers of the training sources (the `val`
 pool, another seed). Appends one line to benchmarks/results/demo_runs.jsonl through results_log:
-times, and for each set the accuracy and n overall, per rule, and on all criteria-flip records.
+times, and for each set the accuracy and n overall, per rule, and on all criteria-flip records
+(also per wording of the criteria: the rule's own phrasings, and the test pool's paraphrases).
 
 The line's `tag` (the row name docs render by) is derived from every setting that changes the
 result: a readable prefix (modality, LM layers kept, epochs, pairs, seed, LM layers training,
@@ -40,23 +41,39 @@ def rule_of(meta: dict) -> str:
 
 
 def accuracy_by_rule(pairs_file: Path, scores_file: Path) -> dict:
-    """Accuracy and n overall, per rule and over all criteria-flip records of one scored set."""
-    rules = {json.loads(x)["id"]: rule_of(json.loads(x)["meta"]) for x in pairs_file.read_text().splitlines()}
+    """Accuracy and n overall, per rule and over all criteria-flip records of one scored set.
+
+    Flip records that say how their criteria are worded (`meta.wording`: "trained", the rule's own
+    phrasings, or "paraphrase", other words that only the unseen split uses) are also counted per
+    wording under `flips_by_wording`: wording -> {accuracy, n, per_rule}.
+    """
+    metas = {r["id"]: r["meta"] for r in map(json.loads, pairs_file.read_text().splitlines())}
     right = defaultdict(list)
+    worded = defaultdict(lambda: defaultdict(list))
     for x in scores_file.read_text().splitlines():
         s = json.loads(x)
         ok = (s["margin"] > 0) == (s["preference"] == "response1")
-        right[rules[s["id"]]].append(ok)
+        meta = metas[s["id"]]
+        rule = rule_of(meta)
+        right[rule].append(ok)
         right["*all"].append(ok)
-        if rules[s["id"]].startswith("criteria_flip"):
+        if rule.startswith("criteria_flip"):
             right["*flips"].append(ok)
+            if "wording" in meta:
+                worded[meta["wording"]][rule].append(ok)
 
     def acc(v: list) -> dict:
         return {"accuracy": round(sum(v) / len(v), 4), "n": len(v)}
 
-    return {"accuracy": acc(right["*all"])["accuracy"], "n": len(right["*all"]),
-            "flips": acc(right["*flips"]) if right["*flips"] else None,
-            "per_rule": {k: acc(v) for k, v in sorted(right.items()) if not k.startswith("*")}}
+    out = {"accuracy": acc(right["*all"])["accuracy"], "n": len(right["*all"]),
+           "flips": acc(right["*flips"]) if right["*flips"] else None,
+           "per_rule": {k: acc(v) for k, v in sorted(right.items()) if not k.startswith("*")}}
+    if worded:
+        out["flips_by_wording"] = {
+            how: {**acc([ok for v in rules.values() for ok in v]),
+                  "per_rule": {k: acc(v) for k, v in sorted(rules.items())}}
+            for how, rules in sorted(worded.items())}
+    return out
 
 
 # Settings read from the composed config that change what a run measures (name -> config key).

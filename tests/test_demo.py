@@ -91,6 +91,45 @@ def test_criteria_flip_twins_exist_and_disagree(built, modality):
             assert {a.preference, b.preference} == {"response1", "response2"}
 
 
+WORDED = {"text": text, "image": image, "video": video, "audio": audio, "3d": mesh}
+
+
+@pytest.mark.parametrize("modality", list(WORDED))
+def test_test_split_words_half_its_flips_in_paraphrases_training_never_shows(built, modality, tmp_path):
+    module = WORDED[modality]
+    root, _ = built(modality, 40)
+    trained = {c for v in module.CRITERIA.values() for c in v}
+    paraphrased = {c for v in module.PARAPHRASES.values() for c in v}
+    assert not trained & paraphrased
+    seen_forms = {c.format(x="").lower() for c in trained}
+    assert not {c.format(x="").lower() for c in paraphrased} & seen_forms
+    for split in ("train", "val"):
+        flips = [p for p in _read(root, split) if p.meta["rule"] == FLIP]
+        assert flips and all(p.meta["wording"] == "trained" for p in flips)
+    used = Counter()
+    test = build_split(modality, tmp_path, "test", 40, seed=0)
+    for group in _twins([record_from_dict(json.loads(x)) for x in test.read_text().splitlines()]):
+        a, b = group
+        how = a.meta["wording"]
+        assert b.meta["wording"] == how  # both criteria of a twin in the same wording
+        pool = trained if how == "trained" else paraphrased
+        for p in group:
+            assert any(_fills(c, p.criteria) for c in pool), (how, p.criteria)
+        used[how] += 1
+    assert used["trained"] and used["paraphrase"], used
+
+
+def _fills(template: str, criteria: str) -> bool:
+    """`criteria` is `template` as it stands, or with its {x} filled in."""
+    head, _, tail = template.partition("{x}")
+    return criteria == template or (bool(_) and criteria.startswith(head) and criteria.endswith(tail))
+
+
+def _said(module, key: str) -> list[str]:
+    """A flip's criteria in every wording a split may use: the rule's own, and the test split's paraphrases."""
+    return module.CRITERIA[key] + module.PARAPHRASES[key]
+
+
 def _winner_loser(pair, root):
     win = pair.response1 if pair.preference == "response1" else pair.response2
     lose = pair.response2 if pair.preference == "response1" else pair.response1
@@ -111,12 +150,12 @@ def test_image_flips_follow_their_criteria(built):
             assert len(named) == 1, p.criteria
             assert (win != lose).any()
         elif p.meta["flip"] == "brightness":
-            brighter_wins = p.criteria in image.CRITERIA["bright"]
-            assert brighter_wins != (p.criteria in image.CRITERIA["dark"])
+            brighter_wins = p.criteria in _said(image, "bright")
+            assert brighter_wins != (p.criteria in _said(image, "dark"))
             assert (win.mean() > lose.mean()) == brighter_wins, p.criteria
         else:
-            gray_wins = p.criteria in image.CRITERIA["gray"]
-            assert gray_wins != (p.criteria in image.CRITERIA["colour"])
+            gray_wins = p.criteria in _said(image, "gray")
+            assert gray_wins != (p.criteria in _said(image, "colour"))
             is_gray = [np.abs(a[..., 0] - a[..., 2]).max() == 0 for a in (win, lose)]
             assert is_gray == [gray_wins, not gray_wins], p.criteria
         checked[p.meta["flip"]] += 1
@@ -168,8 +207,8 @@ def test_audio_flips_follow_their_criteria(built):
         win, lose = (load_audio(x) for x in _winner_loser(p, root))
         kind = p.meta["flip"]
         first, second = {"volume": ("loud", "quiet"), "speed": ("fast", "slow"), "pitch": ("high", "low")}[kind]
-        first_wins = p.criteria in audio.CRITERIA[first]
-        assert first_wins != (p.criteria in audio.CRITERIA[second])
+        first_wins = p.criteria in _said(audio, first)
+        assert first_wins != (p.criteria in _said(audio, second))
         if kind == "volume":
             assert (np.sqrt(np.mean(win ** 2)) > np.sqrt(np.mean(lose ** 2))) == first_wins, p.criteria
         elif kind == "speed":
@@ -194,14 +233,14 @@ def test_3d_flips_follow_their_criteria(built):
             faces = mesh._base_meshes()[named[0]][2]
             assert np.array_equal(win.faces, faces) and not np.array_equal(lose.faces, faces)
         elif p.meta["flip"] == "height":
-            tall_wins = p.criteria in mesh.CRITERIA["tall"]
-            assert tall_wins != (p.criteria in mesh.CRITERIA["flat"])
+            tall_wins = p.criteria in _said(mesh, "tall")
+            assert tall_wins != (p.criteria in _said(mesh, "flat"))
             aspect = [m.extents[2] / max(m.extents[:2]) for m in (win, lose)]
             assert (aspect[0] > aspect[1]) == tall_wins, p.criteria
         else:
             # Same faces; noise on the vertices bends neighbouring faces away from each other.
-            smooth_wins = p.criteria in mesh.CRITERIA["smooth"]
-            assert smooth_wins != (p.criteria in mesh.CRITERIA["rough"])
+            smooth_wins = p.criteria in _said(mesh, "smooth")
+            assert smooth_wins != (p.criteria in _said(mesh, "rough"))
             bend = [float(np.mean(m.face_adjacency_angles)) for m in (win, lose)]
             assert (bend[0] < bend[1]) == smooth_wins, p.criteria
         checked[p.meta["flip"]] += 1
@@ -271,9 +310,9 @@ def test_text_held_out_prompts_are_unseen_and_rules_are_mixed(built):
         if p.meta["rule"] == "helpfulness":
             assert "sorry" in bad.lower() or "can't" in bad
         if p.meta["rule"] == FLIP and p.meta["flip"] == "length":
-            assert (len(good) < len(bad)) == (p.criteria in text.CRITERIA["concise"])
+            assert (len(good) < len(bad)) == (p.criteria in _said(text, "concise"))
         if p.meta["rule"] == FLIP and p.meta["flip"] == "format":
-            assert good.startswith("- ") == (p.criteria in text.CRITERIA["list"])
+            assert good.startswith("- ") == (p.criteria in _said(text, "list"))
 
 
 def test_omni_is_task_balanced(built):

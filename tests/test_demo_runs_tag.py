@@ -69,3 +69,31 @@ def demo_runs_lines() -> list[dict]:
     from results_log import lines
 
     return lines("demo_runs")
+
+
+def test_flips_are_also_counted_per_wording_of_their_criteria(tmp_path):
+    """A results line reads the test pool's paraphrased criteria apart from the rule's own phrasings."""
+    import json
+
+    from omnireward.data.demo import build_split
+
+    pairs = build_split("image", tmp_path, "test", 40, seed=0)
+    records = [json.loads(x) for x in pairs.read_text().splitlines()]
+    # a scorer right on every trained-wording flip and wrong on every paraphrased one, right elsewhere
+    lines = []
+    for r in records:
+        good = 1.0 if r["preference"] == "response1" else -1.0
+        margin = -good if r["meta"].get("wording") == "paraphrase" else good
+        lines.append(json.dumps({"id": r["id"], "margin": margin, "preference": r["preference"]}))
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("\n".join(lines) + "\n")
+    figures = demo_runs.accuracy_by_rule(pairs, scores)
+    by = figures["flips_by_wording"]
+    n_para = sum(r["meta"].get("wording") == "paraphrase" for r in records)
+    n_flips = sum(r["meta"]["rule"] == "criteria_flip" for r in records)
+    assert by["paraphrase"]["n"] == n_para > 0 and by["trained"]["n"] == n_flips - n_para > 0
+    assert by["paraphrase"]["accuracy"] == 0 and by["trained"]["accuracy"] == 1
+    assert figures["flips"] == {"accuracy": round((n_flips - n_para) / n_flips, 4), "n": n_flips}
+    rules = {k for k in figures["per_rule"] if k.startswith("criteria_flip")}
+    assert set(by["paraphrase"]["per_rule"]) | set(by["trained"]["per_rule"]) == rules
+    assert figures["per_rule"]["subject"]["accuracy"] == 1

@@ -12,7 +12,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, plan, twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, plan, worded_twin
 from omnireward.data.records import Media, Response
 
 AUDIO_RATE = 16000
@@ -29,6 +29,19 @@ CRITERIA = {
     "quiet": ["Prefer the quieter recording.", "Prefer the clip with the lower volume."],
     "quality": ["Prefer the clean recording without background noise.", "Prefer the clearer audio."],
     "content": ["Prefer the clip that says the requested sentence."],
+}
+# Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
+PARAPHRASES = {
+    "fast": ["The quicker talker.", "Pick the clip where the words come out at a higher speed.",
+             "I want the one spoken at a brisk, rapid pace."],
+    "slow": ["The more unhurried talker.", "Pick the clip where the words come out at a lower speed.",
+             "I want the one spoken at a calm, leisurely pace."],
+    "high": ["The one with the higher voice.", "Pick the clip whose voice sits higher, like a soprano.",
+             "I want a high, light voice."],
+    "low": ["The one with the lower voice.", "Pick the clip whose voice sits lower, like a bass.",
+            "I want a low, rumbling voice."],
+    "loud": ["The louder one.", "Higher volume wins.", "Pick whichever is played at a greater level."],
+    "quiet": ["The softer one.", "Prefer the quieter clip.", "Pick whichever is played at a lower level."],
 }
 
 
@@ -140,12 +153,12 @@ def _audio_unit(rule: str, ctx: Ctx, pool: _Pool, flip: str) -> list[Choice]:
         loud = _augment(ctx, clean, ctx.rng.uniform(0.8, 0.95))
         quiet = _augment(ctx, clean, ctx.rng.uniform(0.06, 0.12))
         base = choice(loud, quiet, flip=flip)
-        return twin(base, ctx.pick(CRITERIA["loud"]), ctx.pick(CRITERIA["quiet"]))
+        return worded_twin(ctx, base, CRITERIA, PARAPHRASES, "loud", "quiet")
     hi, lo = ("fast", "slow") if flip == "speed" else ("high", "low")
     sentence = ctx.pick(pool.sentences(voice, hi))
     prompt = ctx.pick(_SPEECH_PROMPTS).format(s=sentence)
     base = choice(_augment(ctx, wav(sentence, hi)), _augment(ctx, wav(sentence, lo)), flip=flip)
-    return twin(base, ctx.pick(CRITERIA[hi]), ctx.pick(CRITERIA[lo]))
+    return worded_twin(ctx, base, CRITERIA, PARAPHRASES, hi, lo)
 
 
 def build(n: int, ctx: Ctx) -> list[list[Choice]]:

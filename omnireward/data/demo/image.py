@@ -13,7 +13,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, wording, worded_twin
 from omnireward.data.records import Media, Response
 
 
@@ -81,6 +81,15 @@ CRITERIA = {
     "quality": ["Prefer the sharper, cleaner image.", "Prefer the image without visual artifacts."],
     "subject": ["Prefer the image that matches the prompt."],
     "shows": ["Prefer the image that shows {x}.", "The better picture is the one of {x}."],
+}
+# Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
+PARAPHRASES = {
+    "gray": ["The monochrome one.", "I would like a photo in shades of grey only.", "Pick the black and white shot."],
+    "colour": ["The one with vivid colours.", "I would like a photo with all its hues intact.",
+               "Pick the colourful shot."],
+    "bright": ["The lighter one.", "I want the photo with more light in it.", "Pick the well-lit, luminous shot."],
+    "dark": ["The dimmer one.", "I want the photo with less light in it.", "Pick the shadowy, low-light shot."],
+    "shows": ["I want a picture of {x}.", "Pick the one that depicts {x}."],
 }
 # Prompts that name no subject: the criteria alone say which picture is wanted.
 _OPEN_PROMPTS = ["a nice photo", "a picture for my wall", "an interesting image"]
@@ -163,20 +172,21 @@ def _image_unit(rule: str, ctx: Ctx) -> list[Choice]:
     kind = ctx.pick(["subject", "colour", "brightness"])
     if kind == "subject":
         prompt = ctx.pick(_OPEN_PROMPTS)
-        shows = ctx.pick(CRITERIA["shows"])
-        base = choice(_crop(ctx, photo), _crop(ctx, other), None, (photo, other), flip="subject", other=other.name)
+        shows, how = wording(ctx, CRITERIA["shows"], PARAPHRASES["shows"])
+        base = choice(_crop(ctx, photo), _crop(ctx, other), None, (photo, other), flip="subject", other=other.name,
+                      wording=how)
         return twin(base, shows.format(x=photo.subject), shows.format(x=other.subject))
     if kind == "colour":
         photo = ctx.pick([x for x in photos if x.colour])
         prompt = ctx.pick(_IMAGE_PROMPTS).format(x=photo.subject)
         img = _crop(ctx, photo)
         base = choice(img.convert("L").convert("RGB"), img, None, (photo,), flip="colour")
-        return twin(base, ctx.pick(CRITERIA["gray"]), ctx.pick(CRITERIA["colour"]))
+        return worded_twin(ctx, base, CRITERIA, PARAPHRASES, "gray", "colour")
     img = _crop(ctx, photo)
     bright = ImageEnhance.Brightness(img).enhance(ctx.rng.uniform(1.4, 1.7))
     dark = ImageEnhance.Brightness(img).enhance(ctx.rng.uniform(0.35, 0.55))
     base = choice(bright, dark, flip="brightness")
-    return twin(base, ctx.pick(CRITERIA["bright"]), ctx.pick(CRITERIA["dark"]))
+    return worded_twin(ctx, base, CRITERIA, PARAPHRASES, "bright", "dark")
 
 
 def build(n: int, ctx: Ctx) -> list[list[Choice]]:

@@ -15,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, wording, worded_twin
 from omnireward.data.records import Media, Response
 
 _MESH_PROMPTS = ["a 3D model of {x}", "{x}", "a 3D mesh of {x}", "a clean 3D asset of {x}"]
@@ -27,6 +27,14 @@ CRITERIA = {
     "quality": ["Prefer the complete, clean mesh.", "Prefer the better-made 3D model."],
     "object": ["Prefer the model of the requested object."],
     "shows": ["Prefer the model of {x}.", "The better 3D asset is the one of {x}."],
+}
+# Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
+PARAPHRASES = {
+    "tall": ["The taller one.", "Pick the shape with the greater height.", "I want it elongated and lanky."],
+    "flat": ["The lower, squatter one.", "Pick the shape with the smaller height.", "I want it compressed and stubby."],
+    "smooth": ["The smoother one.", "Pick the shape whose surface is even and polished.", "I want a sleek finish."],
+    "rough": ["The bumpier one.", "Pick the shape whose surface is uneven and grainy.", "I want a coarse, gritty finish."],
+    "shows": ["I want a model of {x}.", "Pick the asset that depicts {x}."],
 }
 _OPEN_PROMPTS = ["a 3D model", "a nice 3D asset", "a mesh for my scene"]  # no object named
 SEEN = ["airplane", "ant", "sphere", "cube", "cylinder", "cone", "capsule", "torus"]
@@ -166,17 +174,18 @@ def _mesh_unit(rule: str, ctx: Ctx) -> list[Choice]:
     kind = ctx.pick(["object", "height", "roughness"])
     if kind == "object":
         prompt = ctx.pick(_OPEN_PROMPTS)
-        shows = ctx.pick(CRITERIA["shows"])
-        base = choice(_placed(ctx, name), _placed(ctx, other), None, (name, other), flip="object", other=other)
+        shows, how = wording(ctx, CRITERIA["shows"], PARAPHRASES["shows"])
+        base = choice(_placed(ctx, name), _placed(ctx, other), None, (name, other), flip="object", other=other,
+                      wording=how)
         return twin(base, shows.format(x=meshes[name][0]), shows.format(x=meshes[other][0]))
     if kind == "height":
         tall = _placed(ctx, name, ctx.rng.uniform(1.7, 2.2))
         flat = _placed(ctx, name, ctx.rng.uniform(0.4, 0.55))
         base = choice(tall, flat, flip="height")
-        return twin(base, ctx.pick(CRITERIA["tall"]), ctx.pick(CRITERIA["flat"]))
+        return worded_twin(ctx, base, CRITERIA, PARAPHRASES, "tall", "flat")
     v, f = _placed(ctx, name)
     base = choice((v, f), (_mesh_noise(ctx, v, ctx.rng.uniform(0.03, 0.05)), f), flip="roughness")
-    return twin(base, ctx.pick(CRITERIA["smooth"]), ctx.pick(CRITERIA["rough"]))
+    return worded_twin(ctx, base, CRITERIA, PARAPHRASES, "smooth", "rough")
 
 
 def build(n: int, ctx: Ctx) -> list[list[Choice]]:

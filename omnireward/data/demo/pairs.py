@@ -132,6 +132,33 @@ def twin(base: Choice, criteria_good: str, criteria_bad: str) -> list[Choice]:
     return [a, b]
 
 
+# How a flip twin's criteria are worded (`meta.wording`): in one of the rule's own phrasings, which
+# train and val use, or in a paraphrase that only the unseen split (test) uses, as a user would write it.
+TRAINED, PARAPHRASE = "trained", "paraphrase"
+
+
+def wording(ctx: Ctx, trained: list[str], paraphrases: list[str]) -> tuple[str, str]:
+    """A criterion (or template) for a flip twin, and how it is worded.
+
+    Train and val pick one of the `trained` phrasings. The unseen split picks from both lists with
+    equal chances for the two wordings, so its figures can be read per wording. Either way this is
+    one draw of the split's generator: the records that follow are the same ones in every build.
+    """
+    if not ctx.unseen or not paraphrases:
+        return ctx.pick(trained), TRAINED
+    options = [(c, TRAINED) for c in trained] * len(paraphrases) + [(c, PARAPHRASE) for c in paraphrases] * len(trained)
+    return ctx.pick(options)
+
+
+def worded_twin(ctx: Ctx, base: Choice, criteria: dict[str, list[str]], paraphrases: dict[str, list[str]],
+                good: str, bad: str) -> list[Choice]:
+    """`twin` under criteria[good] and criteria[bad] (or, in the unseen split, both in paraphrase for half
+    the twins), with `meta.wording` saying which."""
+    first, how = wording(ctx, criteria[good], paraphrases.get(good, []))
+    second = ctx.pick(criteria[bad] if how == TRAINED else paraphrases[bad])
+    return twin(Choice(**{**base.__dict__, "detail": {**base.detail, "wording": how}}), first, second)
+
+
 def held_out(items: list, split: str) -> list:
     """The items of a split: every 10th item goes to val, the next to test, the rest to train.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, held_out, plan, split_of, twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, held_out, plan, split_of, worded_twin
 from omnireward.data.records import Response
 
 _CAPITALS = [
@@ -235,6 +235,15 @@ CRITERIA = {
     "safety": ["Prefer the safer response.", "Prefer the response that refuses to help with harm."],
     "helpfulness": ["Prefer the more helpful answer."],
 }
+# Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
+PARAPHRASES = {
+    "concise": ["Keep it short.", "I only want the gist, in a sentence.", "The briefer reply wins."],
+    "detailed": ["Give me the full picture.", "I want an in-depth explanation with background.",
+                 "The more thorough reply wins."],
+    "list": ["Bullets, please.", "I want the points itemised one per line.", "The reply broken into items wins."],
+    "paragraph": ["No bullets, please; continuous text.", "I want it as flowing prose.",
+                  "The reply written as one block of sentences wins."],
+}
 
 
 @dataclass
@@ -370,10 +379,10 @@ def _text_unit(rule: str, ctx: Ctx) -> list[Choice]:
     # criteria flip: the same two answers, preferred one way or the other by the criterion
     if ctx.rng.random() < 0.5:
         base = choice(prompt, qa.concise, detailed, flip="length", sources=[family])
-        return twin(base, ctx.pick(CRITERIA["concise"]), ctx.pick(CRITERIA["detailed"]))
+        return worded_twin(ctx, base, CRITERIA, PARAPHRASES, "concise", "detailed")
     bullets = "\n".join("- " + s for s in [qa.concise] + qa.details)
     base = choice(prompt, bullets, detailed, flip="format", sources=[family])
-    return twin(base, ctx.pick(CRITERIA["list"]), ctx.pick(CRITERIA["paragraph"]))
+    return worded_twin(ctx, base, CRITERIA, PARAPHRASES, "list", "paragraph")
 
 
 def build(n: int, ctx: Ctx) -> list[list[Choice]]:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from omnireward.data.demo import image
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, wording, worded_twin
 from omnireward.data.records import Media, Response
 from omnireward.errors import DependencyError
 
@@ -62,6 +62,15 @@ CRITERIA = {
     "forward": ["Prefer the clip whose motion plays smoothly in order.", "Prefer natural, continuous motion."],
     "quality": ["Prefer the sharper, cleaner video.", "Prefer the video without compression artifacts."],
     "shows": ["Prefer the clip that shows {x}.", "The better video is the one of {x}."],
+}
+# Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
+PARAPHRASES = {
+    "gray": ["The monochrome one.", "I would like footage in shades of grey only.", "Pick the black and white take."],
+    "colour": ["The one with vivid colours.", "I would like footage with all its hues intact.",
+               "Pick the colourful take."],
+    "bright": ["The lighter one.", "I want the footage with more light in it.", "Pick the well-lit, luminous take."],
+    "dark": ["The dimmer one.", "I want the footage with less light in it.", "Pick the shadowy, low-light take."],
+    "shows": ["I want footage of {x}.", "Pick the video that depicts {x}."],
 }
 CLIP_FRAMES, CLIP_STRIDE, CLIP_FPS = 12, 3, 8  # 1.5 s clips at 8 fps
 CLIP_W, CLIP_H = 128, 96
@@ -201,19 +210,17 @@ def _video_unit(rule: str, ctx: Ctx) -> list[Choice]:
     kind = ctx.pick(["subject", "colour", "brightness"])
     if kind == "subject":
         prompt = ctx.pick(_OPEN_PROMPTS)
-        shows = ctx.pick(CRITERIA["shows"])
+        shows, how = wording(ctx, CRITERIA["shows"], PARAPHRASES["shows"])
         base = choice(_random_clip(ctx, src), _random_clip(ctx, other), None, (src, other), flip="subject",
-                      other=other.name)
+                      other=other.name, wording=how)
         return twin(base, shows.format(x=src.subject), shows.format(x=other.subject))
     clip = _random_clip(ctx, src)
     if kind == "colour":
         gray = np.repeat((clip @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=-1).astype(np.uint8)
-        return twin(choice(gray, clip, flip="colour"), ctx.pick(CRITERIA["gray"]),
-                    ctx.pick(CRITERIA["colour"]))
+        return worded_twin(ctx, choice(gray, clip, flip="colour"), CRITERIA, PARAPHRASES, "gray", "colour")
     bright = np.clip(clip * ctx.rng.uniform(1.4, 1.7), 0, 255).astype(np.uint8)
     dark = (clip * ctx.rng.uniform(0.35, 0.55)).astype(np.uint8)
-    return twin(choice(bright, dark, flip="brightness"), ctx.pick(CRITERIA["bright"]),
-                ctx.pick(CRITERIA["dark"]))
+    return worded_twin(ctx, choice(bright, dark, flip="brightness"), CRITERIA, PARAPHRASES, "bright", "dark")
 
 
 def build(n: int, ctx: Ctx) -> list[list[Choice]]:
