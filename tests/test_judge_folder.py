@@ -64,7 +64,7 @@ def test_eval_with_a_judge_folder_judges(judge_run, tmp_path):
     assert json.loads((tmp_path / "e.json").read_text())["judge"] == "omni"
 
 
-@pytest.mark.parametrize("command", [["export", "--out", "EXPORT"], ["serve", "--port", "0"],
+@pytest.mark.parametrize("command", [["export", "--out", "EXPORT"], ["serve", "--port", "0", "--quant", "4bit"],
                                      ["score", "VAL", "--quant", "4bit"]])
 def test_reward_only_commands_stop_in_one_line(judge_run, tmp_path, command):
     out, val_f = judge_run

@@ -104,3 +104,6 @@ def _prompt(extra: dict, key: str | None, default_system: str | None, mode: str 
     if key:
         raise RequestError("missing (named by prompt_key)", field=f"{where}.{key}")
     return "", None
+
+
+from omnireward.integrations.verl_judge import compute_judge_score, judge_messages, judge_reward  # noqa: E402,F401

@@ -150,6 +150,8 @@ def parse_judge(body: Any, lease: Lease, ctx: Context, *, kind: str = "pairwise"
         key, raw, both = "pairs", body, False
     if not isinstance(raw, list):
         raise RequestError('expected a list of pairs (or {"pairs": [...]})', field=key)
+    if not raw:  # an empty request gets an empty answer, as on the reward routes
+        return Parsed([], [])
     check_count(len(raw), ctx, key)
     where = [f"{key}[{i}]" for i in range(len(raw))]
     works = []
