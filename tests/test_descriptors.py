@@ -172,7 +172,7 @@ def test_mesh_descriptors_follow_height_roughness_and_holes(tmp_path):
     assert f"{len(sphere.faces) / 1000:.1f}k faces" in whole and "642 vertices" in whole
     assert whole.startswith("[3D, z up: height 2.0, width 2.0, depth 2.0, height/width 1.00")
     box = D.describe("mesh", _mesh_file(tmp_path, "box", *_box(1.0, 2.0, 3.0)))
-    assert box.startswith("[3D, z up: height 3.0, width 1.0, depth 2.0, height/width 1.50, width/depth 0.50")
+    assert box.startswith("[3D, z up: height 3.0, width 2.0, depth 1.0, height/width 1.50, width/depth 2.00")
 
 
 def _box(w, d, h):

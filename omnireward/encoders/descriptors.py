@@ -8,7 +8,7 @@ medium can be followed by a line the LM can compare with the criterion in its ow
     [audio: loudness -18 dB, pitch 220 Hz (180-260), 3.1 syllables/s, 2.0 s, SNR 25 dB, silence 10%]
     [image: brightness 45%, contrast 22%, saturation 30%, colourfulness 40, sharpness 350, noise 2.1]
     [video: 1.5 s, brightness 45%, ..., motion 4.0%, frame consistency 93%]
-    [3D, z up: height 2.1, width 1.2, depth 0.8, height/width 1.75, roughness 12°, 2.4k vertices, 4.8k faces, watertight]
+    [3D, z up: height 2.1, width 1.2, depth 0.8, height/width 1.75, width/depth 1.50, roughness 12°, 2.4k vertices, ...]
 
 Everything is measured with numpy, scipy, PIL and trimesh on what the loaders of
 omnireward/data/media.py read. `describe(type, path)` gives the line; `backbones/features.py`
@@ -225,17 +225,18 @@ def render_video(d: dict) -> str:
 def mesh_descriptors(geom) -> dict:
     """Bounding-box extents (z up), aspect, roughness, counts and watertightness of a trimesh geometry.
 
-    Roughness is the mean angle between the normals of adjacent faces: near 0° on smooth, finely
+    Height is the extent along z; width and depth are the longer and the shorter of the two
+    horizontal extents (so a turn about the vertical axis by a right angle changes neither). Roughness is the mean angle between the normals of adjacent faces: near 0° on smooth, finely
     tessellated surfaces, tens of degrees on a noisy, jagged one.
     """
     import trimesh
 
     v = np.asarray(geom.vertices, dtype=np.float64)
     ext = v.max(0) - v.min(0)
-    out = {"width": float(ext[0]), "depth": float(ext[1]), "height": float(ext[2]), "vertices": len(v)}
-    horizontal = max(ext[0], ext[1])
-    out["height_width"] = float(ext[2] / horizontal) if horizontal > 0 else None
-    out["width_depth"] = float(ext[0] / ext[1]) if ext[1] > 0 else None
+    width, depth = max(ext[0], ext[1]), min(ext[0], ext[1])
+    out = {"width": float(width), "depth": float(depth), "height": float(ext[2]), "vertices": len(v)}
+    out["height_width"] = float(ext[2] / width) if width > 0 else None
+    out["width_depth"] = float(width / depth) if depth > 0 else None
     faces = np.asarray(getattr(geom, "faces", np.zeros((0, 3))), dtype=np.int64)
     out["faces"] = len(faces)
     if len(faces):
