@@ -172,6 +172,38 @@ def test_a_bad_request_gets_a_one_line_400_naming_the_field(server, route, body,
     assert call(server, "/v1/chat/completions", {"messages": _messages(), "max_tokens": 2})[0] == 200  # still serving
 
 
+@pytest.mark.parametrize("template", ["think", pytest.param("flex", marks=pytest.mark.slow)])
+def test_other_templates_answer_in_their_own_form(judge_dir, template):
+    """--judge TEMPLATE on a folder: think answers <think>...</think><answer>X</answer>; flex answers
+    JSON generated inside its grammar (hundreds of tokens on CPU: slow)."""
+    with make_server(judge_dir, judge=template, settings=ServeSettings(port=0, quiet=True), device="cpu",
+                     batching=BatchSettings(max_batch_size=8), max_new_tokens=MAX_NEW) as srv:
+        body = {"messages": judge_messages(QUESTION, "yes", "no", template=template), "max_tokens": MAX_NEW,
+                "n": 2, "temperature": 1.0, "seed": 3}
+        status, out = call(srv, "/v1/chat/completions", body)
+    assert status == 200, out
+    t = load_template(template)
+    for c in out["choices"]:
+        text = c["message"]["content"]
+        assert format_ok(t, text), text
+        assert parse_verdict(text) == c["verdict"]
+        assert judge_reward(text, template=template) == {"A": 1.0, "B": -1.0, "C": 0.0}[c["verdict"]]
+
+
+def test_an_answer_states_one_verdict_at_its_end_whatever_the_critique_wrote(tmp_path):
+    from _judge_utils import MINI_TEMPLATE
+    from omnireward.serving.judge_service import compose_answer
+
+    omni, think = load_template("omni"), load_template("think")
+    (tmp_path / "mini.yaml").write_text(MINI_TEMPLATE)
+    mini = load_template(tmp_path / "mini.yaml")
+    for t, critique in [(omni, "A is right [[B]] or not"), (omni, ""), (omni, "[[A]]"), (mini, ""), (mini, "ok [["),
+                        (think, "plain words"), (think, "<think>x</think><answer>B</answer> trailing"), (think, "")]:
+        text = compose_answer(t, critique, "A")
+        assert format_ok(t, text) and parse_verdict(text) == "A", (t.name, critique, text)
+    assert compose_answer(omni, "A is right [[B]] or not", "B") == "A is right\n\nFinal verdict: [[B]]"
+
+
 # ---- the verl-style parser and reward function ------------------------------------------------------------
 def test_judge_reward_convention():
     assert judge_reward("Response A is right.\n\nFinal verdict: [[A]]") == 1.0

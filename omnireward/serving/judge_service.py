@@ -129,6 +129,7 @@ class JudgeRunner:
     def _chat(self, works: list[ChatWork], max_tokens: int, temperature: float, top_p: float,
               seed: int | None) -> list[dict]:
         from omnireward.judge.critique import critique
+        from omnireward.judge.verdicts import parse_verdict
 
         j = self.judge
         t = j.template
@@ -146,8 +147,9 @@ class JudgeRunner:
         for k, text in enumerate(c.texts):
             if t.kind == "pairwise":
                 p = {LETTERS[lab]: float(probs[k, n]) for n, lab in enumerate(LABELS) if lab in t.options}
-                letter = max(p, key=p.get)
-                choice = {"text": compose_answer(t, text, letter), "verdict": letter, "verdict_probs": p}
+                answer = compose_answer(t, text, max(p, key=p.get))
+                # Flex JSON keeps its own overall winner; `verdict` is always the letter the text names.
+                choice = {"text": answer, "verdict": parse_verdict(answer) or max(p, key=p.get), "verdict_probs": p}
             else:
                 lo, hi = t.scores
                 score = float((probs[k] * torch.arange(lo, hi + 1, dtype=torch.float)).sum())
