@@ -102,8 +102,9 @@ def judge_messages(prompt: str, response: str | Response, reference: str | Respo
     t = _template(template)
     as_response = lambda r: r if isinstance(r, Response) else Response(text=str(r))  # noqa: E731
     if t.kind == "pointwise":
-        conv = pointwise_conversation(t, Item(id="0", task="text_to_text", prompt=prompt, response=as_response(response),
-                                              criteria=criteria, prompt_media=list(prompt_media)))
+        item = Item(id="0", task="text_to_text", prompt=prompt, response=as_response(response), criteria=criteria,
+                    prompt_media=list(prompt_media))
+        conv = pointwise_conversation(t, item)
     else:
         if reference is None:
             raise RequestError(f"a pairwise judge ({t.name}) compares the response with a reference", field="reference")
@@ -141,7 +142,8 @@ async def compute_judge_score(data_source: str | None = None, solution_str: str 
     """
     from omnireward.integrations.judge import post_json
 
-    base = url or (f"http://{reward_router_address}" if reward_router_address else os.environ.get("OMNIREWARD_JUDGE_URL"))
+    base = url or (f"http://{reward_router_address}" if reward_router_address
+                   else os.environ.get("OMNIREWARD_JUDGE_URL"))
     if not base:
         raise ConfigError("no judge server: pass url= (reward_kwargs.url) or set OMNIREWARD_JUDGE_URL", field="url")
     t = _template(template)

@@ -159,8 +159,8 @@ def parse_judge(body: Any, lease: Lease, ctx: Context, *, kind: str = "pairwise"
         record = native_record(r, lease, w, str(i))
         want = Pair if kind == "pairwise" else Item
         if not isinstance(record, want):
-            raise RequestError(f"a {kind} judge judges {'pairs (response1, response2)' if want is Pair else 'items (response)'}"
-                               f", not a {type(record).__name__.lower()}", field=w)
+            what = "pairs (response1, response2)" if want is Pair else "items (response)"
+            raise RequestError(f"a {kind} judge judges {what}, not a {type(record).__name__.lower()}", field=w)
         works.append(PairWork(record, both_orders=both))
     return Parsed(works, where)
 
