@@ -18,6 +18,8 @@ one float per response, scored in one call.
 verl's own preprocessing (hh-rlhf, gsm8k, hellaswag) stores only `{split, index}` in `extra_info`:
 without a prompt the reward model judges the response alone. That warns once per process, naming the
 key to add; `missing_prompt="error"` refuses instead (a RequestError naming `extra_info.prompt`).
+A templated prompt string loses its markers, and a policy's default system prompt is not criteria
+(`system_prompt_as_criteria="auto"`, or "always" / "never"; see omnireward.serving.chat).
 """
 
 from __future__ import annotations

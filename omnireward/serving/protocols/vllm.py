@@ -6,8 +6,10 @@
                         "data": [{"index", "label": "reward", "probs": [p], "num_classes": 1}]}
     POST /pooling   same request -> {"data": [{"index", "object": "pooling", "data": [reward]}], ...}
 
-verl applies the reward model's chat template to the conversation and posts the text with
-`"activation": false`, then reads `data[-1].probs[-1]`. A templated string is split back into
+verl applies the reward model's chat template to the conversation, strips its bos_token, and
+posts the text with `"use_activation": false`, then reads `data[-1].probs[-1]`. Templated text is
+read by omnireward.serving.chat (the formats and system-prompt rules every route shares); an
+empty `input` list gets an empty `data` list. A templated string is split back into
 criteria (system turn), prompt and response (last assistant turn); plain text is scored as the
 response to an empty prompt. Messages follow the OpenAI chat format; content parts may be
 `text`, `image_url`, `video_url`, `audio_url` (a base64 `data:` URI or a path under the media
