@@ -85,6 +85,9 @@ def test_noise_lowers_the_snr_and_a_flat_top_reads_as_clipping():
     clipped = D.audio_descriptors(np.clip(wav * 10, -0.5, 0.5))
     assert clipped["clipped"] > 0.05 and clean["clipped"] < 0.01
     assert "clipped" in D.render_audio(clipped) and "clipped" not in D.render_audio(clean)
+    silence = D.audio_descriptors(np.zeros(RATE))
+    assert silence["pitch"] is None and silence["silence"] == 1 and silence["loudness"] == -100
+    assert D.render_audio(silence).startswith("[audio: loudness -100 dB, no pitch, 0.0 syllables/s, 1.0 s")
 
 
 # ---------------------------------------------------------------- image and video

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 # Bump when a measurement or the rendering changes, so cached lines are redone.
-VERSION = "1"
+VERSION = "2"  # 2: frames under -60 dBFS have no pitch (silence read as 500 Hz)
 AUDIO_RATE = 16000
 AUDIO_SECONDS = 30.0  # the span measured (the encoders read at most Whisper's 30 s window)
 VIDEO_FRAMES = 16  # frames sampled uniformly over a clip (each frame once when the clip has fewer)
@@ -50,7 +50,7 @@ def pitch_track(x: np.ndarray, sr: int = AUDIO_RATE, fmin: float = 60.0, fmax: f
 
     The cumulative-mean-normalised difference function of each frame; the first lag whose value
     dips under `threshold` (refined to its local minimum and by a parabola) is the period. Frames
-    whose best dip stays above 0.3, or that are 40 dB below the loudest, are unvoiced.
+    whose best dip stays above 0.3, or that are 40 dB below the loudest or under -60 dBFS, are unvoiced.
     """
     w, h, tmax = int(frame * sr), int(hop * sr), int(np.ceil(sr / fmin))
     tmin = int(sr / fmax)
@@ -58,7 +58,7 @@ def pitch_track(x: np.ndarray, sr: int = AUDIO_RATE, fmin: float = 60.0, fmax: f
         return np.zeros(0)
     seg = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), w + tmax)[::h]
     power = (seg[:, :w] ** 2).mean(1)
-    seg = seg[_db(power) > _db(power.max()) - 40]
+    seg = seg[(_db(power) > _db(power.max()) - 40) & (_db(power) > -60)]
     if not len(seg):
         return np.zeros(0)
     nfft = 1 << int(np.ceil(np.log2(2 * (w + tmax))))
@@ -110,7 +110,8 @@ def audio_descriptors(x: np.ndarray, sr: int = AUDIO_RATE) -> dict:
     # Silence: frames 35 dB under the loud frames, or under -60 dBFS.
     silent = (level < peak - 35) | (level < -60)
     out["silence"] = float(silent.mean())
-    # SNR: the loud frames against the noise floor (the quietest tenth of the frames).
+    # SNR: the loud frames against the noise floor (the quietest tenth of the frames). A steady sound
+    # with no quieter moments (a held tone, a hum) reads as 0 dB: nothing tells it from noise here.
     floor = float(np.percentile(level, 10))
     out["snr"] = float(np.clip(peak - floor, 0, 60))
     # Clipping: samples on a flat top at the clip's own extreme (a held value), not single peaks.
