@@ -274,3 +274,48 @@ def test_folder_trained_with_descriptors_reloads_with_them(tmp_path, photo):
     assert read_config(out).backbone.descriptor_tokens is True
     model, _ = RewardModel.from_pretrained(out)
     assert model.backbone.processor.descriptor_tokens is True
+
+
+# flip -> (the criteria key whose side should read higher, the descriptor, its direction)
+_FLIP_READS = {"volume": ("loud", "loudness", 1), "speed": ("fast", "rate", 1), "pitch": ("high", "pitch", 1),
+               "brightness": ("bright", "brightness", 1), "colour": ("gray", "colourfulness", -1),
+               "height": ("tall", "height_width", 1), "roughness": ("smooth", "roughness", -1)}
+
+
+@pytest.mark.parametrize("modality", ["audio", "image", "video", "3d"])
+def test_descriptor_lines_tell_every_demo_flip_pair_apart_the_right_way(modality, tmp_path):
+    """On the unseen-source pool, the side a flip's first criterion prefers (louder, faster, brighter,
+    taller...) reads higher on that flip's descriptor, and the rendered lines differ."""
+    from omnireward.data import media
+    from omnireward.data.demo import audio, image, mesh, video
+
+    module = {"audio": audio, "image": image, "video": video, "3d": mesh}[modality]
+    pairs = build_split_lines(modality, tmp_path)
+    measure = {"audio": lambda p: D.audio_descriptors(media.load_audio(p)),
+               "image": lambda p: D.image_descriptors(np.asarray(media.load_image(p))),
+               "video": lambda p: (lambda c: D.video_descriptors(c.frames, c.duration))(media.load_video(p, 12)),
+               "mesh": lambda p: D.mesh_descriptors(media._load_geometry(Path(p)))}
+    checked = 0
+    for r in pairs:
+        if r["meta"].get("flip") not in _FLIP_READS:
+            continue
+        first, key, sign = _FLIP_READS[r["meta"]["flip"]]
+        first_wins = r["criteria"] in module.CRITERIA[first] + module.PARAPHRASES[first]
+        win, lose = (r["response1"], r["response2"]) if r["preference"] == "response1" else (r["response2"], r["response1"])
+        values = []
+        for side in (win, lose):
+            m = side["media"][0]
+            d = measure[m["type"]](tmp_path / m["path"])
+            values.append(d[key][0] if key == "pitch" else d[key])
+        a, b = values if first_wins else values[::-1]
+        assert (a - b) * sign > 0, (r["meta"], r["criteria"], values)
+        assert D.describe(win["media"][0]["type"], tmp_path / win["media"][0]["path"]) != \
+            D.describe(lose["media"][0]["type"], tmp_path / lose["media"][0]["path"])
+        checked += 1
+    assert checked >= 4
+
+
+def build_split_lines(modality, out):
+    from omnireward.data.demo import build_split
+
+    return [json.loads(x) for x in build_split(modality, out, "test", 40, seed=7).read_text().splitlines()]
