@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from omnireward.cli import export_cmd, report_cmd, serve_cmd
+from omnireward.cli import export_cmd, probe_cmd, report_cmd, serve_cmd
 from omnireward.errors import OmniRewardError
 
 console = Console(stderr=True)
@@ -289,6 +289,7 @@ def eval_cmd(
 export_cmd.register(app)
 serve_cmd.register(app)
 report_cmd.register(app)
+probe_cmd.register(app)
 
 
 def main() -> None:
