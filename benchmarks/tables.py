@@ -70,6 +70,7 @@ def serve_load(args: dict, where: list[str]) -> str:
                        f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |")
         return "\n".join(out)
     off, ref = f["offline"], f["one_client_full_batch"]
+    sec = lambda v: "—" if v is None else f"{v:.2f} s"  # noqa: E731 (a level with no answered request)
     out = ["| clients | requests | rollouts/s | vs 1 client | vs offline | p50 latency | p99 latency | "
            "p99 vs one client sending full batches | sequences per forward pass: count | errors |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -77,14 +78,15 @@ def serve_load(args: dict, where: list[str]) -> str:
         hist = ", ".join(f"{k}: {v}" for k, v in sorted(lv["batch_sizes"].items(), key=lambda kv: -int(kv[0])))
         p99 = f["p99_vs_one_client_full_batch"].get(n)
         out.append(f"| {n} | {lv['ok']} | {lv['rollouts_per_s']:.2f} | {f['speedup'][n]:.2f}× | "
-                   f"{f['served_vs_offline'][n]:.2f} | {lv['p50_s']:.2f} s | {lv['p99_s']:.2f} s | "
+                   f"{f['served_vs_offline'][n]:.2f} | {sec(lv['p50_s'])} | {sec(lv['p99_s'])} | "
                    f"{'—' if p99 is None else f'{p99:.2f}×'} | {hist} | {lv['errors']} |")
     runs = " and ".join(f"{r['records_per_s']:.2f}" for r in off["runs"])
     diff = f["max_abs_reward_diff"]
     out += ["", f"Offline bound: `omnireward score` on the same {off['records']} records, model and batch size "
             f"({off['batch_size']}), {off['records_per_s']:.2f} records/s (steady rate, mean of a run before the "
             f"served levels and one after: {runs}). One client sending {ref['rollouts_per_request']} rollouts per "
-            f"request: {ref['rollouts_per_s']:.2f} rollouts/s, p99 {ref['p99_s']:.2f} s. Served and offline "
+            f"request: {ref['ok']} of {ref['requests']} answered, {ref['rollouts_per_s']:.2f} rollouts/s, p99 "
+            f"{sec(ref['p99_s'])}. Served and offline "
             f"rewards of the same records differ by at most "
             f"{'—' if diff is None else f'{diff:.1e}'} ({f['rewards_compared']} compared)."]
     return "\n".join(out)
