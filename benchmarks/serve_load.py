@@ -137,7 +137,7 @@ def level(server: Server, n_clients: int, n_requests: int, max_seconds: float, d
     deadline = time.monotonic() + max_seconds
 
     def client(k: int) -> None:
-        conn = http.client.HTTPConnection(server.host, server.port, timeout=120)
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=max(120.0, max_seconds))
         while True:
             with lock:
                 if issued[0] >= n_requests or time.monotonic() > deadline:
@@ -160,7 +160,7 @@ def level(server: Server, n_clients: int, n_requests: int, max_seconds: float, d
             except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
                 err = f"{type(e).__name__}: {e}"
                 conn.close()
-                conn = http.client.HTTPConnection(server.host, server.port, timeout=120)
+                conn = http.client.HTTPConnection(server.host, server.port, timeout=max(120.0, max_seconds))
             dt = time.perf_counter() - t0
             with lock:
                 (errors.append(err) if err else latencies.append(dt))
@@ -296,7 +296,7 @@ def main() -> None:
     offline.run(offline.write("offline-warmup.jsonl", [rollout(data, i) for i in range(2 * a.max_batch_size)]))
     runs = [offline.run(records)]
     server = Server(model, ["--max-batch-size", str(a.max_batch_size), "--batch-timeout", str(a.batch_timeout),
-                            "--device", "cpu"])
+                            "--device", "cpu", "--request-timeout", str(max(120.0, a.max_seconds))])
     served: dict = {}
     try:
         level(server, 1, a.warmup, a.max_seconds, data)
