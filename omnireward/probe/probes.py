@@ -97,6 +97,28 @@ class TextWrap(ResponseProbe):
         return replace(response, text=before + response.text + after)
 
 
+class TextPad(ResponseProbe):
+    """Filler appended: `count` sentences drawn (per response, seeded) from `sentences`; `{prompt}`
+    in a sentence is replaced by the record's prompt. Drawing from a pool keeps one sentence's
+    particular words from deciding the figure: what is measured is added length."""
+
+    def __init__(self, name: str, sentences: list[str], count: int = 3, description: str = ""):
+        super().__init__(name, description)
+        sentences = [str(x) for x in (sentences or []) if str(x).strip()]
+        if not sentences:
+            raise ConfigError(f"probe {name}: give at least one sentence", field="sentences")
+        if int(count) < 1:
+            raise ConfigError(f"probe {name}: count must be at least 1", field="count")
+        self.sentences, self.count = sentences, int(count)
+
+    def apply(self, record: Record, response: Response, ctx: ProbeContext) -> Response:
+        prompt = " ".join(record.prompt.split())
+        rng = ctx.rng(self.name, record.id, response.text)
+        picked = rng.choice(len(self.sentences), size=self.count, replace=self.count > len(self.sentences))
+        pad = " ".join(self.sentences[int(i)].replace("{prompt}", prompt) for i in picked)
+        return replace(response, text=response.text.rstrip() + " " + pad)
+
+
 class TextRepeat(ResponseProbe):
     """The answer repeated: `times` copies separated by a blank line."""
 
