@@ -52,7 +52,9 @@ def build(name: str, out: Path, seed: int, n_pairs: int) -> list[tuple[str, Path
         if not done.exists():
             build_set(name, out, n_pairs=n_pairs, seed=seed)
             done.touch()
-        return [("test", out / "test.jsonl")]
+        if not (out / "test_sources.jsonl").exists():  # a set built before the split existed
+            build_set(name, out, n_pairs=n_pairs, seed=seed, splits=("test_sources",))
+        return [("test", out / "test.jsonl"), ("test_sources", out / "test_sources.jsonl")]
     from omnireward.data.demo import build_demo, build_split
 
     if not done.exists():
@@ -120,30 +122,43 @@ def unseen_accuracy(f: dict) -> float:
 
 def table(sets: list[str] | None = None) -> str:
     """Markdown table per set: each candidate's mean / worst-seed unseen accuracy and training time,
-    from the newest line of each (set, candidate, seed) measured on this tree's code."""
+    from the newest line of each (set, candidate, seed). Rows trained with another checkout's code
+    (`--tree`, for bisecting) are named `candidate @ commit`; they are never this tree's candidates.
+    The named sets add their unseen sources under training's phrasings (`test_sources`), and every
+    row the best validation accuracy (seen sources)."""
     from results_log import newest
 
-    tags = sorted({row["tag"] for row in lines("defaults") if "tree_commit" not in row})
+    tags = sorted({row["tag"] for row in lines("defaults")})
     by = defaultdict(list)
     for tag in tags:
         row = newest("defaults", [f"tag:{tag}"])
         f = row["figures"]
         if not sets or f["set"] in sets:
-            by[(f["set"], f["candidate"])].append(row)
-    out = ["| set | candidate | overrides | seeds | unseen acc. mean | worst seed | sd | training time (mean) |",
-           "|---|---|---|---|---|---|---|---|"]
-    for (s, c), rows in sorted(by.items(), key=lambda kv: (list(SETS).index(kv[0][0]), kv[0][1] != "base", kv[0][1])):
+            cand = f["candidate"] + (f" @ {row['tree_commit']}" if "tree_commit" in row else "")
+            by[(f["set"], cand)].append(row)
+    out = ["| set | candidate | overrides | seeds | unseen acc. mean | worst seed | sd | unseen sources, trained "
+           "phrasings | best val acc. | training time (mean) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def mean_of(rows, get):
+        vals = [v for v in (get(r["figures"]) for r in rows) if v is not None]
+        return f"{statistics.mean(vals):.3f}" if len(vals) == len(rows) else "—"
+
+    for (s, c), rows in sorted(by.items(), key=lambda kv: (list(SETS).index(kv[0][0]), "@" in kv[0][1],
+                                                           kv[0][1] != "base", kv[0][1])):
         accs = [unseen_accuracy(r["figures"]) for r in rows]
         t = statistics.mean(r["figures"]["train_s"] for r in rows)
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         ov = " ".join(rows[0]["figures"]["overrides"]) or "(the defaults)"
+        sources = mean_of(rows, lambda f: (f.get("test_sources") or {}).get("accuracy"))
+        val = mean_of(rows, lambda f: (f.get("train_summary") or {}).get("best_val_acc"))
         out.append(f"| {s} | {c} | `{ov}` | {', '.join(str(r['figures']['seed']) for r in rows)} "
-                   f"| {statistics.mean(accs):.3f} | {min(accs):.3f} | {sd:.3f} | {t / 60:.1f} min |")
+                   f"| {statistics.mean(accs):.3f} | {min(accs):.3f} | {sd:.3f} | {sources} | {val} | {t / 60:.1f} min |")
     commits = sorted({r["commit"] for rows in by.values() for r in rows})
     loads = [r["machine"].get("load_1min") for rows in by.values() for r in rows]
     out.append("")
     out.append(f"Commits: {', '.join(f'`{c}`' for c in commits)}; 2-core CPU, load at the end of each run "
-               f"{min(loads)}–{max(loads)} (training times are rough where other work ran).")
+               f"{min(loads)}–{max(loads)} (training times are rough where other work ran; a run's first "
+               f"epoch also computes and caches the frozen encoders' features).")
     return "\n".join(out)
 
 

@@ -11,7 +11,9 @@
     python benchmarks/named_sets.py tones /tmp/sets/tones --n-pairs 120
 
 Both write native JSONL (`train`, `val`, `test`) with media beside it, like `omnireward data demo`.
-`test` is the unseen-sources split; `benchmarks/defaults.py` trains on these sets too.
+`test` is the unseen-sources split with unseen phrasings as well; `test_sources` holds unseen tones
+or shapes under the training phrasings, so a model that learned the media but not new words still
+scores there. `benchmarks/defaults.py` trains on these sets and scores both.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _save_audio(ctx: Ctx, wav: np.ndarray) -> Media:
 
 def tones(n: int, ctx: Ctx) -> list[list[Choice]]:
     units = []
-    phr = _TONE_PROMPTS["unseen" if ctx.unseen else "seen"]
+    phr = _TONE_PROMPTS["unseen" if ctx.split == "test" else "seen"]
     for _ in range(n):
         want = ctx.pick(["high", "low"])
         other = "low" if want == "high" else "high"
@@ -99,7 +101,7 @@ def _shape(ctx: Ctx, name: str):
 
 def shapes(n: int, ctx: Ctx) -> list[list[Choice]]:
     units = []
-    prompts = _SHAPE_PROMPTS["unseen" if ctx.unseen else "seen"]
+    prompts = _SHAPE_PROMPTS["unseen" if ctx.split == "test" else "seen"]
     for _ in range(n):
         name = ctx.pick(_SHAPES)
         other = ctx.pick([s for s in _SHAPES if s != name])
@@ -109,21 +111,34 @@ def shapes(n: int, ctx: Ctx) -> list[list[Choice]]:
     return units
 
 
+class _SourcesCtx(Ctx):
+    """The unseen source pool under another split name."""
+
+    @property
+    def unseen(self) -> bool:
+        return True
+
+
 TEST_PAIRS = 60  # unseen-source pairs: enough that one pair moves accuracy by under 2 points
 SETS = {"tones": ("audio", tones), "shapes": ("3d", shapes)}
 
 
-def build_set(name: str, out: Path, *, n_pairs: int, seed: int = 0, splits=("train", "val", "test"),
-              sizes: dict | None = None) -> Path:
-    """Write `out/<split>.jsonl` (+ media) of set `name`; `test` holds unseen tones or shapes."""
+def build_set(name: str, out: Path, *, n_pairs: int, seed: int = 0,
+              splits=("train", "val", "test", "test_sources"), sizes: dict | None = None) -> Path:
+    """Write `out/<split>.jsonl` (+ media) of set `name`; `test` and `test_sources` hold unseen tones
+    or shapes (`test` under unseen phrasings too)."""
     modality, builder = SETS[name]
-    sizes = sizes or {**split_sizes(n_pairs), "test": TEST_PAIRS}
+    sizes = sizes or {**split_sizes(n_pairs), "test": TEST_PAIRS, "test_sources": TEST_PAIRS}
     out = Path(out)
-    for s, split in enumerate(("train", "val", "test")):
+    for s, split in enumerate(("train", "val", "test", "test_sources")):
         if split not in splits:
             continue
         rng = np.random.default_rng([seed, s, 77])
-        pairs = assemble(builder(sizes[split], Ctx(out, modality, split, rng)), rng, f"{name}-{split}")
+        # test_sources draws from the unseen pool (media/<modality>/test_sources/) with training's phrasings.
+        ctx = Ctx(out, modality, split, rng)
+        if split == "test_sources":
+            ctx = _SourcesCtx(out, modality, split, rng)
+        pairs = assemble(builder(sizes[split], ctx), rng, f"{name}-{split}")
         out.mkdir(parents=True, exist_ok=True)
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as fh:
             for p in pairs:

@@ -20,7 +20,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def commit() -> str:
-    """HEAD's short hash, with `+dirty` when tracked files differ from it ("unknown" outside git)."""
+    """HEAD's short hash, with `+dirty` when tracked files differ from it ("unknown" outside git).
+
+    The results files themselves do not count: a benchmark that appended a line leaves the code as it
+    was, and the next run of the same tree measures the same commit."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True, text=True,
@@ -31,7 +34,8 @@ def commit() -> str:
     head = git("rev-parse", "--short=10", "HEAD")
     if not head:
         return "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", f":(exclude){RESULTS.name}")
+    return head + ("+dirty" if changed else "")
 
 
 START_COMMIT = commit()  # read when a benchmark script imports this module, i.e. when it starts

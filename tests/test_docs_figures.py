@@ -229,3 +229,24 @@ def test_a_malformed_marker_fails_the_check(tmp_path):
     card.write_text(card.read_text().replace("<!-- /bench -->", "<!-- /bench ->"))
     r = _report(root, "--check")
     assert r.returncode == 1 and "data_cards/demo_x.md:1: a marker opening" in r.stdout, r.stdout
+
+
+def test_a_results_line_does_not_make_the_next_run_dirty_but_a_code_change_does(tmp_path):
+    """`results_log.commit()`: appended results lines leave the commit clean (the code is HEAD's);
+    a changed tracked file anywhere else in the tree marks it `+dirty`."""
+    root = _tree(tmp_path, git=True)
+    (root / "benchmarks" / "results" / "demo.jsonl").write_text("")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "results file")
+    head = _head(root)
+    probe = [sys.executable, "-c", "import sys; sys.path.insert(0, 'benchmarks'); import results_log; "
+             "print(results_log.commit())"]
+
+    def commit() -> str:
+        return subprocess.run(probe, cwd=root, env=_env(), capture_output=True, text=True, check=True).stdout.strip()
+
+    assert commit() == head
+    _line(root, head)  # a benchmark appended its line
+    assert commit() == head
+    (root / "README.md").write_text(DOC + "\nedited\n")
+    assert commit() == head + "+dirty"
