@@ -16,6 +16,7 @@ from omnireward.data.records import Pair
 from omnireward.errors import DataFormatError
 from omnireward.report import html, pairs, plots
 from omnireward.report.benchmark import identify
+from omnireward.report.bias import diagnostics as bias_diagnostics
 from omnireward.report.media import MediaShelf
 from omnireward.report.summary import report_summary
 
@@ -99,6 +100,7 @@ def write_report(scores: str | Path, out: str | Path, *, data: str | Path | None
     extra = {"input": str(scores), "records": str(src) if src else None, "model": meta.get("model")}
     kwargs = {"n_boot": n_boot} if n_boot else {}
     summary = report_summary(lines, benchmark=bench, records=records, seed=seed, extra=extra, **kwargs)
+    summary["bias"] = bias_diagnostics(lines, records, _train_stats(meta.get("model")))
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     drawn = plots.draw_all(summary, out / "plots")
@@ -107,6 +109,18 @@ def write_report(scores: str | Path, out: str | Path, *, data: str | Path | None
                  n_right=n_right, seed=seed, note=note)
     (out / INDEX).write_text(html.index_page(summary, drawn, PAIRS))
     return out / INDEX
+
+
+def _train_stats(model) -> dict | None:
+    """The training responses' reward statistics of the model folder the scores came from, if it is here."""
+    from omnireward.model_folder import reward_stats
+
+    if not model or not Path(str(model)).is_dir():
+        return None
+    try:
+        return reward_stats(model)
+    except (OSError, ValueError):
+        return None
 
 
 def write_pairs(scores: str | Path, out: str | Path, *, data: str | Path | None = None, media_root=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
+from omnireward.report import bias
 from omnireward.report.media import MediaShelf
 
 CSS = """
@@ -111,6 +112,7 @@ FIGURE_CAPTIONS = {
     "calibration": "Reliability of σ(margin / T) with T fitted on these pairs; ECE = expected calibration error.",
     "judge": "A judge's parseable verdicts, position consistency and verdict mix.",
 }
+FIGURE_CAPTIONS.update(bias.CAPTIONS)
 
 
 def index_page(summary: dict, plots: dict[str, str], pairs_href: str | None) -> str:
@@ -129,6 +131,7 @@ def index_page(summary: dict, plots: dict[str, str], pairs_href: str | None) -> 
                     f"ECE {cal['ece']:.3f} (ECE at T = 1: {cal['ece_at_t1']:.3f}).</p>")
     body.append(headline_section(summary.get("headline")))
     body.append(judge_section(summary.get("judge")))
+    body.append(bias.section(summary.get("bias")))
     body.append("<h2>Figures</h2>")
     body += [f"<figure><img src='plots/{escape(f)}' alt='{escape(name)} plot'><figcaption class='note'>"
              f"{escape(FIGURE_CAPTIONS[name])}</figcaption></figure>" for name, f in plots.items()]

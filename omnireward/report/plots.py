@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
+from omnireward.report import bias  # noqa: E402
+
 W_T, WITH_T = "accuracy w/o ties", "accuracy w/ ties"
 LABEL_COLORS = {"response1": "tab:blue", "response2": "tab:orange", "tie": "tab:gray"}
 
@@ -157,6 +159,7 @@ def judge(summary: dict) -> Figure | None:
 
 PLOTS = {"accuracy": accuracy, "published": published, "tie_curve": tie_curve, "margins": margins,
          "calibration": calibration, "judge": judge}
+PLOTS.update(bias.PLOTS)  # bias_length, bias_distribution, bias_criteria
 
 
 def draw_all(summary: dict, folder: str | Path) -> dict[str, str]:
