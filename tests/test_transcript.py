@@ -126,9 +126,14 @@ def _content_pairs(part: str, rows_per_clip: int, shift: int = 3) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("with_transcript", [True, False])
-def test_tiny_lm_learns_spoken_content_only_from_transcripts(tmp_path, with_transcript):
+def test_embedded_lm_learns_spoken_content_only_from_transcripts(tmp_path, with_transcript):
     """Which clip says the prompt's sentence: trained on the train voices and sentences, tested on
-    the unseen voices and sentences. Real Whisper (frozen), a tiny LM."""
+    unseen voices saying unseen sentences, with the embedded default (SmolLM2 + frozen Whisper).
+
+    Matching a sentence the model never saw to the words of a clip needs a pretrained LM: a tiny
+    random LM (hidden 128, trained from scratch on these 192 pairs) stayed at 0.56 validation
+    accuracy with transcripts, so this test uses the embedded default's LM and its top layers.
+    """
     from omnireward.config import compose_config
     from omnireward.scoring.bt import score_file
     from omnireward.train import train
@@ -142,10 +147,9 @@ def test_tiny_lm_learns_spoken_content_only_from_transcripts(tmp_path, with_tran
     val_file = write("val.jsonl", _content_pairs("train", 1, shift=7))  # new pairings of seen clips
     test_file = write("test.jsonl", _content_pairs("test", 2))
     out = train(compose_config([
-        "backbone=tiny", "backbone.pretrained_encoders=true", "backbone.tiny_hidden=128", "modality=audio",
-        f"+backbone.encoder_options.audio.transcript={str(with_transcript).lower()}",
+        "modality=audio", f"backbone.encoder_options.audio.transcript={str(with_transcript).lower()}",
         f"data.train={train_file}", f"data.val={val_file}", f"output_dir={tmp_path / 'run'}",
-        "trainer.max_epochs=6", "model.lr=1e-2", "model.lm_lr=1e-3", "data.batch_size=16", "head.dropout=0.0",
+        "trainer.max_epochs=2", "data.batch_size=8",
         "data.allow_outside_root=true"]))  # the bundled clips live in the package, not beside the data
     summary = score_file(test_file, out, tmp_path / "scores.jsonl", allow_outside_root=True)
     assert summary["n"] == 48
