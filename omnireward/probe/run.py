@@ -61,8 +61,13 @@ def load_probes(sources: list[str | Path] = (), only: list[str] = ()) -> list[Pr
             doc = OmegaConf.load(path)
         except (OmegaConfBaseException, ValueError) as e:
             raise ConfigError(f"not valid YAML: {str(e).strip().splitlines()[0]}", file=path) from None
-        entries = doc.get("probes") if "probes" in doc else [doc]
-        if entries is None or not OmegaConf.is_list(entries):
+        if OmegaConf.is_list(doc):
+            entries = list(doc)
+        elif "probes" in doc:
+            entries = list(doc.probes) if OmegaConf.is_list(doc.probes) else None
+        else:
+            entries = [doc]  # one component
+        if entries is None:
             raise ConfigError("expected `probes:` with a list of components", file=path, field="probes")
         if str(path.parent.resolve()) not in sys.path:  # a user module beside the YAML can be a _target_
             sys.path.insert(0, str(path.parent.resolve()))
@@ -72,6 +77,9 @@ def load_probes(sources: list[str | Path] = (), only: list[str] = ()) -> list[Pr
             try:
                 probe = build(entry)
             except ConfigError as e:
+                cause = e.__cause__.__cause__ if e.__cause__ is not None else None
+                if cause is not None:  # hydra's first line only says which call failed: say why
+                    e = ConfigError(f"{entry['_target_']}: {str(cause).strip().splitlines()[0]}")
                 raise e.at(file=path, field=f"probes[{k}]") from None
             probes.append(probe)
     ProbeSet(probes)  # checks types and unique names
