@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from omnireward.metrics import LABEL_SIGN
+from omnireward.report.headline_rules import RULES
 
 # reward-bench (allenai): prompts per subset used as section weights (math-prm counted as 984,
 # equal to all of HumanEvalPack, "so code and math abilities are weighed equally"), and the four
@@ -150,6 +151,7 @@ def vlrewardbench(lines: list[dict], records: dict) -> dict | None:
 
 HEADLINES = {"rewardbench": rewardbench, "videogenrewardbench": videogenrewardbench,
              "vlrewardbench": vlrewardbench}
+HEADLINES.update(RULES)  # RewardBench 2, MMRB2, Multimodal RewardBench, EditReward-Bench
 
 
 def headline(benchmark: str | None, lines: list[dict], records: dict | None = None) -> dict | None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from omnireward.data.formats import (genaibench, native, omnirewardbench, rewardbench, sharegpt, trl,
-                                     videogenrewardbench, vlrewardbench)
+from omnireward.data.formats import (editrewardbench, genaibench, mmrb2, mmrewardbench, native, omnirewardbench,
+                                     rewardbench, rewardbench2, sharegpt, trl, videogenrewardbench, vlrewardbench)
 from omnireward.data.formats.common import Result, media_fields
 from omnireward.data.formats.detect import FORMATS, detect_format
 from omnireward.errors import DataFormatError
@@ -29,12 +29,19 @@ READERS = {
     "genaibench": genaibench.read,
     "rewardbench": rewardbench.read,
     "videogenrewardbench": videogenrewardbench.read,
+    "rewardbench2": rewardbench2.read,
+    "mmrb2": mmrb2.read,
+    "mmrewardbench": mmrewardbench.read,
+    "editrewardbench": editrewardbench.read,
 }
 # Spellings users may type for the same formats.
 ALIASES = {"omnirewarddata": "sharegpt", "llamafactory": "sharegpt", "sharegpt_ranking": "sharegpt",
            "vl_rewardbench": "vlrewardbench", "genai_bench": "genaibench", "jsonl": "native",
            "reward_bench": "rewardbench", "reward-bench": "rewardbench",
-           "videogen_rewardbench": "videogenrewardbench", "videogen-rewardbench": "videogenrewardbench"}
+           "videogen_rewardbench": "videogenrewardbench", "videogen-rewardbench": "videogenrewardbench",
+           "reward_bench_2": "rewardbench2", "reward-bench-2": "rewardbench2", "multimodal_rewardbench_2": "mmrb2",
+           "multimodal_rewardbench": "mmrewardbench", "editreward_bench": "editrewardbench",
+           "editreward-bench": "editrewardbench"}
 
 
 def resolve_format(path: str | Path, fmt: str = "auto") -> str:

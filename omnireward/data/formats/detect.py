@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnireward.data.formats import omnirewardbench, sharegpt, videogenrewardbench
+from omnireward.data.formats import (editrewardbench, mmrb2, mmrewardbench, omnirewardbench, rewardbench2, sharegpt,
+                                     videogenrewardbench)
 from omnireward.data.io import first_raw
 from omnireward.errors import DataFormatError
 
 FORMATS = ("native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench", "rewardbench",
-           "videogenrewardbench")
+           "videogenrewardbench", "rewardbench2", "mmrb2", "mmrewardbench", "editrewardbench")
 
 
 def detect_format(path: str | Path) -> str:
@@ -22,8 +23,11 @@ def detect_format(path: str | Path) -> str:
             return "omnirewardbench"
         if sharegpt.is_registry(path):
             return "sharegpt"
+        if mmrb2.bench_files(path):
+            return "mmrb2"
         raise DataFormatError("cannot tell the format of this folder (expected Omni-RewardBench "
-                              "{task}_preferences.json files or a dataset_info.json registry)", file=path)
+                              "{task}_preferences.json files, MMRB2 task files or a dataset_info.json registry)",
+                              file=path)
     if omnirewardbench.task_of(path):
         return "omnirewardbench"
     if sharegpt.is_registry(path):
@@ -45,6 +49,14 @@ def format_of_record(raw: object, path: str | Path | None = None) -> str:
         return "omnirewardbench"
     if "response1" in keys or "responses" in keys or ("response" in keys and "query" not in keys):
         return "native"
+    if rewardbench2.is_rewardbench2(raw):
+        return "rewardbench2"
+    if mmrb2.is_mmrb2(raw):
+        return "mmrb2"
+    if mmrewardbench.is_mmrewardbench(raw):
+        return "mmrewardbench"
+    if editrewardbench.is_editrewardbench(raw):
+        return "editrewardbench"
     if "chosen" in keys and "rejected" in keys:
         if "subset" in keys and isinstance(raw.get("chosen"), str):
             return "rewardbench"
