@@ -434,3 +434,18 @@ def test_score_help_explains_the_streaming_options():
     for option in ("--overwrite", "--workers", "--on-bad-record", "--engine", "--address", "--num-workers",
                    "--gpus-per-worker", "--format"):
         assert option in r.stdout
+
+
+def test_scores_and_a_report_written_into_the_model_folder_leave_it_the_same_model(model_dir, tmp_path):
+    """`make demo` scores into RUN/test.scores.jsonl and renders RUN/report: rerunning the same
+    command continues (the folder's model files did not change), it is not refused as another model."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)
+    src = write_jsonl(tmp_path / "in.jsonl", mixed_records(12))
+    first = _score(src, run, run / "test.scores.jsonl")
+    _score(src, run, run / "other.scores.jsonl")
+    (run / "report").mkdir()
+    (run / "report" / "index.html").write_text("<html></html>")
+    assert _score(src, run, run / "test.scores.jsonl") == first

@@ -37,8 +37,10 @@ def file_digest(path: str | Path) -> str:
 
 
 # Training leaves these beside a saved model; they do not change its rewards.
-_NOT_MODEL = ("checkpoints", "lightning_logs", "logs", "tensorboard", "csv")
-_NOT_MODEL_SUFFIXES = (".ckpt", ".log", ".csv")
+_NOT_MODEL = ("checkpoints", "lightning_logs", "logs", "tensorboard", "csv", "report")
+# Checkpoints and logs, and what scoring and eval write into a model folder (`make demo` scores into
+# RUN/test.scores.jsonl and renders RUN/report): none of it loads, so none of it changes the model.
+_NOT_MODEL_SUFFIXES = (".ckpt", ".log", ".csv", ".jsonl", ".scores.summary.json", ".jsonl.state.json")
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".pq")
 
 
