@@ -33,7 +33,10 @@ def headline_table(head: dict) -> Table:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `inspect` command to the omnireward Typer app."""
+    """Add the `inspect` command (and the `bench` group, cli/bench_cmd.py) to the omnireward Typer app."""
+    from omnireward.cli import bench_cmd
+
+    bench_cmd.register(app)
 
     @app.command("inspect")
     def inspect_cmd(

@@ -35,7 +35,7 @@ def test_every_shipped_file_loads_and_every_row_names_its_source():
 
 def test_omnirewardbench_per_task_rows_use_the_package_task_names():
     rows = load("omnirewardbench")["rows"]
-    per_task = [r for r in rows if set(r["values"]) - {"overall"}]
+    per_task = [r for r in rows if set(r["values"]) - {"overall"} and r["metric"] != "lightrft_accuracy"]
     models = {r["model"] for r in per_task}
     assert {"Omni-RewardModel-BT", "Omni-RewardModel-R1", "Claude 3.5 Sonnet", "Gemma-3 27B",
             "UnifiedReward1.5"} <= models
@@ -53,6 +53,13 @@ def test_omnirewardbench_per_task_rows_use_the_package_task_names():
     for r in per_task:
         if r["model"] in stated:
             assert r["values"]["overall"] == stated[r["model"]]
+
+
+def test_lightrft_rows_keep_their_own_metric_and_the_task_they_were_measured_on():
+    rows = [r for r in load("omnirewardbench")["rows"] if r["metric"] == "lightrft_accuracy"]
+    assert {tuple(r["values"]) for r in rows} <= {("text_to_audio",), ("text_to_image",)}
+    assert max(r["values"]["text_to_audio"] for r in rows if "text_to_audio" in r["values"]) == 70.32
+    assert all("LightRFT" in r["source"] and "193c76f9" in r["source"] for r in rows)
 
 
 @pytest.mark.parametrize("bench,summary,parts,tol", MEANS)
