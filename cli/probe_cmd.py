@@ -20,9 +20,9 @@ def register(app: typer.Typer) -> None:
         probes: list[str] = typer.Option([], "--probes", help="A probe set: a packaged name (default) or a YAML "
                                                               "file of `probes: [{_target_: ...}]`; repeatable."),
         only: Optional[str] = typer.Option(None, help="Comma-separated probe names to run (default: all)."),
-        flag_share: float = typer.Option(0.5, help="Flag a probe when the reward rises in more than this share "
+        flag_share: float = typer.Option(0.75, help="Flag a probe when the reward rises in more than this share "
                                                    "of the changed responses ..."),
-        min_effect: float = typer.Option(0.1, help="... and its mean change exceeds this (reward standard "
+        min_effect: float = typer.Option(0.25, help="... and its mean change exceeds this (reward standard "
                                                    "deviations; judges: probability)."),
         fail_on_flag: bool = typer.Option(False, help="Exit with code 1 when any probe is flagged (a CI gate)."),
         max_records: Optional[int] = typer.Option(None, help="Probe only the first N records."),

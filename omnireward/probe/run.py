@@ -27,8 +27,10 @@ from omnireward.probe.probes import Probe, ProbeContext, ProbeSet, RecordProbe
 
 PROBE_JSON = "probe.json"
 DEFAULT_PROBES = "default"
-FLAG_SHARE = 0.5
-MIN_EFFECT = 0.1
+# A change the model is indifferent to raises the reward in about half the cases by little: the
+# defaults flag only a clear majority and a quarter of a standard deviation on average.
+FLAG_SHARE = 0.75
+MIN_EFFECT = 0.25
 
 
 # ---- building the probes -------------------------------------------------------------------------
