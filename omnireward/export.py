@@ -45,7 +45,7 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
     if out.resolve() == model_dir.resolve():
         raise ConfigError("--out must differ from --model", field="out")
     from omnireward.model_folder import require_reward_folder
-    from omnireward.quant import builder_quantizes
+    from omnireward.scoring.load import builder_quantizes
 
     require_reward_folder(model_dir, "omnireward export")
     # Export full-precision weights even when the backbone config loads its LM quantised.
@@ -187,7 +187,7 @@ def _check_same_scores(model, seq, tok) -> float:
 
 def _unmerge(seq, adapter: Path, out_adapter: Path):
     """Split merged weights back into base weights + the LoRA adapter (saved for peft in `out_adapter`)."""
-    from omnireward.quant import quiet_bnb_logs
+    from omnireward.quant.bnb import quiet_bnb_logs
 
     quiet_bnb_logs()
     from peft import LoraConfig, PeftModel

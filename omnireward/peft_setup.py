@@ -12,13 +12,15 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from omnireward.errors import ConfigError, ModelError
-from omnireward.quant import quiet_bnb_logs, save_plain
+from omnireward.quant.bnb import dense_weight, inside, is_quantised_layer, quantize_lm, quiet_bnb_logs
+from omnireward.quant.dense import save_plain
+from omnireward.quant.options import compute_dtype_for
 
 quiet_bnb_logs()  # before peft imports bitsandbytes
-from peft import LoraConfig, PeftModelForCausalLM
+from peft import LoraConfig, PeftModelForCausalLM  # noqa: E402 (after the bitsandbytes log level is set)
+from peft.tuners.lora import LoraLayer  # noqa: E402
 
 ADAPTER_DIR = "adapter"
 
@@ -68,8 +70,6 @@ class QLoRA(LoRA):
         self.quant_type, self.double_quant, self.compute_dtype = quant_type, double_quant, compute_dtype
 
     def prepare(self, lm) -> None:
-        from omnireward.quant import compute_dtype_for, quantize_lm
-
         dtype = self.compute_dtype
         dtype = compute_dtype_for("cuda" if torch.cuda.is_available() else "cpu") if dtype in (None, "auto") \
             else getattr(torch, dtype)
@@ -98,8 +98,6 @@ class MergingLoraLM(PeftModelForCausalLM):
 @torch.no_grad()
 def merged_state_dict(peft_lm) -> dict[str, torch.Tensor]:
     """The base model's state dict with every LoRA delta added and every quantised weight made dense."""
-    from peft.tuners.lora import LoraLayer
-
     base = peft_lm.get_base_model()
     dtype = base.get_input_embeddings().weight.dtype
     lora = {name: m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
@@ -114,43 +112,13 @@ def merged_state_dict(peft_lm) -> dict[str, torch.Tensor]:
         if getattr(inner, "bias", None) is not None:
             out[f"{name}.bias"] = inner.bias.detach().to(dtype).cpu()
     quantised = {name: m for name, m in base.named_modules()
-                 if name not in lora and _is_quantised(m) and not _inside(name, lora)}
+                 if name not in lora and is_quantised_layer(m) and not inside(name, lora)}
     for name, m in quantised.items():
         out[f"{name}.weight"] = dense_weight(m).to(dtype).cpu()
         if getattr(m, "bias", None) is not None:
             out[f"{name}.bias"] = m.bias.detach().to(dtype).cpu()
     owners = set(lora) | set(quantised)
     for key, value in base.state_dict().items():
-        if not _inside(key, owners):
+        if not inside(key, owners):
             out[key] = value.detach().cpu()
     return out
-
-
-def _inside(key: str, owners) -> bool:
-    parts = key.split(".")
-    return any(".".join(parts[:i]) in owners for i in range(1, len(parts)))
-
-
-def _is_quantised(m: nn.Module) -> bool:
-    w = getattr(m, "weight", None)
-    return type(w).__name__ in ("Params4bit", "Int8Params")
-
-
-def dense_weight(layer: nn.Module) -> torch.Tensor:
-    """A linear layer's weight as a dense float tensor (dequantised for bitsandbytes layers)."""
-    w = layer.weight
-    kind = type(w).__name__
-    if kind == "Params4bit":
-        import bitsandbytes.functional as F
-
-        data, state = w.data, w.quant_state
-        if getattr(state, "packing_format_for_cpu", False):  # repacked by an eval forward on an AVX512-BF16 CPU
-            data, state = F._convert_weight_packed_for_cpu_inverse(data, state)
-        return F.dequantize_4bit(data, state).float()
-    if kind == "Int8Params":
-        cb = getattr(w, "CB", None)
-        scb = getattr(w, "SCB", None)
-        if cb is None or scb is None:
-            return w.data.float()
-        return cb.float() * (scb.float().unsqueeze(1) / 127.0)
-    return w.detach().float()

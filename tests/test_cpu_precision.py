@@ -73,7 +73,7 @@ def test_int8_margins_agree_with_fp32(trained):
 def test_bf16_margins_agree_with_fp32(trained, monkeypatch):
     """bf16 where the CPU has the instructions; here the check is told it has them (torch emulates bf16
     on any CPU, only slower), so the same code path runs on every machine."""
-    import omnireward.quant as quant
+    import omnireward.quant.cpu as quant
     from omnireward.scoring.load import load_for_scoring
 
     monkeypatch.setattr(quant, "cpu_bf16_feature", lambda: "avx512_bf16")
@@ -129,7 +129,7 @@ def test_bad_combinations_are_refused_before_anything_is_written(quant, device, 
 
 
 def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(monkeypatch):
-    import omnireward.quant as quant
+    import omnireward.quant.cpu as quant
 
     monkeypatch.setattr(quant, "cpu_bf16_feature", lambda: None)
     with pytest.raises(ConfigError, match="avx512_bf16 or amx_bf16") as e:

@@ -84,7 +84,8 @@ class HFBackbone(nn.Module):
                 if (f.is_file() and f.suffix in _PROCESSOR_SUFFIXES and f.name not in _NOT_COPIED
                         and not f.name.endswith(".index.json")):
                     shutil.copyfile(f, hf / f.name)  # follows HF-cache symlinks
-        from omnireward.quant import is_quantized, save_dense
+        from omnireward.quant.bnb import is_quantized
+        from omnireward.quant.dense import save_dense
 
         if is_quantized(self.model):  # trained over a quantised LM (quant=4bit|8bit): the folder's `quant` requantises
             save_dense(self.model, hf)

@@ -108,7 +108,7 @@ def _dtype(dtype: str | torch.dtype | None):
 def quantization_config(quantization):
     """transformers' `BitsAndBytesConfig` for a `quant` component (see omnireward.quant.Quantization),
     "4bit" / "8bit", or a mapping of BitsAndBytesConfig's own keys (`load_in_4bit`, `bnb_4bit_*`)."""
-    from omnireward.quant import as_quantization
+    from omnireward.quant.options import as_quantization
 
     if hasattr(quantization, "items") and any(str(k).startswith(("load_in", "bnb_")) for k in quantization):
         from transformers import BitsAndBytesConfig
@@ -142,7 +142,7 @@ def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation:
     except Exception as e:  # OSError, ValueError, RuntimeError (size mismatch), ImportError (bitsandbytes)...
         raise ModelError(f"cannot load {family.name} weights from {path}: {str(e).strip().splitlines()[0]}") from None
     if q is not None:
-        from omnireward.quant import keep_cpu_layout
+        from omnireward.quant.bnb import keep_cpu_layout
 
         keep_cpu_layout(model)
     return model

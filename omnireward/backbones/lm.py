@@ -81,7 +81,7 @@ def load_lm(name_or_path: str, *, layers: int | None = None, tokenizer=None, dty
     loads, one tensor at a time (transformers + bitsandbytes), so the full-precision LM is never
     held; the LM head and embeddings stay in `dtype`.
     """
-    from omnireward.quant import as_quantization
+    from omnireward.quant.options import as_quantization
 
     quantization = as_quantization(quantization)
     if name_or_path == "tiny":
@@ -90,7 +90,7 @@ def load_lm(name_or_path: str, *, layers: int | None = None, tokenizer=None, dty
         torch.manual_seed(seed)
         model = LlamaForCausalLM(tiny_lm_config(len(tokenizer), tiny_hidden, layers or 2))
         if quantization:  # built in code: nothing to load, quantise what was built
-            from omnireward.quant import quantize_lm
+            from omnireward.quant.bnb import quantize_lm
 
             quantize_lm(model, quantization, compute_dtype=quantization.dtype_for("cpu"))
     else:
@@ -98,7 +98,7 @@ def load_lm(name_or_path: str, *, layers: int | None = None, tokenizer=None, dty
         model = None
         kwargs = {"dtype": dtype}
         if quantization:
-            from omnireward.quant import load_lm_quantized
+            from omnireward.quant.lowmem import load_lm_quantized
 
             if Path(path).is_dir():  # layer by layer from our own reader; else transformers' loader
                 model = load_lm_quantized(path, quantization)

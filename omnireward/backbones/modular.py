@@ -109,7 +109,8 @@ class ModularBackbone(nn.Module):
 
     def save(self, out: Path) -> None:
         """The LM (with tokenizer) as a plain HF folder `out/lm` that transformers loads as is."""
-        from omnireward.quant import is_quantized, save_dense
+        from omnireward.quant.bnb import is_quantized
+        from omnireward.quant.dense import save_dense
 
         lm_dir = Path(out) / "lm"
         if is_quantized(self.lm):  # trained over a quantised LM (quant=4bit|8bit): the folder's `quant` requantises

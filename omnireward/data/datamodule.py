@@ -12,9 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from omnireward.data.mixture import MixtureSampler, Source, capped, describe, parse_sources, source_report
-from omnireward.data.records import Pair, Record
+from omnireward.data.records import Pair, Record, length_hint
 from omnireward.errors import ConfigError, DataFormatError
-from omnireward.prompts import length_hint
 
 
 def load_records(path: str | Path, *, media_root: str | Path | None = None,

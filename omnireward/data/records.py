@@ -357,3 +357,10 @@ def _group(d: dict, rid: str, task, prompt: str, prompt_media: list[Media], crit
             raise DataFormatError(f"best is {best} but ranking starts with {ranking[0]}", field="best")
     return Group(id=rid, task=task or infer_task(prompt_media, responses), prompt=prompt, responses=responses,
                  criteria=criteria, prompt_media=prompt_media, best=best, ranking=ranking, meta=meta)
+
+
+def length_hint(rec: Record) -> int:
+    """Rough sequence length, for sorting batches by length."""
+    responses = responses_of(rec)
+    text = len(rec.prompt) + len(rec.criteria or "") + sum(len(r.text) for r in responses)
+    return text // 4 + 16 * (len(rec.prompt_media) + sum(len(r.media) for r in responses))

@@ -17,12 +17,11 @@ from omegaconf import OmegaConf
 
 from omnireward.backbones.base import Conversation, Turn
 from omnireward.data.records import Item, Pair, Response
+from omnireward.config import build
 from omnireward.errors import ConfigError
+from omnireward.judge.verdicts import LABELS, LETTER_LABEL, SWAP_LABEL, parse_verdict  # noqa: F401 (re-exported)
 
 TEMPLATES = ("omni", "think", "flex", "flex_pointwise")
-LABELS = ("response1", "response2", "tie")  # pairwise options, in the order verdict_probs returns them
-LETTER_LABEL = {"A": "response1", "B": "response2", "C": "tie"}
-SWAP_LABEL = {"response1": "response2", "response2": "response1", "tie": "tie"}
 FORMATS = ("brackets", "think", "flex", "flex_pointwise")
 _SLOT = re.compile(r"\{(\w+)\}")
 
@@ -94,8 +93,6 @@ class JudgeTemplate:
 
 def load_template(name: str | Path) -> JudgeTemplate:
     """A judge template by name (omni|think|flex|flex_pointwise, packaged) or a YAML path."""
-    from omnireward.config import build
-
     path = Path(str(name))
     if path.suffix in (".yaml", ".yml") and path.exists():
         text = path.read_text()
@@ -174,8 +171,6 @@ def _conversation(t: JudgeTemplate, slots: dict, answer: str | None) -> Conversa
 def sft_target(t: JudgeTemplate, critique: str, label: str | None, *, swap: bool = False) -> str:
     """What the judge should write for a record's critique: as is when it has a verdict of its own,
     else wrapped by the template's `target` with the label's letter."""
-    from omnireward.judge.verdicts import parse_verdict
-
     if parse_verdict(critique) is not None or label is None:
         return critique
     lab = SWAP_LABEL[label] if swap else label

@@ -8,8 +8,16 @@ from __future__ import annotations
 import json
 import re
 
+from typing import TYPE_CHECKING
+
 from omnireward.errors import ConfigError
-from omnireward.judge.templates import LETTER_LABEL, SWAP_LABEL, JudgeTemplate
+
+if TYPE_CHECKING:
+    from omnireward.judge.templates import JudgeTemplate
+
+LABELS = ("response1", "response2", "tie")  # pairwise options, in the order verdict_probs returns them
+LETTER_LABEL = {"A": "response1", "B": "response2", "C": "tie"}
+SWAP_LABEL = {"response1": "response2", "response2": "response1", "tie": "tie"}
 
 _BRACKETS = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 _BOXED = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*(?:Response\s+)?([ABC])\s*\}?\s*\}")

@@ -11,6 +11,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit
 
+from omnireward.metrics import accuracy_at, accuracy_with_ties, accuracy_without_ties  # noqa: F401 (re-exported)
+
 N_BOOTSTRAP = 1000
 CALIBRATION_BINS = 10
 MARGIN_BINS = 30
@@ -21,26 +23,8 @@ def _arrays(margins, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy_with_ties_fast(margins, labels) -> float | None:
-    """The tie-calibrated accuracy of `metrics.accuracy_with_ties` (best ε), vectorised for bootstrapping."""
-    m, y = _arrays(margins, labels)
-    if len(m) == 0:
-        return None
-    a = np.abs(m)
-    order = np.argsort(a, kind="stable")
-    correct_if_not = ((np.sign(m) == y) & (y != 0)).astype(int)
-    gain = ((y == 0).astype(int) - correct_if_not)[order]
-    a_sorted = a[order]
-    last_of_run = np.append(a_sorted[1:] != a_sorted[:-1], True)
-    base = correct_if_not.sum()
-    best = max(base, base + np.cumsum(gain)[last_of_run].max())
-    return float(best / len(m))
-
-
-def accuracy_without_ties(margins, labels) -> float | None:
-    """Share of non-tie pairs whose margin sign matches the label (margin 0 is wrong)."""
-    m, y = _arrays(margins, labels)
-    keep = y != 0
-    return float((np.sign(m[keep]) == y[keep]).mean()) if keep.any() else None
+    """The tie-calibrated accuracy of `metrics.accuracy_with_ties` (best ε), as a bootstrap statistic."""
+    return accuracy_with_ties(margins, labels)[0]
 
 
 def bootstrap_interval(margins, labels, statistic, *, n: int = N_BOOTSTRAP, seed: int = 0,
@@ -65,16 +49,6 @@ def bootstrap_interval(margins, labels, statistic, *, n: int = N_BOOTSTRAP, seed
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(values, [tail, 100 - tail])
     return [float(lo), float(hi)]
-
-
-def accuracy_at(margins, labels, eps: float | None) -> float | None:
-    """Three-way accuracy when |margin| <= eps is called a tie (eps None: no pair is a tie)."""
-    m, y = _arrays(margins, labels)
-    if len(m) == 0:
-        return None
-    tie = np.zeros(len(m), dtype=bool) if eps is None else np.abs(m) <= eps
-    correct = np.where(tie, y == 0, (np.sign(m) == y) & (y != 0))
-    return float(correct.mean())
 
 
 def tie_curve(margins, labels, chosen_eps: float | None, points: int = 101) -> dict | None:

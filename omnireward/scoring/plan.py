@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omnireward.data.formats import Result, load
-from omnireward.data.records import Record
+from omnireward.data.records import Record, length_hint
 from omnireward.errors import ResumeError
-from omnireward.prompts import length_hint
 
 # Records sorted together by length (less padding). Fixed, so the order does not depend on
 # --batch-size: a run resumed with another batch size lines up with what was written.

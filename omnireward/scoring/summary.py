@@ -99,7 +99,7 @@ class GroupStats:
         self.n_tau = 0
 
     def add(self, line: dict) -> None:
-        from omnireward.quant import kendall_tau_b
+        from omnireward.metrics import kendall_tau_b
 
         self.n += 1
         rewards = line["rewards"]
