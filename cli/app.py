@@ -121,7 +121,9 @@ def train_cmd(ctx: typer.Context,
     from omnireward.train import train
 
     folder = train(conf)
-    what = "judge" if conf.objective == "judge" else "reward model"
+    from omnireward.objectives import objective
+
+    what = objective(conf).noun
     out.print(f"{what} saved to {folder}\nscore with: omnireward score PAIRS.jsonl --model {folder}")
 
 
@@ -191,9 +193,11 @@ def score_cmd(
     common = dict(media_root=media_root, allow_outside_root=allow_outside_root, fmt=fmt, overwrite=overwrite,
                   on_bad_record=on_bad_record, engine=engine, ray=ray, device=device, batch_size=batch_size)
     model_dir = resolve_model(model) if (model or not judge) else None
-    from omnireward.model_folder import folder_objective, is_model_folder
+    from omnireward.model_folder import is_model_folder, open_folder
 
-    if judge or (model_dir is not None and is_model_folder(model_dir) and folder_objective(model_dir) == "judge"):
+    if model_dir is not None and is_model_folder(model_dir):
+        model_dir = open_folder(model_dir)  # its config read once, handed down
+    if judge or (is_model_folder(model_dir) and not model_dir.objective.reward_head):
         from omnireward.errors import ConfigError
         from omnireward.scoring.judge import judge_file
 
@@ -255,19 +259,18 @@ def eval_cmd(
     else:
         import json
 
-        from omnireward.model_folder import folder_objective, is_model_folder
-        from omnireward.scoring.bt import score_file
-        from omnireward.scoring.judge import judge_file
+        from omnireward.model_folder import is_model_folder, open_folder
+        from omnireward.objectives import OBJECTIVES
         from omnireward.scoring.models import resolve_model
 
         model_dir = resolve_model(model)
         scores = (out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl"))
-        if is_model_folder(model_dir) and folder_objective(model_dir) == "judge":  # judges with its own template
-            summary = judge_file(bench, model_dir, scores, judge=None, batch_size=batch_size, media_root=media_root,
-                                 overwrite=overwrite)
-        else:
-            summary = score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root,
-                                 overwrite=overwrite)
+        if is_model_folder(model_dir):
+            model_dir = open_folder(model_dir)  # its config read once, handed down
+        # A judge folder judges with its own template; anything else is scored as a reward model.
+        objective = model_dir.objective if is_model_folder(model_dir) else OBJECTIVES["reward"]
+        summary = objective.score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root,
+                                       overwrite=overwrite)
         records = bench
         if out_path:
             out_path.write_text(json.dumps(summary, indent=2))

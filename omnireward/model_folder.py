@@ -13,59 +13,79 @@ folder's template; `serve` and `export` refuse it in one line).
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from omnireward.config import build
 from omnireward.errors import ModelError
+from omnireward.objectives import CONFIG_NAME, OBJECTIVES, Objective, objective
 
-CONFIG_NAME = "omnireward.yaml"
 MODULES_NAME = "modules.safetensors"
 STATS_NAME = "reward_stats.json"
-OBJECTIVES = ("reward", "joint", "judge")
-# Folders written before `objective` existed name their module instead.
-_LEGACY = {"r1": "judge", "joint": "joint", "bt": "reward"}
 
 
-def is_model_folder(path: str | Path) -> bool:
-    return (Path(path) / CONFIG_NAME).is_file()
+@dataclass(frozen=True)
+class Folder(os.PathLike):
+    """A model folder with its config read once: a command opens it and hands it down, and every
+    step that takes a folder path takes it too (it is a path-like)."""
+
+    path: Path
+    cfg: DictConfig
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def objective(self) -> Objective:
+        return objective(self.cfg)
 
 
-def read_config(path: str | Path) -> DictConfig:
+def is_model_folder(path: str | Path | Folder) -> bool:
+    return isinstance(path, Folder) or (Path(path) / CONFIG_NAME).is_file()
+
+
+def open_folder(path: str | Path | Folder) -> Folder:
+    """The folder at `path` with its config read (a `Folder` is returned as it is)."""
+    if isinstance(path, Folder):
+        return path
     path = Path(path)
     if not is_model_folder(path):
         raise ModelError(f"{path} is not an omnireward model folder (no {CONFIG_NAME}); "
                          "train one with `omnireward train` or pass an exported folder")
-    return OmegaConf.load(path / CONFIG_NAME)
+    return Folder(path, OmegaConf.load(path / CONFIG_NAME))
+
+
+def read_config(path: str | Path | Folder) -> DictConfig:
+    return open_folder(path).cfg
 
 
 def objective_of(cfg: DictConfig | dict) -> str:
     """What a folder's config says it is: reward | joint | judge."""
-    obj = cfg.get("objective")
-    if obj is None:
-        obj = _LEGACY.get((cfg.get("model") or {}).get("name"), "reward")
-    if obj not in OBJECTIVES:
-        raise ModelError(f"unknown objective {obj!r} in {CONFIG_NAME} (expected one of {', '.join(OBJECTIVES)})")
-    return obj
+    return objective(cfg).name
 
 
-def folder_objective(path: str | Path) -> str:
-    return objective_of(read_config(path))
+def folder_objective(path: str | Path | Folder) -> str:
+    return open_folder(path).objective.name
 
 
 def judge_template_of(cfg: DictConfig | dict):
     """The judge template a judge (or joint) folder was trained with, or None."""
-    from omnireward.config import build
-
     node = cfg.get("judge")
     return build(node) if node is not None else None
 
 
-def require_reward_folder(path: str | Path, command: str) -> None:
+def require_reward_folder(path: str | Path | Folder, command: str) -> None:
     """Stop with one line when `path` is a judge folder, which has no reward head for `command`."""
-    if is_model_folder(path) and folder_objective(path) == "judge":
+    if is_model_folder(path) and not open_folder(path).objective.reward_head:
         raise ModelError(f"{path} is a generative judge (objective: judge, trained with model=r1): it writes "
                          f"critiques and verdicts and has no reward head for `{command}`; score it with "
                          f"`omnireward score PAIRS.jsonl --model {path}` (it judges with its own template)")
@@ -80,7 +100,7 @@ def save(model: nn.Module, out: str | Path, cfg: DictConfig | dict, stats: dict 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(elsewhere)}
     save_file(state, str(out / MODULES_NAME))
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg)
-    objective_of(cfg)  # a config that does not say what it trains is a bug, not a folder to write
+    objective(cfg)  # a config that does not say what it trains is a bug, not a folder to write
     OmegaConf.save(cfg, out / CONFIG_NAME)
     if stats is not None:
         (out / STATS_NAME).write_text(json.dumps(stats, indent=2))
@@ -89,10 +109,6 @@ def save(model: nn.Module, out: str | Path, cfg: DictConfig | dict, stats: dict 
 
 def build_backbone(cfg: DictConfig, path: Path, **overrides):
     """The saved backbone, rebuilt by its builder from `path` (never from where it was first loaded)."""
-    from hydra.utils import get_method
-
-    from omnireward.config import build
-
     bcfg = OmegaConf.to_container(cfg.backbone, resolve=True)
     target = bcfg["_target_"]
     module = target.rsplit(".", 1)[0]
@@ -107,22 +123,15 @@ def build_backbone(cfg: DictConfig, path: Path, **overrides):
     return build(bcfg)
 
 
-def load(path: str | Path, **backbone_overrides) -> tuple[nn.Module, DictConfig]:
-    """The folder's RewardModel (reward, joint) or JudgeModel (judge), eval mode, and its config."""
-    from omnireward.config import build
-    from omnireward.reward_model import JudgeModel, RewardModel
-
-    path = Path(path)
-    cfg = read_config(path)
+def load(path: str | Path | Folder, **backbone_overrides) -> tuple[nn.Module, DictConfig]:
+    """The folder's network as its objective says (RewardModel for reward and joint, JudgeModel for
+    judge), eval mode, and its config."""
+    folder = open_folder(path)
+    path, cfg = folder.path, folder.cfg
     if cfg.get("quant") and "quantization" not in backbone_overrides:  # trained over a quantised LM: reload it so
         backbone_overrides["quantization"] = build(cfg.quant)
     backbone = build_backbone(cfg, path, **backbone_overrides)
-    if objective_of(cfg) == "judge":
-        model = JudgeModel(backbone)
-    else:
-        # Folders written before heads were components hold a BT head.
-        head = cfg.get("head") or {"_target_": "omnireward.heads.bt.BTHead", "_partial_": True}
-        model = RewardModel(backbone, build(head)(backbone.hidden_size))
+    model = folder.objective.build(backbone, cfg)
     state = load_file(str(path / MODULES_NAME))
     missing, unexpected = model.load_state_dict(state, strict=False)
     elsewhere = "backbone." + backbone.lm_prefix
@@ -133,6 +142,6 @@ def load(path: str | Path, **backbone_overrides) -> tuple[nn.Module, DictConfig]
     return model.eval(), cfg
 
 
-def reward_stats(path: str | Path) -> dict | None:
+def reward_stats(path: str | Path | Folder) -> dict | None:
     f = Path(path) / STATS_NAME
     return json.loads(f.read_text()) if f.exists() else None

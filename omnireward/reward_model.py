@@ -12,8 +12,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from omnireward import model_folder
 from omnireward.backbones.base import Batch
+from omnireward.config import build
 from omnireward.data.records import Pair, Record, Response, responses_of
+from omnireward.errors import ConfigError
+from omnireward.heads.base import RewardHead
+from omnireward.heads.bt import BTHead
 from omnireward.prompts import reward_conversation
 
 if TYPE_CHECKING:
@@ -25,11 +30,7 @@ class RewardModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, head: nn.Module, prefix_sharing: bool = True):
         super().__init__()
-        from omnireward.heads.base import RewardHead
-
         if not isinstance(head, RewardHead):
-            from omnireward.errors import ConfigError
-
             raise ConfigError(f"{type(head).__name__} is not a reward head: subclass "
                               "omnireward.heads.base.ScalarHead (or offer outputs, pair_loss, check_loss and "
                               "dimensions; see docs/extending.md)", field="head")
@@ -42,9 +43,14 @@ class RewardModel(nn.Module):
     @classmethod
     def with_bt_head(cls, backbone: nn.Module, dropout: float = 0.0) -> "RewardModel":
         """A reward model with the BT head (what `head=bt` builds)."""
-        from omnireward.heads.bt import BTHead
-
         return cls(backbone, BTHead(backbone.hidden_size, dropout))
+
+    @classmethod
+    def from_config(cls, backbone: nn.Module, cfg) -> "RewardModel":
+        """`backbone` with the head `cfg.head` names (training and loading a folder build it here)."""
+        # Folders written before heads were components hold a BT head.
+        head = cfg.get("head") or {"_target_": "omnireward.heads.bt.BTHead", "_partial_": True}
+        return cls(backbone, build(head)(backbone.hidden_size))
 
     def collate(self, records: list[Record], responses: list[Response]) -> Batch:
         return self.backbone.processor([reward_conversation(r, resp) for r, resp in zip(records, responses)])
@@ -82,22 +88,16 @@ class RewardModel(nn.Module):
 
     def save_pretrained(self, out, cfg, stats: dict | None = None):
         """Write this model and its config as a model folder (see `omnireward.model_folder`)."""
-        from omnireward import model_folder
-
         return model_folder.save(self, out, cfg, stats)
 
     @classmethod
     def from_pretrained(cls, path, **backbone_overrides) -> tuple["RewardModel", "DictConfig"]:
         """A reward (or joint) model folder; a judge folder stops with one line saying what it is."""
-        from omnireward import model_folder
-
         model_folder.require_reward_folder(path, "a reward model")
         return model_folder.load(path, **backbone_overrides)
 
     @staticmethod
     def reward_stats(path) -> dict | None:
-        from omnireward import model_folder
-
         return model_folder.reward_stats(path)
 
 
@@ -119,7 +119,9 @@ class JudgeModel(nn.Module):
         super().__init__()
         self.backbone = backbone
 
-    def save_pretrained(self, out, cfg, stats: dict | None = None):
-        from omnireward import model_folder
+    @classmethod
+    def from_config(cls, backbone: nn.Module, cfg) -> "JudgeModel":
+        return cls(backbone)
 
+    def save_pretrained(self, out, cfg, stats: dict | None = None):
         return model_folder.save(self, out, cfg, stats)

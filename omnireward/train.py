@@ -17,8 +17,8 @@ from omnireward.cache import cache_dir
 from omnireward.config import build
 from omnireward.errors import ConfigError
 from omnireward.heads.losses import needs_margin
-from omnireward.model_folder import objective_of
 from omnireward.loggers import build_loggers, quiet_third_party
+from omnireward.objectives import objective
 from omnireward.progress import PairsProgressBar
 from omnireward.strategies import build_strategy, file_checkpoint_io, is_sharded, shared_output_dir
 
@@ -93,19 +93,13 @@ def quant_kwargs(cfg: DictConfig) -> dict:
 def build_module(cfg: DictConfig):
     """Backbone (+ PEFT) → reward model (backbone + head) or judge (backbone) → LightningModule,
     each built from its config component."""
-    from omnireward.model_folder import objective_of
-    from omnireward.reward_model import JudgeModel, RewardModel
-
     if cfg.get("peft") and cfg.backbone.get("train_layers") is not None:
         raise ConfigError("choose one way to train part of the LM: peft adapts every layer, train_layers trains "
                           "the top layers in full", field="backbone.train_layers")
     backbone = build(cfg.backbone, **quant_kwargs(cfg))
     if cfg.get("peft"):
         build(cfg.peft).apply(backbone)
-    if objective_of(cfg) == "judge":
-        model = JudgeModel(backbone)
-    else:
-        model = RewardModel(backbone, build(cfg.head)(backbone.hidden_size))
+    model = objective(cfg).build(backbone, cfg)
     model.train()  # HF loaders return eval-mode LMs; frozen encoders keep eval mode themselves
     return build(cfg.model, model=model)
 
@@ -176,7 +170,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
         model = model.eval()
         # A generative judge has no scalar head: no reward statistics for it.
         stats = (reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
-                 if objective_of(cfg) != "judge" else None)
+                 if objective(cfg).reward_head else None)
         model.save_pretrained(out, cfg, stats)
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
     trainer.strategy.barrier()

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnireward.data.io import write_jsonl
-from omnireward.data.records import Record
-from omnireward.prompts import length_hint
-from omnireward.quant import CPU_PRECISIONS
+from omnireward.data.records import Record, length_hint
+from omnireward.quant.options import CPU_PRECISIONS
 from omnireward.scoring.batch import score_batch
 from omnireward.scoring.output import summary_path
 from omnireward.scoring.progress import progress
@@ -58,7 +57,7 @@ def write_scores(lines: list[dict], out: str | Path, extra: dict | None = None) 
 class BTModel:
     """Builds the BT scorer: loads the model folder (in this process, or once per Ray actor)."""
 
-    model_dir: str
+    model_dir: str | Path  # a path, or a model_folder.Folder with its config read
     quant: str = "none"
     device: str = "auto"
     prefix_sharing: bool = True  # a record's responses share its prompt's computation (same rewards)
@@ -79,7 +78,8 @@ def check_quant(quant, device: str = "auto", engine: str = "local", ray=None) ->
 
     from omnireward.config import group_options
     from omnireward.errors import ConfigError
-    from omnireward.quant import SCORING_QUANTS, check_cpu_precision
+    from omnireward.quant.cpu import check_cpu_precision
+    from omnireward.quant.options import SCORING_QUANTS
     from omnireward.scoring.load import pick_device
 
     if not isinstance(quant, str):
@@ -121,22 +121,22 @@ def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batc
                   show_progress=show_progress)
     extra = {"model": str(model_dir), "input": str(path), "quant": quant}
     if quant in CPU_PRECISIONS:
-        from omnireward.quant import precision_details
+        from omnireward.quant.cpu import precision_details
 
         extra["quant_details"] = precision_details(quant)
     if compare_full and quant != "none":
-        from omnireward.quant import agreement
+        from omnireward.metrics import agreement
         from omnireward.scoring.output import ScoresFile
 
         out_full = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".full.jsonl")
-        score_stream(path, out_full, BTModel(str(model_dir), "none", device, prefix_sharing),
+        score_stream(path, out_full, BTModel(model_dir, "none", device, prefix_sharing),
                      run_identity(model_dir, path, {**options, "quant": "none"}), description="full precision",
                      **common)
-        summary = score_stream(path, out, BTModel(str(model_dir), quant, device, prefix_sharing),
+        summary = score_stream(path, out, BTModel(model_dir, quant, device, prefix_sharing),
                                run_identity(model_dir, path, options), extra_summary=extra, **common)
         quant_file, full_file = ScoresFile(out), ScoresFile(out_full)
         summary["agreement_with_full_precision"] = agreement(list(full_file.lines()), list(quant_file.lines()))
         quant_file.summary_path.write_text(json.dumps(summary, indent=2))
         return summary
-    return score_stream(path, out, BTModel(str(model_dir), quant, device, prefix_sharing), run_identity(model_dir, path, options),
+    return score_stream(path, out, BTModel(model_dir, quant, device, prefix_sharing), run_identity(model_dir, path, options),
                         extra_summary=extra, **common)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from omnireward.data.records import Group, Item, Pair, Record, Response
+from omnireward.data.records import Group, Item, Pair, Record, Response, length_hint
 from omnireward.errors import ConfigError, ModelError
 from omnireward.judge.critique import critique
 from omnireward.judge.templates import (
@@ -26,7 +26,7 @@ from omnireward.judge.templates import (
     pointwise_conversation,
 )
 from omnireward.judge.verdicts import flex_in_response_terms, parse_flex, parse_flex_pointwise, parse_verdict
-from omnireward.prompts import length_hint
+from omnireward.objectives import JUDGE
 from omnireward.scoring.progress import progress
 
 JUDGES = ("omni", "think", "flex")
@@ -182,9 +182,10 @@ def trained_judge(model_dir: str | Path | None) -> JudgeTemplate | None:
 
     if model_dir is None or not model_folder.is_model_folder(model_dir):
         return None
-    cfg = model_folder.read_config(model_dir)
-    if model_folder.objective_of(cfg) != "judge":
+    folder = model_folder.open_folder(model_dir)
+    if folder.objective is not JUDGE:
         return None
+    cfg = folder.cfg
     return model_folder.judge_template_of(cfg) or load_template(cfg.get("model", {}).get("judge", "omni"))
 
 

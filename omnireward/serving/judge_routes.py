@@ -29,7 +29,7 @@ from typing import Any
 from omnireward.backbones.base import Turn
 from omnireward.data.records import Item, Pair
 from omnireward.errors import RequestError
-from omnireward.serving.judge_service import ChatWork, PairWork
+from omnireward.serving.judge_work import ChatWork, PairWork
 from omnireward.serving.media import AUDIO_FORMATS, Lease
 from omnireward.serving.protocols import Context, Parsed, check_count
 from omnireward.serving.protocols.native import native_record

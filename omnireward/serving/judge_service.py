@@ -19,48 +19,22 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-from omnireward.backbones.base import Conversation
-from omnireward.data.records import Item, Pair
 from omnireward.judge.templates import LABELS, JudgeTemplate
+from omnireward.judge.verdicts import format_ok, parse_verdict
 from omnireward.serving.batcher import Batcher
+from omnireward.serving.judge_routes import judge_routes
+from omnireward.serving.judge_work import ChatWork, PairWork, work_cost  # noqa: F401 (PairWork re-exported)
 from omnireward.serving.media import MediaStore
 from omnireward.serving.scale import RewardScale
 from omnireward.serving.service import BatchSettings
 
 LETTERS = {"response1": "A", "response2": "B", "tie": "C"}
-
-
-@dataclass
-class ChatWork:
-    """One chat-completions request: a conversation answered `n` times."""
-
-    conversation: Conversation
-    n: int = 1
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-
-
-@dataclass
-class PairWork:
-    """One native record judged as `omnireward score --judge` judges it."""
-
-    record: Pair | Item
-    both_orders: bool = False
-
-
-def work_cost(work) -> int:
-    """Critiques a work item generates."""
-    if isinstance(work, ChatWork):
-        return work.n
-    return 2 if getattr(work, "both_orders", False) else 1
 
 
 # ---- answers in the template's output form --------------------------------------------------------
@@ -73,8 +47,6 @@ def compose_answer(t: JudgeTemplate, critique: str, letter: str) -> str:
     Flex answers are the JSON the grammar produced (their own winner stays). A brackets or think
     critique is cut where it began a verdict of its own; the verdict is then written once, at the end.
     """
-    from omnireward.judge.verdicts import format_ok
-
     if t.format in ("flex", "flex_pointwise"):
         return critique.strip()
     body = critique
@@ -129,7 +101,6 @@ class JudgeRunner:
     def _chat(self, works: list[ChatWork], max_tokens: int, temperature: float, top_p: float,
               seed: int | None) -> list[dict]:
         from omnireward.judge.critique import critique
-        from omnireward.judge.verdicts import parse_verdict
 
         j = self.judge
         t = j.template
@@ -174,8 +145,6 @@ class JudgeService:
 
     def __init__(self, judges: list, *, batching: BatchSettings, media: MediaStore | None = None,
                  info: dict | None = None, max_new_tokens: int = 256):
-        from omnireward.serving.judge_routes import judge_routes
-
         self.judges = judges
         self.models = judges  # replicas, as /info and the CLI count them
         self.template: JudgeTemplate = judges[0].template
@@ -246,4 +215,4 @@ def is_judge(model_dir) -> bool:
     from omnireward import model_folder
 
     return (model_dir is not None and model_folder.is_model_folder(model_dir)
-            and model_folder.folder_objective(model_dir) == "judge")
+            and not model_folder.open_folder(model_dir).objective.reward_head)

@@ -80,13 +80,15 @@ class RewardService:
         from omnireward.scoring.load import load_for_scoring, pick_device
 
         batching = (batching or BatchSettings()).check()
+        if model_folder.is_model_folder(model_dir):
+            model_dir = model_folder.open_folder(model_dir)  # its config read once, for every replica
         names = [d.strip() for d in devices.split(",") if d.strip()] or ["auto"]
         models, where = [], []
         for d in names:
             for _ in range(batching.workers_per_device):
                 models.append(load_for_scoring(model_dir, quant=quant, device=d))
                 where.append(str(pick_device(d)))
-        cfg = model_folder.read_config(model_dir) if model_folder.is_model_folder(model_dir) else {}
+        cfg = model_dir.cfg if model_folder.is_model_folder(model_dir) else {}
         target = lambda key: ((cfg.get(key) or {}).get("_target_") or "").rsplit(".", 1)[-1] or None  # noqa: E731
         objective = {"objective": model_folder.objective_of(cfg) if cfg else "reward", "head": target("head"),
                      "loss": target("loss")}
