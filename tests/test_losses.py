@@ -143,3 +143,19 @@ def test_plackett_luce_composes_and_is_listwise():
     loss = build(compose_config(["loss=plackett_luce"]).model.loss)
     assert is_listwise(loss) and not needs_margin(loss)
     assert not is_listwise(build(compose_config(["loss=bt"]).model.loss))
+
+
+def test_a_loss_declares_what_it_needs_and_nothing_reads_its_signature():
+    from functools import partial
+
+    from omnireward.heads.losses import declare, is_listwise, is_plain_bt
+
+    def mine(d, y, margin):  # a required `margin` parameter declares nothing by itself
+        return d.mean()
+
+    assert not needs_margin(mine) and not is_listwise(mine) and not is_plain_bt(mine)
+    mine.needs_margin = True
+    assert needs_margin(partial(mine)) and not is_listwise(partial(mine))
+    assert is_plain_bt(partial(bt_loss)) and not is_plain_bt(partial(bt_margin_loss))
+    ranked = declare(listwise=True)(lambda ranked, n_ranked, n_valid: ranked.sum())
+    assert is_listwise(ranked) and not needs_margin(ranked)

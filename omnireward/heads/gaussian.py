@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from omnireward.errors import ConfigError
-from omnireward.heads.losses import bt_loss, gaussian_bt_loss, is_listwise
+from omnireward.heads.losses import gaussian_bt_loss, is_plain_bt
 
 
 class GaussianHead(nn.Module):
@@ -43,7 +43,7 @@ class GaussianHead(nn.Module):
         return gaussian_bt_loss(a["reward"] - b["reward"], a["log_var"].exp() + b["log_var"].exp(), y)
 
     def check_loss(self, loss) -> None:
-        if is_listwise(loss) or getattr(loss, "func", loss) is not bt_loss:
+        if not is_plain_bt(loss):
             name = getattr(getattr(loss, "func", loss), "__name__", str(loss))
             raise ConfigError(f"head=gaussian trains with its own probabilistic BT (use loss=bt, the default), "
                               f"not {name}; rankings train as their ordered pairs", field="loss")

@@ -2,8 +2,12 @@
 
 All take margins d = r1 - r2, labels y ∈ {+1 (response1), -1 (response2), 0 (tie)} and the
 records' target margins (NaN where a record has none), and return the mean negative
-log-likelihood. Each is a config component (conf/loss/*.yaml, `_partial_: true`); a loss whose
-`margin` parameter has no default needs a `margin` on every training record.
+log-likelihood. Each is a config component (conf/loss/*.yaml, `_partial_: true`).
+
+A loss says what it needs as attributes, which the trainer reads (nothing inspects its
+signature): `needs_margin` (every training record must carry a `margin`), `listwise` (it scores
+whole rankings: `loss(ranked, n_ranked, n_valid)`) and `plain_bt` (it is the Bradley–Terry
+likelihood itself). Unset, each is False; `declare` sets them.
 """
 
 from __future__ import annotations
@@ -15,12 +19,34 @@ import torch.nn.functional as F
 
 from omnireward.errors import ConfigError
 
+CAPABILITIES = ("needs_margin", "listwise", "plain_bt")
+
+
+def declare(*, needs_margin: bool = False, listwise: bool = False, plain_bt: bool = False):
+    """Decorator: the loss's capabilities as attributes (see the module docstring)."""
+    def mark(fn):
+        fn.needs_margin, fn.listwise, fn.plain_bt = needs_margin, listwise, plain_bt
+        return fn
+    return mark
+
+
+def _declared(loss, capability: str) -> bool:
+    return bool(getattr(getattr(loss, "func", loss), capability, False))  # a partial declares through its function
+
+
 def needs_margin(loss) -> bool:
     """Whether `loss` (a function or a partial of one) requires the records' `margin`."""
-    import inspect
+    return _declared(loss, "needs_margin")
 
-    p = inspect.signature(loss).parameters.get("margin")
-    return p is not None and p.default is inspect.Parameter.empty
+
+def is_listwise(loss) -> bool:
+    """Whether `loss` scores whole rankings (`loss(ranked, n_ranked, n_valid)`)."""
+    return _declared(loss, "listwise")
+
+
+def is_plain_bt(loss) -> bool:
+    """Whether `loss` is the plain Bradley–Terry likelihood."""
+    return _declared(loss, "plain_bt")
 
 
 def _bt(d: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
@@ -33,11 +59,13 @@ def _bt(d: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tenso
     return -F.logsigmoid(z).mean()
 
 
+@declare(plain_bt=True)
 def bt_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
     """-log σ(s·d) over non-tie pairs (s = ±1); ties carry no BT signal and are skipped."""
     return _bt(d, y, None)
 
 
+@declare(needs_margin=True)
 def bt_margin_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
     """-log σ(s·d - m): the winner must lead by the record's margin m (Llama-2 style)."""
     return _bt(d, y, margin)
@@ -83,6 +111,7 @@ def gaussian_bt_loss(d: torch.Tensor, var: torch.Tensor, y: torch.Tensor) -> tor
     return -torch.special.log_ndtr(z).mean()
 
 
+@declare(listwise=True)
 def plackett_luce_loss(ranked: torch.Tensor, n_ranked: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
     """Plackett–Luce: the negative log-likelihood of a ranking, P(π) = Π_j e^{r_π(j)} / Σ_{k≥j} e^{r_π(k)}.
 
@@ -101,10 +130,3 @@ def plackett_luce_loss(ranked: torch.Tensor, n_ranked: torch.Tensor, n_valid: to
     stage = (pos < n_ranked[:, None]) & (pos < (n_valid[:, None] - 1))
     nll = torch.where(stage, tail - ranked, torch.zeros_like(ranked)).sum(-1)
     return nll.mean() if G else ranked.sum() * 0.0
-
-
-def is_listwise(loss) -> bool:
-    """Whether `loss` (a function or a partial of one) scores whole rankings (takes `ranked`)."""
-    import inspect
-
-    return "ranked" in inspect.signature(loss).parameters
