@@ -221,7 +221,9 @@ def test_prep_score_eval_through_the_command_line(tmp_path, tiny_image_model, sr
     assert f"({fmt})" in res.output
     n = len(prepped.read_text().splitlines())
     scores = tmp_path / "s.jsonl"
-    res = runner.invoke(app, ["score", str(prepped), "--model", str(tiny_image_model), "--out", str(scores)])
+    root = src if src.is_dir() else src.parent  # prep writes media outside its output folder as absolute paths
+    res = runner.invoke(app, ["score", str(prepped), "--model", str(tiny_image_model), "--out", str(scores),
+                              "--media-root", str(root)])
     assert res.exit_code == 0, res.output
     assert len(scores.read_text().splitlines()) == n
     res = runner.invoke(app, ["eval", str(scores), "--data", str(src), "--report", str(tmp_path / "rep")])
@@ -229,3 +231,55 @@ def test_prep_score_eval_through_the_command_line(tmp_path, tiny_image_model, sr
     assert title in res.output and figure in res.output
     head = json.loads((tmp_path / "rep" / "summary.json").read_text())["headline"]
     assert head["value"] is not None and 0 <= head["value"] <= 1
+
+
+# ---- HPDv3 and ImageRewardDB -----------------------------------------------------------------
+
+HPD = FIX / "hpdv3" / "test.json"
+IRDB = FIX / "imagerewarddb" / "test" / "test_1.json"
+
+
+def test_hpdv3_pairs_put_the_preferred_image_first():
+    assert detect_format(HPD) == "hpdv3"
+    recs = list(_records(HPD).values())
+    assert len(recs) == 3 and all(r.preference == "response1" and r.task == "text_to_image" for r in recs)
+    assert recs[0].response1.media[0].path == str(HPD.parent / "images" / "coffee.png")
+    assert recs[0].meta == {"model1": "flux", "model2": "sd3", "confidence": 0.9, "choice_dist": [9, 1]}
+
+
+def test_imagerewarddb_entries_of_a_prompt_become_one_ranked_group(tmp_path):
+    assert detect_format(IRDB) == "imagerewarddb"
+    recs = _records(IRDB)
+    g = recs["imagerewarddb-p001"]
+    assert g.ranking == [0, 2, 1, 3] and g.best == 0 and len(g.responses) == 4
+    assert g.responses[2].media[0].path == str(IRDB.parent.parent / "images" / "test" / "chelsea.png")
+    assert g.meta["ranks"] == [1, 3, 2, 4] and g.meta["overall_rating"] == [7, 5, 6, 4]
+    tied = recs["imagerewarddb-p002"]  # two images share rank 2: no total order, the best is still known
+    assert tied.ranking is None and tied.best == 0
+    rows = json.loads(IRDB.read_text())
+    bad = tmp_path / "shard" / "s.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps([dict(rows[0], rank=0), dict(rows[4], prompt_id="solo")], indent=1))
+    res = list(load(bad, media_root=IRDB.parent.parent))
+    assert [str(r.error) for r in res] == [f"{bad}:2: rank: expected a whole number >= 1, got 0",
+                                           f"{bad}:13: prompt_id: prompt_id 'solo' has 1 image; a ranking needs "
+                                           "two or more"]
+
+
+def test_imagerewarddb_groups_train_with_plackett_luce(tmp_path):
+    from _deploy_utils import tiny_overrides
+    from omnireward.config import compose_config
+    from omnireward.train import train
+
+    prepped = tmp_path / "groups.jsonl"
+    res = CliRunner().invoke(app, ["data", "prep", str(IRDB), "--out", str(prepped)])
+    assert res.exit_code == 0 and "(imagerewarddb)" in res.output, res.output
+    model = train(compose_config(tiny_overrides({"train": prepped, "val": prepped}, tmp_path / "run", "modality=image",
+                                                "loss=plackett_luce", "trainer.max_epochs=1", "data.batch_size=2",
+                                                f"data.media_root={IRDB.parent.parent}")))
+    scores = tmp_path / "s.jsonl"
+    res = CliRunner().invoke(app, ["score", str(prepped), "--model", str(model), "--out", str(scores),
+                                   "--media-root", str(IRDB.parent.parent)])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in scores.read_text().splitlines()]
+    assert [len(x["rewards"]) for x in lines] == [4, 3] and lines[0]["gold_ranking"] == [0, 2, 1, 3]

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from omnireward.data.formats import (editrewardbench, genaibench, mmrb2, mmrewardbench, native, omnirewardbench,
-                                     rewardbench, rewardbench2, sharegpt, trl, videogenrewardbench, vlrewardbench)
+from omnireward.data.formats import (editrewardbench, genaibench, hpdv3, imagerewarddb, mmrb2, mmrewardbench, native,
+                                     omnirewardbench, rewardbench, rewardbench2, sharegpt, trl, videogenrewardbench,
+                                     vlrewardbench)
 from omnireward.data.formats.common import Result, media_fields
 from omnireward.data.formats.detect import FORMATS, detect_format
 from omnireward.errors import DataFormatError
@@ -33,6 +34,8 @@ READERS = {
     "mmrb2": mmrb2.read,
     "mmrewardbench": mmrewardbench.read,
     "editrewardbench": editrewardbench.read,
+    "hpdv3": hpdv3.read,
+    "imagerewarddb": imagerewarddb.read,
 }
 # Spellings users may type for the same formats.
 ALIASES = {"omnirewarddata": "sharegpt", "llamafactory": "sharegpt", "sharegpt_ranking": "sharegpt",

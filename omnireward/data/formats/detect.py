@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnireward.data.formats import (editrewardbench, mmrb2, mmrewardbench, omnirewardbench, rewardbench2, sharegpt,
-                                     videogenrewardbench)
+from omnireward.data.formats import (editrewardbench, hpdv3, imagerewarddb, mmrb2, mmrewardbench, omnirewardbench,
+                                     rewardbench2, sharegpt, videogenrewardbench)
 from omnireward.data.io import first_raw
 from omnireward.errors import DataFormatError
 
 FORMATS = ("native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench", "rewardbench",
-           "videogenrewardbench", "rewardbench2", "mmrb2", "mmrewardbench", "editrewardbench")
+           "videogenrewardbench", "rewardbench2", "mmrb2", "mmrewardbench", "editrewardbench",
+           "hpdv3", "imagerewarddb")
 
 
 def detect_format(path: str | Path) -> str:
@@ -57,6 +58,10 @@ def format_of_record(raw: object, path: str | Path | None = None) -> str:
         return "mmrewardbench"
     if editrewardbench.is_editrewardbench(raw):
         return "editrewardbench"
+    if hpdv3.is_hpdv3(raw):
+        return "hpdv3"
+    if imagerewarddb.is_imagerewarddb(raw):
+        return "imagerewarddb"
     if "chosen" in keys and "rejected" in keys:
         if "subset" in keys and isinstance(raw.get("chosen"), str):
             return "rewardbench"
