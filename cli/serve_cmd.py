@@ -27,8 +27,10 @@ def register(app: typer.Typer) -> None:
         workers_per_device: int = typer.Option(1, help="Model replicas (worker threads) per device."),
         max_batch_size: int = typer.Option(32, help="Most sequences per forward pass (a pair counts two); "
                                                     "concurrent requests are merged up to this size."),
-        batch_timeout: float = typer.Option(0.01, help="Seconds the oldest waiting record waits for others "
-                                                       "to share its forward pass."),
+        batch_timeout: float = typer.Option(0.01, help="Seconds a free replica waits for more records "
+                                                       "before it runs a batch that is not full (counted from "
+                                                       "when the replica became free, or the oldest record "
+                                                       "arrived, whichever is later)."),
         max_queue: int = typer.Option(16384, help="Most sequences waiting; past it requests get 503 (retry)."),
         api_key: str | None = typer.Option(None, help="Require this key (Authorization: Bearer KEY, X-API-Key, "
                                                       "or ?api_key=KEY); default: $OMNIREWARD_API_KEY, or none.",
