@@ -10,7 +10,7 @@ from rich.table import Table
 
 
 def table(rows: list[dict]) -> Table:
-    from omnireward.bench.omnirewardbench import COLUMNS
+    from omnireward.bench.omnirewardbench import COLUMNS  # deferred: `omnireward --help` loads no scoring code
 
     t = Table(title="Omni-RewardBench (accuracy, %)")
     t.add_column("model")
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         """Extract the media, convert the nine task files (FOLDER/pairs.jsonl), score every pair (resumable),
         and print the paper's table (9 tasks and Overall, with and without ties) beside the published
         rows; OUT/table.md and OUT/table.json keep it with sources."""
-        from omnireward.bench.omnirewardbench import run
+        from omnireward.bench.omnirewardbench import run  # deferred: `omnireward --help` loads no scoring code
 
         res = run(folder, model, out, quant=quant, batch_size=batch_size, device=device, overwrite=overwrite)
         console = Console()

@@ -17,9 +17,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from omnireward.data.formats import omnirewardbench as reader
+from omnireward.data.prep import prep
 from omnireward.data.records import TASKS
 from omnireward.errors import DataFormatError
 from omnireward.report.published import load as load_published
+from omnireward.scoring.bt import score_file
+from omnireward.scoring.models import resolve_model
 
 MEDIA_DIR = "media_data"
 ZIP_NAME = "media_data.zip"
@@ -67,8 +70,6 @@ def extract_media(folder: Path) -> Path:
 
 def prepare(folder: str | Path, out: str | Path | None = None) -> tuple[Path, object]:
     """Extract the media and convert the nine preference files to native JSONL (`folder/pairs.jsonl`)."""
-    from omnireward.data.prep import prep
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataFormatError("no such folder", file=folder)
@@ -127,9 +128,6 @@ def run(folder: str | Path, model: str | Path, out: str | Path, *, quant: str = 
         device: str = "auto", overwrite: bool = False) -> dict:
     """Prepare the benchmark, score it with `model` (resumable), and write `out/table.md`,
     `out/table.json` and the scores; returns {"rows", "summary", "scores", "prep"}."""
-    from omnireward.scoring.bt import score_file
-    from omnireward.scoring.models import resolve_model
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pairs, report = prepare(folder)
