@@ -22,7 +22,7 @@ app = typer.Typer(help="Train, score, evaluate, export and serve multimodal rewa
 data_app = typer.Typer(help="Convert, validate and build preference data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-FORMATS = "auto|native|omnirewardbench|sharegpt|trl|vlrewardbench|genaibench|rewardbench|videogenrewardbench"
+FORMATS = "auto|" + "|".join(["native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench", "rewardbench", "rewardbench2", "videogenrewardbench", "mmrb2", "mmrewardbench", "editrewardbench", "hpdv3", "imagerewarddb"])
 
 
 @app.callback()

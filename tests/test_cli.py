@@ -81,3 +81,11 @@ def test_train_then_score_latest_then_eval(tmp_path):
     again = json.loads((tmp_path / "e.json").read_text())
     assert again["accuracy_without_ties"] == summary["accuracy_without_ties"]
     assert again["per_task"] == summary["per_task"]
+
+
+def test_format_help_names_every_reader():
+    """`--format`'s help lists every registered reader, so a new one cannot go missing from it."""
+    from omnireward.cli.app import FORMATS as HELP
+    from omnireward.data.formats import FORMATS
+
+    assert set(HELP.split("|")) == {"auto", *FORMATS}
