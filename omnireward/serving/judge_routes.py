@@ -30,12 +30,11 @@ from omnireward.backbones.base import Turn
 from omnireward.data.records import Item, Pair
 from omnireward.errors import RequestError
 from omnireward.serving.judge_work import ChatWork, PairWork
-from omnireward.serving.media import AUDIO_FORMATS, Lease
+from omnireward.serving.media import Lease, content_parts
 from omnireward.serving.protocols import Context, Parsed, check_count
 from omnireward.serving.protocols.native import native_record
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_URL_PARTS = {"image_url": "image", "video_url": "video", "audio_url": "audio"}
 MAX_N = 64
 MAX_TOKENS = 32768
 # Fields OpenAI clients may send that would change the answer and that this server does not do.
@@ -57,33 +56,7 @@ def turn(msg: Any, lease: Lease, field: str) -> Turn:
         return Turn(ROLES[role], [content])
     if not isinstance(content, list):
         raise RequestError("expected a string or a list of content parts", field=field + ".content")
-    parts: list = []
-    for j, part in enumerate(content):
-        f = f"{field}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            if not isinstance(part.get("text"), str):
-                raise RequestError("expected a string", field=f + ".text")
-            if parts and isinstance(parts[-1], str):
-                parts[-1] += part["text"]
-            else:
-                parts.append(part["text"])
-        elif kind in _URL_PARTS:
-            ref = part.get(kind)
-            ref = ref.get("url") if isinstance(ref, dict) else ref
-            parts.append(lease.media(_URL_PARTS[kind], ref, f"{f}.{kind}.url"))
-        elif kind == "input_audio":
-            audio = part.get("input_audio")
-            if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
-                raise RequestError('expected {"data": base64, "format": "wav"}', field=f + ".input_audio")
-            mime = AUDIO_FORMATS.get(str(audio.get("format", "wav")).lower())
-            if mime is None:
-                raise RequestError(f"unknown audio format {audio.get('format')!r} (one of {', '.join(AUDIO_FORMATS)})",
-                                   field=f + ".input_audio.format")
-            parts.append(lease.media("audio", f"data:{mime};base64,{audio['data']}", f + ".input_audio.data"))
-        else:
-            raise RequestError(f"unsupported content part type {kind!r} (text, image_url, video_url, audio_url "
-                               "or input_audio)", field=f + ".type")
+    parts = content_parts(content, lease, field + ".content")
     return Turn(ROLES[role], parts)
 
 

@@ -224,3 +224,39 @@ def _type_of_suffix(suffix: str, field: str) -> str:
         if s in exts:
             return kind
     raise RequestError(f"cannot tell the media type of a {suffix or 'suffix-less'} file", field=field)
+
+
+_URL_PARTS = {"image_url": "image", "video_url": "video", "audio_url": "audio"}
+
+
+def content_parts(content: list, lease: Lease, field: str) -> list:
+    """An OpenAI-format message's content parts in reading order: adjacent text parts joined into one
+    string, each image/video/audio part (a URL, a path or a data URI; `input_audio` base64) a Media."""
+    parts: list = []
+    for j, part in enumerate(content):
+        f = f"{field}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise RequestError("expected a string", field=f + ".text")
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += part["text"]
+            else:
+                parts.append(part["text"])
+        elif kind in _URL_PARTS:
+            ref = part.get(kind)
+            ref = ref.get("url") if isinstance(ref, dict) else ref
+            parts.append(lease.media(_URL_PARTS[kind], ref, f"{f}.{kind}.url"))
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
+                raise RequestError('expected {"data": base64, "format": "wav"}', field=f + ".input_audio")
+            mime = AUDIO_FORMATS.get(str(audio.get("format", "wav")).lower())
+            if mime is None:
+                raise RequestError(f"unknown audio format {audio.get('format')!r} (one of {', '.join(AUDIO_FORMATS)})",
+                                   field=f + ".input_audio.format")
+            parts.append(lease.media("audio", f"data:{mime};base64,{audio['data']}", f + ".input_audio.data"))
+        else:
+            raise RequestError(f"unsupported content part type {kind!r} (text, image_url, video_url, audio_url "
+                               "or input_audio)", field=f + ".type")
+    return parts

@@ -31,11 +31,10 @@ from typing import Any
 from omnireward.data.records import Item, Media, Response, infer_task
 from omnireward.errors import RequestError
 from omnireward.serving.chat import conversation_fields, fields_from_messages
-from omnireward.serving.media import AUDIO_FORMATS, Lease
+from omnireward.serving.media import Lease, content_parts
 from omnireward.serving.protocols import Context, Parsed, check_count
 from omnireward.serving.scale import sigmoid
 
-_URL_PARTS = {"image_url": "image", "video_url": "video", "audio_url": "audio"}
 
 
 def _message(msg: Any, lease: Lease, field: str) -> tuple[dict, list[Media]]:
@@ -51,30 +50,9 @@ def _message(msg: Any, lease: Lease, field: str) -> tuple[dict, list[Media]]:
         return {"role": role, "content": content}, []
     if not isinstance(content, list):
         raise RequestError("expected a string or a list of content parts", field=field + ".content")
-    texts, media = [], []
-    for j, part in enumerate(content):
-        f = f"{field}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            if not isinstance(part.get("text"), str):
-                raise RequestError("expected a string", field=f + ".text")
-            texts.append(part["text"])
-        elif kind in _URL_PARTS:
-            ref = part.get(kind)
-            ref = ref.get("url") if isinstance(ref, dict) else ref
-            media.append(lease.media(_URL_PARTS[kind], ref, f"{f}.{kind}.url"))
-        elif kind == "input_audio":
-            audio = part.get("input_audio")
-            if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
-                raise RequestError('expected {"data": base64, "format": "wav"}', field=f + ".input_audio")
-            mime = AUDIO_FORMATS.get(str(audio.get("format", "wav")).lower())
-            if mime is None:
-                raise RequestError(f"unknown audio format {audio.get('format')!r} "
-                                   f"(one of {', '.join(AUDIO_FORMATS)})", field=f + ".input_audio.format")
-            media.append(lease.media("audio", f"data:{mime};base64,{audio['data']}", f + ".input_audio.data"))
-        else:
-            raise RequestError(f"unsupported content part type {kind!r} (text, image_url, video_url, "
-                               "audio_url or input_audio)", field=f + ".type")
+    parts = content_parts(content, lease, field + ".content")
+    texts = [p for p in parts if isinstance(p, str)]
+    media = [p for p in parts if not isinstance(p, str)]
     return {"role": role, "content": "".join(texts)}, media
 
 
