@@ -7,31 +7,15 @@ import importlib.util
 import json
 import re
 import shlex
-import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
+from _serving_docs import python_c, snippet
 
 from omnireward.serving import ServeSettings, make_server
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
 PAIRS = [("Tell me about bees.", "Bees make honey and dance."), ("Tell me about tides.", "The moon pulls them."),
          ("How do I brew tea?", "No. Figure it out yourself.")]
-
-
-def snippet(name: str) -> str:
-    m = re.search(rf"<!-- snippet: {name} -->\n```\w+\n(.*?)```", DOC.read_text(), re.DOTALL)
-    assert m, f"docs/serving.md has no {name} block"
-    return m.group(1)
-
-
-def python_c(command: str) -> str:
-    """What `$(python -c "...")` prints, run in this interpreter."""
-    import sys
-
-    code = re.fullmatch(r'python -c "(.*)"', command).group(1)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")

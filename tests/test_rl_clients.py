@@ -14,8 +14,6 @@ import asyncio
 import json
 import re
 import shlex
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -23,27 +21,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from _serving_docs import python_c, snippet
 
 openrlhf_agent = pytest.importorskip("openrlhf.utils.agent", reason="the rlclients extra (OpenRLHF 0.11.2)")
 pytest.importorskip("verl.experimental.reward_loop.reward_loop", reason="the rlclients extra (verl 0.9.1)")
 
 from omnireward.serving import ServeSettings, make_server  # noqa: E402
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
 PAIRS = [("Tell me about bees.", "Bees make honey and dance."), ("Tell me about tides.", "The moon pulls them."),
          ("How do I brew tea?", "No. Figure it out yourself.")]
 CRITERIA = "Prefer short answers."
-
-
-def snippet(name: str) -> str:
-    m = re.search(rf"<!-- snippet: {name} -->\n```\w+\n(.*?)```", DOC.read_text(), re.DOTALL)
-    assert m, f"docs/serving.md has no {name} block"
-    return m.group(1)
-
-
-def python_c(command: str) -> str:
-    code = re.fullmatch(r'python -c "(.*)"', command).group(1)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")
