@@ -16,7 +16,7 @@ PAIRS ?= 300
 ARGS ?= trainer.max_epochs=4 model.lr=5e-4 model.lm_lr=5e-5 data.batch_size=8 backbone.train_layers=null
 endif
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow lint format clean
 
 $(BIN)/omnireward: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,15 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/omnireward score demo/$(MODALITY)/test.jsonl --model $(RUN) \
 		--out $(RUN)/test.scores.jsonl
 	HF_HUB_OFFLINE=1 $(BIN)/omnireward eval $(RUN)/test.scores.jsonl --report $(RUN)/report
+
+# ruff (lint and format check; settings in pyproject.toml). CI runs it before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

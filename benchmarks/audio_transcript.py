@@ -73,8 +73,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-pairs", type=int, default=300, help="train pairs (val and test: a fifth each)")
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--extra-pairs", type=int, default=250,
-                    help="train size of the second build whose test split (a fifth) adds unseen-source pairs")
+    ap.add_argument(
+        "--extra-pairs",
+        type=int,
+        default=250,
+        help="train size of the second build whose test split (a fifth) adds unseen-source pairs",
+    )
     ap.add_argument("--layers", type=int, default=None, help="keep the first N of SmolLM2's 30 layers (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/omnireward-bench/audio_transcript")
@@ -93,19 +97,36 @@ def main() -> None:
     unseen = [data / "test.jsonl"] + ([extra / "test.jsonl"] if a.extra_pairs else [])
     seen = [data / "val.jsonl"]
 
-    figures: dict = {"n_pairs": a.n_pairs, "epochs": a.epochs, "lm_layers": a.layers or 30, "seed": a.seed,
-                     "extra_pairs": a.extra_pairs, "extra_seed": a.seed + 1000,
-                     "settings": "model.lr=5e-4 model.lm_lr=5e-5 data.batch_size=8"}
+    figures: dict = {
+        "n_pairs": a.n_pairs,
+        "epochs": a.epochs,
+        "lm_layers": a.layers or 30,
+        "seed": a.seed,
+        "extra_pairs": a.extra_pairs,
+        "extra_seed": a.seed + 1000,
+        "settings": "model.lr=5e-4 model.lm_lr=5e-5 data.batch_size=8",
+    }
     for transcript in (False, True):
         name = "with_transcript" if transcript else "without_transcript"
         run = work / name
         t0 = time.time()
-        out = train(compose_config([
-            "modality=audio", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
-            f"output_dir={run / 'model'}", f"trainer.max_epochs={a.epochs}", f"seed={a.seed}",
-            "model.lr=5e-4", "model.lm_lr=5e-5", "data.batch_size=8",
-            f"backbone.encoder_options.audio.transcript={str(transcript).lower()}",
-            *([f"backbone.lm_layers={a.layers}"] if a.layers else [])]))
+        out = train(
+            compose_config(
+                [
+                    "modality=audio",
+                    f"data.train={data / 'train.jsonl'}",
+                    f"data.val={data / 'val.jsonl'}",
+                    f"output_dir={run / 'model'}",
+                    f"trainer.max_epochs={a.epochs}",
+                    f"seed={a.seed}",
+                    "model.lr=5e-4",
+                    "model.lm_lr=5e-5",
+                    "data.batch_size=8",
+                    f"backbone.encoder_options.audio.transcript={str(transcript).lower()}",
+                    *([f"backbone.lm_layers={a.layers}"] if a.layers else []),
+                ]
+            )
+        )
         train_s = time.time() - t0
         scores = {}
         for f in unseen + seen:
@@ -119,12 +140,16 @@ def main() -> None:
         print(name, json.dumps(figures[name], indent=1), flush=True)
 
     test_clips = [c for c in bundled_clips() if c.variant == "normal" and c.split == "test"]
-    figures["wer_test_clips"] = round(word_error_rate([c.sentence for c in test_clips],
-                                                      [transcribe(c.wav) for c in test_clips]), 3)
+    figures["wer_test_clips"] = round(
+        word_error_rate([c.sentence for c in test_clips], [transcribe(c.wav) for c in test_clips]), 3
+    )
     figures["n_test_clips"] = len(test_clips)
     for key in ("unseen_sources", "seen_sources"):
-        figures[f"content_gain_{key}"] = round(figures["with_transcript"][key]["content"]["accuracy"]
-                                               - figures["without_transcript"][key]["content"]["accuracy"], 3)
+        figures[f"content_gain_{key}"] = round(
+            figures["with_transcript"][key]["content"]["accuracy"]
+            - figures["without_transcript"][key]["content"]["accuracy"],
+            3,
+        )
     row = append("audio_transcript", figures)
     print(json.dumps(row, indent=1))
 

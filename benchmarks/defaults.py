@@ -38,8 +38,15 @@ from results_log import append, lines  # noqa: E402
 
 # set -> (modality, training pairs, epochs): the demo sets at `make demo`'s sizes, the named sets at
 # the sizes of the regression they were built to catch.
-SETS = {"text": ("text", 128, 2), "image": ("image", 300, 4), "video": ("video", 300, 4),
-        "audio": ("audio", 300, 4), "3d": ("3d", 300, 4), "tones": ("audio", 120, 4), "shapes": ("3d", 180, 4)}
+SETS = {
+    "text": ("text", 128, 2),
+    "image": ("image", 300, 4),
+    "video": ("video", 300, 4),
+    "audio": ("audio", 300, 4),
+    "3d": ("3d", 300, 4),
+    "tones": ("audio", 120, 4),
+    "shapes": ("3d", 180, 4),
+}
 FRESH_PAIRS = 150
 
 
@@ -66,8 +73,9 @@ def build(name: str, out: Path, seed: int, n_pairs: int) -> list[tuple[str, Path
 
 def tree_commit(tree: Path) -> str:
     out = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=tree, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree, capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree, capture_output=True, text=True
+    ).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
@@ -84,9 +92,18 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
     exe = [sys.executable, "-c", "from omnireward.cli.app import main; main()"]
     if a.tree:
         env["PYTHONPATH"] = str(Path(a.tree).resolve())
-    cmd = [*exe, "train", "model=bt", f"modality={modality}", f"data.train={data / 'train.jsonl'}",
-           f"data.val={data / 'val.jsonl'}", f"output_dir={run}", f"trainer.max_epochs={epochs}", f"seed={seed}",
-           *overrides]
+    cmd = [
+        *exe,
+        "train",
+        "model=bt",
+        f"modality={modality}",
+        f"data.train={data / 'train.jsonl'}",
+        f"data.val={data / 'val.jsonl'}",
+        f"output_dir={run}",
+        f"trainer.max_epochs={epochs}",
+        f"seed={seed}",
+        *overrides,
+    ]
     t0 = time.time()
     log = run.parent / f"{run.name}.train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -96,13 +113,26 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
         with open(log, "w") as fh:
             subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
         train_s = time.time() - t0
-    figures = {"set": name, "modality": modality, "seed": seed, "candidate": cand, "overrides": overrides,
-               "n_pairs": n_pairs, "epochs": epochs, "train_s": round(train_s, 1)}
+    figures = {
+        "set": name,
+        "modality": modality,
+        "seed": seed,
+        "candidate": cand,
+        "overrides": overrides,
+        "n_pairs": n_pairs,
+        "epochs": epochs,
+        "train_s": round(train_s, 1),
+    }
     for key, f in files:
         scores = run / f"{key}.scores.jsonl"
         with open(run.parent / f"{run.name}.score.log", "a") as fh:
-            subprocess.run([*exe, "score", str(f), "--model", str(run), "--out", str(scores)], env=env, stdout=fh,
-                           stderr=subprocess.STDOUT, check=True)
+            subprocess.run(
+                [*exe, "score", str(f), "--model", str(run), "--out", str(scores)],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                check=True,
+            )
         figures[key] = accuracy_by_rule(f, scores)
     summary = run / "train_summary.json"
     if summary.exists():
@@ -136,29 +166,37 @@ def table(sets: list[str] | None = None) -> str:
         if not sets or f["set"] in sets:
             cand = f["candidate"] + (f" @ {row['tree_commit']}" if "tree_commit" in row else "")
             by[(f["set"], cand)].append(row)
-    out = ["| set | candidate | overrides | seeds | unseen acc. mean | worst seed | sd | unseen sources, trained "
-           "phrasings | best val acc. | training time (mean) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| set | candidate | overrides | seeds | unseen acc. mean | worst seed | sd | unseen sources, trained "
+        "phrasings | best val acc. | training time (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def mean_of(rows, get):
         vals = [v for v in (get(r["figures"]) for r in rows) if v is not None]
         return f"{statistics.mean(vals):.3f}" if len(vals) == len(rows) else "—"
 
-    for (s, c), rows in sorted(by.items(), key=lambda kv: (list(SETS).index(kv[0][0]), "@" in kv[0][1],
-                                                           kv[0][1] != "base", kv[0][1])):
+    for (s, c), rows in sorted(
+        by.items(), key=lambda kv: (list(SETS).index(kv[0][0]), "@" in kv[0][1], kv[0][1] != "base", kv[0][1])
+    ):
         accs = [unseen_accuracy(r["figures"]) for r in rows]
         t = statistics.mean(r["figures"]["train_s"] for r in rows)
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         ov = " ".join(rows[0]["figures"]["overrides"]) or "(the defaults)"
         sources = mean_of(rows, lambda f: (f.get("test_sources") or {}).get("accuracy"))
         val = mean_of(rows, lambda f: (f.get("train_summary") or {}).get("best_val_acc"))
-        out.append(f"| {s} | {c} | `{ov}` | {', '.join(str(r['figures']['seed']) for r in rows)} "
-                   f"| {statistics.mean(accs):.3f} | {min(accs):.3f} | {sd:.3f} | {sources} | {val} | {t / 60:.1f} min |")
+        out.append(
+            f"| {s} | {c} | `{ov}` | {', '.join(str(r['figures']['seed']) for r in rows)} "
+            f"| {statistics.mean(accs):.3f} | {min(accs):.3f} | {sd:.3f} | {sources} | {val} | {t / 60:.1f} min |"
+        )
     commits = sorted({r["commit"] for rows in by.values() for r in rows})
     loads = [r["machine"].get("load_1min") for rows in by.values() for r in rows]
     out.append("")
-    out.append(f"Commits: {', '.join(f'`{c}`' for c in commits)}; 2-core CPU, load at the end of each run "
-               f"{min(loads)}–{max(loads)} (training times are rough where other work ran; a run's first "
-               f"epoch also computes and caches the frozen encoders' features).")
+    out.append(
+        f"Commits: {', '.join(f'`{c}`' for c in commits)}; 2-core CPU, load at the end of each run "
+        f"{min(loads)}–{max(loads)} (training times are rough where other work ran; a run's first "
+        f"epoch also computes and caches the frozen encoders' features)."
+    )
     return "\n".join(out)
 
 
@@ -166,14 +204,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", action="append", choices=sorted(SETS), help="repeatable")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--candidate", action="append", default=[],
-                    help="NAME=override[,override…]; `base=` is the configuration's defaults")
+    ap.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        help="NAME=override[,override…]; `base=` is the configuration's defaults",
+    )
     ap.add_argument("--n-pairs", type=int, default=None, help="training pairs (default: the set's own)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default: the set's own)")
     ap.add_argument("--tree", default=None, help="train and score with this checkout's code (bisecting)")
     ap.add_argument("--work", default="/tmp/omnireward-defaults")
-    ap.add_argument("--resume", action="store_true",
-                    help="keep a finished training run of the same set, seed and candidate; score it (scoring resumes)")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep a finished training run of the same set, seed and candidate; score it (scoring resumes)",
+    )
     ap.add_argument("--table", action="store_true", help="print the candidates' table and exit")
     a = ap.parse_args()
     if a.table:
@@ -185,8 +230,11 @@ def main() -> None:
             for cand, overrides in cands:
                 line = run_one(a, name, seed, cand, overrides)
                 f = line["figures"]
-                print(f"{name} seed {seed} {cand}: unseen {unseen_accuracy(f):.3f} (test {f['test']['accuracy']:.3f}) "
-                      f"train {f['train_s']:.0f} s", flush=True)
+                print(
+                    f"{name} seed {seed} {cand}: unseen {unseen_accuracy(f):.3f} (test {f['test']['accuracy']:.3f}) "
+                    f"train {f['train_s']:.0f} s",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

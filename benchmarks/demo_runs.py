@@ -65,20 +65,31 @@ def accuracy_by_rule(pairs_file: Path, scores_file: Path) -> dict:
     def acc(v: list) -> dict:
         return {"accuracy": round(sum(v) / len(v), 4), "n": len(v)}
 
-    out = {"accuracy": acc(right["*all"])["accuracy"], "n": len(right["*all"]),
-           "flips": acc(right["*flips"]) if right["*flips"] else None,
-           "per_rule": {k: acc(v) for k, v in sorted(right.items()) if not k.startswith("*")}}
+    out = {
+        "accuracy": acc(right["*all"])["accuracy"],
+        "n": len(right["*all"]),
+        "flips": acc(right["*flips"]) if right["*flips"] else None,
+        "per_rule": {k: acc(v) for k, v in sorted(right.items()) if not k.startswith("*")},
+    }
     if worded:
         out["flips_by_wording"] = {
-            how: {**acc([ok for v in rules.values() for ok in v]),
-                  "per_rule": {k: acc(v) for k, v in sorted(rules.items())}}
-            for how, rules in sorted(worded.items())}
+            how: {
+                **acc([ok for v in rules.values() for ok in v]),
+                "per_rule": {k: acc(v) for k, v in sorted(rules.items())},
+            }
+            for how, rules in sorted(worded.items())
+        }
     return out
 
 
 # Settings read from the composed config that change what a run measures (name -> config key).
-TAG_SETTINGS = {"train_layers": "backbone.train_layers", "group_by_length": "data.group_by_length",
-                "lr": "model.lr", "lm_lr": "model.lm_lr", "batch_size": "data.batch_size"}
+TAG_SETTINGS = {
+    "train_layers": "backbone.train_layers",
+    "group_by_length": "data.group_by_length",
+    "lr": "model.lr",
+    "lm_lr": "model.lm_lr",
+    "batch_size": "data.batch_size",
+}
 
 
 def effective_settings(cfg) -> dict:
@@ -91,10 +102,13 @@ def effective_settings(cfg) -> dict:
 def run_tag(a: argparse.Namespace, settings: dict) -> str:
     """The results line's tag: a readable prefix plus a hash of everything else that changes the result."""
     trained = settings.get("train_layers")
-    prefix = (f"{a.modality}-L{a.layers or 'all'}-e{a.epochs}-n{a.n_pairs}-s{a.seed}"
-              f"-t{'all' if trained is None else trained}" + (f"-{a.label}" if a.label else ""))
-    key = json.dumps({"overrides": sorted(a.overrides), "settings": settings, "fresh_pairs": a.fresh_pairs},
-                     sort_keys=True)
+    prefix = (
+        f"{a.modality}-L{a.layers or 'all'}-e{a.epochs}-n{a.n_pairs}-s{a.seed}"
+        f"-t{'all' if trained is None else trained}" + (f"-{a.label}" if a.label else "")
+    )
+    key = json.dumps(
+        {"overrides": sorted(a.overrides), "settings": settings, "fresh_pairs": a.fresh_pairs}, sort_keys=True
+    )
     return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
@@ -113,8 +127,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--n-pairs", type=int, default=300, help="training pairs of the demo set")
     ap.add_argument("--seed", type=int, default=0, help="seed of the demo set and of training")
-    ap.add_argument("--fresh-pairs", type=int, default=150,
-                    help="pairs in each fresh set (seen and unseen sources, seed + 1000); 0 skips them")
+    ap.add_argument(
+        "--fresh-pairs",
+        type=int,
+        default=150,
+        help="pairs in each fresh set (seen and unseen sources, seed + 1000); 0 skips them",
+    )
     ap.add_argument("--label", default="", help="a suffix for the tag that names a variant (e.g. nolabel)")
     ap.add_argument("--work", default="/tmp/omnireward-bench")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to training")
@@ -137,8 +155,14 @@ def main() -> None:
     t0 = time.time()
     build_demo(a.modality, data, n_pairs=a.n_pairs, seed=a.seed)
     t_data = time.time() - t0
-    cfg = compose_config([*base_overrides(a), f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
-                          f"output_dir={work / 'run'}"])
+    cfg = compose_config(
+        [
+            *base_overrides(a),
+            f"data.train={data / 'train.jsonl'}",
+            f"data.val={data / 'val.jsonl'}",
+            f"output_dir={work / 'run'}",
+        ]
+    )
     if effective_settings(cfg) != settings:  # the tag must name the settings that train
         raise SystemExit(f"the data paths changed the settings the tag names: {settings} vs {effective_settings(cfg)}")
     t0 = time.time()
@@ -148,11 +172,21 @@ def main() -> None:
     t0 = time.time()
     score_file(data / "test.jsonl", out, work / "test.scores.jsonl")
     t_score = time.time() - t0
-    figures = {"modality": a.modality, "layers": a.layers or 30, "epochs": a.epochs, "n_pairs": a.n_pairs,
-               "seed": a.seed, "overrides": a.overrides, "data_s": round(t_data, 1), "train_s": round(t_train, 1),
-               "score_s": round(t_score, 1), "train_layers": cfg.backbone.get("train_layers"), "settings": settings,
-               "fresh_pairs": a.fresh_pairs,
-               "test": accuracy_by_rule(data / "test.jsonl", work / "test.scores.jsonl")}
+    figures = {
+        "modality": a.modality,
+        "layers": a.layers or 30,
+        "epochs": a.epochs,
+        "n_pairs": a.n_pairs,
+        "seed": a.seed,
+        "overrides": a.overrides,
+        "data_s": round(t_data, 1),
+        "train_s": round(t_train, 1),
+        "score_s": round(t_score, 1),
+        "train_layers": cfg.backbone.get("train_layers"),
+        "settings": settings,
+        "fresh_pairs": a.fresh_pairs,
+        "test": accuracy_by_rule(data / "test.jsonl", work / "test.scores.jsonl"),
+    }
     if a.fresh_pairs:
         for name, split in (("fresh_unseen", "test"), ("fresh_seen", "val")):
             pairs = build_split(a.modality, work / "fresh", split, a.fresh_pairs, seed=a.seed + 1000)

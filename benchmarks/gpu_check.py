@@ -41,6 +41,7 @@ the TRL and bitsandbytes versions). Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -56,19 +57,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-MIB = 1024 ** 2
+MIB = 1024**2
 PARTS = ("scoring", "train", "serve")
 CHECK_NAMES = {"scoring": "nf4_vs_bf16", "train": "train_vs_trl", "serve": "serve"}
 
 # One token each (the tokenizer is trained on them); prompts and answers are drawn from them.
-WORDS = ("the a an and or but if then so because when while where which who what how why this that these those "
-         "is are was were be been being have has had do does did can could should would will may might must "
-         "model answer question reward pair score train test data value result reason step method example "
-         "clear careful helpful safe polite short long better worse correct wrong true false first second "
-         "image video audio sound text picture scene object person animal tree river road city house car "
-         "red green blue small large bright dark quick slow early late new old good bad simple complex "
-         "read write speak listen look see hear think know learn explain describe compare choose prefer "
-         "one two three four five six seven eight nine ten many few more less most least all some none").split()
+WORDS = (
+    "the a an and or but if then so because when while where which who what how why this that these those "
+    "is are was were be been being have has had do does did can could should would will may might must "
+    "model answer question reward pair score train test data value result reason step method example "
+    "clear careful helpful safe polite short long better worse correct wrong true false first second "
+    "image video audio sound text picture scene object person animal tree river road city house car "
+    "red green blue small large bright dark quick slow early late new old good bad simple complex "
+    "read write speak listen look see hear think know learn explain describe compare choose prefer "
+    "one two three four five six seven eight nine ten many few more less most least all some none"
+).split()
 
 
 # ---- settings -------------------------------------------------------------------------------
@@ -80,21 +83,63 @@ def qwen25_7b() -> dict:
 
 def presets(tiny: bool) -> dict:
     if tiny:
-        return dict(arch="Qwen2, tiny: 2 layers, hidden 64 (random weights)", model_type="qwen2",
-                    config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=4096,
-                                rms_norm_eps=1e-6),
-                    score_pairs=16, score_batch=8, prompt_words=24, response_words=8,
-                    train_batch=4, warmup_steps=1, timed_steps=3, train_layers=1, lr=1e-4, lm_lr=1e-5,
-                    gradient_checkpointing=False, max_length=1024,
-                    serve_clients=(1, 32), serve_requests=(6, 32), serve_warmup=2, serve_max_seconds=60.0,
-                    max_batch_size=32, batch_timeout=0.01, child_timeout=600)
-    return dict(arch="Qwen2.5-7B architecture (random weights)", model_type="qwen2", config=qwen25_7b(),
-                score_pairs=256, score_batch=16, prompt_words=480, response_words=120,
-                train_batch=8, warmup_steps=3, timed_steps=10, train_layers=8, lr=1e-4, lm_lr=1e-5,
-                gradient_checkpointing=False, max_length=4096,
-                serve_clients=(1, 32), serve_requests=(32, 256), serve_warmup=4, serve_max_seconds=120.0,
-                max_batch_size=32, batch_timeout=0.01, child_timeout=420)
+        return dict(
+            arch="Qwen2, tiny: 2 layers, hidden 64 (random weights)",
+            model_type="qwen2",
+            config=dict(
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                tie_word_embeddings=True,
+                max_position_embeddings=4096,
+                rms_norm_eps=1e-6,
+            ),
+            score_pairs=16,
+            score_batch=8,
+            prompt_words=24,
+            response_words=8,
+            train_batch=4,
+            warmup_steps=1,
+            timed_steps=3,
+            train_layers=1,
+            lr=1e-4,
+            lm_lr=1e-5,
+            gradient_checkpointing=False,
+            max_length=1024,
+            serve_clients=(1, 32),
+            serve_requests=(6, 32),
+            serve_warmup=2,
+            serve_max_seconds=60.0,
+            max_batch_size=32,
+            batch_timeout=0.01,
+            child_timeout=600,
+        )
+    return dict(
+        arch="Qwen2.5-7B architecture (random weights)",
+        model_type="qwen2",
+        config=qwen25_7b(),
+        score_pairs=256,
+        score_batch=16,
+        prompt_words=480,
+        response_words=120,
+        train_batch=8,
+        warmup_steps=3,
+        timed_steps=10,
+        train_layers=8,
+        lr=1e-4,
+        lm_lr=1e-5,
+        gradient_checkpointing=False,
+        max_length=4096,
+        serve_clients=(1, 32),
+        serve_requests=(32, 256),
+        serve_warmup=4,
+        serve_max_seconds=120.0,
+        max_batch_size=32,
+        batch_timeout=0.01,
+        child_timeout=420,
+    )
 
 
 # ---- data and tokenizer (made here, nothing downloaded) -------------------------------------
@@ -104,8 +149,15 @@ def make_pairs(n: int, prompt_words: int, response_words: int, seed: int) -> lis
     for i in range(n):
         prompt = " ".join(rng.choice(WORDS) for _ in range(prompt_words))
         r1, r2 = (" ".join(rng.choice(WORDS) for _ in range(response_words)) for _ in range(2))
-        rows.append({"id": f"p{i}", "prompt": prompt, "response1": r1, "response2": r2,
-                     "preference": "response1" if i % 2 == 0 else "response2"})
+        rows.append(
+            {
+                "id": f"p{i}",
+                "prompt": prompt,
+                "response1": r1,
+                "response2": r2,
+                "preference": "response1" if i % 2 == 0 else "response2",
+            }
+        )
     return rows
 
 
@@ -114,9 +166,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-CHAT_TEMPLATE = ("{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
-                 "+ '<|im_end|>\\n' }}{%- endfor %}"
-                 "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}")
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+    "+ '<|im_end|>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
+)
 
 
 def build_tokenizer(out: Path):
@@ -127,11 +181,18 @@ def build_tokenizer(out: Path):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     corpus = [" ".join(WORDS), "system user assistant", "\n".join(WORDS)]
-    bpe.train_from_iterator(corpus * 4, trainers.BpeTrainer(vocab_size=4096, show_progress=False,
-                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        corpus * 4,
+        trainers.BpeTrainer(vocab_size=4096, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
     model = json.loads(bpe.to_str())["model"]
-    tok = Qwen2Tokenizer(vocab=dict(model["vocab"]), merges=[tuple(m) for m in model["merges"]],
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>", extra_special_tokens=["<|im_start|>"])
+    tok = Qwen2Tokenizer(
+        vocab=dict(model["vocab"]),
+        merges=[tuple(m) for m in model["merges"]],
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=["<|im_start|>"],
+    )
     tok.chat_template = CHAT_TEMPLATE
     tok.save_pretrained(out)
     return tok
@@ -151,8 +212,12 @@ def token_lengths(tok, rows: list[dict]) -> dict:
         prompts.append(n(tok.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)))
         seqs.append(n(tok.apply_chat_template(msgs, tokenize=False)))
     p, s = statistics.mean(prompts), statistics.mean(seqs)
-    return {"prompt_tokens": round(p, 1), "response_tokens": round(s - p, 1), "sequence_tokens": round(s, 1),
-            "packed_pair_tokens": round(2 * s - p, 1)}
+    return {
+        "prompt_tokens": round(p, 1),
+        "response_tokens": round(s - p, 1),
+        "sequence_tokens": round(s, 1),
+        "packed_pair_tokens": round(2 * s - p, 1),
+    }
 
 
 # ---- the model, built on the device ---------------------------------------------------------
@@ -167,8 +232,14 @@ def lm_config(s: dict, tok, sequence_classification: bool = False):
 
     extra = {"num_labels": 1} if sequence_classification else {}
     vocab = s["config"].get("vocab_size") or -(-len(tok) // 64) * 64
-    return AutoConfig.for_model(s["model_type"], **{**s["config"], "vocab_size": vocab}, pad_token_id=tok.pad_token_id,
-                                eos_token_id=tok.eos_token_id, bos_token_id=None, **extra)
+    return AutoConfig.for_model(
+        s["model_type"],
+        **{**s["config"], "vocab_size": vocab},
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        **extra,
+    )
 
 
 def build_lm(s: dict, tok, dev, seed: int, sequence_classification: bool = False):
@@ -184,10 +255,22 @@ def build_lm(s: dict, tok, dev, seed: int, sequence_classification: bool = False
 
 def model_settings(s: dict, tok, lm=None) -> dict:
     cfg = lm_config(s, tok)
-    out = {"architecture": s["arch"], "model_type": cfg.model_type,
-           **{k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
-                                           "num_attention_heads", "num_key_value_heads", "vocab_size",
-                                           "tie_word_embeddings")}}
+    out = {
+        "architecture": s["arch"],
+        "model_type": cfg.model_type,
+        **{
+            k: getattr(cfg, k)
+            for k in (
+                "hidden_size",
+                "intermediate_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "vocab_size",
+                "tie_word_embeddings",
+            )
+        },
+    }
     if lm is not None:
         out["lm_params"] = sum(p.numel() for p in lm.parameters())
     return out
@@ -199,10 +282,19 @@ def omni_config(a, s: dict, extra: list[str] = ()):
     from omnireward.config import compose_config
 
     trainer = ["trainer=gpu"] if device().type == "cuda" else ["trainer.accelerator=cpu"]
-    return compose_config(["backbone=hf", f"backbone.name_or_path={Path(a.work) / 'model' / 'hf'}",
-                           "backbone.dtype=bfloat16", f"backbone.max_length={s['max_length']}",
-                           *trainer, "trainer.precision=bf16-mixed", f"output_dir={Path(a.work) / 'model'}",
-                           f"seed={a.seed}", *extra])
+    return compose_config(
+        [
+            "backbone=hf",
+            f"backbone.name_or_path={Path(a.work) / 'model' / 'hf'}",
+            "backbone.dtype=bfloat16",
+            f"backbone.max_length={s['max_length']}",
+            *trainer,
+            "trainer.precision=bf16-mixed",
+            f"output_dir={Path(a.work) / 'model'}",
+            f"seed={a.seed}",
+            *extra,
+        ]
+    )
 
 
 def reward_model(lm, tok, cfg, s: dict):
@@ -257,9 +349,14 @@ def score_timed(model, recs: list, batch: int) -> tuple[dict, list[dict]]:
     lines = reward_records(model, recs, batch_size=batch, show_progress=False)
     _sync()
     seconds = time.perf_counter() - t0
-    return {"pairs_per_s": len(recs) / seconds, "seconds": round(seconds, 3),
-            "weights_mib": round(weights_bytes(model) / MIB, 1), "gpu_allocated_mib": allocated,
-            "peak_gpu_mib": _gpu("max_memory_allocated"), "peak_gpu_reserved_mib": _gpu("max_memory_reserved")}, lines
+    return {
+        "pairs_per_s": len(recs) / seconds,
+        "seconds": round(seconds, 3),
+        "weights_mib": round(weights_bytes(model) / MIB, 1),
+        "gpu_allocated_mib": allocated,
+        "peak_gpu_mib": _gpu("max_memory_allocated"),
+        "peak_gpu_reserved_mib": _gpu("max_memory_reserved"),
+    }, lines
 
 
 def run_scoring(a, s: dict) -> dict:
@@ -274,9 +371,16 @@ def run_scoring(a, s: dict) -> dict:
     model = reward_model(lm, tok, cfg, s).to(dev).eval()
     _sync()
     build_s = time.perf_counter() - t0
-    out = {"settings": {**model_settings(s, tok, lm), "device": str(dev), "pairs": s["score_pairs"],
-                        "batch_pairs": s["score_batch"], "prefix_sharing": model.prefix_sharing,
-                        "build_on_device_s": round(build_s, 1)}}
+    out = {
+        "settings": {
+            **model_settings(s, tok, lm),
+            "device": str(dev),
+            "pairs": s["score_pairs"],
+            "batch_pairs": s["score_batch"],
+            "prefix_sharing": model.prefix_sharing,
+            "build_on_device_s": round(build_s, 1),
+        }
+    }
     folder = Path(a.work) / "model"
     if a.save_folder:
         t0 = time.perf_counter()
@@ -289,13 +393,16 @@ def run_scoring(a, s: dict) -> dict:
     if reason:
         out["nf4"] = {"skipped": reason}
         return out
-    out["nf4"], quant = _guarded(lambda: score_nf4_in_place(lm, model, recs, s, dev), dev)
+    out["nf4"], quant = _guarded(functools.partial(score_nf4_in_place, lm, model, recs, s, dev), dev)
     if quant is not None:
         out["agreement"] = agreement(full, quant)
-        out["ratios"] = {"peak_gpu": (out["nf4"]["peak_gpu_mib"] / out["bf16"]["peak_gpu_mib"]
-                                      if out["bf16"]["peak_gpu_mib"] else None),
-                         "weights": out["nf4"]["weights_mib"] / out["bf16"]["weights_mib"],
-                         "speed": out["nf4"]["pairs_per_s"] / out["bf16"]["pairs_per_s"]}
+        out["ratios"] = {
+            "peak_gpu": (
+                out["nf4"]["peak_gpu_mib"] / out["bf16"]["peak_gpu_mib"] if out["bf16"]["peak_gpu_mib"] else None
+            ),
+            "weights": out["nf4"]["weights_mib"] / out["bf16"]["weights_mib"],
+            "speed": out["nf4"]["pairs_per_s"] / out["bf16"]["pairs_per_s"],
+        }
     del model, lm
     if a.save_folder:  # `omnireward score --quant 4bit`'s loader: the folder quantised while it loads
         out["nf4_loaded_from_folder"], loaded = _guarded(lambda: score_nf4_from_folder(folder, recs, s, dev), dev)
@@ -331,16 +438,22 @@ def _guarded(run, dev) -> tuple[dict, list | None]:
 def _bnb_figures(q, dev, n_layers: int) -> dict:
     import bitsandbytes
 
-    return {"quant_type": q.quant_type, "double_quant": q.double_quant, "layers_quantised": n_layers,
-            "compute_dtype": str(q.dtype_for(dev)).replace("torch.", ""), "bitsandbytes": bitsandbytes.__version__,
-            "unquantised": "embeddings, LM head, norms, reward head"}
+    return {
+        "quant_type": q.quant_type,
+        "double_quant": q.double_quant,
+        "layers_quantised": n_layers,
+        "compute_dtype": str(q.dtype_for(dev)).replace("torch.", ""),
+        "bitsandbytes": bitsandbytes.__version__,
+        "unquantised": "embeddings, LM head, norms, reward head",
+    }
 
 
 def _check_quantised(lm, dev) -> int:
     layers = [m for m in lm.modules() if type(getattr(m, "weight", None)).__name__ == "Params4bit"]
     if not layers or any(m.weight.device.type != dev.type for m in layers):
-        raise RuntimeError(f"expected 4-bit layers on {dev}, found {len(layers)} "
-                           f"on {sorted({m.weight.device.type for m in layers})}")
+        raise RuntimeError(
+            f"expected 4-bit layers on {dev}, found {len(layers)} on {sorted({m.weight.device.type for m in layers})}"
+        )
     return len(layers)
 
 
@@ -371,8 +484,9 @@ def score_nf4_from_folder(folder: Path, recs, s: dict, dev) -> tuple[dict, list]
     peak_loading = _gpu("max_memory_allocated")
     n = _check_quantised(model.backbone.language_model(), dev)
     figures, lines = score_timed(model, recs, s["score_batch"])
-    figures.update(_bnb_figures(quant_option("4bit"), dev, n), load_s=round(load_s, 1),
-                   peak_gpu_mib_while_loading=peak_loading)
+    figures.update(
+        _bnb_figures(quant_option("4bit"), dev, n), load_s=round(load_s, 1), peak_gpu_mib_while_loading=peak_loading
+    )
     return figures, lines
 
 
@@ -407,9 +521,13 @@ class _Steps:
         if steps < 1:
             raise RuntimeError(f"ran {len(self.ends)} steps, not more than the {self.warmup} warm-up ones")
         seconds = self.ends[-1] - self.ends[self.warmup - 1]
-        gaps = [b - a for a, b in zip(self.ends[self.warmup - 1:], self.ends[self.warmup:])]
-        out = {"pairs_per_s": pairs_per_step * steps / seconds, "timed_steps": steps,
-               "step_s_median": round(statistics.median(gaps), 4), "seconds": round(seconds, 3)}
+        gaps = [b - a for a, b in zip(self.ends[self.warmup - 1 :], self.ends[self.warmup :])]
+        out = {
+            "pairs_per_s": pairs_per_step * steps / seconds,
+            "timed_steps": steps,
+            "step_s_median": round(statistics.median(gaps), 4),
+            "seconds": round(seconds, 3),
+        }
         if self.losses:
             out.update(loss_first=round(self.losses[0], 4), loss_last=round(self.losses[-1], 4))
         return out
@@ -433,8 +551,18 @@ def run_train_omni(a, s: dict) -> dict:
 
     dev = device()
     tok = load_tokenizer(a)
-    cfg = omni_config(a, s, [f"data.train={a.train}", "data.val=null", f"data.batch_size={s['train_batch']}",
-                             f"model.lr={s['lr']}", f"model.lm_lr={s['lm_lr']}", "head.dropout=0.0"])
+    cfg = omni_config(
+        a,
+        s,
+        [
+            f"data.train={a.train}",
+            "data.val=null",
+            f"data.batch_size={s['train_batch']}",
+            f"model.lr={s['lr']}",
+            f"model.lm_lr={s['lm_lr']}",
+            "head.dropout=0.0",
+        ],
+    )
     L.seed_everything(a.seed, verbose=False)
     lm = build_lm(s, tok, dev, a.seed)
     if s["gradient_checkpointing"]:
@@ -455,18 +583,33 @@ def run_train_omni(a, s: dict) -> dict:
             steps.end(None if loss is None else loss.detach())
 
     kwargs = build_strategy(cfg.trainer)
-    kwargs.update(max_steps=s["warmup_steps"] + s["timed_steps"], max_epochs=-1, logger=False,
-                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                  num_sanity_val_steps=0, callbacks=[Timer()], default_root_dir=str(Path(a.work) / "omni-train"))
+    kwargs.update(
+        max_steps=s["warmup_steps"] + s["timed_steps"],
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[Timer()],
+        default_root_dir=str(Path(a.work) / "omni-train"),
+    )
     trainer = L.Trainer(**kwargs)
     _reset_peak()
     trainer.fit(module, datamodule=dm)
-    return {**steps.figures(s["train_batch"]), "peak_gpu_mib": _gpu("max_memory_allocated"),
-            "peak_gpu_reserved_mib": _gpu("max_memory_reserved"), "process_peak_rss_mib": peak_rss_mib(),
-            "trainable_params": _trainable(module), "trained_params": _trained(trainer.optimizers[0]),
-            "precision": str(trainer.precision), "weights_dtype": str(lm.dtype).replace("torch.", ""),
-            "prefix_sharing": model.prefix_sharing, "optimizer": type(trainer.optimizers[0]).__name__,
-            "learning_rates": {"head": s["lr"], "lm": s["lm_lr"]}}
+    return {
+        **steps.figures(s["train_batch"]),
+        "peak_gpu_mib": _gpu("max_memory_allocated"),
+        "peak_gpu_reserved_mib": _gpu("max_memory_reserved"),
+        "process_peak_rss_mib": peak_rss_mib(),
+        "trainable_params": _trainable(module),
+        "trained_params": _trained(trainer.optimizers[0]),
+        "precision": str(trainer.precision),
+        "weights_dtype": str(lm.dtype).replace("torch.", ""),
+        "prefix_sharing": model.prefix_sharing,
+        "optimizer": type(trainer.optimizers[0]).__name__,
+        "learning_rates": {"head": s["lr"], "lm": s["lm_lr"]},
+    }
 
 
 def run_train_trl(a, s: dict) -> dict:
@@ -488,29 +631,53 @@ def run_train_trl(a, s: dict) -> dict:
         win, lose = r["response1"], r["response2"]
         if r["preference"] == "response2":
             win, lose = lose, win
-        rows.append({"prompt": reward_messages(r["prompt"], "")[:-1],
-                     "chosen": [{"role": "assistant", "content": win}],
-                     "rejected": [{"role": "assistant", "content": lose}]})
+        rows.append(
+            {
+                "prompt": reward_messages(r["prompt"], "")[:-1],
+                "chosen": [{"role": "assistant", "content": win}],
+                "rejected": [{"role": "assistant", "content": lose}],
+            }
+        )
     steps = _Steps(s["warmup_steps"])
 
     class Timer(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             steps.end()
 
-    args = RewardConfig(output_dir=str(Path(a.work) / "trl"), per_device_train_batch_size=s["train_batch"],
-                        max_steps=s["warmup_steps"] + s["timed_steps"], learning_rate=s["lm_lr"], bf16=True,
-                        use_cpu=dev.type == "cpu", report_to=[], save_strategy="no", logging_strategy="no",
-                        max_length=s["max_length"], dataloader_num_workers=0, seed=a.seed, disable_dropout=True,
-                        gradient_checkpointing=s["gradient_checkpointing"])
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                            callbacks=[Timer()])
+    args = RewardConfig(
+        output_dir=str(Path(a.work) / "trl"),
+        per_device_train_batch_size=s["train_batch"],
+        max_steps=s["warmup_steps"] + s["timed_steps"],
+        learning_rate=s["lm_lr"],
+        bf16=True,
+        use_cpu=dev.type == "cpu",
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        max_length=s["max_length"],
+        dataloader_num_workers=0,
+        seed=a.seed,
+        disable_dropout=True,
+        gradient_checkpointing=s["gradient_checkpointing"],
+    )
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok, callbacks=[Timer()]
+    )
     _reset_peak()
     trainer.train()
-    return {**steps.figures(s["train_batch"]), "peak_gpu_mib": _gpu("max_memory_allocated"),
-            "peak_gpu_reserved_mib": _gpu("max_memory_reserved"), "process_peak_rss_mib": peak_rss_mib(),
-            "trainable_params": _trainable(model), "trained_params": _trained(trainer.optimizer),
-            "trl": trl.__version__, "bf16": args.bf16, "weights_dtype": str(model.dtype).replace("torch.", ""),
-            "optimizer": getattr(args.optim, "value", str(args.optim)), "learning_rate": args.learning_rate}
+    return {
+        **steps.figures(s["train_batch"]),
+        "peak_gpu_mib": _gpu("max_memory_allocated"),
+        "peak_gpu_reserved_mib": _gpu("max_memory_reserved"),
+        "process_peak_rss_mib": peak_rss_mib(),
+        "trainable_params": _trainable(model),
+        "trained_params": _trained(trainer.optimizer),
+        "trl": trl.__version__,
+        "bf16": args.bf16,
+        "weights_dtype": str(model.dtype).replace("torch.", ""),
+        "optimizer": getattr(args.optim, "value", str(args.optim)),
+        "learning_rate": args.learning_rate,
+    }
 
 
 # ---- children -------------------------------------------------------------------------------
@@ -533,8 +700,22 @@ def child(a) -> None:
 
 def spawn(name: str, a, s: dict, **extra) -> dict:
     """Run one part in a fresh process; its figures, or {"error": ...} with the end of its log."""
-    cmd = [sys.executable, __file__, "--child", name, "--work", str(a.work), "--seed", str(a.seed),
-           "--settings", json.dumps(_overrides(a)), "--pairs", str(a.pairs_file), "--train", str(a.train_file)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--work",
+        str(a.work),
+        "--seed",
+        str(a.seed),
+        "--settings",
+        json.dumps(_overrides(a)),
+        "--pairs",
+        str(a.pairs_file),
+        "--train",
+        str(a.train_file),
+    ]
     cmd += ["--tiny"] if a.tiny else []
     cmd += ["--save-folder"] if extra.get("save_folder") else []
     print(f"[gpu_check] {name} ...", flush=True)
@@ -550,9 +731,11 @@ def spawn(name: str, a, s: dict, **extra) -> dict:
     if p.returncode != 0 or line is None:
         sys.stderr.write(p.stderr[-6000:])
         last = [x for x in p.stderr.strip().splitlines() if x.strip()]
-        return {"error": f"{name} exited with {p.returncode}: {last[-1] if last else 'no output'}",
-                "log_tail": p.stderr[-2000:]}
-    out = json.loads(line[len("RESULT "):])
+        return {
+            "error": f"{name} exited with {p.returncode}: {last[-1] if last else 'no output'}",
+            "log_tail": p.stderr[-2000:],
+        }
+    out = json.loads(line[len("RESULT ") :])
     print(f"[gpu_check] {name} done in {time.time() - t0:.0f} s", flush=True)
     return out
 
@@ -566,8 +749,12 @@ def _overrides(a) -> dict:
 def nvidia_smi_used_mib() -> float | None:
     """GPU memory in use on the device (all processes), from nvidia-smi; None without it."""
     try:
-        r = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return float(r.stdout.split()[0]) if r.returncode == 0 and r.stdout.strip() else None
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
@@ -579,8 +766,10 @@ def run_serve(a, s: dict, folder: Path, rows: list[dict]) -> dict:
     data = [(r["prompt"], r[k]) for r in rows for k in ("response1", "response2")]
     dev = "cuda" if a.cuda else "cpu"
     t0 = time.time()
-    server = Server(folder, ["--max-batch-size", str(s["max_batch_size"]), "--batch-timeout", str(s["batch_timeout"]),
-                             "--device", dev])
+    server = Server(
+        folder,
+        ["--max-batch-size", str(s["max_batch_size"]), "--batch-timeout", str(s["batch_timeout"]), "--device", dev],
+    )
     load_s = time.time() - t0
     try:
         level(server, 1, s["serve_warmup"], s["serve_max_seconds"], data)  # warm-up, not counted
@@ -594,11 +783,19 @@ def run_serve(a, s: dict, folder: Path, rows: list[dict]) -> dict:
     finally:
         server.stop()
     base = levels[str(s["serve_clients"][0])]["requests_per_s"]
-    return {"levels": levels, "speedup": {k: v["requests_per_s"] / base for k, v in levels.items() if base},
-            "errors": sum(v["errors"] for v in levels.values()), "server_peak_rss_mib": round(peak, 1),
-            "gpu_memory_used_mib": gpu_used, "server_start_s": round(load_s, 1),
-            "server": {"devices": info["batching"].get("devices", info.get("devices")),
-                       "replicas": info["batching"].get("replicas"), "quant": info.get("quant")}}
+    return {
+        "levels": levels,
+        "speedup": {k: v["requests_per_s"] / base for k, v in levels.items() if base},
+        "errors": sum(v["errors"] for v in levels.values()),
+        "server_peak_rss_mib": round(peak, 1),
+        "gpu_memory_used_mib": gpu_used,
+        "server_start_s": round(load_s, 1),
+        "server": {
+            "devices": info["batching"].get("devices", info.get("devices")),
+            "replicas": info["batching"].get("replicas"),
+            "quant": info.get("quant"),
+        },
+    }
 
 
 def save_folder(a, s: dict) -> dict:
@@ -617,11 +814,32 @@ CHILDREN = {"scoring": run_scoring, "train_omni": run_train_omni, "train_trl": r
 # What a GPU image with torch, transformers, lightning, peft, rich and typer (and the usual
 # scientific stack: numpy, pandas, pyarrow, scipy, matplotlib, tensorboard, pillow, anyio, h11,
 # click, fsspec, xxhash, aiohttp) lacks for this check.
-WHEELS = ("bitsandbytes", "trl", "datasets", "dill", "multiprocess", "hydra-core", "omegaconf",
-          "antlr4-python3-runtime", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic-core",
-          "annotated-types", "typing-inspection", "opentelemetry-api")
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64")
+WHEELS = (
+    "bitsandbytes",
+    "trl",
+    "datasets",
+    "dill",
+    "multiprocess",
+    "hydra-core",
+    "omegaconf",
+    "antlr4-python3-runtime",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",
+    "opentelemetry-api",
+)
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 
 
 def fetch_wheels(folder: Path) -> None:
@@ -636,8 +854,20 @@ def fetch_wheels(folder: Path) -> None:
             spec = f"{name}=={version(name)}"
         except PackageNotFoundError:
             spec = name
-        cmd = [*pip, "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-               "--implementation", "cp", *[x for p in PLATFORMS for x in ("--platform", p)], "-d", str(folder), spec]
+        cmd = [
+            *pip,
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            *[x for p in PLATFORMS for x in ("--platform", p)],
+            "-d",
+            str(folder),
+            spec,
+        ]
         if subprocess.run(cmd).returncode != 0:  # no wheel on the index (antlr4 4.9.3): build a pure-Python one
             subprocess.run([*pip, "wheel", "--no-deps", "-w", str(folder), spec], check=True)
     files = sorted(folder.glob("*.whl"))
@@ -651,8 +881,12 @@ def fetch_wheels(folder: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", action="store_true", help="the same code on CPU with a 2-layer Qwen2 (hidden 64)")
-    ap.add_argument("--results", type=Path, default=None,
-                    help="folder for gpu_check.jsonl (default: benchmarks/results; with --tiny: WORK/results)")
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="folder for gpu_check.jsonl (default: benchmarks/results; with --tiny: WORK/results)",
+    )
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
     ap.add_argument("--seed", type=int, default=0)
@@ -662,8 +896,13 @@ def main() -> int:
     ap.add_argument("--train-batch", type=int, default=None)
     ap.add_argument("--train-layers", type=int, default=None, help="top decoder layers trained on both sides")
     ap.add_argument("--timed-steps", type=int, default=None)
-    ap.add_argument("--fetch-wheels", type=Path, default=None, metavar="DIR",
-                    help="download the wheels a GPU machine without network needs, then stop")
+    ap.add_argument(
+        "--fetch-wheels",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="download the wheels a GPU machine without network needs, then stop",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--pairs", default=None, help=argparse.SUPPRESS)
@@ -678,7 +917,6 @@ def main() -> int:
         return 0
 
     import torch
-
     from results_log import START_COMMIT, append
 
     a.cuda = torch.cuda.is_available()
@@ -701,23 +939,33 @@ def main() -> int:
 
     tok = build_tokenizer(a.work / "tokenizer")
     rows = make_pairs(s["score_pairs"], s["prompt_words"], s["response_words"], a.seed)
-    train_rows = make_pairs(s["train_batch"] * (s["warmup_steps"] + s["timed_steps"]), s["prompt_words"],
-                            s["response_words"], a.seed + 1)
+    train_rows = make_pairs(
+        s["train_batch"] * (s["warmup_steps"] + s["timed_steps"]), s["prompt_words"], s["response_words"], a.seed + 1
+    )
     a.pairs_file = write_jsonl(a.work / "pairs.jsonl", rows)
     a.train_file = write_jsonl(a.work / "train.jsonl", train_rows)
     lengths = token_lengths(tok, rows)
-    common = {**model_settings(s, tok), "device": "cuda" if a.cuda else "cpu",
-              "gpu": torch.cuda.get_device_name(0) if a.cuda else None, "tiny": a.tiny, **lengths,
-              "prompt_words": s["prompt_words"], "response_words": s["response_words"],
-              "max_length": s["max_length"], "seed": a.seed, "trl": _version("trl"),
-              "bitsandbytes": _version("bitsandbytes")}
+    common = {
+        **model_settings(s, tok),
+        "device": "cuda" if a.cuda else "cpu",
+        "gpu": torch.cuda.get_device_name(0) if a.cuda else None,
+        "tiny": a.tiny,
+        **lengths,
+        "prompt_words": s["prompt_words"],
+        "response_words": s["response_words"],
+        "max_length": s["max_length"],
+        "seed": a.seed,
+        "trl": _version("trl"),
+        "bitsandbytes": _version("bitsandbytes"),
+    }
     written, failed = [], []
 
     def record(part: str, figures: dict, t0: float) -> None:
         status = line_status(figures)
         figures["part_s"] = round(time.time() - t0, 1)
-        written.append(append("gpu_check", figures, results_dir=results,
-                              **{**fields, "check": CHECK_NAMES[part]}, status=status))
+        written.append(
+            append("gpu_check", figures, results_dir=results, **{**fields, "check": CHECK_NAMES[part]}, status=status)
+        )
         if status == "error":
             failed.append(part)
         print(f"[gpu_check] {CHECK_NAMES[part]}: {status}", flush=True)
@@ -728,16 +976,25 @@ def main() -> int:
         sc = spawn("scoring", a, s, save_folder="serve" in parts)
         folder_ready = (a.work / "model" / "omnireward.yaml").exists()
         settings = {**common, **sc.pop("settings", {})}
-        settings.update(dtype="bfloat16", quant="nf4, double quantisation (conf/quant/4bit)",
-                        batch_pairs=s["score_batch"], pairs=s["score_pairs"])
+        settings.update(
+            dtype="bfloat16",
+            quant="nf4, double quantisation (conf/quant/4bit)",
+            batch_pairs=s["score_batch"],
+            pairs=s["score_pairs"],
+        )
         record("scoring", {"settings": settings, **sc}, t0)
     if "serve" in parts:
         t0 = time.time()
         err = {} if folder_ready else {k: v for k, v in spawn("folder", a, s).items() if k == "error"}
-        settings = {**common, "dtype": folder_dtype(a.work / "model"), "clients": list(s["serve_clients"]),
-                    "requests_per_level": dict(zip(map(str, s["serve_clients"]), s["serve_requests"])),
-                    "max_batch_size": s["max_batch_size"], "batch_timeout": s["batch_timeout"],
-                    "request": "OpenRLHF /get_reward, one rollout (prompt + one answer) per request"}
+        settings = {
+            **common,
+            "dtype": folder_dtype(a.work / "model"),
+            "clients": list(s["serve_clients"]),
+            "requests_per_level": dict(zip(map(str, s["serve_clients"]), s["serve_requests"])),
+            "max_batch_size": s["max_batch_size"],
+            "batch_timeout": s["batch_timeout"],
+            "request": "OpenRLHF /get_reward, one rollout (prompt + one answer) per request",
+        }
         if err:
             record("serve", {"settings": settings, **err}, t0)
         else:
@@ -751,11 +1008,19 @@ def main() -> int:
         omni = spawn("train_omni", a, s)
         trl_run = spawn("train_trl", a, s)
         trainer = "trainer=gpu" if a.cuda else "the default trainer on CPU"
-        settings = {**common, "dtype": "bfloat16 weights", "precision": f"omnireward: bf16-mixed over bf16 weights "
-                    f"({trainer}); TRL: bf16=True over bf16 weights", "batch_pairs": s["train_batch"],
-                    "warmup_steps": s["warmup_steps"], "timed_steps": s["timed_steps"],
-                    "train_layers": s["train_layers"], "gradient_checkpointing": s["gradient_checkpointing"],
-                    "lr_head": s["lr"], "lr_lm": s["lm_lr"], "trl": trl_run.get("trl", _version("trl"))}
+        settings = {
+            **common,
+            "dtype": "bfloat16 weights",
+            "precision": f"omnireward: bf16-mixed over bf16 weights ({trainer}); TRL: bf16=True over bf16 weights",
+            "batch_pairs": s["train_batch"],
+            "warmup_steps": s["warmup_steps"],
+            "timed_steps": s["timed_steps"],
+            "train_layers": s["train_layers"],
+            "gradient_checkpointing": s["gradient_checkpointing"],
+            "lr_head": s["lr"],
+            "lr_lm": s["lm_lr"],
+            "trl": trl_run.get("trl", _version("trl")),
+        }
         figures = {"settings": settings, "omnireward": omni, "trl": trl_run}
         errors = [f"{k}: {v['error']}" for k, v in (("omnireward", omni), ("trl", trl_run)) if "error" in v]
         if errors:
@@ -765,8 +1030,10 @@ def main() -> int:
             if omni.get("peak_gpu_mib") and trl_run.get("peak_gpu_mib"):
                 figures["peak_gpu_ratio"] = omni["peak_gpu_mib"] / trl_run["peak_gpu_mib"]
         record("train", figures, t0)
-    print(f"[gpu_check] {len(written)} line(s) in {results / 'gpu_check.jsonl'}, {time.time() - t_start:.0f} s",
-          flush=True)
+    print(
+        f"[gpu_check] {len(written)} line(s) in {results / 'gpu_check.jsonl'}, {time.time() - t_start:.0f} s",
+        flush=True,
+    )
     return 1 if failed else 0
 
 

@@ -47,21 +47,31 @@ def zero_shot(a) -> dict:
 
     work = Path(a.work) / "zero-shot"
     test = _subset(demo(work, 300) / "test.jsonl", work / "test.jsonl", a.pairs)
-    settings = [("omni, verdict only", dict(judge="omni", max_new_tokens=0)),
-                ("omni, verdict only, both orders", dict(judge="omni", max_new_tokens=0, both_orders=True)),
-                ("omni, 64-token critique", dict(judge="omni", max_new_tokens=64)),
-                ("flex, constrained to its grammar", dict(judge="flex", max_new_tokens=64, constrained=True)),
-                ("flex, free decoding (256 tokens)", dict(judge="flex", max_new_tokens=256, constrained=False))]
+    settings = [
+        ("omni, verdict only", dict(judge="omni", max_new_tokens=0)),
+        ("omni, verdict only, both orders", dict(judge="omni", max_new_tokens=0, both_orders=True)),
+        ("omni, 64-token critique", dict(judge="omni", max_new_tokens=64)),
+        ("flex, constrained to its grammar", dict(judge="flex", max_new_tokens=64, constrained=True)),
+        ("flex, free decoding (256 tokens)", dict(judge="flex", max_new_tokens=256, constrained=False)),
+    ]
     rows = {}
     for name, kw in settings:
         t0 = time.time()
         s = judge_file(test, None, work / f"{len(rows)}.scores.jsonl", batch_size=8, device="cpu", **kw)
-        rows[name] = {"accuracy": s["accuracy_without_ties"], "n": s["n"], "seconds": round(time.time() - t0, 1),
-                      "flex_valid_share": s.get("flex_valid_share"), "order_agreement": s.get("order_agreement"),
-                      "text_verdict_share": s.get("text_verdict_share")}
+        rows[name] = {
+            "accuracy": s["accuracy_without_ties"],
+            "n": s["n"],
+            "seconds": round(time.time() - t0, 1),
+            "flex_valid_share": s.get("flex_valid_share"),
+            "order_agreement": s.get("order_agreement"),
+            "text_verdict_share": s.get("text_verdict_share"),
+        }
         print(name, rows[name], flush=True)
-    return {"model": "embedded SmolLM2-135M-Instruct (zero-shot)", "data": "text demo test split, seed 0",
-            "settings": rows}
+    return {
+        "model": "embedded SmolLM2-135M-Instruct (zero-shot)",
+        "data": "text demo test split, seed 0",
+        "settings": rows,
+    }
 
 
 def _with_critiques(src: Path, out: Path) -> Path:
@@ -84,24 +94,42 @@ def joint_vs_bt(a) -> dict:
 
     work = Path(a.work) / "joint-vs-bt"
     d = demo(work, 300)
-    train_f, val_f = _with_critiques(d / "train.jsonl", work / "train.crit.jsonl"), _with_critiques(
-        d / "val.jsonl", work / "val.crit.jsonl")
+    train_f, val_f = (
+        _with_critiques(d / "train.jsonl", work / "train.crit.jsonl"),
+        _with_critiques(d / "val.jsonl", work / "val.crit.jsonl"),
+    )
     out = {}
     for model in ("bt", "joint"):
-        overrides = [f"model={model}", f"data.train={train_f}", f"data.val={val_f}", f"output_dir={work / model}",
-                     f"trainer.max_epochs={a.epochs}", f"backbone.lm_layers={a.layers}", "data.batch_size=8",
-                     f"seed={a.seed}"]
+        overrides = [
+            f"model={model}",
+            f"data.train={train_f}",
+            f"data.val={val_f}",
+            f"output_dir={work / model}",
+            f"trainer.max_epochs={a.epochs}",
+            f"backbone.lm_layers={a.layers}",
+            "data.batch_size=8",
+            f"seed={a.seed}",
+        ]
         t0 = time.time()
         run = train(compose_config(overrides))
         seconds = time.time() - t0
         s = score_file(d / "test.jsonl", run, work / f"{model}.scores.jsonl", device="cpu")
         summary = json.loads((run / "train_summary.json").read_text())
-        out[model] = {"test_accuracy": s["accuracy_without_ties"], "n_test": s["n"],
-                      "best_val_acc": summary.get("best_val_acc"), "best_epoch": summary.get("best_epoch"),
-                      "train_seconds": round(seconds, 1), "overrides": overrides[3:]}
+        out[model] = {
+            "test_accuracy": s["accuracy_without_ties"],
+            "n_test": s["n"],
+            "best_val_acc": summary.get("best_val_acc"),
+            "best_epoch": summary.get("best_epoch"),
+            "train_seconds": round(seconds, 1),
+            "overrides": overrides[3:],
+        }
         print(model, out[model], flush=True)
-    return {"data": "text demo seed 0 (300 train pairs), one-sentence critiques from each pair's rule",
-            "layers": a.layers, "epochs": a.epochs, "runs": out}
+    return {
+        "data": "text demo seed 0 (300 train pairs), one-sentence critiques from each pair's rule",
+        "layers": a.layers,
+        "epochs": a.epochs,
+        "runs": out,
+    }
 
 
 def main() -> None:

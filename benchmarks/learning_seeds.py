@@ -41,14 +41,27 @@ def main() -> None:
             t0 = time.time()
             with tempfile.TemporaryDirectory(prefix=f"learning-{modality}-{seed}-") as work:
                 _, _, _, per_rule = run_case(modality, Path(work), seed)
-            runs[str(seed)] = {"seconds": round(time.time() - t0, 1),
-                               "rules": {k: {"accuracy": round(sum(v) / len(v), 3), "n": len(v)}
-                                         for k, v in sorted(per_rule.items())}}
+            runs[str(seed)] = {
+                "seconds": round(time.time() - t0, 1),
+                "rules": {k: {"accuracy": round(sum(v) / len(v), 3), "n": len(v)} for k, v in sorted(per_rule.items())},
+            }
             print(modality, seed, runs[str(seed)], flush=True)
         asserted = [r["rules"][rule]["accuracy"] for r in runs.values() if rule in r["rules"]]
-        print(append("learning_seeds", {"modality": modality, "seeds": seeds, "train_pairs": n_pairs,
-                                        "asserted_rule": rule, "runs": runs, "asserted_min": min(asserted),
-                                        "asserted_max": max(asserted)}), flush=True)
+        print(
+            append(
+                "learning_seeds",
+                {
+                    "modality": modality,
+                    "seeds": seeds,
+                    "train_pairs": n_pairs,
+                    "asserted_rule": rule,
+                    "runs": runs,
+                    "asserted_min": min(asserted),
+                    "asserted_max": max(asserted),
+                },
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from torch import nn
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-GIB = 1024 ** 3
-MIB = 1024 ** 2
+GIB = 1024**3
+MIB = 1024**2
 # Bytes per weight of a quantised linear layer (bitsandbytes defaults):
 #   nf4 + double quant: 4 bits + one 8-bit absmax per 64 weights + one fp32 constant per 256 absmax
 #   int8 (LLM.int8): 1 byte + one fp32 scale per output row (negligible for wide layers)
@@ -40,10 +40,24 @@ INT8_BYTES = 1.0
 # Hidden sizes etc. of Qwen2.5-3B and Qwen2.5-7B (their config.json): the 3B/7B rows are computed
 # from these by building the models on the meta device (no memory) and counting parameters.
 QWEN25 = {
-    "Qwen2.5-3B": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                       num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "Qwen2.5-7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "Qwen2.5-3B": dict(
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "Qwen2.5-7B": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -122,11 +136,19 @@ def peak_run(model_dir: str, quant: str, data: str, batch_size: int, limit: int 
     reward_records(model, records, batch_size, show_progress=False)
     t2 = time.time()
     scoring_peak = _hwm() if scoring_peak_known else None
-    return {"quant": quant, "records": len(records), "batch_size": batch_size, "rss_before_load_mib": base / MIB,
-            "rss_after_load_mib": loaded / MIB, "peak_rss_loading_mib": load_peak / MIB,
-            "peak_rss_scoring_mib": scoring_peak / MIB if scoring_peak else None,
-            "peak_rss_mib": max(load_peak, scoring_peak or _hwm()) / MIB,
-            "weights_mib": weights_bytes(model) / MIB, "load_s": t1 - t0, "score_s": t2 - t1}
+    return {
+        "quant": quant,
+        "records": len(records),
+        "batch_size": batch_size,
+        "rss_before_load_mib": base / MIB,
+        "rss_after_load_mib": loaded / MIB,
+        "peak_rss_loading_mib": load_peak / MIB,
+        "peak_rss_scoring_mib": scoring_peak / MIB if scoring_peak else None,
+        "peak_rss_mib": max(load_peak, scoring_peak or _hwm()) / MIB,
+        "weights_mib": weights_bytes(model) / MIB,
+        "load_s": t1 - t0,
+        "score_s": t2 - t1,
+    }
 
 
 def _rss() -> int:
@@ -202,11 +224,14 @@ def save_random_lm(model_dir: Path, lm_dir: Path, **arch) -> Path:
     return build_module(cfg).model.eval().save_pretrained(model_dir, cfg)
 
 
-LABELS = {"smollm2_135m": "SmolLM2-135M (the embedded default)",
-          "smollm2_360m": "SmolLM2-360M architecture, random weights"}
+LABELS = {
+    "smollm2_135m": "SmolLM2-135M (the embedded default)",
+    "smollm2_360m": "SmolLM2-360M architecture, random weights",
+}
 # SmolLM2-360M-Instruct's architecture (its config.json); weights random.
-SMOLLM2_360M = dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
-                    num_key_value_heads=5)
+SMOLLM2_360M = dict(
+    hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5
+)
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -219,8 +244,10 @@ def main_all(args) -> None:
     from results_log import append
 
     work = Path(args.work or tempfile.mkdtemp(prefix="omnireward-mem-"))
-    models = {"smollm2_135m": save_embedded(work / "embedded"),
-              "smollm2_360m": save_random_lm(work / "smollm2-360m", work / "smollm2-360m-lm", **SMOLLM2_360M)}
+    models = {
+        "smollm2_135m": save_embedded(work / "embedded"),
+        "smollm2_360m": save_random_lm(work / "smollm2-360m", work / "smollm2-360m-lm", **SMOLLM2_360M),
+    }
     demo = work / "demo-text"
     if not (demo / "test.jsonl").exists():
         build_demo("text", demo)
@@ -229,15 +256,28 @@ def main_all(args) -> None:
     for name, model_dir in models.items():
         peaks[name] = {"label": LABELS[name]}
         for quant in ("none", "4bit"):
-            cmd = [sys.executable, __file__, "peak", "--model", str(model_dir), "--quant", quant,
-                   "--data", str(demo / "test.jsonl"), "--batch-size", str(args.batch_size),
-                   "--limit", str(args.limit)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "peak",
+                "--model",
+                str(model_dir),
+                "--quant",
+                quant,
+                "--data",
+                str(demo / "test.jsonl"),
+                "--batch-size",
+                str(args.batch_size),
+                "--limit",
+                str(args.limit),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             peaks[name][quant] = json.loads(out.strip().splitlines()[-1])
         full, q = peaks[name]["none"], peaks[name]["4bit"]
         peaks[name]["ratio_peak_4bit_over_full"] = q["peak_rss_mib"] / full["peak_rss_mib"]
-        peaks[name]["ratio_above_start_4bit_over_full"] = ((q["peak_rss_mib"] - q["rss_before_load_mib"])
-                                                           / (full["peak_rss_mib"] - full["rss_before_load_mib"]))
+        peaks[name]["ratio_above_start_4bit_over_full"] = (q["peak_rss_mib"] - q["rss_before_load_mib"]) / (
+            full["peak_rss_mib"] - full["rss_before_load_mib"]
+        )
     from transformers import AutoConfig
 
     from omnireward.backbones.lm import embedded_lm_dir
@@ -247,13 +287,21 @@ def main_all(args) -> None:
     for name, cfg in configs.items():
         counts = count_params(cfg)
         computed[name] = {"counts": counts, "bytes": computed_rows(counts)}
-    figures = {"weights_measured": measured, "weights_computed": computed, "scoring_peaks": peaks,
-               "scoring_records": args.limit, "batch_size": args.batch_size, "data": "text demo test.jsonl"}
+    figures = {
+        "weights_measured": measured,
+        "weights_computed": computed,
+        "scoring_peaks": peaks,
+        "scoring_records": args.limit,
+        "batch_size": args.batch_size,
+        "data": "text demo test.jsonl",
+    }
     append("memory", figures)
-    for name, p in peaks.items():
-        print(f"{p['label']}: peak RSS full {p['none']['peak_rss_mib']:.0f} MiB, 4-bit {p['4bit']['peak_rss_mib']:.0f} MiB "
-              f"({p['ratio_peak_4bit_over_full']:.2f}x; above the starting RSS "
-              f"{p['ratio_above_start_4bit_over_full']:.2f}x)")
+    for p in peaks.values():
+        print(
+            f"{p['label']}: peak RSS full {p['none']['peak_rss_mib']:.0f} MiB, 4-bit {p['4bit']['peak_rss_mib']:.0f} MiB "
+            f"({p['ratio_peak_4bit_over_full']:.2f}x; above the starting RSS "
+            f"{p['ratio_above_start_4bit_over_full']:.2f}x)"
+        )
 
 
 def main() -> None:

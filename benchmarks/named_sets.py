@@ -28,18 +28,28 @@ from omnireward.data.demo.pairs import Choice, Ctx, assemble, split_sizes
 from omnireward.data.records import Media, Response
 
 RATE = 16000
-_TONE_PROMPTS = {"seen": {"high": ["a high-pitched whistle", "the sound of a high whistle"],
-                          "low": ["a low, deep hum", "the sound of a deep, low hum"]},
-                 "unseen": {"high": ["a shrill, high beep", "a piercing high tone"],
-                            "low": ["a rumbling bass drone", "a low droning sound"]}}
+_TONE_PROMPTS = {
+    "seen": {
+        "high": ["a high-pitched whistle", "the sound of a high whistle"],
+        "low": ["a low, deep hum", "the sound of a deep, low hum"],
+    },
+    "unseen": {
+        "high": ["a shrill, high beep", "a piercing high tone"],
+        "low": ["a rumbling bass drone", "a low droning sound"],
+    },
+}
 _SHAPES = ("sphere", "cube", "cylinder", "cone", "torus")
 _SHAPE_PROMPTS = {"seen": ["a 3D model of a {x}", "a {x}"], "unseen": ["a mesh of a {x}", "a simple {x}"]}
 
 
 def _tone(ctx: Ctx, kind: str) -> np.ndarray:
     seen = not ctx.unseen
-    lo_hi = {("high", True): (1200, 2500), ("low", True): (70, 160),
-             ("high", False): (2800, 4000), ("low", False): (180, 260)}[(kind, seen)]
+    lo_hi = {
+        ("high", True): (1200, 2500),
+        ("low", True): (70, 160),
+        ("high", False): (2800, 4000),
+        ("low", False): (180, 260),
+    }[(kind, seen)]
     f = ctx.rng.uniform(*lo_hi)
     t = np.arange(int(ctx.rng.uniform(1.0, 2.5) * RATE)) / RATE
     if seen:
@@ -64,9 +74,18 @@ def tones(n: int, ctx: Ctx) -> list[list[Choice]]:
     for _ in range(n):
         want = ctx.pick(["high", "low"])
         other = "low" if want == "high" else "high"
-        units.append([Choice("text_to_audio", ctx.pick(phr[want]), Response(media=[_save_audio(ctx, _tone(ctx, want))]),
-                             Response(media=[_save_audio(ctx, _tone(ctx, other))]), "named_tone",
-                             detail={"want": want})])
+        units.append(
+            [
+                Choice(
+                    "text_to_audio",
+                    ctx.pick(phr[want]),
+                    Response(media=[_save_audio(ctx, _tone(ctx, want))]),
+                    Response(media=[_save_audio(ctx, _tone(ctx, other))]),
+                    "named_tone",
+                    detail={"want": want},
+                )
+            ]
+        )
     return units
 
 
@@ -75,17 +94,21 @@ def _shape(ctx: Ctx, name: str):
 
     c = trimesh.creation
     if ctx.unseen:  # other proportions and tessellations than training's
-        m = {"sphere": lambda: c.icosphere(subdivisions=3, radius=1.0),
-             "cube": lambda: c.box(extents=ctx.rng.uniform(0.7, 1.3, 3)).subdivide().subdivide(),
-             "cylinder": lambda: c.cylinder(ctx.rng.uniform(0.25, 0.4), ctx.rng.uniform(1.8, 2.4), sections=24),
-             "cone": lambda: c.cone(ctx.rng.uniform(0.8, 1.0), ctx.rng.uniform(0.9, 1.2), sections=24).subdivide(),
-             "torus": lambda: c.torus(1.0, ctx.rng.uniform(0.15, 0.25), 36, 18)}[name]()
+        m = {
+            "sphere": lambda: c.icosphere(subdivisions=3, radius=1.0),
+            "cube": lambda: c.box(extents=ctx.rng.uniform(0.7, 1.3, 3)).subdivide().subdivide(),
+            "cylinder": lambda: c.cylinder(ctx.rng.uniform(0.25, 0.4), ctx.rng.uniform(1.8, 2.4), sections=24),
+            "cone": lambda: c.cone(ctx.rng.uniform(0.8, 1.0), ctx.rng.uniform(0.9, 1.2), sections=24).subdivide(),
+            "torus": lambda: c.torus(1.0, ctx.rng.uniform(0.15, 0.25), 36, 18),
+        }[name]()
     else:
-        m = {"sphere": lambda: c.uv_sphere(radius=1.0, count=[24, 24]),
-             "cube": lambda: c.box().subdivide().subdivide(),
-             "cylinder": lambda: c.cylinder(ctx.rng.uniform(0.45, 0.6), ctx.rng.uniform(1.2, 1.6), sections=48),
-             "cone": lambda: c.cone(ctx.rng.uniform(0.5, 0.7), ctx.rng.uniform(1.3, 1.6), sections=48).subdivide(),
-             "torus": lambda: c.torus(1.0, ctx.rng.uniform(0.3, 0.4), 48, 24)}[name]()
+        m = {
+            "sphere": lambda: c.uv_sphere(radius=1.0, count=[24, 24]),
+            "cube": lambda: c.box().subdivide().subdivide(),
+            "cylinder": lambda: c.cylinder(ctx.rng.uniform(0.45, 0.6), ctx.rng.uniform(1.2, 1.6), sections=48),
+            "cone": lambda: c.cone(ctx.rng.uniform(0.5, 0.7), ctx.rng.uniform(1.3, 1.6), sections=48).subdivide(),
+            "torus": lambda: c.torus(1.0, ctx.rng.uniform(0.3, 0.4), 48, 24),
+        }[name]()
     v = np.asarray(m.vertices, dtype=np.float64)
     v = v - v.mean(axis=0)
     a = ctx.rng.uniform(0, 2 * np.pi)
@@ -95,7 +118,9 @@ def _shape(ctx: Ctx, name: str):
         rot = rot @ np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
     v = v @ rot.T * ctx.rng.uniform(0.5, 2.0) + ctx.rng.uniform(-1, 1, 3)
     path, rel = ctx.new_media(".ply")
-    trimesh.Trimesh(vertices=v.astype(np.float32), faces=np.asarray(m.faces), process=False).export(path, file_type="ply")
+    trimesh.Trimesh(vertices=v.astype(np.float32), faces=np.asarray(m.faces), process=False).export(
+        path, file_type="ply"
+    )
     return Media("mesh", rel)
 
 
@@ -105,9 +130,18 @@ def shapes(n: int, ctx: Ctx) -> list[list[Choice]]:
     for _ in range(n):
         name = ctx.pick(_SHAPES)
         other = ctx.pick([s for s in _SHAPES if s != name])
-        units.append([Choice("text_to_3d", ctx.pick(prompts).format(x=name), Response(media=[_shape(ctx, name)]),
-                             Response(media=[_shape(ctx, other)]), "named_shape",
-                             detail={"shape": name, "other": other})])
+        units.append(
+            [
+                Choice(
+                    "text_to_3d",
+                    ctx.pick(prompts).format(x=name),
+                    Response(media=[_shape(ctx, name)]),
+                    Response(media=[_shape(ctx, other)]),
+                    "named_shape",
+                    detail={"shape": name, "other": other},
+                )
+            ]
+        )
     return units
 
 
@@ -123,8 +157,15 @@ TEST_PAIRS = 60  # unseen-source pairs: enough that one pair moves accuracy by u
 SETS = {"tones": ("audio", tones), "shapes": ("3d", shapes)}
 
 
-def build_set(name: str, out: Path, *, n_pairs: int, seed: int = 0,
-              splits=("train", "val", "test", "test_sources"), sizes: dict | None = None) -> Path:
+def build_set(
+    name: str,
+    out: Path,
+    *,
+    n_pairs: int,
+    seed: int = 0,
+    splits=("train", "val", "test", "test_sources"),
+    sizes: dict | None = None,
+) -> Path:
     """Write `out/<split>.jsonl` (+ media) of set `name`; `test` and `test_sources` hold unseen tones
     or shapes (`test` under unseen phrasings too)."""
     modality, builder = SETS[name]

@@ -82,22 +82,56 @@ def main() -> None:
         if a.layers:
             overrides.append(f"backbone.lm_layers={a.layers}")
         t0 = time.time()
-        model = train(compose_config([*overrides, f"data.train={train_f}", f"data.val={val_f}",
-                                      f"output_dir={work / 'run'}"]))
+        model = train(
+            compose_config([*overrides, f"data.train={train_f}", f"data.val={val_f}", f"output_dir={work / 'run'}"])
+        )
         t_train = round(time.time() - t0, 1)
     t0 = time.time()
-    result = run_probes(model, data / "test.jsonl", work / "probe", max_records=a.max_records, seed=a.seed,
-                        max_new_tokens=a.max_new_tokens)
+    result = run_probes(
+        model,
+        data / "test.jsonl",
+        work / "probe",
+        max_records=a.max_records,
+        seed=a.seed,
+        max_new_tokens=a.max_new_tokens,
+    )
     t_probe = round(time.time() - t0, 1)
-    probes = {p["name"]: {k: p.get(k) for k in ("modality", "n", "n_records", "share_rose", "mean_change",
-                                                 "median_change", "flip_share", "flagged")}
-              for p in result["probes"]}
-    figures = {"modality": a.modality, "kind": result["kind"], "epochs": a.epochs, "n_pairs": a.n_pairs,
-               "seed": a.seed, "layers": a.layers, "overrides": a.overrides, "train_s": t_train, "probe_s": t_probe,
-               "n_records": result["n_records"], "unit": result["unit"], "reward_std": result["reward_std"],
-               "std_source": result["std_source"], "flag_share": result["flag_share"],
-               "min_effect": result["min_effect"], "probes": probes, "skipped": result["skipped"],
-               "flagged": result["flagged"]}
+    probes = {
+        p["name"]: {
+            k: p.get(k)
+            for k in (
+                "modality",
+                "n",
+                "n_records",
+                "share_rose",
+                "mean_change",
+                "median_change",
+                "flip_share",
+                "flagged",
+            )
+        }
+        for p in result["probes"]
+    }
+    figures = {
+        "modality": a.modality,
+        "kind": result["kind"],
+        "epochs": a.epochs,
+        "n_pairs": a.n_pairs,
+        "seed": a.seed,
+        "layers": a.layers,
+        "overrides": a.overrides,
+        "train_s": t_train,
+        "probe_s": t_probe,
+        "n_records": result["n_records"],
+        "unit": result["unit"],
+        "reward_std": result["reward_std"],
+        "std_source": result["std_source"],
+        "flag_share": result["flag_share"],
+        "min_effect": result["min_effect"],
+        "probes": probes,
+        "skipped": result["skipped"],
+        "flagged": result["flagged"],
+    }
     if a.no_record:
         print(json.dumps(figures, indent=2))
         return

@@ -50,8 +50,16 @@ HASH = re.compile(r"[0-9a-f]{7,40}")
 
 
 def docs() -> list[Path]:
-    return [p for p in [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-                        *sorted((ROOT / "data_cards").glob("*.md"))] if p.exists()]
+    return [
+        p
+        for p in [
+            ROOT / "README.md",
+            ROOT / "benchmarks" / "README.md",
+            *sorted((ROOT / "docs").glob("*.md")),
+            *sorted((ROOT / "data_cards").glob("*.md")),
+        ]
+        if p.exists()
+    ]
 
 
 def render_figure(args: dict, where: list[str]) -> str:
@@ -64,8 +72,11 @@ def render_figure(args: dict, where: list[str]) -> str:
 
 # ---- tables ------------------------------------------------------------------------------------
 # Every public function of tables.py renders one table: fn(args, where) -> markdown.
-TABLES = {name: fn for name, fn in vars(tables).items()
-          if callable(fn) and not name.startswith("_") and getattr(fn, "__module__", "") == "tables"}
+TABLES = {
+    name: fn
+    for name, fn in vars(tables).items()
+    if callable(fn) and not name.startswith("_") and getattr(fn, "__module__", "") == "tables"
+}
 
 
 # ---- commits ----------------------------------------------------------------------------------
@@ -83,8 +94,10 @@ class History:
         self._hashes: list[str] | None = None
         self._shallow = False
         if not (root / ".git").exists():
-            self.note = (f"note: {root} has no .git, so the commits of results lines could not be verified "
-                         "against the git history (only +dirty and unknown commits are refused)")
+            self.note = (
+                f"note: {root} has no .git, so the commits of results lines could not be verified "
+                "against the git history (only +dirty and unknown commits are refused)"
+            )
             return
         try:
             self._shallow = self._git("rev-parse", "--is-shallow-repository") == "true"
@@ -94,8 +107,10 @@ class History:
         except RuntimeError as e:
             self._error = f"git could not read the history ({e})"
         if self._shallow:
-            self.note = ("note: this is a shallow clone: a commit older than its history is not verified "
-                         "(fetch the full history to check every commit)")
+            self.note = (
+                "note: this is a shallow clone: a commit older than its history is not verified "
+                "(fetch the full history to check every commit)"
+            )
 
     def _git(self, *args: str) -> str:
         env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
@@ -133,8 +148,10 @@ def commit_problems(rows: list[dict], history: History) -> list[str]:
         seen.add(key)
         why = history.problem(row.get("commit"))
         if why:
-            out.append(f"results line {row.get('bench', '?')} of {row.get('date', '?')} has commit "
-                       f"{row.get('commit')!r}: {why}")
+            out.append(
+                f"results line {row.get('bench', '?')} of {row.get('date', '?')} has commit "
+                f"{row.get('commit')!r}: {why}"
+            )
     return out
 
 
@@ -174,9 +191,11 @@ def process(path: Path, write: bool, history: History | None = None) -> list[str
         for m in pattern.finditer(text):
             if m.start() not in bounds:
                 line = text.count("\n", 0, m.start()) + 1
-                problems.append(f"{name}:{line}: a marker {what} ({text[m.start():m.start() + 60].splitlines()[0]!r}) "
-                                "that is not part of a well-formed <!-- bench ... -->...<!-- /bench --> marker, "
-                                "so nothing checks it")
+                problems.append(
+                    f"{name}:{line}: a marker {what} ({text[m.start() : m.start() + 60].splitlines()[0]!r}) "
+                    "that is not part of a well-formed <!-- bench ... -->...<!-- /bench --> marker, "
+                    "so nothing checks it"
+                )
 
     def sub(m: re.Match) -> str:
         line = text.count("\n", 0, m.start()) + 1
@@ -195,9 +214,11 @@ def process(path: Path, write: bool, history: History | None = None) -> list[str
         if m.group("body") != want:
             if not write:
                 got = m.group("body").strip().splitlines()[:1]
-                problems.append(f"{name}:{line}: differs from the newest results line "
-                                f"(doc: {got[0] if got else ''!r}, results: {want.strip().splitlines()[0]!r})")
-        return m.group(0)[:m.start("body") - m.start()] + want + "<!-- /bench -->"
+                problems.append(
+                    f"{name}:{line}: differs from the newest results line "
+                    f"(doc: {got[0] if got else ''!r}, results: {want.strip().splitlines()[0]!r})"
+                )
+        return m.group(0)[: m.start("body") - m.start()] + want + "<!-- /bench -->"
 
     new = MARKER.sub(sub, text)
     if write and new != text and not problems:
@@ -219,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         print(p)
     if problems:
         return 1
-    print(f"{'checked' if a.check else 'wrote'} {sum(len(MARKER.findall(d.read_text())) for d in docs())} "
-          f"marked figures in {len(docs())} docs")
+    print(
+        f"{'checked' if a.check else 'wrote'} {sum(len(MARKER.findall(d.read_text())) for d in docs())} "
+        f"marked figures in {len(docs())} docs"
+    )
     return 0
 
 

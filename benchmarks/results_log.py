@@ -24,10 +24,12 @@ def commit() -> str:
 
     The results files themselves do not count: a benchmark that appended a line leaves the code as it
     was, and the next run of the same tree measures the same commit."""
+
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=RESULTS.parent, capture_output=True, text=True, timeout=30
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -47,7 +49,7 @@ def machine() -> dict:
     try:
         with open("/proc/meminfo") as f:
             kb = int(next(x for x in f if x.startswith("MemTotal")).split()[1])
-        info["ram_gib"] = round(kb / 1024 ** 2, 1)
+        info["ram_gib"] = round(kb / 1024**2, 1)
     except (OSError, StopIteration, ValueError):
         pass
     try:
@@ -90,9 +92,15 @@ def append(name: str, figures: dict, *, results_dir: str | Path | None = None, *
     """Append one results line to results/<name>.jsonl and return it (the commit is the one the
     script started from, so a commit made while it ran does not claim its figures). `results_dir`
     writes to another folder instead (a smoke run that must not touch the repository's files)."""
-    line = {"bench": name, "command": command(), "commit": START_COMMIT, "machine": machine(),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields,
-            "figures": figures}
+    line = {
+        "bench": name,
+        "command": command(),
+        "commit": START_COMMIT,
+        "machine": machine(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **fields,
+        "figures": figures,
+    }
     folder = RESULTS if results_dir is None else Path(results_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / f"{name}.jsonl").open("a") as f:

@@ -54,9 +54,18 @@ def train_model(work: Path, n_pairs: int) -> Path:
     from omnireward.train import train
 
     data = build_demo("text", work / "data", n_pairs=n_pairs, seed=0)
-    return train(compose_config(["modality=text", f"data.train={data / 'train.jsonl'}",
-                                 f"data.val={data / 'val.jsonl'}", f"output_dir={work / 'model'}",
-                                 "trainer.max_epochs=1", "logger.tensorboard=false"]))
+    return train(
+        compose_config(
+            [
+                "modality=text",
+                f"data.train={data / 'train.jsonl'}",
+                f"data.val={data / 'val.jsonl'}",
+                f"output_dir={work / 'model'}",
+                "trainer.max_epochs=1",
+                "logger.tensorboard=false",
+            ]
+        )
+    )
 
 
 def tiny_model(work: Path) -> Path:
@@ -79,8 +88,10 @@ def rollouts(work: Path) -> list[tuple[str, str]]:
     out = []
     for line in data.read_text().splitlines():
         r = json.loads(line)
-        out += [(r["prompt"], r["response1"] if isinstance(r["response1"], str) else r["response1"].get("text", "")),
-                (r["prompt"], r["response2"] if isinstance(r["response2"], str) else r["response2"].get("text", ""))]
+        out += [
+            (r["prompt"], r["response1"] if isinstance(r["response1"], str) else r["response1"].get("text", "")),
+            (r["prompt"], r["response2"] if isinstance(r["response2"], str) else r["response2"].get("text", "")),
+        ]
     return out
 
 
@@ -89,8 +100,12 @@ class Server:
 
     def __init__(self, model: Path, args: list[str]):
         exe = Path(sys.executable).with_name("omnireward")
-        self.proc = subprocess.Popen([str(exe), "serve", "--model", str(model), "--host", "127.0.0.1", "--port", "0",
-                                      "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [str(exe), "serve", "--model", str(model), "--host", "127.0.0.1", "--port", "0", "--quiet", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.time() + 600
         line = ""
         seen: list[str] = []
@@ -125,8 +140,15 @@ def rollout(data: list[tuple[str, str]], i: int) -> tuple[str, str]:
     return data[i % len(data)]
 
 
-def level(server: Server, n_clients: int, n_requests: int, max_seconds: float, data: list[tuple[str, str]],
-          per_request: int = 1, rewards: dict | None = None) -> dict:
+def level(
+    server: Server,
+    n_clients: int,
+    n_requests: int,
+    max_seconds: float,
+    data: list[tuple[str, str]],
+    per_request: int = 1,
+    rewards: dict | None = None,
+) -> dict:
     """N clients, `n_requests` requests in all (or until `max_seconds`), `per_request` rollouts per
     request (request i carries rollouts i*per_request ...). `rewards`, when given, collects the
     served reward of each rollout index."""
@@ -146,8 +168,9 @@ def level(server: Server, n_clients: int, n_requests: int, max_seconds: float, d
                 issued[0] += 1
             idx = [i * per_request + j for j in range(per_request)]
             pairs = [rollout(data, x) for x in idx]
-            body = json.dumps({"query": [f"{p} {r}" for p, r in pairs], "prompts": [p for p, _ in pairs],
-                               "labels": [""] * len(pairs)})
+            body = json.dumps(
+                {"query": [f"{p} {r}" for p, r in pairs], "prompts": [p for p, _ in pairs], "labels": [""] * len(pairs)}
+            )
             t0 = time.perf_counter()
             got = None
             try:
@@ -183,13 +206,23 @@ def level(server: Server, n_clients: int, n_requests: int, max_seconds: float, d
 
     batches = after["batches"] - before["batches"]
     sizes = {k: v - before["sequences_per_batch"].get(k, 0) for k, v in after["sequences_per_batch"].items()}
-    return {"clients": n_clients, "rollouts_per_request": per_request, "requests": len(lat) + len(errors),
-            "ok": len(lat), "errors": len(errors), "first_error": errors[0] if errors else None,
-            "seconds": round(wall, 2), "requests_per_s": len(lat) / wall if wall else None,
-            "rollouts_per_s": len(lat) * per_request / wall if wall else None, "p50_s": pct(0.5), "p99_s": pct(0.99),
-            "batches": batches, "mean_batch": (after["sequences"] - before["sequences"]) / batches if batches else None,
-            "max_batch": max((int(k) for k, v in sizes.items() if v > 0), default=0),
-            "batch_sizes": {k: v for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0])) if v > 0}}
+    return {
+        "clients": n_clients,
+        "rollouts_per_request": per_request,
+        "requests": len(lat) + len(errors),
+        "ok": len(lat),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": round(wall, 2),
+        "requests_per_s": len(lat) / wall if wall else None,
+        "rollouts_per_s": len(lat) * per_request / wall if wall else None,
+        "p50_s": pct(0.5),
+        "p99_s": pct(0.99),
+        "batches": batches,
+        "mean_batch": (after["sequences"] - before["sequences"]) / batches if batches else None,
+        "max_batch": max((int(k) for k, v in sizes.items() if v > 0), default=0),
+        "batch_sizes": {k: v for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0])) if v > 0},
+    }
 
 
 class _Timed:
@@ -220,8 +253,9 @@ class Offline:
 
     def write(self, name: str, pairs: list[tuple[str, str]]) -> Path:
         path = self.work / name
-        path.write_text("".join(json.dumps({"id": str(i), "prompt": p, "response": r}) + "\n"
-                                for i, (p, r) in enumerate(pairs)))
+        path.write_text(
+            "".join(json.dumps({"id": str(i), "prompt": p, "response": r}) + "\n" for i, (p, r) in enumerate(pairs))
+        )
         return path
 
     def run(self, path: Path) -> dict:
@@ -234,43 +268,71 @@ class Offline:
         from omnireward.scoring.stream import score_stream
 
         out = path.with_suffix(".scores.jsonl")
-        options = {"quant": "none", "format": "auto", "media_root": None, "allow_outside_root": False,
-                   "on_bad_record": "reject"}
+        options = {
+            "quant": "none",
+            "format": "auto",
+            "media_root": None,
+            "allow_outside_root": False,
+            "on_bad_record": "reject",
+        }
         identity = run_identity(self.model, path, options)  # hashes the model folder: not scoring time
         timed = _Timed(self.scorer)
         t0 = time.perf_counter()
-        score_stream(path, out, lambda: timed, identity, batch_size=self.batch_size, overwrite=True,
-                     show_progress=False)
+        score_stream(
+            path, out, lambda: timed, identity, batch_size=self.batch_size, overwrite=True, show_progress=False
+        )
         seconds = time.perf_counter() - t0
         (t_first, _), (t_last, _) = timed.marks[0], timed.marks[-1]
         after_first = sum(n for _, n in timed.marks[1:])
         lines = list(ScoresFile(out).lines())
-        return {"records": len(lines), "seconds": seconds, "batches": len(timed.marks),
-                "records_per_s": after_first / (t_last - t_first) if after_first else len(lines) / seconds,
-                "lines": lines}
+        return {
+            "records": len(lines),
+            "seconds": seconds,
+            "batches": len(timed.marks),
+            "records_per_s": after_first / (t_last - t_first) if after_first else len(lines) / seconds,
+            "lines": lines,
+        }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="a model folder (default: train one in --work)")
-    ap.add_argument("--tiny", action="store_true", help="serve a tiny random model instead: measures the server "
-                    "(HTTP, parsing, batching) more than the model")
-    ap.add_argument("--smoke", action="store_true", help="a quick check of the script: tiny model, clients 1,8, "
-                    "32 requests, batch 8; the line goes to WORK/results unless --results-dir says otherwise")
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="serve a tiny random model instead: measures the server (HTTP, parsing, batching) more than the model",
+    )
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick check of the script: tiny model, clients 1,8, "
+        "32 requests, batch 8; the line goes to WORK/results unless --results-dir says otherwise",
+    )
     ap.add_argument("--work", type=Path, default=Path("/tmp/omnireward-serve-load"))
     ap.add_argument("--train-pairs", type=int, default=40, help="demo pairs to train the default model on (1 epoch)")
     ap.add_argument("--clients", default=None, help="comma-separated numbers of concurrent clients (default 1,8,32)")
-    ap.add_argument("--requests", type=int, default=None, help="requests per level, all clients together "
-                    "(default 256)")
-    ap.add_argument("--reference-requests", type=int, default=None, help="requests of --max-batch-size rollouts "
-                    "each that one client sends for the latency reference (default 8)")
+    ap.add_argument("--requests", type=int, default=None, help="requests per level, all clients together (default 256)")
+    ap.add_argument(
+        "--reference-requests",
+        type=int,
+        default=None,
+        help="requests of --max-batch-size rollouts each that one client sends for the latency reference (default 8)",
+    )
     ap.add_argument("--max-seconds", type=float, default=300.0, help="time limit per level")
     ap.add_argument("--warmup", type=int, default=8, help="requests before the first level (not counted)")
-    ap.add_argument("--max-batch-size", type=int, default=None, help="the server's --max-batch-size and the "
-                    "offline --batch-size (default 32)")
+    ap.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="the server's --max-batch-size and the offline --batch-size (default 32)",
+    )
     ap.add_argument("--batch-timeout", type=float, default=0.01)
-    ap.add_argument("--results-dir", type=Path, default=None, help="where the results line goes (default: "
-                    "benchmarks/results; with --smoke: WORK/results)")
+    ap.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="where the results line goes (default: benchmarks/results; with --smoke: WORK/results)",
+    )
     ap.add_argument("--no-record", action="store_true", help="print the figures without appending a results line")
     a = ap.parse_args()
     smoke = {"clients": "1,8", "requests": 32, "reference_requests": 2, "max_batch_size": 8}
@@ -285,8 +347,9 @@ def main() -> None:
     if a.tiny:
         model = tiny_model(a.work)
     else:
-        model = a.model or (a.work / "model" if (a.work / "model" / "omnireward.yaml").exists()
-                            else train_model(a.work, a.train_pairs))
+        model = a.model or (
+            a.work / "model" if (a.work / "model" / "omnireward.yaml").exists() else train_model(a.work, a.train_pairs)
+        )
     train_s = time.time() - t0
     data = rollouts(a.work)
     ns = [int(x) for x in a.clients.split(",")]
@@ -295,15 +358,27 @@ def main() -> None:
     records = offline.write("offline.jsonl", [(p, r.strip()) for p, r in (rollout(data, i) for i in range(n_offline))])
     offline.run(offline.write("offline-warmup.jsonl", [rollout(data, i) for i in range(2 * a.max_batch_size)]))
     runs = [offline.run(records)]
-    server = Server(model, ["--max-batch-size", str(a.max_batch_size), "--batch-timeout", str(a.batch_timeout),
-                            "--device", "cpu", "--request-timeout", str(max(120.0, a.max_seconds))])
+    server = Server(
+        model,
+        [
+            "--max-batch-size",
+            str(a.max_batch_size),
+            "--batch-timeout",
+            str(a.batch_timeout),
+            "--device",
+            "cpu",
+            "--request-timeout",
+            str(max(120.0, a.max_seconds)),
+        ],
+    )
     served: dict = {}
     try:
         level(server, 1, a.warmup, a.max_seconds, data)
         levels = {}
         for n in ns:
-            levels[str(n)] = r = level(server, n, a.requests, a.max_seconds, data,
-                                       rewards=served if n == max(ns) else None)
+            levels[str(n)] = r = level(
+                server, n, a.requests, a.max_seconds, data, rewards=served if n == max(ns) else None
+            )
             print(json.dumps(r), flush=True)
         reference = level(server, 1, a.reference_requests, a.max_seconds, data, per_request=a.max_batch_size)
         print(json.dumps(reference), flush=True)
@@ -318,31 +393,55 @@ def main() -> None:
     base = levels[str(ns[0])]["rollouts_per_s"]
     ref_p99 = reference["p99_s"]
     top = levels[str(max(ns))]
-    figures = {"levels": levels, "peak_rss_mib": round(peak, 1),
-               "speedup": {k: v["rollouts_per_s"] / base for k, v in levels.items() if base},
-               "offline": {"records": n_offline, "batch_size": a.max_batch_size, "workers": 1,
-                           "records_per_s": bound, "runs": [{k: v for k, v in r.items() if k != "lines"} for r in runs],
-                           "wall_records_per_s": [n_offline / r["seconds"] for r in runs]},
-               "served_vs_offline": {k: v["rollouts_per_s"] / bound for k, v in levels.items()},
-               "one_client_full_batch": reference,
-               "p99_vs_one_client_full_batch": {k: v["p99_s"] / ref_p99 for k, v in levels.items()
-                                                if ref_p99 and v["p99_s"] is not None},
-               "max_abs_reward_diff": max(diffs) if diffs else None, "rewards_compared": len(diffs),
-               "goal": {"clients": max(ns), "served_vs_offline": top["rollouts_per_s"] / bound,
-                        "served_vs_offline_target": 0.85,
-                        "p99_vs_one_client_full_batch": top["p99_s"] / ref_p99 if ref_p99 and top["p99_s"] else None,
-                        "p99_target": 2.0},
-               "errors": sum(v["errors"] for v in levels.values()) + reference["errors"],
-               "settings": {"max_batch_size": a.max_batch_size, "batch_timeout": a.batch_timeout,
-                            "requests_per_level": a.requests, "reference_requests": a.reference_requests,
-                            "max_seconds": a.max_seconds, "smoke": a.smoke,
-                            "model": "tiny random (2-layer Llama, hidden 64)" if a.tiny else
-                            "embedded default (SmolLM2-135M), 1 epoch" if a.model is None else str(a.model),
-                            "replicas": info["batching"]["replicas"]},
-               "train_s": round(train_s, 1)}
+    figures = {
+        "levels": levels,
+        "peak_rss_mib": round(peak, 1),
+        "speedup": {k: v["rollouts_per_s"] / base for k, v in levels.items() if base},
+        "offline": {
+            "records": n_offline,
+            "batch_size": a.max_batch_size,
+            "workers": 1,
+            "records_per_s": bound,
+            "runs": [{k: v for k, v in r.items() if k != "lines"} for r in runs],
+            "wall_records_per_s": [n_offline / r["seconds"] for r in runs],
+        },
+        "served_vs_offline": {k: v["rollouts_per_s"] / bound for k, v in levels.items()},
+        "one_client_full_batch": reference,
+        "p99_vs_one_client_full_batch": {
+            k: v["p99_s"] / ref_p99 for k, v in levels.items() if ref_p99 and v["p99_s"] is not None
+        },
+        "max_abs_reward_diff": max(diffs) if diffs else None,
+        "rewards_compared": len(diffs),
+        "goal": {
+            "clients": max(ns),
+            "served_vs_offline": top["rollouts_per_s"] / bound,
+            "served_vs_offline_target": 0.85,
+            "p99_vs_one_client_full_batch": top["p99_s"] / ref_p99 if ref_p99 and top["p99_s"] else None,
+            "p99_target": 2.0,
+        },
+        "errors": sum(v["errors"] for v in levels.values()) + reference["errors"],
+        "settings": {
+            "max_batch_size": a.max_batch_size,
+            "batch_timeout": a.batch_timeout,
+            "requests_per_level": a.requests,
+            "reference_requests": a.reference_requests,
+            "max_seconds": a.max_seconds,
+            "smoke": a.smoke,
+            "model": "tiny random (2-layer Llama, hidden 64)"
+            if a.tiny
+            else "embedded default (SmolLM2-135M), 1 epoch"
+            if a.model is None
+            else str(a.model),
+            "replicas": info["batching"]["replicas"],
+        },
+        "train_s": round(train_s, 1),
+    }
     g = figures["goal"]
-    g["met"] = bool(g["served_vs_offline"] >= 0.85 and g["p99_vs_one_client_full_batch"] is not None
-                    and g["p99_vs_one_client_full_batch"] <= 2.0)
+    g["met"] = bool(
+        g["served_vs_offline"] >= 0.85
+        and g["p99_vs_one_client_full_batch"] is not None
+        and g["p99_vs_one_client_full_batch"] <= 2.0
+    )
     print(json.dumps(figures, indent=2))
     if not a.no_record:
         results_dir = a.results_dir or (a.work / "results" if a.smoke else None)

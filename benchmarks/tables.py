@@ -31,10 +31,15 @@ def judge_zero_shot(args: dict, where: list[str]) -> str:
     """docs/judge.md: the zero-shot judge settings of the newest `judge_runs.py zero-shot` line."""
     row = newest("judge_runs", ["run:zero-shot", *where])
     fig = row["figures"]
-    out = ["| setting | accuracy w/o ties | pairs | valid Flex JSON | orders agree | time |", "|---|---|---|---|---|---|"]
+    out = [
+        "| setting | accuracy w/o ties | pairs | valid Flex JSON | orders agree | time |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in fig["settings"].items():
-        out.append(f"| {name} | {_f(r['accuracy'])} | {r['n']} | {_f(r.get('flex_valid_share'), '.0%')} | "
-                   f"{_f(r.get('order_agreement'), '.0%')} | {r['seconds']:.0f} s |")
+        out.append(
+            f"| {name} | {_f(r['accuracy'])} | {r['n']} | {_f(r.get('flex_valid_share'), '.0%')} | "
+            f"{_f(r.get('order_agreement'), '.0%')} | {r['seconds']:.0f} s |"
+        )
     out.append("")
     out.append(f"{fig['model']}; {fig['data']}. " + provenance({"file": "judge_runs"}, ["run:zero-shot", *where]))
     return "\n".join(out)
@@ -47,11 +52,15 @@ def judge_joint_vs_bt(args: dict, where: list[str]) -> str:
     out = ["| model | test accuracy | best val accuracy (epoch) | train time |", "|---|---|---|---|"]
     for name, r in fig["runs"].items():
         label = "`model=joint` (α = 0.7)" if name == "joint" else f"`model={name}`"
-        out.append(f"| {label} | {_f(r['test_accuracy'])} ({r['n_test']} pairs) | {_f(r['best_val_acc'])} "
-                   f"({r['best_epoch']}) | {r['train_seconds']:.0f} s |")
+        out.append(
+            f"| {label} | {_f(r['test_accuracy'])} ({r['n_test']} pairs) | {_f(r['best_val_acc'])} "
+            f"({r['best_epoch']}) | {r['train_seconds']:.0f} s |"
+        )
     out.append("")
-    out.append(f"SmolLM2 cut to {fig['layers']} layers, {fig['epochs']} epochs, batch 8; {fig['data']}. "
-               + provenance({"file": "judge_runs"}, ["run:joint-vs-bt", *where]))
+    out.append(
+        f"SmolLM2 cut to {fig['layers']} layers, {fig['epochs']} epochs, batch 8; {fig['data']}. "
+        + provenance({"file": "judge_runs"}, ["run:joint-vs-bt", *where])
+    )
     return "\n".join(out)
 
 
@@ -61,34 +70,45 @@ def serve_load(args: dict, where: list[str]) -> str:
     row = newest("serve_load", where)
     f = row["figures"]
     if "offline" not in f:  # lines written before serve_load.py measured the offline bound
-        out = ["| clients | requests | requests/s | vs 1 client | p50 latency | p99 latency | sequences per forward pass (mean / max) | errors |",
-               "|---|---|---|---|---|---|---|---|"]
+        out = [
+            "| clients | requests | requests/s | vs 1 client | p50 latency | p99 latency | sequences per forward pass (mean / max) | errors |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for n, lv in sorted(f["levels"].items(), key=lambda kv: int(kv[0])):
             speed = f["speedup"].get(n)
             mean = f"{lv['mean_batch']:.1f}" if lv["mean_batch"] is not None else "—"
-            out.append(f"| {n} | {lv['ok']} | {lv['requests_per_s']:.2f} | {speed:.2f}× | {lv['p50_s']:.2f} s | "
-                       f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |")
+            out.append(
+                f"| {n} | {lv['ok']} | {lv['requests_per_s']:.2f} | {speed:.2f}× | {lv['p50_s']:.2f} s | "
+                f"{lv['p99_s']:.2f} s | {mean} / {lv['max_batch']} | {lv['errors']} |"
+            )
         return "\n".join(out)
     off, ref = f["offline"], f["one_client_full_batch"]
     sec = lambda v: "—" if v is None else f"{v:.2f} s"  # noqa: E731 (a level with no answered request)
-    out = ["| clients | requests | rollouts/s | vs 1 client | vs offline | p50 latency | p99 latency | "
-           "p99 vs one client sending full batches | sequences per forward pass: count | errors |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| clients | requests | rollouts/s | vs 1 client | vs offline | p50 latency | p99 latency | "
+        "p99 vs one client sending full batches | sequences per forward pass: count | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for n, lv in sorted(f["levels"].items(), key=lambda kv: int(kv[0])):
         hist = ", ".join(f"{k}: {v}" for k, v in sorted(lv["batch_sizes"].items(), key=lambda kv: -int(kv[0])))
         p99 = f["p99_vs_one_client_full_batch"].get(n)
-        out.append(f"| {n} | {lv['ok']} | {lv['rollouts_per_s']:.2f} | {f['speedup'][n]:.2f}× | "
-                   f"{f['served_vs_offline'][n]:.2f} | {sec(lv['p50_s'])} | {sec(lv['p99_s'])} | "
-                   f"{'—' if p99 is None else f'{p99:.2f}×'} | {hist} | {lv['errors']} |")
+        out.append(
+            f"| {n} | {lv['ok']} | {lv['rollouts_per_s']:.2f} | {f['speedup'][n]:.2f}× | "
+            f"{f['served_vs_offline'][n]:.2f} | {sec(lv['p50_s'])} | {sec(lv['p99_s'])} | "
+            f"{'—' if p99 is None else f'{p99:.2f}×'} | {hist} | {lv['errors']} |"
+        )
     runs = " and ".join(f"{r['records_per_s']:.2f}" for r in off["runs"])
     diff = f["max_abs_reward_diff"]
-    out += ["", f"Offline bound: `omnireward score` on the same {off['records']} records, model and batch size "
-            f"({off['batch_size']}), {off['records_per_s']:.2f} records/s (steady rate, mean of a run before the "
-            f"served levels and one after: {runs}). One client sending {ref['rollouts_per_request']} rollouts per "
-            f"request: {ref['ok']} of {ref['requests']} answered, {ref['rollouts_per_s']:.2f} rollouts/s, p99 "
-            f"{sec(ref['p99_s'])}. Served and offline "
-            f"rewards of the same records differ by at most "
-            f"{'—' if diff is None else f'{diff:.1e}'} ({f['rewards_compared']} compared)."]
+    out += [
+        "",
+        f"Offline bound: `omnireward score` on the same {off['records']} records, model and batch size "
+        f"({off['batch_size']}), {off['records_per_s']:.2f} records/s (steady rate, mean of a run before the "
+        f"served levels and one after: {runs}). One client sending {ref['rollouts_per_request']} rollouts per "
+        f"request: {ref['ok']} of {ref['requests']} answered, {ref['rollouts_per_s']:.2f} rollouts/s, p99 "
+        f"{sec(ref['p99_s'])}. Served and offline "
+        f"rewards of the same records differ by at most "
+        f"{'—' if diff is None else f'{diff:.1e}'} ({f['rewards_compared']} compared).",
+    ]
     return "\n".join(out)
 
 
@@ -115,9 +135,11 @@ def demo_runs(args: dict, where: list[str]) -> str:
     unseen sources (test split and a larger fresh sample) beside new draws of the training sources,
     per rule as "unseen / seen (n unseen / n seen)", then each row's command, commit and machine."""
     rows, notes = [], []
-    head = ("| modality | train pairs, epochs | training time | test, unseen sources | fresh, unseen sources "
-            "| fresh, seen sources | criteria flips, unseen / seen | per rule: unseen / seen (n) |\n"
-            "|---|---|---|---|---|---|---|---|")
+    head = (
+        "| modality | train pairs, epochs | training time | test, unseen sources | fresh, unseen sources "
+        "| fresh, seen sources | criteria flips, unseen / seen | per rule: unseen / seen (n) |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     for tag in args["tags"].split(","):
         row = newest("demo_runs", [f"tag:{tag}", *where])
         f = row["figures"]
@@ -125,21 +147,31 @@ def demo_runs(args: dict, where: list[str]) -> str:
         rules = []
         for rule, u in unseen.get("per_rule", {}).items():
             s = seen.get("per_rule", {}).get(rule)
-            rules.append(f"{_rule_name(rule)} {u['accuracy']:.2f} / " + (
-                f"{s['accuracy']:.2f} ({u['n']}/{s['n']})" if s else f"— ({u['n']}/0)"))
-        flips = (f"{unseen['flips']['accuracy']:.2f} / {seen['flips']['accuracy']:.2f}"
-                 if unseen.get("flips") and seen.get("flips") else "—")
+            rules.append(
+                f"{_rule_name(rule)} {u['accuracy']:.2f} / "
+                + (f"{s['accuracy']:.2f} ({u['n']}/{s['n']})" if s else f"— ({u['n']}/0)")
+            )
+        flips = (
+            f"{unseen['flips']['accuracy']:.2f} / {seen['flips']['accuracy']:.2f}"
+            if unseen.get("flips") and seen.get("flips")
+            else "—"
+        )
         layers = "" if f["layers"] == 30 else f", {f['layers']} LM layers"
         trained = f.get("train_layers", _label_layers(row.get("tag", "")))
         layers += f", top {trained} layers train" if trained is not None and trained < f["layers"] else ""
-        rows.append(f"| {f['modality']}{layers} | {f['n_pairs']}, {f['epochs']} | {f['train_s'] / 60:.1f} min "
-                    f"| {f['test']['accuracy']:.2f} ({f['test']['n']}) | {_acc(unseen and {'accuracy': unseen['accuracy'], 'n': unseen['n']})} "
-                    f"| {_acc(seen and {'accuracy': seen['accuracy'], 'n': seen['n']})} | {flips} | {'; '.join(rules)} |")
-        notes.append(f"- {f['modality']}: `{row['command']}` — commit `{row['commit']}`, {row['date'][:10]}, "
-                     f"{_machine(row)}")
+        rows.append(
+            f"| {f['modality']}{layers} | {f['n_pairs']}, {f['epochs']} | {f['train_s'] / 60:.1f} min "
+            f"| {f['test']['accuracy']:.2f} ({f['test']['n']}) | {_acc(unseen and {'accuracy': unseen['accuracy'], 'n': unseen['n']})} "
+            f"| {_acc(seen and {'accuracy': seen['accuracy'], 'n': seen['n']})} | {flips} | {'; '.join(rules)} |"
+        )
+        notes.append(
+            f"- {f['modality']}: `{row['command']}` — commit `{row['commit']}`, {row['date'][:10]}, {_machine(row)}"
+        )
     return "\n".join([head, *rows, "", *notes])
-_MIB = 1024 ** 2
-_GIB = 1024 ** 3
+
+
+_MIB = 1024**2
+_GIB = 1024**3
 
 
 def memory_weights(args: dict, where: list[str]) -> str:
@@ -147,12 +179,19 @@ def memory_weights(args: dict, where: list[str]) -> str:
     row = newest(args.get("file", "memory"), where)
     f = row["figures"]
     m = f["weights_measured"]
-    out = ["| model | params | fp32 | bf16 | 8-bit | 4-bit (nf4, double quant) |", "|---|---|---|---|---|---|",
-           f"| embedded default: SmolLM2-135M-Instruct reward model (measured) | {m['fp32']['params'] / 1e6:.1f} M | "
-           + " | ".join(f"{m[k]['bytes'] / _MIB:.0f} MiB" for k in ("fp32", "bf16", "8bit", "4bit")) + " |"]
+    out = [
+        "| model | params | fp32 | bf16 | 8-bit | 4-bit (nf4, double quant) |",
+        "|---|---|---|---|---|---|",
+        f"| embedded default: SmolLM2-135M-Instruct reward model (measured) | {m['fp32']['params'] / 1e6:.1f} M | "
+        + " | ".join(f"{m[k]['bytes'] / _MIB:.0f} MiB" for k in ("fp32", "bf16", "8bit", "4bit"))
+        + " |",
+    ]
     for name, c in f["weights_computed"].items():
-        out.append(f"| {name} (computed) | {c['counts']['total'] / 1e9:.2f} B | "
-                   + " | ".join(f"{c['bytes'][k] / _GIB:.2f} GiB" for k in ("fp32", "bf16", "8bit", "4bit")) + " |")
+        out.append(
+            f"| {name} (computed) | {c['counts']['total'] / 1e9:.2f} B | "
+            + " | ".join(f"{c['bytes'][k] / _GIB:.2f} GiB" for k in ("fp32", "bf16", "8bit", "4bit"))
+            + " |"
+        )
     return "\n".join(out) + f"\n\n{provenance(args | {'file': args.get('file', 'memory')}, where)}"
 
 
@@ -160,23 +199,42 @@ def memory_scoring(args: dict, where: list[str]) -> str:
     """Peak RSS of scoring, full precision vs 4-bit (quantised while loading), per model, with ratios."""
     row = newest(args.get("file", "memory"), where)
     f = row["figures"]
-    out = ["| model | setting | weights | RSS before loading | peak RSS while loading | peak RSS | "
-           "4-bit / full (peak) | 4-bit / full (above RSS before loading) |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| model | setting | weights | RSS before loading | peak RSS while loading | peak RSS | "
+        "4-bit / full (peak) | 4-bit / full (above RSS before loading) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for p in f["scoring_peaks"].values():
         name = p["label"]
         for quant in ("none", "4bit"):
             r = p[quant]
-            ratio = (f"{p['ratio_peak_4bit_over_full']:.2f}", f"{p['ratio_above_start_4bit_over_full']:.2f}") \
-                if quant == "4bit" else ("", "")
-            out.append(f"| {name} | {'fp32' if quant == 'none' else '4-bit'} | {r['weights_mib']:.0f} MiB | "
-                       f"{r['rss_before_load_mib']:.0f} MiB | {r['peak_rss_loading_mib']:.0f} MiB | "
-                       f"{r['peak_rss_mib']:.0f} MiB | {ratio[0]} | {ratio[1]} |")
-    return (f"{f['scoring_records']} pairs of the text demo's `test.jsonl`, batch size {f['batch_size']}, one "
-            "fresh process per row.\n\n" + "\n".join(out)
-            + f"\n\n{provenance(args | {'file': args.get('file', 'memory')}, where)}")
-_AUDIO_RULES = {"content": "spoken content (clip says the prompt's sentence)", "transcript": "transcript (text answers)",
-                "noise": "noise", "flip_speed": "speed flips", "flip_pitch": "pitch flips",
-                "flip_volume": "volume flips", "all": "all pairs"}
+            ratio = (
+                (f"{p['ratio_peak_4bit_over_full']:.2f}", f"{p['ratio_above_start_4bit_over_full']:.2f}")
+                if quant == "4bit"
+                else ("", "")
+            )
+            out.append(
+                f"| {name} | {'fp32' if quant == 'none' else '4-bit'} | {r['weights_mib']:.0f} MiB | "
+                f"{r['rss_before_load_mib']:.0f} MiB | {r['peak_rss_loading_mib']:.0f} MiB | "
+                f"{r['peak_rss_mib']:.0f} MiB | {ratio[0]} | {ratio[1]} |"
+            )
+    return (
+        f"{f['scoring_records']} pairs of the text demo's `test.jsonl`, batch size {f['batch_size']}, one "
+        "fresh process per row.\n\n"
+        + "\n".join(out)
+        + f"\n\n{provenance(args | {'file': args.get('file', 'memory')}, where)}"
+    )
+
+
+_AUDIO_RULES = {
+    "content": "spoken content (clip says the prompt's sentence)",
+    "transcript": "transcript (text answers)",
+    "noise": "noise",
+    "flip_speed": "speed flips",
+    "flip_pitch": "pitch flips",
+    "flip_volume": "volume flips",
+    "all": "all pairs",
+}
 
 
 def audio_transcript(args: dict, where: list[str]) -> str:
@@ -184,23 +242,33 @@ def audio_transcript(args: dict, where: list[str]) -> str:
     row = newest("audio_transcript", where)
     f = row["figures"]
     off, on = f["without_transcript"], f["with_transcript"]
-    out = ["| rule | unseen sources: n | states only | + transcript | seen sources (val): n | states only | + transcript |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| rule | unseen sources: n | states only | + transcript | seen sources (val): n | states only | + transcript |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, label in _AUDIO_RULES.items():
         cells = []
         for part in ("unseen_sources", "seen_sources"):
             a, b = off[part].get(key), on[part].get(key)
             cells += [str(a["n"]) if a else "—"] + [f"{r['accuracy']:.2f}" if r else "—" for r in (a, b)]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
-    out += ["", f"{f['n_pairs']} training pairs, {f['epochs']} epochs, SmolLM2's first {f['lm_layers']} of 30 layers; "
-            f"transcript word error rate on the bundled test clips {f['wer_test_clips']:.2f}.", "",
-            provenance({"file": "audio_transcript"}, where)]
+    out += [
+        "",
+        f"{f['n_pairs']} training pairs, {f['epochs']} epochs, SmolLM2's first {f['lm_layers']} of 30 layers; "
+        f"transcript word error rate on the bundled test clips {f['wer_test_clips']:.2f}.",
+        "",
+        provenance({"file": "audio_transcript"}, where),
+    ]
     return "\n".join(out)
 
 
 def _vs_trl_layers(f: dict) -> str:
     n = {s["train"]["omnireward"].get("train_layers") for s in f["sets"].values()}
-    return f"; omnireward trains the LM's top {n.pop()} of 30 layers (its default)" if len(n) == 1 and None not in n else ""
+    return (
+        f"; omnireward trains the LM's top {n.pop()} of 30 layers (its default)"
+        if len(n) == 1 and None not in n
+        else ""
+    )
 
 
 def vs_trl(args: dict, where: list[str]) -> str:
@@ -209,33 +277,48 @@ def vs_trl(args: dict, where: list[str]) -> str:
     f = row["figures"]
     if "settings" in f:  # lines with rows (a) all layers, (b) top layers, (c) defaults and scoring the same weights
         return vs_trl_rows(f) + "\n\n" + provenance({"file": "vs_trl"}, where)
-    out = ["| set | train pairs/s: omnireward / TRL (ratio) | held-out accuracy: omnireward / TRL | "
-           "train peak RSS MiB: omnireward / TRL | batches not grouped by length: pairs/s (ratio), accuracy | "
-           "every LM layer training: pairs/s (ratio), accuracy, peak RSS MiB | "
-           "score pairs/s: omnireward / HF two-pass (ratio) | "
-           "score pairs/s without prefix sharing | score peak RSS MiB: omnireward / HF | "
-           "best-of-N groups/s: omnireward / HF (ratio) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| set | train pairs/s: omnireward / TRL (ratio) | held-out accuracy: omnireward / TRL | "
+        "train peak RSS MiB: omnireward / TRL | batches not grouped by length: pairs/s (ratio), accuracy | "
+        "every LM layer training: pairs/s (ratio), accuracy, peak RSS MiB | "
+        "score pairs/s: omnireward / HF two-pass (ratio) | "
+        "score pairs/s without prefix sharing | score peak RSS MiB: omnireward / HF | "
+        "best-of-N groups/s: omnireward / HF (ratio) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in f["sets"].items():
         t, c = s["train"], s["score"]
         every = t.get("omnireward_all_layers")
-        every_cell = (f"{every['pairs_per_s']:.2f} ({t['all_layers_ratio']:.2f}×), {_f(every['test_accuracy'])}, "
-                      f"{every['peak_rss_mib']}" if every else "—")
+        every_cell = (
+            f"{every['pairs_per_s']:.2f} ({t['all_layers_ratio']:.2f}×), {_f(every['test_accuracy'])}, "
+            f"{every['peak_rss_mib']}"
+            if every
+            else "—"
+        )
         g = s.get("score_groups")
-        group_cell = (f"N={g['group_size']}: {g['omnireward']['groups_per_s']:.2f} / {g['hf']['groups_per_s']:.2f} "
-                      f"({g['ratio']:.2f}×)" if g else "—")
+        group_cell = (
+            f"N={g['group_size']}: {g['omnireward']['groups_per_s']:.2f} / {g['hf']['groups_per_s']:.2f} "
+            f"({g['ratio']:.2f}×)"
+            if g
+            else "—"
+        )
         plain = t.get("omnireward_ungrouped")
-        plain_cell = (f"{plain['pairs_per_s']:.2f} ({t['ungrouped_ratio']:.2f}×), {_f(plain['test_accuracy'])}"
-                      if plain else "—")
-        out.append(f"| {name} | {t['omnireward']['pairs_per_s']:.2f} / {t['trl']['pairs_per_s']:.2f} "
-                   f"({t['ratio']:.2f}×) | {_f(t['omnireward']['test_accuracy'])} / {_f(t['trl']['test_accuracy'])} | "
-                   f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | {plain_cell} | {every_cell} | "
-                   f"{c['omnireward']['pairs_per_s']:.2f} / {c['hf_two_pass']['pairs_per_s']:.2f} ({c['ratio']:.2f}×) | "
-                   f"{c['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
-                   f"{c['omnireward']['peak_rss_mib']} / {c['hf_two_pass']['peak_rss_mib']} | {group_cell} |")
+        plain_cell = (
+            f"{plain['pairs_per_s']:.2f} ({t['ungrouped_ratio']:.2f}×), {_f(plain['test_accuracy'])}" if plain else "—"
+        )
+        out.append(
+            f"| {name} | {t['omnireward']['pairs_per_s']:.2f} / {t['trl']['pairs_per_s']:.2f} "
+            f"({t['ratio']:.2f}×) | {_f(t['omnireward']['test_accuracy'])} / {_f(t['trl']['test_accuracy'])} | "
+            f"{t['omnireward']['peak_rss_mib']} / {t['trl']['peak_rss_mib']} | {plain_cell} | {every_cell} | "
+            f"{c['omnireward']['pairs_per_s']:.2f} / {c['hf_two_pass']['pairs_per_s']:.2f} ({c['ratio']:.2f}×) | "
+            f"{c['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
+            f"{c['omnireward']['peak_rss_mib']} / {c['hf_two_pass']['peak_rss_mib']} | {group_cell} |"
+        )
     out.append("")
-    out.append(f"{f['pairs']} training pairs, {f['epochs']} epoch, batch {f['batch']}, CPU fp32, the embedded "
-               "SmolLM2-135M-Instruct for both tools" + _vs_trl_layers(f) + ". " + provenance({"file": "vs_trl"}, where))
+    out.append(
+        f"{f['pairs']} training pairs, {f['epochs']} epoch, batch {f['batch']}, CPU fp32, the embedded "
+        "SmolLM2-135M-Instruct for both tools" + _vs_trl_layers(f) + ". " + provenance({"file": "vs_trl"}, where)
+    )
     return "\n".join(out)
 
 
@@ -247,53 +330,72 @@ def defaults(args: dict, where: list[str]) -> str:
     return bench.table(sets)
 
 
-_VS_TRL_ROWS = {"all_layers": "(a) every layer + embeddings", "top_layers": "(b) top {n} layers", "defaults": "(c) defaults"}
+_VS_TRL_ROWS = {
+    "all_layers": "(a) every layer + embeddings",
+    "top_layers": "(b) top {n} layers",
+    "defaults": "(c) defaults",
+}
 
 
 def vs_trl_rows(f: dict) -> str:
     """The training and scoring tables of a `vs_trl.py` line that has `settings` (see its docstring)."""
     st = f["settings"]
-    out = ["| set | row | train pairs/s: omnireward / TRL (ratio) | trainable parameters: omnireward / TRL | "
-           "held-out accuracy: omnireward / TRL | train peak RSS MiB: omnireward / TRL |", "|---|---|---|---|---|---|"]
+    out = [
+        "| set | row | train pairs/s: omnireward / TRL (ratio) | trainable parameters: omnireward / TRL | "
+        "held-out accuracy: omnireward / TRL | train peak RSS MiB: omnireward / TRL |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, s in f["sets"].items():
         for key, label in _VS_TRL_ROWS.items():
             r = s["train"][key]
             if key == "defaults":
                 o, t = r["mean"]["omnireward"], r["mean"]["trl"]
                 po, pt = r["omnireward"][0]["trainable_params"], r["trl"][0]["trainable_params"]
-                acc = (f"{o['test_accuracy']:.3f} ({_f(o['test_accuracy_range'][0])}–{_f(o['test_accuracy_range'][1])}) / "
-                       f"{t['test_accuracy']:.3f} ({_f(t['test_accuracy_range'][0])}–{_f(t['test_accuracy_range'][1])})")
+                acc = (
+                    f"{o['test_accuracy']:.3f} ({_f(o['test_accuracy_range'][0])}–{_f(o['test_accuracy_range'][1])}) / "
+                    f"{t['test_accuracy']:.3f} ({_f(t['test_accuracy_range'][0])}–{_f(t['test_accuracy_range'][1])})"
+                )
                 label += f", {len(r['seeds'])} seed{'s' if len(r['seeds']) != 1 else ''}"
             else:
                 o, t = r["omnireward"], r["trl"]
                 po, pt = o["trainable_params"], t["trainable_params"]
                 acc = f"{_f(o['test_accuracy'])} / {_f(t['test_accuracy'])}"
             label = label.format(n=st["top_layers"]).replace("top 1 layers", "top layer")
-            out.append(f"| {name} | {label} | {o['pairs_per_s']:.2f} / {t['pairs_per_s']:.2f} "
-                       f"({r['ratio']:.2f}×) | {po / 1e6:.1f} M / {pt / 1e6:.1f} M | {acc} | "
-                       f"{round(o['peak_rss_mib'])} / {round(t['peak_rss_mib'])} |")
-    out += ["", "| set | HF fp32 two-pass pairs/s | omnireward fp32 (ratio) | without prefix sharing | "
-            "int8: pairs/s (ratio), signs kept | bf16: pairs/s (ratio), signs kept | best-of-N groups/s: "
-            "omnireward / HF (ratio) |", "|---|---|---|---|---|---|---|"]
+            out.append(
+                f"| {name} | {label} | {o['pairs_per_s']:.2f} / {t['pairs_per_s']:.2f} "
+                f"({r['ratio']:.2f}×) | {po / 1e6:.1f} M / {pt / 1e6:.1f} M | {acc} | "
+                f"{round(o['peak_rss_mib'])} / {round(t['peak_rss_mib'])} |"
+            )
+    out += [
+        "",
+        "| set | HF fp32 two-pass pairs/s | omnireward fp32 (ratio) | without prefix sharing | "
+        "int8: pairs/s (ratio), signs kept | bf16: pairs/s (ratio), signs kept | best-of-N groups/s: "
+        "omnireward / HF (ratio) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, s in f["sets"].items():
         p, g = s["score"]["pairs"], s["score"]["groups"]
 
-        def low(key):
+        def low(key, p=p):
             r = p[key]
             if "skipped" in r:
                 return "not run: " + r["skipped"].split(" (")[0].split(";")[0]
-            return (f"{r['pairs_per_s']:.2f} ({r['ratio']:.2f}×), "
-                    f"{_f(r['agreement_with_hf_fp32']['sign_agreement'])}")
+            return f"{r['pairs_per_s']:.2f} ({r['ratio']:.2f}×), {_f(r['agreement_with_hf_fp32']['sign_agreement'])}"
 
-        out.append(f"| {name} | {p['hf_two_pass']['pairs_per_s']:.2f} | {p['omnireward']['pairs_per_s']:.2f} "
-                   f"({p['omnireward']['ratio']:.2f}×) | {p['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
-                   f"{low('omnireward_int8')} | {low('omnireward_bf16')} | N={g['group_size']}: "
-                   f"{g['omnireward']['groups_per_s']:.2f} / {g['hf']['groups_per_s']:.2f} ({g['ratio']:.2f}×) |")
-    out += ["", f"{st['pairs']} training pairs, batch {st['batch']}, CPU, {st['precision']}, the {st['lm']} "
-            f"({st['lm_layers']} layers) on both sides, TRL {st['trl']}; rows (a) and (b): {st['epochs']} epoch(s), "
-            f"learning rate {st['lr']:g} for every parameter, activation recomputation {st['recompute']} on both; "
-            f"row (c): each tool's defaults, seeds {st['seeds']}. Held-out accuracy on {st['heldout_pairs']} pairs "
-            f"of unseen topics per set. Scoring: the weights row (c) trained with the first seed, omnireward's "
-            f"folder against its export in transformers (margins agree within {st['margin_agreement_tolerance']:g}); "
-            "signs kept: the share of HF fp32 margins whose sign the lower precision keeps."]
+        out.append(
+            f"| {name} | {p['hf_two_pass']['pairs_per_s']:.2f} | {p['omnireward']['pairs_per_s']:.2f} "
+            f"({p['omnireward']['ratio']:.2f}×) | {p['omnireward_no_prefix_sharing']['pairs_per_s']:.2f} | "
+            f"{low('omnireward_int8')} | {low('omnireward_bf16')} | N={g['group_size']}: "
+            f"{g['omnireward']['groups_per_s']:.2f} / {g['hf']['groups_per_s']:.2f} ({g['ratio']:.2f}×) |"
+        )
+    out += [
+        "",
+        f"{st['pairs']} training pairs, batch {st['batch']}, CPU, {st['precision']}, the {st['lm']} "
+        f"({st['lm_layers']} layers) on both sides, TRL {st['trl']}; rows (a) and (b): {st['epochs']} epoch(s), "
+        f"learning rate {st['lr']:g} for every parameter, activation recomputation {st['recompute']} on both; "
+        f"row (c): each tool's defaults, seeds {st['seeds']}. Held-out accuracy on {st['heldout_pairs']} pairs "
+        f"of unseen topics per set. Scoring: the weights row (c) trained with the first seed, omnireward's "
+        f"folder against its export in transformers (margins agree within {st['margin_agreement_tolerance']:g}); "
+        "signs kept: the share of HF fp32 margins whose sign the lower precision keeps.",
+    ]
     return "\n".join(out)

@@ -58,33 +58,106 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 AGREE = 1e-3  # the largest margin (or reward) difference allowed between the two tools on the same weights
 
 # Full-size and smoke sizes; every one can be set on the command line.
-FULL = {"pairs": 128, "heldout": 200, "epochs": 1, "batch": 8, "seeds": "0,1,2", "lm_layers": None,
-        "top_layers": None, "n_groups": 32, "group_size": 8, "default_epochs": None}
-SMOKE = {"pairs": 16, "heldout": 16, "epochs": 1, "batch": 4, "seeds": "0", "lm_layers": 2,
-         "top_layers": 1, "n_groups": 2, "group_size": 8, "default_epochs": 1}
+FULL = {
+    "pairs": 128,
+    "heldout": 200,
+    "epochs": 1,
+    "batch": 8,
+    "seeds": "0,1,2",
+    "lm_layers": None,
+    "top_layers": None,
+    "n_groups": 32,
+    "group_size": 8,
+    "default_epochs": None,
+}
+SMOKE = {
+    "pairs": 16,
+    "heldout": 16,
+    "epochs": 1,
+    "batch": 4,
+    "seeds": "0",
+    "lm_layers": 2,
+    "top_layers": 1,
+    "n_groups": 2,
+    "group_size": 8,
+    "default_epochs": 1,
+}
 
 # TRL's RewardConfig defaults as read from TRL 1.16; the script refuses to run when the installed
 # TRL's differ (row (c) would silently measure other settings).
-TRL_DEFAULTS = {"learning_rate": 1e-4, "lr_scheduler_type": "linear", "warmup_steps": 0, "weight_decay": 0.0,
-                "optim": "adamw_torch_fused", "max_grad_norm": 1.0, "gradient_checkpointing": True,
-                "max_length": 1024, "disable_dropout": True, "center_rewards_coefficient": None,
-                "per_device_train_batch_size": 8, "num_train_epochs": 3.0}
+TRL_DEFAULTS = {
+    "learning_rate": 1e-4,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+    "optim": "adamw_torch_fused",
+    "max_grad_norm": 1.0,
+    "gradient_checkpointing": True,
+    "max_length": 1024,
+    "disable_dropout": True,
+    "center_rewards_coefficient": None,
+    "per_device_train_batch_size": 8,
+    "num_train_epochs": 3.0,
+}
 
-WORDS = ("the model should weigh clarity accuracy safety and tone while it reads the whole request "
-         "carefully before it answers every part of the question with care and detail").split()
-PH_TOPICS = ["rivers", "bread", "chess", "comets", "violins", "tides", "bees", "glass", "maps", "clocks",
-             "bridges", "orchids", "volcanoes", "sailing", "pottery", "glaciers", "lanterns", "owls",
-             "mosaics", "deserts"]
+WORDS = (
+    "the model should weigh clarity accuracy safety and tone while it reads the whole request "
+    "carefully before it answers every part of the question with care and detail"
+).split()
+PH_TOPICS = [
+    "rivers",
+    "bread",
+    "chess",
+    "comets",
+    "violins",
+    "tides",
+    "bees",
+    "glass",
+    "maps",
+    "clocks",
+    "bridges",
+    "orchids",
+    "volcanoes",
+    "sailing",
+    "pottery",
+    "glaciers",
+    "lanterns",
+    "owls",
+    "mosaics",
+    "deserts",
+]
 PH_HELD_OUT = set(PH_TOPICS[::4])  # topics only the held-out pairs ask about
 GOOD_OPEN = ["Here is", "This is", "Below is", "What follows is", "Let me give you", "I have written"]
-GOOD_KIND = ["a clear and careful answer", "a complete, step-by-step answer", "a precise answer",
-             "a thorough and honest explanation", "a well-checked summary", "a detailed and correct reply"]
-GOOD_END = ["that covers every part of the question.", "with each point explained.",
-            "that addresses each of the criteria.", "with sources you can check.",
-            "and a short example at the end.", "written with care for your situation."]
-BAD = ["No.", "Not my problem.", "Figure it out yourself.", "Ask someone else about {t}.", "Whatever.",
-       "I don't care about {t}.", "Too long, didn't read.", "{t}? No idea, stop asking.", "Nope, not doing that.",
-       "Look it up.", "Why would I answer that?", "Boring question about {t}."]
+GOOD_KIND = [
+    "a clear and careful answer",
+    "a complete, step-by-step answer",
+    "a precise answer",
+    "a thorough and honest explanation",
+    "a well-checked summary",
+    "a detailed and correct reply",
+]
+GOOD_END = [
+    "that covers every part of the question.",
+    "with each point explained.",
+    "that addresses each of the criteria.",
+    "with sources you can check.",
+    "and a short example at the end.",
+    "written with care for your situation.",
+]
+BAD = [
+    "No.",
+    "Not my problem.",
+    "Figure it out yourself.",
+    "Ask someone else about {t}.",
+    "Whatever.",
+    "I don't care about {t}.",
+    "Too long, didn't read.",
+    "{t}? No idea, stop asking.",
+    "Nope, not doing that.",
+    "Look it up.",
+    "Why would I answer that?",
+    "Boring question about {t}.",
+]
 
 
 def _peak_mib() -> float:
@@ -110,9 +183,16 @@ def prompt_heavy(n: int, seed: int, *, held_out: bool) -> list[dict]:
         good = f"{rng.choice(GOOD_OPEN)} {rng.choice(GOOD_KIND)} about {t} {rng.choice(GOOD_END)}"
         bad = rng.choice(BAD).format(t=t)
         first = i % 2 == 0
-        rows.append({"id": f"ph{'h' if held_out else 't'}{i}", "prompt": prompt, "criteria": criteria,
-                     "response1": good if first else bad, "response2": bad if first else good,
-                     "preference": "response1" if first else "response2"})
+        rows.append(
+            {
+                "id": f"ph{'h' if held_out else 't'}{i}",
+                "prompt": prompt,
+                "criteria": criteria,
+                "response1": good if first else bad,
+                "response2": bad if first else good,
+                "preference": "response1" if first else "response2",
+            }
+        )
     return rows
 
 
@@ -126,13 +206,18 @@ def build_sets(work: Path, n: int, heldout: int, seed: int) -> dict[str, dict[st
     sets["text"] = {"train": demo / "train.jsonl", "test": demo / "test.jsonl"}
     d = work / "prompt_heavy"
     d.mkdir(parents=True, exist_ok=True)
-    for split, rows in (("train", prompt_heavy(n, seed, held_out=False)),
-                        ("test", prompt_heavy(heldout, seed + 1, held_out=True))):
+    for split, rows in (
+        ("train", prompt_heavy(n, seed, held_out=False)),
+        ("test", prompt_heavy(heldout, seed + 1, held_out=True)),
+    ):
         (d / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     sets["prompt_heavy"] = {"train": d / "train.jsonl", "test": d / "test.jsonl"}
     for name, paths in sets.items():  # answers vary: no set may hinge on two fixed strings
-        answers = {r[k] if isinstance(r[k], str) else r[k].get("text") for r in _records(paths["train"])
-                   for k in ("response1", "response2")}
+        answers = {
+            r[k] if isinstance(r[k], str) else r[k].get("text")
+            for r in _records(paths["train"])
+            for k in ("response1", "response2")
+        }
         assert len(answers) > 2, f"{name}: the answers are {len(answers)} fixed strings"
     return sets
 
@@ -146,8 +231,14 @@ def group_file(pairs: Path, out: Path, n: int, size: int, seed: int) -> Path:
     rows = []
     for i, r in enumerate(recs[:n]):
         others = rng.sample([x for j, x in enumerate(pool) if j // 2 != i], size - 2)
-        rows.append({"id": f"g{i}", "prompt": r["prompt"], "criteria": r.get("criteria"),
-                     "responses": [r["response1"], r["response2"], *others]})
+        rows.append(
+            {
+                "id": f"g{i}",
+                "prompt": r["prompt"],
+                "criteria": r.get("criteria"),
+                "responses": [r["response1"], r["response2"], *others],
+            }
+        )
     out.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return out
 
@@ -193,22 +284,37 @@ def run_trl_train(s: dict) -> dict:
     model.config.pad_token_id = tok.pad_token_id
     layers = model.model.layers
     if s["lm_layers"]:  # the first N layers, as omnireward's backbone.lm_layers keeps them
-        model.model.layers = layers = layers[:s["lm_layers"]]
+        model.model.layers = layers = layers[: s["lm_layers"]]
         model.config.num_hidden_layers = len(layers)
         if getattr(model.config, "layer_types", None):
-            model.config.layer_types = model.config.layer_types[:len(layers)]
+            model.config.layer_types = model.config.layer_types[: len(layers)]
     if s["top_layers"] is not None:  # the same frozen set as omnireward's backbone.train_layers
         model.model.embed_tokens.requires_grad_(False)
-        for layer in layers[:max(0, len(layers) - s["top_layers"])]:
+        for layer in layers[: max(0, len(layers) - s["top_layers"])]:
             layer.requires_grad_(False)
     rows = []
     for r in _records(s["train"]):
-        win, lose = (r["response1"], r["response2"]) if r["preference"] == "response1" else (r["response2"], r["response1"])
-        rows.append({"prompt": _messages(r, "")[:-1], "chosen": [{"role": "assistant", "content": _text(win)}],
-                     "rejected": [{"role": "assistant", "content": _text(lose)}]})
+        win, lose = (
+            (r["response1"], r["response2"]) if r["preference"] == "response1" else (r["response2"], r["response1"])
+        )
+        rows.append(
+            {
+                "prompt": _messages(r, "")[:-1],
+                "chosen": [{"role": "assistant", "content": _text(win)}],
+                "rejected": [{"role": "assistant", "content": _text(lose)}],
+            }
+        )
     config = dict(s["config"])
-    args = RewardConfig(output_dir=str(Path(s["work"]) / "trl"), use_cpu=True, report_to=[], save_strategy="no",
-                        logging_strategy="no", dataloader_num_workers=0, seed=s["seed"], **config)
+    args = RewardConfig(
+        output_dir=str(Path(s["work"]) / "trl"),
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        dataloader_num_workers=0,
+        seed=s["seed"],
+        **config,
+    )
     trainable = _trainable(model)
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
     t0 = time.time()
@@ -217,19 +323,37 @@ def run_trl_train(s: dict) -> dict:
     peak = _peak_mib()  # training's peak, before the held-out pairs are scored
     acc = _hf_accuracy(model.eval(), tok, _records(s["test"]), s["batch"])
     trained = sum(p.numel() for p in trainer.optimizer.state) if trainer.optimizer is not None else None
-    return {"pairs_per_s": len(rows) * float(args.num_train_epochs) / seconds, "train_seconds": seconds,
-            "test_accuracy": acc, "peak_rss_mib": round(peak), "trainable_params": trainable,
-            "trained_params": trained, "trl": trl.__version__,
-            "settings": {"learning_rate": args.learning_rate, "lr_scheduler_type": str(getattr(
-                args.lr_scheduler_type, "value", args.lr_scheduler_type)), "lr_scheduler_kwargs": args.lr_scheduler_kwargs,
-                "warmup_steps": args.warmup_steps, "weight_decay": args.weight_decay,
-                "optim": str(getattr(args.optim, "value", args.optim)), "max_grad_norm": args.max_grad_norm,
-                "gradient_checkpointing": args.gradient_checkpointing,
-                "gradient_checkpointing_kwargs": args.gradient_checkpointing_kwargs, "bf16": args.bf16, "fp16": args.fp16,
-                "weights_dtype": str(model.dtype).replace("torch.", ""), "max_length": args.max_length,
-                "disable_dropout": args.disable_dropout, "center_rewards_coefficient": args.center_rewards_coefficient,
-                "batch": args.per_device_train_batch_size, "epochs": float(args.num_train_epochs),
-                "lm_layers": len(layers), "top_layers": s["top_layers"], "seed": s["seed"]}}
+    return {
+        "pairs_per_s": len(rows) * float(args.num_train_epochs) / seconds,
+        "train_seconds": seconds,
+        "test_accuracy": acc,
+        "peak_rss_mib": round(peak),
+        "trainable_params": trainable,
+        "trained_params": trained,
+        "trl": trl.__version__,
+        "settings": {
+            "learning_rate": args.learning_rate,
+            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+            "lr_scheduler_kwargs": args.lr_scheduler_kwargs,
+            "warmup_steps": args.warmup_steps,
+            "weight_decay": args.weight_decay,
+            "optim": str(getattr(args.optim, "value", args.optim)),
+            "max_grad_norm": args.max_grad_norm,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "gradient_checkpointing_kwargs": args.gradient_checkpointing_kwargs,
+            "bf16": args.bf16,
+            "fp16": args.fp16,
+            "weights_dtype": str(model.dtype).replace("torch.", ""),
+            "max_length": args.max_length,
+            "disable_dropout": args.disable_dropout,
+            "center_rewards_coefficient": args.center_rewards_coefficient,
+            "batch": args.per_device_train_batch_size,
+            "epochs": float(args.num_train_epochs),
+            "lm_layers": len(layers),
+            "top_layers": s["top_layers"],
+            "seed": s["seed"],
+        },
+    }
 
 
 def _hf_scores(model, tok, recs: list[dict], batch: int) -> list[tuple[float, float]]:
@@ -245,7 +369,7 @@ def _hf_scores(model, tok, recs: list[dict], batch: int) -> list[tuple[float, fl
     out: dict[int, tuple[float, float]] = {}
     with torch.no_grad():
         for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
+            idx = order[s : s + batch]
             passes = []
             for side in ("response1", "response2"):
                 texts = [tok.apply_chat_template(_messages(recs[i], _text(recs[i][side])), tokenize=False) for i in idx]
@@ -292,8 +416,12 @@ def run_hf_score(s: dict) -> dict:
         rewards = [list(x) for x in _hf_scores(model, tok, recs, s["batch"])]
     seconds = time.time() - t0
     Path(s["rewards_out"]).write_text(json.dumps({r["id"]: x for r, x in zip(recs, rewards)}))
-    return {"groups_per_s" if s["groups"] else "pairs_per_s": len(recs) / seconds, "score_seconds": seconds,
-            "precision": "fp32", "batch": 1 if s["groups"] else s["batch"]}
+    return {
+        "groups_per_s" if s["groups"] else "pairs_per_s": len(recs) / seconds,
+        "score_seconds": seconds,
+        "precision": "fp32",
+        "batch": 1 if s["groups"] else s["batch"],
+    }
 
 
 def run_export(s: dict) -> dict:
@@ -317,10 +445,12 @@ class _Counts:
         class Count(L.Callback):
             def on_train_start(self, trainer, pl_module):
                 lm = pl_module.model.backbone.language_model()
-                counts.figures = {"trainable_params": _trainable(pl_module),
-                                  "gradient_checkpointing": bool(getattr(lm, "is_gradient_checkpointing", False)),
-                                  "precision": str(trainer.precision),
-                                  "weights_dtype": str(next(lm.parameters()).dtype).replace("torch.", "")}
+                counts.figures = {
+                    "trainable_params": _trainable(pl_module),
+                    "gradient_checkpointing": bool(getattr(lm, "is_gradient_checkpointing", False)),
+                    "precision": str(trainer.precision),
+                    "weights_dtype": str(next(lm.parameters()).dtype).replace("torch.", ""),
+                }
 
         return Count()
 
@@ -331,31 +461,63 @@ def run_omni_train(s: dict) -> dict:
     from omnireward.train import train
 
     out = Path(s["out"])
-    overrides = [f"data.train={s['train']}", "data.val=null", f"output_dir={out}", f"seed={s['seed']}",
-                 "trainer.accelerator=cpu", "logger.tensorboard=false", *s["overrides"]]
+    overrides = [
+        f"data.train={s['train']}",
+        "data.val=null",
+        f"output_dir={out}",
+        f"seed={s['seed']}",
+        "trainer.accelerator=cpu",
+        "logger.tensorboard=false",
+        *s["overrides"],
+    ]
     cfg = compose_config(overrides)
     counts = _Counts()
     train(cfg, callbacks=[counts.callback()])
     peak = _peak_mib()  # training's peak (model folder written), before the held-out pairs are scored
     summary = json.loads((out / "train_summary.json").read_text())
     n, epochs = summary["train_pairs"], summary["epochs"]
-    test = score_file(s["test"], out, out.with_name(out.name + ".test.jsonl"), batch_size=s["batch"], device="cpu",
-                      show_progress=False)
+    test = score_file(
+        s["test"],
+        out,
+        out.with_name(out.name + ".test.jsonl"),
+        batch_size=s["batch"],
+        device="cpu",
+        show_progress=False,
+    )
     b, m, t = cfg.backbone, cfg.model, cfg.trainer
-    return {"pairs_per_s": n * epochs / summary["train_seconds"], "train_seconds": summary["train_seconds"],
-            "test_accuracy": test["accuracy_without_ties"], "test_pairs": test["n"], "model": str(out),
-            "peak_rss_mib": round(peak), "trainable_params": counts.figures.get("trainable_params"),
-            "settings": {"lr_head": m.lr, "lr_lm": m.lm_lr, "schedule": "linear warmup, cosine to 10 %",
-                         "warmup_ratio": m.warmup_ratio, "weight_decay": m.weight_decay, "optimizer": "AdamW (torch)",
-                         "gradient_clip_val": t.gradient_clip_val, "precision": counts.figures.get("precision"),
-                         "weights_dtype": counts.figures.get("weights_dtype"),
-                         "gradient_checkpointing": counts.figures.get("gradient_checkpointing"),
-                         "gradient_checkpointing_config": b.get("gradient_checkpointing"),
-                         "train_layers": b.get("train_layers"), "freeze_embeddings": b.get("freeze_embeddings"),
-                         "lm_layers": b.get("lm_layers"), "max_length": b.get("max_length"),
-                         "head_dropout": cfg.head.get("dropout"), "center_weight": m.get("center_weight"),
-                         "prefix_sharing": m.get("prefix_sharing"), "group_by_length": cfg.data.get("group_by_length"),
-                         "batch": cfg.data.batch_size, "epochs": epochs, "seed": s["seed"]}}
+    return {
+        "pairs_per_s": n * epochs / summary["train_seconds"],
+        "train_seconds": summary["train_seconds"],
+        "test_accuracy": test["accuracy_without_ties"],
+        "test_pairs": test["n"],
+        "model": str(out),
+        "peak_rss_mib": round(peak),
+        "trainable_params": counts.figures.get("trainable_params"),
+        "settings": {
+            "lr_head": m.lr,
+            "lr_lm": m.lm_lr,
+            "schedule": "linear warmup, cosine to 10 %",
+            "warmup_ratio": m.warmup_ratio,
+            "weight_decay": m.weight_decay,
+            "optimizer": "AdamW (torch)",
+            "gradient_clip_val": t.gradient_clip_val,
+            "precision": counts.figures.get("precision"),
+            "weights_dtype": counts.figures.get("weights_dtype"),
+            "gradient_checkpointing": counts.figures.get("gradient_checkpointing"),
+            "gradient_checkpointing_config": b.get("gradient_checkpointing"),
+            "train_layers": b.get("train_layers"),
+            "freeze_embeddings": b.get("freeze_embeddings"),
+            "lm_layers": b.get("lm_layers"),
+            "max_length": b.get("max_length"),
+            "head_dropout": cfg.head.get("dropout"),
+            "center_weight": m.get("center_weight"),
+            "prefix_sharing": m.get("prefix_sharing"),
+            "group_by_length": cfg.data.get("group_by_length"),
+            "batch": cfg.data.batch_size,
+            "epochs": epochs,
+            "seed": s["seed"],
+        },
+    }
 
 
 def run_omni_score(s: dict) -> dict:
@@ -374,21 +536,32 @@ def run_omni_score(s: dict) -> dict:
         seconds = time.time() - t0
         Path(s["rewards_out"]).write_text(json.dumps({x["id"]: x["rewards"] for x in lines}))
         return {"groups_per_s": len(recs) / seconds, "score_seconds": seconds, "batch": 1}
-    batch = model.collate_pairs(recs[:s["batch"]])
+    batch = model.collate_pairs(recs[: s["batch"]])
     tokens = int(batch.tensors["attention_mask"].sum()) / min(s["batch"], len(recs))
     t0 = time.time()
     lines = reward_records(model, recs, batch_size=s["batch"], show_progress=False)
     seconds = time.time() - t0
     Path(s["rewards_out"]).write_text(json.dumps({x["id"]: [x["reward1"], x["reward2"]] for x in lines}))
-    out = {"pairs_per_s": len(recs) / seconds, "score_seconds": seconds, "tokens_per_pair": tokens,
-           "batch": s["batch"], "prefix_sharing": s["prefix_sharing"], "precision": s["quant"]}
+    out = {
+        "pairs_per_s": len(recs) / seconds,
+        "score_seconds": seconds,
+        "tokens_per_pair": tokens,
+        "batch": s["batch"],
+        "prefix_sharing": s["prefix_sharing"],
+        "precision": s["quant"],
+    }
     if s["quant"] in ("int8", "bf16"):
         out["precision_details"] = precision_details(s["quant"])
     return out
 
 
-RUNS = {"trl_train": run_trl_train, "hf_score": run_hf_score, "omni_train": run_omni_train,
-        "omni_score": run_omni_score, "export": run_export}
+RUNS = {
+    "trl_train": run_trl_train,
+    "hf_score": run_hf_score,
+    "omni_train": run_omni_train,
+    "omni_score": run_omni_score,
+    "export": run_export,
+}
 
 
 def _child(run: str, spec: str) -> None:
@@ -408,7 +581,7 @@ def _spawn(run: str, **spec) -> dict:
     line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
     if p.returncode != 0 or line is None:
         raise SystemExit(f"{run} ({spec.get('label', '')}) failed:\n{p.stderr[-3000:]}")
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     print(run, {k: v for k, v in out.items() if k != "settings"}, flush=True)
     return out
 
@@ -417,20 +590,41 @@ def _spawn(run: str, **spec) -> dict:
 def same_work(a, top_layers: int | None) -> tuple[list[str], dict]:
     """omnireward overrides and TRL RewardConfig settings of rows (a) and (b): the same work."""
     recompute = a.recompute == "on"
-    omni = [f"backbone.gradient_checkpointing={str(recompute).lower()}", f"model.lr={a.lr}", f"model.lm_lr={a.lr}",
-            "model.warmup_ratio=0.1", "model.weight_decay=0.0", "trainer.gradient_clip_val=1.0", "head.dropout=0.0",
-            "model.center_weight=0.0", f"data.batch_size={a.batch}", f"trainer.max_epochs={a.epochs}",
-            "backbone.max_length=1024"]
+    omni = [
+        f"backbone.gradient_checkpointing={str(recompute).lower()}",
+        f"model.lr={a.lr}",
+        f"model.lm_lr={a.lr}",
+        "model.warmup_ratio=0.1",
+        "model.weight_decay=0.0",
+        "trainer.gradient_clip_val=1.0",
+        "head.dropout=0.0",
+        "model.center_weight=0.0",
+        f"data.batch_size={a.batch}",
+        f"trainer.max_epochs={a.epochs}",
+        "backbone.max_length=1024",
+    ]
     if top_layers is None:
         omni += ["backbone.train_layers=null", "backbone.freeze_embeddings=false"]
     else:
         omni += [f"backbone.train_layers={top_layers}", "backbone.freeze_embeddings=true"]
-    trl = {"learning_rate": a.lr, "lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
-           "warmup_steps": 0.1, "weight_decay": 0.0, "optim": "adamw_torch", "max_grad_norm": 1.0,
-           "gradient_checkpointing": recompute, "gradient_checkpointing_kwargs": {"use_reentrant": False} if recompute else None,
-           "bf16": False, "fp16": False, "max_length": 1024,
-           "disable_dropout": True, "center_rewards_coefficient": None, "per_device_train_batch_size": a.batch,
-           "num_train_epochs": a.epochs}
+    trl = {
+        "learning_rate": a.lr,
+        "lr_scheduler_type": "cosine_with_min_lr",
+        "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
+        "warmup_steps": 0.1,
+        "weight_decay": 0.0,
+        "optim": "adamw_torch",
+        "max_grad_norm": 1.0,
+        "gradient_checkpointing": recompute,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if recompute else None,
+        "bf16": False,
+        "fp16": False,
+        "max_length": 1024,
+        "disable_dropout": True,
+        "center_rewards_coefficient": None,
+        "per_device_train_batch_size": a.batch,
+        "num_train_epochs": a.epochs,
+    }
     return omni, trl
 
 
@@ -453,8 +647,10 @@ def check_trl_defaults() -> None:
     have = {f.name: f.default for f in dataclasses.fields(RewardConfig)}
     differ = {k: (v, have.get(k)) for k, v in TRL_DEFAULTS.items() if have.get(k) != v}
     if differ:
-        raise SystemExit(f"TRL's RewardConfig defaults changed (expected, installed): {differ}; "
-                         "update TRL_DEFAULTS after checking what row (c) now compares")
+        raise SystemExit(
+            f"TRL's RewardConfig defaults changed (expected, installed): {differ}; "
+            "update TRL_DEFAULTS after checking what row (c) now compares"
+        )
 
 
 def _ratio(a: dict, b: dict, key: str = "pairs_per_s") -> float:
@@ -465,35 +661,63 @@ def train_rows(a, name: str, paths: dict, work: Path) -> tuple[dict, str]:
     """Rows (a), (b), (c) of one set; returns the figures and the omnireward folder row (c) trained
     with the first seed (the weights the scoring rows use)."""
     lm_layers = [f"backbone.lm_layers={a.lm_layers}"] if a.lm_layers else []
-    common = {"train": paths["train"], "test": paths["test"], "batch": a.batch, "work": str(work),
-              "lm_layers": a.lm_layers}
+    common = {
+        "train": paths["train"],
+        "test": paths["test"],
+        "batch": a.batch,
+        "work": str(work),
+        "lm_layers": a.lm_layers,
+    }
     seeds = [int(x) for x in a.seeds.split(",")]
     rows = {}
     for row, top in (("all_layers", None), ("top_layers", a.top_layers)):
         omni_o, trl_c = same_work(a, top)
         trl = _spawn("trl_train", **common, seed=seeds[0], top_layers=top, config=trl_c, label=f"{name} {row}")
-        omni = _spawn("omni_train", **common, seed=seeds[0], out=str(work / f"omni-{name}-{row}"),
-                      overrides=[*lm_layers, *omni_o], label=f"{name} {row}")
+        omni = _spawn(
+            "omni_train",
+            **common,
+            seed=seeds[0],
+            out=str(work / f"omni-{name}-{row}"),
+            overrides=[*lm_layers, *omni_o],
+            label=f"{name} {row}",
+        )
         omni.pop("model")
-        rows[row] = {"omnireward": omni, "trl": trl, "ratio": _ratio(omni, trl),
-                     "rss_ratio": omni["peak_rss_mib"] / trl["peak_rss_mib"],
-                     "same_trainable_params": omni["trainable_params"] == trl["trainable_params"]}
-        print(f"{name} {row}: trainable parameters omnireward {omni['trainable_params']:,}, "
-              f"TRL {trl['trainable_params']:,}", flush=True)
+        rows[row] = {
+            "omnireward": omni,
+            "trl": trl,
+            "ratio": _ratio(omni, trl),
+            "rss_ratio": omni["peak_rss_mib"] / trl["peak_rss_mib"],
+            "same_trainable_params": omni["trainable_params"] == trl["trainable_params"],
+        }
+        print(
+            f"{name} {row}: trainable parameters omnireward {omni['trainable_params']:,}, "
+            f"TRL {trl['trainable_params']:,}",
+            flush=True,
+        )
     omni_o, trl_c = defaults(a)
     runs = {"omnireward": [], "trl": []}
     first_model = None
     for seed in seeds:
-        trl = _spawn("trl_train", **common, seed=seed, top_layers=None, config=trl_c,
-                     label=f"{name} defaults seed {seed}")
-        omni = _spawn("omni_train", **common, seed=seed, out=str(work / f"omni-{name}-defaults-s{seed}"),
-                      overrides=[*lm_layers, *omni_o], label=f"{name} defaults seed {seed}")
+        trl = _spawn(
+            "trl_train", **common, seed=seed, top_layers=None, config=trl_c, label=f"{name} defaults seed {seed}"
+        )
+        omni = _spawn(
+            "omni_train",
+            **common,
+            seed=seed,
+            out=str(work / f"omni-{name}-defaults-s{seed}"),
+            overrides=[*lm_layers, *omni_o],
+            label=f"{name} defaults seed {seed}",
+        )
         first_model = first_model or omni["model"]
         omni.pop("model")
         runs["omnireward"].append(omni)
         runs["trl"].append(trl)
-    print(f"{name} defaults: trainable parameters omnireward {runs['omnireward'][0]['trainable_params']:,}, "
-          f"TRL {runs['trl'][0]['trainable_params']:,}", flush=True)
+    print(
+        f"{name} defaults: trainable parameters omnireward {runs['omnireward'][0]['trainable_params']:,}, "
+        f"TRL {runs['trl'][0]['trainable_params']:,}",
+        flush=True,
+    )
     rows["defaults"] = {"seeds": seeds, **runs, "mean": {side: _means(r) for side, r in runs.items()}}
     m = rows["defaults"]["mean"]
     rows["defaults"]["ratio"] = m["omnireward"]["pairs_per_s"] / m["trl"]["pairs_per_s"]
@@ -517,16 +741,27 @@ def score_rows(a, name: str, paths: dict, model: str, work: Path) -> dict:
     export_dir = str(work / f"export-{name}")
     _spawn("export", model=model, export=export_dir, label=name)
     pairs = paths["test"]
-    hf = _spawn("hf_score", export=export_dir, data=pairs, batch=a.batch, groups=False,
-                rewards_out=str(work / f"{name}.hf.json"), label=f"{name} pairs")
+    hf = _spawn(
+        "hf_score",
+        export=export_dir,
+        data=pairs,
+        batch=a.batch,
+        groups=False,
+        rewards_out=str(work / f"{name}.hf.json"),
+        label=f"{name} pairs",
+    )
     hf_r = json.loads((work / f"{name}.hf.json").read_text())
     out = {"pairs": len(hf_r), "hf_two_pass": hf}
 
     def lines(rewards: dict) -> list[dict]:
         return [{"id": k, "reward1": v[0], "reward2": v[1], "margin": v[0] - v[1]} for k, v in sorted(rewards.items())]
 
-    for key, quant, sharing in (("omnireward", "none", True), ("omnireward_no_prefix_sharing", "none", False),
-                                ("omnireward_int8", "int8", True), ("omnireward_bf16", "bf16", True)):
+    for key, quant, sharing in (
+        ("omnireward", "none", True),
+        ("omnireward_no_prefix_sharing", "none", False),
+        ("omnireward_int8", "int8", True),
+        ("omnireward_bf16", "bf16", True),
+    ):
         if quant != "none":
             try:
                 check_cpu_precision(quant, "cpu")
@@ -534,8 +769,17 @@ def score_rows(a, name: str, paths: dict, model: str, work: Path) -> dict:
                 out[key] = {"skipped": str(e).split(": ", 1)[-1]}
                 continue
         file = work / f"{name}.{key}.json"
-        r = _spawn("omni_score", model=model, data=pairs, quant=quant, prefix_sharing=sharing, batch=a.batch,
-                   groups=False, rewards_out=str(file), label=f"{name} {key}")
+        r = _spawn(
+            "omni_score",
+            model=model,
+            data=pairs,
+            quant=quant,
+            prefix_sharing=sharing,
+            batch=a.batch,
+            groups=False,
+            rewards_out=str(file),
+            label=f"{name} {key}",
+        )
         got = json.loads(file.read_text())
         diff = max(abs((got[k][0] - got[k][1]) - (v[0] - v[1])) for k, v in hf_r.items())
         r["ratio"] = _ratio(r, hf)
@@ -546,16 +790,41 @@ def score_rows(a, name: str, paths: dict, model: str, work: Path) -> dict:
             r["agreement_with_hf_fp32"] = agreement(lines(hf_r), lines(got))
         out[key] = r
     groups = str(group_file(Path(pairs), work / f"{name}.groups.jsonl", a.n_groups, a.group_size, a.seed))
-    hf_g = _spawn("hf_score", export=export_dir, data=groups, batch=1, groups=True,
-                  rewards_out=str(work / f"{name}.hf.groups.json"), label=f"{name} groups")
-    omni_g = _spawn("omni_score", model=model, data=groups, quant="none", prefix_sharing=True, batch=1, groups=True,
-                    rewards_out=str(work / f"{name}.omni.groups.json"), label=f"{name} groups")
+    hf_g = _spawn(
+        "hf_score",
+        export=export_dir,
+        data=groups,
+        batch=1,
+        groups=True,
+        rewards_out=str(work / f"{name}.hf.groups.json"),
+        label=f"{name} groups",
+    )
+    omni_g = _spawn(
+        "omni_score",
+        model=model,
+        data=groups,
+        quant="none",
+        prefix_sharing=True,
+        batch=1,
+        groups=True,
+        rewards_out=str(work / f"{name}.omni.groups.json"),
+        label=f"{name} groups",
+    )
     hg = json.loads((work / f"{name}.hf.groups.json").read_text())
     og = json.loads((work / f"{name}.omni.groups.json").read_text())
     gdiff = max(abs(x - y) for k in hg for x, y in zip(hg[k], og[k]))
     assert gdiff <= AGREE, f"{name} groups: rewards differ from HF's on the same weights by {gdiff:.3g}"
-    return {"pairs": out, "groups": {"group_size": a.group_size, "groups": len(hg), "hf": hf_g, "omnireward": omni_g,
-                                     "ratio": _ratio(omni_g, hf_g, "groups_per_s"), "max_reward_diff_vs_hf": gdiff}}
+    return {
+        "pairs": out,
+        "groups": {
+            "group_size": a.group_size,
+            "groups": len(hg),
+            "hf": hf_g,
+            "omnireward": omni_g,
+            "ratio": _ratio(omni_g, hf_g, "groups_per_s"),
+            "max_reward_diff_vs_hf": gdiff,
+        },
+    }
 
 
 def _clear_outputs(work: Path) -> None:
@@ -571,8 +840,12 @@ def _clear_outputs(work: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (2 LM layers, 16 pairs, one seed): every row "
-                    "end to end in minutes; the results line goes to WORK/results, never benchmarks/results")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (2 LM layers, 16 pairs, one seed): every row "
+        "end to end in minutes; the results line goes to WORK/results, never benchmarks/results",
+    )
     ap.add_argument("--sets", default="text,prompt_heavy")
     ap.add_argument("--pairs", type=int, help="training pairs per set (full: 128)")
     ap.add_argument("--heldout", type=int, help="held-out unseen-topic pairs per set (full: 200)")
@@ -580,18 +853,30 @@ def main() -> None:
     ap.add_argument("--batch", type=int, help="pairs per training and scoring batch (full: 8)")
     ap.add_argument("--seeds", help="row (c) seeds, comma-separated (full: 0,1,2)")
     ap.add_argument("--lm-layers", type=int, help="keep the LM's first N layers on both sides (full: all 30)")
-    ap.add_argument("--top-layers", type=int, help="row (b): layers training (full: backbone.train_layers of the text default)")
+    ap.add_argument(
+        "--top-layers", type=int, help="row (b): layers training (full: backbone.train_layers of the text default)"
+    )
     ap.add_argument("--n-groups", type=int, help="best-of-N groups scored per set (full: 32)")
     ap.add_argument("--group-size", type=int, help="responses per best-of-N group (full: 8)")
     ap.add_argument("--default-epochs", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--lr", type=float, default=1e-4, help="rows (a), (b): one learning rate for every parameter, both sides")
-    ap.add_argument("--recompute", choices=("off", "on"), default="off",
-                    help="rows (a), (b): activation recomputation (gradient checkpointing), the same on both sides")
+    ap.add_argument(
+        "--lr", type=float, default=1e-4, help="rows (a), (b): one learning rate for every parameter, both sides"
+    )
+    ap.add_argument(
+        "--recompute",
+        choices=("off", "on"),
+        default="off",
+        help="rows (a), (b): activation recomputation (gradient checkpointing), the same on both sides",
+    )
     ap.add_argument("--seed", type=int, default=3, help="seed of the sets")
-    ap.add_argument("--work", default=None, help="scratch folder (default: a new temporary one); its earlier "
-                    "outputs are cleared")
-    ap.add_argument("--results-dir", default=None, help="where the results line goes (default: benchmarks/results; "
-                    "with --smoke: WORK/results)")
+    ap.add_argument(
+        "--work", default=None, help="scratch folder (default: a new temporary one); its earlier outputs are cleared"
+    )
+    ap.add_argument(
+        "--results-dir",
+        default=None,
+        help="where the results line goes (default: benchmarks/results; with --smoke: WORK/results)",
+    )
     ap.add_argument("--no-record", action="store_true", help="print the figures, append no results line")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--spec", default=None, help=argparse.SUPPRESS)
@@ -606,20 +891,31 @@ def main() -> None:
 
         a.top_layers = compose_config([]).backbone.train_layers
     check_trl_defaults()
-    from results_log import append
-
     import trl
+    from results_log import append
 
     if a.work is None:
         a.work = tempfile.mkdtemp(prefix="omnireward-vs-trl-")
     work = Path(a.work)
     _clear_outputs(work)
     sets = build_sets(work, a.pairs, a.heldout, a.seed)
-    settings = {"smoke": a.smoke, "pairs": a.pairs, "heldout_pairs": a.heldout, "epochs": a.epochs, "batch": a.batch,
-                "seeds": a.seeds, "lm": "embedded SmolLM2-135M-Instruct", "lm_layers": a.lm_layers or "all",
-                "top_layers": a.top_layers, "lr": a.lr, "recompute": a.recompute, "device": "cpu",
-                "precision": "fp32 (both sides; TRL bf16=False)", "trl": trl.__version__,
-                "margin_agreement_tolerance": AGREE}
+    settings = {
+        "smoke": a.smoke,
+        "pairs": a.pairs,
+        "heldout_pairs": a.heldout,
+        "epochs": a.epochs,
+        "batch": a.batch,
+        "seeds": a.seeds,
+        "lm": "embedded SmolLM2-135M-Instruct",
+        "lm_layers": a.lm_layers or "all",
+        "top_layers": a.top_layers,
+        "lr": a.lr,
+        "recompute": a.recompute,
+        "device": "cpu",
+        "precision": "fp32 (both sides; TRL bf16=False)",
+        "trl": trl.__version__,
+        "margin_agreement_tolerance": AGREE,
+    }
     figures = {"settings": settings, "sets": {}}
     for name in a.sets.split(","):
         paths = {k: str(v) for k, v in sets[name].items()}
@@ -631,7 +927,9 @@ def main() -> None:
     results_dir = a.results_dir or (str(work / "results") if a.smoke else None)
     line = append("vs_trl", figures, results_dir=results_dir)
     print(json.dumps(line, indent=2))
-    print(f"results line appended to {Path(results_dir) / 'vs_trl.jsonl' if results_dir else 'benchmarks/results/vs_trl.jsonl'}")
+    print(
+        f"results line appended to {Path(results_dir) / 'vs_trl.jsonl' if results_dir else 'benchmarks/results/vs_trl.jsonl'}"
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,13 +15,33 @@ from omnireward.errors import OmniRewardError
 console = Console(stderr=True)
 out = Console()
 
-app = typer.Typer(help="Train, score, evaluate, export and serve multimodal reward models "
-                       "(text, image, video, audio, 3D).", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Train, score, evaluate, export and serve multimodal reward models (text, image, video, audio, 3D).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 data_app = typer.Typer(help="Convert, validate and build preference data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-FORMATS = "auto|" + "|".join(["native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench", "rewardbench", "rewardbench2", "videogenrewardbench", "mmrb2", "mmrewardbench", "editrewardbench", "hpdv3", "imagerewarddb"])
+FORMATS = "auto|" + "|".join(
+    [
+        "native",
+        "omnirewardbench",
+        "sharegpt",
+        "trl",
+        "vlrewardbench",
+        "genaibench",
+        "rewardbench",
+        "rewardbench2",
+        "videogenrewardbench",
+        "mmrb2",
+        "mmrewardbench",
+        "editrewardbench",
+        "hpdv3",
+        "imagerewarddb",
+    ]
+)
 
 
 @app.callback()
@@ -35,8 +54,10 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 def data_prep(
     src: Path = typer.Argument(..., help="A file (JSON, JSONL, parquet) or an Omni-RewardBench folder."),
     fmt: str = typer.Option("auto", "--format", "-f", help=FORMATS),
-    out_path: Path = typer.Option(..., "--out", "-o", help="Native JSONL to write; refused records go to OUT.rejects.jsonl."),
-    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    out_path: Path = typer.Option(
+        ..., "--out", "-o", help="Native JSONL to write; refused records go to OUT.rejects.jsonl."
+    ),
+    media_root: Path | None = typer.Option(None, help="Folder that relative media paths resolve against."),
     allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
     shuffle_sides: bool = typer.Option(False, help="Swap response1/response2 in about half the pairs (by id hash)."),
     seed: int = typer.Option(0, help="Seed for --shuffle-sides."),
@@ -45,15 +66,23 @@ def data_prep(
     """Convert SRC to native JSONL; prints counts per task and per label."""
     from omnireward.data.prep import prep
 
-    report = prep(src, fmt, out_path, media_root=media_root, shuffle_sides=shuffle_sides, seed=seed,
-                  check_media=check_media, allow_outside_root=allow_outside_root)
+    report = prep(
+        src,
+        fmt,
+        out_path,
+        media_root=media_root,
+        shuffle_sides=shuffle_sides,
+        seed=seed,
+        check_media=check_media,
+        allow_outside_root=allow_outside_root,
+    )
     out.print(report.summary())
 
 
 @data_app.command("validate")
 def data_validate(
     path: Path = typer.Argument(..., help="Preference file to check."),
-    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    media_root: Path | None = typer.Option(None, help="Folder that relative media paths resolve against."),
     allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
     decode: bool = typer.Option(True, help="Decode every media file (slower, catches corrupt files)."),
     fmt: str = typer.Option("auto", "--format", "-f", help=FORMATS),
@@ -61,8 +90,9 @@ def data_validate(
     """Check schema, labels, media presence/decoding and paths; one line per problem, exit 1 if any."""
     from omnireward.data.validate import validate
 
-    problems = validate(path, media_root=media_root, allow_outside_root=allow_outside_root,
-                        decode_media=decode, fmt=fmt)
+    problems = validate(
+        path, media_root=media_root, allow_outside_root=allow_outside_root, decode_media=decode, fmt=fmt
+    )
     for p in problems:
         out.print(str(p), markup=False, highlight=False)
     if problems:
@@ -75,7 +105,7 @@ def data_validate(
 def data_demo(
     modality: str = typer.Option("text", "--modality", "-m", help="text|image|video|audio|3d|omni"),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for train/val/test.jsonl and media/."),
-    n_pairs: Optional[int] = typer.Option(None, help="Training pairs (default: a few hundred)."),
+    n_pairs: int | None = typer.Option(None, help="Training pairs (default: a few hundred)."),
     seed: int = typer.Option(0, help="Seed: the same seed builds the same set."),
 ):
     """Build a small demo preference set from real media shipped in Python packages.
@@ -95,20 +125,27 @@ def _train_help() -> str:
     from omnireward.config import group_options
 
     groups = "\n".join(f"  {g}={'|'.join(opts)}" for g, opts in group_options().items())
-    return ("Train a reward model; arguments are Hydra overrides (key=value).\n\n"
-            f"Config groups:\n\n{groups}\n\n"
-            "Any key can be set, e.g. trainer.max_epochs=5 data.train=train.jsonl data.val=val.jsonl "
-            "backbone.lm_layers=4 output_dir=runs/x seed=1. Use --cfg to print the composed config.\n\n"
-            "Example: omnireward train model=bt modality=audio data.train=train.jsonl output_dir=runs/audio")
+    return (
+        "Train a reward model; arguments are Hydra overrides (key=value).\n\n"
+        f"Config groups:\n\n{groups}\n\n"
+        "Any key can be set, e.g. trainer.max_epochs=5 data.train=train.jsonl data.val=val.jsonl "
+        "backbone.lm_layers=4 output_dir=runs/x seed=1. Use --cfg to print the composed config.\n\n"
+        "Example: omnireward train model=bt modality=audio data.train=train.jsonl output_dir=runs/audio"
+    )
 
 
-@app.command("train", help=_train_help(),
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_cmd(ctx: typer.Context,
-              cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit."),
-              config_dir: list[Path] = typer.Option([], "--config-dir", help="A folder of your own config groups "
-                                                    "(e.g. DIR/loss/my_loss.yaml), searched before the packaged "
-                                                    "ones; repeatable. Python modules beside them can be _target_s.")):
+@app.command("train", help=_train_help(), context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_cmd(
+    ctx: typer.Context,
+    cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit."),
+    config_dir: list[Path] = typer.Option(
+        [],
+        "--config-dir",
+        help="A folder of your own config groups "
+        "(e.g. DIR/loss/my_loss.yaml), searched before the packaged "
+        "ones; repeatable. Python modules beside them can be _target_s.",
+    ),
+):
     from omegaconf import OmegaConf
 
     from omnireward.config import compose_config
@@ -130,48 +167,83 @@ def train_cmd(ctx: typer.Context,
 # ---- score / eval -------------------------------------------------------------------------
 @app.command("score")
 def score_cmd(
-    path: Path = typer.Argument(..., help="Pairs, pointwise items or groups (responses: [...]) in any supported "
-                                          "format. JSONL and parquet are read lazily; a JSON document whole."),
-    model: Optional[str] = typer.Option(None, help="Model folder (default: newest under runs/)."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Scores JSONL (default: INPUT.scores.jsonl). "
-                                            "Rerunning with the same --out continues an interrupted run."),
-    overwrite: bool = typer.Option(False, help="Start over: remove an existing --out (and its state, rejects "
-                                               "and summary) instead of continuing it."),
-    batch_size: int = typer.Option(16, help="Records per forward pass (a pair is 2 sequences, a group of N is N); "
-                                            "sorted by length within windows of 1024 records."),
+    path: Path = typer.Argument(
+        ...,
+        help="Pairs, pointwise items or groups (responses: [...]) in any supported "
+        "format. JSONL and parquet are read lazily; a JSON document whole.",
+    ),
+    model: str | None = typer.Option(None, help="Model folder (default: newest under runs/)."),
+    out_path: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Scores JSONL (default: INPUT.scores.jsonl). Rerunning with the same --out continues an interrupted run.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        help="Start over: remove an existing --out (and its state, rejects and summary) instead of continuing it.",
+    ),
+    batch_size: int = typer.Option(
+        16,
+        help="Records per forward pass (a pair is 2 sequences, a group of N is N); "
+        "sorted by length within windows of 1024 records.",
+    ),
     fmt: str = typer.Option("auto", "--format", "-f", help=FORMATS),
-    workers: int = typer.Option(1, help="DataLoader processes that prepare batches (tokens, media decoding) "
-                                        "while the model runs; 0 prepares them in the main process."),
-    on_bad_record: str = typer.Option("reject", help="reject: records that cannot be read (bad JSON or fields, "
-                                                     "missing media) go to OUT.rejects.jsonl with file:line and "
-                                                     "reason; stop: the first one ends the run with that line."),
-    engine: str = typer.Option("local", help="local (this machine) or ray (Ray Data actors, one model per "
-                                             "worker; see docs/distributed.md)."),
-    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster to join (e.g. "
-                                                     "head-node:6379, or 'auto'); default: RAY_ADDRESS or a "
-                                                     "local cluster."),
+    workers: int = typer.Option(
+        1,
+        help="DataLoader processes that prepare batches (tokens, media decoding) "
+        "while the model runs; 0 prepares them in the main process.",
+    ),
+    on_bad_record: str = typer.Option(
+        "reject",
+        help="reject: records that cannot be read (bad JSON or fields, "
+        "missing media) go to OUT.rejects.jsonl with file:line and "
+        "reason; stop: the first one ends the run with that line.",
+    ),
+    engine: str = typer.Option(
+        "local", help="local (this machine) or ray (Ray Data actors, one model per worker; see docs/distributed.md)."
+    ),
+    address: str | None = typer.Option(
+        None,
+        help="With --engine ray: the cluster to join (e.g. "
+        "head-node:6379, or 'auto'); default: RAY_ADDRESS or a "
+        "local cluster.",
+    ),
     num_workers: int = typer.Option(2, help="With --engine ray: scoring actors (each loads the model once)."),
     gpus_per_worker: float = typer.Option(0.0, help="With --engine ray: GPUs per actor (0: CPU actors)."),
     cpus_per_worker: float = typer.Option(1.0, help="With --engine ray: CPUs per actor."),
-    quant: str = typer.Option("none", help="4bit|8bit (bitsandbytes; 4bit quantises while loading), int8 (CPU: "
-                                           "torch's dynamic int8 on the LM's linear layers), bf16 (the LM in "
-                                           "bfloat16; CPUs with avx512_bf16/amx) or none."),
-    compare_full: bool = typer.Option(False, help="With --quant: also score in full precision (OUT.full.jsonl) "
-                                                  "and report the agreement (margin signs, Kendall τ)."),
-    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+    quant: str = typer.Option(
+        "none",
+        help="4bit|8bit (bitsandbytes; 4bit quantises while loading), int8 (CPU: "
+        "torch's dynamic int8 on the LM's linear layers), bf16 (the LM in "
+        "bfloat16; CPUs with avx512_bf16/amx) or none.",
+    ),
+    compare_full: bool = typer.Option(
+        False,
+        help="With --quant: also score in full precision (OUT.full.jsonl) "
+        "and report the agreement (margin signs, Kendall τ).",
+    ),
+    media_root: Path | None = typer.Option(None, help="Folder that relative media paths resolve against."),
     allow_outside_root: bool = typer.Option(False, help="Allow media paths that escape the media root."),
     device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N"),
-    judge: Optional[str] = typer.Option(None, help="omni|think|flex (or a template .yaml): a generative judge "
-                                                   "writes a critique and a verdict instead of BT rewards. A judge "
-                                                   "folder (model=r1) judges with its own template without it."),
+    judge: str | None = typer.Option(
+        None,
+        help="omni|think|flex (or a template .yaml): a generative judge "
+        "writes a critique and a verdict instead of BT rewards. A judge "
+        "folder (model=r1) judges with its own template without it.",
+    ),
     max_new_tokens: int = typer.Option(256, help="With --judge: critique length limit."),
     both_orders: bool = typer.Option(False, help="With --judge: judge A/B and B/A and average (position bias)."),
     seed: int = typer.Option(0, help="With --judge: sampling seed."),
     temperature: float = typer.Option(0.0, help="With --judge: critique sampling temperature (0 = greedy)."),
-    free_decoding: bool = typer.Option(False, help="With --judge flex: let the critique run free instead of "
-                                                   "constraining it to the Flex JSON grammar."),
-    prefix_sharing: bool = typer.Option(True, help="Compute a pair's prompt once for both responses (same "
-                                                   "rewards; --no-prefix-sharing runs each response alone)."),
+    free_decoding: bool = typer.Option(
+        False, help="With --judge flex: let the critique run free instead of constraining it to the Flex JSON grammar."
+    ),
+    prefix_sharing: bool = typer.Option(
+        True,
+        help="Compute a pair's prompt once for both responses (same "
+        "rewards; --no-prefix-sharing runs each response alone).",
+    ),
 ):
     """Reward every pair (reward1, reward2, margin), item (reward) or group (rewards, ranking, best);
     write scores and a summary.
@@ -188,10 +260,20 @@ def score_cmd(
     from omnireward.scoring.stream import RayOptions
 
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
-    ray = RayOptions(address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
-                     cpus_per_worker=cpus_per_worker)
-    common = dict(media_root=media_root, allow_outside_root=allow_outside_root, fmt=fmt, overwrite=overwrite,
-                  on_bad_record=on_bad_record, engine=engine, ray=ray, device=device, batch_size=batch_size)
+    ray = RayOptions(
+        address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker
+    )
+    common = dict(
+        media_root=media_root,
+        allow_outside_root=allow_outside_root,
+        fmt=fmt,
+        overwrite=overwrite,
+        on_bad_record=on_bad_record,
+        engine=engine,
+        ray=ray,
+        device=device,
+        batch_size=batch_size,
+    )
     model_dir = resolve_model(model) if (model or not judge) else None
     from omnireward.model_folder import is_model_folder, open_folder
 
@@ -202,15 +284,34 @@ def score_cmd(
         from omnireward.scoring.judge import judge_file
 
         if quant != "none" or compare_full:
-            raise ConfigError("--quant and --compare-full apply to reward models; a judge scores in the precision "
-                              "its backbone loads in (trained with quant=4bit for 4-bit)",
-                              field="--quant")
-        summary = judge_file(path, model_dir, out_path, judge=judge, max_new_tokens=max_new_tokens,
-                             both_orders=both_orders, seed=seed, temperature=temperature,
-                             constrained=not free_decoding, **common)
+            raise ConfigError(
+                "--quant and --compare-full apply to reward models; a judge scores in the precision "
+                "its backbone loads in (trained with quant=4bit for 4-bit)",
+                field="--quant",
+            )
+        summary = judge_file(
+            path,
+            model_dir,
+            out_path,
+            judge=judge,
+            max_new_tokens=max_new_tokens,
+            both_orders=both_orders,
+            seed=seed,
+            temperature=temperature,
+            constrained=not free_decoding,
+            **common,
+        )
     else:
-        summary = score_file(path, model_dir, out_path, quant=quant, compare_full=compare_full, workers=workers,
-                             prefix_sharing=prefix_sharing, **common)
+        summary = score_file(
+            path,
+            model_dir,
+            out_path,
+            quant=quant,
+            compare_full=compare_full,
+            workers=workers,
+            prefix_sharing=prefix_sharing,
+            **common,
+        )
     if summary["n"]:
         out.print(summary_table(summary))
     for line in head_lines(summary):
@@ -222,31 +323,45 @@ def score_cmd(
     if "agreement_with_full_precision" in summary:
         a = summary["agreement_with_full_precision"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731 (None: no pairs / constant rewards)
-        out.print(f"agreement with full precision: sign {fmt(a['sign_agreement'])}, "
-                  f"Kendall τ {fmt(a['kendall_tau'])}")
+        out.print(f"agreement with full precision: sign {fmt(a['sign_agreement'])}, Kendall τ {fmt(a['kendall_tau'])}")
     if summary.get("n_rejected"):
-        console.print(f"[yellow]{summary['n_rejected']} record(s) refused[/], each with file:line and reason, in "
-                      f"{summary['rejects']}")
+        console.print(
+            f"[yellow]{summary['n_rejected']} record(s) refused[/], each with file:line and reason, in "
+            f"{summary['rejects']}"
+        )
     out.print(f"scores: {out_path}\nsummary: {summary_path(out_path)}")
 
 
 @app.command("eval")
 def eval_cmd(
-    bench: Path = typer.Argument(..., help="A scores JSONL (margin or reward1/reward2 + preference), "
-                                           "or a benchmark file/folder to score with --model."),
-    model: Optional[str] = typer.Option(None, help="Model folder, when BENCH must be scored first."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Summary JSON to write."),
+    bench: Path = typer.Argument(
+        ...,
+        help="A scores JSONL (margin or reward1/reward2 + preference), "
+        "or a benchmark file/folder to score with --model.",
+    ),
+    model: str | None = typer.Option(None, help="Model folder, when BENCH must be scored first."),
+    out_path: Path | None = typer.Option(None, "--out", "-o", help="Summary JSON to write."),
     batch_size: int = typer.Option(16, help="Batch size when scoring."),
-    media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
-    report: Optional[Path] = typer.Option(None, help="Also write a report folder: index.html with plots, "
-                                                     "summary.json, pairs.html with the failing pairs' media."),
-    data: Optional[Path] = typer.Option(None, help="With a scores file: the records it belongs to (default: "
-                                                   "the input named in its summary)."),
-    benchmark: Optional[str] = typer.Option(None, help="Name the benchmark when it cannot be told from the data "
-                                                       "(omnirewardbench|vlrewardbench|genaibench|rewardbench|"
-                                                       "videogenrewardbench)."),
-    overwrite: bool = typer.Option(False, help="With --model: score again from the start instead of resuming "
-                                               "(needed when the model or data changed under the same scores file)."),
+    media_root: Path | None = typer.Option(None, help="Folder that relative media paths resolve against."),
+    report: Path | None = typer.Option(
+        None,
+        help="Also write a report folder: index.html with plots, "
+        "summary.json, pairs.html with the failing pairs' media.",
+    ),
+    data: Path | None = typer.Option(
+        None, help="With a scores file: the records it belongs to (default: the input named in its summary)."
+    ),
+    benchmark: str | None = typer.Option(
+        None,
+        help="Name the benchmark when it cannot be told from the data "
+        "(omnirewardbench|vlrewardbench|genaibench|rewardbench|"
+        "videogenrewardbench).",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        help="With --model: score again from the start instead of resuming "
+        "(needed when the model or data changed under the same scores file).",
+    ),
 ):
     """Accuracy with and without ties (tie-calibrated ε), overall and per task; for a known
     benchmark also its own headline metric, and with --report a static report to look at."""
@@ -264,13 +379,14 @@ def eval_cmd(
         from omnireward.scoring.models import resolve_model
 
         model_dir = resolve_model(model)
-        scores = (out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl"))
+        scores = out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl")
         if is_model_folder(model_dir):
             model_dir = open_folder(model_dir)  # its config read once, handed down
         # A judge folder judges with its own template; anything else is scored as a reward model.
         objective = model_dir.objective if is_model_folder(model_dir) else OBJECTIVES["reward"]
-        summary = objective.score_file(bench, model_dir, scores, batch_size=batch_size, media_root=media_root,
-                                       overwrite=overwrite)
+        summary = objective.score_file(
+            bench, model_dir, scores, batch_size=batch_size, media_root=media_root, overwrite=overwrite
+        )
         records = bench
         if out_path:
             out_path.write_text(json.dumps(summary, indent=2))

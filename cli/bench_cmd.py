@@ -19,8 +19,14 @@ def table(rows: list[dict]) -> Table:
         t.add_column(h, justify="right")
     t.add_column("Overall", justify="right")
     for r in rows:
-        t.add_row(r["model"], r["label"], *["—" if r["values"].get(k) is None else f"{100 * r['values'][k]:.2f}"
-                                            for k in [c for c, _ in COLUMNS] + ["overall"]])
+        t.add_row(
+            r["model"],
+            r["label"],
+            *[
+                "—" if r["values"].get(k) is None else f"{100 * r['values'][k]:.2f}"
+                for k in [c for c, _ in COLUMNS] + ["overall"]
+            ],
+        )
     return t
 
 
@@ -31,8 +37,11 @@ def register(app: typer.Typer) -> None:
 
     @bench_app.command("omnirewardbench")
     def omnirewardbench_cmd(
-        folder: Path = typer.Argument(..., help="The downloaded benchmark: {task}_preferences.json files and "
-                                                "media_data.zip (or media_data/ already extracted)."),
+        folder: Path = typer.Argument(
+            ...,
+            help="The downloaded benchmark: {task}_preferences.json files and "
+            "media_data.zip (or media_data/ already extracted).",
+        ),
         model: str = typer.Option(..., help="Model folder or hub id to score with."),
         out: Path = typer.Option(Path("omnirewardbench_run"), "--out", "-o", help="Folder for scores and the table."),
         quant: str = typer.Option("4bit", help="4bit (default: one GPU, bitsandbytes), 8bit, int8, bf16 or none."),

@@ -14,9 +14,12 @@ def register(app: typer.Typer) -> None:
     def export_cmd(
         model: str = typer.Option(..., "--model", help="Trained model folder (from `omnireward train`)."),
         out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the export to."),
-        merge_lora: bool = typer.Option(True, "--merge-lora/--no-merge-lora",
-                                        help="Merge LoRA adapters into the weights (default), or keep "
-                                             "base weights + a peft adapter in OUT/adapter (text models)."),
+        merge_lora: bool = typer.Option(
+            True,
+            "--merge-lora/--no-merge-lora",
+            help="Merge LoRA adapters into the weights (default), or keep "
+            "base weights + a peft adapter in OUT/adapter (text models).",
+        ),
         dtype: str = typer.Option("float32", help="float32|bfloat16|float16 for the exported LM weights."),
     ):
         """Export for other tools: text models load with AutoModelForSequenceClassification
@@ -30,8 +33,10 @@ def register(app: typer.Typer) -> None:
         folder = export(resolve_model(model), out_dir, merge_lora=merge_lora, dtype=dtype)
         manifest = json.loads((folder / MANIFEST).read_text())
         if manifest["format"] == HF_FORMAT:
-            typer.echo(f"exported {manifest['architecture']} (num_labels=1) to {folder}: "
-                       f"AutoModelForSequenceClassification.from_pretrained('{folder}')")
+            typer.echo(
+                f"exported {manifest['architecture']} (num_labels=1) to {folder}: "
+                f"AutoModelForSequenceClassification.from_pretrained('{folder}')"
+            )
         else:
             typer.echo(f"exported omnireward model to {folder}: omnireward.export.load_exported('{folder}')")
         if (folder / "adapter").exists():

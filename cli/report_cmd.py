@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -23,8 +22,10 @@ def headline_table(head: dict) -> Table:
         for name, v in (head.get(key) or {}).items():
             t.add_row(f"  {name}", pct(v))
     if isinstance(head.get("overall"), dict):
-        t.add_row("  Overall w/ ties · w/o ties", f"{pct(head['overall']['with_ties'])} · "
-                                                  f"{pct(head['overall']['without_ties'])}")
+        t.add_row(
+            "  Overall w/ ties · w/o ties",
+            f"{pct(head['overall']['with_ties'])} · {pct(head['overall']['without_ties'])}",
+        )
     for dim, v in (head.get("dimensions") or {}).items():
         t.add_row(f"  {dim} w/ ties · w/o ties", f"{pct(v['with_ties'])} · {pct(v['without_ties'])}")
     if head.get("macro") is not None:
@@ -42,9 +43,10 @@ def register(app: typer.Typer) -> None:
     def inspect_cmd(
         scores: Path = typer.Argument(..., help="A scores JSONL written by `omnireward score` (lines carry `id`)."),
         out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for pairs.html and the media it shows."),
-        data: Optional[Path] = typer.Option(None, help="The records the scores belong to (default: the input "
-                                                       "named in SCORES.summary.json)."),
-        media_root: Optional[Path] = typer.Option(None, help="Folder that relative media paths resolve against."),
+        data: Path | None = typer.Option(
+            None, help="The records the scores belong to (default: the input named in SCORES.summary.json)."
+        ),
+        media_root: Path | None = typer.Option(None, help="Folder that relative media paths resolve against."),
         n_wrong: int = typer.Option(24, help="How many of the most confidently wrong pairs to show."),
         n_right: int = typer.Option(8, help="How many right pairs to show (a seeded random sample)."),
         seed: int = typer.Option(0, help="Seed for the sample of right pairs."),
@@ -53,6 +55,7 @@ def register(app: typer.Typer) -> None:
         their media playable in the browser, rewards, margin, gold label and the judge's critique."""
         from omnireward.report.build import write_pairs
 
-        page = write_pairs(scores, out_dir, data=data, media_root=media_root, n_wrong=n_wrong, n_right=n_right,
-                           seed=seed)
+        page = write_pairs(
+            scores, out_dir, data=data, media_root=media_root, n_wrong=n_wrong, n_right=n_right, seed=seed
+        )
         typer.echo(f"pairs page: {page}")

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import typer
 
-ROUTES_HELP = ("POST /score, /score_group (native), /get_reward (OpenRLHF), /classify and /pooling "
-               "(vLLM pooling API, as verl posts it); GET /health, /info")
-JUDGE_ROUTES_HELP = ("judge: POST /v1/chat/completions (OpenAI chat: critique and verdict), /judge (native pairs); "
-                     "GET /health, /info")
+ROUTES_HELP = (
+    "POST /score, /score_group (native), /get_reward (OpenRLHF), /classify and /pooling "
+    "(vLLM pooling API, as verl posts it); GET /health, /info"
+)
+JUDGE_ROUTES_HELP = (
+    "judge: POST /v1/chat/completions (OpenAI chat: critique and verdict), /judge (native pairs); GET /health, /info"
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,41 +21,59 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
         model: str | None = typer.Option(None, "--model", help="Model folder (default: newest under runs/)."),
-        host: str = typer.Option("127.0.0.1", help="Interface to listen on; the default is loopback only "
-                                                   "(0.0.0.0 exposes the server: set --api-key)."),
+        host: str = typer.Option(
+            "127.0.0.1",
+            help="Interface to listen on; the default is loopback only (0.0.0.0 exposes the server: set --api-key).",
+        ),
         port: int = typer.Option(8000, help="TCP port (0: any free port)."),
         quant: str = typer.Option("none", help="4bit|8bit|none (bitsandbytes)."),
-        device: str = typer.Option("auto", help="auto|cpu|cuda|cuda:N, or several comma-separated "
-                                                "(cuda:0,cuda:1): one replica set per device."),
+        device: str = typer.Option(
+            "auto", help="auto|cpu|cuda|cuda:N, or several comma-separated (cuda:0,cuda:1): one replica set per device."
+        ),
         workers_per_device: int = typer.Option(1, help="Model replicas (worker threads) per device."),
-        max_batch_size: int = typer.Option(32, help="Most sequences per forward pass (a pair counts two); "
-                                                    "concurrent requests are merged up to this size."),
-        batch_timeout: float = typer.Option(0.01, help="Seconds a free replica waits for more records "
-                                                       "before it runs a batch that is not full (counted from "
-                                                       "when the replica became free, or the oldest record "
-                                                       "arrived, whichever is later)."),
+        max_batch_size: int = typer.Option(
+            32,
+            help="Most sequences per forward pass (a pair counts two); concurrent requests are merged up to this size.",
+        ),
+        batch_timeout: float = typer.Option(
+            0.01,
+            help="Seconds a free replica waits for more records "
+            "before it runs a batch that is not full (counted from "
+            "when the replica became free, or the oldest record "
+            "arrived, whichever is later).",
+        ),
         max_queue: int = typer.Option(16384, help="Most sequences waiting; past it requests get 503 (retry)."),
-        api_key: str | None = typer.Option(None, help="Require this key (Authorization: Bearer KEY, X-API-Key, "
-                                                      "or ?api_key=KEY); default: $OMNIREWARD_API_KEY, or none.",
-                                           show_default=False),
+        api_key: str | None = typer.Option(
+            None,
+            help="Require this key (Authorization: Bearer KEY, X-API-Key, "
+            "or ?api_key=KEY); default: $OMNIREWARD_API_KEY, or none.",
+            show_default=False,
+        ),
         max_body_mb: float = typer.Option(64.0, help="Largest request body (MiB); larger ones get 413."),
-        max_records_per_request: int = typer.Option(1024, help="Most records (queries, inputs) per request; "
-                                                               "more get 413. Big requests are split into "
-                                                               "fair batches."),
+        max_records_per_request: int = typer.Option(
+            1024,
+            help="Most records (queries, inputs) per request; more get 413. Big requests are split into fair batches.",
+        ),
         max_media_mb: float = typer.Option(32.0, help="Largest inline (data: URI) media item (MiB); 413 past it."),
         request_timeout: float = typer.Option(120.0, help="Seconds a request may wait for its rewards (504 after)."),
         media_root: Path = typer.Option(Path("."), help="Folder that media paths in requests resolve against."),
         allow_outside_root: bool = typer.Option(False, help="Allow media paths outside the media root."),
-        served_model_name: str | None = typer.Option(None, help="Name /classify and /pooling echo as `model` "
-                                                                "(default: the model folder)."),
+        served_model_name: str | None = typer.Option(
+            None, help="Name /classify and /pooling echo as `model` (default: the model folder)."
+        ),
         system_prompt_as_criteria: str = typer.Option(
-            "auto", help="auto|always|never: which system turns of templated text and messages become "
-                         "criteria. auto: all but the default system prompts of common policy families "
-                         "and of the reward model's own template."),
-        judge: str | None = typer.Option(None, help="omni|think|flex|flex_pointwise (or a template .yaml): serve "
-                                                    "the model (or, without --model, the embedded LM) as a "
-                                                    "generative judge. A judge folder is served as one without it. "
-                                                    "Judge routes: POST /v1/chat/completions, /judge."),
+            "auto",
+            help="auto|always|never: which system turns of templated text and messages become "
+            "criteria. auto: all but the default system prompts of common policy families "
+            "and of the reward model's own template.",
+        ),
+        judge: str | None = typer.Option(
+            None,
+            help="omni|think|flex|flex_pointwise (or a template .yaml): serve "
+            "the model (or, without --model, the embedded LM) as a "
+            "generative judge. A judge folder is served as one without it. "
+            "Judge routes: POST /v1/chat/completions, /judge.",
+        ),
         max_new_tokens: int = typer.Option(256, help="Judge: critique length when a request gives no max_tokens."),
         quiet: bool = typer.Option(False, help="Do not log each request."),
     ):
@@ -63,22 +84,47 @@ def register(app: typer.Typer) -> None:
         from omnireward.scoring.models import resolve_model
         from omnireward.serving import BatchSettings, ServeSettings, make_server
 
-        settings = ServeSettings(host=host, port=port, api_key=api_key, max_body_mb=max_body_mb,
-                                 max_records_per_request=max_records_per_request, max_media_mb=max_media_mb,
-                                 request_timeout=request_timeout, media_root=media_root,
-                                 allow_outside_root=allow_outside_root, served_model_name=served_model_name,
-                                 system_prompt_as_criteria=system_prompt_as_criteria, quiet=quiet).check()
-        batching = BatchSettings(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
-                                 workers_per_device=workers_per_device, max_queue=max_queue).check()
-        server = make_server(resolve_model(model) if (model or not judge) else None, settings=settings,
-                             batching=batching, quant=quant, device=device, judge=judge, max_new_tokens=max_new_tokens)
+        settings = ServeSettings(
+            host=host,
+            port=port,
+            api_key=api_key,
+            max_body_mb=max_body_mb,
+            max_records_per_request=max_records_per_request,
+            max_media_mb=max_media_mb,
+            request_timeout=request_timeout,
+            media_root=media_root,
+            allow_outside_root=allow_outside_root,
+            served_model_name=served_model_name,
+            system_prompt_as_criteria=system_prompt_as_criteria,
+            quiet=quiet,
+        ).check()
+        batching = BatchSettings(
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            workers_per_device=workers_per_device,
+            max_queue=max_queue,
+        ).check()
+        server = make_server(
+            resolve_model(model) if (model or not judge) else None,
+            settings=settings,
+            batching=batching,
+            quant=quant,
+            device=device,
+            judge=judge,
+            max_new_tokens=max_new_tokens,
+        )
         if settings.exposed and not settings.api_key:
-            typer.echo(f"warning: listening on {host} without an API key; anyone who reaches this port can use "
-                       "the model (set --api-key or OMNIREWARD_API_KEY)", err=True)
+            typer.echo(
+                f"warning: listening on {host} without an API key; anyone who reaches this port can use "
+                "the model (set --api-key or OMNIREWARD_API_KEY)",
+                err=True,
+            )
         routes = ROUTES_HELP if not hasattr(server.service, "routes") else JUDGE_ROUTES_HELP
-        typer.echo(f"serving {server.service.info_fields['model']} on {server.url} "
-                   f"({len(server.service.models)} replica(s), batches of up to {batching.max_batch_size} "
-                   f"sequences{', API key required' if settings.api_key else ''})\n{routes}\nCtrl-C stops")
+        typer.echo(
+            f"serving {server.service.info_fields['model']} on {server.url} "
+            f"({len(server.service.models)} replica(s), batches of up to {batching.max_batch_size} "
+            f"sequences{', API key required' if settings.api_key else ''})\n{routes}\nCtrl-C stops"
+        )
         try:
             server.serve_forever()
         except KeyboardInterrupt:

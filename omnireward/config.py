@@ -14,8 +14,20 @@ from omegaconf.errors import OmegaConfBaseException
 
 from omnireward.errors import ConfigError
 
-GROUPS = ("model", "modality", "backbone", "head", "loss", "judge", "data", "trainer", "recipe", "peft", "quant",
-          "logger")
+GROUPS = (
+    "model",
+    "modality",
+    "backbone",
+    "head",
+    "loss",
+    "judge",
+    "data",
+    "trainer",
+    "recipe",
+    "peft",
+    "quant",
+    "logger",
+)
 # Keys whose value must stay a component (a mapping with `_target_`), chosen through their group.
 _COMPONENT_KEYS = {"model.loss": "loss", "model.template": "judge", "head": "head", "loss": "loss"}
 
@@ -55,8 +67,9 @@ def check_components(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not (isinstance(value, DictConfig) and "_target_" in value):
             options = "|".join(group_options().get(group, []))
-            raise ConfigError(f"{key}={value!r} is not a component; choose one with {group}={options or 'NAME'}",
-                              field=key)
+            raise ConfigError(
+                f"{key}={value!r} is not a component; choose one with {group}={options or 'NAME'}", field=key
+            )
     _check_node(cfg, "")
 
 
@@ -82,8 +95,9 @@ def _check_target(node: DictConfig, path: str) -> None:
     try:
         obj = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigError(f"cannot import {target!r} ({type(e).__name__}: {str(e).strip().splitlines()[0]})",
-                          field=where) from None
+        raise ConfigError(
+            f"cannot import {target!r} ({type(e).__name__}: {str(e).strip().splitlines()[0]})", field=where
+        ) from None
     try:
         params = inspect.signature(obj).parameters
     except (TypeError, ValueError):
@@ -92,8 +106,10 @@ def _check_target(node: DictConfig, path: str) -> None:
         return
     unknown = [k for k in node.keys() if not str(k).startswith("_") and k not in params]
     if unknown:
-        raise ConfigError(f"{target} takes no option {', '.join(map(str, unknown))} "
-                          f"(it takes: {', '.join(params) or 'nothing'})", field=path or "config")
+        raise ConfigError(
+            f"{target} takes no option {', '.join(map(str, unknown))} (it takes: {', '.join(params) or 'nothing'})",
+            field=path or "config",
+        )
 
 
 def build(cfg, **kwargs):
@@ -117,5 +133,4 @@ def build(cfg, **kwargs):
 def group_options() -> dict[str, list[str]]:
     """Every option of every config group, e.g. {"model": ["bt", "joint", "r1"], ...}."""
     root = resources.files("omnireward.conf")
-    return {g: sorted(p.name[:-5] for p in root.joinpath(g).iterdir() if p.name.endswith(".yaml"))
-            for g in GROUPS}
+    return {g: sorted(p.name[:-5] for p in root.joinpath(g).iterdir() if p.name.endswith(".yaml")) for g in GROUPS}

@@ -10,8 +10,9 @@ class OmniRewardError(Exception):
 
     exit_code = 2
 
-    def __init__(self, reason: str, *, file: str | Path | None = None, line: int | None = None,
-                 field: str | None = None):
+    def __init__(
+        self, reason: str, *, file: str | Path | None = None, line: int | None = None, field: str | None = None
+    ):
         self.reason = reason
         self.file = str(file) if file is not None else None
         self.line = line
@@ -27,7 +28,7 @@ class OmniRewardError(Exception):
         field = f"{self.field}: " if self.field else ""
         return f"{where}{field}{self.reason}"
 
-    def at(self, *, file=None, line=None, field=None) -> "OmniRewardError":
+    def at(self, *, file=None, line=None, field=None) -> OmniRewardError:
         """Fill in location details that the raiser did not know (keeps the ones it did)."""
         self.file = self.file or (str(file) if file is not None else None)
         self.line = self.line if self.line is not None else line

@@ -25,8 +25,10 @@ NATIVE_FORMAT = "omnireward"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ADAPTER_DIR = "adapter"
 # Conversations the export checks itself on: with and without criteria, different lengths.
-_CHECKS = [("prefer the shorter correct answer", "What is two plus two?", "Four."),
-           (None, "Name a colour of the sky at noon on a clear day.", "It is usually a bright blue colour.")]
+_CHECKS = [
+    ("prefer the shorter correct answer", "What is two plus two?", "Four."),
+    (None, "Name a colour of the sky at noon on a clear day.", "It is usually a bright blue colour."),
+]
 
 
 def reward_messages(prompt: str, response: str, criteria: str | None = None) -> list[dict]:
@@ -49,7 +51,9 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
 
     require_reward_folder(model_dir, "omnireward export")
     # Export full-precision weights even when the backbone config loads its LM quantised.
-    model, cfg = RewardModel.from_pretrained(model_dir, **({"quantization": None} if builder_quantizes(model_dir) else {}))
+    model, cfg = RewardModel.from_pretrained(
+        model_dir, **({"quantization": None} if builder_quantizes(model_dir) else {})
+    )
     adapter = _adapter_dir(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     if is_text_backbone(model.backbone):
@@ -57,8 +61,11 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
         manifest = _export_text(model, out, DTYPES[dtype], adapter if not merge_lora else None)
     else:
         if not merge_lora and adapter is not None:
-            raise ConfigError("--no-merge-lora is available for text backbones only; multimodal exports "
-                              "keep the merged LM (the adapter is copied beside it)", field="merge_lora")
+            raise ConfigError(
+                "--no-merge-lora is available for text backbones only; multimodal exports "
+                "keep the merged LM (the adapter is copied beside it)",
+                field="merge_lora",
+            )
         manifest = _export_native(model, cfg, model_dir, out, DTYPES[dtype], adapter)
     stats = model.reward_stats(model_dir)
     (out / "reward_stats.json").write_text(json.dumps(stats or {"mean": None, "std": None, "n": 0}, indent=2))
@@ -78,9 +85,11 @@ def _require_bt_head(model, model_dir: Path) -> None:
 
     if type(model.head) is not BTHead:
         name = type(model.head).__name__
-        raise ModelError(f"{model_dir} has a {name}: a transformers sequence classifier holds only the bt head's "
-                         "single score, so its export would lose what this head predicts; score or serve the "
-                         "folder itself (omnireward score / serve)")
+        raise ModelError(
+            f"{model_dir} has a {name}: a transformers sequence classifier holds only the bt head's "
+            "single score, so its export would lose what this head predicts; score or serve the "
+            "folder itself (omnireward score / serve)"
+        )
 
 
 def is_text_backbone(backbone) -> bool:
@@ -115,8 +124,13 @@ def _export_text(model, out: Path, dtype: torch.dtype, adapter: Path | None) -> 
     seq.to(dtype)
     seq.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    return {"format": HF_FORMAT, "architecture": type(seq).__name__, "pad_token_id": pad_id,
-            "pad_token": tok.pad_token, "self_check_max_abs_diff": max_diff}
+    return {
+        "format": HF_FORMAT,
+        "architecture": type(seq).__name__,
+        "pad_token_id": pad_id,
+        "pad_token": tok.pad_token,
+        "self_check_max_abs_diff": max_diff,
+    }
 
 
 def sequence_classifier(lm, score_weight: torch.Tensor, pad_token_id: int):
@@ -130,19 +144,23 @@ def sequence_classifier(lm, score_weight: torch.Tensor, pad_token_id: int):
     try:
         seq = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
     except ValueError as e:
-        raise ModelError(f"transformers has no sequence classifier for model_type {config.model_type!r}: "
-                         f"{str(e).splitlines()[0]}") from None
+        raise ModelError(
+            f"transformers has no sequence classifier for model_type {config.model_type!r}: {str(e).splitlines()[0]}"
+        ) from None
     out_emb = lm.get_output_embeddings()
     head_names = {n for n, m in lm.named_modules() if out_emb is not None and m is out_emb}
     state = {k: v.detach().float() for k, v in lm.state_dict().items() if k.rsplit(".", 1)[0] not in head_names}
     missing, unexpected = seq.load_state_dict(state, strict=False)
     if unexpected or len(missing) != 1:
-        raise ModelError(f"cannot map {type(lm).__name__} weights onto {type(seq).__name__}: missing {missing[:4]}, "
-                         f"unexpected {unexpected[:4]}")
+        raise ModelError(
+            f"cannot map {type(lm).__name__} weights onto {type(seq).__name__}: missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}"
+        )
     score = seq.get_submodule(missing[0].rsplit(".", 1)[0])
     if tuple(score.weight.shape) != tuple(score_weight.shape):
-        raise ModelError(f"{missing[0]} has shape {tuple(score.weight.shape)}, the reward head "
-                         f"{tuple(score_weight.shape)}")
+        raise ModelError(
+            f"{missing[0]} has shape {tuple(score.weight.shape)}, the reward head {tuple(score_weight.shape)}"
+        )
     with torch.no_grad():
         score.weight.copy_(score_weight.detach().float())
     return seq.eval()
@@ -180,8 +198,10 @@ def _check_same_scores(model, seq, tok) -> float:
     padded = seq(**batch).logits[:, 0]
     diff = max(float((ours - single).abs().max()), float((ours - padded).abs().max()))
     if diff > 1e-3 * max(1.0, float(ours.abs().max())):
-        raise ModelError(f"the exported classifier scores differ from omnireward's by {diff:.3g} "
-                         "(tokenisation or last-token pick differ); export with the native format instead")
+        raise ModelError(
+            f"the exported classifier scores differ from omnireward's by {diff:.3g} "
+            "(tokenisation or last-token pick differ); export with the native format instead"
+        )
     return diff
 
 
@@ -249,8 +269,11 @@ def _export_native(model, cfg, model_dir: Path, out: Path, dtype: torch.dtype, a
     if adapter is not None:
         target = out / adapter.parent.name / ADAPTER_DIR
         shutil.copytree(adapter, target, dirs_exist_ok=True)
-    return {"format": NATIVE_FORMAT, "modalities": list(model.backbone.modalities),
-            "loader": "omnireward.export.load_exported"}
+    return {
+        "format": NATIVE_FORMAT,
+        "modalities": list(model.backbone.modalities),
+        "loader": "omnireward.export.load_exported",
+    }
 
 
 # ---- model card -----------------------------------------------------------------------------
@@ -277,7 +300,8 @@ def base_model_name(cfg) -> str:
     b = cfg.get("backbone", {})
     name = b.get("lm") or b.get("name_or_path") or "unknown"
     return {"embedded": "HuggingFaceTB/SmolLM2-135M-Instruct", "tiny": "a tiny random Llama (tests only)"}.get(
-        str(name), str(name))
+        str(name), str(name)
+    )
 
 
 def model_card(cfg, model_dir: Path, manifest: dict, stats: dict | None) -> str:
@@ -287,29 +311,47 @@ def model_card(cfg, model_dir: Path, manifest: dict, stats: dict | None) -> str:
     evals = {p.name: _read_json(p) for p in sorted(model_dir.glob("*.summary.json"))}
     data = cfg.get("data", {})
     modalities = manifest.get("modalities") or []
-    lines = ["---", "library_name: " + ("transformers" if manifest["format"] == HF_FORMAT else "omnireward"),
-             "tags: [reward-model, bradley-terry, omnireward]"]
+    lines = [
+        "---",
+        "library_name: " + ("transformers" if manifest["format"] == HF_FORMAT else "omnireward"),
+        "tags: [reward-model, bradley-terry, omnireward]",
+    ]
     if base.count("/") == 1 and not base.startswith((".", "/")):
         lines.append(f"base_model: {base}")
     loss = ((cfg.get("loss") or {}).get("_target_") or "bt").rsplit(".", 1)[-1]
-    lines += ["---", "", f"# Reward model ({cfg.get('objective', 'reward')}, {loss}) on {base}", "",
-              "A Bradley–Terry reward model trained with omnireward: a scalar head on the hidden state of the "
-              "last token of the conversation (system = criteria when given, user = prompt, assistant = "
-              "response). Higher is better; only differences between rewards of the same prompt are meaningful.",
-              "", "## Model", "", f"- base model: {base}",
-              f"- modalities: {', '.join(['text', *modalities])}",
-              f"- format: {manifest['format']}" + (f" ({manifest['architecture']}, num_labels=1)"
-                                                    if "architecture" in manifest else ""),
-              f"- dtype: {manifest.get('dtype', 'float32')}"]
+    lines += [
+        "---",
+        "",
+        f"# Reward model ({cfg.get('objective', 'reward')}, {loss}) on {base}",
+        "",
+        "A Bradley–Terry reward model trained with omnireward: a scalar head on the hidden state of the "
+        "last token of the conversation (system = criteria when given, user = prompt, assistant = "
+        "response). Higher is better; only differences between rewards of the same prompt are meaningful.",
+        "",
+        "## Model",
+        "",
+        f"- base model: {base}",
+        f"- modalities: {', '.join(['text', *modalities])}",
+        f"- format: {manifest['format']}"
+        + (f" ({manifest['architecture']}, num_labels=1)" if "architecture" in manifest else ""),
+        f"- dtype: {manifest.get('dtype', 'float32')}",
+    ]
     lora = manifest.get("lora")
     if lora:
-        lines.append(f"- LoRA r={lora['r']} alpha={lora['alpha']} on {lora['target_modules']}: "
-                     + ("merged into the weights" if lora["merged"] else "kept separate in `adapter/` (peft)"))
+        lines.append(
+            f"- LoRA r={lora['r']} alpha={lora['alpha']} on {lora['target_modules']}: "
+            + ("merged into the weights" if lora["merged"] else "kept separate in `adapter/` (peft)")
+        )
     peft = cfg.get("peft") or {}
     if peft.get("_target_"):
         lines.append(f"- trained with {peft['_target_'].rsplit('.', 1)[-1]} (r={peft.get('r')})")
-    lines += ["", "## Data", "", f"- train: {data.get('train') or 'the omnireward demo set'}",
-              f"- validation: {data.get('val') or 'none'}"]
+    lines += [
+        "",
+        "## Data",
+        "",
+        f"- train: {data.get('train') or 'the omnireward demo set'}",
+        f"- validation: {data.get('val') or 'none'}",
+    ]
     if summary:
         lines.append(f"- {summary.get('train_pairs', '?')} training pairs, {summary.get('epochs', '?')} epochs")
     lines += ["", "## Metrics", ""]
@@ -318,45 +360,70 @@ def model_card(cfg, model_dir: Path, manifest: dict, stats: dict | None) -> str:
     for name, s in evals.items():
         if s and s.get("accuracy_without_ties") is not None:
             with_ties = s.get("accuracy_with_ties")
-            lines.append(f"- {name}: accuracy without ties {s['accuracy_without_ties']:.3f}"
-                         + (f", with ties {with_ties:.3f}" if with_ties is not None else "") + f" (n={s.get('n')})")
+            lines.append(
+                f"- {name}: accuracy without ties {s['accuracy_without_ties']:.3f}"
+                + (f", with ties {with_ties:.3f}" if with_ties is not None else "")
+                + f" (n={s.get('n')})"
+            )
     if len(lines) and lines[-1] == "":
         lines.append("- no evaluation summaries were found beside the model")
     if stats and stats.get("std"):
-        lines += ["", f"Reward statistics over the training responses: mean {stats['mean']:.4f}, std "
-                      f"{stats['std']:.4f} (n={stats['n']}); `reward_stats.json` holds them for normalising "
-                      "rewards, e.g. (r - mean) / std."]
+        lines += [
+            "",
+            f"Reward statistics over the training responses: mean {stats['mean']:.4f}, std "
+            f"{stats['std']:.4f} (n={stats['n']}); `reward_stats.json` holds them for normalising "
+            "rewards, e.g. (r - mean) / std.",
+        ]
     lines += ["", "## Usage", ""]
     if manifest["format"] == HF_FORMAT:
-        lines += ["```python", "import torch",
-                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                  'tok = AutoTokenizer.from_pretrained("PATH")',
-                  'model = AutoModelForSequenceClassification.from_pretrained("PATH")',
-                  'messages = [{"role": "system", "content": "CRITERIA (optional)"},',
-                  '            {"role": "user", "content": "PROMPT"},',
-                  '            {"role": "assistant", "content": "RESPONSE"}]',
-                  'inputs = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_tensors="pt")',
-                  "with torch.no_grad():", "    reward = model(**inputs).logits[0, 0].item()", "```", "",
-                  "It also works as a TRL GRPO `reward_funcs` entry (conversational prompts) and with "
-                  "reward-bench style scorers. Pad on the right (the tokenizer's default here): with left "
-                  "padding transformers numbers positions from the first pad, which changes the scores."]
+        lines += [
+            "```python",
+            "import torch",
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+            "",
+            'tok = AutoTokenizer.from_pretrained("PATH")',
+            'model = AutoModelForSequenceClassification.from_pretrained("PATH")',
+            'messages = [{"role": "system", "content": "CRITERIA (optional)"},',
+            '            {"role": "user", "content": "PROMPT"},',
+            '            {"role": "assistant", "content": "RESPONSE"}]',
+            'inputs = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_tensors="pt")',
+            "with torch.no_grad():",
+            "    reward = model(**inputs).logits[0, 0].item()",
+            "```",
+            "",
+            "It also works as a TRL GRPO `reward_funcs` entry (conversational prompts) and with "
+            "reward-bench style scorers. Pad on the right (the tokenizer's default here): with left "
+            "padding transformers numbers positions from the first pad, which changes the scores.",
+        ]
         if lora and not lora["merged"]:
-            lines += ["", "With the separate adapter: `peft.PeftModel.from_pretrained(model, \"PATH/adapter\")`."]
+            lines += ["", 'With the separate adapter: `peft.PeftModel.from_pretrained(model, "PATH/adapter")`.']
     else:
-        lines += ["```python", "from omnireward.export import load_exported", "",
-                  'model = load_exported("PATH")  # a RewardModel', "```", "",
-                  "or `omnireward score pairs.jsonl --model PATH`."]
-    lines += ["", "## Intended use", "",
-              "Ranking or scoring candidate responses to the same prompt: as the reward of an RL loop "
-              "(GRPO, PPO, best-of-n), for reranking, and for evaluating generators on the tasks it was "
-              "trained on.", "", "## Limits", "",
-              "- Rewards are comparable only within one prompt (and criteria); their scale is arbitrary.",
-              "- Trained on the data above only: expect lower accuracy on other tasks, modalities, languages "
-              "and response styles, and on responses longer than those seen in training.",
-              "- A reward model can be gamed: an RL policy optimised against it finds responses it scores "
-              "high for the wrong reasons (length, style). Check samples and mix in other signals.",
-              "- Ties: the BT head gives no tie probability; omnireward eval calibrates a tie threshold "
-              "from data."]
+        lines += [
+            "```python",
+            "from omnireward.export import load_exported",
+            "",
+            'model = load_exported("PATH")  # a RewardModel',
+            "```",
+            "",
+            "or `omnireward score pairs.jsonl --model PATH`.",
+        ]
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        "Ranking or scoring candidate responses to the same prompt: as the reward of an RL loop "
+        "(GRPO, PPO, best-of-n), for reranking, and for evaluating generators on the tasks it was "
+        "trained on.",
+        "",
+        "## Limits",
+        "",
+        "- Rewards are comparable only within one prompt (and criteria); their scale is arbitrary.",
+        "- Trained on the data above only: expect lower accuracy on other tasks, modalities, languages "
+        "and response styles, and on responses longer than those seen in training.",
+        "- A reward model can be gamed: an RL policy optimised against it finds responses it scores "
+        "high for the wrong reasons (length, style). Check samples and mix in other signals.",
+        "- Ties: the BT head gives no tie probability; omnireward eval calibrates a tie threshold from data.",
+    ]
     if base.startswith("a tiny"):
         lines.append("- This model's base is a tiny random network: it is a test artefact, not a usable reward model.")
     return "\n".join(lines) + "\n"

@@ -29,8 +29,7 @@ def require(package: str, what: str) -> None:
     try:
         importlib.import_module(package)
     except ImportError:
-        raise DependencyError(f"{what} needs the {package!r} package: pip install {package}",
-                              field="logger") from None
+        raise DependencyError(f"{what} needs the {package!r} package: pip install {package}", field="logger") from None
 
 
 def build_loggers(cfg: DictConfig, out: Path) -> list:

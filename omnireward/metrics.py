@@ -68,8 +68,9 @@ def summarize(margins, labels, tasks=None) -> dict:
         groups = defaultdict(list)
         for i, t in enumerate(tasks):
             groups[t or "unknown"].append(i)
-        out["per_task"] = {t: _one([margins[i] for i in idx], [labels[i] for i in idx])
-                           for t, idx in sorted(groups.items())}
+        out["per_task"] = {
+            t: _one([margins[i] for i in idx], [labels[i] for i in idx]) for t, idx in sorted(groups.items())
+        }
     return out
 
 
@@ -103,9 +104,13 @@ def agreement(full_lines: list[dict], quant_lines: list[dict]) -> dict:
         else:
             full_r.append(a["reward"])
             quant_r.append(b["reward"])
-    sign = (float(np.mean(np.sign(full_m) == np.sign(quant_m))) if full_m else None)
-    return {"sign_agreement": sign, "kendall_tau": kendall_tau_b(full_r, quant_r), "n": len(full_lines),
-            "n_pairs": len(full_m)}
+    sign = float(np.mean(np.sign(full_m) == np.sign(quant_m))) if full_m else None
+    return {
+        "sign_agreement": sign,
+        "kendall_tau": kendall_tau_b(full_r, quant_r),
+        "n": len(full_lines),
+        "n_pairs": len(full_m),
+    }
 
 
 def kendall_tau_b(x, y) -> float | None:

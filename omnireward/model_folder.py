@@ -24,7 +24,7 @@ from torch import nn
 
 from omnireward.config import build
 from omnireward.errors import ModelError
-from omnireward.objectives import CONFIG_NAME, OBJECTIVES, Objective, objective
+from omnireward.objectives import CONFIG_NAME, Objective, objective
 
 MODULES_NAME = "modules.safetensors"
 STATS_NAME = "reward_stats.json"
@@ -59,8 +59,10 @@ def open_folder(path: str | Path | Folder) -> Folder:
         return path
     path = Path(path)
     if not is_model_folder(path):
-        raise ModelError(f"{path} is not an omnireward model folder (no {CONFIG_NAME}); "
-                         "train one with `omnireward train` or pass an exported folder")
+        raise ModelError(
+            f"{path} is not an omnireward model folder (no {CONFIG_NAME}); "
+            "train one with `omnireward train` or pass an exported folder"
+        )
     return Folder(path, OmegaConf.load(path / CONFIG_NAME))
 
 
@@ -86,9 +88,11 @@ def judge_template_of(cfg: DictConfig | dict):
 def require_reward_folder(path: str | Path | Folder, command: str) -> None:
     """Stop with one line when `path` is a judge folder, which has no reward head for `command`."""
     if is_model_folder(path) and not open_folder(path).objective.reward_head:
-        raise ModelError(f"{path} is a generative judge (objective: judge, trained with model=r1): it writes "
-                         f"critiques and verdicts and has no reward head for `{command}`; score it with "
-                         f"`omnireward score PAIRS.jsonl --model {path}` (it judges with its own template)")
+        raise ModelError(
+            f"{path} is a generative judge (objective: judge, trained with model=r1): it writes "
+            f"critiques and verdicts and has no reward head for `{command}`; score it with "
+            f"`omnireward score PAIRS.jsonl --model {path}` (it judges with its own template)"
+        )
 
 
 def save(model: nn.Module, out: str | Path, cfg: DictConfig | dict, stats: dict | None = None) -> Path:
@@ -115,9 +119,11 @@ def build_backbone(cfg: DictConfig, path: Path, **overrides):
     try:
         reload = get_method(module + ".reload_overrides")
     except Exception as e:  # noqa: BLE001 - hydra wraps ImportError/AttributeError in its own types
-        raise ModelError(f"the backbone builder {target} has no `reload_overrides(path)` beside it in {module} "
-                         f"({str(e).splitlines()[0]}); without it the saved weights in {path} cannot be "
-                         "found, so the model is not rebuilt") from None
+        raise ModelError(
+            f"the backbone builder {target} has no `reload_overrides(path)` beside it in {module} "
+            f"({str(e).splitlines()[0]}); without it the saved weights in {path} cannot be "
+            "found, so the model is not rebuilt"
+        ) from None
     bcfg.update(reload(path))
     bcfg.update(overrides)
     return build(bcfg)
@@ -137,8 +143,9 @@ def load(path: str | Path | Folder, **backbone_overrides) -> tuple[nn.Module, Di
     elsewhere = "backbone." + backbone.lm_prefix
     missing = [k for k in missing if not k.startswith(elsewhere)]
     if missing or unexpected:
-        raise ModelError(f"{path / MODULES_NAME} does not match the model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ModelError(
+            f"{path / MODULES_NAME} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     return model.eval(), cfg
 
 

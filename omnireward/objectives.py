@@ -20,12 +20,12 @@ CONFIG_NAME = "omnireward.yaml"
 
 @dataclass(frozen=True)
 class Objective:
-    name: str                      # as `objective:` in omnireward.yaml (and conf/model/*.yaml)
-    network: str                   # the nn.Module a folder loads as; its `from_config(backbone, cfg)` builds it
-    trained_by: tuple[str, ...]    # the LightningModules (conf/model/*.yaml `_target_`) that train it
-    scorer: str                    # scores a file with a folder of it (`omnireward score`, `eval`)
-    reward_head: bool              # a scalar reward head: serve, export and quantised scoring run it
-    noun: str                      # how messages name it
+    name: str  # as `objective:` in omnireward.yaml (and conf/model/*.yaml)
+    network: str  # the nn.Module a folder loads as; its `from_config(backbone, cfg)` builds it
+    trained_by: tuple[str, ...]  # the LightningModules (conf/model/*.yaml `_target_`) that train it
+    scorer: str  # scores a file with a folder of it (`omnireward score`, `eval`)
+    reward_head: bool  # a scalar reward head: serve, export and quantised scoring run it
+    noun: str  # how messages name it
 
     def build(self, backbone, cfg):
         """The network of this objective over `backbone`, with the parts `cfg` names (e.g. its head)."""
@@ -36,17 +36,37 @@ class Objective:
 
 
 _REWARD = "omnireward.reward_model.RewardModel"
-OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
-    Objective("reward", _REWARD, ("omnireward.modules.bt.BTModule",), "omnireward.scoring.bt.score_file",
-              reward_head=True, noun="reward model"),
-    # BT head trained beside an LM loss on critiques; scored like `reward`, by its head alone.
-    Objective("joint", _REWARD, ("omnireward.modules.joint.JointModule",), "omnireward.scoring.bt.score_file",
-              reward_head=True, noun="reward model"),
-    # A generative judge (R1: SFT then GRPO; judge_dpo: DPO on judge trajectories): it judges with its template.
-    Objective("judge", "omnireward.reward_model.JudgeModel",
-              ("omnireward.modules.judge.R1Module", "omnireward.modules.judge_dpo.JudgeDPOModule"),
-              "omnireward.scoring.judge.judge_file", reward_head=False, noun="judge"),
-)}
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective(
+            "reward",
+            _REWARD,
+            ("omnireward.modules.bt.BTModule",),
+            "omnireward.scoring.bt.score_file",
+            reward_head=True,
+            noun="reward model",
+        ),
+        # BT head trained beside an LM loss on critiques; scored like `reward`, by its head alone.
+        Objective(
+            "joint",
+            _REWARD,
+            ("omnireward.modules.joint.JointModule",),
+            "omnireward.scoring.bt.score_file",
+            reward_head=True,
+            noun="reward model",
+        ),
+        # A generative judge (R1: SFT then GRPO; judge_dpo: DPO on judge trajectories): it judges with its template.
+        Objective(
+            "judge",
+            "omnireward.reward_model.JudgeModel",
+            ("omnireward.modules.judge.R1Module", "omnireward.modules.judge_dpo.JudgeDPOModule"),
+            "omnireward.scoring.judge.judge_file",
+            reward_head=False,
+            noun="judge",
+        ),
+    )
+}
 JUDGE = OBJECTIVES["judge"]
 # Folders written before `objective` existed name their module instead.
 _LEGACY = {"r1": "judge", "joint": "joint", "bt": "reward"}

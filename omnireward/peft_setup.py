@@ -29,8 +29,13 @@ class LoRA:
     """LoRA adapters on the backbone's language model (`peft=lora`); the head, projectors and
     encoders train in full. `target_modules` null: the backbone's `lora_targets`."""
 
-    def __init__(self, r: int = 16, alpha: float | None = None, dropout: float = 0.05,
-                 target_modules: list[str] | str | None = None):
+    def __init__(
+        self,
+        r: int = 16,
+        alpha: float | None = None,
+        dropout: float = 0.05,
+        target_modules: list[str] | str | None = None,
+    ):
         if int(r) <= 0:
             raise ConfigError(f"LoRA rank must be positive, got {r}", field="peft.r")
         self.r, self.alpha, self.dropout, self.target_modules = int(r), alpha, dropout, target_modules
@@ -47,9 +52,14 @@ class LoRA:
             if hasattr(m, "support_avx512bf16_for_cpu"):
                 m.support_avx512bf16_for_cpu = False
         targets = self.target_modules or backbone.lora_targets
-        lora = LoraConfig(r=self.r, lora_alpha=float(self.alpha or 2 * self.r), lora_dropout=float(self.dropout),
-                          target_modules=targets if isinstance(targets, str) else list(targets), bias="none",
-                          task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=self.r,
+            lora_alpha=float(self.alpha or 2 * self.r),
+            lora_dropout=float(self.dropout),
+            target_modules=targets if isinstance(targets, str) else list(targets),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers API renamed in v5
             backbone.replace_language_model(MergingLoraLM(lm, lora))
@@ -61,9 +71,16 @@ class LoRA:
 class QLoRA(LoRA):
     """QLoRA (`peft=qlora`): the LM's decoder linears quantised to 4-bit (bitsandbytes), LoRA on top."""
 
-    def __init__(self, r: int = 16, alpha: float | None = None, dropout: float = 0.05,
-                 target_modules: list[str] | str | None = None, quant_type: str = "nf4", double_quant: bool = True,
-                 compute_dtype: str = "auto"):
+    def __init__(
+        self,
+        r: int = 16,
+        alpha: float | None = None,
+        dropout: float = 0.05,
+        target_modules: list[str] | str | None = None,
+        quant_type: str = "nf4",
+        double_quant: bool = True,
+        compute_dtype: str = "auto",
+    ):
         super().__init__(r, alpha, dropout, target_modules)
         if quant_type not in ("nf4", "fp4"):
             raise ConfigError(f"quant_type must be nf4 or fp4, got {quant_type!r}", field="peft.quant_type")
@@ -71,11 +88,15 @@ class QLoRA(LoRA):
 
     def prepare(self, lm) -> None:
         dtype = self.compute_dtype
-        dtype = compute_dtype_for("cuda" if torch.cuda.is_available() else "cpu") if dtype in (None, "auto") \
+        dtype = (
+            compute_dtype_for("cuda" if torch.cuda.is_available() else "cpu")
+            if dtype in (None, "auto")
             else getattr(torch, dtype)
+        )
         # Quantised on CPU: Lightning moves the packed weights (and their quant state) to the GPU later.
-        quantize_lm(lm, "4bit", device="cpu", compute_dtype=dtype, quant_type=self.quant_type,
-                    double_quant=self.double_quant)
+        quantize_lm(
+            lm, "4bit", device="cpu", compute_dtype=dtype, quant_type=self.quant_type, double_quant=self.double_quant
+        )
 
 
 def is_peft_lm(lm) -> bool:
@@ -111,8 +132,11 @@ def merged_state_dict(peft_lm) -> dict[str, torch.Tensor]:
         out[f"{name}.weight"] = w.to(dtype).cpu()
         if getattr(inner, "bias", None) is not None:
             out[f"{name}.bias"] = inner.bias.detach().to(dtype).cpu()
-    quantised = {name: m for name, m in base.named_modules()
-                 if name not in lora and is_quantised_layer(m) and not inside(name, lora)}
+    quantised = {
+        name: m
+        for name, m in base.named_modules()
+        if name not in lora and is_quantised_layer(m) and not inside(name, lora)
+    }
     for name, m in quantised.items():
         out[f"{name}.weight"] = dense_weight(m).to(dtype).cpu()
         if getattr(m, "bias", None) is not None:

@@ -31,9 +31,12 @@ class RewardModel(nn.Module):
     def __init__(self, backbone: nn.Module, head: nn.Module, prefix_sharing: bool = True):
         super().__init__()
         if not isinstance(head, RewardHead):
-            raise ConfigError(f"{type(head).__name__} is not a reward head: subclass "
-                              "omnireward.heads.base.ScalarHead (or offer outputs, pair_loss, check_loss and "
-                              "dimensions; see docs/extending.md)", field="head")
+            raise ConfigError(
+                f"{type(head).__name__} is not a reward head: subclass "
+                "omnireward.heads.base.ScalarHead (or offer outputs, pair_loss, check_loss and "
+                "dimensions; see docs/extending.md)",
+                field="head",
+            )
         self.backbone = backbone
         self.head = head
         # Pairs and groups share their prompt's computation (backbones/packing.py) where the
@@ -41,12 +44,12 @@ class RewardModel(nn.Module):
         self.prefix_sharing = prefix_sharing
 
     @classmethod
-    def with_bt_head(cls, backbone: nn.Module, dropout: float = 0.0) -> "RewardModel":
+    def with_bt_head(cls, backbone: nn.Module, dropout: float = 0.0) -> RewardModel:
         """A reward model with the BT head (what `head=bt` builds)."""
         return cls(backbone, BTHead(backbone.hidden_size, dropout))
 
     @classmethod
-    def from_config(cls, backbone: nn.Module, cfg) -> "RewardModel":
+    def from_config(cls, backbone: nn.Module, cfg) -> RewardModel:
         """`backbone` with the head `cfg.head` names (training and loading a folder build it here)."""
         # Folders written before heads were components hold a BT head.
         head = cfg.get("head") or {"_target_": "omnireward.heads.bt.BTHead", "_partial_": True}
@@ -66,7 +69,8 @@ class RewardModel(nn.Module):
         every second one, ... (records with fewer responses skipped); `response_rows` maps them."""
         if self.prefix_sharing:
             packed = self.backbone.processor.pack(
-                [[reward_conversation(r, resp) for resp in responses_of(r)] for r in records])
+                [[reward_conversation(r, resp) for resp in responses_of(r)] for r in records]
+            )
             if packed is not None:
                 return packed
         owners, responses = [], []
@@ -91,7 +95,7 @@ class RewardModel(nn.Module):
         return model_folder.save(self, out, cfg, stats)
 
     @classmethod
-    def from_pretrained(cls, path, **backbone_overrides) -> tuple["RewardModel", "DictConfig"]:
+    def from_pretrained(cls, path, **backbone_overrides) -> tuple[RewardModel, DictConfig]:
         """A reward (or joint) model folder; a judge folder stops with one line saying what it is."""
         model_folder.require_reward_folder(path, "a reward model")
         return model_folder.load(path, **backbone_overrides)
@@ -120,7 +124,7 @@ class JudgeModel(nn.Module):
         self.backbone = backbone
 
     @classmethod
-    def from_config(cls, backbone: nn.Module, cfg) -> "JudgeModel":
+    def from_config(cls, backbone: nn.Module, cfg) -> JudgeModel:
         return cls(backbone)
 
     def save_pretrained(self, out, cfg, stats: dict | None = None):

@@ -31,16 +31,18 @@ def build_strategy(cfg_trainer) -> dict:
     """
     from omnireward.config import build
 
-    kwargs = (OmegaConf.to_container(cfg_trainer, resolve=True) if isinstance(cfg_trainer, DictConfig)
-              else dict(cfg_trainer))
+    kwargs = (
+        OmegaConf.to_container(cfg_trainer, resolve=True) if isinstance(cfg_trainer, DictConfig) else dict(cfg_trainer)
+    )
     strategy = kwargs.get("strategy", "auto")
     if isinstance(strategy, str):
         if "deepspeed" in strategy:
             require_deepspeed()
         return kwargs
     if not isinstance(strategy, dict) or "_target_" not in strategy:
-        raise ConfigError(f"must be a strategy name or a mapping with a _target_, got {strategy!r}",
-                          field="trainer.strategy")
+        raise ConfigError(
+            f"must be a strategy name or a mapping with a _target_, got {strategy!r}", field="trainer.strategy"
+        )
     kwargs["strategy"] = build(strategy)
     return kwargs
 
@@ -76,8 +78,7 @@ def _check_options(name: str, options: dict, *classes) -> None:
     known = {p for c in classes for p in inspect.signature(c.__init__).parameters}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ConfigError(f"unknown option(s) for the {name} strategy: {', '.join(unknown)}",
-                          field="trainer.strategy")
+        raise ConfigError(f"unknown option(s) for the {name} strategy: {', '.join(unknown)}", field="trainer.strategy")
 
 
 def wrap_policy(suffixes: list[str] | tuple[str, ...]):
@@ -93,8 +94,10 @@ def _name_ends_with(suffixes: tuple[str, ...], module: torch.nn.Module) -> bool:
 
 def require_deepspeed() -> None:
     if importlib.util.find_spec("deepspeed") is None:
-        raise DependencyError("trainer=deepspeed needs the deepspeed package (pip install deepspeed, on a machine "
-                              "with CUDA); trainer=fsdp shards the model without it")
+        raise DependencyError(
+            "trainer=deepspeed needs the deepspeed package (pip install deepspeed, on a machine "
+            "with CUDA); trainer=fsdp shards the model without it"
+        )
 
 
 def enable_gradient_checkpointing(backbone: torch.nn.Module) -> list[str]:
@@ -113,8 +116,10 @@ def enable_gradient_checkpointing(backbone: torch.nn.Module) -> list[str]:
             checkpoint_layers(m)
             done.append(name)
     if not done:
-        raise ConfigError(f"{type(backbone).__name__} has no model that supports gradient checkpointing",
-                          field="backbone.gradient_checkpointing")
+        raise ConfigError(
+            f"{type(backbone).__name__} has no model that supports gradient checkpointing",
+            field="backbone.gradient_checkpointing",
+        )
     return done
 
 

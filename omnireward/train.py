@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from safetensors.torch import load_file, save_file
 
 from omnireward.cache import cache_dir
@@ -77,7 +77,7 @@ def full_state(trainer) -> dict:
     """The reward model's full weights on rank 0 (gathered from shards under FSDP/DeepSpeed)."""
     state = trainer.strategy.lightning_module_state_dict()
     # clone(): tied tensors (embeddings / LM head) must not share storage in a safetensors file
-    return {k[len("model."):]: v.detach().cpu().clone() for k, v in state.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v.detach().cpu().clone() for k, v in state.items() if k.startswith("model.")}
 
 
 def quant_kwargs(cfg: DictConfig) -> dict:
@@ -85,8 +85,9 @@ def quant_kwargs(cfg: DictConfig) -> dict:
     if not cfg.get("quant"):
         return {}
     if cfg.get("peft") and "QLoRA" in str(cfg.peft.get("_target_", "")):
-        raise ConfigError("peft=qlora quantises the LM itself; use it with quant=none, or quant=4bit with peft=lora",
-                          field="quant")
+        raise ConfigError(
+            "peft=qlora quantises the LM itself; use it with quant=none, or quant=4bit with peft=lora", field="quant"
+        )
     return {"quantization": build(cfg.quant)}
 
 
@@ -94,8 +95,11 @@ def build_module(cfg: DictConfig):
     """Backbone (+ PEFT) → reward model (backbone + head) or judge (backbone) → LightningModule,
     each built from its config component."""
     if cfg.get("peft") and cfg.backbone.get("train_layers") is not None:
-        raise ConfigError("choose one way to train part of the LM: peft adapts every layer, train_layers trains "
-                          "the top layers in full", field="backbone.train_layers")
+        raise ConfigError(
+            "choose one way to train part of the LM: peft adapts every layer, train_layers trains "
+            "the top layers in full",
+            field="backbone.train_layers",
+        )
     backbone = build(cfg.backbone, **quant_kwargs(cfg))
     if cfg.get("peft"):
         build(cfg.peft).apply(backbone)
@@ -138,23 +142,34 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
 
     best_path = out / "checkpoints" / "best.safetensors"
     keep_best = KeepBest(best_path)
-    callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None,
-                                 enable_version_counter=False),
-                 keep_best, PairsProgressBar(), *(callbacks or [])]
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None, enable_version_counter=False
+        ),
+        keep_best,
+        PairsProgressBar(),
+        *(callbacks or []),
+    ]
     strategy = trainer_kwargs.get("strategy", "auto")
     if isinstance(strategy, str) and "deepspeed" not in strategy and not trainer_kwargs.get("plugins"):
         # DeepSpeed writes its own; a strategy built from a mapping (conf/trainer/fsdp.yaml) keeps Lightning's
         trainer_kwargs["plugins"] = [file_checkpoint_io()]
     quiet_third_party(out)
-    trainer = L.Trainer(default_root_dir=str(out), callbacks=callbacks, logger=loggers,
-                        enable_model_summary=False, **trainer_kwargs)
+    trainer = L.Trainer(
+        default_root_dir=str(out), callbacks=callbacks, logger=loggers, enable_model_summary=False, **trainer_kwargs
+    )
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     seconds = time.time() - t0
 
-    summary = {"epochs": trainer.current_epoch, "global_steps": trainer.global_step, "train_seconds": seconds,
-               "train_pairs": len(dm.splits["train"]), "train_pairs_per_epoch": dm.train_pairs_per_epoch,
-               "val_pairs": len(dm.splits.get("val", []))}
+    summary = {
+        "epochs": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "train_seconds": seconds,
+        "train_pairs": len(dm.splits["train"]),
+        "train_pairs_per_epoch": dm.train_pairs_per_epoch,
+        "val_pairs": len(dm.splits.get("val", [])),
+    }
     sharded = is_sharded(trainer)
     final = full_state(trainer) if sharded and keep_best.best is None else None  # collective
     if keep_best.best is not None:
@@ -169,8 +184,11 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
             model.load_state_dict(final)
         model = model.eval()
         # A generative judge has no scalar head: no reward statistics for it.
-        stats = (reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
-                 if objective(cfg).reward_head else None)
+        stats = (
+            reward_stats(model, dm.splits["train"], batch_size=cfg.data.eval_batch_size)
+            if objective(cfg).reward_head
+            else None
+        )
         model.save_pretrained(out, cfg, stats)
         (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
     trainer.strategy.barrier()

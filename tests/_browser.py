@@ -87,9 +87,20 @@ def serve(folder: Path):
 
 
 def _run(chromium: str, args: list[str], profile: Path, timeout: int = 90) -> subprocess.CompletedProcess:
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--mute-audio",
-           "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--enable-logging=stderr",
-           "--v=0", f"--user-data-dir={profile}", *args]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--mute-audio",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -102,11 +113,15 @@ def open_page(chromium: str, folder: Path, page: str, profile: Path, screenshot:
     (folder / HARNESS).write_text(HARNESS_HTML)
     try:
         with serve(folder) as (base, log):
-            res = _run(chromium, ["--virtual-time-budget=30000", "--dump-dom", f"{base}/{HARNESS}?page={page}"],
-                       profile)
+            res = _run(
+                chromium, ["--virtual-time-budget=30000", "--dump-dom", f"{base}/{HARNESS}?page={page}"], profile
+            )
             if screenshot is not None:
-                _run(chromium, ["--window-size=1280,1600", "--hide-scrollbars", f"--screenshot={screenshot}",
-                                f"{base}/{page}"], profile)
+                _run(
+                    chromium,
+                    ["--window-size=1280,1600", "--hide-scrollbars", f"--screenshot={screenshot}", f"{base}/{page}"],
+                    profile,
+                )
             requests = list(log)
     finally:
         (folder / HARNESS).unlink()

@@ -27,9 +27,13 @@ def text_pairs(n: int, seed: int = 0) -> list[dict]:
         good = f"An answer about {topic} that is {rng.choice(GOOD)} and {rng.choice(GOOD)}."
         bad = f"An answer about {topic} that is {rng.choice(BAD)} and {rng.choice(BAD)}."
         first = i % 2 == 0
-        rec = {"id": f"t{seed}-{i:04d}", "prompt": f"Tell me about {topic}.",
-               "response1": good if first else bad, "response2": bad if first else good,
-               "preference": "response1" if first else "response2"}
+        rec = {
+            "id": f"t{seed}-{i:04d}",
+            "prompt": f"Tell me about {topic}.",
+            "response1": good if first else bad,
+            "response2": bad if first else good,
+            "preference": "response1" if first else "response2",
+        }
         if i % 3 == 0:
             rec["criteria"] = "prefer the answer that is correct and helpful"
         out.append(rec)
@@ -45,15 +49,25 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 def text_set(folder: Path, n_train: int = 96, n_val: int = 32, n_test: int = 40) -> dict[str, Path]:
     folder = Path(folder)
-    return {"train": write_jsonl(folder / "train.jsonl", text_pairs(n_train, seed=1)),
-            "val": write_jsonl(folder / "val.jsonl", text_pairs(n_val, seed=2)),
-            "test": write_jsonl(folder / "test.jsonl", text_pairs(n_test, seed=3))}
+    return {
+        "train": write_jsonl(folder / "train.jsonl", text_pairs(n_train, seed=1)),
+        "val": write_jsonl(folder / "val.jsonl", text_pairs(n_val, seed=2)),
+        "test": write_jsonl(folder / "test.jsonl", text_pairs(n_test, seed=3)),
+    }
 
 
 def tiny_overrides(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return ["backbone=tiny", f"data.train={data['train']}", f"data.val={data['val']}", f"output_dir={out}",
-            "trainer.accelerator=cpu", "logger.tensorboard=false",
-            "data.batch_size=16", "backbone.feature_cache=false", *extra]
+    return [
+        "backbone=tiny",
+        f"data.train={data['train']}",
+        f"data.val={data['val']}",
+        f"output_dir={out}",
+        "trainer.accelerator=cpu",
+        "logger.tensorboard=false",
+        "data.batch_size=16",
+        "backbone.feature_cache=false",
+        *extra,
+    ]
 
 
 def train_tiny(data: dict[str, Path], out: Path, *extra: str) -> Path:
@@ -85,7 +99,7 @@ def fit_steps(module, pairs, steps: int = 6, lr: float = 3e-3, batch_size: int =
     losses = []
     for step in range(steps):
         start = (step * batch_size) % len(pairs)
-        batch = module.collate(pairs[start:start + batch_size])
+        batch = module.collate(pairs[start : start + batch_size])
         r1, r2 = module.rewards(batch)
         loss = torch.nn.functional.softplus(-(r1 - r2) * batch["y"]).mean()
         loss.backward()

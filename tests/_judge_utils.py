@@ -20,9 +20,11 @@ from omnireward.backbones.modular import ModularBackbone
 from omnireward.judge.templates import TEMPLATES, load_template
 
 SPECIALS = ["<unk>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-                 "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-                 "{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% endif %}"
+)
 _PIECES = r"\[\[|\]\]|\w+|[^\w\s]| +|\n+"
 
 
@@ -33,8 +35,9 @@ def word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Split(Regex(_PIECES), behavior="isolated")
     tk.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="<|im_end|>",
-                                  pad_token="<|im_end|>", bos_token="<|im_start|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|im_end|>", bos_token="<|im_start|>"
+    )
     tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
     tok.chat_template = CHAT_TEMPLATE
     return tok
@@ -44,14 +47,28 @@ def template_texts() -> list[str]:
     out = []
     for name in TEMPLATES:
         t = load_template(name)
-        out += [t.system, t.user, t.criteria_block, t.target, t.verdict_prefix, t.personalised_hint,
-                *t.options.values()]
+        out += [
+            t.system,
+            t.user,
+            t.criteria_block,
+            t.target,
+            t.verdict_prefix,
+            t.personalised_hint,
+            *t.options.values(),
+        ]
     return out
 
 
-def small_backbone(extra_texts: list[str] = (), hidden: int = 64, layers: int = 2, seed: int = 0,
-                   lm: str | None = None, encoders: list[str] = (), pretrained_encoders: bool = False,
-                   **_) -> ModularBackbone:
+def small_backbone(
+    extra_texts: list[str] = (),
+    hidden: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    lm: str | None = None,
+    encoders: list[str] = (),
+    pretrained_encoders: bool = False,
+    **_,
+) -> ModularBackbone:
     """A tiny random Llama over a word vocabulary that covers the judge templates and `extra_texts`
     (or, with `lm`, the saved one in that folder). Usable as a Hydra backbone `_target_`."""
     if lm is not None:
@@ -79,8 +96,13 @@ def yes_no_rows(n: int, seed: int, critique: bool = False) -> list[dict]:
     rows = []
     for i in range(n):
         first = i % 2 == 0
-        row = {"id": f"yn{seed}-{i}", "prompt": "Is the sky blue?", "response1": "yes" if first else "no",
-               "response2": "no" if first else "yes", "preference": "response1" if first else "response2"}
+        row = {
+            "id": f"yn{seed}-{i}",
+            "prompt": "Is the sky blue?",
+            "response1": "yes" if first else "no",
+            "response2": "no" if first else "yes",
+            "preference": "response1" if first else "response2",
+        }
         if critique:
             row["critique"] = f"Verdict: [[{rng.choice('AB')}]]"
         rows.append(row)

@@ -23,8 +23,13 @@ def _media(folder: Path) -> dict[str, str]:
     shutil.copy(package_file("pyvista", "examples", "ant.ply"), m / "ant.ply")
     shutil.copy(ROOT / "tests/fixtures/videogen_rewardbench/videos/clip_a.mp4", m / "clip.mp4")
     shutil.copy(ROOT / "omnireward/assets/speech/en_s00_fast.flac", m / "speech.flac")
-    return {"image": "m/astronaut.png", "image2": "m/chelsea.png", "mesh": "m/ant.ply", "video": "m/clip.mp4",
-            "audio": "m/speech.flac"}
+    return {
+        "image": "m/astronaut.png",
+        "image2": "m/chelsea.png",
+        "mesh": "m/ant.ply",
+        "video": "m/clip.mp4",
+        "audio": "m/speech.flac",
+    }
 
 
 def _side(*items: tuple[str, str], text: str = "") -> dict:
@@ -56,17 +61,33 @@ def media_set(folder: Path, n: int = 40, seed: int = 0, judge: bool = False) -> 
         kind = KINDS[i % len(KINDS)]
         r1, r2 = _responses(kind, media)
         pref = ("response1", "response2", "tie")[i % 3]
-        records.append({"id": f"p{i:03d}", "task": kind, "prompt": f"Prompt {i}: make something <nice>",
-                        "criteria": "prefer the sharper one" if i % 2 else None,
-                        "response1": r1, "response2": r2, "preference": pref})
+        records.append(
+            {
+                "id": f"p{i:03d}",
+                "task": kind,
+                "prompt": f"Prompt {i}: make something <nice>",
+                "criteria": "prefer the sharper one" if i % 2 else None,
+                "response1": r1,
+                "response2": r2,
+                "preference": pref,
+            }
+        )
         m = {"response1": 1.0, "response2": -1.0, "tie": 0.0}[pref] + rng.gauss(0, 1.0)
         if judge:
             p1 = min(max(0.5 + m / 4, 0.02), 0.9)
             p2 = max(1 - p1 - 0.08, 0.0)
-            line = {"id": f"p{i:03d}", "task": kind, "critique": f"Critique {i}: response A is <better>.",
-                    "verdict": max((("response1", p1), ("response2", p2), ("tie", 0.08)), key=lambda t: t[1])[0],
-                    "p_response1": p1, "p_response2": p2, "p_tie": 0.08, "margin": p1 - p2,
-                    "order_agreement": i % 4 != 0, "p_response1_by_order": [p1, max(p1 - 0.2 * (i % 4 == 0), 0)]}
+            line = {
+                "id": f"p{i:03d}",
+                "task": kind,
+                "critique": f"Critique {i}: response A is <better>.",
+                "verdict": max((("response1", p1), ("response2", p2), ("tie", 0.08)), key=lambda t: t[1])[0],
+                "p_response1": p1,
+                "p_response2": p2,
+                "p_tie": 0.08,
+                "margin": p1 - p2,
+                "order_agreement": i % 4 != 0,
+                "p_response1_by_order": [p1, max(p1 - 0.2 * (i % 4 == 0), 0)],
+            }
             if i % 5:
                 line["text_verdict"] = line["verdict"]
         else:

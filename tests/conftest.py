@@ -7,8 +7,20 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TOPICS = ["boil an egg", "tie a knot", "plant a tree", "fix a flat tyre", "bake bread", "learn chess",
-          "paint a wall", "write a poem", "clean a window", "brew tea", "fold a shirt", "start a fire"]
+TOPICS = [
+    "boil an egg",
+    "tie a knot",
+    "plant a tree",
+    "fix a flat tyre",
+    "bake bread",
+    "learn chess",
+    "paint a wall",
+    "write a poem",
+    "clean a window",
+    "brew tea",
+    "fold a shirt",
+    "start a fire",
+]
 
 
 def write_jsonl(path, rows):
@@ -25,9 +37,15 @@ def helpful_vs_rude(n: int, seed: int = 0, start: int = 0):
         good = f"Sure! To {topic}, start with the basics and go step by step."
         bad = rng.choice(["No. Figure it out yourself.", "Stop asking me things.", "Whatever, not my problem."])
         first = i % 2 == 0
-        rows.append({"id": f"p{i}", "prompt": f"How do I {topic}?",
-                     "response1": good if first else bad, "response2": bad if first else good,
-                     "preference": "response1" if first else "response2"})
+        rows.append(
+            {
+                "id": f"p{i}",
+                "prompt": f"How do I {topic}?",
+                "response1": good if first else bad,
+                "response2": bad if first else good,
+                "preference": "response1" if first else "response2",
+            }
+        )
     return rows
 
 

@@ -1,6 +1,5 @@
 """The modular backbone: prompt building, media splicing, last-token reading, padding invariance."""
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -39,10 +38,17 @@ def _pairs(images, n=8):
     out = []
     for i in range(n):
         a, b = images[i % 3], images[(i + 1) % 3]
-        out.append(Pair(id=str(i), task="text_to_image", prompt="a photo " + "very " * i,
-                        response1=Response("", [Media("image", a)]),
-                        response2=Response("caption " * (i % 3), [Media("image", b)]),
-                        criteria="prefer sharp photos" if i % 2 else None, preference="response1"))
+        out.append(
+            Pair(
+                id=str(i),
+                task="text_to_image",
+                prompt="a photo " + "very " * i,
+                response1=Response("", [Media("image", a)]),
+                response2=Response("caption " * (i % 3), [Media("image", b)]),
+                criteria="prefer sharp photos" if i % 2 else None,
+                preference="response1",
+            )
+        )
     return out
 
 
@@ -53,8 +59,12 @@ def test_rewards_do_not_depend_on_batch_size_or_padding(image_model, images):
         alone = torch.cat([image_model(image_model.collate_pairs([p])) for p in pairs])
         from omnireward.prompts import reward_conversation
 
-        convs = [reward_conversation(p, p.response1) for p in pairs] + [reward_conversation(p, p.response2) for p in pairs]
-        left = image_model.head(image_model.backbone.reward_hidden(image_model.backbone.processor(convs, padding_side="left")))
+        convs = [reward_conversation(p, p.response1) for p in pairs] + [
+            reward_conversation(p, p.response2) for p in pairs
+        ]
+        left = image_model.head(
+            image_model.backbone.reward_hidden(image_model.backbone.processor(convs, padding_side="left"))
+        )
     order = torch.cat([alone.view(-1, 2)[:, 0], alone.view(-1, 2)[:, 1]])
     assert (together - order).abs().max().item() < 1e-4
     assert (together - left).abs().max().item() < 1e-4
@@ -75,8 +85,14 @@ def test_media_are_spliced_where_the_placeholders_are(image_model, images):
     # The reward is read at the last real token.
     assert batch.tensors["last_index"][0] == batch.tensors["attention_mask"][0].sum() - 1
     # Changing the image changes the reward; changing nothing does not.
-    q = Pair(id="q", task=p.task, prompt=p.prompt, response1=Response("", [Media("image", images[2])]),
-             response2=p.response2, preference="response1")
+    q = Pair(
+        id="q",
+        task=p.task,
+        prompt=p.prompt,
+        response1=Response("", [Media("image", images[2])]),
+        response2=p.response2,
+        preference="response1",
+    )
     with torch.no_grad():
         r_p = image_model(image_model.collate_pairs([p]))
         r_q = image_model(image_model.collate_pairs([q]))
@@ -156,16 +172,18 @@ def test_label_token_follows_the_image_tokens(images):
     assert torch.allclose(table[i], bb.lm.get_input_embeddings().weight[ids].mean(0), atol=1e-6)
     # the token after the label is text again, and the last real token is still where the reward is read
     assert batch.tensors["last_index"][0] == batch.tensors["attention_mask"][0].sum() - 1
-    off = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False,
-                        label_tokens=False)
+    off = build_modular(
+        lm="tiny", encoders=["image"], pretrained_encoders=True, feature_cache=False, label_tokens=False
+    )
     assert off.processor.span("image") == n and not len(off.label_words)
 
 
 def test_trainable_encoder_runs_once_for_tokens_and_label(images):
     """Feature tokens and the label token come from one pass of a trainable image net."""
     torch.manual_seed(0)
-    bb = build_modular(lm="tiny", encoders=["image"], pretrained_encoders=True, train_encoders=True,
-                       feature_cache=False)
+    bb = build_modular(
+        lm="tiny", encoders=["image"], pretrained_encoders=True, train_encoders=True, feature_cache=False
+    )
     model = RewardModel.with_bt_head(bb, dropout=0.0).eval()
     batch = model.collate_pairs(_pairs(images, 1))
     net = bb.encoders["image"].net

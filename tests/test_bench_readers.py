@@ -25,8 +25,11 @@ def test_rewardbench_reader_keeps_subset_and_puts_chosen_first():
     raw = json.loads(RB.read_text().splitlines()[0])
     assert first.id == str(raw["id"]) and first.task == "text_to_text" and first.preference == "response1"
     assert first.response1.text == raw["chosen"] and first.response2.text == raw["rejected"]
-    assert first.meta == {"subset": raw["subset"], "chosen_model": raw["chosen_model"],
-                          "rejected_model": raw["rejected_model"]}
+    assert first.meta == {
+        "subset": raw["subset"],
+        "chosen_model": raw["chosen_model"],
+        "rejected_model": raw["rejected_model"],
+    }
     # The fixture covers all four sections with the benchmark's own subset names.
     subsets = {r.record.meta["subset"] for r in res}
     assert subsets <= set(REWARDBENCH_COUNTS)
@@ -35,8 +38,12 @@ def test_rewardbench_reader_keeps_subset_and_puts_chosen_first():
 
 def test_rewardbench_bad_record_is_named(tmp_path):
     bad = tmp_path / "rb.jsonl"
-    bad.write_text(RB.read_text().splitlines()[0] + "\n" + json.dumps({"prompt": "p", "chosen": "a", "rejected": "b",
-                                                                       "subset": 3}) + "\n")
+    bad.write_text(
+        RB.read_text().splitlines()[0]
+        + "\n"
+        + json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "subset": 3})
+        + "\n"
+    )
     res = list(load(bad, "rewardbench"))
     assert res[0].ok and not res[1].ok
     assert str(res[1].error) == f"{bad}:2: subset: expected a string, got a number"
@@ -54,10 +61,17 @@ def test_videogen_reader_maps_labels_and_keeps_dimensions():
     assert recs[3].response1.media[0].path == str(VG.parent / "videos" / "clip_a.mp4")  # "./videos/..." too
     assert recs[1].meta == {"VQ": "B", "MQ": "same", "TA": "B", "A_model": "model-y", "B_model": "model-z"}
     # VQ / MQ / TA are also the pair's per-dimension labels (what head=multi trains on).
-    assert recs[1].dimension_preferences == {"visual_quality": "response2", "motion_quality": "tie",
-                                             "text_alignment": "response2"}
-    assert recs[1].to_dict()["preference"] == {"visual_quality": "response2", "motion_quality": "tie",
-                                               "text_alignment": "response2", "overall": "response2"}
+    assert recs[1].dimension_preferences == {
+        "visual_quality": "response2",
+        "motion_quality": "tie",
+        "text_alignment": "response2",
+    }
+    assert recs[1].to_dict()["preference"] == {
+        "visual_quality": "response2",
+        "motion_quality": "tie",
+        "text_alignment": "response2",
+        "overall": "response2",
+    }
 
 
 def test_videogen_reader_errors_name_file_line_and_column(tmp_path):
@@ -80,8 +94,12 @@ def test_eval_scores_file_prints_videogen_headline_beside_ours(tmp_path):
     recs = [r.record for r in load(VG)]
     margins = [0.9, -0.4, 0.05, -0.2, -1.0, 0.3]  # right, right, tie-ish, wrong, right, far from tie
     scores = tmp_path / "vg.scores.jsonl"
-    scores.write_text("".join(json.dumps({"id": r.id, "task": r.task, "margin": m, "preference": r.preference}) + "\n"
-                              for r, m in zip(recs, margins)))
+    scores.write_text(
+        "".join(
+            json.dumps({"id": r.id, "task": r.task, "margin": m, "preference": r.preference}) + "\n"
+            for r, m in zip(recs, margins)
+        )
+    )
     res = CliRunner().invoke(app, ["eval", str(scores), "--data", str(VG), "--report", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     assert "VideoGen-RewardBench: its own metric" in res.output and "reward accuracy" in res.output
@@ -101,10 +119,13 @@ def test_eval_scores_file_prints_videogen_headline_beside_ours(tmp_path):
 def test_eval_with_a_model_scores_rewardbench_and_reports_its_score(tmp_path):
     from _deploy_utils import text_set, train_tiny
 
-    model = train_tiny(text_set(tmp_path / "data", n_train=32, n_val=16, n_test=8), tmp_path / "run",
-                       "trainer.max_epochs=1")
-    res = CliRunner().invoke(app, ["eval", str(RB), "--model", str(model), "-o", str(tmp_path / "rb.json"),
-                                   "--report", str(tmp_path / "rep")])
+    model = train_tiny(
+        text_set(tmp_path / "data", n_train=32, n_val=16, n_test=8), tmp_path / "run", "trainer.max_epochs=1"
+    )
+    res = CliRunner().invoke(
+        app,
+        ["eval", str(RB), "--model", str(model), "-o", str(tmp_path / "rb.json"), "--report", str(tmp_path / "rep")],
+    )
     assert res.exit_code == 0, res.output
     assert "RewardBench: its own metric" in res.output
     for section in REWARDBENCH_SECTIONS:

@@ -28,6 +28,7 @@ def _records(path, fmt="auto"):
 
 # ---- readers ---------------------------------------------------------------------------------
 
+
 def test_rewardbench2_rows_become_groups_with_chosen_first():
     assert detect_format(RB2) == "rewardbench2"
     recs = _records(RB2)
@@ -38,8 +39,7 @@ def test_rewardbench2_rows_become_groups_with_chosen_first():
     assert [r.text for r in g.responses] == raw[0]["chosen"] + raw[0]["rejected"]
     assert g.meta == {"subset": "Factuality", "num_correct": 1, "models": ["m1", "m2", "m3", "m4"]}
     assert recs["tied:1"].meta["num_correct"] == 3 and len(recs["tied:1"].responses) == 6
-    assert {r.meta["subset"] for r in recs.values()} == {"Factuality", "Precise IF", "Math", "Safety", "Focus",
-                                                         "Ties"}
+    assert {r.meta["subset"] for r in recs.values()} == {"Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties"}
 
 
 def test_rewardbench2_bad_rows_are_named(tmp_path):
@@ -79,8 +79,9 @@ def test_mmrb2_bad_parts_are_named(tmp_path):
     res = list(load(tmp_path / "t2i.json", media_root=MMRB2))
     assert res[0].ok and not res[1].ok and not res[2].ok
     assert str(res[1].error).endswith("chosen: unknown label 'C' (expected A or B)")
-    assert str(res[2].error).endswith("response_a.response_content[0]: unknown part kind 'audio' (expected text or "
-                                      "image)")
+    assert str(res[2].error).endswith(
+        "response_a.response_content[0]: unknown part kind 'audio' (expected text or image)"
+    )
     assert str(res[1].error).startswith(f"{tmp_path / 't2i.json'}:")
 
 
@@ -91,15 +92,28 @@ def test_mmrewardbench_maps_better_and_splits_categories_like_its_script():
     assert n.task == "text_image_to_text" and n.preference == "response2"
     assert n.prompt_media[0].path == str(MMRB.parent / "images" / "nocaps" / "13062.png")
     cats = {i: r.meta["category"] for i, r in recs.items()}
-    assert cats == {"nocaps_13062": "open_generation/correctness_task", "mathvista_7": "reasoning/math",
-                    "emma-coding_12": "reasoning/coding", "pairs_3": "safety/bias", "hatefulmemes_4": "safety/toxicity"}
+    assert cats == {
+        "nocaps_13062": "open_generation/correctness_task",
+        "mathvista_7": "reasoning/math",
+        "emma-coding_12": "reasoning/coding",
+        "pairs_3": "safety/bias",
+        "hatefulmemes_4": "safety/toxicity",
+    }
 
 
 def test_editrewardbench_maps_letters_to_sides_and_groups(tmp_path):
     assert detect_format(ERB) == "editrewardbench"
     recs = _records(ERB)
-    assert [r.preference for r in recs.values()] == ["response1", "tie", "response2", "response1", "response1",
-                                                     "response1", "response2", "response2"]
+    assert [r.preference for r in recs.values()] == [
+        "response1",
+        "tie",
+        "response2",
+        "response1",
+        "response1",
+        "response1",
+        "response2",
+        "response2",
+    ]
     first = recs["101"]
     assert first.task == "text_image_to_image" and first.prompt == "make the sky bluer"
     assert first.prompt_media[0].path == str(ERB.parent / "images" / "astronaut.png")
@@ -114,15 +128,21 @@ def test_editrewardbench_maps_letters_to_sides_and_groups(tmp_path):
 
 # ---- the benchmarks' own rules ---------------------------------------------------------------
 
+
 def test_rewardbench2_best_of_4_shares_top_ties_and_scores_ties_by_its_rule():
     recs = _records(RB2)
-    rewards = {"1": [3, 1, 0, 0],  # right
-               "2": [1, 2, 0, 0],  # wrong
-               "3": [2, 2, 0, 0],  # chosen shares the top with one other: 1/2
-               "4": [0, 0, 0, 0],  # four-way tie at the top: 1/4
-               "5": [1, 0, 0, 0], "6": [0, 1, 0, 0],  # Focus: 1 and 0
-               "ref:1": [5, 1, 0, 0], "tied:1": [5, 4.5, 4, 1, 0, 0],
-               "ref:2": [2, 3, 0, 0], "tied:2": [3, 3, 1, 0, 0]}
+    rewards = {
+        "1": [3, 1, 0, 0],  # right
+        "2": [1, 2, 0, 0],  # wrong
+        "3": [2, 2, 0, 0],  # chosen shares the top with one other: 1/2
+        "4": [0, 0, 0, 0],  # four-way tie at the top: 1/4
+        "5": [1, 0, 0, 0],
+        "6": [0, 1, 0, 0],  # Focus: 1 and 0
+        "ref:1": [5, 1, 0, 0],
+        "tied:1": [5, 4.5, 4, 1, 0, 0],
+        "ref:2": [2, 3, 0, 0],
+        "tied:2": [3, 3, 1, 0, 0],
+    }
     lines = [{"id": i, "rewards": r, "best": r.index(max(r)), "gold_best": 0} for i, r in rewards.items()]
     head = headline("rewardbench2", lines, recs)
     s = head["sections"]
@@ -135,6 +155,7 @@ def test_rewardbench2_best_of_4_shares_top_ties_and_scores_ties_by_its_rule():
     assert (t["ref_accuracy"], t["tied_accuracy"]) == (0.5, 1.0)
     assert (t["correctness_preferred"], t["correctness_preferred_hard"]) == (1.0, 0.5)
     import math
+
     margin = (math.tanh(3 / 1 - 1) - 1) / 2
     assert t["correctness_margin_score"] == pytest.approx(margin)
     expected = 0.3 * 1 + 0.3 * 0.5 + 0.2 * 1 + 0.2 * 0.5 + 0.01 * margin
@@ -149,12 +170,14 @@ def test_rewardbench2_ties_without_paired_prompts_says_why():
 
 def test_mmrb2_counts_each_order_and_position_consistency():
     recs = _records(MMRB2)
-    lines = [{"id": "t2i_1", "preference": "response1", "margin": 1.0},
-             {"id": "t2i_2", "preference": "response2", "margin": 0.5},   # wrong in both orders
-             {"id": "t2i_3", "preference": "response1", "margin": 0.0},   # zero margin: wrong
-             # judge lines with both orders: one order right, one wrong
-             {"id": "edit_1", "preference": "response2", "margin": -0.1, "p_response1_by_order": [0.2, 0.7]},
-             {"id": "edit_2", "preference": "response1", "margin": 0.3, "p_response1_by_order": [0.9, 0.8]}]
+    lines = [
+        {"id": "t2i_1", "preference": "response1", "margin": 1.0},
+        {"id": "t2i_2", "preference": "response2", "margin": 0.5},  # wrong in both orders
+        {"id": "t2i_3", "preference": "response1", "margin": 0.0},  # zero margin: wrong
+        # judge lines with both orders: one order right, one wrong
+        {"id": "edit_1", "preference": "response2", "margin": -0.1, "p_response1_by_order": [0.2, 0.7]},
+        {"id": "edit_2", "preference": "response1", "margin": 0.3, "p_response1_by_order": [0.9, 0.8]},
+    ]
     head = headline("mmrb2", lines, recs)
     assert head["sections"] == {"edit": 0.75, "image": pytest.approx(1 / 3)}
     assert head["groups"]["edit: position-consistent"] == 0.5
@@ -175,8 +198,16 @@ def test_mmrewardbench_accuracy_per_category():
 def test_editrewardbench_pair_and_group_accuracy():
     recs = _records(ERB)
     # gold: 101 r1, 102 tie, 201: r2 r1 r1, 202: r1 r2 r2
-    margins = {"101": 2.0, "102": 0.05, "201_AvsB": -1.0, "201_AvsC": 1.0, "201_BvsC": 3.0,
-               "202_AvsB": 1.5, "202_AvsC": 0.5, "202_BvsC": -2.0}
+    margins = {
+        "101": 2.0,
+        "102": 0.05,
+        "201_AvsB": -1.0,
+        "201_AvsC": 1.0,
+        "201_BvsC": 3.0,
+        "202_AvsB": 1.5,
+        "202_AvsC": 0.5,
+        "202_BvsC": -2.0,
+    }
     lines = [{"id": i, "preference": recs[i].preference, "margin": m} for i, m in margins.items()]
     head = headline("editrewardbench", lines, recs)
     # Tie threshold: calling |m| <= .05 a tie makes 102 right and nothing else changes.
@@ -189,8 +220,20 @@ def test_editrewardbench_pair_and_group_accuracy():
 def test_eval_of_a_scores_file_prints_the_benchmarks_own_figures(tmp_path):
     recs = _records(ERB)
     scores = tmp_path / "erb.scores.jsonl"
-    scores.write_text("".join(json.dumps({"id": i, "task": r.task, "margin": 1.0 if r.preference == "response1"
-                                          else -1.0, "preference": r.preference}) + "\n" for i, r in recs.items()))
+    scores.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": i,
+                    "task": r.task,
+                    "margin": 1.0 if r.preference == "response1" else -1.0,
+                    "preference": r.preference,
+                }
+            )
+            + "\n"
+            for i, r in recs.items()
+        )
+    )
     res = CliRunner().invoke(app, ["eval", str(scores), "--data", str(ERB)])
     assert res.exit_code == 0, res.output
     assert "EditReward-Bench: its own metric" in res.output and "group accuracy (3pair)" in res.output
@@ -198,21 +241,26 @@ def test_eval_of_a_scores_file_prints_the_benchmarks_own_figures(tmp_path):
 
 # ---- data prep → score → eval with a tiny model ------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_image_model(tmp_path_factory):
     from _deploy_utils import text_set, train_tiny
 
     tmp = tmp_path_factory.mktemp("tiny")
-    return train_tiny(text_set(tmp / "data", n_train=16, n_val=8, n_test=8), tmp / "run", "modality=image",
-                      "trainer.max_epochs=1")
+    return train_tiny(
+        text_set(tmp / "data", n_train=16, n_val=8, n_test=8), tmp / "run", "modality=image", "trainer.max_epochs=1"
+    )
 
 
-@pytest.mark.parametrize("src,fmt,title,figure", [
-    (RB2, "rewardbench2", "RewardBench 2: its own metric", "Factuality"),
-    (MMRB2, "mmrb2", "Multimodal RewardBench 2: its own metric", "edit: position-consistent"),
-    (MMRB, "mmrewardbench", "Multimodal RewardBench: its own metric", "safety/bias"),
-    (ERB, "editrewardbench", "EditReward-Bench: its own metric", "group accuracy (3pair)"),
-])
+@pytest.mark.parametrize(
+    "src,fmt,title,figure",
+    [
+        (RB2, "rewardbench2", "RewardBench 2: its own metric", "Factuality"),
+        (MMRB2, "mmrb2", "Multimodal RewardBench 2: its own metric", "edit: position-consistent"),
+        (MMRB, "mmrewardbench", "Multimodal RewardBench: its own metric", "safety/bias"),
+        (ERB, "editrewardbench", "EditReward-Bench: its own metric", "group accuracy (3pair)"),
+    ],
+)
 def test_prep_score_eval_through_the_command_line(tmp_path, tiny_image_model, src, fmt, title, figure):
     runner = CliRunner()
     prepped = tmp_path / "prepped.jsonl"
@@ -222,8 +270,9 @@ def test_prep_score_eval_through_the_command_line(tmp_path, tiny_image_model, sr
     n = len(prepped.read_text().splitlines())
     scores = tmp_path / "s.jsonl"
     root = src if src.is_dir() else src.parent  # prep writes media outside its output folder as absolute paths
-    res = runner.invoke(app, ["score", str(prepped), "--model", str(tiny_image_model), "--out", str(scores),
-                              "--media-root", str(root)])
+    res = runner.invoke(
+        app, ["score", str(prepped), "--model", str(tiny_image_model), "--out", str(scores), "--media-root", str(root)]
+    )
     assert res.exit_code == 0, res.output
     assert len(scores.read_text().splitlines()) == n
     res = runner.invoke(app, ["eval", str(scores), "--data", str(src), "--report", str(tmp_path / "rep")])
@@ -261,25 +310,39 @@ def test_imagerewarddb_entries_of_a_prompt_become_one_ranked_group(tmp_path):
     bad.parent.mkdir()
     bad.write_text(json.dumps([dict(rows[0], rank=0), dict(rows[4], prompt_id="solo")], indent=1))
     res = list(load(bad, media_root=IRDB.parent.parent))
-    assert [str(r.error) for r in res] == [f"{bad}:2: rank: expected a whole number >= 1, got 0",
-                                           f"{bad}:13: prompt_id: prompt_id 'solo' has 1 image; a ranking needs "
-                                           "two or more"]
+    assert [str(r.error) for r in res] == [
+        f"{bad}:2: rank: expected a whole number >= 1, got 0",
+        f"{bad}:13: prompt_id: prompt_id 'solo' has 1 image; a ranking needs two or more",
+    ]
 
 
 def test_imagerewarddb_groups_train_with_plackett_luce(tmp_path):
     from _deploy_utils import tiny_overrides
+
     from omnireward.config import compose_config
     from omnireward.train import train
 
     prepped = tmp_path / "groups.jsonl"
     res = CliRunner().invoke(app, ["data", "prep", str(IRDB), "--out", str(prepped)])
     assert res.exit_code == 0 and "(imagerewarddb)" in res.output, res.output
-    model = train(compose_config(tiny_overrides({"train": prepped, "val": prepped}, tmp_path / "run", "modality=image",
-                                                "loss=plackett_luce", "trainer.max_epochs=1", "data.batch_size=2",
-                                                f"data.media_root={IRDB.parent.parent}")))
+    model = train(
+        compose_config(
+            tiny_overrides(
+                {"train": prepped, "val": prepped},
+                tmp_path / "run",
+                "modality=image",
+                "loss=plackett_luce",
+                "trainer.max_epochs=1",
+                "data.batch_size=2",
+                f"data.media_root={IRDB.parent.parent}",
+            )
+        )
+    )
     scores = tmp_path / "s.jsonl"
-    res = CliRunner().invoke(app, ["score", str(prepped), "--model", str(model), "--out", str(scores),
-                                   "--media-root", str(IRDB.parent.parent)])
+    res = CliRunner().invoke(
+        app,
+        ["score", str(prepped), "--model", str(model), "--out", str(scores), "--media-root", str(IRDB.parent.parent)],
+    )
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in scores.read_text().splitlines()]
     assert [len(x["rewards"]) for x in lines] == [4, 3] and lines[0]["gold_ranking"] == [0, 2, 1, 3]

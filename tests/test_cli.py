@@ -4,10 +4,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import helpful_vs_rude, write_jsonl
 
 EXE = [sys.executable, "-m", "omnireward.cli.app"]
@@ -33,12 +31,15 @@ def test_train_cfg_prints_the_composed_config_without_running():
     assert "max_epochs: 7" in r.stdout and "- audio" in r.stdout
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["train", "nope=1"], "bad config override"),
-    (["score", "missing.jsonl", "--model", "."], "missing.jsonl"),
-    (["data", "validate", "missing.jsonl"], "missing.jsonl"),
-    (["eval", "missing.jsonl"], "missing.jsonl"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "nope=1"], "bad config override"),
+        (["score", "missing.jsonl", "--model", "."], "missing.jsonl"),
+        (["data", "validate", "missing.jsonl"], "missing.jsonl"),
+        (["eval", "missing.jsonl"], "missing.jsonl"),
+    ],
+)
 def test_user_errors_are_one_line_and_exit_non_zero(tmp_path, args, needle):
     r = run(*args, cwd=tmp_path)
     assert r.returncode != 0
@@ -65,8 +66,16 @@ def test_bad_record_names_file_line_and_field(tmp_path):
 def test_train_then_score_latest_then_eval(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", helpful_vs_rude(32, seed=3))
     write_jsonl(tmp_path / "val.jsonl", helpful_vs_rude(12, seed=4, start=500))
-    r = run("train", "backbone=tiny", "data.train=train.jsonl", "data.val=val.jsonl", "trainer.max_epochs=2",
-            "model.lr=3e-3", "model.lm_lr=1e-3", cwd=tmp_path)
+    r = run(
+        "train",
+        "backbone=tiny",
+        "data.train=train.jsonl",
+        "data.val=val.jsonl",
+        "trainer.max_epochs=2",
+        "model.lr=3e-3",
+        "model.lm_lr=1e-3",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("reward-text-")

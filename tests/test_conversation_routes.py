@@ -11,17 +11,20 @@ import urllib.request
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
+from _chat_templates import FAMILIES  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from _chat_templates import FAMILIES  # noqa: E402
 from omnireward.data.formats.common import render_transcript  # noqa: E402
 from omnireward.serving import ServeSettings, make_server  # noqa: E402
 from omnireward.serving.chat import KNOWN_DEFAULT_SYSTEMS  # noqa: E402
 
 TOL = 1e-5
-TEXT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ABCDEFG.,?!'0123456789", min_size=1, max_size=30) \
-    .map(lambda s: " ".join(s.split())).filter(bool)
+TEXT = (
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz ABCDEFG.,?!'0123456789", min_size=1, max_size=30)
+    .map(lambda s: " ".join(s.split()))
+    .filter(bool)
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,9 @@ def server(model_dir):
 
 
 def post(srv, route: str, body) -> dict:
-    req = urllib.request.Request(srv.url + route, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        srv.url + route, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         assert resp.status == 200
         return json.loads(resp.read())
@@ -70,14 +74,17 @@ def conversations(draw):
     for u, a in history:
         messages += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
     messages.append({"role": "user", "content": user})
-    prompt = user if not history else render_transcript(
-        [m for m in messages if m["role"] != "system"])
-    return family, messages, response, {"prompt": prompt, "response": response,
-                                        **({"criteria": criteria} if criteria else {})}, draw(st.booleans())
+    prompt = user if not history else render_transcript([m for m in messages if m["role"] != "system"])
+    return (
+        family,
+        messages,
+        response,
+        {"prompt": prompt, "response": response, **({"criteria": criteria} if criteria else {})},
+        draw(st.booleans()),
+    )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
-          derandomize=True)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True)
 @given(case=conversations())
 def test_every_route_gives_the_native_records_reward(server, model_dir, case):
     from omnireward.integrations.openrlhf import reward_func
@@ -91,25 +98,34 @@ def test_every_route_gives_the_native_records_reward(server, model_dir, case):
     prompt_text = family.render(messages, generation)
     full_text = family.render(full_messages, False)
     query = prompt_text + response + family.eos  # OpenRLHF: decode(prompt ids + response ids + eos)
-    sent = full_text[len(family.bos):] if strip_bos and family.bos and full_text.startswith(family.bos) else full_text
+    sent = full_text[len(family.bos) :] if strip_bos and family.bos and full_text.startswith(family.bos) else full_text
     got = {
-        "get_reward": post(server, "/get_reward", {"query": [query], "prompts": [prompt_text], "labels": [None]})
-        ["rewards"][0],
+        "get_reward": post(server, "/get_reward", {"query": [query], "prompts": [prompt_text], "labels": [None]})[
+            "rewards"
+        ][0],
         "get_reward without prompts": post(server, "/get_reward", {"query": [full_text]})["rewards"][0],
-        "classify text": post(server, "/classify", {"model": "rm", "input": sent, "use_activation": False})
-        ["data"][-1]["probs"][-1],
+        "classify text": post(server, "/classify", {"model": "rm", "input": sent, "use_activation": False})["data"][-1][
+            "probs"
+        ][-1],
         "pooling text": post(server, "/pooling", {"input": [sent]})["data"][0]["data"][0],
-        "classify messages": post(server, "/classify", {"messages": full_messages, "use_activation": False})
-        ["data"][0]["probs"][0],
+        "classify messages": post(server, "/classify", {"messages": full_messages, "use_activation": False})["data"][0][
+            "probs"
+        ][0],
         "openrlhf reward_func": reward_func([query], [prompt_text], [None], model=str(model_dir))["rewards"][0],
     }
     fn = RewardFunction(model_dir, device="cpu")
     got["trl standard"] = fn([prompt_text], [response])[0]
     got["trl conversational"] = fn([messages], [[{"role": "assistant", "content": response}]])[0]
-    got["verl templated prompt"] = compute_score("d", response + family.eos, None, {"prompt": prompt_text},
-                                                 model=str(model_dir))
-    got["verl messages"] = compute_score(data_sources=["d"], solution_strs=[response], ground_truths=[None],
-                                         extra_infos=[{"prompt": messages}], model=str(model_dir))[0]
+    got["verl templated prompt"] = compute_score(
+        "d", response + family.eos, None, {"prompt": prompt_text}, model=str(model_dir)
+    )
+    got["verl messages"] = compute_score(
+        data_sources=["d"],
+        solution_strs=[response],
+        ground_truths=[None],
+        extra_infos=[{"prompt": messages}],
+        model=str(model_dir),
+    )[0]
     wrong = {k: v for k, v in got.items() if abs(v - expected) > TOL}
     assert not wrong, f"{family.name} (bos stripped: {strip_bos}) {record}: native {expected}, got {wrong}"
 
@@ -117,24 +133,34 @@ def test_every_route_gives_the_native_records_reward(server, model_dir, case):
 def test_system_prompt_modes(model_dir, server):
     """auto drops a policy's default, always keeps every system turn as criteria, never drops them all."""
     fam = FAMILIES["qwen2.5"]
-    text = fam.render([{"role": "user", "content": "Tell me about bees."},
-                       {"role": "assistant", "content": "They buzz."}], False)
-    native = {c: post(server, "/score", [{"prompt": "Tell me about bees.", "response": "They buzz.",
-                                          **({"criteria": c} if c else {})}])["results"][0]["reward"]
-              for c in (None, fam.default_system)}
+    text = fam.render(
+        [{"role": "user", "content": "Tell me about bees."}, {"role": "assistant", "content": "They buzz."}], False
+    )
+    native = {
+        c: post(
+            server,
+            "/score",
+            [{"prompt": "Tell me about bees.", "response": "They buzz.", **({"criteria": c} if c else {})}],
+        )["results"][0]["reward"]
+        for c in (None, fam.default_system)
+    }
     assert native[None] != native[fam.default_system]
-    assert post(server, "/classify", {"input": text, "use_activation": False})["data"][0]["probs"][0] \
-        == pytest.approx(native[None], abs=TOL)
+    assert post(server, "/classify", {"input": text, "use_activation": False})["data"][0]["probs"][0] == pytest.approx(
+        native[None], abs=TOL
+    )
     for mode, key in (("always", fam.default_system), ("never", None)):
-        with make_server(model_dir, settings=ServeSettings(port=0, quiet=True, system_prompt_as_criteria=mode),
-                         device="cpu") as srv:
-            assert post(srv, "/classify", {"input": text, "use_activation": False})["data"][0]["probs"][0] \
-                == pytest.approx(native[key], abs=TOL)
+        with make_server(
+            model_dir, settings=ServeSettings(port=0, quiet=True, system_prompt_as_criteria=mode), device="cpu"
+        ) as srv:
+            assert post(srv, "/classify", {"input": text, "use_activation": False})["data"][0]["probs"][
+                0
+            ] == pytest.approx(native[key], abs=TOL)
     from omnireward.errors import ConfigError
     from omnireward.integrations.trl import RewardFunction
 
     assert RewardFunction(model_dir, device="cpu", system_prompt_as_criteria="always")(
         [[{"role": "system", "content": fam.default_system}, {"role": "user", "content": "Tell me about bees."}]],
-        ["They buzz."]) == pytest.approx([native[fam.default_system]], abs=TOL)
+        ["They buzz."],
+    ) == pytest.approx([native[fam.default_system]], abs=TOL)
     with pytest.raises(ConfigError, match="system_prompt_as_criteria: must be one of auto, always, never"):
         RewardFunction(model_dir, system_prompt_as_criteria="sometimes")

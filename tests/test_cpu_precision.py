@@ -11,9 +11,9 @@ import sys
 
 import pytest
 import torch
+from _deploy_utils import accuracy, fit_steps, score_lines, text_set, tiny_overrides
 from torch import nn
 
-from _deploy_utils import accuracy, fit_steps, score_lines, text_set, tiny_overrides
 from omnireward.errors import ConfigError
 from omnireward.quant import agreement
 
@@ -32,7 +32,10 @@ def trained(request, tmp_path_factory):
         tiny_hf = pytest.importorskip("_tiny_hf")
         src = tiny_hf.save_text_lm(root / "src", hidden=64)
         overrides = [o for o in overrides if not o.startswith("backbone")] + [
-            "backbone=hf", f"backbone.name_or_path={src}", "backbone.dtype=float32"]
+            "backbone=hf",
+            f"backbone.name_or_path={src}",
+            "backbone.dtype=float32",
+        ]
     cfg = compose_config(overrides)
     module = build_module(cfg)
     fit_steps(module, load_records(data["train"]), steps=12, lr=2e-3)
@@ -97,8 +100,9 @@ def test_int8_is_recorded_in_the_state_and_summary_and_a_resume_with_another_pre
     if family == "hf":
         pytest.skip("the recording does not depend on the backbone family")
     out = tmp_path / "scores.jsonl"
-    summary = score_file(data["test"], model_dir, out, quant="int8", compare_full=True, device="cpu",
-                         show_progress=False)
+    summary = score_file(
+        data["test"], model_dir, out, quant="int8", compare_full=True, device="cpu", show_progress=False
+    )
     a = summary["agreement_with_full_precision"]
     assert a["n_pairs"] == 48 and a["sign_agreement"] >= 0.95
     saved = json.loads((tmp_path / "scores.summary.json").read_text())
@@ -113,10 +117,13 @@ def test_int8_is_recorded_in_the_state_and_summary_and_a_resume_with_another_pre
         score_file(data["test"], model_dir, out, quant="int8", batch_size=8, device="cpu", show_progress=False)
 
 
-@pytest.mark.parametrize("quant,device,needle", [
-    ("int8", "cuda", "--quant 8bit"),
-    ("int4", "cpu", "expected one of none, 4bit, 8bit, int8, bf16"),
-])
+@pytest.mark.parametrize(
+    "quant,device,needle",
+    [
+        ("int8", "cuda", "--quant 8bit"),
+        ("int4", "cpu", "expected one of none, 4bit, 8bit, int8, bf16"),
+    ],
+)
 def test_bad_combinations_are_refused_before_anything_is_written(quant, device, needle, tmp_path):
     from omnireward.scoring.bt import score_file
 
@@ -141,9 +148,10 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(monkeypatch):
 
 def test_int8_over_a_bitsandbytes_lm_is_refused():
     pytest.importorskip("bitsandbytes")
-    from omnireward.quant import apply_int8, quantize_lm
-    from omnireward.backbones.lm import tiny_lm_config
     from transformers import LlamaForCausalLM
+
+    from omnireward.backbones.lm import tiny_lm_config
+    from omnireward.quant import apply_int8, quantize_lm
 
     lm = LlamaForCausalLM(tiny_lm_config(64, 32, 1))
     quantize_lm(lm, "8bit")
@@ -153,8 +161,13 @@ def test_int8_over_a_bitsandbytes_lm_is_refused():
 
 def _cli(*args):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "omnireward.cli.app", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "omnireward.cli.app", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_the_cli_refuses_bad_combinations_in_one_line(trained, tmp_path):

@@ -2,13 +2,13 @@
 
 import json
 import time
-import tomllib
 from collections import Counter, defaultdict
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from omnireward.data.demo import FLIP, audio, build_demo, build_split, image, mesh, text, video
 from omnireward.data.demo.pairs import INSTALL_HINT, package_file, split_sizes
@@ -16,8 +16,12 @@ from omnireward.data.media import load_audio, load_image, load_mesh, load_mesh_t
 from omnireward.data.records import TASK_MODALITY, Pair, record_from_dict
 from omnireward.errors import ConfigError, DependencyError
 
-LOADERS = {"image": load_image, "video": lambda p: load_video(p, num_frames=4), "audio": load_audio,
-           "mesh": lambda p: load_mesh(p, num_points=256)}
+LOADERS = {
+    "image": load_image,
+    "video": lambda p: load_video(p, num_frames=4),
+    "audio": load_audio,
+    "mesh": lambda p: load_mesh(p, num_points=256),
+}
 
 
 def _read(root, split):
@@ -186,15 +190,15 @@ def test_audio_flips_follow_their_criteria(built):
 
     def voiced_seconds(x):
         frames = x[: len(x) // 160 * 160].reshape(-1, 160)
-        energy = np.sqrt((frames ** 2).mean(axis=1))
+        energy = np.sqrt((frames**2).mean(axis=1))
         return np.sum(energy > 0.1 * energy.max()) * 0.01
 
     def pitch_hz(x):
         # Median autocorrelation pitch over voiced 64 ms frames: espeak's -p 90 and -p 10 differ ~2x.
         found = []
         for start in range(0, len(x) - 1024, 320):
-            seg = x[start:start + 1024]
-            if np.sqrt(np.mean(seg ** 2)) < 0.3 * np.abs(x).max() / 3:
+            seg = x[start : start + 1024]
+            if np.sqrt(np.mean(seg**2)) < 0.3 * np.abs(x).max() / 3:
                 continue
             ac = np.correlate(seg, seg, "full")[1023:]
             lo, hi = 16000 // 400, 16000 // 60
@@ -210,7 +214,7 @@ def test_audio_flips_follow_their_criteria(built):
         first_wins = p.criteria in _said(audio, first)
         assert first_wins != (p.criteria in _said(audio, second))
         if kind == "volume":
-            assert (np.sqrt(np.mean(win ** 2)) > np.sqrt(np.mean(lose ** 2))) == first_wins, p.criteria
+            assert (np.sqrt(np.mean(win**2)) > np.sqrt(np.mean(lose**2))) == first_wins, p.criteria
         elif kind == "speed":
             assert (voiced_seconds(win) < voiced_seconds(lose)) == first_wins, p.criteria
         else:
@@ -248,10 +252,12 @@ def test_3d_flips_follow_their_criteria(built):
 
 
 # modality -> (sources train and val may show, sources only test shows)
-POOLS = {"text": (text.SEEN_FAMILIES + ["unsafe"], text.UNSEEN_FAMILIES + ["unsafe-unseen"]),
-         "image": ([x.name for x in image.SEEN], [x.name for x in image.UNSEEN]),
-         "video": ([x.name for x in video.SEEN], [x.name for x in video.UNSEEN]),
-         "3d": (mesh.SEEN, mesh.UNSEEN)}
+POOLS = {
+    "text": (text.SEEN_FAMILIES + ["unsafe"], text.UNSEEN_FAMILIES + ["unsafe-unseen"]),
+    "image": ([x.name for x in image.SEEN], [x.name for x in image.UNSEEN]),
+    "video": ([x.name for x in video.SEEN], [x.name for x in video.UNSEEN]),
+    "3d": (mesh.SEEN, mesh.UNSEEN),
+}
 
 
 @pytest.mark.parametrize("modality", list(POOLS))
@@ -286,8 +292,10 @@ def test_missing_media_package_names_what_installs_it(monkeypatch):
     assert "pip install --no-deps pyvista" in str(err.value)
     extra = INSTALL_HINT.split("'")[1].split("[")[1].rstrip("]")
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    required = {r.split(">")[0].split("=")[0].split("<")[0].strip().lower()
-                for r in pyproject["project"]["optional-dependencies"][extra]}
+    required = {
+        r.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        for r in pyproject["project"]["optional-dependencies"][extra]
+    }
     modules = {w[0] for w in [x.where for x in image.SEEN + image.UNSEEN]} | {"skvideo", "av"}
     dists = packages_distributions()
     for module in modules - {"pyvista"}:  # pyvista is installed with --no-deps, as the hint says
@@ -338,8 +346,12 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
         assert (a / rel).read_bytes() == (b / rel).read_bytes()
     # Rebuilding in place replaces the media instead of piling up stale files.
     build_demo("image", tmp_path / "a", n_pairs=6, seed=7)
-    referenced = {m.path for s in ("train", "val", "test") for p in _read(a, s)
-                  for m in p.prompt_media + p.response1.media + p.response2.media}
+    referenced = {
+        m.path
+        for s in ("train", "val", "test")
+        for p in _read(a, s)
+        for m in p.prompt_media + p.response1.media + p.response2.media
+    }
     on_disk = {str(f.relative_to(a)) for f in (a / "media").rglob("*") if f.is_file()}
     assert on_disk == referenced
 

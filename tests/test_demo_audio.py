@@ -13,8 +13,10 @@ from omnireward.data.demo.audio import SOURCES, bundled_clips
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = build_demo("audio", tmp_path_factory.mktemp("audio_demo"), n_pairs=60, seed=3)
-    return {s: [json.loads(line) for line in (root / f"{s}.jsonl").read_text().splitlines()]
-            for s in ("train", "val", "test")}
+    return {
+        s: [json.loads(line) for line in (root / f"{s}.jsonl").read_text().splitlines()]
+        for s in ("train", "val", "test")
+    }
 
 
 def _by_name():
@@ -32,7 +34,8 @@ def test_bundled_sources_are_split_by_voice_and_sentence():
         voices, sentences = {c.voice for c in part}, {c.sentence for c in part}
         assert len(voices) >= 2
         assert {(c.voice, c.sentence) for c in part if c.variant == "normal"} == {
-            (v, s) for v in voices for s in sentences}
+            (v, s) for v in voices for s in sentences
+        }
         assert {c.variant for c in part} == {"normal", "fast", "slow", "high", "low"}
 
 

@@ -25,8 +25,13 @@ def test_the_tag_reads_the_effective_settings_from_the_composed_config():
     a = demo_runs.parser().parse_args(TEXT)
     settings = demo_runs.effective_settings(compose_config(demo_runs.base_overrides(a)))
     cfg = compose_config([])
-    assert settings == {"train_layers": cfg.backbone.train_layers, "group_by_length": cfg.data.group_by_length,
-                        "lr": cfg.model.lr, "lm_lr": cfg.model.lm_lr, "batch_size": cfg.data.batch_size}
+    assert settings == {
+        "train_layers": cfg.backbone.train_layers,
+        "group_by_length": cfg.data.group_by_length,
+        "lr": cfg.model.lr,
+        "lm_lr": cfg.model.lm_lr,
+        "batch_size": cfg.data.batch_size,
+    }
     t = tag(TEXT)
     assert re.fullmatch(rf"text-Lall-e2-n128-s0-t{cfg.backbone.train_layers}-[0-9a-f]{{8}}", t), t
     assert tag(TEXT) == t  # deterministic

@@ -45,6 +45,7 @@ def photo(tmp_path_factory):
 
 # ---------------------------------------------------------------- audio
 
+
 def test_louder_clip_reads_louder_by_its_gain(tmp_path):
     wav = _speech("s03_normal")
     loud = D.describe("audio", _write(tmp_path / "loud.wav", wav * 0.9))
@@ -64,7 +65,9 @@ def test_pitch_of_a_tone_is_its_frequency(hz):
     t = np.arange(RATE) / RATE
     tone = 0.3 * np.sin(2 * np.pi * hz * t) + 0.1 * np.sin(2 * np.pi * 2 * hz * t)
     med, lo, hi = D.audio_descriptors(tone)["pitch"]
-    assert med == pytest.approx(hz, rel=0.02) and lo == pytest.approx(hz, rel=0.03) and hi == pytest.approx(hz, rel=0.03)
+    assert (
+        med == pytest.approx(hz, rel=0.02) and lo == pytest.approx(hz, rel=0.03) and hi == pytest.approx(hz, rel=0.03)
+    )
 
 
 def test_higher_voice_has_higher_pitch_and_faster_speech_a_higher_rate():
@@ -92,12 +95,16 @@ def test_noise_lowers_the_snr_and_a_flat_top_reads_as_clipping():
 
 # ---------------------------------------------------------------- image and video
 
+
 def test_image_descriptors_follow_brightness_colour_blur_and_noise(photo):
     im = Image.open(photo).convert("RGB")
     d = lambda x: D.image_descriptors(np.asarray(x))  # noqa: E731
     base = d(im)
-    assert d(ImageEnhance.Brightness(im).enhance(1.5))["brightness"] > base["brightness"] > \
-        d(ImageEnhance.Brightness(im).enhance(0.5))["brightness"]
+    assert (
+        d(ImageEnhance.Brightness(im).enhance(1.5))["brightness"]
+        > base["brightness"]
+        > d(ImageEnhance.Brightness(im).enhance(0.5))["brightness"]
+    )
     grey = d(im.convert("L").convert("RGB"))
     assert grey["colourfulness"] < 1 and grey["saturation"] == 0 and base["colourfulness"] > 20
     assert d(ImageEnhance.Contrast(im).enhance(0.3))["contrast"] < base["contrast"] / 2
@@ -146,6 +153,7 @@ def test_a_clip_shorter_than_the_sampled_frames_counts_each_frame_once(tmp_path)
 
 # ---------------------------------------------------------------- 3D
 
+
 def _mesh_file(tmp_path, name, v, f):
     import trimesh
 
@@ -157,16 +165,18 @@ def _mesh_file(tmp_path, name, v, f):
 def test_mesh_descriptors_follow_height_roughness_and_holes(tmp_path):
     import trimesh
 
-    nut = trimesh.load(Path(importlib.util.find_spec("pyvista").submodule_search_locations[0]) / "examples" / "nut.ply",
-                       process=False)
+    nut = trimesh.load(
+        Path(importlib.util.find_spec("pyvista").submodule_search_locations[0]) / "examples" / "nut.ply", process=False
+    )
     v, f = np.asarray(nut.vertices, dtype=np.float64), np.asarray(nut.faces)
     tall = D.mesh_descriptors(trimesh.Trimesh(v * [1, 1, 2], f, process=False))
     flat = D.mesh_descriptors(trimesh.Trimesh(v * [1, 1, 0.5], f, process=False))
     assert tall["height"] == pytest.approx(4 * flat["height"]) and tall["width"] == pytest.approx(flat["width"])
     assert tall["height_width"] > 3 * flat["height_width"]
     radius = np.linalg.norm(v - v.mean(0), axis=1).max()
-    rough = D.mesh_descriptors(trimesh.Trimesh(v + np.random.default_rng(0).normal(0, 0.04 * radius, v.shape), f,
-                                               process=False))
+    rough = D.mesh_descriptors(
+        trimesh.Trimesh(v + np.random.default_rng(0).normal(0, 0.04 * radius, v.shape), f, process=False)
+    )
     assert rough["roughness"] > 2 * D.mesh_descriptors(nut)["roughness"]
     sphere = trimesh.creation.icosphere(3)
     whole = D.describe("mesh", _mesh_file(tmp_path, "whole", sphere.vertices, sphere.faces))
@@ -187,6 +197,7 @@ def _box(w, d, h):
 
 # ---------------------------------------------------------------- cache
 
+
 def test_descriptor_lines_are_cached_per_file_and_version(tmp_path, photo, monkeypatch):
     cache = FeatureCache(tmp_path / "features")
     first = cache.descriptor("image", photo)
@@ -204,10 +215,11 @@ def test_descriptor_lines_are_cached_per_file_and_version(tmp_path, photo, monke
 
 # ---------------------------------------------------------------- in the LM's input
 
+
 def _tokens_after_media(processor, conv):
     text, media = processor.render(conv)
     pieces = processor.tokens(text, media)
-    return [pieces[i + 1:i + 100] for i, p in enumerate(pieces) if isinstance(p, tuple)]
+    return [pieces[i + 1 : i + 100] for i, p in enumerate(pieces) if isinstance(p, tuple)]
 
 
 def test_modular_backbone_puts_the_line_after_each_medium_when_on(tmp_path, photo):
@@ -215,16 +227,27 @@ def test_modular_backbone_puts_the_line_after_each_medium_when_on(tmp_path, phot
 
     clip = _write(tmp_path / "clip.wav", _speech("s05_normal"))
     conv = conversation(None, ["Which is better?", Media("image", str(photo))], [Media("audio", clip), "ok"])
-    on = build_modular(lm="tiny", encoders=["image", "audio"], pretrained_encoders=False, feature_cache=False,
-                       descriptor_tokens=True, encoder_options={"audio": {"transcript": False}})
-    off = build_modular(lm="tiny", encoders=["image", "audio"], pretrained_encoders=False, feature_cache=False,
-                        encoder_options={"audio": {"transcript": False}})
+    on = build_modular(
+        lm="tiny",
+        encoders=["image", "audio"],
+        pretrained_encoders=False,
+        feature_cache=False,
+        descriptor_tokens=True,
+        encoder_options={"audio": {"transcript": False}},
+    )
+    off = build_modular(
+        lm="tiny",
+        encoders=["image", "audio"],
+        pretrained_encoders=False,
+        feature_cache=False,
+        encoder_options={"audio": {"transcript": False}},
+    )
     tok = on.tokenizer
     lines = [D.describe("image", photo), D.describe("audio", clip)]
     for after, line in zip(_tokens_after_media(on.processor, conv), lines):
         want = tok(" " + line, add_special_tokens=False)["input_ids"]
-        assert after[:len(want)] == want
-    for after, line in zip(_tokens_after_media(off.processor, conv), lines):
+        assert after[: len(want)] == want
+    for after, _line in zip(_tokens_after_media(off.processor, conv), lines):
         assert "[" not in tok.decode([t for t in after if not isinstance(t, tuple)][:5])
     # the reward is still read at the last real token, and the batch embeds
     batch = on.processor([conv])
@@ -234,6 +257,7 @@ def test_modular_backbone_puts_the_line_after_each_medium_when_on(tmp_path, phot
 
 def test_hf_backbone_puts_the_line_after_each_medium_as_text(tmp_path, photo):
     from _tiny_hf import save_qwen2_5_vl
+
     from omnireward.backbones.hf import build_hf
 
     folder = save_qwen2_5_vl(tmp_path / "vl")
@@ -261,25 +285,49 @@ def test_folder_trained_with_descriptors_reloads_with_them(tmp_path, photo):
     other = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).resize((96, 96)).save(other)
     shutil.copy(photo, tmp_path / "coffee.png")
-    rows = [{"id": str(i), "prompt": "a cup of coffee",
-             "response1": {"media": [{"type": "image", "path": "coffee.png" if i % 2 else "astronaut.png"}]},
-             "response2": {"media": [{"type": "image", "path": "astronaut.png" if i % 2 else "coffee.png"}]},
-             "preference": "response1" if i % 2 else "response2"} for i in range(4)]
+    rows = [
+        {
+            "id": str(i),
+            "prompt": "a cup of coffee",
+            "response1": {"media": [{"type": "image", "path": "coffee.png" if i % 2 else "astronaut.png"}]},
+            "response2": {"media": [{"type": "image", "path": "astronaut.png" if i % 2 else "coffee.png"}]},
+            "preference": "response1" if i % 2 else "response2",
+        }
+        for i in range(4)
+    ]
     data_file = tmp_path / "pairs.jsonl"
     data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = train(compose_config(["backbone=tiny", "modality=image", f"data.train={data_file}", f"data.val={data_file}",
-                                f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1", "data.batch_size=4",
-                                "backbone.feature_cache=false", "backbone.descriptor_tokens=true",
-                                "logger.tensorboard=false"]))
+    out = train(
+        compose_config(
+            [
+                "backbone=tiny",
+                "modality=image",
+                f"data.train={data_file}",
+                f"data.val={data_file}",
+                f"output_dir={tmp_path / 'run'}",
+                "trainer.max_epochs=1",
+                "data.batch_size=4",
+                "backbone.feature_cache=false",
+                "backbone.descriptor_tokens=true",
+                "logger.tensorboard=false",
+            ]
+        )
+    )
     assert read_config(out).backbone.descriptor_tokens is True
     model, _ = RewardModel.from_pretrained(out)
     assert model.backbone.processor.descriptor_tokens is True
 
 
 # flip -> (the criteria key whose side should read higher, the descriptor, its direction)
-_FLIP_READS = {"volume": ("loud", "loudness", 1), "speed": ("fast", "rate", 1), "pitch": ("high", "pitch", 1),
-               "brightness": ("bright", "brightness", 1), "colour": ("gray", "colourfulness", -1),
-               "height": ("tall", "height_width", 1), "roughness": ("smooth", "roughness", -1)}
+_FLIP_READS = {
+    "volume": ("loud", "loudness", 1),
+    "speed": ("fast", "rate", 1),
+    "pitch": ("high", "pitch", 1),
+    "brightness": ("bright", "brightness", 1),
+    "colour": ("gray", "colourfulness", -1),
+    "height": ("tall", "height_width", 1),
+    "roughness": ("smooth", "roughness", -1),
+}
 
 
 @pytest.mark.parametrize("modality", ["audio", "image", "video", "3d"])
@@ -291,17 +339,21 @@ def test_descriptor_lines_tell_every_demo_flip_pair_apart_the_right_way(modality
 
     module = {"audio": audio, "image": image, "video": video, "3d": mesh}[modality]
     pairs = build_split_lines(modality, tmp_path)
-    measure = {"audio": lambda p: D.audio_descriptors(media.load_audio(p)),
-               "image": lambda p: D.image_descriptors(np.asarray(media.load_image(p))),
-               "video": lambda p: (lambda c: D.video_descriptors(c.frames, c.duration))(media.load_video(p, 12)),
-               "mesh": lambda p: D.mesh_descriptors(media._load_geometry(Path(p)))}
+    measure = {
+        "audio": lambda p: D.audio_descriptors(media.load_audio(p)),
+        "image": lambda p: D.image_descriptors(np.asarray(media.load_image(p))),
+        "video": lambda p: (lambda c: D.video_descriptors(c.frames, c.duration))(media.load_video(p, 12)),
+        "mesh": lambda p: D.mesh_descriptors(media._load_geometry(Path(p))),
+    }
     checked = 0
     for r in pairs:
         if r["meta"].get("flip") not in _FLIP_READS:
             continue
         first, key, sign = _FLIP_READS[r["meta"]["flip"]]
         first_wins = r["criteria"] in module.CRITERIA[first] + module.PARAPHRASES[first]
-        win, lose = (r["response1"], r["response2"]) if r["preference"] == "response1" else (r["response2"], r["response1"])
+        win, lose = (
+            (r["response1"], r["response2"]) if r["preference"] == "response1" else (r["response2"], r["response1"])
+        )
         values = []
         for side in (win, lose):
             m = side["media"][0]
@@ -309,8 +361,9 @@ def test_descriptor_lines_tell_every_demo_flip_pair_apart_the_right_way(modality
             values.append(d[key][0] if key == "pitch" else d[key])
         a, b = values if first_wins else values[::-1]
         assert (a - b) * sign > 0, (r["meta"], r["criteria"], values)
-        assert D.describe(win["media"][0]["type"], tmp_path / win["media"][0]["path"]) != \
-            D.describe(lose["media"][0]["type"], tmp_path / lose["media"][0]["path"])
+        assert D.describe(win["media"][0]["type"], tmp_path / win["media"][0]["path"]) != D.describe(
+            lose["media"][0]["type"], tmp_path / lose["media"][0]["path"]
+        )
         checked += 1
     assert checked >= 4
 

@@ -19,8 +19,14 @@ from omnireward.config import compose_config
 from omnireward.data.records import Pair, Response
 from omnireward.errors import ConfigError, DependencyError
 from omnireward.reward_model import RewardModel
-from omnireward.strategies import (RUN_DIR_ENV, build_strategy, enable_gradient_checkpointing, gather_rows,
-                                   shared_output_dir, wrap_policy)
+from omnireward.strategies import (
+    RUN_DIR_ENV,
+    build_strategy,
+    enable_gradient_checkpointing,
+    gather_rows,
+    shared_output_dir,
+    wrap_policy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = "Sure! To {}, start with the basics and go step by step."
@@ -37,8 +43,15 @@ def _pairs(n: int, start: int = 0, flipped: int = 0) -> list[dict]:
         label = "response1" if first else "response2"
         if i - start < flipped:
             label = "response2" if first else "response1"
-        rows.append({"id": f"p{i}", "prompt": f"How do I {topic}?", "response1": good if first else bad,
-                     "response2": bad if first else good, "preference": label})
+        rows.append(
+            {
+                "id": f"p{i}",
+                "prompt": f"How do I {topic}?",
+                "response1": good if first else bad,
+                "response2": bad if first else good,
+                "preference": label,
+            }
+        )
     return rows
 
 
@@ -64,10 +77,18 @@ def _metrics(out: Path) -> list[dict]:
 def runs(tmp_path_factory):
     """Training data and the overrides every run here shares; `runs.get(name, ...)` trains once per name."""
     tmp = tmp_path_factory.mktemp("ddp")
-    train = _write(tmp / "train.jsonl", _pairs(48))           # 3 global batches of 16 per epoch
+    train = _write(tmp / "train.jsonl", _pairs(48))  # 3 global batches of 16 per epoch
     val = _write(tmp / "val.jsonl", _pairs(15, 1000, flipped=4))  # odd: ranks get 8 and 7 pairs
-    common = ["backbone=tiny", "head.dropout=0", "model.lr=3e-3", "model.lm_lr=1e-3", f"data.train={train}",
-              f"data.val={val}", "trainer.max_epochs=2", "logger.tensorboard=false"]
+    common = [
+        "backbone=tiny",
+        "head.dropout=0",
+        "model.lr=3e-3",
+        "model.lm_lr=1e-3",
+        f"data.train={train}",
+        f"data.val={val}",
+        "trainer.max_epochs=2",
+        "logger.tensorboard=false",
+    ]
     done: dict[str, Path] = {}
 
     class Runs:
@@ -99,8 +120,9 @@ def _assert_same_training(one: Path, two: Path) -> None:
     assert a.keys() == b.keys()
     # The weights the run started from (train() seeds, then builds), to measure how far training moved them.
     L.seed_everything(0, verbose=False)
-    init = RewardModel.with_bt_head(build_modular(lm="tiny", lm_layers=2, pretrained_encoders=False, feature_cache=False),
-                       dropout=0.0).state_dict()
+    init = RewardModel.with_bt_head(
+        build_modular(lm="tiny", lm_layers=2, pretrained_encoders=False, feature_cache=False), dropout=0.0
+    ).state_dict()
     moved = {k: float((a[k] - init[k.removeprefix("model.")]).norm()) for k in a}
     apart = {k: float((a[k] - b[k]).norm()) for k in a}
     assert sum(m > 0 for m in moved.values()) >= 15  # training changed the trainable tensors...
@@ -119,8 +141,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process_with_the_same_global_batch
 def test_torchrun_launch_matches_one_process(runs):
     """The documented torchrun command: Lightning takes the ranks torchrun gives and starts none itself."""
     launcher = ("-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_port=29517")
-    _assert_same_training(_one(runs), runs.get("torchrun", "trainer=cpu_ddp", "data.batch_size=8",
-                                               launcher=launcher))
+    _assert_same_training(_one(runs), runs.get("torchrun", "trainer=cpu_ddp", "data.batch_size=8", launcher=launcher))
 
 
 def test_ddp_validation_metrics_cover_the_whole_val_set(runs):
@@ -202,10 +223,19 @@ def test_bad_strategy_mappings_are_config_errors():
     with pytest.raises(ConfigError, match="cannot import 'omnireward.strategies.horovod_strategy'"):
         compose_config(["trainer=fsdp", "trainer.strategy._target_=omnireward.strategies.horovod_strategy"])
     with pytest.raises(ConfigError, match="unknown option.*for the fsdp strategy: wrap_layer"):
-        build_strategy({"strategy": {"_target_": "omnireward.strategies.fsdp_strategy", "wrap_layer": ["DecoderLayer"]}})
+        build_strategy(
+            {"strategy": {"_target_": "omnireward.strategies.fsdp_strategy", "wrap_layer": ["DecoderLayer"]}}
+        )
     assert build_strategy({"strategy": "ddp", "devices": 2}) == {"strategy": "ddp", "devices": 2}
-    kwargs = build_strategy({"strategy": {"_target_": "omnireward.strategies.ddp_strategy",
-                                          "find_unused_parameters": False, "static_graph": True}})
+    kwargs = build_strategy(
+        {
+            "strategy": {
+                "_target_": "omnireward.strategies.ddp_strategy",
+                "find_unused_parameters": False,
+                "static_graph": True,
+            }
+        }
+    )
     assert isinstance(kwargs["strategy"], DDPStrategy) and kwargs["strategy"]._ddp_kwargs["static_graph"] is True
 
 
@@ -219,9 +249,17 @@ def _grads(model: RewardModel, batch, labels) -> dict[str, torch.Tensor]:
 
 def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients():
     model = RewardModel.with_bt_head(build_modular(lm="tiny", lm_layers=2, feature_cache=False), dropout=0.0).train()
-    pairs = [Pair(id=f"p{i}", task="text_to_text", prompt=f"How do I {t}?",
-                  response1=Response(text=GOOD.format(t)), response2=Response(text=BAD[i % 3]),
-                  preference="response1") for i, t in enumerate(TOPICS[:4])]
+    pairs = [
+        Pair(
+            id=f"p{i}",
+            task="text_to_text",
+            prompt=f"How do I {t}?",
+            response1=Response(text=GOOD.format(t)),
+            response2=Response(text=BAD[i % 3]),
+            preference="response1",
+        )
+        for i, t in enumerate(TOPICS[:4])
+    ]
     batch, labels = model.collate_pairs(pairs), torch.tensor([1.0, -1.0, 1.0, -1.0])
     calls, mlp = [], model.backbone.lm.model.layers[0].mlp
     forward = mlp.forward

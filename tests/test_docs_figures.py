@@ -19,19 +19,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import report  # noqa: E402
+
 MARKED = re.compile(r"<!-- bench .*?-->.*?<!-- /bench -->", re.DOTALL)
 # Measured-looking cells: accuracies (0.83), times, memory, throughput, percentages, ratios.
 FIGURE = re.compile(r"(?<![\w.=/-])(0\.\d{2,}|\d+(\.\d+)?\s?(s|min|ms|MiB|GiB|MB|GB|pairs/s|req/s|%|×))(?![\w/])")
 
 
 def _docs():
-    return [p for p in [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-            if p.exists()]
+    return [
+        p
+        for p in [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+        if p.exists()
+    ]
 
 
 def test_report_check_passes():
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True,
-                       text=True, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"], capture_output=True, text=True, cwd=ROOT
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -42,7 +47,9 @@ def unmarked_table_figures(text: str) -> list[str]:
 
 
 def test_no_table_carries_a_figure_outside_a_marker():
-    found = [f"{p.relative_to(ROOT)}: {line.strip()}" for p in _docs() for line in unmarked_table_figures(p.read_text())]
+    found = [
+        f"{p.relative_to(ROOT)}: {line.strip()}" for p in _docs() for line in unmarked_table_figures(p.read_text())
+    ]
     assert not found, "figures typed into tables:\n" + "\n".join(found)
 
 
@@ -79,14 +86,22 @@ def _build_paragraphs(text: str) -> list[str]:
 def test_data_card_build_lines_carry_no_typed_times_or_sizes():
     cards = sorted((ROOT / "data_cards").glob("demo_*.md"))
     assert cards
-    found = [f"{p.name}: {m.group(0)!r}" for p in cards for para in _build_paragraphs(p.read_text())
-             for m in TIME_OR_SIZE.finditer(para)]
+    found = [
+        f"{p.name}: {m.group(0)!r}"
+        for p in cards
+        for para in _build_paragraphs(p.read_text())
+        for m in TIME_OR_SIZE.finditer(para)
+    ]
     assert not found, "times or sizes typed into Build lines:\n" + "\n".join(found)
 
 
 def test_the_build_line_check_finds_typed_figures():
-    for typed in ("~3 s; ~18 MB (FLAC).", "A few seconds on 2 cores; ~24 MB", "Seconds; ~14 MB.",
-                  "Under a second; ~0.2 MB."):
+    for typed in (
+        "~3 s; ~18 MB (FLAC).",
+        "A few seconds on 2 cores; ~24 MB",
+        "Seconds; ~14 MB.",
+        "Under a second; ~0.2 MB.",
+    ):
         assert TIME_OR_SIZE.search(_build_paragraphs(f"**Build**: `omnireward data demo`. {typed}\n")[0]), typed
     assert not TIME_OR_SIZE.search(_build_paragraphs("**Build**: `omnireward data demo`. Images are 160×160 PNG.")[0])
 
@@ -96,20 +111,27 @@ GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")
 FIGURE_MARKER = "<!-- bench figure file=demo where=tag:a figure=acc fmt=.2f -->"
 TABLE_MARKER = "<!-- bench table name=provenance file=demo where=tag:a -->"
-DOC = (f"The model scores {FIGURE_MARKER}?<!-- /bench --> on held-out pairs.\n\n"
-       f"{TABLE_MARKER}\n?\n<!-- /bench -->\n")
+DOC = f"The model scores {FIGURE_MARKER}?<!-- /bench --> on held-out pairs.\n\n{TABLE_MARKER}\n?\n<!-- /bench -->\n"
 CARD = "**Measured**: shapes at <!-- bench figure file=demo where=tag:a figure=shapes fmt=.2f -->?<!-- /bench -->.\n"
 
 
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return {**env, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org", **extra}
+    return {
+        **env,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        **extra,
+    }
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run([GIT, "-c", "commit.gpgsign=false", *args], cwd=root, env=_env(), check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [GIT, "-c", "commit.gpgsign=false", *args], cwd=root, env=_env(), check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _tree(tmp_path: Path, git: bool) -> Path:
@@ -129,15 +151,28 @@ def _tree(tmp_path: Path, git: bool) -> Path:
 
 
 def _line(root: Path, commit: str, acc: float = 0.75, **fields) -> None:
-    line = {"bench": "demo", "command": "python benchmarks/demo.py", "commit": commit, "machine": {"cores": 2},
-            "date": "2026-01-01T00:00:00Z", "tag": "a", **fields, "figures": {"acc": acc, "shapes": 0.5}}
+    line = {
+        "bench": "demo",
+        "command": "python benchmarks/demo.py",
+        "commit": commit,
+        "machine": {"cores": 2},
+        "date": "2026-01-01T00:00:00Z",
+        "tag": "a",
+        **fields,
+        "figures": {"acc": acc, "shapes": 0.5},
+    }
     with (root / "benchmarks" / "results" / "demo.jsonl").open("a") as f:
         f.write(json.dumps(line) + "\n")
 
 
 def _report(root: Path, *args: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(root / "benchmarks" / "report.py"), *args], cwd=root,
-                          env=_env(**env), capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "report.py"), *args],
+        cwd=root,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+    )
 
 
 def _head(root: Path) -> str:
@@ -190,8 +225,11 @@ def test_check_and_write_refuse_a_line_whose_commit_is_not_in_the_history(tmp_pa
         errors = r.stdout.splitlines()
         # One line per marker (figure and table in the README, figure in the card), each naming
         # the doc, the marker and the commit.
-        for where, marker in (("README.md:1:", FIGURE_MARKER), ("README.md:3:", TABLE_MARKER),
-                              ("data_cards/demo_x.md:1:", "<!-- bench figure file=demo where=tag:a figure=shapes")):
+        for where, marker in (
+            ("README.md:1:", FIGURE_MARKER),
+            ("README.md:3:", TABLE_MARKER),
+            ("data_cards/demo_x.md:1:", "<!-- bench figure file=demo where=tag:a figure=shapes"),
+        ):
             hit = [e for e in errors if e.startswith(where) and marker in e and repr(commit) in e]
             assert hit, (where, r.stdout)
             assert ("+dirty" if kind == "dirty" else "not in the git history of HEAD") in hit[0]
@@ -239,8 +277,11 @@ def test_a_results_line_does_not_make_the_next_run_dirty_but_a_code_change_does(
     _git(root, "add", ".")
     _git(root, "commit", "-q", "-m", "results file")
     head = _head(root)
-    probe = [sys.executable, "-c", "import sys; sys.path.insert(0, 'benchmarks'); import results_log; "
-             "print(results_log.commit())"]
+    probe = [
+        sys.executable,
+        "-c",
+        "import sys; sys.path.insert(0, 'benchmarks'); import results_log; print(results_log.commit())",
+    ]
 
     def commit() -> str:
         return subprocess.run(probe, cwd=root, env=_env(), capture_output=True, text=True, check=True).stdout.strip()

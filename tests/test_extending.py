@@ -43,8 +43,19 @@ def test_a_user_loss_composes_builds_and_trains(user_conf, tmp_path, text_pairs)
     d, y = torch.tensor([2.0, -1.0]), torch.tensor([1, 1])
     assert loss(d, y, None) > 0 and loss.keywords["gamma"] == 1.0
     train_f, val_f = text_pairs
-    out = train(compose_config(["loss=focal_bt", "backbone=tiny", "trainer.max_epochs=1", f"data.train={train_f}",
-                                f"data.val={val_f}", f"output_dir={tmp_path / 'run'}"], config_dirs=[user_conf]))
+    out = train(
+        compose_config(
+            [
+                "loss=focal_bt",
+                "backbone=tiny",
+                "trainer.max_epochs=1",
+                f"data.train={train_f}",
+                f"data.val={val_f}",
+                f"output_dir={tmp_path / 'run'}",
+            ],
+            config_dirs=[user_conf],
+        )
+    )
     saved = (out / "omnireward.yaml").read_text()
     assert "my_losses.focal_bt" in saved
     assert json.loads((out / "train_summary.json").read_text())["global_steps"] > 0

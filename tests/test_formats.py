@@ -24,11 +24,12 @@ SHAREGPT = SAMPLES / "sharegpt_ranking_en_demo.json"
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def write_media(folder: Path) -> dict[str, str]:
     """Small real media files: PNGs, a WAV, an MP4, a PLY mesh. Returns name -> relative path."""
-    from PIL import Image
     import soundfile as sf
     import trimesh
+    from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     names = {}
@@ -67,18 +68,23 @@ def build_bench(root: Path) -> Path:
     files = {
         "text_to_text": [{"prompt": "2+2?", "response1": "4", "response2": "5"}],
         "text_image_to_text": [{"prompt": "colour?", "image": p["img0"], "response1": "red", "response2": "blue"}],
-        "text_video_to_text": [{"prompt": "what moves?", "video": p["vid0"], "response1": "a car",
-                                "response2": "a boat"}],
-        "text_audio_to_text": [{"prompt": "pitch?", "audio_path": p["clip0"], "response1": "A4",
-                                "response2": "E5"}],
+        "text_video_to_text": [
+            {"prompt": "what moves?", "video": p["vid0"], "response1": "a car", "response2": "a boat"}
+        ],
+        "text_audio_to_text": [{"prompt": "pitch?", "audio_path": p["clip0"], "response1": "A4", "response2": "E5"}],
         "text_to_image": [{"prompt": "a red square", "response1_path": p["img0"], "response2_path": p["img1"]}],
         "text_to_video": [{"prompt": "a car", "response1_path": p["vid0"], "response2_path": p["vid1"]}],
         "text_to_audio": [{"prompt": "a beep", "response1_path": p["clip0"], "response2_path": p["clip1"]}],
         # File name spelled as in the release (`3D`); one side views, the other a mesh file.
-        "text_to_3D": [{"prompt": "a ball", "response1_path": [p["img2"], p["img3"]],
-                        "response2_path": p["mesh0"]}],
-        "text_image_to_image": [{"prompt": "make it green", "image_path": p["img0"],
-                                 "response1_path": p["img1"], "response2_path": p["img4"]}],
+        "text_to_3D": [{"prompt": "a ball", "response1_path": [p["img2"], p["img3"]], "response2_path": p["mesh0"]}],
+        "text_image_to_image": [
+            {
+                "prompt": "make it green",
+                "image_path": p["img0"],
+                "response1_path": p["img1"],
+                "response2_path": p["img4"],
+            }
+        ],
     }
     for task, recs in files.items():
         rows = []
@@ -113,6 +119,7 @@ def jsonl(path: Path, rows) -> Path:
 
 # ----------------------------------------------------------------------------- raw I/O
 
+
 def test_json_array_reports_the_line_each_record_starts_on(tmp_path):
     f = tmp_path / "a.json"
     f.write_text('[\n  {"x": 1},\n\n  {"x": 2,\n   "y": 3},\n  {"x": 4}\n]\n')
@@ -136,12 +143,15 @@ def test_parquet_rows_are_numbered_from_one(tmp_path):
     assert [(n, o["x"]) for n, o in iter_raw(tmp_path / "t.parquet")] == [(1, 1), (2, 2), (3, 3)]
 
 
-@pytest.mark.parametrize("name,content,line", [
-    ("bad.jsonl", b'{"x": 1}\n{"x": 2,,}\n', 2),
-    ("bad.json", b'[\n {"x": 1},\n {"x": \n]', 4),
-    ("bytes.jsonl", b'{"x": 1}\n{"x": 2}\n{"x": "caf\xe9"}\n', 3),
-    ("bytes.json", b'[\n{"x": 1},\n{"x": "caf\xe9"}\n]', 3),
-])
+@pytest.mark.parametrize(
+    "name,content,line",
+    [
+        ("bad.jsonl", b'{"x": 1}\n{"x": 2,,}\n', 2),
+        ("bad.json", b'[\n {"x": 1},\n {"x": \n]', 4),
+        ("bytes.jsonl", b'{"x": 1}\n{"x": 2}\n{"x": "caf\xe9"}\n', 3),
+        ("bytes.json", b'[\n{"x": 1},\n{"x": "caf\xe9"}\n]', 3),
+    ],
+)
 def test_malformed_json_and_bad_bytes_name_file_and_line(tmp_path, name, content, line):
     f = tmp_path / name
     f.write_bytes(content)
@@ -186,8 +196,13 @@ def test_write_jsonl_round_trips_and_leaves_no_temp_file(tmp_path):
 # ----------------------------------------------------------------------------- native
 
 NATIVE = [
-    {"id": "a", "prompt": "hi", "response1": "x", "response2": {"media": [{"type": "image", "path": "img0.png"}]},
-     "preference": "tie"},
+    {
+        "id": "a",
+        "prompt": "hi",
+        "response1": "x",
+        "response2": {"media": [{"type": "image", "path": "img0.png"}]},
+        "preference": "tie",
+    },
     {"prompt": "score me", "response": "y"},
 ]
 
@@ -204,9 +219,13 @@ def test_native_jsonl_json_and_parquet_give_the_same_records(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "n.parquet")
     a, b = records(tmp_path / "n.jsonl"), records(tmp_path / "n.json")
     assert [r.to_dict() for r in a] == [
-        {**NATIVE[0], "task": "text_to_image",
-         "response2": {"media": [{"type": "image", "path": str(tmp_path / "img0.png")}]}},
-        {"id": "n-2", "task": "text_to_text", "prompt": "score me", "response": "y"}]
+        {
+            **NATIVE[0],
+            "task": "text_to_image",
+            "response2": {"media": [{"type": "image", "path": str(tmp_path / "img0.png")}]},
+        },
+        {"id": "n-2", "task": "text_to_text", "prompt": "score me", "response": "y"},
+    ]
     assert isinstance(a[0], Pair) and isinstance(a[1], Item)
     assert b[0].to_dict() == a[0].to_dict() and b[1].id == "n-1"  # a JSON array starts on line 1 here
     (p,) = records(tmp_path / "n.parquet")
@@ -215,27 +234,47 @@ def test_native_jsonl_json_and_parquet_give_the_same_records(tmp_path):
 
 def test_native_media_root_and_escape(tmp_path):
     (tmp_path / "media").mkdir()
-    f = jsonl(tmp_path / "n.jsonl", [{"prompt": "p", "response1": "a", "response2": "b",
-                                      "prompt_media": [{"type": "image", "path": "../etc/x.png"}]}])
+    f = jsonl(
+        tmp_path / "n.jsonl",
+        [
+            {
+                "prompt": "p",
+                "response1": "a",
+                "response2": "b",
+                "prompt_media": [{"type": "image", "path": "../etc/x.png"}],
+            }
+        ],
+    )
     err = one_error(f)
     assert isinstance(err, MediaPathError)
     assert str(err).startswith(f"{f}:1: prompt_media[0].path: ") and "escapes the media root" in str(err)
     (r,) = records(f, allow_outside_root=True)
     assert r.prompt_media[0].path == str((tmp_path.parent / "etc" / "x.png").resolve())
-    g = jsonl(tmp_path / "g.jsonl", [{"prompt": "p", "response1": "a", "response2": "b",
-                                      "prompt_media": [{"type": "image", "path": "sub/x.png"}]}])
+    g = jsonl(
+        tmp_path / "g.jsonl",
+        [{"prompt": "p", "response1": "a", "response2": "b", "prompt_media": [{"type": "image", "path": "sub/x.png"}]}],
+    )
     (r,) = records(g, media_root=tmp_path / "media")
     assert r.prompt_media[0].path == str(tmp_path / "media" / "sub" / "x.png")
 
 
-@pytest.mark.parametrize("row,field,reason", [
-    ({"prompt": "p", "response1": "a"}, "response2", "missing response"),
-    ({"prompt": "p", "response1": "a", "response2": "b", "preference": "left"}, "preference",
-     "unknown preference label"),
-    ({"prompt": ["p"], "response1": "a", "response2": "b"}, "prompt", "expected a string"),
-    ({"prompt": "p", "response1": "a", "response2": {"media": [{"type": "pointcloud", "path": "x"}]}},
-     "response2.media[0].type", "unknown media type"),
-])
+@pytest.mark.parametrize(
+    "row,field,reason",
+    [
+        ({"prompt": "p", "response1": "a"}, "response2", "missing response"),
+        (
+            {"prompt": "p", "response1": "a", "response2": "b", "preference": "left"},
+            "preference",
+            "unknown preference label",
+        ),
+        ({"prompt": ["p"], "response1": "a", "response2": "b"}, "prompt", "expected a string"),
+        (
+            {"prompt": "p", "response1": "a", "response2": {"media": [{"type": "pointcloud", "path": "x"}]}},
+            "response2.media[0].type",
+            "unknown media type",
+        ),
+    ],
+)
 def test_native_record_errors_name_file_line_and_field(tmp_path, row, field, reason):
     f = jsonl(tmp_path / "bad.jsonl", [{"prompt": "ok", "response1": "a", "response2": "b"}, row])
     err = one_error(f)
@@ -245,6 +284,7 @@ def test_native_record_errors_name_file_line_and_field(tmp_path, row, field, rea
 
 # ----------------------------------------------------------------------------- Omni-RewardBench
 
+
 def test_omnirewardbench_folder_all_nine_tasks(tmp_path):
     root = build_bench(tmp_path / "orb")
     assert detect_format(root) == "omnirewardbench"
@@ -253,22 +293,37 @@ def test_omnirewardbench_folder_all_nine_tasks(tmp_path):
     by_task = {}
     for r in recs:
         by_task.setdefault(r.task, []).append(r)
-    assert sorted(by_task) == sorted(["text_to_text", "text_image_to_text", "text_video_to_text",
-                                      "text_audio_to_text", "text_to_image", "text_to_video", "text_to_audio",
-                                      "text_to_3d", "text_image_to_image"])
+    assert sorted(by_task) == sorted(
+        [
+            "text_to_text",
+            "text_image_to_text",
+            "text_video_to_text",
+            "text_audio_to_text",
+            "text_to_image",
+            "text_to_video",
+            "text_to_audio",
+            "text_to_3d",
+            "text_image_to_image",
+        ]
+    )
     assert all([r.preference for r in rs] == ["response1", "tie"] for rs in by_task.values())
     media = root / "media_data" / "m"
     t3d = by_task["text_to_3d"][0]
     assert t3d.id == "text_to_3d-0" and t3d.criteria == "prefer the more faithful answer"
-    assert [(m.type, m.path) for m in t3d.response1.media] == [("image", str(media / "img2.png")),
-                                                                ("image", str(media / "img3.png"))]
+    assert [(m.type, m.path) for m in t3d.response1.media] == [
+        ("image", str(media / "img2.png")),
+        ("image", str(media / "img3.png")),
+    ]
     assert [(m.type, m.path) for m in t3d.response2.media] == [("mesh", str(media / "mesh0.ply"))]
     ti2i = by_task["text_image_to_image"][0]
     assert [m.path for m in ti2i.prompt_media] == [str(media / "img0.png")]
     assert [m.path for m in ti2i.response2.media] == [str(media / "img4.png")]
     ta2t = by_task["text_audio_to_text"][0]
-    assert (ta2t.prompt_media[0].type, ta2t.response1.text, ta2t.meta) == ("audio", "A4",
-                                                                           {"model1": "A", "model2": "B"})
+    assert (ta2t.prompt_media[0].type, ta2t.response1.text, ta2t.meta) == (
+        "audio",
+        "A4",
+        {"model1": "A", "model2": "B"},
+    )
     assert by_task["text_video_to_text"][0].prompt_media[0].type == "video"
     assert all(Path(m.path).is_file() for r in recs for m in r.prompt_media + r.response1.media + r.response2.media)
 
@@ -285,13 +340,16 @@ def test_omnirewardbench_single_file_and_response_as_path(tmp_path):
     assert [r.response2.media[0].path for r in recs] == [str(root / "media_data" / "m" / "img1.png")] * 2
 
 
-@pytest.mark.parametrize("edit,field,reason", [
-    ({"criteria_preference": "A"}, "criteria_preference", "unknown preference label 'A'"),
-    ({"response2": None}, "response2", "missing field"),
-    ({"prompt": 3}, "prompt", "expected a string, got a number"),
-    ({"image": "../../secret.png"}, "image", "escapes the media root"),
-    ({"image": {"bytes": "..."}}, "image", "embedded media objects are not supported"),
-])
+@pytest.mark.parametrize(
+    "edit,field,reason",
+    [
+        ({"criteria_preference": "A"}, "criteria_preference", "unknown preference label 'A'"),
+        ({"response2": None}, "response2", "missing field"),
+        ({"prompt": 3}, "prompt", "expected a string, got a number"),
+        ({"image": "../../secret.png"}, "image", "escapes the media root"),
+        ({"image": {"bytes": "..."}}, "image", "embedded media objects are not supported"),
+    ],
+)
 def test_omnirewardbench_errors(tmp_path, edit, field, reason):
     root = build_bench(tmp_path / "orb")
     f = root / "text_image_to_text_preferences.json"
@@ -312,6 +370,7 @@ def test_omnirewardbench_unknown_task_file(tmp_path):
 
 # ----------------------------------------------------------------------------- sharegpt
 
+
 def test_sharegpt_real_sample():
     assert detect_format(SHAREGPT) == "sharegpt"
     recs = records(SHAREGPT)
@@ -320,8 +379,10 @@ def test_sharegpt_real_sample():
     raw = json.loads(SHAREGPT.read_text())
     first = recs[0]
     assert first.id == "sharegpt_ranking_en_demo-2"
-    assert first.prompt == ("Hi! I'd like to create a new language game simulating the first person "
-                            "perspective of a character named Angela.")
+    assert first.prompt == (
+        "Hi! I'd like to create a new language game simulating the first person "
+        "perspective of a character named Angela."
+    )
     assert first.response1.text == raw[0]["chosen"]["value"] and first.response1.text.startswith("That sounds")
     assert first.response2.text == raw[0]["rejected"]["value"] and not first.meta
     # Multi-turn history becomes a transcript; the turns are kept in meta.messages.
@@ -337,14 +398,18 @@ def test_sharegpt_real_sample():
 
 
 def sharegpt_row(human, chosen, rejected, **media):
-    return {"conversations": [{"from": "human", "value": human}], "chosen": {"from": "gpt", "value": chosen},
-            "rejected": {"from": "gpt", "value": rejected}, **media}
+    return {
+        "conversations": [{"from": "human", "value": human}],
+        "chosen": {"from": "gpt", "value": chosen},
+        "rejected": {"from": "gpt", "value": rejected},
+        **media,
+    }
 
 
 def test_sharegpt_media_placement(tmp_path):
     write_media(tmp_path)
     rows = [
-        sharegpt_row("<image>What colour?", "red", "blue", images=["img0.png"]),             # ti2t
+        sharegpt_row("<image>What colour?", "red", "blue", images=["img0.png"]),  # ti2t
         sharegpt_row("a red square", "<image>", "<image>", images=["img0.png", "img1.png"]),  # t2i
         sharegpt_row("<image>make it green", "", "", images=["img0.png", "img1.png", "img0.png", "img4.png"]),
         sharegpt_row("a ball", "", "", images=[["img2.png", "img3.png"], ["img4.png", "img1.png"]]),  # views
@@ -353,8 +418,14 @@ def test_sharegpt_media_placement(tmp_path):
     ]
     recs = records(jsonl(tmp_path / "mm.jsonl", rows), "sharegpt")
     name = lambda ms: [Path(m.path).name for m in ms]  # noqa: E731
-    assert [r.task for r in recs] == ["text_image_to_text", "text_to_image", "text_image_to_image", "text_to_3d",
-                                      "text_to_audio", "text_video_to_text"]
+    assert [r.task for r in recs] == [
+        "text_image_to_text",
+        "text_to_image",
+        "text_image_to_image",
+        "text_to_3d",
+        "text_to_audio",
+        "text_video_to_text",
+    ]
     assert recs[0].prompt == "What colour?" and name(recs[0].prompt_media) == ["img0.png"]
     assert (recs[0].response1.text, recs[0].response2.text) == ("red", "blue")
     assert name(recs[1].response1.media) == ["img0.png"] and name(recs[1].response2.media) == ["img1.png"]
@@ -365,16 +436,21 @@ def test_sharegpt_media_placement(tmp_path):
     assert recs[4].response1.media[0].type == "audio" and recs[4].response1.text == ""
 
 
-@pytest.mark.parametrize("row,field,reason", [
-    (sharegpt_row("x", "<image>", "<image>", images=["img0.png", "img1.png", "img2.png"]), "images",
-     "two halves"),
-    (sharegpt_row("x", "same", "same"), "rejected", "identical"),
-    ({**sharegpt_row("x", "a", "b"), "rejected": None}, "rejected", "missing response"),
-    ({**sharegpt_row("x", "a", "b"), "conversations": [{"from": "robot", "value": "x"}]},
-     "conversations[0].from", "unknown role 'robot'"),
-    ({**sharegpt_row("x", "a", "b"), "conversations": "x"}, "conversations", "expected a non-empty list"),
-    (sharegpt_row("x", "a", "b", images=["../../x.png"]), "images[0]", "escapes the media root"),
-])
+@pytest.mark.parametrize(
+    "row,field,reason",
+    [
+        (sharegpt_row("x", "<image>", "<image>", images=["img0.png", "img1.png", "img2.png"]), "images", "two halves"),
+        (sharegpt_row("x", "same", "same"), "rejected", "identical"),
+        ({**sharegpt_row("x", "a", "b"), "rejected": None}, "rejected", "missing response"),
+        (
+            {**sharegpt_row("x", "a", "b"), "conversations": [{"from": "robot", "value": "x"}]},
+            "conversations[0].from",
+            "unknown role 'robot'",
+        ),
+        ({**sharegpt_row("x", "a", "b"), "conversations": "x"}, "conversations", "expected a non-empty list"),
+        (sharegpt_row("x", "a", "b", images=["../../x.png"]), "images[0]", "escapes the media root"),
+    ],
+)
 def test_sharegpt_errors(tmp_path, row, field, reason):
     f = jsonl(tmp_path / "s.jsonl", [sharegpt_row("fine", "a", "b"), row])
     err = one_error(f, "sharegpt")
@@ -383,17 +459,34 @@ def test_sharegpt_errors(tmp_path, row, field, reason):
 
 def test_sharegpt_registry_with_column_mapping(tmp_path):
     write_media(tmp_path)
-    (tmp_path / "omni_t23d.json").write_text(json.dumps([
-        {"msgs": [{"from": "human", "value": "a ball"}], "good": {"from": "gpt", "value": "<image>"},
-         "bad": {"from": "gpt", "value": "<image>"}, "pics": ["img0.png", "img1.png"]}]))
+    (tmp_path / "omni_t23d.json").write_text(
+        json.dumps(
+            [
+                {
+                    "msgs": [{"from": "human", "value": "a ball"}],
+                    "good": {"from": "gpt", "value": "<image>"},
+                    "bad": {"from": "gpt", "value": "<image>"},
+                    "pics": ["img0.png", "img1.png"],
+                }
+            ]
+        )
+    )
     (tmp_path / "plain.json").write_text(SHAREGPT.read_text())
-    (tmp_path / "dataset_info.json").write_text(json.dumps({
-        "omni_t23d": {"file_name": "omni_t23d.json", "ranking": True, "formatting": "sharegpt",
-                      "columns": {"messages": "msgs", "chosen": "good", "rejected": "bad", "images": "pics"}},
-        "plain": {"file_name": "plain.json", "ranking": True, "formatting": "sharegpt"},
-        "sft_only": {"file_name": "plain.json", "formatting": "sharegpt"},
-        "not_here": {"file_name": "missing.json", "ranking": True, "formatting": "sharegpt"},
-    }))
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps(
+            {
+                "omni_t23d": {
+                    "file_name": "omni_t23d.json",
+                    "ranking": True,
+                    "formatting": "sharegpt",
+                    "columns": {"messages": "msgs", "chosen": "good", "rejected": "bad", "images": "pics"},
+                },
+                "plain": {"file_name": "plain.json", "ranking": True, "formatting": "sharegpt"},
+                "sft_only": {"file_name": "plain.json", "formatting": "sharegpt"},
+                "not_here": {"file_name": "missing.json", "ranking": True, "formatting": "sharegpt"},
+            }
+        )
+    )
     assert detect_format(tmp_path) == "sharegpt" and detect_format(tmp_path / "dataset_info.json") == "sharegpt"
     recs = records(tmp_path)
     assert len(recs) == 41
@@ -406,24 +499,38 @@ def test_sharegpt_registry_with_column_mapping(tmp_path):
 
 # ----------------------------------------------------------------------------- TRL
 
+
 def test_trl_plain_conversational_implicit_and_margin(tmp_path):
     write_media(tmp_path)
     conv_prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
     rows = [
         {"prompt": "2+2?", "chosen": "4", "rejected": "5", "margin": 2},
-        {"prompt": conv_prompt, "chosen": [{"role": "assistant", "content": "Paris."}],
-         "rejected": [{"role": "assistant", "content": "Lyon."}]},
-        {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
-         "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}]},
-        {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}],
-         "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "Red."}]}],
-         "rejected": [{"role": "assistant", "content": "Blue."}], "images": ["img0.png"]},
+        {
+            "prompt": conv_prompt,
+            "chosen": [{"role": "assistant", "content": "Paris."}],
+            "rejected": [{"role": "assistant", "content": "Lyon."}],
+        },
+        {
+            "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+            "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}],
+        },
+        {
+            "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}],
+            "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "Red."}]}],
+            "rejected": [{"role": "assistant", "content": "Blue."}],
+            "images": ["img0.png"],
+        },
     ]
     f = jsonl(tmp_path / "trl.jsonl", rows)
     assert detect_format(f) == "trl"
     a, b, c, d = records(f)
-    assert (a.prompt, a.response1.text, a.response2.text, a.margin, a.preference) == ("2+2?", "4", "5", 2.0,
-                                                                                     "response1")
+    assert (a.prompt, a.response1.text, a.response2.text, a.margin, a.preference) == (
+        "2+2?",
+        "4",
+        "5",
+        2.0,
+        "response1",
+    )
     assert b.prompt == "System: Be brief.\n\nUser: Capital of France?" and b.criteria is None
     assert b.meta["messages"] == conv_prompt and b.response1.text == "Paris."
     assert (c.prompt, c.response1.text, c.response2.text) == ("Hi", "Hello!", "Go away.")
@@ -431,13 +538,19 @@ def test_trl_plain_conversational_implicit_and_margin(tmp_path):
     assert d.prompt_media[0].path == str(tmp_path / "img0.png")
 
 
-@pytest.mark.parametrize("row,field,reason", [
-    ({"prompt": "p", "chosen": "a"}, "rejected", "missing response"),
-    ({"prompt": "p", "chosen": "a", "rejected": "b", "margin": "big"}, "margin", "expected a number"),
-    ({"prompt": 7, "chosen": "a", "rejected": "b"}, "prompt", "expected a string or a list of messages"),
-    ({"prompt": "p", "chosen": [{"role": "bot", "content": "a"}], "rejected": "b"}, "chosen[0].role",
-     "unknown role"),
-])
+@pytest.mark.parametrize(
+    "row,field,reason",
+    [
+        ({"prompt": "p", "chosen": "a"}, "rejected", "missing response"),
+        ({"prompt": "p", "chosen": "a", "rejected": "b", "margin": "big"}, "margin", "expected a number"),
+        ({"prompt": 7, "chosen": "a", "rejected": "b"}, "prompt", "expected a string or a list of messages"),
+        (
+            {"prompt": "p", "chosen": [{"role": "bot", "content": "a"}], "rejected": "b"},
+            "chosen[0].role",
+            "unknown role",
+        ),
+    ],
+)
 def test_trl_errors(tmp_path, row, field, reason):
     f = jsonl(tmp_path / "t.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}, row])
     err = one_error(f, "trl")
@@ -445,6 +558,7 @@ def test_trl_errors(tmp_path, row, field, reason):
 
 
 # ----------------------------------------------------------------------------- benchmark metadata
+
 
 def test_vl_rewardbench_metadata():
     f = SAMPLES / "vl_rewardbench_meta.json"
@@ -473,8 +587,9 @@ def test_genai_bench_metadata_votes():
 
 
 def test_benchmark_metadata_errors(tmp_path):
-    f = jsonl(tmp_path / "g.jsonl", [{"prompt": "p", "video_left": "a.mp4", "video_right": "b.mp4",
-                                      "vote_type": "maybe"}])
+    f = jsonl(
+        tmp_path / "g.jsonl", [{"prompt": "p", "video_left": "a.mp4", "video_right": "b.mp4", "vote_type": "maybe"}]
+    )
     err = one_error(f, "genaibench")
     assert str(err).startswith(f"{f}:1: vote_type: unknown vote 'maybe'")
     f = jsonl(tmp_path / "v.jsonl", [{"query": "q", "response": ["a"], "image": "i.png", "human_ranking": [0, 1]}])
@@ -483,6 +598,7 @@ def test_benchmark_metadata_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- detection
+
 
 def test_detect_format_by_keys(tmp_path):
     cases = {
@@ -505,21 +621,33 @@ def test_detect_format_by_keys(tmp_path):
 
 # ----------------------------------------------------------------------------- rankings and dimensions
 
+
 def test_sharegpt_ranking_of_k_keeps_every_response(tmp_path):
     """`rejected` as a list ranks K > 2 responses: a group with all of them, chosen first."""
     write_media(tmp_path)
-    text = {**sharegpt_row("Name a fruit.", "An apple.", ""), "rejected": [
-        {"from": "gpt", "value": "A carrot."}, "A stone.", {"from": "gpt", "value": "Nothing."}]}
-    gen = {**sharegpt_row("a red square", "<image>", ""),
-           "rejected": ["<image>", "<image>"], "images": ["img0.png", "img1.png", "img2.png"]}
-    views = {**sharegpt_row("a ball", "", ""), "rejected": ["", ""],
-             "images": [["img0.png"], ["img1.png", "img2.png"], ["img3.png"]]}
+    text = {
+        **sharegpt_row("Name a fruit.", "An apple.", ""),
+        "rejected": [{"from": "gpt", "value": "A carrot."}, "A stone.", {"from": "gpt", "value": "Nothing."}],
+    }
+    gen = {
+        **sharegpt_row("a red square", "<image>", ""),
+        "rejected": ["<image>", "<image>"],
+        "images": ["img0.png", "img1.png", "img2.png"],
+    }
+    views = {
+        **sharegpt_row("a ball", "", ""),
+        "rejected": ["", ""],
+        "images": [["img0.png"], ["img1.png", "img2.png"], ["img3.png"]],
+    }
     recs = records(jsonl(tmp_path / "k.jsonl", [text, gen, views, sharegpt_row("x", "a", "b")]), "sharegpt")
     g = recs[0]
     assert [r.text for r in g.responses] == ["An apple.", "A carrot.", "A stone.", "Nothing."]
     assert g.ranking == [0, 1, 2, 3] and g.gold_best == 0 and g.task == "text_to_text"
-    assert [[Path(m.path).name for m in r.media] for r in recs[1].responses] == [["img0.png"], ["img1.png"],
-                                                                                ["img2.png"]]
+    assert [[Path(m.path).name for m in r.media] for r in recs[1].responses] == [
+        ["img0.png"],
+        ["img1.png"],
+        ["img2.png"],
+    ]
     assert recs[1].task == "text_to_image" and recs[1].ranking == [0, 1, 2]
     assert [len(r.media) for r in recs[2].responses] == [1, 2, 1]
     assert isinstance(recs[3], Pair)  # one rejected response is still a pair
@@ -527,14 +655,27 @@ def test_sharegpt_ranking_of_k_keeps_every_response(tmp_path):
     assert recs[0].to_dict()["ranking"] == [0, 1, 2, 3] and len(recs[0].to_dict()["responses"]) == 4
 
 
-@pytest.mark.parametrize("row,field,reason", [
-    ({**sharegpt_row("x", "<image>", ""), "rejected": ["<image>", "<image>"], "images": ["img0.png", "img1.png"]},
-     "images", "3 equal parts"),
-    ({**sharegpt_row("x", "a", ""), "rejected": []}, "rejected", "at least one rejected"),
-    ({**sharegpt_row("x", "a", ""), "rejected": ["b", 3]}, "rejected[1]", "expected an object"),
-    ({**sharegpt_row("x", "", ""), "rejected": ["", ""], "images": [["img0.png"], ["img1.png"]]}, "images",
-     "exactly 3"),
-])
+@pytest.mark.parametrize(
+    "row,field,reason",
+    [
+        (
+            {
+                **sharegpt_row("x", "<image>", ""),
+                "rejected": ["<image>", "<image>"],
+                "images": ["img0.png", "img1.png"],
+            },
+            "images",
+            "3 equal parts",
+        ),
+        ({**sharegpt_row("x", "a", ""), "rejected": []}, "rejected", "at least one rejected"),
+        ({**sharegpt_row("x", "a", ""), "rejected": ["b", 3]}, "rejected[1]", "expected an object"),
+        (
+            {**sharegpt_row("x", "", ""), "rejected": ["", ""], "images": [["img0.png"], ["img1.png"]]},
+            "images",
+            "exactly 3",
+        ),
+    ],
+)
 def test_sharegpt_ranking_errors(tmp_path, row, field, reason):
     write_media(tmp_path)
     f = jsonl(tmp_path / "s.jsonl", [sharegpt_row("fine", "a", "b"), row])
@@ -543,11 +684,17 @@ def test_sharegpt_ranking_errors(tmp_path, row, field, reason):
 
 
 def test_native_preference_object_labels_dimensions(tmp_path):
-    rows = [{"prompt": "p", "response1": "a", "response2": "b",
-             "preference": {"helpful": "response1", "short": "response2", "overall": "tie"}},
-            {"prompt": "p", "response1": "a", "response2": "b", "preference": {"helpful": "response2"}},
-            {"prompt": "p", "response1": "a", "response2": "b", "preference": {"helpful": "left"}},
-            {"prompt": "p", "response1": "a", "response2": "b", "preference": {}}]
+    rows = [
+        {
+            "prompt": "p",
+            "response1": "a",
+            "response2": "b",
+            "preference": {"helpful": "response1", "short": "response2", "overall": "tie"},
+        },
+        {"prompt": "p", "response1": "a", "response2": "b", "preference": {"helpful": "response2"}},
+        {"prompt": "p", "response1": "a", "response2": "b", "preference": {"helpful": "left"}},
+        {"prompt": "p", "response1": "a", "response2": "b", "preference": {}},
+    ]
     out = results(jsonl(tmp_path / "d.jsonl", rows))
     a, b = out[0].record, out[1].record
     assert a.preference == "tie" and a.dimension_preferences == {"helpful": "response1", "short": "response2"}
@@ -562,7 +709,13 @@ def test_shuffled_sides_swap_dimension_labels_too():
     from omnireward.data.prep import swap_sides
     from omnireward.data.records import record_from_dict
 
-    p = record_from_dict({"prompt": "p", "response1": "a", "response2": "b",
-                          "preference": {"helpful": "response1", "short": "tie", "overall": "response1"}})
+    p = record_from_dict(
+        {
+            "prompt": "p",
+            "response1": "a",
+            "response2": "b",
+            "preference": {"helpful": "response1", "short": "tie", "overall": "response1"},
+        }
+    )
     s = swap_sides(p)
     assert s.preference == "response2" and s.dimension_preferences == {"helpful": "response2", "short": "tie"}

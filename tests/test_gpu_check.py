@@ -36,8 +36,14 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu_check")
     before = REPO_RESULTS.read_bytes() if REPO_RESULTS.exists() else None
     env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run(["bash", str(SCRIPT), "--tiny", "--work", str(root / "work"), "--results", str(root / "out")],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    r = subprocess.run(
+        ["bash", str(SCRIPT), "--tiny", "--work", str(root / "work"), "--results", str(root / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert (REPO_RESULTS.read_bytes() if REPO_RESULTS.exists() else None) == before  # the repository's file untouched
     lines = [json.loads(x) for x in (root / "out" / "gpu_check.jsonl").read_text().splitlines()]
@@ -57,8 +63,14 @@ def test_every_part_writes_one_line_with_its_provenance(tiny):
         s = line["figures"]["settings"]
         assert s["tiny"] is True and s["device"] == "cpu" and s["model_type"] == "qwen2"
         assert (s["hidden_size"], s["num_hidden_layers"]) == (64, 2)
-        assert {"num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size", "dtype",
-                "max_length"} <= set(s)
+        assert {
+            "num_attention_heads",
+            "num_key_value_heads",
+            "intermediate_size",
+            "vocab_size",
+            "dtype",
+            "max_length",
+        } <= set(s)
         # Sequence lengths in tokens: every word of the prompt and answers is one token.
         assert s["prompt_tokens"] > s["prompt_words"] and s["response_tokens"] > s["response_words"]
         assert s["sequence_tokens"] == pytest.approx(s["prompt_tokens"] + s["response_tokens"])
@@ -130,7 +142,12 @@ def test_step_timer_counts_only_the_steps_after_warm_up():
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="with a GPU the full check would run")
 def test_without_a_gpu_the_full_check_refuses_in_one_line(tmp_path):
-    r = subprocess.run(["bash", str(SCRIPT), "--work", str(tmp_path), "--results", str(tmp_path)],
-                       capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable}, cwd=ROOT,
-                       timeout=300)
+    r = subprocess.run(
+        ["bash", str(SCRIPT), "--work", str(tmp_path), "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+        cwd=ROOT,
+        timeout=300,
+    )
     assert r.returncode == 2 and "--tiny" in r.stderr and not (tmp_path / "gpu_check.jsonl").exists()

@@ -80,8 +80,9 @@ def test_rollouts_have_g_samples_per_prompt_with_rewards_and_reference():
     assert ro["ids"].shape[0] == 12 and ro["ids"].shape[1] <= 6 and len(ro["texts"]) == 12
     assert ro["rewards"].shape == (12,) and ro["ref_logp"].shape == ro["ids"].shape
     # The reference starts equal to the policy: log-probs agree, and the loss's KL is 0.
-    loss, _ = grpo_loss(torch.zeros_like(ro["ref_logp"]), torch.zeros_like(ro["ref_logp"]), ro["adv"],
-                            ro["mask"], clip_eps=0.2)
+    loss, _ = grpo_loss(
+        torch.zeros_like(ro["ref_logp"]), torch.zeros_like(ro["ref_logp"]), ro["adv"], ro["mask"], clip_eps=0.2
+    )
     assert torch.isfinite(loss)
     assert torch.allclose(token_logprobs(bb, ro["batch"], ro["ids"], ro["mask"]), ro["ref_logp"], atol=1e-5)
     with pytest.raises(ConfigError, match="at least 2"):
@@ -90,14 +91,30 @@ def test_rollouts_have_g_samples_per_prompt_with_rewards_and_reference():
 
 # ---- learning through `omnireward train model=r1` ----------------------------------------------
 def _r1_config(tmp_path, train_file, val_file, *extra):
-    cfg = compose_config(["model=r1", "backbone=tiny", f"data.train={train_file}", f"data.val={val_file}",
-                          f"output_dir={tmp_path / 'run'}", "data.batch_size=8", "data.eval_batch_size=16",
-                          "trainer.log_every_n_steps=1", "logger.tensorboard=false", *extra],
-                         config_dirs=[mini_judge_dir(tmp_path)])
+    cfg = compose_config(
+        [
+            "model=r1",
+            "backbone=tiny",
+            f"data.train={train_file}",
+            f"data.val={val_file}",
+            f"output_dir={tmp_path / 'run'}",
+            "data.batch_size=8",
+            "data.eval_batch_size=16",
+            "trainer.log_every_n_steps=1",
+            "logger.tensorboard=false",
+            *extra,
+        ],
+        config_dirs=[mini_judge_dir(tmp_path)],
+    )
     with open_dict(cfg):
-        cfg.backbone = OmegaConf.create({"_target_": "_judge_utils.small_backbone",
-                                         "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]] Response says."],
-                                         "hidden": 64, "seed": 0})
+        cfg.backbone = OmegaConf.create(
+            {
+                "_target_": "_judge_utils.small_backbone",
+                "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]] Response says."],
+                "hidden": 64,
+                "seed": 0,
+            }
+        )
     return cfg
 
 
@@ -127,9 +144,21 @@ def test_grpo_ties_the_verdict_to_the_evidence_on_held_out_pairs(tmp_path):
     held_out = yes_no_rows(16, 7)
     assert sum(r["preference"] == "response1" for r in held_out) == 8
     val_file = write_rows(tmp_path / "val.jsonl", held_out)
-    cfg = _r1_config(tmp_path, train_file, val_file, "judge=mini", "model.sft_epochs=20", "trainer.max_epochs=30",
-                     "model.num_generations=8", "model.max_new_tokens=8", "model.val_max_new_tokens=8",
-                     "model.swap_prob=0", "model.lm_lr=3e-3", "model.lr=3e-3", "model.beta=0.01")
+    cfg = _r1_config(
+        tmp_path,
+        train_file,
+        val_file,
+        "judge=mini",
+        "model.sft_epochs=20",
+        "trainer.max_epochs=30",
+        "model.num_generations=8",
+        "model.max_new_tokens=8",
+        "model.val_max_new_tokens=8",
+        "model.swap_prob=0",
+        "model.lm_lr=3e-3",
+        "model.lr=3e-3",
+        "model.beta=0.01",
+    )
     out = train(cfg)
     sft = _epoch_metric(out, "train/sft_loss")
     assert sft[-1] < 0.5 * sft[0]
@@ -160,8 +189,18 @@ def test_sft_epochs_without_critiques_warn_or_refuse(tmp_path):
         train(_r1_config(tmp_path / "a", train_file, val_file, *common, "model.sft_epochs=2", "trainer.max_epochs=2"))
     assert e.value.field == "critique" and "\n" not in str(e.value)
     with pytest.warns(UserWarning, match="SFT epoch\\(s\\) are skipped"):
-        train(_r1_config(tmp_path / "b", train_file, val_file, *common, "model.sft_epochs=1", "trainer.max_epochs=2",
-                         "++trainer.limit_train_batches=1", "++trainer.limit_val_batches=1"))
+        train(
+            _r1_config(
+                tmp_path / "b",
+                train_file,
+                val_file,
+                *common,
+                "model.sft_epochs=1",
+                "trainer.max_epochs=2",
+                "++trainer.limit_train_batches=1",
+                "++trainer.limit_val_batches=1",
+            )
+        )
 
 
 def test_an_r1_run_resumed_during_grpo_keeps_its_reference(tmp_path):
@@ -176,8 +215,15 @@ def test_an_r1_run_resumed_during_grpo_keeps_its_reference(tmp_path):
 
     train_file = write_rows(tmp_path / "train.jsonl", _noisy_rows(8, 1))
     val_file = write_rows(tmp_path / "val.jsonl", yes_no_rows(4, 7))
-    common = ["judge=mini", "model.sft_epochs=1", "trainer.max_epochs=3", "model.num_generations=2",
-              "model.max_new_tokens=3", "model.val_max_new_tokens=3", "model.beta=0.1"]
+    common = [
+        "judge=mini",
+        "model.sft_epochs=1",
+        "trainer.max_epochs=3",
+        "model.num_generations=2",
+        "model.max_new_tokens=3",
+        "model.val_max_new_tokens=3",
+        "model.beta=0.1",
+    ]
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     full = train(_r1_config(tmp_path / "a", train_file, val_file, *common))
@@ -185,8 +231,9 @@ def test_an_r1_run_resumed_during_grpo_keeps_its_reference(tmp_path):
     ckpt = torch.load(part / "checkpoints" / "last.ckpt", weights_only=False)
     assert bool(ckpt["state_dict"]["ref_synced"]) and any(k.startswith("ref.") for k in ckpt["state_dict"])
     assert not any(k.startswith("ref.") for k in ckpt["omnireward_frozen"])
-    resumed = train(_r1_config(tmp_path / "b", train_file, val_file, *common,
-                               f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}"))
+    resumed = train(
+        _r1_config(tmp_path / "b", train_file, val_file, *common, f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}")
+    )
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert a.keys() == b.keys()

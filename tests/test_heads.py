@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from omnireward.config import build, compose_config
+from omnireward.config import compose_config
 from omnireward.errors import ConfigError, DataFormatError, ModelError
 from omnireward.heads.losses import bt_loss, plackett_luce_loss
 from omnireward.scoring.bt import score_file
@@ -27,8 +27,11 @@ BAD = ["rude", "wrong", "vague", "useless", "sloppy", "lazy"]
 
 def write(path: Path, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows) if isinstance(rows, list) and path.suffix == ".jsonl"
-                    else json.dumps(rows))
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for r in rows)
+        if isinstance(rows, list) and path.suffix == ".jsonl"
+        else json.dumps(rows)
+    )
     return path
 
 
@@ -37,12 +40,24 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def overrides(train_file, val_file, out, *extra):
-    return ["backbone=tiny", f"data.train={train_file}", f"data.val={val_file}", f"output_dir={out}",
-            "trainer.accelerator=cpu", "logger.tensorboard=false", "backbone.feature_cache=false",
-            "head.dropout=0", "model.lr=3e-3", "model.lm_lr=1e-3", "data.batch_size=8", *extra]
+    return [
+        "backbone=tiny",
+        f"data.train={train_file}",
+        f"data.val={val_file}",
+        f"output_dir={out}",
+        "trainer.accelerator=cpu",
+        "logger.tensorboard=false",
+        "backbone.feature_cache=false",
+        "head.dropout=0",
+        "model.lr=3e-3",
+        "model.lm_lr=1e-3",
+        "data.batch_size=8",
+        *extra,
+    ]
 
 
 # ---- Gaussian head ------------------------------------------------------------------------------
+
 
 def noisy_pairs(n: int, seed: int, flip: float = 0.5) -> list[dict]:
     """Praise beats blame; on the poem requests (about TOPICS_NOISY) the label is flipped with
@@ -62,8 +77,16 @@ def noisy_pairs(n: int, seed: int, flip: float = 0.5) -> list[dict]:
         if noisy and rng.random() < flip:
             winner = "response2" if first else "response1"
         prompt = f"Write a poem about {topic}." if noisy else f"Tell me about {topic}."
-        rows.append({"id": f"g{seed}-{i}", "prompt": prompt, "response1": good if first else bad,
-                     "response2": bad if first else good, "preference": winner, "meta": {"noisy": noisy}})
+        rows.append(
+            {
+                "id": f"g{seed}-{i}",
+                "prompt": prompt,
+                "response1": good if first else bad,
+                "response2": bad if first else good,
+                "preference": winner,
+                "meta": {"noisy": noisy},
+            }
+        )
     return rows
 
 
@@ -72,8 +95,11 @@ def test_gaussian_head_learns_larger_sigma_where_labels_are_noisy(tmp_path):
     val_file = write(tmp_path / "val.jsonl", noisy_pairs(16, seed=2))
     test_rows = noisy_pairs(120, seed=3)
     test_file = write(tmp_path / "test.jsonl", test_rows)
-    out = train(compose_config(overrides(train_file, val_file, tmp_path / "run", "head=gaussian",
-                                         "trainer.max_epochs=5", "model.lr=1e-2")))
+    out = train(
+        compose_config(
+            overrides(train_file, val_file, tmp_path / "run", "head=gaussian", "trainer.max_epochs=5", "model.lr=1e-2")
+        )
+    )
     s = score_file(test_file, out, tmp_path / "scores.jsonl")
     lines = read_lines(tmp_path / "scores.jsonl")
     assert {"reward1_std", "reward2_std", "prob_response1"} <= set(lines[0])
@@ -91,7 +117,7 @@ def test_gaussian_head_learns_larger_sigma_where_labels_are_noisy(tmp_path):
     assert u["confident"]["accuracy_without_ties"] > u["unconfident"]["accuracy_without_ties"] + 0.3, u
     # prob_response1 is Φ(margin / combined std), and eval recomputes the same summary from the file.
     x = lines[0]
-    assert x["prob_response1"] == pytest.approx(0.5 * (1 + math.erf(x["margin"] / combined(x) / 2 ** 0.5)), abs=1e-9)
+    assert x["prob_response1"] == pytest.approx(0.5 * (1 + math.erf(x["margin"] / combined(x) / 2**0.5)), abs=1e-9)
     assert eval_scores(tmp_path / "scores.jsonl")["uncertainty"] == u
 
 
@@ -104,6 +130,7 @@ def test_gaussian_head_refuses_losses_it_does_not_use():
 
 # ---- multi-dimensional head --------------------------------------------------------------------
 
+
 def two_rule_pairs(n: int, seed: int) -> list[dict]:
     """Two responses that differ in length and in whether they say 'thanks': `detail` prefers the
     longer, `polite` the one with 'thanks'. In half the pairs the two rules disagree."""
@@ -112,8 +139,10 @@ def two_rule_pairs(n: int, seed: int) -> list[dict]:
     for i in range(n):
         topic = rng.choice(TOPICS_CLEAN + TOPICS_NOISY)
         short = f"About {topic}: it is {rng.choice(GOOD)}."
-        long = (f"About {topic}: it is {rng.choice(GOOD)}, it is {rng.choice(GOOD)}, and people say it is "
-                f"{rng.choice(GOOD)} too.")
+        long = (
+            f"About {topic}: it is {rng.choice(GOOD)}, it is {rng.choice(GOOD)}, and people say it is "
+            f"{rng.choice(GOOD)} too."
+        )
         disagree = i % 2 == 0
         # The thankful one is the short one when the rules disagree, the long one when they agree.
         texts = {"long": long, "short": short}
@@ -121,10 +150,17 @@ def two_rule_pairs(n: int, seed: int) -> list[dict]:
         texts[thankful] = "Thanks for asking! " + texts[thankful]
         long_first = (i // 2) % 2 == 0
         r1, r2 = ("long", "short") if long_first else ("short", "long")
-        side = lambda which: "response1" if which == r1 else "response2"  # noqa: E731
-        rows.append({"id": f"m{seed}-{i}", "prompt": f"Say something about {topic}.", "response1": texts[r1],
-                     "response2": texts[r2], "preference": {"detail": side("long"), "polite": side(thankful)},
-                     "meta": {"disagree": disagree}})
+        side = lambda which, r1=r1: "response1" if which == r1 else "response2"  # noqa: E731
+        rows.append(
+            {
+                "id": f"m{seed}-{i}",
+                "prompt": f"Say something about {topic}.",
+                "response1": texts[r1],
+                "response2": texts[r2],
+                "preference": {"detail": side("long"), "polite": side(thankful)},
+                "meta": {"disagree": disagree},
+            }
+        )
     return rows
 
 
@@ -133,9 +169,20 @@ def test_multi_head_learns_each_dimension_its_own_rule(tmp_path):
     val_file = write(tmp_path / "val.jsonl", two_rule_pairs(16, seed=2))
     test_rows = two_rule_pairs(80, seed=3)
     test_file = write(tmp_path / "test.jsonl", test_rows)
-    out = train(compose_config(overrides(train_file, val_file, tmp_path / "run", "head=multi",
-                                         "head.dimensions=[detail,polite]", "head.weights=[0.25,0.75]",
-                                         "trainer.max_epochs=4", "model.lr=1e-2")))
+    out = train(
+        compose_config(
+            overrides(
+                train_file,
+                val_file,
+                tmp_path / "run",
+                "head=multi",
+                "head.dimensions=[detail,polite]",
+                "head.weights=[0.25,0.75]",
+                "trainer.max_epochs=4",
+                "model.lr=1e-2",
+            )
+        )
+    )
     assert "val/acc_detail" in (out / "metrics.csv").read_text()
     s = score_file(test_file, out, tmp_path / "scores.jsonl")
     dims = s["dimensions"]
@@ -146,14 +193,21 @@ def test_multi_head_learns_each_dimension_its_own_rule(tmp_path):
     # the politeness labels and `polite` against the length labels.
     disagree = {r["id"] for r in test_rows if r["meta"]["disagree"]}
     sign = {"response1": 1, "response2": -1}
-    against = lambda dim, other: sum(  # noqa: E731
-        (x["dimensions1"][dim] - x["dimensions2"][dim]) * sign[x["preference_dimensions"][other]] > 0
-        for x in lines if x["id"] in disagree) / len(disagree)
+
+    def against(dim, other):
+        right = sum(
+            (x["dimensions1"][dim] - x["dimensions2"][dim]) * sign[x["preference_dimensions"][other]] > 0
+            for x in lines
+            if x["id"] in disagree
+        )
+        return right / len(disagree)
+
     assert against("detail", "polite") <= 0.2 and against("polite", "detail") <= 0.2
     # The reward is the weighted sum of the dimensions.
     x = lines[0]
-    assert x["reward1"] == pytest.approx(0.25 * x["dimensions1"]["detail"] + 0.75 * x["dimensions1"]["polite"],
-                                         abs=1e-5)
+    assert x["reward1"] == pytest.approx(
+        0.25 * x["dimensions1"]["detail"] + 0.75 * x["dimensions1"]["polite"], abs=1e-5
+    )
     assert eval_scores(tmp_path / "scores.jsonl")["dimensions"] == dims
 
 
@@ -164,10 +218,18 @@ def test_multi_head_trains_the_weighted_overall_without_dimension_labels():
 
     cfg = compose_config(["backbone=tiny", "head=multi", "head.dimensions=[a,b]", "head.weights=[0.3,0.7]"])
     module = build_module(cfg).eval()
-    recs = [record_from_dict({"prompt": "p", "response1": "one", "response2": "two", "preference": "response1"}),
-            record_from_dict({"prompt": "q", "response1": "three", "response2": "four",
-                              "preference": {"a": "response2", "b": "response1", "overall": "response2"}}),
-            record_from_dict({"prompt": "r", "response1": "five", "response2": "six", "preference": {"b": "tie"}})]
+    recs = [
+        record_from_dict({"prompt": "p", "response1": "one", "response2": "two", "preference": "response1"}),
+        record_from_dict(
+            {
+                "prompt": "q",
+                "response1": "three",
+                "response2": "four",
+                "preference": {"a": "response2", "b": "response1", "overall": "response2"},
+            }
+        ),
+        record_from_dict({"prompt": "r", "response1": "five", "response2": "six", "preference": {"b": "tie"}}),
+    ]
     batch = module.collate(recs)
     with torch.no_grad():
         out = module.model.outputs(batch["inputs"])
@@ -191,8 +253,18 @@ def test_multi_head_config_errors_and_unknown_dimensions(tmp_path):
     rows[5]["preference"]["kindness"] = "response1"
     train_file = write(tmp_path / "t.jsonl", rows)
     with pytest.raises(DataFormatError, match=r"t.jsonl:6: preference.kindness: dimension 'kindness' is not"):
-        train(compose_config(overrides(train_file, train_file, tmp_path / "run", "head=multi",
-                                       "head.dimensions=[detail,polite]", "trainer.max_epochs=1")))
+        train(
+            compose_config(
+                overrides(
+                    train_file,
+                    train_file,
+                    tmp_path / "run",
+                    "head=multi",
+                    "head.dimensions=[detail,polite]",
+                    "trainer.max_epochs=1",
+                )
+            )
+        )
 
 
 # ---- rankings: Plackett–Luce --------------------------------------------------------------------
@@ -209,8 +281,14 @@ def ranked_groups(n: int, seed: int) -> list[dict]:
         answers = [f"My {rng.choice(['view', 'note', 'take'])} on {topic}: it is {q}." for q in QUALITY]
         shown = list(range(4))
         rng.shuffle(shown)  # shown[j] = quality rank of the answer at position j
-        rows.append({"id": f"k{seed}-{i}", "prompt": f"Rate {topic}.", "responses": [answers[q] for q in shown],
-                     "ranking": sorted(range(4), key=lambda j: shown[j])})
+        rows.append(
+            {
+                "id": f"k{seed}-{i}",
+                "prompt": f"Rate {topic}.",
+                "responses": [answers[q] for q in shown],
+                "ranking": sorted(range(4), key=lambda j: shown[j]),
+            }
+        )
     return rows
 
 
@@ -219,9 +297,13 @@ def as_sharegpt(groups: list[dict]) -> list[dict]:
     out = []
     for g in groups:
         ordered = [g["responses"][j] for j in g["ranking"]]
-        out.append({"conversations": [{"from": "human", "value": g["prompt"]}],
-                    "chosen": {"from": "gpt", "value": ordered[0]},
-                    "rejected": [{"from": "gpt", "value": t} for t in ordered[1:]]})
+        out.append(
+            {
+                "conversations": [{"from": "human", "value": g["prompt"]}],
+                "chosen": {"from": "gpt", "value": ordered[0]},
+                "rejected": [{"from": "gpt", "value": t} for t in ordered[1:]],
+            }
+        )
     return out
 
 
@@ -229,8 +311,9 @@ def test_plackett_luce_on_sharegpt_rankings_recovers_held_out_orders(tmp_path):
     train_file = write(tmp_path / "train.json", as_sharegpt(ranked_groups(48, seed=1)))
     val_file = write(tmp_path / "val.jsonl", ranked_groups(12, seed=2))
     test_file = write(tmp_path / "test.jsonl", ranked_groups(40, seed=3))
-    out = train(compose_config(overrides(train_file, val_file, tmp_path / "run", "loss=plackett_luce",
-                                         "trainer.max_epochs=4")))
+    out = train(
+        compose_config(overrides(train_file, val_file, tmp_path / "run", "loss=plackett_luce", "trainer.max_epochs=4"))
+    )
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["train_pairs"] == 48  # every group kept whole: 4 responses each
     g = score_file(test_file, out, tmp_path / "scores.jsonl")["groups"]
@@ -253,18 +336,37 @@ def _module_loss(loss_name: str, records, head: str = "bt") -> torch.Tensor:
 def test_module_reductions_pl_of_two_is_bt_and_rankings_give_their_ordered_pairs():
     from omnireward.data.records import record_from_dict
 
-    pairs = [record_from_dict({"prompt": f"p{i}", "response1": f"a {i}", "response2": f"b {i} b",
-                               "preference": "response1" if i % 2 else "response2"}) for i in range(6)]
+    pairs = [
+        record_from_dict(
+            {
+                "prompt": f"p{i}",
+                "response1": f"a {i}",
+                "response2": f"b {i} b",
+                "preference": "response1" if i % 2 else "response2",
+            }
+        )
+        for i in range(6)
+    ]
     # Plackett–Luce over pairs (rankings of 2) is the BT loss, to float precision.
     assert _module_loss("plackett_luce", pairs).item() == pytest.approx(_module_loss("bt", pairs).item(), rel=1e-6)
     # So is a group of two ranked responses.
-    groups = [record_from_dict({"prompt": p.prompt, "responses": [p.response1.text, p.response2.text],
-                                "ranking": [0, 1] if p.preference == "response1" else [1, 0]}) for p in pairs]
+    groups = [
+        record_from_dict(
+            {
+                "prompt": p.prompt,
+                "responses": [p.response1.text, p.response2.text],
+                "ranking": [0, 1] if p.preference == "response1" else [1, 0],
+            }
+        )
+        for p in pairs
+    ]
     assert _module_loss("plackett_luce", groups).item() == pytest.approx(_module_loss("bt", pairs).item(), rel=1e-6)
     # Under BT a ranking of 3 is its three ordered pairs; `best` alone gives best ≻ each other.
     three = record_from_dict({"prompt": "q", "responses": ["x", "y y", "z z z"], "ranking": [2, 0, 1]})
-    as_pairs = [record_from_dict({"prompt": "q", "response1": a, "response2": b, "preference": "response1"})
-                for a, b in (("z z z", "x"), ("z z z", "y y"), ("x", "y y"))]
+    as_pairs = [
+        record_from_dict({"prompt": "q", "response1": a, "response2": b, "preference": "response1"})
+        for a, b in (("z z z", "x"), ("z z z", "y y"), ("x", "y y"))
+    ]
     assert _module_loss("bt", [three]).item() == pytest.approx(_module_loss("bt", as_pairs).item(), rel=1e-6)
     best = record_from_dict({"prompt": "q", "responses": ["x", "y y", "z z z"], "best": 2})
     assert _module_loss("bt", [best]).item() == pytest.approx(_module_loss("bt", as_pairs[:2]).item(), rel=1e-6)
@@ -287,6 +389,7 @@ def test_bt_margin_refuses_rankings(tmp_path):
 
 
 # ---- the model folder: export, serve, an HF backbone ---------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def gaussian_folder(tmp_path_factory):
@@ -314,8 +417,9 @@ def test_serve_answers_with_the_heads_std(gaussian_folder):
     from omnireward.serving import ServeSettings, make_server
 
     def post(srv, route, body):
-        req = urllib.request.Request(srv.url + route, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            srv.url + route, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read())
 
@@ -340,8 +444,16 @@ def test_train_score_eval_on_a_tiny_hf_checkpoint(tmp_path, head):
         train_rows, extra = noisy_pairs(24, seed=1), ["head=gaussian"]
     f = write(tmp_path / "train.jsonl", train_rows)
     cfg = [o for o in overrides(f, f, tmp_path / "run", "trainer.max_epochs=1", *extra) if not o.startswith("backbone")]
-    out = train(compose_config(cfg + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
-                                      "backbone.dtype=float32"]))
+    out = train(
+        compose_config(
+            cfg
+            + [
+                "backbone=hf",
+                f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
+                "backbone.dtype=float32",
+            ]
+        )
+    )
     summary = score_file(f, out, tmp_path / "scores.jsonl")
     line = read_lines(tmp_path / "scores.jsonl")[0]
     if head == "gaussian":
@@ -357,8 +469,9 @@ def test_train_score_eval_on_a_tiny_hf_checkpoint(tmp_path, head):
     from omnireward.reward_model import RewardModel
 
     model, _ = RewardModel.from_pretrained(out)
-    assert type(model.head).__name__ == {"gaussian": "GaussianHead", "multi": "MultiHead",
-                                         "plackett_luce": "BTHead"}[head]
+    assert (
+        type(model.head).__name__ == {"gaussian": "GaussianHead", "multi": "MultiHead", "plackett_luce": "BTHead"}[head]
+    )
     assert model.head.dimensions == (("detail", "polite") if head == "multi" else ())
 
 
@@ -369,10 +482,27 @@ def test_cli_train_score_eval_print_what_the_head_adds(tmp_path):
 
     write(tmp_path / "train.jsonl", two_rule_pairs(16, seed=1))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "omnireward.cli.app", *a], capture_output=True,  # noqa: E731
-                                    text=True, cwd=tmp_path, env=env, timeout=600)
-    r = run("train", "backbone=tiny", "head=multi", "head.dimensions=[detail,polite]", "data.train=train.jsonl",
-            "data.val=train.jsonl", "trainer.max_epochs=1", "output_dir=m")
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "omnireward.cli.app", *a],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=600,
+        )
+
+    r = run(
+        "train",
+        "backbone=tiny",
+        "head=multi",
+        "head.dimensions=[detail,polite]",
+        "data.train=train.jsonl",
+        "data.val=train.jsonl",
+        "trainer.max_epochs=1",
+        "output_dir=m",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     r = run("score", "train.jsonl", "--model", "m", "--out", "s.jsonl")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -382,10 +512,15 @@ def test_cli_train_score_eval_print_what_the_head_adds(tmp_path):
     # The Gaussian summary line, from a summary as score writes it.
     from omnireward.scoring.report import head_lines
 
-    u = {"split": "median", "threshold": 0.5, "confident": {"n": 3, "accuracy_without_ties": 1.0},
-         "unconfident": {"n": 2, "accuracy_without_ties": 0.5}}
-    assert head_lines({"uncertainty": u}) == ["confident pairs (combined std ≤ 0.5): 100.0% of 3; unconfident: "
-                                              "50.0% of 2"]
+    u = {
+        "split": "median",
+        "threshold": 0.5,
+        "confident": {"n": 3, "accuracy_without_ties": 1.0},
+        "unconfident": {"n": 2, "accuracy_without_ties": 0.5},
+    }
+    assert head_lines({"uncertainty": u}) == [
+        "confident pairs (combined std ≤ 0.5): 100.0% of 3; unconfident: 50.0% of 2"
+    ]
 
 
 @pytest.mark.parametrize("loss_name", ["bt", "plackett_luce"])
@@ -394,18 +529,26 @@ def test_mixed_batches_give_the_same_loss_and_gradients_packed_or_not(loss_name)
     same way whether the prompt is shared (packed) or every response is its own row."""
     from omnireward.data.records import record_from_dict
 
-    recs = [record_from_dict({"prompt": "Name a fruit.", "response1": "An apple.", "response2": "A stone.",
-                              "preference": "response1"}),
-            record_from_dict({"prompt": "Rate bees.", "responses": ["good", "awful", "poor", "excellent"],
-                              "ranking": [3, 0, 2, 1]}),
-            record_from_dict({"prompt": "Say hi.", "response1": "hi", "response2": "Hello there!",
-                              "preference": "response2"}),
-            record_from_dict({"prompt": "Rate maps.", "responses": ["poor", "good", "awful"], "best": 1})]
+    recs = [
+        record_from_dict(
+            {"prompt": "Name a fruit.", "response1": "An apple.", "response2": "A stone.", "preference": "response1"}
+        ),
+        record_from_dict(
+            {"prompt": "Rate bees.", "responses": ["good", "awful", "poor", "excellent"], "ranking": [3, 0, 2, 1]}
+        ),
+        record_from_dict(
+            {"prompt": "Say hi.", "response1": "hi", "response2": "Hello there!", "preference": "response2"}
+        ),
+        record_from_dict({"prompt": "Rate maps.", "responses": ["poor", "good", "awful"], "best": 1}),
+    ]
     results = []
     for sharing in (True, False):
         torch.manual_seed(0)
-        module = build_module(compose_config(["backbone=tiny", f"loss={loss_name}", "head.dropout=0",
-                                              f"model.prefix_sharing={str(sharing).lower()}"]))
+        module = build_module(
+            compose_config(
+                ["backbone=tiny", f"loss={loss_name}", "head.dropout=0", f"model.prefix_sharing={str(sharing).lower()}"]
+            )
+        )
         module.model.eval()
         batch = module.collate(recs)
         assert ("reward_index" in batch["inputs"].tensors) is sharing
@@ -420,13 +563,27 @@ def test_videogen_dimensions_train_the_multi_head_end_to_end(tmp_path):
     """The worked example: VideoGen-RewardBench's VQ / MQ / TA labels reach the multi head's
     default dimensions through the reader (a run on the fixture's six rows, not a learning test)."""
     bench = Path(__file__).resolve().parent / "fixtures" / "videogen_rewardbench" / "videogen-rewardbench.csv"
-    out = train(compose_config(overrides(bench, bench, tmp_path / "run", "head=multi", "modality=video",
-                                         "trainer.max_epochs=1", "++backbone.encoder_options={video: {num_frames: 2}}")))
+    out = train(
+        compose_config(
+            overrides(
+                bench,
+                bench,
+                tmp_path / "run",
+                "head=multi",
+                "modality=video",
+                "trainer.max_epochs=1",
+                "++backbone.encoder_options={video: {num_frames: 2}}",
+            )
+        )
+    )
     metrics = (out / "metrics.csv").read_text()
     assert all(f"val/acc_{d}" in metrics for d in ("visual_quality", "motion_quality", "text_alignment"))
     s = score_file(bench, out, tmp_path / "scores.jsonl")
     assert set(s["dimensions"]) == {"visual_quality", "motion_quality", "text_alignment"}
     assert s["dimensions"]["motion_quality"]["n_ties"] == 3 and s["n"] == 6
     line = read_lines(tmp_path / "scores.jsonl")[1]
-    assert line["preference_dimensions"] == {"visual_quality": "response2", "motion_quality": "tie",
-                                             "text_alignment": "response2"}
+    assert line["preference_dimensions"] == {
+        "visual_quality": "response2",
+        "motion_quality": "tie",
+        "text_alignment": "response2",
+    }

@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny_hf import SAVERS, save_text_lm
 from PIL import Image
 
-from _tiny_hf import SAVERS, save_text_lm
-from omnireward.backbones.base import Turn
+from omnireward.backbones.base import Turn, conversation
 from omnireward.backbones.hf import HFBackbone, build_hf
-from omnireward.backbones.base import conversation
-from omnireward.data.records import Media, Pair, Response
+from omnireward.data.records import Media
 from omnireward.errors import ModelError
-from omnireward.prompts import reward_conversation
 from omnireward.reward_model import RewardModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,24 +78,43 @@ def _rows(family: str, m: dict, n: int, start: int = 0) -> list[dict]:
     for i in range(start, start + n):
         kind = i % 4
         if family == "text" or kind == 0:
-            rec = {"prompt": f"How do I boil egg number {i}?", "response1": "Sure! Start with the basics, step by step.",
-                   "response2": "No. Figure it out yourself."}
+            rec = {
+                "prompt": f"How do I boil egg number {i}?",
+                "response1": "Sure! Start with the basics, step by step.",
+                "response2": "No. Figure it out yourself.",
+            }
         elif family == "qwen2_audio" or (family == "qwen2_5_omni" and kind == 3):
-            rec = {"prompt": "What is said in the clip?", "prompt_media": [{"type": "audio", "path": m["s00_normal"]}],
-                   "response1": "the cat is sleeping", "response2": "open the window please"}
+            rec = {
+                "prompt": "What is said in the clip?",
+                "prompt_media": [{"type": "audio", "path": m["s00_normal"]}],
+                "response1": "the cat is sleeping",
+                "response2": "open the window please",
+            }
             if kind == 2:
-                rec = {"prompt": "someone says: the cat is sleeping",
-                       "response1": {"media": [{"type": "audio", "path": m["s00_normal"]}]},
-                       "response2": {"media": [{"type": "audio", "path": m["s01_normal"]}]}}
+                rec = {
+                    "prompt": "someone says: the cat is sleeping",
+                    "response1": {"media": [{"type": "audio", "path": m["s00_normal"]}]},
+                    "response2": {"media": [{"type": "audio", "path": m["s01_normal"]}]},
+                }
         elif kind == 1:
-            rec = {"prompt": "a photo of a cat", "response1": {"media": [{"type": "image", "path": m["chelsea"]}]},
-                   "response2": {"media": [{"type": "image", "path": m["astronaut"]}]}}
+            rec = {
+                "prompt": "a photo of a cat",
+                "response1": {"media": [{"type": "image", "path": m["chelsea"]}]},
+                "response2": {"media": [{"type": "image", "path": m["astronaut"]}]},
+            }
         elif kind == 2:
-            rec = {"prompt": "What happens in the video?", "prompt_media": [{"type": "video", "path": m["bikes"]}],
-                   "response1": "people ride bikes in a park", "response2": "a cat is sleeping"}
+            rec = {
+                "prompt": "What happens in the video?",
+                "prompt_media": [{"type": "video", "path": m["bikes"]}],
+                "response1": "people ride bikes in a park",
+                "response2": "a cat is sleeping",
+            }
         else:
-            rec = {"prompt": "an airplane", "response1": {"media": [{"type": "mesh", "path": m["airplane"]}]},
-                   "response2": {"media": [{"type": "mesh", "path": m["ant"]}]}}
+            rec = {
+                "prompt": "an airplane",
+                "response1": {"media": [{"type": "mesh", "path": m["airplane"]}]},
+                "response2": {"media": [{"type": "mesh", "path": m["ant"]}]},
+            }
         # Balanced labels: the preferred response sits on either side.
         if i % 2:
             rec["response1"], rec["response2"] = rec["response2"], rec["response1"]
@@ -124,10 +141,16 @@ def _plain(name: str) -> str:
     return ".".join(p for p in name.split(".") if p not in ("thinker", "model", "language_model"))
 
 
-@pytest.mark.parametrize("family, model_class", [
-    ("text", "Qwen2ForCausalLM"), ("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
-    ("qwen3_vl", "Qwen3VLForConditionalGeneration"), ("qwen2_audio", "Qwen2AudioForConditionalGeneration"),
-    ("qwen2_5_omni", "Qwen2_5OmniThinkerForConditionalGeneration")])
+@pytest.mark.parametrize(
+    "family, model_class",
+    [
+        ("text", "Qwen2ForCausalLM"),
+        ("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
+        ("qwen3_vl", "Qwen3VLForConditionalGeneration"),
+        ("qwen2_audio", "Qwen2AudioForConditionalGeneration"),
+        ("qwen2_5_omni", "Qwen2_5OmniThinkerForConditionalGeneration"),
+    ],
+)
 def test_family_is_detected_and_the_lm_exposed(tiny, family, model_class):
     bb = build_hf(str(tiny(family)))
     assert type(bb.model).__name__ == model_class
@@ -153,9 +176,18 @@ def test_omni_checkpoint_loads_its_thinker_weights(tiny):
 
 
 def test_remote_code_needs_the_flag(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "minicpmo", "architectures": ["MiniCPMO"],
-        "auto_map": {"AutoConfig": "configuration_minicpm.MiniCPMOConfig", "AutoModel": "modeling_minicpmo.MiniCPMO"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "minicpmo",
+                "architectures": ["MiniCPMO"],
+                "auto_map": {
+                    "AutoConfig": "configuration_minicpm.MiniCPMOConfig",
+                    "AutoModel": "modeling_minicpmo.MiniCPMO",
+                },
+            }
+        )
+    )
     with pytest.raises(ModelError, match="trust_remote_code=true") as err:
         build_hf(str(tmp_path))
     assert "\n" not in str(err.value)
@@ -165,16 +197,22 @@ def test_remote_code_model_runs_with_the_flag(tmp_path):
     """A custom-code causal LM (its classes live in the folder) loads and scores with the flag."""
     folder = save_text_lm(tmp_path / "remote")
     (folder / "configuration_tinyremote.py").write_text(
-        "from transformers import Qwen2Config\n\n"
-        "class TinyRemoteConfig(Qwen2Config):\n    model_type = 'tiny_remote'\n")
+        "from transformers import Qwen2Config\n\nclass TinyRemoteConfig(Qwen2Config):\n    model_type = 'tiny_remote'\n"
+    )
     (folder / "modeling_tinyremote.py").write_text(
         "from transformers import Qwen2ForCausalLM\n"
         "from .configuration_tinyremote import TinyRemoteConfig\n\n"
-        "class TinyRemoteForCausalLM(Qwen2ForCausalLM):\n    config_class = TinyRemoteConfig\n")
+        "class TinyRemoteForCausalLM(Qwen2ForCausalLM):\n    config_class = TinyRemoteConfig\n"
+    )
     cfg = json.loads((folder / "config.json").read_text())
-    cfg.update(model_type="tiny_remote", architectures=["TinyRemoteForCausalLM"],
-               auto_map={"AutoConfig": "configuration_tinyremote.TinyRemoteConfig",
-                         "AutoModelForCausalLM": "modeling_tinyremote.TinyRemoteForCausalLM"})
+    cfg.update(
+        model_type="tiny_remote",
+        architectures=["TinyRemoteForCausalLM"],
+        auto_map={
+            "AutoConfig": "configuration_tinyremote.TinyRemoteConfig",
+            "AutoModelForCausalLM": "modeling_tinyremote.TinyRemoteForCausalLM",
+        },
+    )
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="trust_remote_code"):
         build_hf(str(folder))
@@ -219,15 +257,21 @@ def test_hub_id_comes_from_the_local_cache_only(tmp_path, monkeypatch, tiny):
 def _convs(family: str, media) -> list:
     """Four conversations with this family's media, of different lengths."""
     a = lambda k: Media(k.split(":")[0], _abs(media, k.split(":")[1]))  # noqa: E731
-    text = [conversation("prefer helpful answers", ["How do I boil an egg?"], ["Sure, step by step."]),
-            conversation(None, ["hi"], ["No."])]
+    text = [
+        conversation("prefer helpful answers", ["How do I boil an egg?"], ["Sure, step by step."]),
+        conversation(None, ["hi"], ["No."]),
+    ]
     if family == "text":
         return text + [conversation(None, ["a " * 30], ["b"]), conversation("x", ["y"], ["z " * 5])]
     if family == "qwen2_audio":
-        return text + [conversation(None, [a("audio:s00_normal"), "what is said?"], ["the cat is sleeping"]),
-                       conversation(None, ["say it"], [a("audio:s01_normal")])]
-    convs = text + [conversation(None, [a("image:astronaut"), "Describe it"], ["An astronaut."]),
-                    conversation(None, [a("video:bikes"), "What happens?"], ["bikes"])]
+        return text + [
+            conversation(None, [a("audio:s00_normal"), "what is said?"], ["the cat is sleeping"]),
+            conversation(None, ["say it"], [a("audio:s01_normal")]),
+        ]
+    convs = text + [
+        conversation(None, [a("image:astronaut"), "Describe it"], ["An astronaut."]),
+        conversation(None, [a("video:bikes"), "What happens?"], ["bikes"]),
+    ]
     if family == "qwen2_5_omni":
         convs[1] = conversation(None, [a("audio:s02_normal"), "what is said?"], ["words"])
     return convs
@@ -253,13 +297,22 @@ def test_rewards_are_finite_and_do_not_depend_on_batching(tiny, media, family):
     ids = batch.tensors["input_ids"]
     im_end = bb.tokenizer.convert_tokens_to_ids("<|im_end|>")
     # The reward is read at the end of the assistant turn, not at padding.
-    assert all(ids[i, j].item() in (im_end, bb.tokenizer.convert_tokens_to_ids("\n"))
-               or bb.tokenizer.decode(ids[i, j]).strip() == "" for i, j in enumerate(batch.tensors["last_index"]))
+    assert all(
+        ids[i, j].item() in (im_end, bb.tokenizer.convert_tokens_to_ids("\n"))
+        or bb.tokenizer.decode(ids[i, j]).strip() == ""
+        for i, j in enumerate(batch.tensors["last_index"])
+    )
 
 
-@pytest.mark.parametrize("family, kind, x, y", [
-    ("qwen2_5_vl", "image", "astronaut", "coffee"), ("qwen3_vl", "video", "bikes", "carphone_pristine"),
-    ("qwen2_audio", "audio", "s00_normal", "s02_normal"), ("qwen2_5_omni", "video", "bikes", "carphone_pristine")])
+@pytest.mark.parametrize(
+    "family, kind, x, y",
+    [
+        ("qwen2_5_vl", "image", "astronaut", "coffee"),
+        ("qwen3_vl", "video", "bikes", "carphone_pristine"),
+        ("qwen2_audio", "audio", "s00_normal", "s02_normal"),
+        ("qwen2_5_omni", "video", "bikes", "carphone_pristine"),
+    ],
+)
 def test_media_reach_the_model(tiny, media, family, kind, x, y):
     model = RewardModel.with_bt_head(build_hf(str(tiny(family)), **FAST), dropout=0.0).eval()
     convs = [conversation(None, [Media(kind, _abs(media, k)), "Which is it?"], ["an answer"]) for k in (x, y, x)]
@@ -298,8 +351,9 @@ def test_left_and_right_padding_give_the_same_states(tiny, media, family):
 
 def test_lm_target_labels_cover_only_the_answer(tiny, media):
     bb = build_hf(str(tiny("qwen2_5_vl")), **FAST)
-    conv = conversation("judge", [Media("image", _abs(media, "chelsea")), "Which is better?"],
-                        ["Response A is better. [[A]]"])
+    conv = conversation(
+        "judge", [Media("image", _abs(media, "chelsea")), "Which is better?"], ["Response A is better. [[A]]"]
+    )
     for side in ("right", "left"):
         batch = bb.processor([conv, conversation(None, ["hi"], ["ok"])], lm_target=True, padding_side=side)
         labels = batch.tensors["labels"][0]
@@ -347,8 +401,9 @@ def test_numpy_video_patches_match_transformers_video_processor(tiny, media):
     frames, meta = _video(_abs(media, "bikes"), "-", 8, 112)
     for family in ("qwen2_5_vl", "qwen3_vl"):
         bb = build_hf(str(tiny(family)))
-        real = bb.processor.video_processor([frames], video_metadata=[meta], do_sample_frames=False,
-                                            return_tensors="pt", cap_pixels_per_frame=False)
+        real = bb.processor.video_processor(
+            [frames], video_metadata=[meta], do_sample_frames=False, return_tensors="pt", cap_pixels_per_frame=False
+        )
         mine = FramesVideoProcessor(_video_config(bb.source))([frames], video_metadata=[meta])
         assert torch.equal(real["video_grid_thw"], mine["video_grid_thw"])
         # Resizing differs by at most one grey level (PIL vs torchvision bicubic rounding).
@@ -380,10 +435,21 @@ def _train_and_score(tiny, media, family, tmp_path):
     train_f = _write(d / f"{family}-train.jsonl", _rows(family, media, 8))
     val_f = _write(d / f"{family}-val.jsonl", _rows(family, media, 4, start=100))
     out = tmp_path / "run"
-    overrides = [f"backbone=hf", f"backbone.name_or_path={tiny(family)}", f"data.train={train_f}",
-                 f"data.val={val_f}", "data.batch_size=4", "data.eval_batch_size=8", "trainer.max_epochs=2",
-                 "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "logger.tensorboard=false",
-                 "model.lr=1e-3", "model.lm_lr=1e-3", f"output_dir={out}"]
+    overrides = [
+        "backbone=hf",
+        f"backbone.name_or_path={tiny(family)}",
+        f"data.train={train_f}",
+        f"data.val={val_f}",
+        "data.batch_size=4",
+        "data.eval_batch_size=8",
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+        "trainer.log_every_n_steps=1",
+        "logger.tensorboard=false",
+        "model.lr=1e-3",
+        "model.lm_lr=1e-3",
+        f"output_dir={out}",
+    ]
     overrides += [f"backbone.{k}={v}" for k, v in FAST.items()]
     train(compose_config(overrides))
 

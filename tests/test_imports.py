@@ -16,21 +16,56 @@ PACKAGES = {"omnireward": ROOT / "omnireward", "omnireward.cli": ROOT / "cli"}
 # Modules that still import parts of the package inside functions without a comment saying why
 # (they are being moved to the top). No module joins this list; one that is done leaves it.
 UNMARKED_ALLOWED = {
-    "omnireward.backbones.base", "omnireward.backbones.build", "omnireward.backbones.features",
-    "omnireward.backbones.hf", "omnireward.backbones.hf_family", "omnireward.backbones.hf_processor",
-    "omnireward.backbones.lm", "omnireward.backbones.modular", "omnireward.backbones.modular_processor",
-    "omnireward.cli.app", "omnireward.cli.export_cmd", "omnireward.cli.probe_cmd", "omnireward.cli.report_cmd",
-    "omnireward.cli.serve_cmd", "omnireward.config", "omnireward.data.datamodule", "omnireward.data.demo.video",
-    "omnireward.data.io", "omnireward.data.media", "omnireward.data.mixture", "omnireward.data.validate",
-    "omnireward.encoders", "omnireward.encoders.descriptors", "omnireward.export",
-    "omnireward.integrations.judge", "omnireward.integrations.verl_judge", "omnireward.modules.optim",
-    "omnireward.probe.probes", "omnireward.probe.run", "omnireward.report.benchmark", "omnireward.report.build",
-    "omnireward.report.media", "omnireward.report.probe", "omnireward.scoring.batch", "omnireward.scoring.bt",
-    "omnireward.scoring.judge", "omnireward.scoring.models", "omnireward.scoring.pipeline",
-    "omnireward.scoring.ray_engine", "omnireward.scoring.stream", "omnireward.scoring.summary",
-    "omnireward.serving", "omnireward.serving.chat", "omnireward.serving.judge_service",
-    "omnireward.serving.media", "omnireward.serving.server", "omnireward.serving.service",
-    "omnireward.serving.settings", "omnireward.strategies", "omnireward.train",
+    "omnireward.backbones.base",
+    "omnireward.backbones.build",
+    "omnireward.backbones.features",
+    "omnireward.backbones.hf",
+    "omnireward.backbones.hf_family",
+    "omnireward.backbones.hf_processor",
+    "omnireward.backbones.lm",
+    "omnireward.backbones.modular",
+    "omnireward.backbones.modular_processor",
+    "omnireward.cli.app",
+    "omnireward.cli.export_cmd",
+    "omnireward.cli.probe_cmd",
+    "omnireward.cli.report_cmd",
+    "omnireward.cli.serve_cmd",
+    "omnireward.config",
+    "omnireward.data.datamodule",
+    "omnireward.data.demo.video",
+    "omnireward.data.io",
+    "omnireward.data.media",
+    "omnireward.data.mixture",
+    "omnireward.data.validate",
+    "omnireward.encoders",
+    "omnireward.encoders.descriptors",
+    "omnireward.export",
+    "omnireward.integrations.judge",
+    "omnireward.integrations.verl_judge",
+    "omnireward.modules.optim",
+    "omnireward.probe.probes",
+    "omnireward.probe.run",
+    "omnireward.report.benchmark",
+    "omnireward.report.build",
+    "omnireward.report.media",
+    "omnireward.report.probe",
+    "omnireward.scoring.batch",
+    "omnireward.scoring.bt",
+    "omnireward.scoring.judge",
+    "omnireward.scoring.models",
+    "omnireward.scoring.pipeline",
+    "omnireward.scoring.ray_engine",
+    "omnireward.scoring.stream",
+    "omnireward.scoring.summary",
+    "omnireward.serving",
+    "omnireward.serving.chat",
+    "omnireward.serving.judge_service",
+    "omnireward.serving.media",
+    "omnireward.serving.server",
+    "omnireward.serving.service",
+    "omnireward.serving.settings",
+    "omnireward.strategies",
+    "omnireward.train",
 }
 
 
@@ -50,7 +85,8 @@ def _is_type_checking(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
     return isinstance(node, ast.If) and (
         (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def _marked(lines: list[str], node: ast.stmt) -> bool:
@@ -73,17 +109,17 @@ def imports(packages: dict[str, Path]):
         lines = text.splitlines()
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
 
-        def targets(node):
+        def targets(node, package=package):
             if isinstance(node, ast.Import):
                 return [a.name for a in node.names]
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
-                parts = parts[:len(parts) - node.level + 1]
+                parts = parts[: len(parts) - node.level + 1]
                 base = ".".join([*parts, base] if base else parts)
             return [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
 
-        def visit(node, in_function):
+        def visit(node, in_function, name=name, lines=lines, targets=targets):
             for child in ast.iter_child_nodes(node):
                 if _is_type_checking(child):
                     continue
@@ -94,7 +130,13 @@ def imports(packages: dict[str, Path]):
                         if target and target != name and target.startswith(prefixes):
                             found.append((name, target, child.lineno, in_function, _marked(lines, child)))
                 else:
-                    visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+                    visit(
+                        child,
+                        in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)),
+                        name,
+                        lines,
+                        targets,
+                    )
 
         visit(ast.parse(text), False)
     return found
@@ -155,8 +197,10 @@ def test_the_checker_finds_a_circle_hidden_in_a_function_and_an_unmarked_import(
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from toy.sub import b\n")
     (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import g\n    return g\n")
-    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from toy.a import x\n\n"
-                              "def g():\n    # deferred: on purpose\n    from toy import a\n    return a\n")
+    (pkg / "c.py").write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from toy.a import x\n\n"
+        "def g():\n    # deferred: on purpose\n    from toy import a\n    return a\n"
+    )
     assert cycles({"toy": pkg}) == [["toy.a", "toy.c", "toy.sub.b"]]
     assert unmarked({"toy": pkg}) == [("toy.sub.b", "toy.c", 2)]
     (pkg / "c.py").write_text("def g():\n    return 1\n")  # the circle broken

@@ -14,8 +14,11 @@ from _serving_docs import python_c, snippet
 
 from omnireward.serving import ServeSettings, make_server
 
-PAIRS = [("Tell me about bees.", "Bees make honey and dance."), ("Tell me about tides.", "The moon pulls them."),
-         ("How do I brew tea?", "No. Figure it out yourself.")]
+PAIRS = [
+    ("Tell me about bees.", "Bees make honey and dance."),
+    ("Tell me about tides.", "The moon pulls them."),
+    ("How do I brew tea?", "No. Figure it out yourself."),
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,10 @@ def native(model_dir):
     model = RewardModel.from_pretrained(model_dir)[0]
 
     def rewards(rows: list[tuple]) -> list[float]:
-        recs = [record_from_dict({"prompt": p, "response": r, **({"criteria": c[0]} if c else {})}, default_id=str(i))
-                for i, (p, r, *c) in enumerate(rows)]
+        recs = [
+            record_from_dict({"prompt": p, "response": r, **({"criteria": c[0]} if c else {})}, default_id=str(i))
+            for i, (p, r, *c) in enumerate(rows)
+        ]
         return [x["reward"] for x in reward_records(model, recs, show_progress=False)]
 
     return rewards
@@ -64,8 +69,9 @@ def test_trl_reward_function_standard_and_conversational(model_dir, native):
     # criteria: from a column, a fixed string, or the conversation's system turn
     crit = native([(p, r, "prefer short answers") for p, r in PAIRS])
     assert fn(prompts, completions, criteria=["prefer short answers"] * 3) == pytest.approx(crit, abs=1e-5)
-    assert RewardFunction(model_dir, criteria="prefer short answers", device="cpu")(prompts, completions) \
-        == pytest.approx(crit, abs=1e-5)
+    assert RewardFunction(model_dir, criteria="prefer short answers", device="cpu")(
+        prompts, completions
+    ) == pytest.approx(crit, abs=1e-5)
     with_system = [[{"role": "system", "content": "prefer short answers"}, *p] for p in conv_p]
     assert fn(with_system, conv_c) == pytest.approx(crit, abs=1e-5)
     normalized = RewardFunction(model_dir, normalize=True, device="cpu")(prompts, completions)
@@ -89,8 +95,8 @@ def test_trl_grpo_trainer_runs_two_steps_with_the_reward_function(model_dir, tmp
     """docs/serving.md's TRL block, run as written on a tiny random Qwen2 policy for two steps."""
     pytest.importorskip("trl")
     import torch
-
     from _tiny_hf import save_text_lm
+
     from omnireward.integrations import backend
 
     policy = save_text_lm(tmp_path / "policy")
@@ -98,8 +104,11 @@ def test_trl_grpo_trainer_runs_two_steps_with_the_reward_function(model_dir, tmp
     code = code.replace('"runs/demo-text"', repr(str(model_dir)))
     code = code.replace('"Qwen/Qwen2.5-0.5B-Instruct"', repr(str(policy)))
     code = code.replace('"runs/grpo"', repr(str(tmp_path / "grpo")))
-    code = code.replace("GRPOConfig(", 'GRPOConfig(max_steps=2, report_to="none", save_strategy="no", use_cpu=True, '
-                                       'bf16=False, logging_steps=1, learning_rate=1e-2, ')
+    code = code.replace(
+        "GRPOConfig(",
+        'GRPOConfig(max_steps=2, report_to="none", save_strategy="no", use_cpu=True, '
+        "bf16=False, logging_steps=1, learning_rate=1e-2, ",
+    )
     calls = []
     real = backend.LocalScorer.score
 
@@ -122,8 +131,11 @@ def test_trl_grpo_trainer_runs_two_steps_with_the_reward_function(model_dir, tmp
     assert logged and all(isinstance(x, float) and x == x for x in logged)
     assert logged[0] == pytest.approx(sum(r for _, _, r in calls[0]) / 2, abs=1e-4)
     start = type(trainer.model).from_pretrained(policy)
-    moved = [n for (n, p), q in zip(trainer.model.named_parameters(), start.parameters())
-             if not torch.equal(p.detach().cpu(), q)]
+    moved = [
+        n
+        for (n, p), q in zip(trainer.model.named_parameters(), start.parameters())
+        if not torch.equal(p.detach().cpu(), q)
+    ]
     assert moved  # the policy learned from the rewards
 
 
@@ -154,8 +166,9 @@ def test_verl_compute_score_as_verl_calls_it(model_dir, native):
     # verl 0.9.x reads reward.custom_reward_function.{path,name,reward_kwargs}
     assert o["reward.custom_reward_function.path"].endswith("omnireward/integrations/verl.py")
     raw_fn = _load_extern(o["reward.custom_reward_function.path"], o["reward.custom_reward_function.name"])
-    reward_kwargs = {k.rsplit(".", 1)[1]: v for k, v in o.items()
-                     if k.startswith("+reward.custom_reward_function.reward_kwargs.")}
+    reward_kwargs = {
+        k.rsplit(".", 1)[1]: v for k, v in o.items() if k.startswith("+reward.custom_reward_function.reward_kwargs.")
+    }
     assert reward_kwargs == {"model": "runs/demo-text"}
     reward_kwargs["model"] = str(model_dir)
 
@@ -164,18 +177,31 @@ def test_verl_compute_score_as_verl_calls_it(model_dir, native):
 
     expected = native(PAIRS)
     for (p, r), e in zip(PAIRS, expected):
-        score = call(data_source="demo", solution_str=r, ground_truth="", extra_info={"question": p, "index": 3,
-                     "num_turns": None, "rollout_reward_scores": {}}, reward_router_address=None)
+        score = call(
+            data_source="demo",
+            solution_str=r,
+            ground_truth="",
+            extra_info={"question": p, "index": 3, "num_turns": None, "rollout_reward_scores": {}},
+            reward_router_address=None,
+        )
         assert isinstance(score, float) and score == pytest.approx(e, abs=1e-5)
-    chat = call(data_source="demo", solution_str=PAIRS[0][1], ground_truth=None,
-                extra_info={"prompt": [{"role": "user", "content": PAIRS[0][0]}]})
+    chat = call(
+        data_source="demo",
+        solution_str=PAIRS[0][1],
+        ground_truth=None,
+        extra_info={"prompt": [{"role": "user", "content": PAIRS[0][0]}]},
+    )
     assert chat == pytest.approx(expected[0], abs=1e-5)
     # concurrent calls from verl's thread pool share forward passes and keep their own rewards
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda pr: call(data_source="d", solution_str=pr[1], ground_truth="",
-                                            extra_info={"question": pr[0]}), PAIRS * 4))
+        got = list(
+            pool.map(
+                lambda pr: call(data_source="d", solution_str=pr[1], ground_truth="", extra_info={"question": pr[0]}),
+                PAIRS * 4,
+            )
+        )
     assert got == pytest.approx(expected * 4, abs=1e-5)
 
 
@@ -189,12 +215,18 @@ def test_verl_batched_convention_and_a_missing_prompt(model_dir, native):
     from omnireward.errors import RequestError
 
     expected = native(PAIRS)
-    got = verl.compute_score(data_sources=["d"] * len(PAIRS), solution_strs=[r for _, r in PAIRS],
-                             ground_truths=[None] * len(PAIRS), extra_infos=[{"question": p} for p, _ in PAIRS],
-                             model=str(model_dir))
+    got = verl.compute_score(
+        data_sources=["d"] * len(PAIRS),
+        solution_strs=[r for _, r in PAIRS],
+        ground_truths=[None] * len(PAIRS),
+        extra_infos=[{"question": p} for p, _ in PAIRS],
+        model=str(model_dir),
+    )
     assert got == pytest.approx(expected, abs=1e-5)
-    assert verl.compute_score(data_sources=[], solution_strs=[], ground_truths=[], extra_infos=[],
-                              model=str(model_dir)) == []
+    assert (
+        verl.compute_score(data_sources=[], solution_strs=[], ground_truths=[], extra_infos=[], model=str(model_dir))
+        == []
+    )
     verl._warned_no_prompt = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -202,8 +234,9 @@ def test_verl_batched_convention_and_a_missing_prompt(model_dir, native):
             verl.compute_score("d", PAIRS[0][1], None, {"split": "train", "index": 0}, model=str(model_dir))
     assert len([w for w in caught if "extra_info['prompt']" in str(w.message)]) == 1
     with pytest.raises(RequestError, match="extra_info"):
-        verl.compute_score("d", PAIRS[0][1], None, {"split": "train", "index": 0}, model=str(model_dir),
-                           missing_prompt="error")
+        verl.compute_score(
+            "d", PAIRS[0][1], None, {"split": "train", "index": 0}, model=str(model_dir), missing_prompt="error"
+        )
 
 
 # ---- OpenRLHF ------------------------------------------------------------------------------------------
@@ -230,8 +263,11 @@ def test_openrlhf_http_and_reward_func_file_give_the_same_rewards(model_dir, nat
         url = urls[0].replace("http://127.0.0.1:5000", srv.url)
         answers = []
         for q, p, lab in zip(queries, prompts, labels):  # one query per request, as OpenRLHF sends them
-            req = urllib.request.Request(url, data=json.dumps({"query": [q], "prompts": [p], "labels": [lab]}).encode(),
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                url,
+                data=json.dumps({"query": [q], "prompts": [p], "labels": [lab]}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=60) as resp:
                 answers.append(json.loads(resp.read()))
     assert [a["rewards"][0] for a in answers] == pytest.approx(expected, abs=1e-5)
@@ -277,8 +313,9 @@ def test_trl_image_column_reaches_an_image_model(tmp_path):
     root = tmp_path / "image-model"
     from omnireward.train import build_module
 
-    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.feature_cache=false", "head.dropout=0",
-                          f"output_dir={root}"])
+    cfg = compose_config(
+        ["backbone=tiny", "modality=image", "backbone.feature_cache=false", "head.dropout=0", f"output_dir={root}"]
+    )
     model = build_module(cfg).model.eval()
     torch.manual_seed(2)
     torch.nn.init.normal_(model.head.score.weight)
@@ -288,13 +325,25 @@ def test_trl_image_column_reaches_an_image_model(tmp_path):
     images = [Image.fromarray(data.astronaut()[::4, ::4]), Image.fromarray(data.chelsea()[::4, ::4])]
     for i, im in enumerate(images):
         im.save(tmp_path / f"im{i}.png")
-    recs = [record_from_dict({"prompt": "What is this?", "response": "Noise.",
-                              "prompt_media": [{"type": "image", "path": str(tmp_path / f"im{i}.png")}]}, default_id=str(i))
-            for i in range(2)]
-    expected = [x["reward"] for x in reward_records(RewardModel.from_pretrained(model_dir)[0], recs, show_progress=False)]
+    recs = [
+        record_from_dict(
+            {
+                "prompt": "What is this?",
+                "response": "Noise.",
+                "prompt_media": [{"type": "image", "path": str(tmp_path / f"im{i}.png")}],
+            },
+            default_id=str(i),
+        )
+        for i in range(2)
+    ]
+    expected = [
+        x["reward"] for x in reward_records(RewardModel.from_pretrained(model_dir)[0], recs, show_progress=False)
+    ]
     assert expected[0] != expected[1]
     fn = RewardFunction(model_dir, device="cpu")
     conv = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]] * 2
     got = fn(conv, [[{"role": "assistant", "content": "Noise."}]] * 2, image=images)
     assert got == pytest.approx(expected, abs=1e-6)
-    assert fn(["What is this?"] * 2, ["Noise."] * 2, images=[[im] for im in images]) == pytest.approx(expected, abs=1e-6)
+    assert fn(["What is this?"] * 2, ["Noise."] * 2, images=[[im] for im in images]) == pytest.approx(
+        expected, abs=1e-6
+    )

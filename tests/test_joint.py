@@ -43,8 +43,9 @@ def _pairs(n=6):
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return RewardModel.with_bt_head(build_modular(lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False,
-                                     seed=seed), dropout=0.1)
+    return RewardModel.with_bt_head(
+        build_modular(lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False, seed=seed), dropout=0.1
+    )
 
 
 def _step(module, batch, seed):
@@ -58,7 +59,10 @@ def _step(module, batch, seed):
 
 def test_alpha_zero_is_exactly_bt():
     pairs = _pairs()
-    bt, joint = BTModule(_model(), loss=bt_loss), JointModule(_model(), loss=bt_loss, template=load_template("omni"), alpha=0.0)
+    bt, joint = (
+        BTModule(_model(), loss=bt_loss),
+        JointModule(_model(), loss=bt_loss, template=load_template("omni"), alpha=0.0),
+    )
     lb, gb = _step(bt, bt.collate(pairs), seed=7)
     lj, gj = _step(joint, joint.collate(pairs), seed=7)
     assert "lm" not in joint.collate(pairs)  # α=0 does not even build the LM batch
@@ -99,14 +103,26 @@ def test_joint_training_learns_critiques_and_scores_without_generating(tmp_path,
         rows.append(dict(r, critique=f"Response {w} says yes, which answers the question. [[{w}]]"))
     train_file = write_rows(tmp_path / "train.jsonl", rows)
     val_file = write_rows(tmp_path / "val.jsonl", yes_no_rows(8, seed=2))
-    cfg = compose_config(["model=joint", "backbone=tiny", f"data.train={train_file}", f"data.val={val_file}",
-                          f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=6", "data.batch_size=8",
-                          "model.lr=1e-2", "model.lm_lr=1e-2", "trainer.log_every_n_steps=1",
-                          "logger.tensorboard=false"])
+    cfg = compose_config(
+        [
+            "model=joint",
+            "backbone=tiny",
+            f"data.train={train_file}",
+            f"data.val={val_file}",
+            f"output_dir={tmp_path / 'run'}",
+            "trainer.max_epochs=6",
+            "data.batch_size=8",
+            "model.lr=1e-2",
+            "model.lm_lr=1e-2",
+            "trainer.log_every_n_steps=1",
+            "logger.tensorboard=false",
+        ]
+    )
     with open_dict(cfg):
         words = "Is the sky blue? yes no Response says which answers the question. [[A]] [[B]]"
-        cfg.backbone = OmegaConf.create({"_target_": "_judge_utils.small_backbone", "hidden": 64,
-                                         "extra_texts": [words]})
+        cfg.backbone = OmegaConf.create(
+            {"_target_": "_judge_utils.small_backbone", "hidden": 64, "extra_texts": [words]}
+        )
     out = train(cfg)
     lm = _epoch_metric(out, "train/lm_loss_epoch")
     assert len(lm) == 6 and all(b < a for a, b in itertools.pairwise(lm)) and lm[-1] < 0.5 * lm[0], lm

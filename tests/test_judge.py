@@ -9,10 +9,10 @@ import torch
 from _judge_utils import small_backbone, write_rows, yes_no_rows
 
 from omnireward.backbones.base import Turn
-from omnireward.data.records import Item, Media, Pair, Response, record_from_dict
-from omnireward.errors import ConfigError
 from omnireward.backbones.hf import HFBackbone
 from omnireward.backbones.modular import ModularBackbone
+from omnireward.data.records import Item, Media, Pair, Response, record_from_dict
+from omnireward.errors import ConfigError
 from omnireward.judge import critique as critique_mod
 from omnireward.judge.decoding import (
     completion_mask,
@@ -25,17 +25,31 @@ from omnireward.judge.templates import judge_conversation, load_template, pointw
 from omnireward.judge.verdicts import find_verdicts, flex_in_response_terms, format_ok, parse_flex, parse_verdict
 from omnireward.scoring.judge import Judge, group_scores, judge_file
 
-FLEX = json.dumps({
-    "intent": "answer whether the sky is blue",
-    "categories": [
-        {"name": "semantic_alignment", "dimensions": [
-            {"name": "answers the question", "reason": "A says yes", "score_a": 8, "score_b": 2},
-            {"name": "correctness", "reason": "the sky is blue", "score_a": 3, "score_b": 1}], "winner": "A"},
-        {"name": "quality", "dimensions": [
-            {"name": "clarity", "reason": "both short", "score_a": 0, "score_b": 0}]},
-        {"name": "aesthetics", "dimensions": [
-            {"name": "style", "reason": "B reads better", "score_a": 4, "score_b": 6}], "winner": "B"}],
-    "overall_winner": "A"})
+FLEX = json.dumps(
+    {
+        "intent": "answer whether the sky is blue",
+        "categories": [
+            {
+                "name": "semantic_alignment",
+                "dimensions": [
+                    {"name": "answers the question", "reason": "A says yes", "score_a": 8, "score_b": 2},
+                    {"name": "correctness", "reason": "the sky is blue", "score_a": 3, "score_b": 1},
+                ],
+                "winner": "A",
+            },
+            {
+                "name": "quality",
+                "dimensions": [{"name": "clarity", "reason": "both short", "score_a": 0, "score_b": 0}],
+            },
+            {
+                "name": "aesthetics",
+                "dimensions": [{"name": "style", "reason": "B reads better", "score_a": 4, "score_b": 6}],
+                "winner": "B",
+            },
+        ],
+        "overall_winner": "A",
+    }
+)
 
 
 @pytest.fixture(autouse=True)
@@ -57,10 +71,15 @@ def lm_dir(tmp_path_factory):
 
 
 def _pair(**kw):
-    d = {"id": "p1", "task": "text_to_image", "prompt": "a red cube",
-         "response1": Response("first", [Media("image", "/m/1.png")]),
-         "response2": Response("", [Media("image", "/m/2.png")]), "preference": "response1",
-         "prompt_media": [Media("audio", "/m/q.wav")]}
+    d = {
+        "id": "p1",
+        "task": "text_to_image",
+        "prompt": "a red cube",
+        "response1": Response("first", [Media("image", "/m/1.png")]),
+        "response2": Response("", [Media("image", "/m/2.png")]),
+        "preference": "response1",
+        "prompt_media": [Media("audio", "/m/q.wav")],
+    }
     d.update(kw)
     return Pair(**d)
 
@@ -78,8 +97,9 @@ def test_pairwise_prompt_places_criteria_prompt_and_labelled_responses_with_medi
     assert "Prefer the brighter image." in text
     a, b = text.index("Response A"), text.index("Response B")
     assert a < text.index("<image:/m/1.png>first") < b < text.index("<image:/m/2.png>")
-    swapped = "".join(p if isinstance(p, str) else f"<{p.type}:{p.path}>" for p in
-                      judge_conversation(t, _pair(), swap=True)[1].parts)
+    swapped = "".join(
+        p if isinstance(p, str) else f"<{p.type}:{p.path}>" for p in judge_conversation(t, _pair(), swap=True)[1].parts
+    )
     assert swapped.index("/m/2.png") < swapped.index("/m/1.png")
     assert "Prefer the brighter" not in swapped  # no criteria, no criteria block
 
@@ -112,15 +132,24 @@ def test_sft_target_keeps_own_verdicts_and_adds_missing_ones():
 
 
 # ---- free-text verdicts ------------------------------------------------------------------------
-@pytest.mark.parametrize("text,letter", [
-    ("A is more helpful. [[A]]", "A"), ("Final: [[ B ]]", "B"), ("Both equal [[C]].", "C"),
-    (r"So the answer is \boxed{B}", "B"), (r"\boxed{\text{A}}", "A"),
-    ("<think>hmm</think><answer>C</answer>", "C"), ("<answer>Response B</answer>", "B"),
-    ("<answer>Image 1 is better</answer>", "A"), ("<answer>they are equally good</answer>", "C"),
-    ('Here you go: {"categories": [], "overall_winner": "B"}', "B"),
-    ("First I thought [[A]] but on reflection [[B]]", "B"),  # the last verdict written counts
-    ("No verdict here at all.", None), ("[[D]] is not an option", None),
-])
+@pytest.mark.parametrize(
+    "text,letter",
+    [
+        ("A is more helpful. [[A]]", "A"),
+        ("Final: [[ B ]]", "B"),
+        ("Both equal [[C]].", "C"),
+        (r"So the answer is \boxed{B}", "B"),
+        (r"\boxed{\text{A}}", "A"),
+        ("<think>hmm</think><answer>C</answer>", "C"),
+        ("<answer>Response B</answer>", "B"),
+        ("<answer>Image 1 is better</answer>", "A"),
+        ("<answer>they are equally good</answer>", "C"),
+        ('Here you go: {"categories": [], "overall_winner": "B"}', "B"),
+        ("First I thought [[A]] but on reflection [[B]]", "B"),  # the last verdict written counts
+        ("No verdict here at all.", None),
+        ("[[D]] is not an option", None),
+    ],
+)
 def test_parse_verdict_reads_every_form(text, letter):
     assert parse_verdict(text) == letter
 
@@ -191,9 +220,16 @@ def test_media_are_spliced_into_judge_prompts_and_continuations(tmp_path):
     # The real EfficientNet-Lite0: a random one maps every image to (almost) the same features.
     bb = small_backbone(["a red square Verdict: [[A]]"], encoders=["image"], pretrained_encoders=True).eval()
     t = load_template("omni")
-    pairs = [Pair(id=str(k), task="text_to_image", prompt="a red square" if k else "a red square, please",
-                  response1=Response("", [Media("image", str(paths[k]))]),
-                  response2=Response("", [Media("image", str(paths[(k + 1) % 3]))])) for k in range(3)]
+    pairs = [
+        Pair(
+            id=str(k),
+            task="text_to_image",
+            prompt="a red square" if k else "a red square, please",
+            response1=Response("", [Media("image", str(paths[k]))]),
+            response2=Response("", [Media("image", str(paths[(k + 1) % 3]))]),
+        )
+        for k in range(3)
+    ]
     j = Judge(bb, t, max_new_tokens=5)
     with torch.no_grad():
         lines = j.judge_pairs(pairs, show_progress=False)
@@ -202,9 +238,21 @@ def test_media_are_spliced_into_judge_prompts_and_continuations(tmp_path):
     assert alone["p_response1"] == pytest.approx(lines[1]["p_response1"], abs=1e-5)
     assert alone["critique"] == lines[1]["critique"]
     # The image changes the judgement: swapping which image is response1 changes p_response1.
-    assert lines[0]["p_response1"] != pytest.approx(j.judge_pairs([Pair(
-        id="s", task="text_to_image", prompt="a red square, please", response1=pairs[0].response2,
-        response2=pairs[0].response1)], show_progress=False)[0]["p_response1"], abs=1e-6)
+    assert lines[0]["p_response1"] != pytest.approx(
+        j.judge_pairs(
+            [
+                Pair(
+                    id="s",
+                    task="text_to_image",
+                    prompt="a red square, please",
+                    response1=pairs[0].response2,
+                    response2=pairs[0].response1,
+                )
+            ],
+            show_progress=False,
+        )[0]["p_response1"],
+        abs=1e-6,
+    )
 
 
 def test_judge_file_lines_and_summary(lm_dir, tmp_path):
@@ -224,8 +272,14 @@ def test_judge_file_lines_and_summary(lm_dir, tmp_path):
     assert sum(bool(x["critique"]) for x in lines[:6]) >= 3
     assert 0 <= lines[6]["score"] <= 10 and lines[6]["reward"] == lines[6]["score"]
     assert s["n"] == 6 and s["n_scored"] == 7 and s["judge"] == "omni"
-    assert {"accuracy_without_ties", "accuracy_with_ties", "tie_threshold", "per_task",
-            "text_verdict_disagreement", "text_verdict_share"} <= set(s)
+    assert {
+        "accuracy_without_ties",
+        "accuracy_with_ties",
+        "tie_threshold",
+        "per_task",
+        "text_verdict_disagreement",
+        "text_verdict_share",
+    } <= set(s)
     assert json.loads((tmp_path / "out.summary.json").read_text())["n"] == 6
     with pytest.raises(ConfigError, match="unknown judge"):
         judge_file(src, lm_dir, tmp_path / "x.jsonl", judge="bogus")
@@ -298,8 +352,9 @@ def test_flex_lines_carry_valid_json_and_dimension_scores(lm_dir, tmp_path, monk
 def test_contradictions_are_counted(lm_dir, tmp_path, monkeypatch):
     bb = small_backbone(lm=str(lm_dir))
     _canned(monkeypatch, bb, "Verdict: [[B]]")
-    monkeypatch.setattr(critique_mod, "verdict_probs",
-                        lambda bb, t, batch, crit: torch.tensor([[0.7, 0.2, 0.1]] * len(crit)))
+    monkeypatch.setattr(
+        critique_mod, "verdict_probs", lambda bb, t, batch, crit: torch.tensor([[0.7, 0.2, 0.1]] * len(crit))
+    )
     src = write_rows(tmp_path / "pairs.jsonl", yes_no_rows(4, 0))
     s = judge_file(src, lm_dir, tmp_path / "c.jsonl", device="cpu")
     lines = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
@@ -321,8 +376,14 @@ class _FakeJudge:
             q1, q2 = self.quality[p.response1.text], self.quality[p.response2.text]
             p1 = 0.9 if q1 > q2 else 0.1
             aest = "response2" if q1 > q2 else "response1"
-            out.append({"p_response1": p1, "p_response2": 1 - p1, "p_tie": 0.0,
-                        "flex": {"categories": {"aesthetics": {"winner": aest}}}})
+            out.append(
+                {
+                    "p_response1": p1,
+                    "p_response2": 1 - p1,
+                    "p_tie": 0.0,
+                    "flex": {"categories": {"aesthetics": {"winner": aest}}},
+                }
+            )
         return out
 
 
@@ -345,8 +406,12 @@ def test_group_scores_win_rates_and_weighted_mix():
 def test_group_scores_with_a_real_judge(lm_dir):
     bb = small_backbone(lm=str(lm_dir))
     rec = record_from_dict({"id": "g", "prompt": "Is the sky blue?", "response1": "yes", "response2": "no"})
-    g = group_scores(rec, [Response("yes"), Response("no"), Response("no yes")], Judge(bb, load_template("omni"),
-                     max_new_tokens=3), both_orders=True)
+    g = group_scores(
+        rec,
+        [Response("yes"), Response("no"), Response("no yes")],
+        Judge(bb, load_template("omni"), max_new_tokens=3),
+        both_orders=True,
+    )
     assert len(g["win_rate"]) == 3 and len(g["pairs"]) == 3
     assert sum(g["win_rate"]) == pytest.approx(1.5)  # every pair hands out exactly one win in total
     assert all(0 <= w <= 1 for w in g["win_rate"])
@@ -366,8 +431,9 @@ def test_custom_template_without_ties(lm_dir, tmp_path):
 
     from omegaconf import OmegaConf
 
-    d = OmegaConf.to_container(OmegaConf.create(
-        resources.files("omnireward.conf").joinpath("judge", "omni.yaml").read_text()))
+    d = OmegaConf.to_container(
+        OmegaConf.create(resources.files("omnireward.conf").joinpath("judge", "omni.yaml").read_text())
+    )
     d["verdict"]["options"] = {"response1": "A", "response2": "B"}
     (tmp_path / "notie.yaml").write_text(OmegaConf.to_yaml(d))
     src = write_rows(tmp_path / "pairs.jsonl", yes_no_rows(3, 0))

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from _judge_utils import small_backbone, write_rows, yes_no_rows
 from omegaconf import OmegaConf, open_dict
 
-from _judge_utils import small_backbone, write_rows, yes_no_rows
 from omnireward.config import compose_config
 from omnireward.data.records import record_from_dict
 from omnireward.errors import ConfigError, DataFormatError
@@ -47,18 +47,33 @@ def test_dpo_raises_the_chosen_trajectorys_margin(tmp_path):
     train_f = write_rows(tmp_path / "train.jsonl", rows)
     val_f = write_rows(tmp_path / "val.jsonl", _trajectories(8, 1))
     words = [r["chosen_critique"] for r in rows] + [rows[0]["rejected_critique"], "Is the sky blue? yes no"]
-    cfg = compose_config(["model=judge_dpo", "judge=omni", f"data.train={train_f}", f"data.val={val_f}",
-                          f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=4", "data.batch_size=8",
-                          "model.lm_lr=5e-3", "model.lr=5e-3", "model.beta=0.5", "model.val_max_new_tokens=0",
-                          "trainer.log_every_n_steps=1"])
+    cfg = compose_config(
+        [
+            "model=judge_dpo",
+            "judge=omni",
+            f"data.train={train_f}",
+            f"data.val={val_f}",
+            f"output_dir={tmp_path / 'run'}",
+            "trainer.max_epochs=4",
+            "data.batch_size=8",
+            "model.lm_lr=5e-3",
+            "model.lr=5e-3",
+            "model.beta=0.5",
+            "model.val_max_new_tokens=0",
+            "trainer.log_every_n_steps=1",
+        ]
+    )
     with open_dict(cfg):
-        cfg.backbone = OmegaConf.create({"_target_": "_judge_utils.small_backbone", "extra_texts": words,
-                                         "hidden": 64, "seed": 0})
+        cfg.backbone = OmegaConf.create(
+            {"_target_": "_judge_utils.small_backbone", "extra_texts": words, "hidden": 64, "seed": 0}
+        )
     held_out = [record_from_dict(r) for r in _trajectories(8, 1)]
     before = JudgeDPOModule(JudgeModel(small_backbone(words, hidden=64, seed=0)), load_template("omni"))
     with torch.no_grad():
-        m0 = (before.sequence_logprobs(before.backbone, held_out, "chosen_critique")
-              - before.sequence_logprobs(before.backbone, held_out, "rejected_critique")).mean()
+        m0 = (
+            before.sequence_logprobs(before.backbone, held_out, "chosen_critique")
+            - before.sequence_logprobs(before.backbone, held_out, "rejected_critique")
+        ).mean()
     out = train(cfg)
     with open(out / "metrics.csv") as f:
         margins = [float(r["train/logp_margin_epoch"]) for r in csv.DictReader(f) if r.get("train/logp_margin_epoch")]
@@ -68,8 +83,10 @@ def test_dpo_raises_the_chosen_trajectorys_margin(tmp_path):
     model, cfg_saved = model_folder.load(out)
     after = JudgeDPOModule(model, load_template("omni"))
     with torch.no_grad():
-        m1 = (after.sequence_logprobs(after.backbone, held_out, "chosen_critique")
-              - after.sequence_logprobs(after.backbone, held_out, "rejected_critique")).mean()
+        m1 = (
+            after.sequence_logprobs(after.backbone, held_out, "chosen_critique")
+            - after.sequence_logprobs(after.backbone, held_out, "rejected_critique")
+        ).mean()
     assert float(m1) > float(m0) + 1.0, (float(m0), float(m1))
     assert cfg_saved.objective == "judge"
     assert json.loads((out / "train_summary.json").read_text())["global_steps"] == 8
@@ -77,7 +94,14 @@ def test_dpo_raises_the_chosen_trajectorys_margin(tmp_path):
 
 def test_dpo_without_trajectories_is_a_config_error(tmp_path):
     train_f = write_rows(tmp_path / "train.jsonl", yes_no_rows(8, 0))
-    cfg = compose_config(["model=judge_dpo", "backbone=tiny", f"data.train={train_f}", "trainer.max_epochs=1",
-                          f"output_dir={tmp_path / 'run'}"])
+    cfg = compose_config(
+        [
+            "model=judge_dpo",
+            "backbone=tiny",
+            f"data.train={train_f}",
+            "trainer.max_epochs=1",
+            f"output_dir={tmp_path / 'run'}",
+        ]
+    )
     with pytest.raises(ConfigError, match="chosen_critique"):
         train(cfg)

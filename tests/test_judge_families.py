@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
+from test_hf_backbones import FAST, _rows, _write, media, tiny  # noqa: F401 (fixtures)
 
 from omnireward.config import compose_config
 from omnireward.errors import ModelError
@@ -17,7 +17,6 @@ from omnireward.model_folder import folder_objective
 from omnireward.scoring.bt import score_file
 from omnireward.scoring.judge import judge_file, trained_judge
 from omnireward.train import train
-from test_hf_backbones import FAST, _rows, _write, media, tiny  # noqa: F401 (fixtures)
 
 HF_FAMILIES = ["text", "qwen2_5_vl", "qwen3_vl", "qwen2_audio", "qwen2_5_omni"]
 HEAVY = {"qwen3_vl", "qwen2_5_omni"}  # their tiny towers make training steps slow on CPU
@@ -90,11 +89,25 @@ def _train_r1(family, tiny, media, tmp_path):
     train_f = _write(d / f"{family}-r1-train.jsonl", _critiques(_rows_for(family, media, 8)))
     val_f = _write(d / f"{family}-r1-val.jsonl", _rows_for(family, media, 4, start=100))
     out = tmp_path / "r1"
-    cfg = compose_config(["model=r1", *_backbone_overrides(family, tiny), f"data.train={train_f}",
-                          f"data.val={val_f}", "data.batch_size=4", "data.eval_batch_size=4", "trainer.max_epochs=2",
-                          "model.sft_epochs=1", "model.num_generations=2", "model.max_new_tokens=4",
-                          "model.val_max_new_tokens=2", "model.lr=1e-3", "model.lm_lr=1e-3",
-                          "trainer.log_every_n_steps=1", f"output_dir={out}"])
+    cfg = compose_config(
+        [
+            "model=r1",
+            *_backbone_overrides(family, tiny),
+            f"data.train={train_f}",
+            f"data.val={val_f}",
+            "data.batch_size=4",
+            "data.eval_batch_size=4",
+            "trainer.max_epochs=2",
+            "model.sft_epochs=1",
+            "model.num_generations=2",
+            "model.max_new_tokens=4",
+            "model.val_max_new_tokens=2",
+            "model.lr=1e-3",
+            "model.lm_lr=1e-3",
+            "trainer.log_every_n_steps=1",
+            f"output_dir={out}",
+        ]
+    )
     train(cfg)
     return out, val_f
 
@@ -111,9 +124,21 @@ def _r1_and_joint(family, tiny, media, tmp_path):
     d = media["dir"]
     train_f = _write(d / f"{family}-joint-train.jsonl", _critiques(_rows_for(family, media, 8)))
     joint = tmp_path / "joint"
-    train(compose_config(["model=joint", *_backbone_overrides(family, tiny), f"data.train={train_f}",
-                          f"data.val={val_f}", "data.batch_size=4", "trainer.max_epochs=1", "model.lr=1e-3",
-                          "model.lm_lr=1e-3", f"output_dir={joint}"]))
+    train(
+        compose_config(
+            [
+                "model=joint",
+                *_backbone_overrides(family, tiny),
+                f"data.train={train_f}",
+                f"data.val={val_f}",
+                "data.batch_size=4",
+                "trainer.max_epochs=1",
+                "model.lr=1e-3",
+                "model.lm_lr=1e-3",
+                f"output_dir={joint}",
+            ]
+        )
+    )
     assert folder_objective(joint) == "joint"
     summary = score_file(val_f, joint, tmp_path / "joint.scores.jsonl")
     assert summary["n"] == 4
@@ -140,9 +165,15 @@ def _rule_rows(n, start=0):
     for i in range(start, start + n):
         good, bad = "Sure! Start with the basics, step by step.", "No. Figure it out yourself."
         first = i % 2 == 0
-        rows.append({"id": f"r{i}", "prompt": f"How do I boil egg number {i}?",
-                     "response1": good if first else bad, "response2": bad if first else good,
-                     "preference": "response1" if first else "response2"})
+        rows.append(
+            {
+                "id": f"r{i}",
+                "prompt": f"How do I boil egg number {i}?",
+                "response1": good if first else bad,
+                "response2": bad if first else good,
+                "preference": "response1" if first else "response2",
+            }
+        )
     return _critiques(rows)
 
 
@@ -161,10 +192,26 @@ def _sft_judge_learns(family, tiny, tmp_path):
         import _tiny_hf
 
         backbone[1] = f"backbone.name_or_path={_tiny_hf.save_text_lm(tmp_path / 'untied', tie_word_embeddings=False)}"
-    train(compose_config(["model=r1", *backbone, *extra, f"data.train={train_f}",
-                          f"data.val={test_f}", "data.batch_size=8", "trainer.max_epochs=40", "model.sft_epochs=40",
-                          "model.val_max_new_tokens=0", "model.lr=3e-3", "model.lm_lr=3e-3", "model.beta=0",
-                          "trainer.num_sanity_val_steps=0", f"output_dir={out}"]))
+    train(
+        compose_config(
+            [
+                "model=r1",
+                *backbone,
+                *extra,
+                f"data.train={train_f}",
+                f"data.val={test_f}",
+                "data.batch_size=8",
+                "trainer.max_epochs=40",
+                "model.sft_epochs=40",
+                "model.val_max_new_tokens=0",
+                "model.lr=3e-3",
+                "model.lm_lr=3e-3",
+                "model.beta=0",
+                "trainer.num_sanity_val_steps=0",
+                f"output_dir={out}",
+            ]
+        )
+    )
     # 16 new tokens: a byte-level tiny tokenizer spells "Response B is better. [[B]]" in 11
     s = judge_file(test_f, out, tmp_path / "judged.jsonl", judge=None, max_new_tokens=16, device="cpu")
     lines = _check_judge_lines(tmp_path / "judged.jsonl", 40)
@@ -193,10 +240,26 @@ def test_grammar_bound_covers_the_longest_answer():
 
     t = load_template("flex")
     text, bound = grammar.flex_grammar(t, personalised=True, dims=2)
-    longest = {"intent": "x" * grammar.INTENT_CHARS, "categories": [
-        {"name": c, "dimensions": [{"name": "n" * grammar.NAME_CHARS, "reason": "r" * grammar.REASON_CHARS,
-                                    "score_a": 10, "score_b": 0}] * 2, "winner": "tie"}
-        for c in [*t.categories, t.personalised_category]], "overall_winner": "tie"}
+    longest = {
+        "intent": "x" * grammar.INTENT_CHARS,
+        "categories": [
+            {
+                "name": c,
+                "dimensions": [
+                    {
+                        "name": "n" * grammar.NAME_CHARS,
+                        "reason": "r" * grammar.REASON_CHARS,
+                        "score_a": 10,
+                        "score_b": 0,
+                    }
+                ]
+                * 2,
+                "winner": "tie",
+            }
+            for c in [*t.categories, t.personalised_category]
+        ],
+        "overall_winner": "tie",
+    }
     assert len(json.dumps(longest)) <= bound
     assert "personalised" in text and "overall_winner" in text
 

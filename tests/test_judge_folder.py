@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from _judge_utils import write_rows, yes_no_rows
 
 from omnireward.config import compose_config
 from omnireward.errors import ModelError
 from omnireward.model_folder import folder_objective
 from omnireward.train import train
-from _judge_utils import write_rows, yes_no_rows
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,21 @@ def judge_run(tmp_path_factory):
         r["critique"] = f"Verdict: [[{w}]]"
     train_f = write_rows(d / "train.jsonl", rows)
     val_f = write_rows(d / "val.jsonl", yes_no_rows(4, 1))
-    out = train(compose_config(["model=r1", "backbone=tiny", f"data.train={train_f}", f"data.val={val_f}",
-                                "trainer.max_epochs=1", "model.sft_epochs=1", "model.val_max_new_tokens=0",
-                                "data.batch_size=4", f"output_dir={d / 'run'}"]))
+    out = train(
+        compose_config(
+            [
+                "model=r1",
+                "backbone=tiny",
+                f"data.train={train_f}",
+                f"data.val={val_f}",
+                "trainer.max_epochs=1",
+                "model.sft_epochs=1",
+                "model.val_max_new_tokens=0",
+                "data.batch_size=4",
+                f"output_dir={d / 'run'}",
+            ]
+        )
+    )
     return out, val_f
 
 
@@ -34,8 +46,12 @@ def _cli(*args):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "omnireward.cli.app", *map(str, args)], capture_output=True, text=True,
-                       env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run(
+        [sys.executable, "-m", "omnireward.cli.app", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     return r.returncode, r.stdout, r.stderr
 
 
@@ -64,8 +80,10 @@ def test_eval_with_a_judge_folder_judges(judge_run, tmp_path):
     assert json.loads((tmp_path / "e.json").read_text())["judge"] == "omni"
 
 
-@pytest.mark.parametrize("command", [["export", "--out", "EXPORT"], ["serve", "--port", "0", "--quant", "4bit"],
-                                     ["score", "VAL", "--quant", "4bit"]])
+@pytest.mark.parametrize(
+    "command",
+    [["export", "--out", "EXPORT"], ["serve", "--port", "0", "--quant", "4bit"], ["score", "VAL", "--quant", "4bit"]],
+)
 def test_reward_only_commands_stop_in_one_line(judge_run, tmp_path, command):
     out, val_f = judge_run
     args = [str(tmp_path / "x") if a == "EXPORT" else str(val_f) if a == "VAL" else a for a in command]

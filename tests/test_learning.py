@@ -20,8 +20,7 @@ from omnireward.scoring.bt import reward_records, score_file
 from omnireward.train import train
 
 # modality -> (train pairs, the rule whose preference lives in the response media alone)
-CASES = {"image": (200, "degradation"), "video": (80, "degradation"), "audio": (120, "noise"),
-         "3d": (120, "quality")}
+CASES = {"image": (200, "degradation"), "video": (80, "degradation"), "audio": (120, "noise"), "3d": (120, "quality")}
 # Held-out accuracy on that rule is asserted at these values, set from seeds 0, 1 and 2
 # (benchmarks/learning_seeds.py, results/learning_seeds.jsonl: the worst seed scored image 0.77,
 # video 0.77, audio 1.00 on 30-42 pairs each, and 3D 0.74 of 42 in its newest line, measured after
@@ -30,6 +29,7 @@ THRESHOLD = {"image": 0.7, "video": 0.7, "audio": 0.9, "3d": 0.68}
 
 HELD_OUT_PAIRS = 120
 
+
 def run_case(modality: str, work, seed: int = 0):
     """Train the tiny-LM recipe on `modality`'s demo set (data and training seed `seed`) and score
     HELD_OUT_PAIRS pairs of unseen sources (seed + 1000). Returns (config, model folder, demo data
@@ -37,13 +37,25 @@ def run_case(modality: str, work, seed: int = 0):
     the thresholds below."""
     n_pairs, _ = CASES[modality]
     data = build_demo(modality, work / "data", n_pairs=n_pairs, seed=seed)
-    cfg = compose_config([
-        "backbone=tiny", "backbone.pretrained_encoders=true", "backbone.tiny_hidden=128", f"modality={modality}",
-        f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={work / 'run'}",
-        "trainer.max_epochs=12", "model.lr=1e-2", "model.lm_lr=1e-3", "data.batch_size=16", "head.dropout=0.0",
-        f"seed={seed}",
-        # 4 frames per clip keeps the one-off video feature pass short
-        "++backbone.encoder_options={video: {num_frames: 4}}"])
+    cfg = compose_config(
+        [
+            "backbone=tiny",
+            "backbone.pretrained_encoders=true",
+            "backbone.tiny_hidden=128",
+            f"modality={modality}",
+            f"data.train={data / 'train.jsonl'}",
+            f"data.val={data / 'val.jsonl'}",
+            f"output_dir={work / 'run'}",
+            "trainer.max_epochs=12",
+            "model.lr=1e-2",
+            "model.lm_lr=1e-3",
+            "data.batch_size=16",
+            "head.dropout=0.0",
+            f"seed={seed}",
+            # 4 frames per clip keeps the one-off video feature pass short
+            "++backbone.encoder_options={video: {num_frames: 4}}",
+        ]
+    )
     out = train(cfg)
 
     # The test split's few pairs of one rule make a noisy estimate; a larger sample of pairs from the
@@ -60,8 +72,9 @@ def run_case(modality: str, work, seed: int = 0):
 
 # Video and 3D spend most of their time on the one-off feature pass (frames, rendered views):
 # they run with `-m slow`.
-@pytest.mark.parametrize("modality", [pytest.param(m, marks=pytest.mark.slow) if m in ("video", "3d") else m
-                                      for m in CASES])
+@pytest.mark.parametrize(
+    "modality", [pytest.param(m, marks=pytest.mark.slow) if m in ("video", "3d") else m for m in CASES]
+)
 def test_modality_learns_from_its_demo_set(tmp_path, modality):
     rule = CASES[modality][1]
     cfg, out, data, per_rule = run_case(modality, tmp_path)
@@ -82,8 +95,10 @@ def test_modality_learns_from_its_demo_set(tmp_path, modality):
     # A reloaded model reproduces the rewards the trained model gave before saving.
     model, _ = RewardModel.from_pretrained(out)
     train_pairs = read_pairs(data / "train.jsonl")
-    r = torch.tensor([x["reward1"] for x in reward_records(model, train_pairs, show_progress=False)]
-                     + [x["reward2"] for x in reward_records(model, train_pairs, show_progress=False)])
+    r = torch.tensor(
+        [x["reward1"] for x in reward_records(model, train_pairs, show_progress=False)]
+        + [x["reward2"] for x in reward_records(model, train_pairs, show_progress=False)]
+    )
     stats = json.loads((out / "reward_stats.json").read_text())
     assert r.mean().item() == pytest.approx(stats["mean"], abs=1e-4)
     assert r.std().item() == pytest.approx(stats["std"], abs=1e-4)
@@ -97,7 +112,8 @@ def _right_by_rule(pairs_file, scores_file) -> dict[str, list[bool]]:
         s = json.loads(x)
         m = meta[s["id"]]
         right[f"flip:{m['flip']}" if m["rule"] == FLIP else m["rule"]].append(
-            (s["margin"] > 0) == (s["preference"] == "response1"))
+            (s["margin"] > 0) == (s["preference"] == "response1")
+        )
     return right
 
 
@@ -115,9 +131,20 @@ def test_full_embedded_lm_learns_the_text_rules_on_unseen_topics(tmp_path):
     not asserted: on 44 flip records of unseen topics the t10 run got 0.48 (seen topics 0.77).
     """
     data = build_demo("text", tmp_path / "data", n_pairs=128, seed=0)
-    out = train(compose_config([
-        f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}",
-        "trainer.max_epochs=2", "model.lr=1e-3", "model.lm_lr=1e-4", "data.batch_size=8", "seed=0"]))
+    out = train(
+        compose_config(
+            [
+                f"data.train={data / 'train.jsonl'}",
+                f"data.val={data / 'val.jsonl'}",
+                f"output_dir={tmp_path / 'run'}",
+                "trainer.max_epochs=2",
+                "model.lr=1e-3",
+                "model.lm_lr=1e-4",
+                "data.batch_size=8",
+                "seed=0",
+            ]
+        )
+    )
     summary = score_file(data / "test.jsonl", out, tmp_path / "scores.jsonl")
     assert summary["accuracy_without_ties"] >= 0.7
     fresh = build_split("text", tmp_path / "fresh", "test", 150, seed=1000)
@@ -142,10 +169,22 @@ def test_full_embedded_lm_follows_subject_criteria_on_images(tmp_path):
     sits at 0.65, between chance (0.5) and the level earlier seen-source runs reported.
     """
     data = build_demo("image", tmp_path / "data", n_pairs=300, seed=0)
-    out = train(compose_config([
-        "modality=image", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
-        f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=4", "model.lr=5e-4", "model.lm_lr=5e-5", "backbone.train_layers=null",
-        "data.batch_size=8", "seed=0"]))
+    out = train(
+        compose_config(
+            [
+                "modality=image",
+                f"data.train={data / 'train.jsonl'}",
+                f"data.val={data / 'val.jsonl'}",
+                f"output_dir={tmp_path / 'run'}",
+                "trainer.max_epochs=4",
+                "model.lr=5e-4",
+                "model.lm_lr=5e-5",
+                "backbone.train_layers=null",
+                "data.batch_size=8",
+                "seed=0",
+            ]
+        )
+    )
     right = {}
     for pool, split in (("unseen", "test"), ("seen", "val")):
         pairs = build_split("image", tmp_path / "fresh", split, 300, seed=1000)

@@ -45,8 +45,21 @@ def test_missing_logger_package_stops_the_cli_before_training(tmp_path):
     fake.mkdir()
     (fake / "wandb.py").write_text("raise ImportError('not installed')\n")
     env = {**os.environ, "PYTHONPATH": str(fake), "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-m", "omnireward.cli.app", "train", "logger=wandb", "backbone=tiny",
-                          f"output_dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omnireward.cli.app",
+            "train",
+            "logger=wandb",
+            "backbone=tiny",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 2
     expected = "error: logger: logger=wandb needs the 'wandb' package: pip install wandb"
     assert res.stderr.strip().splitlines() == [expected]
@@ -103,8 +116,15 @@ def _loader(n, bs):
 
 def test_progress_bar_counts_pairs_and_renders_pairs_per_second(tmp_path):
     bar = PairsProgressBar()
-    trainer = L.Trainer(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False,
-                        default_root_dir=tmp_path, accelerator="cpu", enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[bar],
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        enable_model_summary=False,
+    )
     trainer.fit(_Pairs(), _loader(22, 4), _loader(10, 3))
     seen = bar.pairs_seen
     assert seen[bar.train_progress_bar_id] == 22  # the last epoch's pairs, last batch of 2 included
@@ -124,9 +144,9 @@ def test_pairs_in_batches_of_every_module():
 
 
 def test_a_training_run_uses_the_pairs_bar_and_writes_tensorboard_events(tmp_path):
+    from _deploy_utils import text_set
     from lightning.pytorch.callbacks import Callback
 
-    from _deploy_utils import text_set
     from omnireward.train import train
 
     seen = {}
@@ -138,9 +158,18 @@ def test_a_training_run_uses_the_pairs_bar_and_writes_tensorboard_events(tmp_pat
             seen["pairs"] = bar.pairs_seen.get(bar.train_progress_bar_id)
 
     data = text_set(tmp_path / "data", n_train=24, n_val=8, n_test=4)
-    cfg = compose_config(["backbone=tiny", f"data.train={data['train']}", f"data.val={data['val']}",
-                          f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1", "data.batch_size=8",
-                          "trainer.accelerator=cpu", "backbone.feature_cache=false"])
+    cfg = compose_config(
+        [
+            "backbone=tiny",
+            f"data.train={data['train']}",
+            f"data.val={data['val']}",
+            f"output_dir={tmp_path / 'run'}",
+            "trainer.max_epochs=1",
+            "data.batch_size=8",
+            "trainer.accelerator=cpu",
+            "backbone.feature_cache=false",
+        ]
+    )
     out = train(cfg, callbacks=[Spy()])
     assert seen == {"bar": "PairsProgressBar", "pairs": 24}
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
@@ -161,9 +190,19 @@ def test_training_log_shows_no_third_party_advert_or_warnings_about_others_code(
 
     data = text_set(tmp_path / "data", n_train=16, n_val=8, n_test=4)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}
-    cmd = [sys.executable, "-m", "omnireward.cli.app", "train", "backbone=tiny", f"data.train={data['train']}",
-           f"data.val={data['val']}", f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1",
-           "data.batch_size=8", "backbone.feature_cache=false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "omnireward.cli.app",
+        "train",
+        "backbone=tiny",
+        f"data.train={data['train']}",
+        f"data.val={data['val']}",
+        f"output_dir={tmp_path / 'run'}",
+        "trainer.max_epochs=1",
+        "data.batch_size=8",
+        "backbone.feature_cache=false",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     log = first.stdout + first.stderr

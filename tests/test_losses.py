@@ -26,7 +26,7 @@ def test_tie_models_are_distributions(d):
     x = torch.tensor([d, d, d])
     y = torch.tensor([1, -1, 0])
     for fn, param in ((rao_kupper_loss, 2.5), (davidson_loss, 0.8)):
-        probs = [math.exp(-fn(x[i:i + 1], y[i:i + 1], None, param).item()) for i in range(3)]
+        probs = [math.exp(-fn(x[i : i + 1], y[i : i + 1], None, param).item()) for i in range(3)]
         assert sum(probs) == pytest.approx(1.0, abs=1e-5)
     # Rao–Kupper closed form for the win probability.
     p1 = math.exp(-rao_kupper_loss(x[:1], y[:1], theta=2.5).item())
@@ -64,6 +64,7 @@ def test_unknown_loss_or_bad_option_fails_when_composing():
 
 # ---- probabilistic BT (head=gaussian) and Plackett–Luce (loss=plackett_luce) -------------------------
 
+
 def _phi(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
@@ -73,7 +74,9 @@ def test_gaussian_bt_is_minus_log_phi_of_the_standardised_margin():
 
     d, var = torch.tensor([1.0, -0.5, 2.0, 0.3]), torch.tensor([0.5, 2.0, 1.0, 4.0])
     y = torch.tensor([1, 1, -1, 0])  # the tie carries no signal
-    expected = -sum(math.log(_phi(s * a / math.sqrt(v))) for a, v, s in ((1.0, 0.5, 1), (-0.5, 2.0, 1), (2.0, 1.0, -1))) / 3
+    expected = (
+        -sum(math.log(_phi(s * a / math.sqrt(v))) for a, v, s in ((1.0, 0.5, 1), (-0.5, 2.0, 1), (2.0, 1.0, -1))) / 3
+    )
     assert gaussian_bt_loss(d, var, y).item() == pytest.approx(expected, rel=1e-6)
     # It is the probability that a draw of r1 - r2 ~ N(d, var) is positive (Monte Carlo, one pair).
     g = torch.Generator().manual_seed(0)
@@ -128,8 +131,10 @@ def test_plackett_luce_formula_padding_and_partial_rankings():
     import itertools
 
     r = torch.tensor([0.3, -1.2, 0.8])
-    total = sum(math.exp(-plackett_luce_loss(r[list(p)][None], torch.tensor([3]), torch.tensor([3])).item())
-                for p in itertools.permutations(range(3)))
+    total = sum(
+        math.exp(-plackett_luce_loss(r[list(p)][None], torch.tensor([3]), torch.tensor([3])).item())
+        for p in itertools.permutations(range(3))
+    )
     assert total == pytest.approx(1.0, abs=1e-6)
     # Padding gets no gradient (and no NaN).
     x = ranked.clone().requires_grad_(True)

@@ -50,6 +50,7 @@ def _raises_naming(fn, path, *args, match=None):
 
 # ---------------------------------------------------------------- image
 
+
 def test_load_image_real_files_become_rgb():
     astronaut = load_image(SKIMAGE("astronaut.png"))
     assert astronaut.mode == "RGB" and astronaut.size == (512, 512)
@@ -80,6 +81,7 @@ def test_load_image_failures_name_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------- video
+
 
 def test_uniform_indices_are_segment_centres():
     assert uniform_indices(250, 8).tolist() == [15, 46, 78, 109, 140, 171, 203, 234]
@@ -190,6 +192,7 @@ def test_load_video_failures_name_the_file(tmp_path, video_backend):
 
 # ---------------------------------------------------------------- audio
 
+
 def _peak_hz(x: np.ndarray, rate: int) -> float:
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     return float(np.fft.rfftfreq(len(x), 1 / rate)[spectrum.argmax()])
@@ -217,7 +220,7 @@ def test_resampling_removes_what_the_new_rate_cannot_hold(tmp_path):
         path = tmp_path / f"{hz}.flac"
         sf.write(path, 0.5 * np.sin(2 * np.pi * hz * t), rate, subtype="PCM_16")
         x = load_audio(path, sample_rate=16000)[1000:-1000]
-        rms = float(np.sqrt(np.mean(x ** 2)))
+        rms = float(np.sqrt(np.mean(x**2)))
         if kept:
             assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
             assert _peak_hz(x, 16000) == pytest.approx(hz, abs=2)
@@ -249,6 +252,7 @@ def test_load_audio_failures_name_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------- 3D
+
 
 def test_load_mesh_is_deterministic_and_normalised():
     path = PYVISTA("airplane.ply")
@@ -337,6 +341,7 @@ def test_media_fingerprint_tracks_edits(tmp_path):
 
 
 # ---------------------------------------------------------------- rendering
+
 
 def test_render_views_show_the_object():
     views = render_views(PYVISTA("airplane.ply"), n_views=4, size=224)

@@ -1,5 +1,3 @@
-import itertools
-
 import numpy as np
 import pytest
 
@@ -54,8 +52,11 @@ def test_all_ties_and_no_ties():
 
 
 def test_summary_per_task_keys():
-    s = summarize([1.0, -1.0, 0.1, 2.0], ["response1", "response1", "tie", "response2"],
-                  ["text_to_text", "text_to_text", "text_to_image", "text_to_image"])
+    s = summarize(
+        [1.0, -1.0, 0.1, 2.0],
+        ["response1", "response1", "tie", "response2"],
+        ["text_to_text", "text_to_text", "text_to_image", "text_to_image"],
+    )
     assert s["n"] == 4 and s["accuracy_without_ties"] == pytest.approx(1 / 3)
     assert set(s["per_task"]) == {"text_to_text", "text_to_image"}
     for t in s["per_task"].values():

@@ -8,14 +8,14 @@ from collections import Counter
 
 import pytest
 import torch
-
 from conftest import helpful_vs_rude, write_jsonl
+from test_train import StopAfterFirstEpoch
+
 from omnireward.config import compose_config
 from omnireward.data.datamodule import EpochShuffleSampler, PreferenceDataModule
 from omnireward.data.mixture import MixtureSampler, length_grouped, mixture_order, pairs_per_epoch
 from omnireward.errors import ConfigError
 from omnireward.train import MIXTURE_NAME, SUMMARY_NAME, train
-from test_train import StopAfterFirstEpoch
 
 
 @pytest.fixture
@@ -86,13 +86,13 @@ def test_ranks_split_the_one_epoch_order_between_them():
     ranks = [MixtureSampler(sizes, weights, seed=4, num_replicas=3, rank=r) for r in range(3)]
     parts = [_epoch(s, 1) for s in ranks]
     assert len({len(p) for p in parts}) == 1  # same number of steps on every rank
-    padded = whole + whole[:3 * len(parts[0]) - len(whole)]
+    padded = whole + whole[: 3 * len(parts[0]) - len(whole)]
     assert [x for step in zip(*parts) for x in step] == padded
 
 
 def _padding(order, lengths, batch):
     """Padded positions a pass over `order` in batches of `batch` costs."""
-    steps = [order[i:i + batch] for i in range(0, len(order), batch)]
+    steps = [order[i : i + batch] for i in range(0, len(order), batch)]
     return sum(max(lengths[i] for i in s) * len(s) - sum(lengths[i] for i in s) for s in steps)
 
 
@@ -114,8 +114,8 @@ def test_length_grouping_keeps_the_epoch_and_cuts_padding(window):
         # cut into batches of increasing length, the batches in shuffled order.
         span = 4 * window
         for s in range(0, len(p), span):
-            assert sorted(g[s:s + span]) == sorted(p[s:s + span])
-            batches = [g[s:s + span][i:i + 4] for i in range(0, len(g[s:s + span]), 4)]
+            assert sorted(g[s : s + span]) == sorted(p[s : s + span])
+            batches = [g[s : s + span][i : i + 4] for i in range(0, len(g[s : s + span]), 4)]
             flat = sorted(batches, key=lambda b: min(lengths[i] for i in b))
             assert all(max(lengths[i] for i in a) <= min(lengths[i] for i in b) for a, b in zip(flat, flat[1:]))
     # Deterministic in (seed, epoch): a fresh sampler (as after a restart) gives the same epoch.
@@ -131,7 +131,7 @@ def test_length_grouped_batches_come_in_random_order_not_shortest_first():
     assert len({tuple(o) for o in orders}) == 4
     assert all(o != sorted(o) for o in orders)
     # Within each batch the pairs are neighbours in length.
-    assert all(max(o[i:i + 4]) - min(o[i:i + 4]) == 3 for o in orders for i in range(0, 64, 4))
+    assert all(max(o[i : i + 4]) - min(o[i : i + 4]) == 3 for o in orders for i in range(0, 64, 4))
 
 
 def test_off_means_the_plain_order():
@@ -147,13 +147,17 @@ def test_length_grouped_ranks_together_take_the_one_process_global_batches():
     batch would take: grouping acts on global batches, before the ranks split them."""
     sizes, weights, lengths, batch, world = [30, 12], [1.0, 1.5], _random_lengths(42, 2), 3, 2
     one = MixtureSampler(sizes, weights, seed=5, lengths=lengths, batch_size=batch * world, group_by_length=4)
-    ranks = [MixtureSampler(sizes, weights, seed=5, num_replicas=world, rank=r, lengths=lengths, batch_size=batch,
-                            group_by_length=4) for r in range(world)]
+    ranks = [
+        MixtureSampler(
+            sizes, weights, seed=5, num_replicas=world, rank=r, lengths=lengths, batch_size=batch, group_by_length=4
+        )
+        for r in range(world)
+    ]
     whole, parts = _epoch(one, 0), [_epoch(s, 0) for s in ranks]
     steps = len(parts[0]) // batch
     for k in range(steps):
-        global_batch = sorted(x for p in parts for x in p[k * batch:(k + 1) * batch])
-        assert global_batch == sorted(whole[k * batch * world:(k + 1) * batch * world])
+        global_batch = sorted(x for p in parts for x in p[k * batch : (k + 1) * batch])
+        assert global_batch == sorted(whole[k * batch * world : (k + 1) * batch * world])
 
 
 def test_lengths_must_cover_every_pair():
@@ -182,13 +186,19 @@ def test_the_datamodule_groups_its_training_batches_by_length(sources):
     off.collate_fn = dm.collate_fn
     assert off.train_dataloader().sampler.lengths is None
 
+
 def test_datamodule_reads_sources_caps_and_counts(sources):
     a, b, _ = sources
-    dm = PreferenceDataModule(train=[{"path": str(a), "weight": 0.5, "max_pairs": 20},
-                                     {"path": str(b), "format": "native", "weight": 2}], seed=7, batch_size=4)
+    dm = PreferenceDataModule(
+        train=[{"path": str(a), "weight": 0.5, "max_pairs": 20}, {"path": str(b), "format": "native", "weight": 2}],
+        seed=7,
+        batch_size=4,
+    )
     dm.setup()
-    assert [(m["pairs_read"], m["pairs_kept"], m["pairs_per_epoch"]) for m in dm.mixture] == [(30, 20, 10),
-                                                                                         (12, 12, 24)]
+    assert [(m["pairs_read"], m["pairs_kept"], m["pairs_per_epoch"]) for m in dm.mixture] == [
+        (30, 20, 10),
+        (12, 12, 24),
+    ]
     assert dm.train_pairs_per_epoch == 34
     ids = [p.id for p in dm.splits["train"]]
     kept_a = {i for i in ids if i.startswith("a")}
@@ -218,15 +228,18 @@ def test_a_plain_path_still_works(sources):
     assert len(dm.splits["train"]) == 30 and dm.train_pairs_per_epoch == 30
 
 
-@pytest.mark.parametrize("entry,field,needle", [
-    ({"weight": 2}, "data.train[1].path", "missing path"),
-    ({"path": "nowhere/missing.jsonl"}, "data.train[1].path", "no such file"),
-    ({"path": "A", "weight": -1}, "data.train[1].weight", "weight must be a number > 0"),
-    ({"path": "A", "weight": 0}, "data.train[1].weight", "weight must be a number > 0"),
-    ({"path": "A", "wieght": 2}, "data.train[1].wieght", "unknown key"),
-    ({"path": "A", "max_pairs": 0}, "data.train[1].max_pairs", "max_pairs"),
-    ({"path": "A", "format": "csv"}, "data.train[1].format", "unknown format"),
-])
+@pytest.mark.parametrize(
+    "entry,field,needle",
+    [
+        ({"weight": 2}, "data.train[1].path", "missing path"),
+        ({"path": "nowhere/missing.jsonl"}, "data.train[1].path", "no such file"),
+        ({"path": "A", "weight": -1}, "data.train[1].weight", "weight must be a number > 0"),
+        ({"path": "A", "weight": 0}, "data.train[1].weight", "weight must be a number > 0"),
+        ({"path": "A", "wieght": 2}, "data.train[1].wieght", "unknown key"),
+        ({"path": "A", "max_pairs": 0}, "data.train[1].max_pairs", "max_pairs"),
+        ({"path": "A", "format": "csv"}, "data.train[1].format", "unknown format"),
+    ],
+)
 def test_a_bad_entry_fails_in_one_line_naming_the_field(sources, entry, field, needle):
     a, _, _ = sources
     entry = {k: (str(a) if v == "A" else v) for k, v in entry.items()}
@@ -244,8 +257,17 @@ def test_val_takes_one_path(sources):
 
 def _run_overrides(a, b, val, out, *extra):
     mixture = f"data.train=[{{path:'{a}',weight:0.5}},{{path:'{b}',weight:1.5,max_pairs:10}}]"
-    return ["backbone=tiny", mixture, f"data.val={val}", f"output_dir={out}", "model.lr=3e-3", "model.lm_lr=1e-3",
-            "data.batch_size=8", "logger=csv", *extra]
+    return [
+        "backbone=tiny",
+        mixture,
+        f"data.val={val}",
+        f"output_dir={out}",
+        "model.lr=3e-3",
+        "model.lm_lr=1e-3",
+        "data.batch_size=8",
+        "logger=csv",
+        *extra,
+    ]
 
 
 def test_run_folder_records_the_mixture_and_the_log_names_each_source(sources, tmp_path, caplog):
@@ -255,8 +277,10 @@ def test_run_folder_records_the_mixture_and_the_log_names_each_source(sources, t
         out = train(cfg)
     rec = json.loads((out / MIXTURE_NAME).read_text())
     assert rec["seed"] == 0 and rec["pairs_per_epoch"] == 30
-    assert [(s["path"], s["weight"], s["max_pairs"], s["pairs_read"], s["pairs_kept"], s["pairs_per_epoch"])
-            for s in rec["sources"]] == [(str(a), 0.5, None, 30, 30, 15), (str(b), 1.5, 10, 12, 10, 15)]
+    assert [
+        (s["path"], s["weight"], s["max_pairs"], s["pairs_read"], s["pairs_kept"], s["pairs_per_epoch"])
+        for s in rec["sources"]
+    ] == [(str(a), 0.5, None, 30, 30, 15), (str(b), 1.5, 10, 12, 10, 15)]
     summary = json.loads((out / SUMMARY_NAME).read_text())
     assert summary["train_pairs"] == 40 and summary["train_pairs_per_epoch"] == 30
     assert summary["global_steps"] == 4  # 30 pairs per epoch in batches of 8
@@ -287,8 +311,12 @@ def test_cli_refuses_a_bad_mixture_entry_in_one_line(sources, tmp_path):
     from test_cli import run
 
     a, _, _ = sources
-    r = run("train", f"data.train=[{{path:'{a}'}},{{path:'{a}',weight:-1}}]", "backbone=tiny",
-            f"output_dir={tmp_path / 'run'}")
+    r = run(
+        "train",
+        f"data.train=[{{path:'{a}'}},{{path:'{a}',weight:-1}}]",
+        "backbone=tiny",
+        f"output_dir={tmp_path / 'run'}",
+    )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "data.train[1].weight: weight must be a number > 0, got -1" in lines[0], r.stderr

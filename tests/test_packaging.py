@@ -1,9 +1,9 @@
 """The installed package is complete: every package folder is listed and every config composes."""
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from hydra.utils import instantiate
 
 from omnireward.config import compose_config, group_options

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from _deploy_utils import accuracy, fit_steps, score_lines, text_set, tiny_overrides, train_tiny
 from safetensors import safe_open
 from torch import nn
 
-from _deploy_utils import accuracy, fit_steps, score_lines, text_set, tiny_overrides, train_tiny
 from omnireward.config import compose_config
 from omnireward.errors import ConfigError
 from omnireward.peft_setup import LoRA
@@ -73,8 +73,9 @@ def test_lora_model_reloads_with_the_same_scores(data, tmp_path):
     assert (out / "lm" / "adapter" / "adapter_config.json").exists()
     with safe_open(str(out / "lm" / "model.safetensors"), "pt") as f:
         lm_keys = list(f.keys())
-    assert "model.layers.0.self_attn.q_proj.weight" in lm_keys and not any("lora" in k or "base_layer" in k
-                                                                              for k in lm_keys)
+    assert "model.layers.0.self_attn.q_proj.weight" in lm_keys and not any(
+        "lora" in k or "base_layer" in k for k in lm_keys
+    )
 
     reloaded, _ = RewardModel.from_pretrained(out)
     assert not any("lora" in n for n, _ in reloaded.named_parameters())
@@ -124,10 +125,20 @@ def test_unknown_method_or_bad_rank_is_a_config_error():
 def test_lora_over_a_transformers_4bit_hf_backbone_saves_a_loadable_dense_lm(data, tmp_path):
     """backbone=hf quant=4bit + peft=lora (QLoRA the transformers way)."""
     tiny_hf = pytest.importorskip("_tiny_hf")
-    overrides = [o for o in tiny_overrides(data, tmp_path / "m", "peft=lora", "peft.r=4", "head.dropout=0")
-                 if not o.startswith("backbone")]
-    cfg = compose_config(overrides + ["backbone=hf", f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
-                                      "backbone.dtype=float32", "quant=4bit"])
+    overrides = [
+        o
+        for o in tiny_overrides(data, tmp_path / "m", "peft=lora", "peft.r=4", "head.dropout=0")
+        if not o.startswith("backbone")
+    ]
+    cfg = compose_config(
+        overrides
+        + [
+            "backbone=hf",
+            f"backbone.name_or_path={tiny_hf.save_text_lm(tmp_path / 'src')}",
+            "backbone.dtype=float32",
+            "quant=4bit",
+        ]
+    )
     from omnireward.data.datamodule import load_records
     from omnireward.train import build_module
 

@@ -3,8 +3,6 @@ defaults that benchmarks/defaults.py measured (docs/defaults.md)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 
@@ -12,12 +10,16 @@ def test_each_modality_sets_its_own_measured_training_defaults():
     """conf/modality/*.yaml carries the defaults docs/defaults.md measured; an override still wins."""
     from omnireward.config import compose_config
 
-    grouped = {m: compose_config([f"modality={m}"]).data.group_by_length for m in
-               ("text", "image", "video", "audio", "3d", "omni")}
+    grouped = {
+        m: compose_config([f"modality={m}"]).data.group_by_length
+        for m in ("text", "image", "video", "audio", "3d", "omni")
+    }
     assert grouped == {"text": 16, "image": 16, "video": 16, "audio": 0, "3d": 16, "omni": 16}
     assert compose_config(["modality=audio", "data.group_by_length=8"]).data.group_by_length == 8
-    layers = {m: compose_config([f"modality={m}"]).backbone.train_layers for m in
-              ("text", "image", "video", "audio", "3d", "omni")}
+    layers = {
+        m: compose_config([f"modality={m}"]).backbone.train_layers
+        for m in ("text", "image", "video", "audio", "3d", "omni")
+    }
     assert layers == {"text": 20, "image": 10, "video": 10, "audio": 10, "3d": 10, "omni": 10}
     assert compose_config(["modality=text", "backbone.train_layers=null"]).backbone.train_layers is None
     assert compose_config(["modality=text", "peft=lora"]).backbone.train_layers is None
@@ -47,9 +49,19 @@ def test_plain_text_command_learns_the_demo_rules_on_unseen_sources(tmp_path):
     from demo_runs import accuracy_by_rule
 
     data = build_demo("text", tmp_path / "data", n_pairs=128, seed=0)
-    out = train(compose_config(["model=bt", "modality=text", f"data.train={data / 'train.jsonl'}",
-                                f"data.val={data / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}",
-                                "trainer.max_epochs=2", "seed=0"]))
+    out = train(
+        compose_config(
+            [
+                "model=bt",
+                "modality=text",
+                f"data.train={data / 'train.jsonl'}",
+                f"data.val={data / 'val.jsonl'}",
+                f"output_dir={tmp_path / 'run'}",
+                "trainer.max_epochs=2",
+                "seed=0",
+            ]
+        )
+    )
     fresh = build_split("text", tmp_path / "fresh", "test", 150, seed=1000)
     score_file(fresh, out, tmp_path / "fresh.scores.jsonl")
     rules = accuracy_by_rule(fresh, tmp_path / "fresh.scores.jsonl")["per_rule"]

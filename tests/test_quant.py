@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from _deploy_utils import accuracy, fit_steps, score_lines, text_set, tiny_overrides
 from torch import nn
 
-from _deploy_utils import accuracy, fit_steps, score_lines, text_set, tiny_overrides
 from omnireward.errors import ConfigError
 from omnireward.quant import agreement, kendall_tau_b, load_quantized
 
@@ -53,12 +53,16 @@ def test_kendall_tau_b_edge_cases():
 
 
 def test_agreement_counts_margin_signs_and_ranks_all_rewards():
-    full = [{"id": "a", "reward1": 1.0, "reward2": 0.0, "margin": 1.0},
-            {"id": "b", "reward1": 0.0, "reward2": 2.0, "margin": -2.0},
-            {"id": "c", "reward": 3.0}]
-    quant = [{"id": "a", "reward1": 0.9, "reward2": 0.1, "margin": 0.8},
-             {"id": "b", "reward1": 0.5, "reward2": 0.4, "margin": 0.1},  # sign flipped
-             {"id": "c", "reward": 2.5}]
+    full = [
+        {"id": "a", "reward1": 1.0, "reward2": 0.0, "margin": 1.0},
+        {"id": "b", "reward1": 0.0, "reward2": 2.0, "margin": -2.0},
+        {"id": "c", "reward": 3.0},
+    ]
+    quant = [
+        {"id": "a", "reward1": 0.9, "reward2": 0.1, "margin": 0.8},
+        {"id": "b", "reward1": 0.5, "reward2": 0.4, "margin": 0.1},  # sign flipped
+        {"id": "c", "reward": 2.5},
+    ]
     a = agreement(full, quant)
     assert a["sign_agreement"] == pytest.approx(0.5)
     assert a["n"] == 3 and a["n_pairs"] == 2
@@ -144,12 +148,25 @@ def test_4bit_agreement_on_the_embedded_smollm2(tmp_path):
     demo = build_demo("text", tmp_path / "demo", n_pairs=128)
     # Trained to clear margins: a barely trained model has many near-zero margins, which any
     # perturbation flips (one epoch at the default LM rate gave 16/19 signs kept).
-    out = train(compose_config([
-        "backbone=embedded", f"data.train={demo / 'train.jsonl'}", f"data.val={demo / 'val.jsonl'}",
-        f"output_dir={tmp_path / 'model'}", "trainer.max_epochs=2", "trainer.accelerator=cpu",
-        "model.lm_lr=1e-4", "model.lr=1e-3", "logger.tensorboard=false", "data.batch_size=8"]))
-    summary = score_file(demo / "test.jsonl", out, tmp_path / "scores.jsonl", quant="4bit", compare_full=True,
-                         device="cpu")
+    out = train(
+        compose_config(
+            [
+                "backbone=embedded",
+                f"data.train={demo / 'train.jsonl'}",
+                f"data.val={demo / 'val.jsonl'}",
+                f"output_dir={tmp_path / 'model'}",
+                "trainer.max_epochs=2",
+                "trainer.accelerator=cpu",
+                "model.lm_lr=1e-4",
+                "model.lr=1e-3",
+                "logger.tensorboard=false",
+                "data.batch_size=8",
+            ]
+        )
+    )
+    summary = score_file(
+        demo / "test.jsonl", out, tmp_path / "scores.jsonl", quant="4bit", compare_full=True, device="cpu"
+    )
     a = summary["agreement_with_full_precision"]
     assert a["sign_agreement"] >= 0.9, a
 
@@ -170,10 +187,13 @@ def test_quant_options_build_the_same_component_for_train_and_score():
     assert hf.load_in_4bit and hf.bnb_4bit_quant_type == "fp4" and not hf.bnb_4bit_use_double_quant
 
 
-@pytest.mark.parametrize("overrides,field", [
-    (["quant=3bit"], "quant/3bit"),
-    (["quant=4bit", "quant.group_size=64"], "quant.group_size"),
-])
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        (["quant=3bit"], "quant/3bit"),
+        (["quant=4bit", "quant.group_size=64"], "quant.group_size"),
+    ],
+)
 def test_a_bad_quant_choice_fails_at_compose_time(overrides, field):
     from omnireward.config import compose_config
 
@@ -181,8 +201,14 @@ def test_a_bad_quant_choice_fails_at_compose_time(overrides, field):
         compose_config(overrides)
 
 
-@pytest.mark.parametrize("override,field", [("quant.bits=3", "quant.bits"), ("quant.quant_type=int4", "quant.quant_type"),
-                                            ("quant.compute_dtype=float8", "quant.compute_dtype")])
+@pytest.mark.parametrize(
+    "override,field",
+    [
+        ("quant.bits=3", "quant.bits"),
+        ("quant.quant_type=int4", "quant.quant_type"),
+        ("quant.compute_dtype=float8", "quant.compute_dtype"),
+    ],
+)
 def test_bad_quant_values_fail_in_one_line_naming_the_field(override, field):
     from omnireward.config import build, compose_config
 
@@ -216,13 +242,18 @@ def test_training_over_an_fp4_lm_saves_a_folder_that_reloads_quantised_with_the_
         tiny_hf = pytest.importorskip("_tiny_hf")
         src = tiny_hf.save_text_lm(tmp_path / "src")
         overrides = [o for o in overrides if not o.startswith("backbone")] + [
-            "backbone=hf", f"backbone.name_or_path={src}", "backbone.dtype=float32"]
+            "backbone=hf",
+            f"backbone.name_or_path={src}",
+            "backbone.dtype=float32",
+        ]
     cfg = compose_config(overrides)
     module = build_module(cfg)
     lm = module.model.backbone.language_model()
 
     def fp4_layers(model) -> int:
-        return sum(1 for p in model.parameters() if type(p).__name__ == "Params4bit" and p.quant_state.quant_type == "fp4")
+        return sum(
+            1 for p in model.parameters() if type(p).__name__ == "Params4bit" and p.quant_state.quant_type == "fp4"
+        )
 
     assert fp4_layers(lm) > 0
     before = score_lines(module.model, data["test"])

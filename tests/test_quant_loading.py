@@ -18,8 +18,15 @@ def _save_lm(folder, *, bias: bool, hidden: int, layers: int, inter: int):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=512, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                      num_attention_heads=8, num_key_value_heads=4, tie_word_embeddings=True)
+    cfg = Qwen2Config(
+        vocab_size=512,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        tie_word_embeddings=True,
+    )
     lm = Qwen2ForCausalLM(cfg)  # Qwen2: q/k/v projections carry biases
     assert lm.model.layers[0].self_attn.q_proj.bias is not None or not bias
     lm.save_pretrained(folder, safe_serialization=True)
@@ -83,10 +90,15 @@ def test_4bit_loading_never_holds_the_full_precision_model(tmp_path):
     """Peak resident memory added by loading stays under half the checkpoint's fp32 size."""
     folder = _save_lm(tmp_path / "lm", bias=False, hidden=768, layers=4, inter=3072)
     fp32_bytes = (folder / "model.safetensors").stat().st_size
-    assert fp32_bytes > 120 * 2 ** 20
-    r = subprocess.run([sys.executable, "-c", _PROBE, str(folder)], capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert fp32_bytes > 120 * 2**20
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads(r.stdout.strip().splitlines()[-1])
     added = m["peak"] - m["before"]
-    assert added < 0.5 * fp32_bytes, (added / 2 ** 20, fp32_bytes / 2 ** 20)
+    assert added < 0.5 * fp32_bytes, (added / 2**20, fp32_bytes / 2**20)

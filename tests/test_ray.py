@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-
 from _deploy_utils import write_jsonl
 from test_stream import mixed_records
 
@@ -48,8 +47,7 @@ def test_ray_scores_equal_single_process_scores_and_resume(cluster, model_dir, t
     monkeypatch.setattr(ray_engine, "run_ray", lambda *a, **kw: real(*a, **kw, workers=pids))
     opts = RayOptions(num_workers=2)
     out = tmp_path / "ray.jsonl"
-    remote = score_file(src, model_dir, out, batch_size=4, device="cpu", engine="ray", ray=opts,
-                        show_progress=False)
+    remote = score_file(src, model_dir, out, batch_size=4, device="cpu", engine="ray", ray=opts, show_progress=False)
     # scored in Ray's actor processes, not here (how the batches spread over the two actors
     # depends on how fast each starts)
     assert pids and os.getpid() not in pids

@@ -6,16 +6,24 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import write_jsonl
-from omnireward.config import compose_config, group_options
-from omnireward.model_folder import folder_objective
-from omnireward.train import MIXTURE_NAME, train
 from test_cli import run
 from test_hf_backbones import FAST, _rows, media, tiny  # noqa: F401 (fixtures)
 
-RECIPES = ["omni_reward_bt", "omni_reward_r1_sft", "omni_reward_r1_grpo", "unifiedreward_think_sft",
-           "unifiedreward_think_grpo", "unifiedreward_flex_sft", "unifiedreward_flex_dpo", "jrm"]
+from omnireward.config import compose_config, group_options
+from omnireward.model_folder import folder_objective
+from omnireward.train import MIXTURE_NAME, train
+
+RECIPES = [
+    "omni_reward_bt",
+    "omni_reward_r1_sft",
+    "omni_reward_r1_grpo",
+    "unifiedreward_think_sft",
+    "unifiedreward_think_grpo",
+    "unifiedreward_flex_sft",
+    "unifiedreward_flex_dpo",
+    "jrm",
+]
 # recipe -> (tiny family of its backbone, objective of the folder, a metric only its stage logs)
 SMOKE = {
     "omni_reward_bt": ("qwen2_5_omni", "reward", "train/acc"),
@@ -28,10 +36,20 @@ SMOKE = {
     "jrm": ("qwen2_5_vl", "joint", "train/lm_loss"),
 }
 # Shrink the paper's scale to one CPU step: the recipe's own settings stay, except these.
-ONE_STEP = ["trainer=default", "trainer.accelerator=cpu", "trainer.max_epochs=1", "+trainer.max_steps=1",
-            "trainer.accumulate_grad_batches=1", "trainer.log_every_n_steps=1", "logger=csv",
-            "backbone.trust_remote_code=false", "backbone.gradient_checkpointing=false", "data.batch_size=2",
-            "data.val=null", *[f"backbone.{k}={v}" for k, v in FAST.items()]]
+ONE_STEP = [
+    "trainer=default",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=1",
+    "+trainer.max_steps=1",
+    "trainer.accumulate_grad_batches=1",
+    "trainer.log_every_n_steps=1",
+    "logger=csv",
+    "backbone.trust_remote_code=false",
+    "backbone.gradient_checkpointing=false",
+    "data.batch_size=2",
+    "data.val=null",
+    *[f"backbone.{k}={v}" for k, v in FAST.items()],
+]
 GRPO_SMALL = ["model.num_generations=2", "model.max_new_tokens=4"]
 
 
@@ -77,11 +95,18 @@ def _data(recipe, family, media, tmp_path):
     d = media["dir"]
     rows = _rows(family, media, 4)
     if recipe == "jrm":  # image editing: source image in the prompt, edited images as the responses
-        rows = [{"id": f"edit-{i}", "task": "text_image_to_image", "prompt": "make the sky purple",
-                 "prompt_media": [{"type": "image", "path": media["coffee"]}],
-                 "response1": {"media": [{"type": "image", "path": media["chelsea" if i % 2 else "astronaut"]}]},
-                 "response2": {"media": [{"type": "image", "path": media["astronaut" if i % 2 else "chelsea"]}]},
-                 "preference": "response1" if i % 2 == 0 else "response2"} for i in range(4)]
+        rows = [
+            {
+                "id": f"edit-{i}",
+                "task": "text_image_to_image",
+                "prompt": "make the sky purple",
+                "prompt_media": [{"type": "image", "path": media["coffee"]}],
+                "response1": {"media": [{"type": "image", "path": media["chelsea" if i % 2 else "astronaut"]}]},
+                "response2": {"media": [{"type": "image", "path": media["astronaut" if i % 2 else "chelsea"]}]},
+                "preference": "response1" if i % 2 == 0 else "response2",
+            }
+            for i in range(4)
+        ]
     for r in rows:
         w = "A" if r["preference"] == "response1" else "B"
         if recipe.endswith("_sft") or recipe == "jrm":
@@ -91,9 +116,10 @@ def _data(recipe, family, media, tmp_path):
             r["rejected_critique"] = f'{{"overall_winner": "{"B" if w == "A" else "A"}"}}'
     if recipe == "omni_reward_bt":  # the recipe's mixture: general pairs + instruction pairs with criteria
         general = write_jsonl(d / f"{recipe}-general.jsonl", rows)
-        instruction = write_jsonl(d / f"{recipe}-instruction.jsonl",
-                                  [{**r, "id": r["id"] + "-c", "criteria": "Prefer the answer that matches the prompt."}
-                                   for r in rows[:2]])
+        instruction = write_jsonl(
+            d / f"{recipe}-instruction.jsonl",
+            [{**r, "id": r["id"] + "-c", "criteria": "Prefer the answer that matches the prompt."} for r in rows[:2]],
+        )
         return [f"data.train=[{{path:'{general}',weight:1.0}},{{path:'{instruction}',weight:1.0}}]"]
     return [f"data.train={write_jsonl(d / f'{recipe}-train.jsonl', rows)}"]
 
@@ -102,8 +128,13 @@ def _data(recipe, family, media, tmp_path):
 def test_recipe_trains_one_step_on_a_tiny_checkpoint(recipe, tiny, media, tmp_path):
     family, objective, metric = SMOKE[recipe]
     out = tmp_path / "run"
-    overrides = [f"recipe={recipe}", f"backbone.name_or_path={tiny(family)}", *ONE_STEP, f"output_dir={out}",
-                 *_data(recipe, family, media, tmp_path)]
+    overrides = [
+        f"recipe={recipe}",
+        f"backbone.name_or_path={tiny(family)}",
+        *ONE_STEP,
+        f"output_dir={out}",
+        *_data(recipe, family, media, tmp_path),
+    ]
     if recipe.endswith("_grpo"):
         overrides += GRPO_SMALL
     train(compose_config(overrides))

@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _report_data import media_set
 from matplotlib.container import BarContainer
 
 from omnireward.errors import DataFormatError
 from omnireward.metrics import LABEL_SIGN, accuracy_with_ties
 from omnireward.report import plots
 from omnireward.report.build import write_pairs, write_report
-
-from _report_data import media_set
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +39,15 @@ def _near(a, b):
 def test_report_folder_has_pages_plots_summary_and_media(bt_report):
     folder, data, scores, index = bt_report
     out = index.parent
-    for name in ("index.html", "pairs.html", "summary.json", "plots/accuracy.png", "plots/tie_curve.png",
-                 "plots/margins.png", "plots/calibration.png"):
+    for name in (
+        "index.html",
+        "pairs.html",
+        "summary.json",
+        "plots/accuracy.png",
+        "plots/tie_curve.png",
+        "plots/margins.png",
+        "plots/calibration.png",
+    ):
         assert (out / name).is_file(), name
     kinds = {p.suffix for p in (out / "media").iterdir()}
     assert {".png", ".mp4", ".flac", ".ply"} <= kinds
@@ -160,38 +166,61 @@ def test_published_rows_are_plotted_beside_ours_for_a_known_benchmark(tmp_path):
     s = _summary(index)
     comp = s["published"]
     # the run's tasks that a published row also reports, then overall
-    assert comp["columns"] == ["text_to_3d", "text_to_audio", "text_to_image", "text_to_text", "text_to_video",
-                               "overall"]
+    assert comp["columns"] == [
+        "text_to_3d",
+        "text_to_audio",
+        "text_to_image",
+        "text_to_text",
+        "text_to_video",
+        "overall",
+    ]
     ours = {x["metric"]: x["values"] for x in comp["series"] if x["label"].startswith("this run")}
     assert ours["accuracy_with_ties"]["overall"] == pytest.approx(s["accuracy"]["overall"]["accuracy_with_ties"])
     for task in ("text_to_image", "text_to_3d"):
-        assert ours["accuracy_with_ties"][task] == pytest.approx(
-            s["accuracy"]["per_task"][task]["accuracy_with_ties"])
+        assert ours["accuracy_with_ties"][task] == pytest.approx(s["accuracy"]["per_task"][task]["accuracy_with_ties"])
     fig = plots.published(s)
     for series in comp["series"]:
         want = [series["values"].get(c, math.nan) for c in comp["columns"]]
         assert _bars(fig, series["label"]) == pytest.approx(want, nan_ok=True)
     bt = next(x for x in comp["series"] if x["label"] == "Omni-RewardModel-BT (w/ ties)")
     assert bt["values"]["text_to_audio"] == pytest.approx(0.6399)
-    assert any(r["model"] == "Omni-RewardModel-BT" and r["values"]["overall"] == pytest.approx(0.7368)
-               for r in comp["rows"])
+    assert any(
+        r["model"] == "Omni-RewardModel-BT" and r["values"]["overall"] == pytest.approx(0.7368) for r in comp["rows"]
+    )
     html = index.read_text()
     assert "arXiv 2510.23451" in html and "plots/published.png" in html
 
 
 def test_inspect_cli_writes_pairs_page_and_refuses_missing_records(tmp_path):
     _, scores = media_set(tmp_path, n=15)
-    res = subprocess.run([sys.executable, "-m", "omnireward.cli.app", "inspect", str(scores), "--out",
-                          str(tmp_path / "insp"), "--n-wrong", "3", "--n-right", "2"],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omnireward.cli.app",
+            "inspect",
+            str(scores),
+            "--out",
+            str(tmp_path / "insp"),
+            "--n-wrong",
+            "3",
+            "--n-right",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     html = (tmp_path / "insp" / "pairs.html").read_text()
     assert len(re.findall(r"class='card wrong'", html)) == 3 and len(re.findall(r"class='card right'", html)) == 2
     (tmp_path / "records.scores.summary.json").unlink()
     with pytest.raises(DataFormatError) as e:
         write_pairs(scores, tmp_path / "insp2")
-    assert str(e.value) == (f"{scores}: cannot find the records these scores belong to (the scores summary names "
-                            "no input that exists here); pass --data")
+    assert str(e.value) == (
+        f"{scores}: cannot find the records these scores belong to (the scores summary names "
+        "no input that exists here); pass --data"
+    )
     with pytest.raises(DataFormatError, match="--data: no such file"):
         write_pairs(scores, tmp_path / "insp2", data=tmp_path / "nope.jsonl")
 
@@ -199,8 +228,22 @@ def test_inspect_cli_writes_pairs_page_and_refuses_missing_records(tmp_path):
 def test_eval_cli_report_from_a_scores_file(tmp_path):
     data, scores = media_set(tmp_path, n=12)
     (tmp_path / "records.scores.summary.json").unlink()  # so the records must come from --data
-    res = subprocess.run([sys.executable, "-m", "omnireward.cli.app", "eval", str(scores), "--report",
-                          str(tmp_path / "rep"), "--data", str(data)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omnireward.cli.app",
+            "eval",
+            str(scores),
+            "--report",
+            str(tmp_path / "rep"),
+            "--data",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert f"report: {tmp_path / 'rep' / 'index.html'}" in res.stdout
     pairs = (tmp_path / "rep" / "pairs.html").read_text()

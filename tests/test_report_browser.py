@@ -4,10 +4,10 @@ there, the players load their clips and sounds, nothing 404s and the console sta
 Skipped only when no Chromium is installed (`.ci/run` installs Debian's `chromium`)."""
 
 import pytest
-from PIL import Image
-
 from _browser import find_chromium, open_page
 from _report_data import media_set
+from PIL import Image
+
 from omnireward.report.build import write_report
 
 CHROMIUM = find_chromium()
@@ -65,8 +65,9 @@ def test_the_check_sees_a_broken_image_a_missing_file_and_a_console_error(report
     first = sorted((bad / "plots").glob("*.png"))[0]
     first.write_bytes(b"not a png")
     (bad / "plots" / "margins.png").unlink()
-    (bad / "index.html").write_text((bad / "index.html").read_text().replace(
-        "</body>", "<script>console.error('boom')</script></body>"))
+    (bad / "index.html").write_text(
+        (bad / "index.html").read_text().replace("</body>", "<script>console.error('boom')</script></body>")
+    )
     res = open_page(CHROMIUM, bad, "index.html", tmp_path / "profile")
     widths = {i["src"]: i["width"] for i in res["found"]["images"]}
     assert widths[f"plots/{first.name}"] == 0 and widths["plots/margins.png"] == 0

@@ -92,20 +92,43 @@ def test_reliability_by_hand():
 
 def test_judge_stats_from_judge_lines():
     lines = [
-        {"verdict": "response1", "p_response1": .7, "p_response2": .2, "p_tie": .1, "text_verdict": "response1",
-         "order_agreement": True, "p_response1_by_order": [.8, .6]},
-        {"verdict": "response2", "p_response1": .3, "p_response2": .6, "p_tie": .1,
-         "order_agreement": False, "p_response1_by_order": [.6, .0]},
-        {"verdict": "tie", "p_response1": .3, "p_response2": .3, "p_tie": .4, "text_verdict": "tie",
-         "order_agreement": True, "p_response1_by_order": [.3, .3]},
+        {
+            "verdict": "response1",
+            "p_response1": 0.7,
+            "p_response2": 0.2,
+            "p_tie": 0.1,
+            "text_verdict": "response1",
+            "order_agreement": True,
+            "p_response1_by_order": [0.8, 0.6],
+        },
+        {
+            "verdict": "response2",
+            "p_response1": 0.3,
+            "p_response2": 0.6,
+            "p_tie": 0.1,
+            "order_agreement": False,
+            "p_response1_by_order": [0.6, 0.0],
+        },
+        {
+            "verdict": "tie",
+            "p_response1": 0.3,
+            "p_response2": 0.3,
+            "p_tie": 0.4,
+            "text_verdict": "tie",
+            "order_agreement": True,
+            "p_response1_by_order": [0.3, 0.3],
+        },
         {"reward": 1.0},  # a pointwise line is not a judged pair
     ]
     js = judge_stats(lines)
     assert js["n"] == 3 and js["parseable_share"] == pytest.approx(2 / 3)
     assert js["position_consistency"] == pytest.approx(2 / 3) and js["flip_rate"] == pytest.approx(1 / 3)
     assert js["mean_p_response1_shift"] == pytest.approx((0.2 + 0.6 + 0.0) / 3)
-    assert js["verdicts"] == {"response1": pytest.approx(1 / 3), "response2": pytest.approx(1 / 3),
-                              "tie": pytest.approx(1 / 3)}
+    assert js["verdicts"] == {
+        "response1": pytest.approx(1 / 3),
+        "response2": pytest.approx(1 / 3),
+        "tie": pytest.approx(1 / 3),
+    }
     assert judge_stats([{"margin": 1.0}]) is None
 
 
@@ -117,8 +140,9 @@ class _Rec:
 def test_rewardbench_sections_are_prompt_weighted_and_score_is_their_mean():
     lines, records = [], {}
     # Chat: alpacaeval-easy 1/1 right, mt-bench-med 0/1; Reasoning: math-prm right, hep-python wrong.
-    for i, (subset, margin) in enumerate([("alpacaeval-easy", 1.0), ("mt-bench-med", -1.0),
-                                          ("math-prm", 2.0), ("hep-python", 0.0)]):
+    for i, (subset, margin) in enumerate(
+        [("alpacaeval-easy", 1.0), ("mt-bench-med", -1.0), ("math-prm", 2.0), ("hep-python", 0.0)]
+    ):
         lines.append({"id": str(i), "margin": margin, "preference": "response1"})
         records[str(i)] = _Rec(subset=subset)
     h = rewardbench(lines, records)
@@ -143,13 +167,16 @@ def test_videogen_accuracy_follows_videoalign_definition():
 
 
 def test_vl_rewardbench_groups_from_ids_and_macro():
-    assert [vl_group(i) for i in ("RLAIF-V_12", "mathverse_2279", "wildvision-battle_3", "hallucination_9",
-                                  "vlfeedback_1", "mmmu_4")] == [
-        "hallucination", "reasoning", "general", "hallucination", "general", "reasoning"]
-    lines = [{"id": "mathverse_1", "margin": 1.0, "preference": "response1"},
-             {"id": "mathverse_2", "margin": -1.0, "preference": "response1"},
-             {"id": "RLHF-V_1", "margin": 1.0, "preference": "response1"},
-             {"id": "wildvision_1", "margin": -1.0, "preference": "response2"}]
+    assert [
+        vl_group(i)
+        for i in ("RLAIF-V_12", "mathverse_2279", "wildvision-battle_3", "hallucination_9", "vlfeedback_1", "mmmu_4")
+    ] == ["hallucination", "reasoning", "general", "hallucination", "general", "reasoning"]
+    lines = [
+        {"id": "mathverse_1", "margin": 1.0, "preference": "response1"},
+        {"id": "mathverse_2", "margin": -1.0, "preference": "response1"},
+        {"id": "RLHF-V_1", "margin": 1.0, "preference": "response1"},
+        {"id": "wildvision_1", "margin": -1.0, "preference": "response2"},
+    ]
     h = headline("vlrewardbench", lines)
     assert h["groups"] == {"general": 1.0, "hallucination": 1.0, "reasoning": 0.5}
     assert h["overall"] == pytest.approx(3 / 4) and h["macro"] == pytest.approx(2.5 / 3)

@@ -28,8 +28,11 @@ pytest.importorskip("verl.experimental.reward_loop.reward_loop", reason="the rlc
 
 from omnireward.serving import ServeSettings, make_server  # noqa: E402
 
-PAIRS = [("Tell me about bees.", "Bees make honey and dance."), ("Tell me about tides.", "The moon pulls them."),
-         ("How do I brew tea?", "No. Figure it out yourself.")]
+PAIRS = [
+    ("Tell me about bees.", "Bees make honey and dance."),
+    ("Tell me about tides.", "The moon pulls them."),
+    ("How do I brew tea?", "No. Figure it out yourself."),
+]
 CRITERIA = "Prefer short answers."
 
 
@@ -70,8 +73,9 @@ def tokenizer(tokenizer_dir):
 
 def _native(srv, rows) -> list[float]:
     body = [{"prompt": p, "response": r, **({"criteria": c[0]} if c else {})} for p, r, *c in rows]
-    req = urllib.request.Request(srv.url + "/score", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        srv.url + "/score", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         return [x["reward"] for x in json.loads(resp.read())["results"]]
 
@@ -105,8 +109,11 @@ class Router:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(NaiveRouter(worker_urls=worker_urls).app, host="127.0.0.1",
-                                                    port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                NaiveRouter(worker_urls=worker_urls).app, host="127.0.0.1", port=self.port, log_level="warning"
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.time() + 30
@@ -171,12 +178,14 @@ def test_openrlhf_executor_across_several_servers_gets_the_native_rewards(model_
         assert [_requests(s) for s in servers] == [3, 3]  # rotated across both servers
         expected = _native(servers[0], rows)
         assert [o["reward"] for o in outputs] == [pytest.approx([e], abs=1e-5) for e in expected]
-        assert [o["scores"] for o in outputs] == [pytest.approx([1 / (1 + 2.718281828459045 ** (-e / 2.0))], abs=1e-5)
-                                                  for e in expected]
+        assert [o["scores"] for o in outputs] == [
+            pytest.approx([1 / (1 + 2.718281828459045 ** (-e / 2.0))], abs=1e-5) for e in expected
+        ]
         # a system turn the policy's dataset sets is criteria; the template's own default is not
         outputs = _rollouts(executor, tokenizer, PAIRS, system=CRITERIA)
         assert [o["reward"][0] for o in outputs] == pytest.approx(
-            _native(servers[0], [(p, r, CRITERIA) for p, r in PAIRS]), abs=1e-5)
+            _native(servers[0], [(p, r, CRITERIA) for p, r in PAIRS]), abs=1e-5
+        )
     finally:
         for s in servers:
             s.close()
@@ -235,14 +244,19 @@ def _verl_batch(tokenizer, rows, system: str | None = None):
     raw, infos = np.empty(len(rows), dtype=object), np.empty(len(rows), dtype=object)
     for i, (p, r) in enumerate(rows):
         ids = tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        responses[i, :len(ids)] = torch.tensor(ids)
-        mask[i, width - 4:width + len(ids)] = 1
+        responses[i, : len(ids)] = torch.tensor(ids)
+        mask[i, width - 4 : width + len(ids)] = 1
         raw[i] = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
         infos[i] = {"prompt": raw[i], "index": i}
     return DataProto.from_dict(
         tensors={"responses": responses, "attention_mask": mask},
-        non_tensors={"raw_prompt": raw, "extra_info": infos, "data_source": np.array(["demo"] * len(rows), dtype=object),
-                     "reward_model": np.array([{"ground_truth": None}] * len(rows), dtype=object)})
+        non_tensors={
+            "raw_prompt": raw,
+            "extra_info": infos,
+            "data_source": np.array(["demo"] * len(rows), dtype=object),
+            "reward_model": np.array([{"ground_truth": None}] * len(rows), dtype=object),
+        },
+    )
 
 
 def test_verl_config_composes_with_the_documented_overrides():
@@ -284,16 +298,21 @@ def test_verl_reward_manager_behind_its_router_gets_the_native_rewards(model_dir
 
         async def manager_scores():
             manager = load_reward_manager(cfg, tokenizer)
-            return await asyncio.gather(*[manager.run_single(data[i:i + 1]) for i in range(len(data))])
+            return await asyncio.gather(*[manager.run_single(data[i : i + 1]) for i in range(len(data))])
 
         got = asyncio.run(manager_scores())
         assert [g["reward_score"] for g in got] == pytest.approx(expected, abs=1e-5)
         assert all(_requests(s) > b for s, b in zip(servers, before))  # the router used both servers
 
         # verl's /classify client (reward.reward_model.enable, no custom function) through the same router
-        disrm = compose_ppo_trainer([f"actor_rollout_ref.model.path={tokenizer_dir}", "reward.reward_model.enable=True",
-                                     f"reward.reward_model.model_path={tokenizer_dir}",
-                                     "reward.reward_model.rollout.name=vllm"])
+        disrm = compose_ppo_trainer(
+            [
+                f"actor_rollout_ref.model.path={tokenizer_dir}",
+                "reward.reward_model.enable=True",
+                f"reward.reward_model.model_path={tokenizer_dir}",
+                "reward.reward_model.rollout.name=vllm",
+            ]
+        )
 
         async def classify_scores(batch):
             worker = RewardLoopWorker(disrm, reward_router_address=router.address)
@@ -304,7 +323,8 @@ def test_verl_reward_manager_behind_its_router_gets_the_native_rewards(model_dir
         assert [g["reward_score"] for g in got] == pytest.approx(expected, abs=1e-5)
         with_system = asyncio.run(classify_scores(_verl_batch(tokenizer, PAIRS, system=CRITERIA)))
         assert [g["reward_score"] for g in with_system] == pytest.approx(
-            _native(servers[0], [(p, r, CRITERIA) for p, r in PAIRS]), abs=1e-5)
+            _native(servers[0], [(p, r, CRITERIA) for p, r in PAIRS]), abs=1e-5
+        )
     finally:
         router.close()
         for s in servers:

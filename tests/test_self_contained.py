@@ -18,7 +18,11 @@ def _files():
         p = ROOT / name
         files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
         for f in files:
-            if f.suffix in (".py", ".yaml", ".sh", ".md", "") and "__pycache__" not in f.parts and f.stat().st_size < 2e6:
+            if (
+                f.suffix in (".py", ".yaml", ".sh", ".md", "")
+                and "__pycache__" not in f.parts
+                and f.stat().st_size < 2e6
+            ):
                 yield f
 
 

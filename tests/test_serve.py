@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from _deploy_utils import score_lines, text_pairs
+
 from omnireward.serving import BatchSettings, ServeSettings, make_server
 from omnireward.serving.scale import sigmoid
 
@@ -32,8 +32,9 @@ def _save_tiny(root: Path, *overrides: str) -> Path:
     from omnireward.config import compose_config
     from omnireward.train import build_module
 
-    cfg = compose_config(["backbone=tiny", "backbone.feature_cache=false", "head.dropout=0",
-                          f"output_dir={root}", *overrides])
+    cfg = compose_config(
+        ["backbone=tiny", "backbone.feature_cache=false", "head.dropout=0", f"output_dir={root}", *overrides]
+    )
     model = build_module(cfg).model.eval()
     torch.manual_seed(0)
     torch.nn.init.normal_(model.head.score.weight)
@@ -65,14 +66,16 @@ def media_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_dir, media_root):
-    settings = ServeSettings(port=0, api_key=KEY, media_root=media_root, max_records_per_request=64,
-                             max_body_mb=0.25, quiet=True)
+    settings = ServeSettings(
+        port=0, api_key=KEY, media_root=media_root, max_records_per_request=64, max_body_mb=0.25, quiet=True
+    )
     with make_server(model_dir, settings=settings, batching=BatchSettings(max_batch_size=8), device="cpu") as srv:
         yield srv
 
 
-def call(srv, route: str, body=None, *, raw: bytes | None = None, key: str | None = KEY,
-         headers: dict | None = None) -> tuple[int, dict]:
+def call(
+    srv, route: str, body=None, *, raw: bytes | None = None, key: str | None = KEY, headers: dict | None = None
+) -> tuple[int, dict]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     h = {"Content-Type": "application/json", **(headers or {})}
     if key:
@@ -99,7 +102,11 @@ def test_binds_loopback_and_health_needs_no_key(server, model_dir):
 def test_info_reports_model_objective_stats_and_batching(server, model_dir):
     status, info = call(server, "/info")
     assert status == 200
-    assert info["model"] == str(model_dir) and info["objective"] == {"objective": "reward", "head": "BTHead", "loss": "bt_loss"}
+    assert info["model"] == str(model_dir) and info["objective"] == {
+        "objective": "reward",
+        "head": "BTHead",
+        "loss": "bt_loss",
+    }
     assert info["modalities"] == ["text"] and info["reward_stats"] == {"mean": 0.5, "std": 2.0, "n": 10}
     assert info["batching"]["max_batch_size"] == 8 and info["batching"]["replicas"] == 1
     assert info["limits"]["max_records_per_request"] == 64 and info["auth"] is True
@@ -147,8 +154,11 @@ def _native_rewards(server, pairs: list[tuple[str, str]], criteria: str | None =
     return [x["reward"] for x in body["results"]]
 
 
-PAIRS = [("Tell me about bees.", "Bees make honey and dance."), ("Tell me about tides.", "The moon pulls them."),
-         ("How do I brew tea?", "No. Figure it out yourself.")]
+PAIRS = [
+    ("Tell me about bees.", "Bees make honey and dance."),
+    ("Tell me about tides.", "The moon pulls them."),
+    ("How do I brew tea?", "No. Figure it out yourself."),
+]
 
 
 def test_openrlhf_get_reward_equals_score_of_the_native_record(server):
@@ -174,8 +184,9 @@ def test_vllm_classify_as_verl_posts_it_equals_score(server, reference):
         status, out = call(server, "/classify", {"model": "/ckpt/rm", "input": text, "activation": False})
         assert status == 200 and out["model"] == "/ckpt/rm" and out["object"] == "list"
         assert out["data"][-1]["probs"][-1] == pytest.approx(expected, abs=1e-5)  # what verl reads
-    texts = [rm_template(reference, [{"role": "user", "content": p}, {"role": "assistant", "content": r}])
-             for p, r in PAIRS]
+    texts = [
+        rm_template(reference, [{"role": "user", "content": p}, {"role": "assistant", "content": r}]) for p, r in PAIRS
+    ]
     status, out = call(server, "/classify", {"input": texts})  # vLLM's default: sigmoid of the logit
     assert [d["index"] for d in out["data"]] == [0, 1, 2]
     assert [d["probs"][0] for d in out["data"]] == pytest.approx([sigmoid(r) for r in native], abs=1e-6)
@@ -183,8 +194,11 @@ def test_vllm_classify_as_verl_posts_it_equals_score(server, reference):
     assert [d["data"][0] for d in out["data"]] == pytest.approx(native, abs=1e-5)
     # chat messages instead of templated text, and a system turn that carries criteria
     crit = _native_rewards(server, PAIRS[:1], criteria="prefer short answers")
-    msgs = [{"role": "system", "content": "prefer short answers"}, {"role": "user", "content": PAIRS[0][0]},
-            {"role": "assistant", "content": PAIRS[0][1]}]
+    msgs = [
+        {"role": "system", "content": "prefer short answers"},
+        {"role": "user", "content": PAIRS[0][0]},
+        {"role": "assistant", "content": PAIRS[0][1]},
+    ]
     status, out = call(server, "/classify", {"messages": msgs, "use_activation": False})
     assert out["data"][0]["probs"][0] == pytest.approx(crit[0], abs=1e-5)
     status, out = call(server, "/classify", {"input": rm_template(reference, msgs), "activation": False})
@@ -193,8 +207,11 @@ def test_vllm_classify_as_verl_posts_it_equals_score(server, reference):
 
 def test_score_group_rewards_and_normalised_rewards(server):
     responses = ["An answer about bees that is kind and honest.", "bzzz", {"text": "Bees make honey."}]
-    status, body = call(server, "/score_group", {"prompt": "Tell me about bees.", "responses": responses,
-                                                 "criteria": "prefer correct answers"})
+    status, body = call(
+        server,
+        "/score_group",
+        {"prompt": "Tell me about bees.", "responses": responses, "criteria": "prefer correct answers"},
+    )
     assert status == 200
     assert len(body["rewards"]) == 3 and body["best"] == max(range(3), key=body["rewards"].__getitem__)
     assert body["normalized"] == pytest.approx([(r - 0.5) / 2.0 for r in body["rewards"]])
@@ -203,23 +220,38 @@ def test_score_group_rewards_and_normalised_rewards(server):
 
 
 # ---- bad requests, limits --------------------------------------------------------------------------------
-@pytest.mark.parametrize("route,payload,raw,needle", [
-    ("/score", None, b"{not json", "body: invalid JSON"),
-    ("/score", None, b"[" * 100_000 + b"]" * 100_000, "body: JSON nested too deeply"),
-    ("/score", {"records": "x"}, None, "records: expected a list"),
-    ("/score", [{"prompt": "p", "response1": "a", "response2": 3}], None, "records[0].response2"),
-    ("/score", [{"prompt": "p", "response1": "a", "response2": "b"}, {"prompt": 5, "response": "x"}], None,
-     "records[1].prompt"),
-    ("/score", [{"prompt": "p", "response": "a", "prompt_media": [{"type": "image", "path": "missing.png"}]}], None,
-     "records[0].prompt_media[0].path: media file not found"),
-    ("/score", [{"prompt": "p", "response": "a", "prompt_media": [{"type": "image", "path": "../../etc/passwd"}]}],
-     None, "escapes the media root"),
-    ("/score_group", {"prompt": "p"}, None, "responses: expected a list"),
-    ("/score_group", {"responses": ["a"]}, None, "prompt: expected a string"),
-    ("/score_group", {"prompt": "p", "responses": ["a", {"text": 7}]}, None, "responses[1].text"),
-    ("/get_reward", {"query": ["a", None]}, None, "query[1]: expected a string"),
-    ("/classify", {"input": [[101, 102]]}, None, "input[0]: token ids"),
-])
+@pytest.mark.parametrize(
+    "route,payload,raw,needle",
+    [
+        ("/score", None, b"{not json", "body: invalid JSON"),
+        ("/score", None, b"[" * 100_000 + b"]" * 100_000, "body: JSON nested too deeply"),
+        ("/score", {"records": "x"}, None, "records: expected a list"),
+        ("/score", [{"prompt": "p", "response1": "a", "response2": 3}], None, "records[0].response2"),
+        (
+            "/score",
+            [{"prompt": "p", "response1": "a", "response2": "b"}, {"prompt": 5, "response": "x"}],
+            None,
+            "records[1].prompt",
+        ),
+        (
+            "/score",
+            [{"prompt": "p", "response": "a", "prompt_media": [{"type": "image", "path": "missing.png"}]}],
+            None,
+            "records[0].prompt_media[0].path: media file not found",
+        ),
+        (
+            "/score",
+            [{"prompt": "p", "response": "a", "prompt_media": [{"type": "image", "path": "../../etc/passwd"}]}],
+            None,
+            "escapes the media root",
+        ),
+        ("/score_group", {"prompt": "p"}, None, "responses: expected a list"),
+        ("/score_group", {"responses": ["a"]}, None, "prompt: expected a string"),
+        ("/score_group", {"prompt": "p", "responses": ["a", {"text": 7}]}, None, "responses[1].text"),
+        ("/get_reward", {"query": ["a", None]}, None, "query[1]: expected a string"),
+        ("/classify", {"input": [[101, 102]]}, None, "input[0]: token ids"),
+    ],
+)
 def test_bad_requests_get_a_400_naming_the_field(server, route, payload, raw, needle):
     status, body = call(server, route, payload, raw=raw)
     assert status == 400
@@ -229,8 +261,10 @@ def test_bad_requests_get_a_400_naming_the_field(server, route, payload, raw, ne
 def test_empty_lists_get_empty_lists(server):
     """OpenRLHF releases other than 0.11.2 send {"query": []} to every reward server after the first
     when there are fewer queries than servers; an empty list is an empty answer, not an error."""
-    assert call(server, "/get_reward", {"query": [], "prompts": [], "labels": []}) == \
-        (200, {"rewards": [], "scores": [], "extra_logs": {"reward_normalized": []}})
+    assert call(server, "/get_reward", {"query": [], "prompts": [], "labels": []}) == (
+        200,
+        {"rewards": [], "scores": [], "extra_logs": {"reward_normalized": []}},
+    )
     assert call(server, "/score", []) == (200, {"results": []})
     assert call(server, "/score", {"records": []}) == (200, {"results": []})
     status, out = call(server, "/classify", {"input": []})
@@ -259,11 +293,18 @@ def test_unknown_routes_and_methods_are_one_line_errors(server):
 def test_a_bad_request_in_a_load_run_fails_alone(server):
     """An image sent to a text-only model fails inside the shared forward pass; the pass is re-run
     record by record so only that request fails, and every concurrent request gets its rewards."""
-    groups = [{"prompt": f"Tell me about {t}.", "responses": [f"{t} are fine.", f"{t} are not fine at all."]}
-              for t in ("maps", "clocks", "glass", "rivers", "bread", "chess", "bees", "tides")]
+    groups = [
+        {"prompt": f"Tell me about {t}.", "responses": [f"{t} are fine.", f"{t} are not fine at all."]}
+        for t in ("maps", "clocks", "glass", "rivers", "bread", "chess", "bees", "tides")
+    ]
     sequential = [call(server, "/score_group", g)[1]["rewards"] for g in groups]
-    bad = [{"prompt": "What is this?", "response": "A person.",
-            "prompt_media": [{"type": "image", "path": "astronaut.png"}]}]
+    bad = [
+        {
+            "prompt": "What is this?",
+            "response": "A person.",
+            "prompt_media": [{"type": "image", "path": "astronaut.png"}],
+        }
+    ]
     jobs = [("/score_group", g) for g in groups[:4]] + [("/score", bad)] + [("/score_group", g) for g in groups[4:]]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         answers = list(pool.map(lambda j: call(server, *j), jobs))
@@ -299,8 +340,12 @@ def test_timeout_is_504_and_a_full_queue_is_503(model_dir):
     with make_server(model_dir, settings=settings, device="cpu") as srv:
         service = srv.service
         service.batcher.close()
-        service.batcher = Batcher([lambda items: gate.wait(60) and [{"reward": 0.0}] * len(items)],
-                                  max_batch_size=2, batch_timeout=0, max_queue=2)
+        service.batcher = Batcher(
+            [lambda items: gate.wait(60) and [{"reward": 0.0}] * len(items)],
+            max_batch_size=2,
+            batch_timeout=0,
+            max_queue=2,
+        )
         try:
             status, body = call(srv, "/get_reward", {"query": ["a", "b"]}, key=None)  # held at the gate
             assert status == 504 and "not answered within 0.5 s" in body["error"]
@@ -328,9 +373,15 @@ def test_inline_images_score_like_files(image_server, media_root):
     from omnireward.reward_model import RewardModel
 
     srv, model = image_server
-    records = [{"id": name, "prompt": "What is in the picture?", "response": "An animal.",
-                "prompt_media": [{"type": "image", "path": f"{name}.png"}]}
-               for name in ("astronaut", "chelsea")]
+    records = [
+        {
+            "id": name,
+            "prompt": "What is in the picture?",
+            "response": "An animal.",
+            "prompt_media": [{"type": "image", "path": f"{name}.png"}],
+        }
+        for name in ("astronaut", "chelsea")
+    ]
     path = media_root / "items.jsonl"  # paths resolve against the file's folder, as the server's against its root
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     expected = [x["reward"] for x in score_lines(RewardModel.from_pretrained(model)[0], path)]
@@ -343,9 +394,16 @@ def test_inline_images_score_like_files(image_server, media_root):
         assert status == 200
         got.append([x["reward"] for x in out["results"]])
     assert got[0] == got[1] and got[0] == pytest.approx(expected, abs=1e-6)
-    msgs = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": _uri(media_root / "chelsea.png")}},
-                                         {"type": "text", "text": "What is in the picture?"}]},
-            {"role": "assistant", "content": "An animal."}]
+    msgs = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": _uri(media_root / "chelsea.png")}},
+                {"type": "text", "text": "What is in the picture?"},
+            ],
+        },
+        {"role": "assistant", "content": "An animal."},
+    ]
     status, out = call(srv, "/classify", {"messages": msgs, "use_activation": False}, key=None)
     # 1.9e-6 apart on an AMD EPYC (batch composition changes fp32 summation order); within 1e-5
     assert status == 200 and out["data"][0]["probs"][0] == pytest.approx(expected[1], abs=1e-5)
@@ -366,7 +424,9 @@ def test_inline_media_limits_and_types(image_server, media_root, tmp_path):
     rec["prompt_media"] = [{"type": "image", "path": _uri(media_root / "chelsea.png", "video/mp4")}]
     status, body = call(srv, "/score", [rec], key=None)
     assert status == 400 and "a video/mp4 data: URI where image is expected" in body["error"]
-    rec["prompt_media"] = [{"type": "image", "path": "data:image/png;base64," + base64.b64encode(b"not a png").decode()}]
+    rec["prompt_media"] = [
+        {"type": "image", "path": "data:image/png;base64," + base64.b64encode(b"not a png").decode()}
+    ]
     status, body = call(srv, "/score", [rec], key=None)
     assert status == 400 and body["error"].startswith("records[0]: ") and "image" in body["error"]
 
@@ -379,14 +439,29 @@ def test_cli_help_lists_every_option():
 
     res = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
-    for opt in ("--max-batch-size", "--batch-timeout", "--workers-per-device", "--api-key", "--max-body-mb",
-                "--max-records-per-request", "--max-media-mb", "--request-timeout", "--media-root", "--host"):
+    for opt in (
+        "--max-batch-size",
+        "--batch-timeout",
+        "--workers-per-device",
+        "--api-key",
+        "--max-body-mb",
+        "--max-records-per-request",
+        "--max-media-mb",
+        "--request-timeout",
+        "--media-root",
+        "--host",
+    ):
         assert opt in res.stdout
 
 
-@pytest.mark.parametrize("args,needle", [(["--max-batch-size", "0"], "max-batch-size: must be at least 1"),
-                                         (["--request-timeout", "0"], "request-timeout: must be positive"),
-                                         (["--media-root", "/no/such/dir"], "media-root: not a folder")])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--max-batch-size", "0"], "max-batch-size: must be at least 1"),
+        (["--request-timeout", "0"], "request-timeout: must be positive"),
+        (["--media-root", "/no/such/dir"], "media-root: not a folder"),
+    ],
+)
 def test_cli_bad_settings_are_one_line_errors(args, needle, model_dir):
     from typer.testing import CliRunner
 
@@ -401,8 +476,13 @@ def test_cli_bad_settings_are_one_line_errors(args, needle, model_dir):
 def test_omnireward_serve_command_answers_with_its_api_key(model_dir):
     env = {**os.environ, "OMNIREWARD_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
     exe = Path(sys.executable).with_name("omnireward")
-    proc = subprocess.Popen([str(exe), "serve", "--model", str(model_dir), "--port", "0", "--device", "cpu",
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--model", str(model_dir), "--port", "0", "--device", "cpu", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         line = ""
         while "serving" not in line:
@@ -416,7 +496,9 @@ def test_omnireward_serve_command_answers_with_its_api_key(model_dir):
         srv = Srv()
         srv.url = url
         assert call(srv, "/get_reward", {"query": ["a b"]}, key=None)[0] == 401
-        status, out = call(srv, "/get_reward", {"query": ["Tell me about bees. Bees."], "prompts": ["Tell me about bees."]})
+        status, out = call(
+            srv, "/get_reward", {"query": ["Tell me about bees. Bees."], "prompts": ["Tell me about bees."]}
+        )
         assert status == 200 and len(out["rewards"]) == 1
     finally:
         proc.send_signal(signal.SIGINT)
@@ -427,8 +509,12 @@ def test_omnireward_serve_command_answers_with_its_api_key(model_dir):
 def test_two_replicas_answer_like_one(model_dir):
     """--workers-per-device 2: two model copies take batches from one queue; rewards do not change."""
     queries = [f"Tell me about {t}. They are {w}." for t in ("maps", "bees") for w in ("fine", "bad", "ok")]
-    with make_server(model_dir, settings=ServeSettings(port=0, quiet=True),
-                     batching=BatchSettings(max_batch_size=2, workers_per_device=2), device="cpu") as srv:
+    with make_server(
+        model_dir,
+        settings=ServeSettings(port=0, quiet=True),
+        batching=BatchSettings(max_batch_size=2, workers_per_device=2),
+        device="cpu",
+    ) as srv:
         with ThreadPoolExecutor(max_workers=6) as pool:
             answers = list(pool.map(lambda q: call(srv, "/get_reward", {"query": [q]}, key=None), queries))
         info = call(srv, "/info", key=None)[1]

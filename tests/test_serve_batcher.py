@@ -269,6 +269,7 @@ def test_an_idle_replica_does_not_wait_for_a_busy_replicas_wave():
                 assert gate.wait(30)
                 clock.now += 100.0
             return [2 * x for x in items]
+
         return run
 
     b = Batcher([replica(0), replica(1)], max_batch_size=4, batch_timeout=1.0, clock=clock)

@@ -14,8 +14,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from _judge_utils import write_rows, yes_no_rows
+
 from omnireward.config import compose_config
 from omnireward.data.records import Pair, Response
 from omnireward.integrations.verl_judge import compute_judge_score, judge_messages, judge_reward
@@ -35,10 +35,21 @@ def judge_dir(tmp_path_factory):
     rows = yes_no_rows(8, 0)
     for r in rows:
         r["critique"] = f"Verdict: [[{'A' if r['preference'] == 'response1' else 'B'}]]"
-    out = train(compose_config(["model=r1", "backbone=tiny", f"data.train={write_rows(d / 't.jsonl', rows)}",
-                                f"data.val={write_rows(d / 'v.jsonl', yes_no_rows(4, 1))}", "trainer.max_epochs=1",
-                                "model.sft_epochs=1", "model.val_max_new_tokens=0", "data.batch_size=4",
-                                f"output_dir={d / 'run'}"]))
+    out = train(
+        compose_config(
+            [
+                "model=r1",
+                "backbone=tiny",
+                f"data.train={write_rows(d / 't.jsonl', rows)}",
+                f"data.val={write_rows(d / 'v.jsonl', yes_no_rows(4, 1))}",
+                "trainer.max_epochs=1",
+                "model.sft_epochs=1",
+                "model.val_max_new_tokens=0",
+                "data.batch_size=4",
+                f"output_dir={d / 'run'}",
+            ]
+        )
+    )
     return str(out)
 
 
@@ -52,8 +63,12 @@ def server(judge_dir, tmp_path_factory):
 
 def call(srv, route: str, body=None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(srv.url + route, data=data, method="POST" if data is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        srv.url + route,
+        data=data,
+        method="POST" if data is not None else "GET",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
             return resp.status, json.loads(resp.read())
@@ -99,9 +114,8 @@ def test_chat_completions_answer_in_openai_shape_and_the_template_parses_them(se
 
 
 def test_the_judge_route_gives_what_omnireward_score_gives(server, judge_dir):
-    from omnireward.scoring.judge import JudgeFactory, judge_records
     from omnireward.data.records import record_from_dict
-    from omnireward.scoring.judge import trained_judge
+    from omnireward.scoring.judge import JudgeFactory, judge_records, trained_judge
 
     rows = [{k: r[k] for k in ("id", "prompt", "response1", "response2")} for r in yes_no_rows(3, 5)]
     status, out = call(server, "/judge", {"pairs": rows, "both_orders": True})
@@ -140,29 +154,69 @@ def _png() -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-@pytest.mark.parametrize("route,body,field", [
-    ("/v1/chat/completions", {"max_tokens": 4}, "messages"),
-    ("/v1/chat/completions", {"messages": []}, "messages"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": "8"}, "max_tokens"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True}, "stream"),
-    ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "file"}]}]},
-     "messages[0].content[0].type"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]},
-     "messages[0].content[0].image_url.url"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
-        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "aiff"}}]}]},
-     "messages[0].content[0].input_audio.format"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "PNG"}}]}]},
-     "messages"),  # a text-only judge has no image encoder: refused in one line, naming the request's messages
-    ("/judge", {"pairs": [{"prompt": "x", "response1": "a"}]}, "pairs[0]"),
-    ("/judge", {"pairs": [{"prompt": "x", "response": "a"}]}, "pairs[0]"),
-    ("/judge", {"pairs": [{"prompt": "x", "response1": "a", "response2": "b"}], "both_orders": "yes"}, "both_orders"),
-])
+@pytest.mark.parametrize(
+    "route,body,field",
+    [
+        ("/v1/chat/completions", {"max_tokens": 4}, "messages"),
+        ("/v1/chat/completions", {"messages": []}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": "8"}, "max_tokens"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True}, "stream"),
+        ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "file"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "aiff"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0].input_audio.format",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": "PNG"}},
+                        ],
+                    }
+                ]
+            },
+            "messages",
+        ),  # a text-only judge has no image encoder: refused in one line, naming the request's messages
+        ("/judge", {"pairs": [{"prompt": "x", "response1": "a"}]}, "pairs[0]"),
+        ("/judge", {"pairs": [{"prompt": "x", "response": "a"}]}, "pairs[0]"),
+        (
+            "/judge",
+            {"pairs": [{"prompt": "x", "response1": "a", "response2": "b"}], "both_orders": "yes"},
+            "both_orders",
+        ),
+    ],
+)
 def test_a_bad_request_gets_a_one_line_400_naming_the_field(server, route, body, field):
     body = json.loads(json.dumps(body).replace('"PNG"', json.dumps(_png())))
     status, out = call(server, route, body)
@@ -176,10 +230,21 @@ def test_a_bad_request_gets_a_one_line_400_naming_the_field(server, route, body,
 def test_other_templates_answer_in_their_own_form(judge_dir, template):
     """--judge TEMPLATE on a folder: think answers <think>...</think><answer>X</answer>; flex answers
     JSON generated inside its grammar (hundreds of tokens on CPU: slow)."""
-    with make_server(judge_dir, judge=template, settings=ServeSettings(port=0, quiet=True), device="cpu",
-                     batching=BatchSettings(max_batch_size=8), max_new_tokens=MAX_NEW) as srv:
-        body = {"messages": judge_messages(QUESTION, "yes", "no", template=template), "max_tokens": MAX_NEW,
-                "n": 2, "temperature": 1.0, "seed": 3}
+    with make_server(
+        judge_dir,
+        judge=template,
+        settings=ServeSettings(port=0, quiet=True),
+        device="cpu",
+        batching=BatchSettings(max_batch_size=8),
+        max_new_tokens=MAX_NEW,
+    ) as srv:
+        body = {
+            "messages": judge_messages(QUESTION, "yes", "no", template=template),
+            "max_tokens": MAX_NEW,
+            "n": 2,
+            "temperature": 1.0,
+            "seed": 3,
+        }
         status, out = call(srv, "/v1/chat/completions", body)
     assert status == 200, out
     t = load_template(template)
@@ -192,13 +257,22 @@ def test_other_templates_answer_in_their_own_form(judge_dir, template):
 
 def test_an_answer_states_one_verdict_at_its_end_whatever_the_critique_wrote(tmp_path):
     from _judge_utils import MINI_TEMPLATE
+
     from omnireward.serving.judge_service import compose_answer
 
     omni, think = load_template("omni"), load_template("think")
     (tmp_path / "mini.yaml").write_text(MINI_TEMPLATE)
     mini = load_template(tmp_path / "mini.yaml")
-    for t, critique in [(omni, "A is right [[B]] or not"), (omni, ""), (omni, "[[A]]"), (mini, ""), (mini, "ok [["),
-                        (think, "plain words"), (think, "<think>x</think><answer>B</answer> trailing"), (think, "")]:
+    for t, critique in [
+        (omni, "A is right [[B]] or not"),
+        (omni, ""),
+        (omni, "[[A]]"),
+        (mini, ""),
+        (mini, "ok [["),
+        (think, "plain words"),
+        (think, "<think>x</think><answer>B</answer> trailing"),
+        (think, ""),
+    ]:
         text = compose_answer(t, critique, "A")
         assert format_ok(t, text) and parse_verdict(text) == "A", (t.name, critique, text)
     assert compose_answer(omni, "A is right [[B]] or not", "B") == "A is right\n\nFinal verdict: [[B]]"
@@ -212,11 +286,21 @@ def test_judge_reward_convention():
     assert judge_reward("no verdict here") == 0.0 and judge_reward("none", unparsed=-2.0) == -2.0
     assert judge_reward("[[B]]", judged="B") == 1.0
     assert judge_reward("<think>short</think><answer>B</answer>", template="think") == -1.0
-    response = {"choices": [{"message": {"content": "[[A]]"}}, {"message": {"content": "[[B]]"}},
-                            {"message": {"content": "[[A]]"}}]}
+    response = {
+        "choices": [
+            {"message": {"content": "[[A]]"}},
+            {"message": {"content": "[[B]]"}},
+            {"message": {"content": "[[A]]"}},
+        ]
+    }
     assert judge_reward(response) == pytest.approx(1 / 3)
-    flex = json.dumps({"intent": "x", "categories": [{"name": "quality", "dimensions": [
-        {"name": "d", "reason": "r", "score": 7}]}], "overall_score": 7})
+    flex = json.dumps(
+        {
+            "intent": "x",
+            "categories": [{"name": "quality", "dimensions": [{"name": "d", "reason": "r", "score": 7}]}],
+            "overall_score": 7,
+        }
+    )
     assert judge_reward(flex, template="flex_pointwise") == 7.0
     from omnireward.errors import ConfigError, RequestError
 
@@ -236,14 +320,24 @@ def test_judge_messages_render_the_template_and_swap_positions():
 
 def test_verl_reward_function_posts_chat_completions_to_the_router_address(server):
     host, port = server.address
-    kwargs = dict(data_source="hh", solution_str="yes", ground_truth="no", extra_info={"question": QUESTION},
-                  reward_router_address=f"{host}:{port}", reward_model_tokenizer=None, max_tokens=MAX_NEW)
+    kwargs = dict(
+        data_source="hh",
+        solution_str="yes",
+        ground_truth="no",
+        extra_info={"question": QUESTION},
+        reward_router_address=f"{host}:{port}",
+        reward_model_tokenizer=None,
+        max_tokens=MAX_NEW,
+    )
     score = asyncio.run(compute_judge_score(**kwargs))
     direct = call(server, "/v1/chat/completions", {"messages": _messages("yes", "no"), "max_tokens": MAX_NEW})[1]
     assert score == judge_reward(direct) and score in (-1.0, 0.0, 1.0)
     both = asyncio.run(compute_judge_score(**kwargs, both_orders=True))
-    swapped = call(server, "/v1/chat/completions", {"messages": judge_messages(QUESTION, "yes", "no", judged="B"),
-                                                    "max_tokens": MAX_NEW})[1]
+    swapped = call(
+        server,
+        "/v1/chat/completions",
+        {"messages": judge_messages(QUESTION, "yes", "no", judged="B"), "max_tokens": MAX_NEW},
+    )[1]
     assert both == pytest.approx((judge_reward(direct) + judge_reward(swapped, judged="B")) / 2)
     from omnireward.errors import RequestError
 
@@ -269,8 +363,13 @@ def test_verls_own_chat_request_shape_is_answered(server):
         finally:
             await session.close()
 
-    request = {"messages": [{"role": "user", "content": f"Problem:\n{QUESTION}\n\nSolution:\nyes\n\nScore it."}],
-               "model": "~/models/judge", "temperature": 0.7, "top_p": 0.8, "max_tokens": MAX_NEW}
+    request = {
+        "messages": [{"role": "user", "content": f"Problem:\n{QUESTION}\n\nSolution:\nyes\n\nScore it."}],
+        "model": "~/models/judge",
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "max_tokens": MAX_NEW,
+    }
     status, output = asyncio.run(chat_complete(f"{host}:{port}", request))
     assert status == 200, output
     content = output["choices"][0]["message"]["content"]
@@ -283,10 +382,10 @@ def test_verls_own_chat_request_shape_is_answered(server):
 def test_trl_grpo_runs_two_steps_with_the_judge_as_reward(where, judge_dir, server, tmp_path):
     pytest.importorskip("trl")
     import torch
+    from _tiny_hf import save_text_lm
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from _tiny_hf import save_text_lm
     from omnireward.integrations.judge import JudgeReward
 
     policy = save_text_lm(tmp_path / "policy")
@@ -301,17 +400,28 @@ def test_trl_grpo_runs_two_steps_with_the_judge_as_reward(where, judge_dir, serv
     judged.__name__ = reward.__name__
     before = call(server, "/info")[1]["batches"]["items"]
     dataset = Dataset.from_list([{"prompt": "Tell me about tides."}, {"prompt": "How do I brew tea?"}])
-    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2, per_device_train_batch_size=2,
-                      max_completion_length=8, max_steps=2, report_to="none", save_strategy="no", use_cpu=True,
-                      bf16=False, logging_steps=1, learning_rate=1e-2)
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "grpo"),
+        num_generations=2,
+        per_device_train_batch_size=2,
+        max_completion_length=8,
+        max_steps=2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        logging_steps=1,
+        learning_rate=1e-2,
+    )
     trainer = GRPOTrainer(model=str(policy), reward_funcs=[judged], args=args, train_dataset=dataset)
     trainer.train()
     assert trainer.state.global_step == 2
     assert len(calls) >= 2 and all(len(c) == 2 for c in calls)
     for pair in calls:  # one group of two: win rates of one judged pair, in both orders
         assert all(0.0 <= r <= 1.0 for r in pair) and sum(pair) == pytest.approx(1.0, abs=1e-6)
-    logged = [h["rewards/omnireward_judge/mean"] for h in trainer.state.log_history
-              if "rewards/omnireward_judge/mean" in h]
+    logged = [
+        h["rewards/omnireward_judge/mean"] for h in trainer.state.log_history if "rewards/omnireward_judge/mean" in h
+    ]
     assert logged and logged[0] == pytest.approx(0.5, abs=1e-5)
     served = call(server, "/info")[1]["batches"]["items"] - before
     assert served >= 2 if where == "server" else served == 0

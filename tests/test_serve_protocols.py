@@ -10,16 +10,19 @@ import pytest
 from omnireward.errors import RequestError, RequestTooLarge
 from omnireward.serving.chat import parse_chat, split_templated, strip_end_markers
 from omnireward.serving.media import MediaStore
-from omnireward.serving.protocols import Context
-from omnireward.serving.protocols import openrlhf, vllm
+from omnireward.serving.protocols import Context, openrlhf, vllm
 from omnireward.serving.scale import RewardScale
 
 SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-CHATML = (f"<|im_start|>system\n{SMOL_SYSTEM}<|im_end|>\n<|im_start|>user\nTell me about bees.<|im_end|>\n"
-          "<|im_start|>assistant\nBees make honey.<|im_end|>\n")
-LLAMA3 = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-          "<|start_header_id|>user<|end_header_id|>\n\nTell me about bees.<|eot_id|>"
-          "<|start_header_id|>assistant<|end_header_id|>\n\nBees make honey.<|eot_id|>")
+CHATML = (
+    f"<|im_start|>system\n{SMOL_SYSTEM}<|im_end|>\n<|im_start|>user\nTell me about bees.<|im_end|>\n"
+    "<|im_start|>assistant\nBees make honey.<|im_end|>\n"
+)
+LLAMA3 = (
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\nTell me about bees.<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\nBees make honey.<|eot_id|>"
+)
 
 
 def test_chatml_and_llama3_parse_back_into_messages():
@@ -28,10 +31,14 @@ def test_chatml_and_llama3_parse_back_into_messages():
     assert parse_chat("Tell me about bees. Bees make honey.") is None
     assert parse_chat("junk <|im_start|>user\nx<|im_end|>") is None  # text before the first turn
     # a generation prompt is an empty assistant turn; trailing end tokens are fine
-    assert parse_chat("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")[-1] == {"role": "assistant",
-                                                                                          "content": ""}
-    assert parse_chat("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|><|endoftext|>")[-1][
-        "content"] == "Yo"
+    assert parse_chat("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")[-1] == {
+        "role": "assistant",
+        "content": "",
+    }
+    assert (
+        parse_chat("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|><|endoftext|>")[-1]["content"]
+        == "Yo"
+    )
 
 
 def test_template_default_system_is_dropped_and_other_system_turns_become_criteria():
@@ -43,8 +50,10 @@ def test_template_default_system_is_dropped_and_other_system_turns_become_criter
     assert split_templated(LLAMA3, system_prompt_as_criteria="never").criteria is None
     f = split_templated(LLAMA3)
     assert (f.prompt, f.response, f.criteria) == ("Tell me about bees.", "Bees make honey.", "Be brief.")
-    multi = ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
-             "<|im_start|>user\nTell me about bees.<|im_end|>\n<|im_start|>assistant\nThey buzz.<|im_end|>\n")
+    multi = (
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+        "<|im_start|>user\nTell me about bees.<|im_end|>\n<|im_start|>assistant\nThey buzz.<|im_end|>\n"
+    )
     f = split_templated(multi)
     assert f.prompt == "User: Hi\n\nAssistant: Hello!\n\nUser: Tell me about bees." and f.response == "They buzz."
 
@@ -54,20 +63,29 @@ def test_end_markers_come_off_the_response_only_at_its_end():
     assert strip_end_markers("a </s> b</s>") == "a </s> b"
 
 
-@pytest.mark.parametrize("query,prompt,expected", [
-    # the issue's rule: prompt is a prefix of the query, the response is the rest
-    ("Tell me about bees. Bees make honey.", "Tell me about bees.", ("Tell me about bees.", "Bees make honey.")),
-    # a chat-templated prompt with a generation prompt, and the policy's EOS after the response
-    ("<|im_start|>user\nTell me about bees.<|im_end|>\n<|im_start|>assistant\nBees make honey.<|im_end|>",
-     "<|im_start|>user\nTell me about bees.<|im_end|>\n<|im_start|>assistant\n",
-     ("Tell me about bees.", "Bees make honey.")),
-    # a BOS that decoding put in front of the prompt
-    ("<s>Tell me about bees. Bees make honey.</s>", "Tell me about bees.", ("Tell me about bees.", "Bees make honey.")),
-    # no prompt: a templated query splits at its last assistant turn
-    (LLAMA3, None, ("Tell me about bees.", "Bees make honey.")),
-    # neither: the whole query is the response to an empty prompt
-    ("Bees make honey.", "Something else", ("", "Bees make honey.")),
-])
+@pytest.mark.parametrize(
+    "query,prompt,expected",
+    [
+        # the issue's rule: prompt is a prefix of the query, the response is the rest
+        ("Tell me about bees. Bees make honey.", "Tell me about bees.", ("Tell me about bees.", "Bees make honey.")),
+        # a chat-templated prompt with a generation prompt, and the policy's EOS after the response
+        (
+            "<|im_start|>user\nTell me about bees.<|im_end|>\n<|im_start|>assistant\nBees make honey.<|im_end|>",
+            "<|im_start|>user\nTell me about bees.<|im_end|>\n<|im_start|>assistant\n",
+            ("Tell me about bees.", "Bees make honey."),
+        ),
+        # a BOS that decoding put in front of the prompt
+        (
+            "<s>Tell me about bees. Bees make honey.</s>",
+            "Tell me about bees.",
+            ("Tell me about bees.", "Bees make honey."),
+        ),
+        # no prompt: a templated query splits at its last assistant turn
+        (LLAMA3, None, ("Tell me about bees.", "Bees make honey.")),
+        # neither: the whole query is the response to an empty prompt
+        ("Bees make honey.", "Something else", ("", "Bees make honey.")),
+    ],
+)
 def test_openrlhf_queries_split_into_prompt_and_response(query, prompt, expected):
     p, r, _ = openrlhf.split_query(query, prompt)
     assert (p, r) == expected
@@ -76,10 +94,13 @@ def test_openrlhf_queries_split_into_prompt_and_response(query, prompt, expected
 def test_openrlhf_bad_bodies_name_the_field(tmp_path):
     lease = MediaStore(tmp_path).lease()
     ctx = Context(max_records=2)
-    cases = [({"prompts": ["a"]}, "query: missing"), ({"query": "x"}, "query: expected a list"),
-             ({"query": ["a", 3]}, "query[1]: expected a string"),
-             ({"query": ["a"], "prompts": ["a", "b"]}, "prompts: has 2 entries but query has 1"),
-             ({"query": ["a"], "labels": "x"}, "labels: expected a list")]
+    cases = [
+        ({"prompts": ["a"]}, "query: missing"),
+        ({"query": "x"}, "query: expected a list"),
+        ({"query": ["a", 3]}, "query[1]: expected a string"),
+        ({"query": ["a"], "prompts": ["a", "b"]}, "prompts: has 2 entries but query has 1"),
+        ({"query": ["a"], "labels": "x"}, "labels: expected a list"),
+    ]
     for body, needle in cases:
         with pytest.raises(RequestError, match=needle.replace("[", r"\[").replace("]", r"\]")):
             openrlhf.parse(body, lease, ctx)
@@ -91,7 +112,7 @@ def test_openrlhf_scores_are_sigmoid_of_normalised_rewards():
     ctx = Context(scale=RewardScale.from_stats({"mean": 1.0, "std": 2.0, "n": 5}))
     out = openrlhf.respond([{"reward": 1.0}, {"reward": 5.0}], None, ctx)
     assert out["rewards"] == [1.0, 5.0]
-    assert out["scores"] == pytest.approx([0.5, 1 / (1 + 2.718281828459045 ** -2)])
+    assert out["scores"] == pytest.approx([0.5, 1 / (1 + 2.718281828459045**-2)])
     assert out["extra_logs"]["reward_normalized"] == pytest.approx([0.0, 2.0])
     # no statistics: sigmoid of the raw reward
     assert openrlhf.respond([{"reward": 0.0}], None, Context())["scores"] == [0.5]
@@ -111,16 +132,31 @@ def test_vllm_inputs_messages_and_media_parts(tmp_path):
     uri = "data:image/png;base64," + base64.b64encode(_png()).decode()
     (tmp_path / "cat.png").write_bytes(_png())
     with store.lease() as lease:
-        parsed = vllm.parse({"model": "m", "input": [CHATML, "plain text"], "activation": False}, lease,
-                            Context(default_system=SMOL_SYSTEM))
+        parsed = vllm.parse(
+            {"model": "m", "input": [CHATML, "plain text"], "activation": False},
+            lease,
+            Context(default_system=SMOL_SYSTEM),
+        )
         assert parsed.extra == {"model": "m", "activation": False}
         a, b = parsed.records
         assert (a.prompt, a.response.text, a.criteria) == ("Tell me about bees.", "Bees make honey.", None)
         assert (b.prompt, b.response.text) == ("", "plain text")
-        conv = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}},
-                                             {"type": "text", "text": "What is shown?"}]},
-                {"role": "assistant", "content": [{"type": "text", "text": "A person."},
-                                                  {"type": "image_url", "image_url": {"url": "cat.png"}}]}]
+        conv = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": uri}},
+                    {"type": "text", "text": "What is shown?"},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "A person."},
+                    {"type": "image_url", "image_url": {"url": "cat.png"}},
+                ],
+            },
+        ]
         item = vllm.parse({"messages": conv}, lease, Context()).records[0]
         assert item.prompt == "What is shown?" and item.response.text == "A person."
         assert [m.type for m in item.prompt_media] == ["image"] and item.task == "text_image_to_image"
@@ -128,14 +164,33 @@ def test_vllm_inputs_messages_and_media_parts(tmp_path):
         assert open(item.prompt_media[0].path, "rb").read() == _png()
         # the default for /classify is vLLM's: sigmoid on a one-label output
         assert vllm.parse({"input": "x"}, lease, Context()).extra["activation"] is True
-    bad = [({"input": [[1, 2, 3]]}, "input[0]: token ids"),
-           ({"messages": [{"role": "user", "content": "hi"}]}, "messages: the last message must be the assistant"),
-           ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]},
-                          {"role": "assistant", "content": "x"}]}, "messages[0].content[0].image_url.url: the data: URI"),
-           ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.org/a.png"}}]},
-                          {"role": "assistant", "content": "x"}]}, "does not fetch URLs"),
-           ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
-           ({"input": "x", "use_activation": "no"}, "use_activation: expected true or false")]
+    bad = [
+        ({"input": [[1, 2, 3]]}, "input[0]: token ids"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "messages: the last message must be the assistant"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}],
+                    },
+                    {"role": "assistant", "content": "x"},
+                ]
+            },
+            "messages[0].content[0].image_url.url: the data: URI",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.org/a.png"}}]},
+                    {"role": "assistant", "content": "x"},
+                ]
+            },
+            "does not fetch URLs",
+        ),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        ({"input": "x", "use_activation": "no"}, "use_activation: expected true or false"),
+    ]
     for body, needle in bad:
         with store.lease() as lease, pytest.raises(RequestError) as e:
             vllm.parse(body, lease, Context())
@@ -177,9 +232,16 @@ def test_vllm_input_audio_parts_are_spooled_as_wav(tmp_path):
     buf = io.BytesIO()
     sf.write(buf, np.zeros(1600, dtype="float32"), 16000, format="WAV")
     b64 = base64.b64encode(buf.getvalue()).decode()
-    conv = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": b64, "format": "wav"}},
-                                         {"type": "text", "text": "Transcribe."}]},
-            {"role": "assistant", "content": "Silence."}]
+    conv = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_audio", "input_audio": {"data": b64, "format": "wav"}},
+                {"type": "text", "text": "Transcribe."},
+            ],
+        },
+        {"role": "assistant", "content": "Silence."},
+    ]
     with MediaStore(tmp_path).lease() as lease:
         item = vllm.parse({"messages": conv}, lease, Context()).records[0]
         assert [m.type for m in item.prompt_media] == ["audio"] and item.prompt_media[0].path.endswith(".wav")
@@ -195,12 +257,12 @@ def test_templated_text_without_its_leading_bos_token_parses_like_the_whole():
     bos_token is "<|im_start|>", so the first turn arrives without its opener; it must still read as
     the same conversation (it was scored as one response to an empty prompt, criteria lost)."""
     bos = "<|im_start|>"  # SmolLM2-135M-Instruct's tokenizer_config.json bos_token
-    sent = CHATML[len(bos):] if CHATML.startswith(bos) else CHATML
+    sent = CHATML[len(bos) :] if CHATML.startswith(bos) else CHATML
     assert sent.startswith("system\n")
     assert parse_chat(sent) == parse_chat(CHATML)
     assert split_templated(sent, default_system=SMOL_SYSTEM) == split_templated(CHATML, default_system=SMOL_SYSTEM)
     llama_bos = "<|begin_of_text|>"
-    no_opener = LLAMA3[len(llama_bos) + len("<|start_header_id|>"):]
+    no_opener = LLAMA3[len(llama_bos) + len("<|start_header_id|>") :]
     assert parse_chat(no_opener) == parse_chat(LLAMA3)
     # Plain text that merely mentions a marker is still not a conversation.
     assert parse_chat("user\nsays hi <|im_start|> in passing") is None

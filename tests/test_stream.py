@@ -12,8 +12,8 @@ import weakref
 from pathlib import Path
 
 import pytest
-
 from _deploy_utils import text_pairs, write_jsonl
+
 from omnireward.errors import DataFormatError, MediaError, ResumeError
 
 EXE = [sys.executable, "-m", "omnireward.cli.app"]
@@ -24,9 +24,13 @@ def mixed_records(n: int, seed: int = 5) -> list[dict]:
     rows = text_pairs(n, seed=seed)
     for i in range(0, n, 7):
         r = rows[i]
-        rows[i] = {"id": r["id"], "prompt": r["prompt"], "criteria": "prefer the kind answer",
-                   "responses": [r["response1"], r["response2"], "No idea."],
-                   "best": 0 if r["preference"] == "response1" else 1}
+        rows[i] = {
+            "id": r["id"],
+            "prompt": r["prompt"],
+            "criteria": "prefer the kind answer",
+            "responses": [r["response1"], r["response2"], "No idea."],
+            "best": 0 if r["preference"] == "response1" else 1,
+        }
     for i in range(3, n, 11):
         if i % 7:
             rows[i] = {"id": rows[i]["id"], "prompt": rows[i]["prompt"], "response": rows[i]["response1"]}
@@ -91,12 +95,23 @@ def test_group_rewards_equal_each_response_scored_alone(model, tmp_path):
     from omnireward.data.records import Item, Response, record_from_dict
     from omnireward.scoring.batch import score_batch
 
-    group = record_from_dict({"id": "g", "prompt": "Tell me about bees.", "criteria": "be precise",
-                              "responses": ["Bees make honey.", "No.", "Bees are insects that make honey and wax."],
-                              "ranking": [2, 0, 1]})
+    group = record_from_dict(
+        {
+            "id": "g",
+            "prompt": "Tell me about bees.",
+            "criteria": "be precise",
+            "responses": ["Bees make honey.", "No.", "Bees are insects that make honey and wax."],
+            "ranking": [2, 0, 1],
+        }
+    )
     [line] = score_batch(model, [group])
-    alone = score_batch(model, [Item(f"i{k}", group.task, group.prompt, Response(text=r.text), group.criteria)
-                                for k, r in enumerate(group.responses)])
+    alone = score_batch(
+        model,
+        [
+            Item(f"i{k}", group.task, group.prompt, Response(text=r.text), group.criteria)
+            for k, r in enumerate(group.responses)
+        ],
+    )
     assert line["rewards"] == pytest.approx([x["reward"] for x in alone], abs=1e-5)
     assert line["ranking"] == sorted(range(3), key=lambda i: -line["rewards"][i])
     assert line["best"] == line["ranking"][0] and line["gold_best"] == 2 and line["gold_ranking"] == [2, 0, 1]
@@ -111,9 +126,14 @@ def test_kill_9_then_rerun_loses_and_repeats_nothing(model_dir, tmp_path):
 
     out = tmp_path / "cut.jsonl"
     partial = tmp_path / "cut.jsonl.partial"
-    proc = subprocess.Popen([*EXE, *map(str, args), "--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*EXE, *map(str, args), "--out", str(out)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if partial.exists() and partial.read_bytes().count(b"\n") >= 40:
@@ -133,8 +153,9 @@ def test_kill_9_then_rerun_loses_and_repeats_nothing(model_dir, tmp_path):
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
     assert ids == [r["id"] for r in mixed_records(500)]  # each once, in input order
     assert not partial.exists()
-    assert json.loads((tmp_path / "cut.summary.json").read_text()) == \
-        json.loads((tmp_path / "full.summary.json").read_text())
+    assert json.loads((tmp_path / "cut.summary.json").read_text()) == json.loads(
+        (tmp_path / "full.summary.json").read_text()
+    )
 
 
 class _Crash(Exception):
@@ -249,8 +270,14 @@ def _with_bad_records(tmp_path) -> Path:
     rows = [json.dumps(r) for r in mixed_records(10)]
     rows[2] = '{"id": "broken", "prompt": '  # malformed JSON
     rows[5] = json.dumps({"id": "g1", "prompt": "p", "responses": ["a", "b"], "best": 2})
-    rows[7] = json.dumps({"id": "m1", "prompt": "p", "response1": "a",
-                          "response2": {"media": [{"type": "image", "path": "missing.png"}]}})
+    rows[7] = json.dumps(
+        {
+            "id": "m1",
+            "prompt": "p",
+            "response1": "a",
+            "response2": {"media": [{"type": "image", "path": "missing.png"}]},
+        }
+    )
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(rows) + "\n")
     return path
@@ -273,34 +300,66 @@ def test_stop_on_bad_record_names_file_line_and_field(model_dir, tmp_path):
     with pytest.raises(DataFormatError) as e:
         _score(src, model_dir, tmp_path / "s.jsonl", on_bad_record="stop")
     assert str(e.value).startswith(f"{src}:3: malformed JSON")
-    r = run_cli("score", src, "--model", model_dir, "--out", "t.jsonl", "--on-bad-record", "stop",
-                "--device", "cpu", cwd=tmp_path)
+    r = run_cli(
+        "score",
+        src,
+        "--model",
+        model_dir,
+        "--out",
+        "t.jsonl",
+        "--on-bad-record",
+        "stop",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "bad.jsonl:3:" in r.stderr
 
 
 def test_a_media_file_that_does_not_decode_stops_with_its_line(tmp_path):
     """Readable records whose media turn out corrupt while batches are prepared (in a worker)."""
+    from PIL import Image
+    from skimage import data as skdata
+
     from omnireward.config import compose_config
     from omnireward.scoring.stream import score_stream
     from omnireward.train import build_module
-    from skimage import data as skdata
-    from PIL import Image
 
     Image.fromarray(skdata.astronaut()).resize((64, 64)).save(tmp_path / "ok.png")
     (tmp_path / "bad.png").write_bytes(b"not a png at all")
-    rows = [{"id": f"r{i}", "prompt": "a photo", "response1": {"media": [{"type": "image", "path": "ok.png"}]},
-             "response2": {"media": [{"type": "image", "path": "bad.png" if i == 3 else "ok.png"}]}}
-            for i in range(6)]
+    rows = [
+        {
+            "id": f"r{i}",
+            "prompt": "a photo",
+            "response1": {"media": [{"type": "image", "path": "ok.png"}]},
+            "response2": {"media": [{"type": "image", "path": "bad.png" if i == 3 else "ok.png"}]},
+        }
+        for i in range(6)
+    ]
     src = write_jsonl(tmp_path / "img.jsonl", rows)
-    cfg = compose_config(["backbone=tiny", "modality=image", "backbone.pretrained_encoders=false",
-                          "backbone.feature_cache=false", f"output_dir={tmp_path / 'm'}"])
+    cfg = compose_config(
+        [
+            "backbone=tiny",
+            "modality=image",
+            "backbone.pretrained_encoders=false",
+            "backbone.feature_cache=false",
+            f"output_dir={tmp_path / 'm'}",
+        ]
+    )
     from omnireward.scoring.identity import run_identity
     from omnireward.scoring.pipeline import BTScorer
 
     scorer = BTScorer(build_module(cfg).model.eval())
     with pytest.raises(MediaError) as e:
-        score_stream(src, tmp_path / "s.jsonl", lambda: scorer, run_identity(None, src, {}), batch_size=2,
-                     workers=1, show_progress=False)
+        score_stream(
+            src,
+            tmp_path / "s.jsonl",
+            lambda: scorer,
+            run_identity(None, src, {}),
+            batch_size=2,
+            workers=1,
+            show_progress=False,
+        )
     assert f"{src}:4:" in str(e.value)
 
 
@@ -316,10 +375,10 @@ class _CountingScorer:
         return None
 
     def score(self, planned, prepared):
+        import gc
+
         from omnireward.data.records import responses_of
         from omnireward.scoring.batch import line_for
-
-        import gc
 
         gc.collect()
         self.most = max(self.most, self.alive["n"])
@@ -349,8 +408,15 @@ def test_records_are_not_all_held_while_a_large_file_is_scored(tmp_path, monkeyp
     monkeypatch.setattr(plan_mod, "WINDOW", 100)
     monkeypatch.setattr(plan_mod.plan, "__defaults__", (100,))
     scorer = _CountingScorer(alive)
-    s = score_stream(src, tmp_path / "s.jsonl", lambda: scorer, run_identity(None, src, {}), batch_size=10,
-                     workers=0, show_progress=False)
+    s = score_stream(
+        src,
+        tmp_path / "s.jsonl",
+        lambda: scorer,
+        run_identity(None, src, {}),
+        batch_size=10,
+        workers=0,
+        show_progress=False,
+    )
     assert s["n_scored"] == n
     assert 0 < scorer.most <= 120, scorer.most  # one window (+ the batch in hand), not the file
     assert sum(1 for _ in open(tmp_path / "s.jsonl")) == n
@@ -360,12 +426,19 @@ def test_records_are_not_all_held_while_a_large_file_is_scored(tmp_path, monkeyp
 def test_group_summary_win_rate_and_ranking():
     from omnireward.scoring.summary import summarize_lines
 
-    lines = [{"id": "a", "rewards": [3.0, 1.0, 2.0], "ranking": [0, 2, 1], "best": 0, "gold_best": 0,
-              "gold_ranking": [0, 2, 1]},
-             {"id": "b", "rewards": [0.0, 1.0], "ranking": [1, 0], "best": 1, "gold_best": 0,
-              "gold_ranking": [0, 1]},
-             {"id": "c", "rewards": [0.0, 1.0, 5.0, 2.0], "ranking": [2, 3, 1, 0], "best": 2},
-             {"id": "p", "margin": 1.0, "preference": "response1", "task": "text_to_text"}]
+    lines = [
+        {
+            "id": "a",
+            "rewards": [3.0, 1.0, 2.0],
+            "ranking": [0, 2, 1],
+            "best": 0,
+            "gold_best": 0,
+            "gold_ranking": [0, 2, 1],
+        },
+        {"id": "b", "rewards": [0.0, 1.0], "ranking": [1, 0], "best": 1, "gold_best": 0, "gold_ranking": [0, 1]},
+        {"id": "c", "rewards": [0.0, 1.0, 5.0, 2.0], "ranking": [2, 3, 1, 0], "best": 2},
+        {"id": "p", "margin": 1.0, "preference": "response1", "task": "text_to_text"},
+    ]
     s = summarize_lines(lines)
     g = s["groups"]
     assert s["n"] == 1 and s["n_scored"] == 4
@@ -375,39 +448,50 @@ def test_group_summary_win_rate_and_ranking():
     assert g["ranking_kendall_tau"] == pytest.approx((1.0 + -1.0) / 2)
 
 
-@pytest.mark.parametrize("record,field,reason", [
-    ({"responses": ["only one"]}, "responses", "at least 2"),
-    ({"responses": "a, b"}, "responses", "expected a list"),
-    ({"responses": ["a", "b"], "best": 2}, "best", "0 to 1"),
-    ({"responses": ["a", "b"], "best": True}, "best", "0 to 1"),
-    ({"responses": ["a", "b", "c"], "ranking": [0, 0, 1]}, "ranking", "every index"),
-    ({"responses": ["a", "b", "c"], "ranking": [0, 1]}, "ranking", "every index"),
-    ({"responses": ["a", "b"], "best": 0, "ranking": [1, 0]}, "best", "ranking starts with 1"),
-    ({"responses": ["a", 3]}, "responses[1]", "expected a string or an object"),
-    ({"responses": ["a", "b"], "response1": "c"}, "response1", "not both"),
-    ({"responses": ["a", "b"], "preference": "response1"}, "preference", "best"),
-])
+@pytest.mark.parametrize(
+    "record,field,reason",
+    [
+        ({"responses": ["only one"]}, "responses", "at least 2"),
+        ({"responses": "a, b"}, "responses", "expected a list"),
+        ({"responses": ["a", "b"], "best": 2}, "best", "0 to 1"),
+        ({"responses": ["a", "b"], "best": True}, "best", "0 to 1"),
+        ({"responses": ["a", "b", "c"], "ranking": [0, 0, 1]}, "ranking", "every index"),
+        ({"responses": ["a", "b", "c"], "ranking": [0, 1]}, "ranking", "every index"),
+        ({"responses": ["a", "b"], "best": 0, "ranking": [1, 0]}, "best", "ranking starts with 1"),
+        ({"responses": ["a", 3]}, "responses[1]", "expected a string or an object"),
+        ({"responses": ["a", "b"], "response1": "c"}, "response1", "not both"),
+        ({"responses": ["a", "b"], "preference": "response1"}, "preference", "best"),
+    ],
+)
 def test_bad_groups_are_named_by_file_line_and_field(tmp_path, record, field, reason):
     from omnireward.data.validate import validate
 
-    src = write_jsonl(tmp_path / "g.jsonl", [{"id": "ok", "prompt": "p", "responses": ["x", "y"], "best": 1},
-                                             {"id": "bad", "prompt": "p", **record}])
+    src = write_jsonl(
+        tmp_path / "g.jsonl",
+        [{"id": "ok", "prompt": "p", "responses": ["x", "y"], "best": 1}, {"id": "bad", "prompt": "p", **record}],
+    )
     problems = validate(src, decode_media=False)
     assert len(problems) == 1
     assert str(problems[0]).startswith(f"{src}:2: {field}: ") and reason in problems[0].reason
 
 
 def test_groups_with_media_validate_and_round_trip(tmp_path):
+    from PIL import Image
+    from skimage import data as skdata
+
     from omnireward.data.formats import load
     from omnireward.data.validate import validate
 
-    from skimage import data as skdata
-    from PIL import Image
-
     Image.fromarray(skdata.coffee()).resize((32, 32)).save(tmp_path / "a.png")
-    rec = {"id": "g", "prompt": "a cup", "responses": [{"media": [{"type": "image", "path": "a.png"}]},
-                                                       {"text": "x", "media": [{"type": "image", "path": "nope.png"}]}],
-           "ranking": [1, 0]}
+    rec = {
+        "id": "g",
+        "prompt": "a cup",
+        "responses": [
+            {"media": [{"type": "image", "path": "a.png"}]},
+            {"text": "x", "media": [{"type": "image", "path": "nope.png"}]},
+        ],
+        "ranking": [1, 0],
+    }
     src = write_jsonl(tmp_path / "g.jsonl", [rec])
     problems = validate(src)
     assert [p.field for p in problems] == ["responses[1].media[0].path"]
@@ -429,10 +513,19 @@ def test_progress_bar_shows_speed_in_the_records_kind():
 
 
 def test_score_help_explains_the_streaming_options():
-    r = subprocess.run([*EXE, "score", "--help"], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "COLUMNS": "200"})
-    for option in ("--overwrite", "--workers", "--on-bad-record", "--engine", "--address", "--num-workers",
-                   "--gpus-per-worker", "--format"):
+    r = subprocess.run(
+        [*EXE, "score", "--help"], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}
+    )
+    for option in (
+        "--overwrite",
+        "--workers",
+        "--on-bad-record",
+        "--engine",
+        "--address",
+        "--num-workers",
+        "--gpus-per-worker",
+        "--format",
+    ):
         assert option in r.stdout
 
 

@@ -1,6 +1,7 @@
 """Training runs end to end: what a run leaves on disk, learning, best epoch, resume, seeds."""
 
 import json
+import pickle
 
 import pytest
 import torch
@@ -20,18 +21,40 @@ class StopAfterFirstEpoch(Callback):
 
 
 def _cfg(tmp_path, train_file, val_file, *extra):
-    return compose_config(["backbone=tiny", f"data.train={train_file}", f"data.val={val_file}",
-                           f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=2", "model.lr=3e-3",
-                           "model.lm_lr=1e-3", "data.batch_size=8", *extra])
+    return compose_config(
+        [
+            "backbone=tiny",
+            f"data.train={train_file}",
+            f"data.val={val_file}",
+            f"output_dir={tmp_path / 'run'}",
+            "trainer.max_epochs=2",
+            "model.lr=3e-3",
+            "model.lm_lr=1e-3",
+            "data.batch_size=8",
+            *extra,
+        ]
+    )
 
 
 def test_run_learns_and_leaves_a_complete_model_folder(tmp_path, text_pairs):
     train_file, val_file = text_pairs
-    init = RewardModel.with_bt_head(__import__("omnireward.backbones.build", fromlist=["x"]).build_modular(
-        lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False), dropout=0.1)
+    init = RewardModel.with_bt_head(
+        __import__("omnireward.backbones.build", fromlist=["x"]).build_modular(
+            lm="tiny", encoders=[], pretrained_encoders=False, feature_cache=False
+        ),
+        dropout=0.1,
+    )
     out = train(_cfg(tmp_path, train_file, val_file))
-    for name in ("omnireward.yaml", "modules.safetensors", "reward_stats.json", "metrics.csv",
-                 "train_summary.json", "lm/model.safetensors", "lm/tokenizer.json", "checkpoints/last.ckpt"):
+    for name in (
+        "omnireward.yaml",
+        "modules.safetensors",
+        "reward_stats.json",
+        "metrics.csv",
+        "train_summary.json",
+        "lm/model.safetensors",
+        "lm/tokenizer.json",
+        "checkpoints/last.ckpt",
+    ):
         assert (out / name).exists(), name
     assert not (out / "config.yaml").exists()  # one config file: omnireward.yaml, the resolved one
     summary = json.loads((out / "train_summary.json").read_text())
@@ -65,19 +88,35 @@ def test_reloaded_model_gives_the_same_scores(tmp_path, text_pairs):
 
 def test_same_seed_same_model_and_resume_matches_uninterrupted(tmp_path, text_pairs):
     train_file, val_file = text_pairs
-    common = ["backbone=tiny", f"data.train={train_file}", f"data.val={val_file}", "model.lr=3e-3",
-              "model.lm_lr=1e-3", "data.batch_size=8"]
+    common = [
+        "backbone=tiny",
+        f"data.train={train_file}",
+        f"data.val={val_file}",
+        "model.lr=3e-3",
+        "model.lm_lr=1e-3",
+        "data.batch_size=8",
+    ]
     full = train(compose_config(common + [f"output_dir={tmp_path / 'full'}", "trainer.max_epochs=2"]))
     again = train(compose_config(common + [f"output_dir={tmp_path / 'again'}", "trainer.max_epochs=2"]))
     w_full = load_file(str(full / "checkpoints" / "best.safetensors"))
     w_again = load_file(str(again / "checkpoints" / "best.safetensors"))
     assert all(torch.equal(w_full[k], w_again[k]) for k in w_full)
     # Interrupt a 2-epoch run after its first epoch, then resume it from its checkpoint.
-    part = train(compose_config(common + [f"output_dir={tmp_path / 'part'}", "trainer.max_epochs=2"]),
-                 callbacks=[StopAfterFirstEpoch()])
+    part = train(
+        compose_config(common + [f"output_dir={tmp_path / 'part'}", "trainer.max_epochs=2"]),
+        callbacks=[StopAfterFirstEpoch()],
+    )
     assert json.loads((part / "train_summary.json").read_text())["epochs"] == 1
-    resumed = train(compose_config(common + [f"output_dir={tmp_path / 'part'}", "trainer.max_epochs=2",
-                                             f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}"]))
+    resumed = train(
+        compose_config(
+            common
+            + [
+                f"output_dir={tmp_path / 'part'}",
+                "trainer.max_epochs=2",
+                f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}",
+            ]
+        )
+    )
     full_last = torch.load(full / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     res_last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     for k in full_last:
@@ -96,8 +135,9 @@ def test_other_losses_train_with_ties(tmp_path, text_pairs, loss):
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     val_rows = [{**json.loads(x), "margin": 1.0} for x in val_file.read_text().splitlines()]
     val_file.write_text("".join(json.dumps(r) + "\n" for r in val_rows))
-    out = train(_cfg(tmp_path, train_file, val_file, f"loss={loss}", "trainer.max_epochs=1",
-                     "model.center_weight=0.01"))
+    out = train(
+        _cfg(tmp_path, train_file, val_file, f"loss={loss}", "trainer.max_epochs=1", "model.center_weight=0.01")
+    )
     assert json.loads((out / "train_summary.json").read_text())["best_val_acc"] >= 0.8
 
 
@@ -156,11 +196,16 @@ def test_keep_best_prefers_the_later_epoch_on_a_tie(tmp_path):
 
     def epoch(n, acc):
         state = {"model.w": torch.full((2,), float(n))}
-        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val/acc": torch.tensor(acc)},
-                                  current_epoch=n, is_global_zero=True,
-                                  strategy=SimpleNamespace(lightning_module_state_dict=lambda: state))
+        trainer = SimpleNamespace(
+            sanity_checking=False,
+            callback_metrics={"val/acc": torch.tensor(acc)},
+            current_epoch=n,
+            is_global_zero=True,
+            strategy=SimpleNamespace(lightning_module_state_dict=lambda: state),
+        )
         keep.on_validation_end(trainer, None)
         from safetensors.torch import load_file
+
         weights.update(load_file(str(tmp_path / "best.safetensors")))
 
     epoch(0, 0.5)
@@ -185,8 +230,11 @@ def test_train_layers_trains_only_the_top_layers(tmp_path, text_pairs, family):
     if family == "hf_text":
         extra += ["backbone=hf", f"backbone.name_or_path={_tiny_hf.save_text_lm(tmp_path / 'src')}"]
     elif family == "hf_qwen2_5_vl":
-        extra += ["backbone=hf", f"backbone.name_or_path={_tiny_hf.save_qwen2_5_vl(tmp_path / 'src')}",
-                  "backbone.dtype=float32"]
+        extra += [
+            "backbone=hf",
+            f"backbone.name_or_path={_tiny_hf.save_qwen2_5_vl(tmp_path / 'src')}",
+            "backbone.dtype=float32",
+        ]
     cfg = _cfg(tmp_path, train_file, val_file, *extra)
     init = {k: v.detach().clone() for k, v in build_module(cfg).state_dict().items()}
     trainable = [k for k, p in build_module(cfg).named_parameters() if p.requires_grad]
@@ -195,8 +243,8 @@ def test_train_layers_trains_only_the_top_layers(tmp_path, text_pairs, family):
     state = ckpt["state_dict"]
     moved = {k for k in init if k in state and not torch.equal(init[k], state[k])}
     assert moved and moved <= set(trainable)
-    assert any(".layers.1." in k for k in moved)                   # the top layer trained
-    assert not any(".layers.0." in k for k in trainable)           # the one below did not
+    assert any(".layers.1." in k for k in moved)  # the top layer trained
+    assert not any(".layers.0." in k for k in trainable)  # the one below did not
     assert not any("embed_tokens" in k for k in trainable)
     assert "model.head.score.weight" in moved
     if family == "hf_qwen2_5_vl":
@@ -212,8 +260,13 @@ def test_train_layers_below_zero_fails_in_one_line(tmp_path, text_pairs):
     from test_cli import run
 
     train_file, val_file = text_pairs
-    r = run("train", "backbone=tiny", "backbone.train_layers=-1", f"data.train={train_file}",
-            f"output_dir={tmp_path / 'run'}")
+    r = run(
+        "train",
+        "backbone=tiny",
+        "backbone.train_layers=-1",
+        f"data.train={train_file}",
+        f"output_dir={tmp_path / 'run'}",
+    )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "backbone.train_layers" in lines[0] and "got -1" in lines[0], r.stderr
@@ -236,7 +289,7 @@ def test_training_writes_checkpoints_straight_to_the_file(tmp_path, text_pairs):
 
     io, path = file_checkpoint_io(), tmp_path / "ck" / "last.ckpt"
     io.save_checkpoint({"w": torch.ones(3)}, path)
-    with pytest.raises(Exception):
+    with pytest.raises((pickle.PicklingError, AttributeError)):
         io.save_checkpoint({"w": torch.zeros(3), "bad": lambda: None}, path)  # a lambda does not pickle
     assert torch.equal(torch.load(path)["w"], torch.ones(3))
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
@@ -247,13 +300,21 @@ def test_checkpointing_frozen_lower_layers_builds_no_graph_through_them():
     a text batch would build a graph (and a backward) through every frozen layer below."""
     from omnireward.backbones.build import build_modular
 
-    bb = build_modular("tiny", lm_layers=2, encoders=[], pretrained_encoders=False, feature_cache=False,
-                       gradient_checkpointing=True, train_layers=1)
+    bb = build_modular(
+        "tiny",
+        lm_layers=2,
+        encoders=[],
+        pretrained_encoders=False,
+        feature_cache=False,
+        gradient_checkpointing=True,
+        train_layers=1,
+    )
     ids = torch.tensor([[1, 2, 3]])
     assert not bb.lm.get_input_embeddings()(ids).requires_grad
-    hidden = bb.lm.get_decoder().layers[0](bb.lm.get_input_embeddings()(ids),
-                                            position_embeddings=bb.lm.get_decoder().rotary_emb(
-                                                bb.lm.get_input_embeddings()(ids), torch.arange(3)[None]))
+    hidden = bb.lm.get_decoder().layers[0](
+        bb.lm.get_input_embeddings()(ids),
+        position_embeddings=bb.lm.get_decoder().rotary_emb(bb.lm.get_input_embeddings()(ids), torch.arange(3)[None]),
+    )
     hidden = hidden[0] if isinstance(hidden, tuple) else hidden
     assert not hidden.requires_grad
 

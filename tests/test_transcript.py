@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from omnireward.backbones.base import conversation
 from omnireward.backbones.build import build_modular
 from omnireward.backbones.features import FeatureCache
-from omnireward.backbones.base import conversation
 from omnireward.backbones.modular_processor import TRANSCRIPT
 from omnireward.data.demo.audio import bundled_clips
 from omnireward.data.records import Media
@@ -53,9 +53,11 @@ def test_transcripts_of_bundled_clips_match_their_sentences():
     heard = [transcript.transcribe(c.wav) for c in picked]
     rates = [word_error_rate(c.sentence, h) for c, h in zip(picked, heard)]
     assert sum(rates) / len(rates) <= 0.4, list(zip(heard, rates))
-    nearest_own = [word_error_rate(c.sentence, h) < min(word_error_rate(o, h) for o in
-                                                         {x.sentence for x in clips if x.split == c.split} - {c.sentence})
-                   for c, h in zip(picked, heard)]
+    nearest_own = [
+        word_error_rate(c.sentence, h)
+        < min(word_error_rate(o, h) for o in {x.sentence for x in clips if x.split == c.split} - {c.sentence})
+        for c, h in zip(picked, heard)
+    ]
     assert sum(nearest_own) >= 7, list(zip(heard, nearest_own))  # measured 7 (rpf1's "I can't even need smart water")
 
 
@@ -70,12 +72,13 @@ def test_transcript_tokens_follow_the_audio_span_and_are_cached(tmp_path):
     conv = conversation(None, ['A voice saying "open the window please".'], [Media("audio", str(clip))])
     batches = {}
     for on in (True, False):
-        bb = build_modular(lm="tiny", encoders=["audio"], encoder_options={"audio": {"transcript": on}},
-                           feature_cache=False)
+        bb = build_modular(
+            lm="tiny", encoders=["audio"], encoder_options={"audio": {"transcript": on}}, feature_cache=False
+        )
         bb.processor.feature_cache = FeatureCache(tmp_path / "features")
         batches[on] = bb.processor([conv])
         pos = int(batches[on].extra["media"]["audio"]["pos"][0, 1])
-        after = bb.tokenizer.decode(batches[on].tensors["input_ids"][0, pos + bb.processor.span("audio"):])
+        after = bb.tokenizer.decode(batches[on].tensors["input_ids"][0, pos + bb.processor.span("audio") :])
         if on:
             assert after.startswith(TRANSCRIPT.format("")[:-1])
             assert "open the window" in after.lower(), after
@@ -111,16 +114,21 @@ def _content_pairs(part: str, rows_per_clip: int, shift: int = 3) -> list[dict]:
     for c in clips:
         by_voice[c.voice].append(c)
     rows = []
-    for voice, own in sorted(by_voice.items()):
+    for _voice, own in sorted(by_voice.items()):
         for i, good in enumerate(own):
             for k in range(1, rows_per_clip + 1):
                 bad = own[(i + shift * k) % len(own)]
                 first = len(rows) % 2 == 0
                 a, b = (good, bad) if first else (bad, good)
-                rows.append({"id": f"{part}-{len(rows)}", "prompt": f'A voice saying "{good.sentence}".',
-                             "response1": {"media": [{"type": "audio", "path": str(SPEECH / a.name)}]},
-                             "response2": {"media": [{"type": "audio", "path": str(SPEECH / b.name)}]},
-                             "preference": "response1" if first else "response2"})
+                rows.append(
+                    {
+                        "id": f"{part}-{len(rows)}",
+                        "prompt": f'A voice saying "{good.sentence}".',
+                        "response1": {"media": [{"type": "audio", "path": str(SPEECH / a.name)}]},
+                        "response2": {"media": [{"type": "audio", "path": str(SPEECH / b.name)}]},
+                        "preference": "response1" if first else "response2",
+                    }
+                )
     return rows
 
 
@@ -146,11 +154,20 @@ def test_embedded_lm_learns_spoken_content_only_from_transcripts(tmp_path, with_
     train_file = write("train.jsonl", _content_pairs("train", 4))
     val_file = write("val.jsonl", _content_pairs("train", 1, shift=7))  # new pairings of seen clips
     test_file = write("test.jsonl", _content_pairs("test", 2))
-    out = train(compose_config([
-        "modality=audio", f"backbone.encoder_options.audio.transcript={str(with_transcript).lower()}",
-        f"data.train={train_file}", f"data.val={val_file}", f"output_dir={tmp_path / 'run'}",
-        "trainer.max_epochs=2", "data.batch_size=8",
-        "data.allow_outside_root=true"]))  # the bundled clips live in the package, not beside the data
+    out = train(
+        compose_config(
+            [
+                "modality=audio",
+                f"backbone.encoder_options.audio.transcript={str(with_transcript).lower()}",
+                f"data.train={train_file}",
+                f"data.val={val_file}",
+                f"output_dir={tmp_path / 'run'}",
+                "trainer.max_epochs=2",
+                "data.batch_size=8",
+                "data.allow_outside_root=true",
+            ]
+        )
+    )  # the bundled clips live in the package, not beside the data
     summary = score_file(test_file, out, tmp_path / "scores.jsonl", allow_outside_root=True)
     assert summary["n"] == 48
     if with_transcript:
@@ -167,10 +184,12 @@ def test_clips_without_speech_get_no_words_and_speech_keeps_them():
     rate = 16000
     t = np.arange(2 * rate) / rate
     rng = np.random.default_rng(0)
-    silent = {"tone": (0.5 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32),
-              "hum": (0.5 * np.sin(2 * np.pi * 120 * t)).astype(np.float32),
-              "noise": rng.normal(0, 0.1, 2 * rate).astype(np.float32),
-              "silence": np.zeros(2 * rate, np.float32)}
+    silent = {
+        "tone": (0.5 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32),
+        "hum": (0.5 * np.sin(2 * np.pi * 120 * t)).astype(np.float32),
+        "noise": rng.normal(0, 0.1, 2 * rate).astype(np.float32),
+        "silence": np.zeros(2 * rate, np.float32),
+    }
     for name, wave in silent.items():
         words, no_speech, _ = transcript.decode(wave)
         assert not transcript.is_speech(words, no_speech), (name, words, no_speech)
@@ -189,8 +208,9 @@ def test_a_clip_without_speech_adds_no_transcript_text(tmp_path):
     conv = conversation(None, ["a high-pitched whistle"], [Media("audio", str(tone))])
     lengths = {}
     for on in (True, False):
-        bb = build_modular(lm="tiny", encoders=["audio"], encoder_options={"audio": {"transcript": on}},
-                           feature_cache=False)
+        bb = build_modular(
+            lm="tiny", encoders=["audio"], encoder_options={"audio": {"transcript": on}}, feature_cache=False
+        )
         bb.processor.feature_cache = FeatureCache(tmp_path / f"features-{on}")
         batch = bb.processor([conv])
         assert "Transcript" not in bb.tokenizer.decode(batch.tensors["input_ids"][0])

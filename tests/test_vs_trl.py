@@ -68,18 +68,46 @@ def _figures(smoke_line: dict | None = None) -> dict:
     train = {"pairs_per_s": 2.0, "test_accuracy": 0.9, "peak_rss_mib": 1000, "trainable_params": 10_000_000}
     row = {"omnireward": train, "trl": {**train, "pairs_per_s": 1.0}, "ratio": 2.0}
     mean = {"pairs_per_s": 2.0, "test_accuracy": 0.9, "test_accuracy_range": [0.88, 0.92], "peak_rss_mib": 1000}
-    defaults = {"seeds": [0, 1, 2], "omnireward": [train] * 3, "trl": [train] * 3, "ratio": 2.0,
-                "mean": {"omnireward": mean, "trl": {**mean, "pairs_per_s": 1.0}}}
+    defaults = {
+        "seeds": [0, 1, 2],
+        "omnireward": [train] * 3,
+        "trl": [train] * 3,
+        "ratio": 2.0,
+        "mean": {"omnireward": mean, "trl": {**mean, "pairs_per_s": 1.0}},
+    }
     score = {"pairs_per_s": 4.0, "ratio": 2.0}
-    pairs = {"hf_two_pass": {"pairs_per_s": 2.0}, "omnireward": score, "omnireward_no_prefix_sharing": score,
-             "omnireward_int8": {**score, "agreement_with_hf_fp32": {"sign_agreement": 0.97}},
-             "omnireward_bf16": {"skipped": "bf16 scoring needs a CPU with bf16 instructions; use int8"}}
+    pairs = {
+        "hf_two_pass": {"pairs_per_s": 2.0},
+        "omnireward": score,
+        "omnireward_no_prefix_sharing": score,
+        "omnireward_int8": {**score, "agreement_with_hf_fp32": {"sign_agreement": 0.97}},
+        "omnireward_bf16": {"skipped": "bf16 scoring needs a CPU with bf16 instructions; use int8"},
+    }
     groups = {"group_size": 8, "omnireward": {"groups_per_s": 3.0}, "hf": {"groups_per_s": 1.0}, "ratio": 3.0}
-    settings = {"pairs": 128, "batch": 8, "precision": "fp32", "lm": "embedded SmolLM2-135M-Instruct",
-                "lm_layers": "all", "trl": "1.16.0", "epochs": 1, "lr": 1e-4, "recompute": "off", "seeds": "0,1,2",
-                "heldout_pairs": 200, "margin_agreement_tolerance": 1e-3, "top_layers": 10}
-    return {"settings": settings, "sets": {"text": {"train": {"all_layers": row, "top_layers": row, "defaults": defaults},
-                                                    "score": {"pairs": pairs, "groups": groups}}}}
+    settings = {
+        "pairs": 128,
+        "batch": 8,
+        "precision": "fp32",
+        "lm": "embedded SmolLM2-135M-Instruct",
+        "lm_layers": "all",
+        "trl": "1.16.0",
+        "epochs": 1,
+        "lr": 1e-4,
+        "recompute": "off",
+        "seeds": "0,1,2",
+        "heldout_pairs": 200,
+        "margin_agreement_tolerance": 1e-3,
+        "top_layers": 10,
+    }
+    return {
+        "settings": settings,
+        "sets": {
+            "text": {
+                "train": {"all_layers": row, "top_layers": row, "defaults": defaults},
+                "score": {"pairs": pairs, "groups": groups},
+            }
+        },
+    }
 
 
 def test_a_results_line_with_the_rows_renders_as_the_readme_table():
@@ -96,9 +124,22 @@ def test_smoke_runs_every_row_and_keeps_its_line_out_of_the_repository(tmp_path)
     pytest.importorskip("trl")
     before = REPO_RESULTS.read_bytes() if REPO_RESULTS.exists() else None
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vs_trl.py"), "--smoke", "--sets", "text",
-                        "--work", str(tmp_path / "work")], capture_output=True, text=True, env=env, cwd=ROOT,
-                       timeout=3000)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "vs_trl.py"),
+            "--smoke",
+            "--sets",
+            "text",
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=3000,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (REPO_RESULTS.read_bytes() if REPO_RESULTS.exists() else None) == before
     line = json.loads((tmp_path / "work" / "results" / "vs_trl.jsonl").read_text().splitlines()[-1])
@@ -108,7 +149,10 @@ def test_smoke_runs_every_row_and_keeps_its_line_out_of_the_repository(tmp_path)
     for row in ("all_layers", "top_layers"):
         assert t[row]["same_trainable_params"], t[row]
         assert t[row]["trl"]["settings"]["bf16"] is False
-        assert t[row]["trl"]["settings"]["gradient_checkpointing"] == t[row]["omnireward"]["settings"]["gradient_checkpointing"]
+        assert (
+            t[row]["trl"]["settings"]["gradient_checkpointing"]
+            == t[row]["omnireward"]["settings"]["gradient_checkpointing"]
+        )
     assert t["top_layers"]["omnireward"]["trainable_params"] < t["all_layers"]["omnireward"]["trainable_params"]
     p = f["sets"]["text"]["score"]["pairs"]
     assert p["omnireward"]["max_margin_diff_vs_hf"] <= 1e-3

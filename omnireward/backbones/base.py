@@ -15,16 +15,17 @@ family is one file implementing them (see `modular.py` and `hf.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from omnireward.data.records import Media
 
-Part = Union[str, Media]
+Part = str | Media
 
 
 @dataclass
@@ -49,9 +50,10 @@ class Batch:
     tensors: dict[str, torch.Tensor]
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to(self, device) -> "Batch":
-        return Batch({k: v.to(device) for k, v in self.tensors.items()},
-                     {k: _to(v, device) for k, v in self.extra.items()})
+    def to(self, device) -> Batch:
+        return Batch(
+            {k: v.to(device) for k, v in self.tensors.items()}, {k: _to(v, device) for k, v in self.extra.items()}
+        )
 
     def __len__(self) -> int:
         return int(self.tensors["attention_mask"].shape[0])
@@ -80,8 +82,14 @@ class Processor(Protocol):
     def tokenizer(self) -> Any:
         """The tokenizer (chat template, pad/eos ids, decoding)."""
 
-    def __call__(self, convs: list[Conversation], *, add_generation_prompt: bool = False,
-                 lm_target: bool = False, padding_side: str = "right") -> Batch:
+    def __call__(
+        self,
+        convs: list[Conversation],
+        *,
+        add_generation_prompt: bool = False,
+        lm_target: bool = False,
+        padding_side: str = "right",
+    ) -> Batch:
         """Render, tokenise, prepare media and pad.
 
         `add_generation_prompt` ends each row with the assistant header (prompts to generate from;
@@ -125,8 +133,9 @@ class Backbone(Protocol):
         """Final hidden state at each row's reward position (`last_index`), [B, H], float32; for a
         packed batch, at each answer's last token, answer-major ([all groups' answer 1, then 2, ...])."""
 
-    def hidden_states(self, batch: Batch, continuation: torch.Tensor | None = None,
-                      continuation_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Final hidden states [B, L + T, H] over the batch's rows (left-padded prompts when a
         continuation is given), each followed by its continuation tokens [B, T] (right-padded,
         `continuation_mask` 1 for real tokens)."""
@@ -134,9 +143,16 @@ class Backbone(Protocol):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The LM head on hidden states [..., H] → next-token logits [..., V]."""
 
-    def sample(self, batch: Batch, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-               generator: torch.Generator | None = None,
-               logits_processor: LogitsProcessor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        batch: Batch,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        logits_processor: LogitsProcessor | None = None,
+    ) -> torch.Tensor:
         """Continue left-padded prompts with the KV cache: new token ids [B, T], padded with the pad
         id after each row's end-of-turn token. Greedy when temperature is 0."""
 
@@ -170,8 +186,11 @@ def decoder_layers(lm: nn.Module) -> nn.ModuleList:
     from omnireward.strategies import DECODER_LAYERS
 
     # custom-code models: the longest list of `*DecoderLayer` blocks (the units FSDP shards)
-    lists = [m for m in lm.modules() if isinstance(m, nn.ModuleList) and len(m)
-             and type(m[0]).__name__.endswith(DECODER_LAYERS)]
+    lists = [
+        m
+        for m in lm.modules()
+        if isinstance(m, nn.ModuleList) and len(m) and type(m[0]).__name__.endswith(DECODER_LAYERS)
+    ]
     if not lists:
         from omnireward.errors import ConfigError
 
@@ -192,7 +211,7 @@ def train_top_layers(lm: nn.Module, n: int | None) -> None:
     if int(n) < 0:
         raise ConfigError(f"must be a number of layers >= 0 (or null for all), got {n}", field="backbone.train_layers")
     layers = decoder_layers(lm)
-    keep = {id(p) for layer in layers[max(0, len(layers) - int(n)):] for p in layer.parameters()}
+    keep = {id(p) for layer in layers[max(0, len(layers) - int(n)) :] for p in layer.parameters()}
     below = {id(p) for p in layers.parameters()} | {id(p) for p in lm.get_input_embeddings().parameters()}
     decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else lm
     above = {id(p) for p in decoder.parameters()} - below  # final norm

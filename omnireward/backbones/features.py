@@ -36,8 +36,10 @@ class FeatureCache:
         """The descriptor line of a media file (encoders/descriptors.py), computed once per file and version."""
         from omnireward.encoders import descriptors
 
-        return self._text(f"descriptors-v{descriptors.VERSION}|{media_type}|{_fingerprint(path)}",
-                          lambda: descriptors.describe(media_type, path))
+        return self._text(
+            f"descriptors-v{descriptors.VERSION}|{media_type}|{_fingerprint(path)}",
+            lambda: descriptors.describe(media_type, path),
+        )
 
     def _text(self, ident: str, compute) -> str:
         key = "t" + hashlib.sha1(ident.encode()).hexdigest()

@@ -66,8 +66,9 @@ class HFBackbone(nn.Module):
         """Names of the Linear layers inside the language model's decoder layers (not vision/audio towers)."""
         lm = self._language_model_name()
         prefix = (lm + ".") if lm else ""
-        return [n for n, m in self.model.named_modules()
-                if isinstance(m, nn.Linear) and n.startswith(prefix + "layers.")]
+        return [
+            n for n, m in self.model.named_modules() if isinstance(m, nn.Linear) and n.startswith(prefix + "layers.")
+        ]
 
     def language_model(self) -> nn.Module:
         return self.model
@@ -81,8 +82,12 @@ class HFBackbone(nn.Module):
         hf.mkdir(parents=True, exist_ok=True)
         if self.source is not None and self.source.resolve() != hf.resolve():
             for f in self.source.iterdir():
-                if (f.is_file() and f.suffix in _PROCESSOR_SUFFIXES and f.name not in _NOT_COPIED
-                        and not f.name.endswith(".index.json")):
+                if (
+                    f.is_file()
+                    and f.suffix in _PROCESSOR_SUFFIXES
+                    and f.name not in _NOT_COPIED
+                    and not f.name.endswith(".index.json")
+                ):
                     shutil.copyfile(f, hf / f.name)  # follows HF-cache symlinks
         from omnireward.quant.bnb import is_quantized
         from omnireward.quant.dense import save_dense
@@ -99,14 +104,16 @@ class HFBackbone(nn.Module):
             t = batch.tensors
             dtype = self.model.get_input_embeddings().weight.dtype
             mask = block_mask(t["segment_ids"], dtype if dtype.is_floating_point else torch.float32)
-            hs = self._base()(input_ids=t["input_ids"], attention_mask=mask, position_ids=t["position_ids"],
-                              use_cache=False).last_hidden_state
+            hs = self._base()(
+                input_ids=t["input_ids"], attention_mask=mask, position_ids=t["position_ids"], use_cache=False
+            ).last_hidden_state
             return gather_rewards_hidden(hs, t["reward_index"]).float()
         hs = self.hidden_states(batch)
         return hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]].float()
 
-    def hidden_states(self, batch: Batch, continuation: torch.Tensor | None = None,
-                      continuation_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         inputs = self._inputs(batch, continuation, continuation_mask)
         base = self._base()
         if base is not None:
@@ -118,9 +125,16 @@ class HFBackbone(nn.Module):
         return self.model.get_output_embeddings()(hidden)
 
     @torch.no_grad()
-    def sample(self, batch: Batch, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-               generator: torch.Generator | None = None,
-               logits_processor: LogitsProcessor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        batch: Batch,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        logits_processor: LogitsProcessor | None = None,
+    ) -> torch.Tensor:
         """transformers' `generate` (the model's own multimodal prefill and KV cache), cut at the
         tokenizer's end token and padded after it."""
         from transformers import GenerationConfig, LogitsProcessorList
@@ -133,13 +147,19 @@ class HFBackbone(nn.Module):
             return torch.zeros((B, 0), dtype=torch.long, device=inputs["input_ids"].device)
         # A config of our own: a checkpoint's generation_config.json (repetition penalty, top-k, its own
         # sampling defaults) must not change what "greedy" or "temperature T" means here.
-        config = GenerationConfig(max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos,
-                                  do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0,
-                                  top_p=top_p if temperature > 0 else 1.0, top_k=0)
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=eos,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else 1.0,
+            top_p=top_p if temperature > 0 else 1.0,
+            top_k=0,
+        )
         kw = {"generation_config": config}
         if logits_processor is not None:
             kw["logits_processor"] = LogitsProcessorList([_NewTokensOnly(logits_processor, P)])
-        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator)) if generator is not None else None
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else None
         was_training = self.model.training
         self.model.eval()  # no dropout in rollouts; the KV cache stays on under gradient checkpointing
         try:
@@ -167,8 +187,9 @@ class HFBackbone(nn.Module):
         m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return getattr(m, m.base_model_prefix, None) if self.family is not REMOTE else None
 
-    def _inputs(self, batch: Batch, continuation: torch.Tensor | None = None,
-                continuation_mask: torch.Tensor | None = None) -> dict:
+    def _inputs(
+        self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None
+    ) -> dict:
         inputs = {k: v for k, v in batch.tensors.items() if k not in ("last_index", "labels")}
         if continuation is not None:
             ids, mask = inputs["input_ids"], inputs["attention_mask"]
@@ -193,18 +214,32 @@ class _NewTokensOnly:
         self.fn, self.prompt_length = fn, prompt_length
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return self.fn(input_ids[:, self.prompt_length:], scores)
+        return self.fn(input_ids[:, self.prompt_length :], scores)
 
 
 # ---------------------------------------------------------------- config entry points
 
-def build_hf(name_or_path: str | None = None, trust_remote_code: bool = False, dtype: str = "auto", max_length: int = 4096,
-             attn_implementation: str | None = None, quantization=None, gradient_checkpointing: bool = False,
-             revision: str | None = None, download: bool = False, video_frames: int = 8,
-             video_short_side: int | None = 336, video_min_pixels: int | None = None,
-             video_max_pixels: int | None = None, mesh_views: int = 4, mesh_view_size: int = 224,
-             train_layers: int | None = None, descriptor_tokens: bool = False,
-             feature_cache: bool = True) -> HFBackbone:
+
+def build_hf(
+    name_or_path: str | None = None,
+    trust_remote_code: bool = False,
+    dtype: str = "auto",
+    max_length: int = 4096,
+    attn_implementation: str | None = None,
+    quantization=None,
+    gradient_checkpointing: bool = False,
+    revision: str | None = None,
+    download: bool = False,
+    video_frames: int = 8,
+    video_short_side: int | None = 336,
+    video_min_pixels: int | None = None,
+    video_max_pixels: int | None = None,
+    mesh_views: int = 4,
+    mesh_view_size: int = 224,
+    train_layers: int | None = None,
+    descriptor_tokens: bool = False,
+    feature_cache: bool = True,
+) -> HFBackbone:
     """An HF-native backbone from a local folder or a hub id (from the local HF cache unless `download`).
 
     `dtype`: auto (the checkpoint's), float32, bfloat16, float16; `quantization`: none, 4bit, 8bit
@@ -220,10 +255,18 @@ def build_hf(name_or_path: str | None = None, trust_remote_code: bool = False, d
     path = resolve_local(str(name_or_path), revision=revision, download=download)
     family = detect_family(path, trust_remote_code)
     model = load_model(path, family, dtype=dtype, attn_implementation=attn_implementation, quantization=quantization)
-    processor = HFProcessor(load_processor(path, family), family, max_length=max_length, video_frames=video_frames,
-                            video_short_side=video_short_side, video_pixels=(video_min_pixels, video_max_pixels),
-                            mesh_views=mesh_views, mesh_view_size=mesh_view_size, descriptor_tokens=descriptor_tokens,
-                            feature_cache=_descriptor_cache(feature_cache) if descriptor_tokens else None)
+    processor = HFProcessor(
+        load_processor(path, family),
+        family,
+        max_length=max_length,
+        video_frames=video_frames,
+        video_short_side=video_short_side,
+        video_pixels=(video_min_pixels, video_max_pixels),
+        mesh_views=mesh_views,
+        mesh_view_size=mesh_view_size,
+        descriptor_tokens=descriptor_tokens,
+        feature_cache=_descriptor_cache(feature_cache) if descriptor_tokens else None,
+    )
     if gradient_checkpointing:
         from omnireward.strategies import checkpoint_layers
 

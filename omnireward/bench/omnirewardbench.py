@@ -27,9 +27,17 @@ from omnireward.scoring.models import resolve_model
 MEDIA_DIR = "media_data"
 ZIP_NAME = "media_data.zip"
 # The paper's column order and headers (Table 1).
-COLUMNS = [("text_to_text", "T2T"), ("text_image_to_text", "TI2T"), ("text_video_to_text", "TV2T"),
-           ("text_audio_to_text", "TA2T"), ("text_to_image", "T2I"), ("text_to_video", "T2V"),
-           ("text_to_audio", "T2A"), ("text_to_3d", "T23D"), ("text_image_to_image", "TI2I")]
+COLUMNS = [
+    ("text_to_text", "T2T"),
+    ("text_image_to_text", "TI2T"),
+    ("text_video_to_text", "TV2T"),
+    ("text_audio_to_text", "TA2T"),
+    ("text_to_image", "T2I"),
+    ("text_to_video", "T2V"),
+    ("text_to_audio", "T2A"),
+    ("text_to_3d", "T23D"),
+    ("text_image_to_image", "TI2I"),
+]
 assert {c for c, _ in COLUMNS} == set(TASKS)
 METRICS = {"accuracy_without_ties": "w/o Ties", "accuracy_with_ties": "w/ Ties"}
 OTHER_METRICS = {"lightrft_accuracy": "acc. (ties not stated)"}
@@ -45,8 +53,11 @@ def extract_media(folder: Path) -> Path:
         return target
     archive = folder / ZIP_NAME
     if not archive.is_file():
-        raise DataFormatError(f"neither {MEDIA_DIR}/ nor {ZIP_NAME} here (download the benchmark's media zip "
-                              f"beside the preference files)", file=folder)
+        raise DataFormatError(
+            f"neither {MEDIA_DIR}/ nor {ZIP_NAME} here (download the benchmark's media zip "
+            f"beside the preference files)",
+            file=folder,
+        )
     tmp = folder / f".{MEDIA_DIR}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -89,8 +100,15 @@ def paper_table(summary: dict) -> list[dict]:
         values = {t: per_task[t][metric] for t, _ in COLUMNS if t in per_task and per_task[t].get(metric) is not None}
         if values:
             values["overall"] = sum(values.values()) / len(values)
-        rows.append({"model": "this run", "metric": metric, "label": label, "values": values,
-                     "source": summary.get("input", "")})
+        rows.append(
+            {
+                "model": "this run",
+                "metric": metric,
+                "label": label,
+                "values": values,
+                "source": summary.get("input", ""),
+            }
+        )
     return rows
 
 
@@ -102,9 +120,15 @@ def published_rows(models: tuple[str, ...] | None = None) -> list[dict]:
     for row in doc["rows"]:
         if models and row["model"] not in models:
             continue
-        out.append({"model": row["model"], "metric": row["metric"],
-                    "label": METRICS.get(row["metric"]) or OTHER_METRICS.get(row["metric"], row["metric"]),
-                    "values": {k: v * scale for k, v in row["values"].items()}, "source": row["source"]})
+        out.append(
+            {
+                "model": row["model"],
+                "metric": row["metric"],
+                "label": METRICS.get(row["metric"]) or OTHER_METRICS.get(row["metric"], row["metric"]),
+                "values": {k: v * scale for k, v in row["values"].items()},
+                "source": row["source"],
+            }
+        )
     return out
 
 
@@ -124,18 +148,28 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + ("\n\nSources:\n" + "\n".join(sources) if sources else "") + "\n"
 
 
-def run(folder: str | Path, model: str | Path, out: str | Path, *, quant: str = "4bit", batch_size: int = 8,
-        device: str = "auto", overwrite: bool = False) -> dict:
+def run(
+    folder: str | Path,
+    model: str | Path,
+    out: str | Path,
+    *,
+    quant: str = "4bit",
+    batch_size: int = 8,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> dict:
     """Prepare the benchmark, score it with `model` (resumable), and write `out/table.md`,
     `out/table.json` and the scores; returns {"rows", "summary", "scores", "prep"}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pairs, report = prepare(folder)
     scores = out / "omnirewardbench.scores.jsonl"
-    summary = score_file(pairs, resolve_model(str(model)), scores, batch_size=batch_size, quant=quant, device=device,
-                         overwrite=overwrite)
+    summary = score_file(
+        pairs, resolve_model(str(model)), scores, batch_size=batch_size, quant=quant, device=device, overwrite=overwrite
+    )
     rows = paper_table(summary) + published_rows()
     (out / "table.md").write_text(markdown(rows))
-    (out / "table.json").write_text(json.dumps({"rows": rows, "quant": quant, "model": str(model),
-                                                "n_pairs": summary.get("n")}, indent=2))
+    (out / "table.json").write_text(
+        json.dumps({"rows": rows, "quant": quant, "model": str(model), "n_pairs": summary.get("n")}, indent=2)
+    )
     return {"rows": rows, "summary": summary, "scores": scores, "prep": report}

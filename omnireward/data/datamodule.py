@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
-import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -16,8 +15,9 @@ from omnireward.data.records import Pair, Record, length_hint
 from omnireward.errors import ConfigError, DataFormatError
 
 
-def load_records(path: str | Path, *, media_root: str | Path | None = None,
-                 allow_outside_root: bool = False) -> list[Record]:
+def load_records(
+    path: str | Path, *, media_root: str | Path | None = None, allow_outside_root: bool = False
+) -> list[Record]:
     """Read any supported format; media paths become absolute (relative ones against the file's folder)."""
     from omnireward.data.prep import read_pairs
 
@@ -51,14 +51,25 @@ class PreferenceDataModule(L.LightningDataModule):
     (`omnireward.data.mixture`: a list of paths or `{path, format, weight, max_pairs}`); `val` and
     `test` are one path each."""
 
-    def __init__(self, train: str | list | None = None, val: str | None = None, test: str | None = None,
-                 media_root: str | None = None, allow_outside_root: bool = False, batch_size: int = 8,
-                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0, group_by_length: int = 16):
+    def __init__(
+        self,
+        train: str | list | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        media_root: str | None = None,
+        allow_outside_root: bool = False,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        group_by_length: int = 16,
+    ):
         super().__init__()
         for split, path in (("val", val), ("test", test)):
             if path is not None and not isinstance(path, (str, Path)):
-                raise ConfigError(f"takes one path, got {path!r} (weighted mixtures are for data.train)",
-                                  field=f"data.{split}")
+                raise ConfigError(
+                    f"takes one path, got {path!r} (weighted mixtures are for data.train)", field=f"data.{split}"
+                )
         self.sources: list[Source] = parse_sources(train)  # bad entries fail here, before any model loads
         self.paths = {"train": train, "val": val, "test": test}
         self.media_root = media_root
@@ -68,8 +79,9 @@ class PreferenceDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         if isinstance(group_by_length, bool) or not isinstance(group_by_length, int) or group_by_length < 0:
-            raise ConfigError(f"must be 0 (off) or a number of batches, got {group_by_length!r}",
-                              field="data.group_by_length")
+            raise ConfigError(
+                f"must be 0 (off) or a number of batches, got {group_by_length!r}", field="data.group_by_length"
+            )
         self.group_by_length = int(group_by_length)
         self.collate_fn: Callable | None = None
         # Which records train; the module sets it (e.g. rankings and per-dimension labels too).
@@ -119,21 +131,33 @@ class PreferenceDataModule(L.LightningDataModule):
         for split in ("train", "val"):
             for pair, (file, line) in zip(self.splits.get(split, []), self.origins.get(split, [])):
                 if not isinstance(pair, Pair):
-                    raise DataFormatError(f"a ranking has no margin: {why}; use loss=bt or loss=plackett_luce",
-                                          file=file, line=line, field="ranking")
+                    raise DataFormatError(
+                        f"a ranking has no margin: {why}; use loss=bt or loss=plackett_luce",
+                        file=file,
+                        line=line,
+                        field="ranking",
+                    )
                 if pair.margin is None:
-                    raise DataFormatError(f"missing margin: {why}; give every record a margin or use loss=bt",
-                                          file=file, line=line, field="margin")
+                    raise DataFormatError(
+                        f"missing margin: {why}; give every record a margin or use loss=bt",
+                        file=file,
+                        line=line,
+                        field="margin",
+                    )
 
     def require_dimensions(self, dimensions: tuple[str, ...]) -> None:
         """Refuse, naming the file and line, a per-dimension label the head has no dimension for."""
         for split in ("train", "val"):
             for rec, (file, line) in zip(self.splits.get(split, []), self.origins.get(split, [])):
-                for name in (rec.dimension_preferences if isinstance(rec, Pair) else {}):
+                for name in rec.dimension_preferences if isinstance(rec, Pair) else {}:
                     if name not in dimensions:
-                        raise DataFormatError(f"dimension {name!r} is not one of the head's ({', '.join(dimensions)}); "
-                                              "set head.dimensions to the data's dimensions",
-                                              file=file, line=line, field=f"preference.{name}")
+                        raise DataFormatError(
+                            f"dimension {name!r} is not one of the head's ({', '.join(dimensions)}); "
+                            "set head.dimensions to the data's dimensions",
+                            file=file,
+                            line=line,
+                            field=f"preference.{name}",
+                        )
 
     def _loader(self, split: str, shuffle: bool, bs: int):
         if self.collate_fn is None:
@@ -142,12 +166,21 @@ class PreferenceDataModule(L.LightningDataModule):
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         if shuffle:
             lengths = [length_hint(r) for r in data] if self.group_by_length > 1 else None
-            sampler = MixtureSampler(self._source_sizes, [s.weight for s in self.sources], self.seed, world, rank,
-                                     lengths=lengths, batch_size=bs, group_by_length=self.group_by_length)
+            sampler = MixtureSampler(
+                self._source_sizes,
+                [s.weight for s in self.sources],
+                self.seed,
+                world,
+                rank,
+                lengths=lengths,
+                batch_size=bs,
+                group_by_length=self.group_by_length,
+            )
         else:  # each pair evaluated once across ranks (Lightning's default sampler repeats some)
             sampler = UnrepeatedDistributedSampler(data, world, rank, shuffle=False) if world > 1 else None
-        return DataLoader(data, batch_size=bs, sampler=sampler, collate_fn=self.collate_fn,
-                          num_workers=self.num_workers)
+        return DataLoader(
+            data, batch_size=bs, sampler=sampler, collate_fn=self.collate_fn, num_workers=self.num_workers
+        )
 
     def train_dataloader(self):
         return self._loader("train", True, self.batch_size)

@@ -21,8 +21,17 @@ from omnireward.errors import DataFormatError
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Keys that mark a top-level JSON object as one record rather than a wrapper around a list.
-_RECORD_KEYS = {"prompt", "response", "response1", "responses", "chosen", "conversations", "messages", "query",
-                "video_left"}
+_RECORD_KEYS = {
+    "prompt",
+    "response",
+    "response1",
+    "responses",
+    "chosen",
+    "conversations",
+    "messages",
+    "query",
+    "video_left",
+}
 _WS = " \t\r\n"
 
 
@@ -134,8 +143,9 @@ def _decode(path: Path, data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise DataFormatError(f"invalid UTF-8 byte 0x{data[e.start]:02x} (files must be UTF-8)",
-                              file=path, line=line) from None
+        raise DataFormatError(
+            f"invalid UTF-8 byte 0x{data[e.start]:02x} (files must be UTF-8)", file=path, line=line
+        ) from None
 
 
 def _json_error(path: Path, e: json.JSONDecodeError) -> DataFormatError:
@@ -163,8 +173,9 @@ def _jsonl_line(path: Path, i: int, raw: bytes, lenient: bool) -> Iterator[tuple
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise DataFormatError(f"invalid UTF-8 byte 0x{raw[e.start]:02x} (files must be UTF-8)",
-                                  file=path, line=i) from None
+            raise DataFormatError(
+                f"invalid UTF-8 byte 0x{raw[e.start]:02x} (files must be UTF-8)", file=path, line=i
+            ) from None
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
@@ -189,8 +200,9 @@ def _iter_document(path: Path, text: str, start: int, doc: Any) -> Iterator[tupl
             return
         yield from _scan_array(path, text, _member_value_pos(text, start, key))
         return
-    raise DataFormatError(f"expected a list of records or an object, got {type(doc).__name__}",
-                          file=path, line=_line_at(text, start))
+    raise DataFormatError(
+        f"expected a list of records or an object, got {type(doc).__name__}", file=path, line=_line_at(text, start)
+    )
 
 
 def _wrapped_list_key(doc: dict) -> str | None:
@@ -211,7 +223,7 @@ def _scan_array(path: Path, text: str, pos: int) -> Iterator[tuple[int, Any]]:
     decoder = json.JSONDecoder()
     i = _skip_ws(text, pos + 1)
     line, counted = 1, 0
-    if text[i:i + 1] == "]":
+    if text[i : i + 1] == "]":
         return
     while True:
         line += text.count("\n", counted, i)
@@ -222,9 +234,9 @@ def _scan_array(path: Path, text: str, pos: int) -> Iterator[tuple[int, Any]]:
             raise _json_error(path, e) from None
         yield line, obj
         i = _skip_ws(text, i)
-        if text[i:i + 1] == ",":
+        if text[i : i + 1] == ",":
             i = _skip_ws(text, i + 1)
-        elif text[i:i + 1] == "]":
+        elif text[i : i + 1] == "]":
             return
         else:  # unreachable for a document that json already parsed whole
             raise DataFormatError("malformed JSON array", file=path, line=_line_at(text, i))

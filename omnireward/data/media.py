@@ -26,8 +26,9 @@ def _checked(path: str | Path, kind: str, extensions: tuple[str, ...]) -> Path:
     if not p.is_file():
         raise MediaError(f"{kind} path is not a file", file=p)
     if p.suffix.lower() not in extensions:
-        raise MediaError(f"unsupported {kind} extension {p.suffix or '(none)'!r} "
-                         f"(expected one of {', '.join(extensions)})", file=p)
+        raise MediaError(
+            f"unsupported {kind} extension {p.suffix or '(none)'!r} (expected one of {', '.join(extensions)})", file=p
+        )
     if p.stat().st_size == 0:
         raise MediaError(f"{kind} file is empty", file=p)
     return p
@@ -46,6 +47,7 @@ def media_fingerprint(path: str | Path) -> str:
 
 # ---------------------------------------------------------------- image
 
+
 def load_image(path: str | Path) -> Image.Image:
     """An RGB PIL image; the file is verified first so truncated or corrupt files fail here."""
     p = _checked(path, "image", IMAGE_EXTENSIONS)
@@ -61,6 +63,7 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 # ---------------------------------------------------------------- video
+
 
 @dataclass
 class VideoClip:
@@ -102,14 +105,18 @@ def load_video(path: str | Path, num_frames: int = 8, size: int | None = None) -
     except MediaError:
         raise
     except Exception as e:  # decord raises bare RuntimeError/DECORDError, PyAV its own errors, for a bad file
-        raise MediaError(f"corrupt or undecodable video: {str(e).splitlines()[0] if str(e) else e!r}",
-                         file=p) from None
+        raise MediaError(f"corrupt or undecodable video: {str(e).splitlines()[0] if str(e) else e!r}", file=p) from None
     duration = end if end > 0 else total / fps if fps > 0 else 0.0
-    return VideoClip(frames=np.ascontiguousarray(frames, dtype=np.uint8),
-                     timestamps=np.asarray(stamps[:, 0], dtype=np.float64), fps=fps, duration=duration)
+    return VideoClip(
+        frames=np.ascontiguousarray(frames, dtype=np.uint8),
+        timestamps=np.asarray(stamps[:, 0], dtype=np.float64),
+        fps=fps,
+        duration=duration,
+    )
 
 
 # ---------------------------------------------------------------- audio
+
 
 def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Band-limited polyphase resampling along the last axis (Kaiser-windowed FIR from scipy)."""
@@ -144,6 +151,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
 
 
 # ---------------------------------------------------------------- 3D
+
 
 def _load_geometry(p: Path):
     """Trimesh or PointCloud with at least one vertex; scenes are flattened into one geometry."""
@@ -226,4 +234,3 @@ def load_mesh_trimesh(path: str | Path):
         raise MediaError("mesh faces index missing vertices", file=p)
     centre = (verts.min(axis=0) + verts.max(axis=0)) / 2
     return trimesh.Trimesh(vertices=_normalise(verts, centre), faces=faces, process=False)
-

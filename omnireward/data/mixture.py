@@ -57,8 +57,9 @@ def _source(entry, where: str) -> Source:
     if isinstance(entry, (str, Path)):
         entry = {"path": str(entry)}
     if not isinstance(entry, Mapping):
-        raise ConfigError(f"a source is a path or a mapping with keys {', '.join(SOURCE_KEYS)}; got {entry!r}",
-                          field=where)
+        raise ConfigError(
+            f"a source is a path or a mapping with keys {', '.join(SOURCE_KEYS)}; got {entry!r}", field=where
+        )
     for key in entry:
         if key not in SOURCE_KEYS:
             raise ConfigError(f"unknown key (a source takes {', '.join(SOURCE_KEYS)})", field=f"{where}.{key}")
@@ -69,12 +70,14 @@ def _source(entry, where: str) -> Source:
         raise ConfigError(f"no such file or folder: {path}", field=f"{where}.path")
     weight = entry.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
-        raise ConfigError(f"weight must be a number > 0, got {weight!r} (leave a source out to drop it)",
-                          field=f"{where}.weight")
+        raise ConfigError(
+            f"weight must be a number > 0, got {weight!r} (leave a source out to drop it)", field=f"{where}.weight"
+        )
     max_pairs = entry.get("max_pairs")
     if max_pairs is not None and (isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1):
-        raise ConfigError(f"max_pairs must be a whole number >= 1 (or null for all), got {max_pairs!r}",
-                          field=f"{where}.max_pairs")
+        raise ConfigError(
+            f"max_pairs must be a whole number >= 1 (or null for all), got {max_pairs!r}", field=f"{where}.max_pairs"
+        )
     fmt = entry.get("format") or "auto"
     if not isinstance(fmt, str):
         raise ConfigError(f"format must be a format name, got {fmt!r}", field=f"{where}.format")
@@ -120,8 +123,9 @@ def mixture_order(sizes: Sequence[int], weights: Sequence[float], seed: int, epo
     return [chosen[i] for i in perm]
 
 
-def length_grouped(order: list[int], lengths: Sequence[int], batch: int, window: int, seed: int,
-                   epoch: int) -> list[int]:
+def length_grouped(
+    order: list[int], lengths: Sequence[int], batch: int, window: int, seed: int, epoch: int
+) -> list[int]:
     """`order` with the pairs of each window of `window` batches sorted by length and cut into
     batches, whose order within the window is then shuffled: batches of similar lengths (little
     padding), still drawn in random order. Depends only on (order, seed, epoch)."""
@@ -129,8 +133,8 @@ def length_grouped(order: list[int], lengths: Sequence[int], batch: int, window:
     out: list[int] = []
     span = batch * window
     for s in range(0, len(order), span):
-        chunk = sorted(order[s:s + span], key=lambda i: lengths[i])  # stable: ties keep the shuffled order
-        batches = [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
+        chunk = sorted(order[s : s + span], key=lambda i: lengths[i])  # stable: ties keep the shuffled order
+        batches = [chunk[i : i + batch] for i in range(0, len(chunk), batch)]
         full = len(chunk) // batch  # a short last batch stays last, so later batches keep their bounds
         for k in torch.randperm(full, generator=g).tolist() + list(range(full, len(batches))):
             out += batches[k]
@@ -146,14 +150,24 @@ class MixtureSampler(DistributedSampler):
     window of that many global batches (`batch_size` × W pairs) is grouped by length
     (`length_grouped`)."""
 
-    def __init__(self, sizes: Sequence[int], weights: Sequence[float], seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0, *, lengths: Sequence[int] | None = None, batch_size: int = 1,
-                 group_by_length: int = 0):
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        *,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 1,
+        group_by_length: int = 0,
+    ):
         self.sizes, self.weights = list(sizes), list(weights)
         length = sum(pairs_per_epoch(w, n) for n, w in zip(self.sizes, self.weights))
         if length == 0:
-            raise ConfigError("the mixture draws no pair per epoch (every round(weight × pairs) is 0)",
-                              field="data.train")
+            raise ConfigError(
+                "the mixture draws no pair per epoch (every round(weight × pairs) is 0)", field="data.train"
+            )
         if lengths is not None and len(lengths) != sum(self.sizes):
             raise ValueError(f"{len(lengths)} lengths for {sum(self.sizes)} pairs")
         self.lengths, self.batch_size, self.group_by_length = lengths, batch_size, group_by_length
@@ -162,21 +176,28 @@ class MixtureSampler(DistributedSampler):
     def __iter__(self):
         order = mixture_order(self.sizes, self.weights, self.seed, self.epoch)
         if self.lengths is not None and self.group_by_length > 1:
-            order = length_grouped(order, self.lengths, self.batch_size * self.num_replicas, self.group_by_length,
-                                   self.seed, self.epoch)
-        order += order[:self.total_size - len(order)]  # every rank takes the same number of steps
-        return iter(order[self.rank:self.total_size:self.num_replicas])
+            order = length_grouped(
+                order, self.lengths, self.batch_size * self.num_replicas, self.group_by_length, self.seed, self.epoch
+            )
+        order += order[: self.total_size - len(order)]  # every rank takes the same number of steps
+        return iter(order[self.rank : self.total_size : self.num_replicas])
 
 
 def source_report(source: Source, read: int, kept: int) -> dict:
     """What the run folder records about one source."""
-    return {**asdict(source), "pairs_read": read, "pairs_kept": kept,
-            "pairs_per_epoch": pairs_per_epoch(source.weight, kept)}
+    return {
+        **asdict(source),
+        "pairs_read": read,
+        "pairs_kept": kept,
+        "pairs_per_epoch": pairs_per_epoch(source.weight, kept),
+    }
 
 
 def describe(report: list[dict]) -> str:
     """One log line: pairs per source per epoch."""
     total = sum(r["pairs_per_epoch"] for r in report)
-    parts = [f"{Path(r['path']).name} {r['pairs_per_epoch']} ({r['pairs_kept']} kept × weight {r['weight']:g})"
-             for r in report]
+    parts = [
+        f"{Path(r['path']).name} {r['pairs_per_epoch']} ({r['pairs_kept']} kept × weight {r['weight']:g})"
+        for r in report
+    ]
     return f"training pairs per epoch: {total} = " + " + ".join(parts)

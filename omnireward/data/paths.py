@@ -18,6 +18,7 @@ def resolve_media_path(path: str, root: str | Path, *, allow_outside: bool = Fal
     p = Path(os.path.expanduser(path))
     full = (p if p.is_absolute() else root / p).resolve()
     if not allow_outside and root not in full.parents and full != root:
-        raise MediaPathError(f"path {path!r} escapes the media root {str(root)!r} "
-                             "(pass --allow-outside-root to permit it)")
+        raise MediaPathError(
+            f"path {path!r} escapes the media root {str(root)!r} (pass --allow-outside-root to permit it)"
+        )
     return full

@@ -52,19 +52,31 @@ class PrepReport:
         if self.n_swapped:
             lines.append(f"sides swapped in {self.n_swapped} pairs")
         if self.n_renamed_ids:
-            lines.append(f"{self.n_renamed_ids} repeated ids made unique as ID#2, ID#3, ... (original in meta.source_id)")
+            lines.append(
+                f"{self.n_renamed_ids} repeated ids made unique as ID#2, ID#3, ... (original in meta.source_id)"
+            )
         if self.n_rejected:
             lines.append(f"{self.n_rejected} refused, with reasons, in {self.rejects_path}")
         if self.n_absolute_media:
-            lines.append(f"{self.n_absolute_media} media paths lie outside the output folder and were written "
-                         f"absolute; read them with --media-root {self.absolute_media_root}")
+            lines.append(
+                f"{self.n_absolute_media} media paths lie outside the output folder and were written "
+                f"absolute; read them with --media-root {self.absolute_media_root}"
+            )
         return "\n".join(lines)
 
 
-def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
-         media_root: str | Path | None = None, shuffle_sides: bool = False, seed: int = 0,
-         check_media: bool = True, allow_outside_root: bool = False,
-         progress: Callable[[int], None] | None = None) -> PrepReport:
+def prep(
+    src: str | Path,
+    fmt: str = "auto",
+    out: str | Path = "pairs.jsonl",
+    *,
+    media_root: str | Path | None = None,
+    shuffle_sides: bool = False,
+    seed: int = 0,
+    check_media: bool = True,
+    allow_outside_root: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PrepReport:
     """Convert `src` (read as `fmt`) to native JSONL at `out`; refused records go to `out.rejects.jsonl`.
 
     `shuffle_sides` swaps response1/response2 (and the label) in about half the pairs, chosen by
@@ -84,8 +96,9 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
     seen: set[str] = set()
 
     def records() -> Iterator[dict]:
-        for res in load(src, name, media_root=media_root, allow_outside_root=allow_outside_root,
-                        check_media=check_media):
+        for res in load(
+            src, name, media_root=media_root, allow_outside_root=allow_outside_root, check_media=check_media
+        ):
             report.n_read += 1
             if progress:
                 progress(report.n_read)
@@ -116,9 +129,11 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
             first = rejects[0]
             where = ":".join(str(x) for x in (first["file"], first["line"]) if x is not None)
             hint = " (are the media elsewhere? pass --media-root)" if "not found" in first["reason"] else ""
-            raise DataFormatError(f"all {report.n_rejected} records were refused; the first: {where}: "
-                                  f"{first['field'] + ': ' if first['field'] else ''}{first['reason']}{hint} "
-                                  f"(every reason is in {rejects_path})")
+            raise DataFormatError(
+                f"all {report.n_rejected} records were refused; the first: {where}: "
+                f"{first['field'] + ': ' if first['field'] else ''}{first['reason']}{hint} "
+                f"(every reason is in {rejects_path})"
+            )
 
     write_jsonl(out, records())
     report.per_task, report.per_label = dict(tasks), dict(labels)
@@ -128,8 +143,9 @@ def prep(src: str | Path, fmt: str = "auto", out: str | Path = "pairs.jsonl", *,
     return report
 
 
-def read_pairs(path: str | Path, media_root: str | Path | None = None, *, fmt: str = "auto",
-               allow_outside_root: bool = False) -> list[Record]:
+def read_pairs(
+    path: str | Path, media_root: str | Path | None = None, *, fmt: str = "auto", allow_outside_root: bool = False
+) -> list[Record]:
     """All records of `path` (native or any format) with absolute media paths; raises on the first error."""
     out = []
     for res in load(path, fmt, media_root=media_root, allow_outside_root=allow_outside_root):
@@ -148,17 +164,31 @@ def swap_sides(pair: Pair) -> Pair:
         meta["model1"], meta["model2"] = pair.meta.get("model2"), pair.meta.get("model1")
         meta = {k: v for k, v in meta.items() if v is not None}
     meta["sides_swapped"] = not meta.get("sides_swapped", False)
-    return Pair(id=pair.id, task=pair.task, prompt=pair.prompt, response1=pair.response2,
-                response2=pair.response1, preference=_SWAP_LABEL.get(pair.preference), criteria=pair.criteria,
-                prompt_media=pair.prompt_media, margin=pair.margin, meta=meta,
-                dimension_preferences={k: _SWAP_LABEL[v] for k, v in pair.dimension_preferences.items()})
+    return Pair(
+        id=pair.id,
+        task=pair.task,
+        prompt=pair.prompt,
+        response1=pair.response2,
+        response2=pair.response1,
+        preference=_SWAP_LABEL.get(pair.preference),
+        criteria=pair.criteria,
+        prompt_media=pair.prompt_media,
+        margin=pair.margin,
+        meta=meta,
+        dimension_preferences={k: _SWAP_LABEL[v] for k, v in pair.dimension_preferences.items()},
+    )
 
 
 def reject_line(res: Result) -> dict:
     """One line of the rejects file: where, which field, why, and the raw record."""
     err: OmniRewardError = res.error
-    return {"line": res.line if res.line is not None else err.line, "file": err.file or res.file,
-            "field": err.field, "reason": err.reason, "record": _jsonable(res.raw)}
+    return {
+        "line": res.line if res.line is not None else err.line,
+        "file": err.file or res.file,
+        "field": err.field,
+        "reason": err.reason,
+        "record": _jsonable(res.raw),
+    }
 
 
 def _rename_duplicate(record: Record, seen: set[str]) -> None:

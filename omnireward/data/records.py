@@ -94,8 +94,10 @@ class Pair:
         d["response1"] = self.response1.to_json()
         d["response2"] = self.response2.to_json()
         if self.dimension_preferences:
-            d["preference"] = {**self.dimension_preferences,
-                               **({"overall": self.preference} if self.preference is not None else {})}
+            d["preference"] = {
+                **self.dimension_preferences,
+                **({"overall": self.preference} if self.preference is not None else {}),
+            }
         elif self.preference is not None:
             d["preference"] = self.preference
         if self.margin is not None:
@@ -213,8 +215,7 @@ def infer_task(prompt_media: list[Media], responses: list[Response]) -> str:
             if all(len(r.media) > 1 for r in responses):
                 return "text_to_3d"
             return "text_image_to_image" if "image" in prompt_types else "text_to_image"
-    for t, task in (("video", "text_video_to_text"), ("audio", "text_audio_to_text"),
-                    ("image", "text_image_to_text")):
+    for t, task in (("video", "text_video_to_text"), ("audio", "text_audio_to_text"), ("image", "text_image_to_text")):
         if t in prompt_types:
             return task
     return "text_to_text"
@@ -234,8 +235,9 @@ def _media_list(value: Any, field_name: str) -> list[Media]:
             raise DataFormatError(f"expected an object with 'type' and 'path', got {type(m).__name__}", field=f)
         mtype, path = m.get("type"), m.get("path")
         if mtype not in MEDIA_TYPES:
-            raise DataFormatError(f"unknown media type {mtype!r} (expected one of {', '.join(MEDIA_TYPES)})",
-                                  field=f + ".type")
+            raise DataFormatError(
+                f"unknown media type {mtype!r} (expected one of {', '.join(MEDIA_TYPES)})", field=f + ".type"
+            )
         if not isinstance(path, str) or not path:
             raise DataFormatError("missing media path", field=f + ".path")
         out.append(Media(mtype, path))
@@ -288,8 +290,15 @@ def record_from_dict(d: Any, default_id: str = "") -> Record:
         return _group(d, rid, task, prompt, prompt_media, criteria, meta)
     if "response" in d and "response1" not in d:
         resp = parse_response(d["response"], "response")
-        return Item(id=rid, task=task or infer_task(prompt_media, [resp]), prompt=prompt,
-                    response=resp, criteria=criteria, prompt_media=prompt_media, meta=meta)
+        return Item(
+            id=rid,
+            task=task or infer_task(prompt_media, [resp]),
+            prompt=prompt,
+            response=resp,
+            criteria=criteria,
+            prompt_media=prompt_media,
+            meta=meta,
+        )
     r1 = parse_response(d.get("response1"), "response1")
     r2 = parse_response(d.get("response2"), "response2")
     pref, dims = _preference(d.get("preference"))
@@ -299,13 +308,26 @@ def record_from_dict(d: Any, default_id: str = "") -> Record:
     critique = _opt_str(d, "critique")
     chosen, rejected = _opt_str(d, "chosen_critique"), _opt_str(d, "rejected_critique")
     if (chosen is None) != (rejected is None):
-        raise DataFormatError("chosen_critique and rejected_critique come together (DPO on judge trajectories)",
-                              field="rejected_critique" if rejected is None else "chosen_critique")
-    return Pair(id=rid, task=task or infer_task(prompt_media, [r1, r2]), prompt=prompt,
-                response1=r1, response2=r2, preference=pref, criteria=criteria,
-                prompt_media=prompt_media, margin=float(margin) if margin is not None else None,
-                critique=critique, chosen_critique=chosen, rejected_critique=rejected, meta=meta,
-                dimension_preferences=dims)
+        raise DataFormatError(
+            "chosen_critique and rejected_critique come together (DPO on judge trajectories)",
+            field="rejected_critique" if rejected is None else "chosen_critique",
+        )
+    return Pair(
+        id=rid,
+        task=task or infer_task(prompt_media, [r1, r2]),
+        prompt=prompt,
+        response1=r1,
+        response2=r2,
+        preference=pref,
+        criteria=criteria,
+        prompt_media=prompt_media,
+        margin=float(margin) if margin is not None else None,
+        critique=critique,
+        chosen_critique=chosen,
+        rejected_critique=rejected,
+        meta=meta,
+        dimension_preferences=dims,
+    )
 
 
 def _preference(value: Any) -> tuple[str | None, dict[str, str]]:
@@ -318,13 +340,17 @@ def _preference(value: Any) -> tuple[str | None, dict[str, str]]:
             raise DataFormatError("an empty preference object labels nothing", field="preference")
         for k, v in value.items():
             if v not in LABELS:
-                raise DataFormatError(f"unknown preference label {v!r} (expected response1, response2 or tie)",
-                                      field=f"preference.{k}")
+                raise DataFormatError(
+                    f"unknown preference label {v!r} (expected response1, response2 or tie)", field=f"preference.{k}"
+                )
         dims = {str(k): v for k, v in value.items() if k != "overall"}
         return value.get("overall"), dims
     if value not in LABELS:
-        raise DataFormatError(f"unknown preference label {value!r} (expected response1, response2 or tie, "
-                              "or an object {dimension: label})", field="preference")
+        raise DataFormatError(
+            f"unknown preference label {value!r} (expected response1, response2 or tie, "
+            "or an object {dimension: label})",
+            field="preference",
+        )
     return value, {}
 
 
@@ -332,11 +358,11 @@ def _group(d: dict, rid: str, task, prompt: str, prompt_media: list[Media], crit
     """A `responses: [...]` record; `best`/`ranking` are checked against the number of responses."""
     for other in ("response", "response1", "response2"):
         if other in d:
-            raise DataFormatError(f"a record has either 'responses' (a group) or {other!r}, not both",
-                                  field=other)
+            raise DataFormatError(f"a record has either 'responses' (a group) or {other!r}, not both", field=other)
     if "preference" in d:
-        raise DataFormatError("a group names its gold response with 'best' or 'ranking', not 'preference'",
-                              field="preference")
+        raise DataFormatError(
+            "a group names its gold response with 'best' or 'ranking', not 'preference'", field="preference"
+        )
     raw = d["responses"]
     if not isinstance(raw, list):
         raise DataFormatError(f"expected a list of responses, got {type(raw).__name__}", field="responses")
@@ -349,14 +375,27 @@ def _group(d: dict, rid: str, task, prompt: str, prompt_media: list[Media], crit
         raise DataFormatError(f"expected an index of responses (0 to {n - 1}), got {best!r}", field="best")
     ranking = d.get("ranking")
     if ranking is not None:
-        if (not isinstance(ranking, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in ranking)
-                or sorted(ranking) != list(range(n))):
-            raise DataFormatError(f"expected every index 0 to {n - 1} once, best first, got {ranking!r}",
-                                  field="ranking")
+        if (
+            not isinstance(ranking, list)
+            or any(isinstance(i, bool) or not isinstance(i, int) for i in ranking)
+            or sorted(ranking) != list(range(n))
+        ):
+            raise DataFormatError(
+                f"expected every index 0 to {n - 1} once, best first, got {ranking!r}", field="ranking"
+            )
         if best is not None and ranking[0] != best:
             raise DataFormatError(f"best is {best} but ranking starts with {ranking[0]}", field="best")
-    return Group(id=rid, task=task or infer_task(prompt_media, responses), prompt=prompt, responses=responses,
-                 criteria=criteria, prompt_media=prompt_media, best=best, ranking=ranking, meta=meta)
+    return Group(
+        id=rid,
+        task=task or infer_task(prompt_media, responses),
+        prompt=prompt,
+        responses=responses,
+        criteria=criteria,
+        prompt_media=prompt_media,
+        best=best,
+        ranking=ranking,
+        meta=meta,
+    )
 
 
 def length_hint(rec: Record) -> int:

@@ -56,8 +56,7 @@ def _rasterise(xy: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: int) 
     zbuf = np.full(size * size, -np.inf)
     fbuf = np.full(size * size, -1, dtype=np.int64)
     cum = np.cumsum(counts)
-    edges = np.searchsorted(cum, np.arange(_MAX_CANDIDATES, cum[-1], _MAX_CANDIDATES), side="right") \
-        if len(cum) else []
+    edges = np.searchsorted(cum, np.arange(_MAX_CANDIDATES, cum[-1], _MAX_CANDIDATES), side="right") if len(cum) else []
     for chunk in np.split(np.arange(len(ids)), edges):
         if len(chunk) == 0:
             continue
@@ -85,8 +84,7 @@ def _rasterise(xy: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: int) 
     return fbuf
 
 
-def render_view(verts: np.ndarray, faces: np.ndarray, azimuth: float, elevation: float,
-                size: int) -> Image.Image:
+def render_view(verts: np.ndarray, faces: np.ndarray, azimuth: float, elevation: float, size: int) -> Image.Image:
     """One orthographic view of a mesh already inside the unit sphere."""
     res = size * SUPERSAMPLE
     right, up, back = _camera(azimuth, elevation)

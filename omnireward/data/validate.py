@@ -32,18 +32,28 @@ class Problem:
     kind: str = "DataFormatError"
 
     @classmethod
-    def from_error(cls, err: OmniRewardError, *, file=None, line=None, field=None) -> "Problem":
-        return cls(file=err.file or (str(file) if file is not None else None),
-                   line=err.line if err.line is not None else line, field=err.field or field,
-                   reason=err.reason, kind=type(err).__name__)
+    def from_error(cls, err: OmniRewardError, *, file=None, line=None, field=None) -> Problem:
+        return cls(
+            file=err.file or (str(file) if file is not None else None),
+            line=err.line if err.line is not None else line,
+            field=err.field or field,
+            reason=err.reason,
+            kind=type(err).__name__,
+        )
 
     def __str__(self) -> str:
         return OmniRewardError(self.reason, file=self.file, line=self.line, field=self.field).format()
 
 
-def validate(path: str | Path, *, media_root: str | Path | None = None, allow_outside_root: bool = False,
-             decode_media: bool = True, fmt: str = "auto",
-             progress: Callable[[int], None] | None = None) -> list[Problem]:
+def validate(
+    path: str | Path,
+    *,
+    media_root: str | Path | None = None,
+    allow_outside_root: bool = False,
+    decode_media: bool = True,
+    fmt: str = "auto",
+    progress: Callable[[int], None] | None = None,
+) -> list[Problem]:
     """Check schema and labels, media presence, media decoding and media paths; collect every problem.
 
     Relative media paths resolve against the file's folder, or `media_root` when given; a path
@@ -57,15 +67,19 @@ def validate(path: str | Path, *, media_root: str | Path | None = None, allow_ou
     n = 0
     try:
         name = resolve_format(path, fmt)
-        records = (_native(path, media_root, allow_outside_root) if name == "native"
-                   else _other(path, name, media_root, allow_outside_root))
+        records = (
+            _native(path, media_root, allow_outside_root)
+            if name == "native"
+            else _other(path, name, media_root, allow_outside_root)
+        )
         for file, line, record, media, errors in records:
             problems += errors
             # Output ids must be unique (scores join on them); prep numbers repeats in other formats.
             if record is not None and name == "native":
                 if record.id in seen:
-                    problems.append(Problem(file, line, "id",
-                                            f"duplicate id {record.id!r} (first at line {seen[record.id]})"))
+                    problems.append(
+                        Problem(file, line, "id", f"duplicate id {record.id!r} (first at line {seen[record.id]})")
+                    )
                 else:
                     seen[record.id] = line
             for field, mtype, full in media:

@@ -28,8 +28,10 @@ def backend() -> str:
     chosen = os.environ.get("OMNIREWARD_VIDEO_BACKEND", "").strip().lower()
     if chosen:
         if chosen not in BACKENDS:
-            raise VideoBackendError(f"OMNIREWARD_VIDEO_BACKEND={chosen!r}: expected one of {', '.join(BACKENDS)}",
-                                    field="OMNIREWARD_VIDEO_BACKEND")
+            raise VideoBackendError(
+                f"OMNIREWARD_VIDEO_BACKEND={chosen!r}: expected one of {', '.join(BACKENDS)}",
+                field="OMNIREWARD_VIDEO_BACKEND",
+            )
         return chosen
     return "decord" if importlib.util.find_spec("decord") is not None else "av"
 
@@ -78,8 +80,9 @@ class VideoFile:
             self._frames, starts = [], []
             for frame in container.decode(stream):
                 if self.size:
-                    frame = frame.reformat(width=self.size[0], height=self.size[1], format="rgb24",
-                                           interpolation="BILINEAR")
+                    frame = frame.reformat(
+                        width=self.size[0], height=self.size[1], format="rgb24", interpolation="BILINEAR"
+                    )
                 self._frames.append(frame.to_ndarray(format="rgb24"))
                 starts.append(frame.pts * base if frame.pts is not None else len(starts) / (self.fps or 1.0))
         self._n = len(self._frames)

@@ -24,14 +24,15 @@ MODALITIES = ("image", "video", "audio", "mesh")
 def build_encoder(modality: str, *, pretrained: bool = True, trainable: bool = False, **options) -> Encoder:
     """The encoder for `modality` (image | video | audio | mesh) with its options (see each class)."""
     if modality not in MODALITIES:
-        raise ConfigError(f"unknown modality {modality!r} (expected one of {', '.join(MODALITIES)})",
-                          field="encoder")
+        raise ConfigError(f"unknown modality {modality!r} (expected one of {', '.join(MODALITIES)})", field="encoder")
     cls = _registry()[modality]
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "pretrained", "trainable")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ConfigError(f"unknown {modality} encoder option(s) {', '.join(unknown)} "
-                          f"(allowed: {', '.join(allowed)})", field="encoder")
+        raise ConfigError(
+            f"unknown {modality} encoder option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})",
+            field="encoder",
+        )
     return cls(pretrained=pretrained, trainable=trainable, **options)
 
 

@@ -25,15 +25,16 @@ def _random_encoder() -> whisper.WhisperAudioEncoder:
     return seeded_init(lambda: whisper.WhisperAudioEncoder(dim=64, layers=2, heads=2, ffn=128)).eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shared_frozen(pretrained: bool) -> whisper.WhisperAudioEncoder:
     return frozen(whisper.WhisperAudioEncoder.pretrained() if pretrained else _random_encoder())
 
 
 def pool_valid(states: torch.Tensor, valid: torch.Tensor, n_tokens: int) -> torch.Tensor:
     """states [B, T, D], valid state counts [B] -> [B, n_tokens, D]: adaptive averages over each item's span."""
-    return torch.stack([F.adaptive_avg_pool1d(s[: max(1, int(v))].T[None], n_tokens)[0].T
-                        for s, v in zip(states, valid)])
+    return torch.stack(
+        [F.adaptive_avg_pool1d(s[: max(1, int(v))].T[None], n_tokens)[0].T for s, v in zip(states, valid)]
+    )
 
 
 class AudioEncoder(Encoder):
@@ -51,14 +52,23 @@ class AudioEncoder(Encoder):
 
     modality = "audio"
 
-    def __init__(self, *, pretrained: bool = True, trainable: bool = False, n_tokens: int = 16,
-                 max_seconds: float = 30.0, transcript: bool = False):
+    def __init__(
+        self,
+        *,
+        pretrained: bool = True,
+        trainable: bool = False,
+        n_tokens: int = 16,
+        max_seconds: float = 30.0,
+        transcript: bool = False,
+    ):
         super().__init__()
         if not 0 < max_seconds <= 30.0:
             raise ConfigError("must be in (0, 30]: Whisper's encoder covers 30 s", field="encoder.max_seconds")
         if transcript and not pretrained:
-            raise ConfigError("transcripts need the pretrained Whisper tiny.en (backbone.pretrained_encoders=true)",
-                              field="encoder_options.audio.transcript")
+            raise ConfigError(
+                "transcripts need the pretrained Whisper tiny.en (backbone.pretrained_encoders=true)",
+                field="encoder_options.audio.transcript",
+            )
         self.transcribes = transcript
         self.pretrained, self.trainable = pretrained, trainable
         self.n_tokens, self.max_seconds = n_tokens, max_seconds
@@ -78,8 +88,10 @@ class AudioEncoder(Encoder):
         return self._key(weights, v=_VERSION, tokens=self.n_tokens, max_s=self.max_seconds)
 
     def transcript_key(self) -> str:
-        return (f"audio/whisper-tiny.en@{whisper.CONVERSION_VERSION}/transcript/"
-                f"v={transcript.VERSION},max_s={self.max_seconds}")
+        return (
+            f"audio/whisper-tiny.en@{whisper.CONVERSION_VERSION}/transcript/"
+            f"v={transcript.VERSION},max_s={self.max_seconds}"
+        )
 
     def transcribe(self, path: pathlib.Path) -> str:
         return transcript.transcribe(load_audio(path, sample_rate=whisper.SAMPLE_RATE, max_seconds=self.max_seconds))

@@ -30,14 +30,14 @@ class _Cursor:
 
     def string(self) -> str:
         n = self.take("H")  # length includes the trailing NUL
-        raw = self.data[self.pos:self.pos + n - 1]
+        raw = self.data[self.pos : self.pos + n - 1]
         self.pos += n
         return raw.decode("utf-8")
 
     def raw(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise ModelError("CTranslate2 model file is truncated", file=self.path)
-        chunk = self.data[self.pos:self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 

@@ -33,6 +33,7 @@ UP_AXIS = "z"  # meshes are read z up, as the renderer (data/render.py) and the 
 
 # ---------------------------------------------------------------- audio
 
+
 def _frames(x: np.ndarray, size: int, hop: int) -> np.ndarray:
     """[n, size] overlapping frames of `x` (zero-padded at the end so every sample is in one)."""
     n = 1 + max(0, int(np.ceil((len(x) - size) / hop)))
@@ -44,8 +45,15 @@ def _db(power, floor: float = 1e-10):
     return 10 * np.log10(np.maximum(power, floor))
 
 
-def pitch_track(x: np.ndarray, sr: int = AUDIO_RATE, fmin: float = 60.0, fmax: float = 500.0,
-                frame: float = 0.04, hop: float = 0.01, threshold: float = 0.15) -> np.ndarray:
+def pitch_track(
+    x: np.ndarray,
+    sr: int = AUDIO_RATE,
+    fmin: float = 60.0,
+    fmax: float = 500.0,
+    frame: float = 0.04,
+    hop: float = 0.01,
+    threshold: float = 0.15,
+) -> np.ndarray:
     """Fundamental frequency (Hz) of the voiced frames, YIN (de Cheveigné & Kawahara 2002).
 
     The cumulative-mean-normalised difference function of each frame; the first lag whose value
@@ -64,10 +72,10 @@ def pitch_track(x: np.ndarray, sr: int = AUDIO_RATE, fmin: float = 60.0, fmax: f
     nfft = 1 << int(np.ceil(np.log2(2 * (w + tmax))))
     spec_a = np.fft.rfft(seg[:, :w], nfft)
     spec_x = np.fft.rfft(seg, nfft)
-    r = np.fft.irfft(np.conj(spec_a) * spec_x, nfft)[:, :tmax + 1]  # sum_j x_j x_{j+tau}, j < w
-    sq = np.concatenate([np.zeros((len(seg), 1)), np.cumsum(seg ** 2, 1)], 1)
-    e_tau = sq[:, w:w + tmax + 1] - sq[:, :tmax + 1]
-    d = sq[:, w:w + 1] + e_tau - 2 * r
+    r = np.fft.irfft(np.conj(spec_a) * spec_x, nfft)[:, : tmax + 1]  # sum_j x_j x_{j+tau}, j < w
+    sq = np.concatenate([np.zeros((len(seg), 1)), np.cumsum(seg**2, 1)], 1)
+    e_tau = sq[:, w : w + tmax + 1] - sq[:, : tmax + 1]
+    d = sq[:, w : w + 1] + e_tau - 2 * r
     d[:, 0] = 0
     cum = np.cumsum(d[:, 1:], 1) / np.arange(1, tmax + 1)
     cmnd = np.ones_like(d)
@@ -98,7 +106,7 @@ def audio_descriptors(x: np.ndarray, sr: int = AUDIO_RATE) -> dict:
     x = np.asarray(x, dtype=np.float64)
     out = {"duration": len(x) / sr}
     fr = _frames(x, int(0.025 * sr), int(0.010 * sr))
-    power = (fr ** 2).mean(1)
+    power = (fr**2).mean(1)
     level = _db(power)
     # Gated loudness (the two gates of ITU-R BS.1770, without its K-weighting): frames above -70 dBFS,
     # then those within 10 dB of their mean power; pauses and padding do not pull the figure down.
@@ -119,8 +127,9 @@ def audio_descriptors(x: np.ndarray, sr: int = AUDIO_RATE) -> dict:
     held = (np.abs(x[1:]) >= 0.99 * top) & (np.abs(np.diff(x)) < 1e-6) if top > 0 else np.zeros(0, bool)
     out["clipped"] = float(held.sum() / len(x)) if len(x) else 0.0
     f0 = pitch_track(x, sr)
-    out["pitch"] = (float(np.median(f0)), float(np.percentile(f0, 10)), float(np.percentile(f0, 90))) \
-        if len(f0) >= 3 else None
+    out["pitch"] = (
+        (float(np.median(f0)), float(np.percentile(f0, 10)), float(np.percentile(f0, 90))) if len(f0) >= 3 else None
+    )
     # Speaking rate: peaks of the smoothed loudness envelope (syllable nuclei) per second of sound.
     from scipy.ndimage import uniform_filter1d
     from scipy.signal import find_peaks
@@ -139,8 +148,12 @@ def render_audio(d: dict) -> str:
         parts.append(f"pitch {med:.0f} Hz ({lo:.0f}-{hi:.0f})")
     else:
         parts.append("no pitch")
-    parts += [f"{d['rate']:.1f} syllables/s", f"{d['duration']:.1f} s", f"SNR {d['snr']:.0f} dB",
-              f"silence {100 * d['silence']:.0f}%"]
+    parts += [
+        f"{d['rate']:.1f} syllables/s",
+        f"{d['duration']:.1f} s",
+        f"SNR {d['snr']:.0f} dB",
+        f"silence {100 * d['silence']:.0f}%",
+    ]
     if d["clipped"] >= 0.01:
         parts.append(f"clipped {100 * d['clipped']:.0f}%")
     return "[audio: " + ", ".join(parts) + "]"
@@ -161,26 +174,35 @@ def image_descriptors(rgb: np.ndarray) -> dict:
     luma = 0.299 * r + 0.587 * g + 0.114 * b
     hi, lo = a.max(-1), a.min(-1)
     rg, yb = r - g, 0.5 * (r + g) - b
-    out = {"brightness": luma.mean() / 255, "contrast": luma.std() / 255,
-           # HSV saturation: (max - min) / max per pixel, 0 where black
-           "saturation": float(np.where(hi > 0, (hi - lo) / np.maximum(hi, 1e-9), 0).mean()),
-           # Hasler & Süsstrunk (2003), on the 0-255 scale: 0 for grey, ~40 moderately, >100 very colourful
-           "colourfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))}
+    out = {
+        "brightness": luma.mean() / 255,
+        "contrast": luma.std() / 255,
+        # HSV saturation: (max - min) / max per pixel, 0 where black
+        "saturation": float(np.where(hi > 0, (hi - lo) / np.maximum(hi, 1e-9), 0).mean()),
+        # Hasler & Süsstrunk (2003), on the 0-255 scale: 0 for grey, ~40 moderately, >100 very colourful
+        "colourfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())),
+    }
     if min(luma.shape) >= 3:
         out["sharpness"] = float(convolve2d(luma, _LAPLACE, mode="valid").var())
         # Immerkær (1996): the sigma of additive Gaussian noise from a mask that cancels smooth structure
         h, w = luma.shape
-        out["noise"] = float(np.sqrt(np.pi / 2) * np.abs(convolve2d(luma, _NOISE_MASK, mode="valid")).sum()
-                             / (6 * (w - 2) * (h - 2)))
+        out["noise"] = float(
+            np.sqrt(np.pi / 2) * np.abs(convolve2d(luma, _NOISE_MASK, mode="valid")).sum() / (6 * (w - 2) * (h - 2))
+        )
     else:
         out["sharpness"] = out["noise"] = 0.0
     return out
 
 
 def _image_parts(d: dict) -> list[str]:
-    return [f"brightness {100 * d['brightness']:.0f}%", f"contrast {100 * d['contrast']:.0f}%",
-            f"saturation {100 * d['saturation']:.0f}%", f"colourfulness {d['colourfulness']:.0f}",
-            f"sharpness {_sig(d['sharpness'])}", f"noise {d['noise']:.1f}"]
+    return [
+        f"brightness {100 * d['brightness']:.0f}%",
+        f"contrast {100 * d['contrast']:.0f}%",
+        f"saturation {100 * d['saturation']:.0f}%",
+        f"colourfulness {d['colourfulness']:.0f}",
+        f"sharpness {_sig(d['sharpness'])}",
+        f"noise {d['noise']:.1f}",
+    ]
 
 
 def render_image(d: dict) -> str:
@@ -207,7 +229,7 @@ def video_descriptors(frames: np.ndarray, duration: float) -> dict:
         a, b = grey[:-1].reshape(len(grey) - 1, -1), grey[1:].reshape(len(grey) - 1, -1)
         out["motion"] = float(np.abs(b - a).mean() / 255)
         a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
-        den = np.sqrt((a ** 2).sum(1) * (b ** 2).sum(1))
+        den = np.sqrt((a**2).sum(1) * (b**2).sum(1))
         corr = np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-12), 1.0)
         out["consistency"] = float(corr.mean())
     else:
@@ -216,12 +238,17 @@ def video_descriptors(frames: np.ndarray, duration: float) -> dict:
 
 
 def render_video(d: dict) -> str:
-    parts = [f"{d['duration']:.1f} s", *_image_parts(d), f"motion {100 * d['motion']:.1f}%",
-             f"frame consistency {100 * d['consistency']:.0f}%"]
+    parts = [
+        f"{d['duration']:.1f} s",
+        *_image_parts(d),
+        f"motion {100 * d['motion']:.1f}%",
+        f"frame consistency {100 * d['consistency']:.0f}%",
+    ]
     return "[video: " + ", ".join(parts) + "]"
 
 
 # ---------------------------------------------------------------- 3D
+
 
 def mesh_descriptors(geom) -> dict:
     """Bounding-box extents (z up), aspect, roughness, counts and watertightness of a trimesh geometry.
@@ -256,21 +283,29 @@ def _count(n: int) -> str:
 
 def render_mesh(d: dict) -> str:
     scale = max(d["height"], d["width"], d["depth"])
-    parts = [f"height {_sig(d['height'])}", f"width {_sig(d['width'])}", f"depth {_sig(d['depth'])}"] if scale \
+    parts = (
+        [f"height {_sig(d['height'])}", f"width {_sig(d['width'])}", f"depth {_sig(d['depth'])}"]
+        if scale
         else ["a single point"]
+    )
     if d["height_width"] is not None:
         parts.append(f"height/width {d['height_width']:.2f}")
     if d["width_depth"] is not None:
         parts.append(f"width/depth {d['width_depth']:.2f}")
     if d["faces"]:
-        parts += [f"roughness {d['roughness']:.0f}°", f"{_count(d['vertices'])} vertices", f"{_count(d['faces'])} faces",
-                  "watertight" if d["watertight"] else "not watertight"]
+        parts += [
+            f"roughness {d['roughness']:.0f}°",
+            f"{_count(d['vertices'])} vertices",
+            f"{_count(d['faces'])} faces",
+            "watertight" if d["watertight"] else "not watertight",
+        ]
     else:
         parts.append(f"point cloud of {_count(d['vertices'])} points")
     return f"[3D, {UP_AXIS} up: " + ", ".join(parts) + "]"
 
 
 # ---------------------------------------------------------------- files
+
 
 def describe(media_type: str, path: str | Path) -> str:
     """The descriptor line of one media file (image | video | audio | mesh); MediaError if it cannot be read."""
@@ -294,4 +329,3 @@ def describe(media_type: str, path: str | Path) -> str:
         p = media._checked(path, "mesh", media.MESH_EXTENSIONS)
         return render_mesh(mesh_descriptors(media._load_geometry(p)))
     raise ValueError(f"no descriptors for media type {media_type!r}")
-

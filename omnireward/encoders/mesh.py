@@ -11,8 +11,15 @@ from omnireward.data.media import load_mesh
 from omnireward.data.render import render_views
 from omnireward.encoders.base import Encoder
 from omnireward.encoders.image import (
-    FEATURE_DIM, IMAGE_SIZE, class_probs, efficientnet_lite0, global_features, imagenet_label_names, preprocess,
-    shared_frozen_net, weights_id,
+    FEATURE_DIM,
+    IMAGE_SIZE,
+    class_probs,
+    efficientnet_lite0,
+    global_features,
+    imagenet_label_names,
+    preprocess,
+    shared_frozen_net,
+    weights_id,
 )
 
 
@@ -40,9 +47,17 @@ class MeshEncoder(Encoder):
 
     modality = "mesh"
 
-    def __init__(self, *, pretrained: bool = True, trainable: bool = False, n_views: int = 4,
-                 num_points: int = 1024, n_point_tokens: int = 4, out_dim: int = 512,
-                 view_size: int = IMAGE_SIZE):
+    def __init__(
+        self,
+        *,
+        pretrained: bool = True,
+        trainable: bool = False,
+        n_views: int = 4,
+        num_points: int = 1024,
+        n_point_tokens: int = 4,
+        out_dim: int = 512,
+        view_size: int = IMAGE_SIZE,
+    ):
         super().__init__()
         self.pretrained, self.trainable = pretrained, trainable
         self.n_views, self.num_points, self.n_point_tokens = n_views, num_points, n_point_tokens
@@ -57,11 +72,16 @@ class MeshEncoder(Encoder):
             self._frozen = (shared_frozen_net(pretrained, view_size),)
 
     def cache_key(self) -> str:
-        return self._key(weights_id(self.pretrained), views=self.n_views, points=self.num_points,
-                         size=self.view_size, sampler="surface-seed0")
+        return self._key(
+            weights_id(self.pretrained),
+            views=self.n_views,
+            points=self.num_points,
+            size=self.view_size,
+            sampler="surface-seed0",
+        )
 
     def _view_numel(self) -> int:
-        per_view = 3 * self.view_size ** 2 if self.trainable else FEATURE_DIM
+        per_view = 3 * self.view_size**2 if self.trainable else FEATURE_DIM
         return self.n_views * per_view
 
     def prepare(self, path: pathlib.Path) -> torch.Tensor:

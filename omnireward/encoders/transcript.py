@@ -43,9 +43,17 @@ def _decoder():
         raise ModelError(f"converted Whisper weights do not fit the model: missing {missing}, unexpected {unexpected}")
     tokenizer = Tokenizer.from_file(str(whisper.ct2_model_dir() / "tokenizer.json"))
     config = GenerationConfig(
-        decoder_start_token_id=_SOT, no_timestamps_token_id=_NO_TIMESTAMPS, is_multilingual=False,
-        bos_token_id=_EOT, eos_token_id=_EOT, pad_token_id=_EOT, do_sample=False, num_beams=1,
-        max_new_tokens=MAX_NEW_TOKENS, begin_suppress_tokens=[_BLANK, _EOT])  # Whisper's own: no empty start
+        decoder_start_token_id=_SOT,
+        no_timestamps_token_id=_NO_TIMESTAMPS,
+        is_multilingual=False,
+        bos_token_id=_EOT,
+        eos_token_id=_EOT,
+        pad_token_id=_EOT,
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=MAX_NEW_TOKENS,
+        begin_suppress_tokens=[_BLANK, _EOT],
+    )  # Whisper's own: no empty start
     return frozen(model), tokenizer, config
 
 
@@ -71,11 +79,12 @@ def decode(wave: np.ndarray, *, stop_if_silent: bool = False) -> tuple[str, floa
             no_speech = _no_speech(model, enc)
             if stop_if_silent and no_speech > NO_SPEECH_THRESHOLD:
                 return "", no_speech, None
-            out = model.generate(encoder_outputs=enc, generation_config=config, output_scores=True,
-                                 return_dict_in_generate=True)
+            out = model.generate(
+                encoder_outputs=enc, generation_config=config, output_scores=True, return_dict_in_generate=True
+            )
     finally:
         hf_logging.set_verbosity(verbosity)
-    ids = out.sequences[0, -len(out.scores):].tolist() if out.scores else []
+    ids = out.sequences[0, -len(out.scores) :].tolist() if out.scores else []
     logp = [float(s[0].float().log_softmax(-1)[t]) for s, t in zip(out.scores, ids)]
     words = [t for t in ids if t != _EOT]
     return tokenizer.decode(words, skip_special_tokens=True).strip(), no_speech, sum(logp) / (len(words) + 1)

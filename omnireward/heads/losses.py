@@ -24,9 +24,11 @@ CAPABILITIES = ("needs_margin", "listwise", "plain_bt")
 
 def declare(*, needs_margin: bool = False, listwise: bool = False, plain_bt: bool = False):
     """Decorator: the loss's capabilities as attributes (see the module docstring)."""
+
     def mark(fn):
         fn.needs_margin, fn.listwise, fn.plain_bt = needs_margin, listwise, plain_bt
         return fn
+
     return mark
 
 
@@ -71,8 +73,9 @@ def bt_margin_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor) -> to
     return _bt(d, y, margin)
 
 
-def rao_kupper_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None,
-                    theta: float = 2.0) -> torch.Tensor:
+def rao_kupper_loss(
+    d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None, theta: float = 2.0
+) -> torch.Tensor:
     """Rao–Kupper: P(1≻2) = σ(d - log θ), P(tie) = 1 - σ(d - log θ) - σ(-d - log θ); θ > 1."""
     if theta <= 1.0:
         raise ConfigError(f"rao_kupper needs theta > 1, got {theta}", field="loss.theta")
@@ -85,8 +88,9 @@ def rao_kupper_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | Non
     return -ll.mean()
 
 
-def davidson_loss(d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None,
-                  nu: float = 1.0) -> torch.Tensor:
+def davidson_loss(
+    d: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None, nu: float = 1.0
+) -> torch.Tensor:
     """Davidson: P(1≻2) ∝ e^{d/2}, P(2≻1) ∝ e^{-d/2}, P(tie) ∝ ν; ν > 0."""
     if nu <= 0:
         raise ConfigError(f"davidson needs nu > 0, got {nu}", field="loss.nu")

@@ -15,22 +15,26 @@ from omnireward.heads.base import ScalarHead
 
 
 class MultiHead(ScalarHead):
-    def __init__(self, hidden_size: int, dimensions: list[str], weights: list[float] | None = None,
-                 dropout: float = 0.1):
+    def __init__(
+        self, hidden_size: int, dimensions: list[str], weights: list[float] | None = None, dropout: float = 0.1
+    ):
         super().__init__()
         dims = tuple(str(d) for d in (dimensions or ()))
         if not dims:
-            raise ConfigError("head=multi needs at least one dimension, e.g. "
-                              "head.dimensions=[visual_quality,motion_quality,text_alignment]",
-                              field="head.dimensions")
+            raise ConfigError(
+                "head=multi needs at least one dimension, e.g. "
+                "head.dimensions=[visual_quality,motion_quality,text_alignment]",
+                field="head.dimensions",
+            )
         if len(set(dims)) != len(dims) or any(not d or d == "overall" for d in dims):
-            raise ConfigError(f"dimension names must be distinct, non-empty and not 'overall', got {list(dims)}",
-                              field="head.dimensions")
+            raise ConfigError(
+                f"dimension names must be distinct, non-empty and not 'overall', got {list(dims)}",
+                field="head.dimensions",
+            )
         if weights is None:
             weights = [1.0 / len(dims)] * len(dims)
         if len(weights) != len(dims):
-            raise ConfigError(f"{len(weights)} weights for {len(dims)} dimensions {list(dims)}",
-                              field="head.weights")
+            raise ConfigError(f"{len(weights)} weights for {len(dims)} dimensions {list(dims)}", field="head.weights")
         self.dimensions = dims
         self.dropout = nn.Dropout(dropout)
         self.score = nn.Linear(hidden_size, len(dims), bias=False)

@@ -51,7 +51,7 @@ class RemoteScorer:
         self.base = url.rstrip("/")
         for route in ("/score", "/get_reward", "/classify"):
             if self.base.endswith(route):
-                self.base = self.base[:-len(route)]
+                self.base = self.base[: -len(route)]
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self.timeout = timeout
         self.chunk = chunk
@@ -80,7 +80,7 @@ class RemoteScorer:
     def score(self, records: list[Record], where: list[str] | None = None) -> list[dict]:
         out: list[dict] = []
         for start in range(0, len(records), self.chunk):
-            body = {"records": [_wire(r) for r in records[start:start + self.chunk]]}
+            body = {"records": [_wire(r) for r in records[start : start + self.chunk]]}
             out.extend(self._call("POST", "/score", body)["results"])
         return out
 
@@ -143,8 +143,15 @@ def _scorer(target: str, quant: str, device: str, batch_size: int, api_key: str 
 _load_lock = threading.Lock()
 
 
-def scorer_for(model: str | Path | None = None, *, quant: str = "none", device: str = "auto", batch_size: int = 32,
-               api_key: str | None = None, timeout: float = 120.0) -> LocalScorer | RemoteScorer:
+def scorer_for(
+    model: str | Path | None = None,
+    *,
+    quant: str = "none",
+    device: str = "auto",
+    batch_size: int = 32,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+) -> LocalScorer | RemoteScorer:
     """The scorer for a model folder or server URL; one per process and settings (loaded on first use).
 
     Frameworks make their first calls from several threads at once (OpenRLHF 0.11.2 runs reward_func

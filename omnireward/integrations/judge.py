@@ -39,23 +39,36 @@ def is_url(model: str | None) -> bool:
 class LocalJudge:
     """A judge loaded once per process behind the same batcher the server uses."""
 
-    def __init__(self, model: str | None, *, judge: str | None = None, device: str = "auto",
-                 max_new_tokens: int = 256, batch_size: int = 16):
+    def __init__(
+        self,
+        model: str | None,
+        *,
+        judge: str | None = None,
+        device: str = "auto",
+        max_new_tokens: int = 256,
+        batch_size: int = 16,
+    ):
         from omnireward.serving.judge_service import JudgeService
         from omnireward.serving.service import BatchSettings
 
-        self.service = JudgeService.load(model, judge=judge, devices=device, max_new_tokens=max_new_tokens,
-                                         batching=BatchSettings(max_batch_size=batch_size, batch_timeout=0.0))
+        self.service = JudgeService.load(
+            model,
+            judge=judge,
+            devices=device,
+            max_new_tokens=max_new_tokens,
+            batching=BatchSettings(max_batch_size=batch_size, batch_timeout=0.0),
+        )
         if self.service.template.kind != "pairwise":
             name = self.service.template.name
             self.service.close()
-            raise ConfigError(f"judge {name} is pointwise; JudgeReward compares responses (omni, think or flex)",
-                              field="judge")
+            raise ConfigError(
+                f"judge {name} is pointwise; JudgeReward compares responses (omni, think or flex)", field="judge"
+            )
 
     def judge(self, pairs: list[Pair], *, both_orders: bool = False) -> list[dict]:
+        from omnireward.serving.batcher import ItemError
         from omnireward.serving.judge_service import PairWork
         from omnireward.serving.service import located
-        from omnireward.serving.batcher import ItemError
 
         try:
             return self.service.submit([PairWork(p, both_orders) for p in pairs]).result()
@@ -99,8 +112,13 @@ def judge_backend(model: str | Path | None, **options) -> LocalJudge | RemoteJud
     """A server URL, or a judge loaded here once per process and options."""
     if is_url(str(model) if model is not None else None):
         return RemoteJudge(str(model), api_key=options.get("api_key"), timeout=options.get("timeout", 300.0))
-    key = (str(model) if model is not None else None, options.get("judge"), options.get("device", "auto"),
-           options.get("max_new_tokens", 256), options.get("batch_size", 16))
+    key = (
+        str(model) if model is not None else None,
+        options.get("judge"),
+        options.get("device", "auto"),
+        options.get("max_new_tokens", 256),
+        options.get("batch_size", 16),
+    )
     with _LOCK:
         if key not in _LOCAL:
             _LOCAL[key] = LocalJudge(key[0], judge=key[1], device=key[2], max_new_tokens=key[3], batch_size=key[4])
@@ -132,8 +150,9 @@ def completion_text(completion: Any, field: str) -> str:
     if isinstance(completion, str):
         return completion
     if isinstance(completion, (list, tuple)):
-        return "".join(_text(m.get("content"), field) for m in completion
-                       if isinstance(m, dict) and m.get("role") == "assistant")
+        return "".join(
+            _text(m.get("content"), field) for m in completion if isinstance(m, dict) and m.get("role") == "assistant"
+        )
     raise RequestError("expected a string or a list of chat messages", field=field)
 
 
@@ -141,19 +160,36 @@ class JudgeReward:
     """`(prompts, completions, **columns) -> list[float]` from a judge folder, an LM with a judge
     template (`judge=`), or a judge server URL."""
 
-    def __init__(self, model: str | Path | None = None, *, judge: str | None = None,
-                 reference_column: str = "reference", both_orders: bool = True, criteria: str | None = None,
-                 device: str = "auto", max_new_tokens: int = 256, batch_size: int = 16,
-                 api_key: str | None = None, timeout: float = 300.0):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        judge: str | None = None,
+        reference_column: str = "reference",
+        both_orders: bool = True,
+        criteria: str | None = None,
+        device: str = "auto",
+        max_new_tokens: int = 256,
+        batch_size: int = 16,
+        api_key: str | None = None,
+        timeout: float = 300.0,
+    ):
         self.model = str(model) if model is not None else None
         if is_url(self.model) and judge is not None:
-            raise ConfigError("a judge server already has its template; drop judge= or pass a model folder",
-                              field="judge")
+            raise ConfigError(
+                "a judge server already has its template; drop judge= or pass a model folder", field="judge"
+            )
         self.reference_column = reference_column
         self.both_orders = both_orders
         self.criteria = criteria
-        self._options = dict(judge=judge, device=device, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             api_key=api_key, timeout=timeout)
+        self._options = dict(
+            judge=judge,
+            device=device,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            api_key=api_key,
+            timeout=timeout,
+        )
         self.__name__ = "omnireward_judge"  # TRL names the reward's log columns after this
 
     @property
@@ -169,26 +205,38 @@ class JudgeReward:
         criteria = [self.criteria if self.criteria is not None else c for _, c in asked]
 
         def pair(i: int, a: str, b: str, k: int | None = None) -> Pair:
-            return Pair(id=f"{i}" if k is None else f"{i}-{k}", task="text_to_text", prompt=asked[i][0],
-                        response1=Response(text=a), response2=Response(text=b), criteria=criteria[i])
+            return Pair(
+                id=f"{i}" if k is None else f"{i}-{k}",
+                task="text_to_text",
+                prompt=asked[i][0],
+                response1=Response(text=a),
+                response2=Response(text=b),
+                criteria=criteria[i],
+            )
 
         if refs is not None:
             pairs = []
             for i, text in enumerate(texts):
                 if not isinstance(refs[i], str) or not refs[i].strip():
-                    raise RequestError("expected a reference response (a non-empty string)",
-                                       field=f"{self.reference_column}[{i}]")
+                    raise RequestError(
+                        "expected a reference response (a non-empty string)", field=f"{self.reference_column}[{i}]"
+                    )
                 pairs.append(pair(i, text, refs[i].strip()))
-            return [line["p_response1"] + line["p_tie"] / 2
-                    for line in self.backend.judge(pairs, both_orders=self.both_orders)]
+            return [
+                line["p_response1"] + line["p_tie"] / 2
+                for line in self.backend.judge(pairs, both_orders=self.both_orders)
+            ]
         groups: dict[str, list[int]] = {}
         for i, p in enumerate(prompts):
             groups.setdefault(json.dumps(p, sort_keys=True, default=str), []).append(i)
         index = [(i, k) for members in groups.values() for i, k in combinations(members, 2)]
         if any(len(m) < 2 for m in groups.values()):
-            raise RequestError(f"a prompt with a single completion has nothing to be judged against: generate "
-                               f"at least two per prompt (num_generations) or give a '{self.reference_column}' "
-                               "column", field="completions")
+            raise RequestError(
+                f"a prompt with a single completion has nothing to be judged against: generate "
+                f"at least two per prompt (num_generations) or give a '{self.reference_column}' "
+                "column",
+                field="completions",
+            )
         lines = self.backend.judge([pair(i, texts[i], texts[k], k) for i, k in index], both_orders=self.both_orders)
         wins = [0.0] * len(texts)
         for (i, k), line in zip(index, lines):

@@ -26,7 +26,12 @@ def reward_func(queries, prompts=None, labels=None, **kwargs) -> dict:
     """
     mode = check_mode(kwargs.get("system_prompt_as_criteria", "auto"))
     scorer = scorer_for(kwargs.get("model"))
-    items = items_from(list(queries), list(prompts) if prompts is not None else None, kwargs.get("criteria"),
-                       scorer.default_system, mode)
+    items = items_from(
+        list(queries),
+        list(prompts) if prompts is not None else None,
+        kwargs.get("criteria"),
+        scorer.default_system,
+        mode,
+    )
     lines = scorer.score(items, where=[f"queries[{i}]" for i in range(len(items))])
     return respond(lines, None, Context(scale=scorer.scale))

@@ -36,10 +36,20 @@ from omnireward.serving.media import Lease
 class RewardFunction:
     """`(prompts, completions, **kwargs) -> list[float]` scored by an omnireward model folder or server."""
 
-    def __init__(self, model: str | Path | None = None, *, criteria: str | None = None,
-                 criteria_column: str = "criteria", normalize: bool = False, quant: str = "none",
-                 device: str = "auto", batch_size: int = 32, api_key: str | None = None, timeout: float = 120.0,
-                 system_prompt_as_criteria: str = "auto"):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        criteria: str | None = None,
+        criteria_column: str = "criteria",
+        normalize: bool = False,
+        quant: str = "none",
+        device: str = "auto",
+        batch_size: int = 32,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        system_prompt_as_criteria: str = "auto",
+    ):
         self.model = str(model) if model is not None else None
         self.system_prompt_as_criteria = check_mode(system_prompt_as_criteria)
         self.criteria = criteria
@@ -57,27 +67,44 @@ class RewardFunction:
             raise RequestError(f"{len(prompts)} prompts but {len(completions)} completions", field="completions")
         scorer = self.scorer
         with scorer.lease() as lease:
-            items = [self._item(i, p, c, kwargs, lease, scorer.default_system)
-                     for i, (p, c) in enumerate(zip(prompts, completions))]
+            items = [
+                self._item(i, p, c, kwargs, lease, scorer.default_system)
+                for i, (p, c) in enumerate(zip(prompts, completions))
+            ]
             lines = scorer.score(items, where=[f"completions[{i}]" for i in range(len(items))])
         rewards = [line["reward"] for line in lines]
         if self.normalize:
             rewards = [scorer.scale.normalized(r) for r in rewards]
         return rewards
 
-    def _item(self, i: int, prompt: Any, completion: Any, columns: dict, lease: Lease,
-              default_system: str | None) -> Item:
+    def _item(
+        self, i: int, prompt: Any, completion: Any, columns: dict, lease: Lease, default_system: str | None
+    ) -> Item:
         criteria = self.criteria
         if criteria is None and self.criteria_column in columns:
             value = columns[self.criteria_column][i]
             if value is not None and not isinstance(value, str):
-                raise RequestError(f"expected a string, got {type(value).__name__}", field=f"{self.criteria_column}[{i}]")
+                raise RequestError(
+                    f"expected a string, got {type(value).__name__}", field=f"{self.criteria_column}[{i}]"
+                )
             criteria = value or None
-        fields = conversation_fields(prompt, completion, default_system=default_system,
-                                     system_prompt_as_criteria=self.system_prompt_as_criteria, field=f"prompts[{i}]",
-                                     response_field=f"completions[{i}]")
-        media = [m for col in MEDIA_COLUMNS if col in columns
-                 for m in cell_media(columns[col][i], col, lease, f"{col}[{i}]")]
+        fields = conversation_fields(
+            prompt,
+            completion,
+            default_system=default_system,
+            system_prompt_as_criteria=self.system_prompt_as_criteria,
+            field=f"prompts[{i}]",
+            response_field=f"completions[{i}]",
+        )
+        media = [
+            m for col in MEDIA_COLUMNS if col in columns for m in cell_media(columns[col][i], col, lease, f"{col}[{i}]")
+        ]
         resp = Response(text=fields.response or "")
-        return Item(id=str(i), task=infer_task(media, [resp]), prompt=fields.prompt, response=resp,
-                    criteria=criteria if criteria is not None else fields.criteria, prompt_media=media)
+        return Item(
+            id=str(i),
+            task=infer_task(media, [resp]),
+            prompt=fields.prompt,
+            response=resp,
+            criteria=criteria if criteria is not None else fields.criteria,
+            prompt_media=media,
+        )

@@ -36,12 +36,24 @@ from omnireward.serving.chat import check_mode, conversation_fields, response_te
 PROMPT_KEYS = ("prompt", "question")
 
 
-def compute_score(data_source: str | None = None, solution_str: str | None = None, ground_truth: Any = None,
-                  extra_info: dict | None = None, *, model: str | None = None, prompt_key: str | None = None,
-                  criteria: str | None = None, normalize: bool = False, missing_prompt: str = "warn",
-                  data_sources: list | None = None, solution_strs: list | None = None,
-                  ground_truths: list | None = None, extra_infos: list | None = None,
-                  system_prompt_as_criteria: str = "auto", **kwargs: Any) -> float | list[float]:
+def compute_score(
+    data_source: str | None = None,
+    solution_str: str | None = None,
+    ground_truth: Any = None,
+    extra_info: dict | None = None,
+    *,
+    model: str | None = None,
+    prompt_key: str | None = None,
+    criteria: str | None = None,
+    normalize: bool = False,
+    missing_prompt: str = "warn",
+    data_sources: list | None = None,
+    solution_strs: list | None = None,
+    ground_truths: list | None = None,
+    extra_infos: list | None = None,
+    system_prompt_as_criteria: str = "auto",
+    **kwargs: Any,
+) -> float | list[float]:
     """The omnireward reward of `solution_str` (the policy's response); `ground_truth` is not used.
     With `solution_strs=` (verl's batched convention) a list of rewards, one per response."""
     if missing_prompt not in ("warn", "error"):
@@ -55,9 +67,13 @@ def compute_score(data_source: str | None = None, solution_str: str | None = Non
         if not solution_strs:
             return []
         with scorer.lease() as lease:
-            items = [_item(scorer, lease, s, x, prompt_key, criteria, missing_prompt, k, mode)
-                     for k, (s, x) in enumerate(zip(solution_strs, infos))]
-            rewards = [r["reward"] for r in scorer.score(items, where=[f"solution_strs[{k}]" for k in range(len(items))])]
+            items = [
+                _item(scorer, lease, s, x, prompt_key, criteria, missing_prompt, k, mode)
+                for k, (s, x) in enumerate(zip(solution_strs, infos))
+            ]
+            rewards = [
+                r["reward"] for r in scorer.score(items, where=[f"solution_strs[{k}]" for k in range(len(items))])
+            ]
         return [scorer.scale.normalized(r) for r in rewards] if normalize else rewards
     with scorer.lease() as lease:
         item = _item(scorer, lease, solution_str, extra_info, prompt_key, criteria, missing_prompt, None, mode)
@@ -68,30 +84,52 @@ def compute_score(data_source: str | None = None, solution_str: str | None = Non
 _warned_no_prompt = False
 
 
-def _item(scorer, lease, solution: str | None, extra_info: dict | None, prompt_key: str | None,
-          criteria: str | None, missing_prompt: str, k: int | None, mode: str = "auto") -> Item:
+def _item(
+    scorer,
+    lease,
+    solution: str | None,
+    extra_info: dict | None,
+    prompt_key: str | None,
+    criteria: str | None,
+    missing_prompt: str,
+    k: int | None,
+    mode: str = "auto",
+) -> Item:
     global _warned_no_prompt
     extra = dict(extra_info or {})
     where = "extra_info" if k is None else f"extra_infos[{k}]"
     prompt, system = _prompt(extra, prompt_key, scorer.default_system, mode, where)
     if not prompt and not any(extra.get(x) for x in (prompt_key, *PROMPT_KEYS) if x):
-        msg = (f"no prompt in {where} (keys: {', '.join(sorted(extra)) or 'none'}): the response is judged "
-               f"without its prompt; add the prompt as {where}['prompt'] in the dataset's preprocessing")
+        msg = (
+            f"no prompt in {where} (keys: {', '.join(sorted(extra)) or 'none'}): the response is judged "
+            f"without its prompt; add the prompt as {where}['prompt'] in the dataset's preprocessing"
+        )
         if missing_prompt == "error":
             raise RequestError(msg, field=f"{where}.prompt")
         if not _warned_no_prompt:
             _warned_no_prompt = True
             warnings.warn(msg, stacklevel=3)
     crit = criteria if criteria is not None else extra.get("criteria") or system
-    media = [m for key in MEDIA_COLUMNS if extra.get(key) is not None
-             for m in cell_media(extra[key], key, lease, f"{where}.{key}")]
+    media = [
+        m
+        for key in MEDIA_COLUMNS
+        if extra.get(key) is not None
+        for m in cell_media(extra[key], key, lease, f"{where}.{key}")
+    ]
     response = Response(text=response_text(solution or ""))
-    return Item(id=str(extra.get("index", 0 if k is None else k)), task=infer_task(media, [response]), prompt=prompt,
-                response=response, criteria=crit, prompt_media=media)
+    return Item(
+        id=str(extra.get("index", 0 if k is None else k)),
+        task=infer_task(media, [response]),
+        prompt=prompt,
+        response=response,
+        criteria=crit,
+        prompt_media=media,
+    )
 
 
-def _prompt(extra: dict, key: str | None, default_system: str | None, mode: str = "auto",
-            where: str = "extra_info") -> tuple[str, str | None]:
+def _prompt(
+    extra: dict, key: str | None, default_system: str | None, mode: str = "auto", where: str = "extra_info"
+) -> tuple[str, str | None]:
     keys = (key,) if key else PROMPT_KEYS
     for k in keys:
         value = extra.get(k)
@@ -99,9 +137,13 @@ def _prompt(extra: dict, key: str | None, default_system: str | None, mode: str 
             continue
         if not isinstance(value, (str, list, tuple)):
             raise RequestError(f"expected a string or chat messages, got {type(value).__name__}", field=f"{where}.{k}")
-        fields = conversation_fields(value if isinstance(value, str) else list(value), "",
-                                     default_system=default_system, system_prompt_as_criteria=mode,
-                                     field=f"{where}.{k}")
+        fields = conversation_fields(
+            value if isinstance(value, str) else list(value),
+            "",
+            default_system=default_system,
+            system_prompt_as_criteria=mode,
+            field=f"{where}.{k}",
+        )
         return fields.prompt, fields.criteria
     if key:
         raise RequestError("missing (named by prompt_key)", field=f"{where}.{key}")

@@ -55,15 +55,17 @@ def _answer_texts(answer: Any) -> list[str]:
     return texts
 
 
-def judge_reward(answer: Any, *, template: str | JudgeTemplate = "omni", judged: str = "A", tie: float = 0.0,
-                 unparsed: float = 0.0) -> float:
+def judge_reward(
+    answer: Any, *, template: str | JudgeTemplate = "omni", judged: str = "A", tie: float = 0.0, unparsed: float = 0.0
+) -> float:
     """The reward a judge's answer gives the judged response (see the module's convention)."""
     from omnireward.judge.verdicts import parse_flex_pointwise, parse_verdict
 
     t = _template(template)
     if judged not in ("A", "B"):
-        raise ConfigError(f"must be 'A' or 'B' (the position the judged response was shown in), got {judged!r}",
-                          field="judged")
+        raise ConfigError(
+            f"must be 'A' or 'B' (the position the judged response was shown in), got {judged!r}", field="judged"
+        )
     values = []
     for text in _answer_texts(answer):
         if t.kind == "pointwise":
@@ -92,9 +94,16 @@ def _parts(parts: list) -> str | list[dict]:
     return out
 
 
-def judge_messages(prompt: str, response: str | Response, reference: str | Response | None = None, *,
-                   template: str | JudgeTemplate = "omni", criteria: str | None = None, prompt_media=(),
-                   judged: str = "A") -> list[dict]:
+def judge_messages(
+    prompt: str,
+    response: str | Response,
+    reference: str | Response | None = None,
+    *,
+    template: str | JudgeTemplate = "omni",
+    criteria: str | None = None,
+    prompt_media=(),
+    judged: str = "A",
+) -> list[dict]:
     """The judge template's prompt as OpenAI chat messages: `response` shown as Response `judged`
     and `reference` as the other (pairwise), or `response` alone (pointwise)."""
     from omnireward.judge.templates import judge_conversation, pointwise_conversation
@@ -102,14 +111,27 @@ def judge_messages(prompt: str, response: str | Response, reference: str | Respo
     t = _template(template)
     as_response = lambda r: r if isinstance(r, Response) else Response(text=str(r))  # noqa: E731
     if t.kind == "pointwise":
-        item = Item(id="0", task="text_to_text", prompt=prompt, response=as_response(response), criteria=criteria,
-                    prompt_media=list(prompt_media))
+        item = Item(
+            id="0",
+            task="text_to_text",
+            prompt=prompt,
+            response=as_response(response),
+            criteria=criteria,
+            prompt_media=list(prompt_media),
+        )
         conv = pointwise_conversation(t, item)
     else:
         if reference is None:
             raise RequestError(f"a pairwise judge ({t.name}) compares the response with a reference", field="reference")
-        pair = Pair(id="0", task="text_to_text", prompt=prompt, response1=as_response(response),
-                    response2=as_response(reference), criteria=criteria, prompt_media=list(prompt_media))
+        pair = Pair(
+            id="0",
+            task="text_to_text",
+            prompt=prompt,
+            response1=as_response(response),
+            response2=as_response(reference),
+            criteria=criteria,
+            prompt_media=list(prompt_media),
+        )
         conv = judge_conversation(t, pair, swap=judged == "B")
     return [{"role": turn.role, "content": _parts(turn.parts)} for turn in conv]
 
@@ -117,22 +139,39 @@ def judge_messages(prompt: str, response: str | Response, reference: str | Respo
 def _prompt_of(extra: dict, key: str | None) -> str:
     from omnireward.integrations.judge import prompt_and_criteria
 
-    for k in ((key,) if key else PROMPT_KEYS):
+    for k in (key,) if key else PROMPT_KEYS:
         if extra.get(k) is not None:
             return prompt_and_criteria(extra[k], f"extra_info.{k}")[0]
-    raise RequestError("no prompt to judge the response against; add it in the dataset's preprocessing",
-                       field=f"extra_info.{key or 'prompt'}")
+    raise RequestError(
+        "no prompt to judge the response against; add it in the dataset's preprocessing",
+        field=f"extra_info.{key or 'prompt'}",
+    )
 
 
-async def compute_judge_score(data_source: str | None = None, solution_str: str | None = None,
-                              ground_truth: Any = None, extra_info: dict | None = None,
-                              reward_router_address: str | None = None, reward_model_tokenizer: Any = None, *,
-                              url: str | None = None, template: str | JudgeTemplate = "omni",
-                              reference_key: str = "reference", prompt_key: str | None = None,
-                              criteria: str | None = None, both_orders: bool = False, max_tokens: int = 256,
-                              temperature: float = 0.0, top_p: float = 1.0, n: int = 1, seed: int | None = None,
-                              model: str = "omnireward-judge", api_key: str | None = None,
-                              timeout: float = 300.0, **kwargs: Any) -> float:
+async def compute_judge_score(
+    data_source: str | None = None,
+    solution_str: str | None = None,
+    ground_truth: Any = None,
+    extra_info: dict | None = None,
+    reward_router_address: str | None = None,
+    reward_model_tokenizer: Any = None,
+    *,
+    url: str | None = None,
+    template: str | JudgeTemplate = "omni",
+    reference_key: str = "reference",
+    prompt_key: str | None = None,
+    criteria: str | None = None,
+    both_orders: bool = False,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    n: int = 1,
+    seed: int | None = None,
+    model: str = "omnireward-judge",
+    api_key: str | None = None,
+    timeout: float = 300.0,
+    **kwargs: Any,
+) -> float:
     """verl custom reward function: the judge's reward for `solution_str` (see `judge_reward`).
 
     The server is `url` (e.g. http://127.0.0.1:8000), else verl's `reward_router_address`, else
@@ -142,8 +181,9 @@ async def compute_judge_score(data_source: str | None = None, solution_str: str 
     """
     from omnireward.integrations.judge import post_json
 
-    base = url or (f"http://{reward_router_address}" if reward_router_address
-                   else os.environ.get("OMNIREWARD_JUDGE_URL"))
+    base = url or (
+        f"http://{reward_router_address}" if reward_router_address else os.environ.get("OMNIREWARD_JUDGE_URL")
+    )
     if not base:
         raise ConfigError("no judge server: pass url= (reward_kwargs.url) or set OMNIREWARD_JUDGE_URL", field="url")
     t = _template(template)
@@ -153,16 +193,23 @@ async def compute_judge_score(data_source: str | None = None, solution_str: str 
     if reference is None and isinstance(ground_truth, str) and ground_truth.strip():
         reference = ground_truth
     if t.kind == "pairwise" and not (isinstance(reference, str) and reference.strip()):
-        raise RequestError(f"a pairwise judge needs a reference response: add extra_info['{reference_key}'] "
-                           "or a string ground_truth", field=f"extra_info.{reference_key}")
+        raise RequestError(
+            f"a pairwise judge needs a reference response: add extra_info['{reference_key}'] or a string ground_truth",
+            field=f"extra_info.{reference_key}",
+        )
     crit = criteria if criteria is not None else extra.get("criteria")
     key = api_key if api_key is not None else os.environ.get("OMNIREWARD_API_KEY")
     orders = ("A", "B") if both_orders and t.kind == "pairwise" else ("A",)
 
     def ask(judged: str) -> float:
-        body = {"model": model, "messages": judge_messages(prompt, solution_str or "", reference, template=t,
-                                                           criteria=crit, judged=judged),
-                "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "n": n}
+        body = {
+            "model": model,
+            "messages": judge_messages(prompt, solution_str or "", reference, template=t, criteria=crit, judged=judged),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "n": n,
+        }
         if seed is not None:
             body["seed"] = seed
         answer = post_json(f"{base.rstrip('/')}/v1/chat/completions", body, api_key=key, timeout=timeout)

@@ -32,17 +32,32 @@ def device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def critique(backbone, template: JudgeTemplate, convs: list[Conversation], *, max_new_tokens: int,
-             temperature: float = 0.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-             constraint=None, read_verdict: bool = True) -> Critiques:
+def critique(
+    backbone,
+    template: JudgeTemplate,
+    convs: list[Conversation],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    constraint=None,
+    read_verdict: bool = True,
+) -> Critiques:
     """Critiques for judge prompts `convs` and, with `read_verdict`, the verdict (or score) probabilities.
 
     `constraint` is a logits processor (e.g. `judge.grammar.FlexConstraint(...).processor(convs)`)
     that keeps the critique inside the template's output grammar.
     """
     batch = prompt_batch(backbone, convs).to(device_of(backbone))
-    ids = backbone.sample(batch, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                          generator=generator, logits_processor=constraint)
+    ids = backbone.sample(
+        batch,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        generator=generator,
+        logits_processor=constraint,
+    )
     eos = backbone.tokenizer.eos_token_id
     mask = completion_mask(ids, eos)
     tokens = strip_end(ids, mask, eos)

@@ -44,12 +44,14 @@ def pad_continuations(backbone, cont: list[list[int]], device) -> tuple[torch.Te
     mask = torch.zeros((len(cont), T), dtype=torch.long, device=device)
     for i, c in enumerate(cont):
         if c:
-            ids[i, :len(c)] = torch.tensor(c, dtype=torch.long, device=device)
-            mask[i, :len(c)] = 1
+            ids[i, : len(c)] = torch.tensor(c, dtype=torch.long, device=device)
+            mask[i, : len(c)] = 1
     return ids, mask
 
 
-def continuation_hidden(backbone, batch: Batch, cont: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def continuation_hidden(
+    backbone, batch: Batch, cont: list[list[int]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run left-padded prompts followed by continuations (right-padded).
 
     Returns (hidden [B, T, H] at the positions that predict each continuation token, mask
@@ -62,12 +64,12 @@ def continuation_hidden(backbone, batch: Batch, cont: list[list[int]]) -> tuple[
     T = ids.shape[1]
     hs = backbone.hidden_states(batch, ids, cmask)
     last = hs[torch.arange(B, device=dev), P - 1 + cmask.sum(-1)]
-    return hs[:, P - 1:P - 1 + T], cmask, last
+    return hs[:, P - 1 : P - 1 + T], cmask, last
 
 
 def token_logprobs(backbone, batch: Batch, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log p(ids[t] | prompt, ids[<t]) for each continuation token, [B, T] (0 where mask is 0)."""
-    cont = [row[:int(m.sum())].tolist() for row, m in zip(ids, mask)]
+    cont = [row[: int(m.sum())].tolist() for row, m in zip(ids, mask)]
     hs, _, _ = continuation_hidden(backbone, batch, cont)
     T = ids.shape[1]
     if hs.shape[1] < T:  # all rows shorter than the padded width
@@ -110,7 +112,7 @@ def option_token_ids(tokenizer, prefix: str, options: list[str]) -> list[int]:
     out = []
     for o in options:
         full = _ids(tokenizer, prefix + o)
-        if full[:len(base)] != base or len(full) == len(base):
+        if full[: len(base)] != base or len(full) == len(base):
             full = base + _ids(tokenizer, o)  # the tokenizer merged across the boundary
         out.append(full[len(base)])
     if len(set(out)) != len(out):
@@ -125,7 +127,7 @@ def cut_at_anchor(tokenizer, t: JudgeTemplate, ids: list[int]) -> list[int] | No
     anchor = t.verdict_anchor
     text = tokenizer.decode(ids, skip_special_tokens=True)
     at = text.rfind(anchor)
-    if at < 0 or not any(text[at + len(anchor):].lstrip().startswith(o) for o in t.options.values()):
+    if at < 0 or not any(text[at + len(anchor) :].lstrip().startswith(o) for o in t.options.values()):
         return None
     end = at + len(anchor)
     for k in range(len(ids), 0, -1):  # walk back to the token that ends exactly at the anchor
@@ -176,7 +178,7 @@ def score_probs(backbone, t: JudgeTemplate, batch: Batch, critiques: list[list[i
     seqs = []
     for v in range(lo, hi + 1):
         full = _ids(tok, t.verdict_prefix + str(v) + t.verdict_suffix)
-        seqs.append(full[len(prefix):] if full[:len(prefix)] == prefix else _ids(tok, str(v) + t.verdict_suffix))
+        seqs.append(full[len(prefix) :] if full[: len(prefix)] == prefix else _ids(tok, str(v) + t.verdict_suffix))
     base = [(_ids(tok, c) if isinstance(c, str) else list(c)) + prefix for c in critiques]
     _, _, last = continuation_hidden(backbone, batch, base)
     first = torch.log_softmax(backbone.logits(last).float(), -1)  # [B, V]

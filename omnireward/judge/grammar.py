@@ -44,7 +44,7 @@ def flex_grammar(template: JudgeTemplate, personalised: bool, dims: int | None =
         cats = ["overall"]
     if pointwise:
         score = " | ".join(_lit(str(v)) for v in range(template.scores[0], template.scores[1] + 1))
-        dim = f'"{{\\"name\\": " name ", \\"reason\\": " reason ", \\"score\\": " score "}}"'
+        dim = '"{\\"name\\": " name ", \\"reason\\": " reason ", \\"score\\": " score "}"'
         tail = '", \\"overall_score\\": " score "}"'
         winner_part = ""
         max_score = max(len(str(v)) for v in range(template.scores[0], template.scores[1] + 1))
@@ -56,11 +56,16 @@ def flex_grammar(template: JudgeTemplate, personalised: bool, dims: int | None =
         dim = '"{\\"name\\": " name ", \\"reason\\": " reason ", " pair "}"'
         tail = '", \\"overall_winner\\": " winner "}"'
         winner_part = ' ", \\"winner\\": " winner'
-        dim_chars = len('{"name": , "reason": , }') + NAME_CHARS + 2 + REASON_CHARS + 2 + \
-            len('"score_a": 10, "score_b": 0')
+        dim_chars = (
+            len('{"name": , "reason": , }') + NAME_CHARS + 2 + REASON_CHARS + 2 + len('"score_a": 10, "score_b": 0')
+        )
         tail_chars = len(', "overall_winner": }') + len('"tie"')
-    rules = [f'root ::= "{{\\"intent\\": " intent ", \\"categories\\": [" '
-             + ' ", " '.join(f"cat{i}" for i in range(len(cats))) + ' "]" ' + tail]
+    rules = [
+        'root ::= "{\\"intent\\": " intent ", \\"categories\\": [" '
+        + ' ", " '.join(f"cat{i}" for i in range(len(cats)))
+        + ' "]" '
+        + tail
+    ]
     cat_chars = 0
     for i, c in enumerate(cats):
         head = _lit(f'{{"name": "{c}", "dimensions": [')
@@ -76,8 +81,15 @@ def flex_grammar(template: JudgeTemplate, personalised: bool, dims: int | None =
     else:
         rules.append(f"pair ::= {pairs}")
         rules.append(f"winner ::= {winner}")
-    max_chars = (len('{"intent": , "categories": []') + INTENT_CHARS + 2 + tail_chars + 2 * (len(cats) - 1)
-                 + cat_chars + len(cats) * (dims * dim_chars + 2 * (dims - 1)))
+    max_chars = (
+        len('{"intent": , "categories": []')
+        + INTENT_CHARS
+        + 2
+        + tail_chars
+        + 2 * (len(cats) - 1)
+        + cat_chars
+        + len(cats) * (dims * dim_chars + 2 * (dims - 1))
+    )
     return "\n".join(rules) + "\n", max_chars
 
 
@@ -85,8 +97,9 @@ def _xgr():
     try:
         import xgrammar
     except ImportError:
-        raise DependencyError("constrained Flex decoding needs xgrammar: pip install xgrammar "
-                              "(or score with --free-decoding)") from None
+        raise DependencyError(
+            "constrained Flex decoding needs xgrammar: pip install xgrammar (or score with --free-decoding)"
+        ) from None
     return xgrammar
 
 
@@ -98,8 +111,9 @@ def _compiled(tokenizer, vocab_size: int, grammar: str):
     xgr = _xgr()
     key = (id(tokenizer), vocab_size)
     if key not in _COMPILERS:
-        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size,
-                                                  stop_token_ids=[tokenizer.eos_token_id])
+        info = xgr.TokenizerInfo.from_huggingface(
+            tokenizer, vocab_size=vocab_size, stop_token_ids=[tokenizer.eos_token_id]
+        )
         _COMPILERS[key] = xgr.GrammarCompiler(info)
     gkey = (*key, grammar)
     if gkey not in _GRAMMARS:

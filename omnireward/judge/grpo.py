@@ -30,9 +30,17 @@ def group_advantages(rewards: torch.Tensor, group: int, scale: bool = True, eps:
     return adv.reshape(-1)
 
 
-def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, *,
-              clip_eps: float, beta: float = 0.0, ref_logp: torch.Tensor | None = None,
-              agg: str = "sequence") -> tuple[torch.Tensor, dict]:
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float,
+    beta: float = 0.0,
+    ref_logp: torch.Tensor | None = None,
+    agg: str = "sequence",
+) -> tuple[torch.Tensor, dict]:
     """Clipped-ratio policy loss + β·KL(π‖π_ref) (k3: e^{ref-logp} - (ref-logp) - 1), per token.
 
     `agg="sequence"` averages tokens within each completion then over completions (GRPO);

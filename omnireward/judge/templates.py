@@ -16,8 +16,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from omnireward.backbones.base import Conversation, Turn
-from omnireward.data.records import Item, Pair, Response
 from omnireward.config import build
+from omnireward.data.records import Item, Pair, Response
 from omnireward.errors import ConfigError
 from omnireward.judge.verdicts import LABELS, LETTER_LABEL, SWAP_LABEL, parse_verdict  # noqa: F401 (re-exported)
 
@@ -61,11 +61,12 @@ class JudgeTemplate:
         if self.kind not in ("pairwise", "pointwise"):
             raise ConfigError(f"judge template {self.name}: kind must be pairwise or pointwise", field="kind")
         if self.format not in FORMATS:
-            raise ConfigError(f"judge template {self.name}: format must be one of {', '.join(FORMATS)}",
-                              field="format")
+            raise ConfigError(f"judge template {self.name}: format must be one of {', '.join(FORMATS)}", field="format")
         if self.kind == "pairwise" and not ({"response1", "response2"} <= set(self.options) <= set(LABELS)):
-            raise ConfigError(f"judge template {self.name}: verdict options must name response1, response2 and "
-                              "optionally tie", field="verdict.options")
+            raise ConfigError(
+                f"judge template {self.name}: verdict options must name response1, response2 and optionally tie",
+                field="verdict.options",
+            )
 
     @property
     def verdict_prefix(self) -> str:
@@ -99,8 +100,9 @@ def load_template(name: str | Path) -> JudgeTemplate:
     else:
         res = resources.files("omnireward.conf").joinpath("judge", f"{name}.yaml")
         if not res.is_file():
-            raise ConfigError(f"unknown judge {name!r} (expected one of {', '.join(TEMPLATES)} or a .yaml file)",
-                              field="judge")
+            raise ConfigError(
+                f"unknown judge {name!r} (expected one of {', '.join(TEMPLATES)} or a .yaml file)", field="judge"
+            )
         text = res.read_text()
     d = OmegaConf.to_container(OmegaConf.create(text), resolve=True)
     d.setdefault("_target_", f"{JudgeTemplate.__module__}.JudgeTemplate")
@@ -115,7 +117,7 @@ def _fill(template: str, slots: dict[str, list]) -> list:
     for m in _SLOT.finditer(template):
         if m.group(1) not in slots:
             continue  # literal braces (e.g. a JSON example) stay as they are
-        parts.append(template[pos:m.start()])
+        parts.append(template[pos : m.start()])
         parts.extend(slots[m.group(1)])
         pos = m.end()
     parts.append(template[pos:])
@@ -135,8 +137,12 @@ def _response_parts(r: Response) -> list:
 def _common_slots(t: JudgeTemplate, rec) -> dict[str, list]:
     criteria = (rec.criteria or "").strip()
     block = t.criteria_block.replace("{criteria}", criteria) if criteria else t.no_criteria_block
-    return {"prompt": [*rec.prompt_media, rec.prompt], "criteria": [criteria],
-            "criteria_block": [block], "personalised_hint": [t.personalised_hint if criteria else ""]}
+    return {
+        "prompt": [*rec.prompt_media, rec.prompt],
+        "criteria": [criteria],
+        "criteria_block": [block],
+        "personalised_hint": [t.personalised_hint if criteria else ""],
+    }
 
 
 def judge_conversation(t: JudgeTemplate, rec: Pair, *, swap: bool = False, answer: str | None = None) -> Conversation:
@@ -151,8 +157,9 @@ def judge_conversation(t: JudgeTemplate, rec: Pair, *, swap: bool = False, answe
     return _conversation(t, slots, answer)
 
 
-def pointwise_conversation(t: JudgeTemplate, rec: Item | Pair, response: Response | None = None,
-                           answer: str | None = None) -> Conversation:
+def pointwise_conversation(
+    t: JudgeTemplate, rec: Item | Pair, response: Response | None = None, answer: str | None = None
+) -> Conversation:
     """The pointwise judge prompt for one response (an Item's, or `response` of a pair)."""
     if t.kind != "pointwise":
         raise ConfigError(f"judge {t.name} is pairwise; use flex_pointwise for single responses", field="judge")
@@ -175,5 +182,3 @@ def sft_target(t: JudgeTemplate, critique: str, label: str | None, *, swap: bool
         return critique
     lab = SWAP_LABEL[label] if swap else label
     return t.target.format(critique=critique.strip(), verdict=t.options[lab])
-
-

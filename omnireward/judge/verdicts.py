@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-
 from typing import TYPE_CHECKING
 
 from omnireward.errors import ConfigError
@@ -22,9 +21,11 @@ SWAP_LABEL = {"response1": "response2", "response2": "response1", "tie": "tie"}
 _BRACKETS = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 _BOXED = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*(?:Response\s+)?([ABC])\s*\}?\s*\}")
 _ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
-_ANSWER_WORDS = [(re.compile(r"^(?:response|assistant|image|video|audio|model|option)?\s*([ABC])\b", re.IGNORECASE), None),
-                 (re.compile(r"\b(?:response|image|video|audio|model)\s*([12])\b", re.IGNORECASE), {"1": "A", "2": "B"}),
-                 (re.compile(r"\b(tie|equal|equally|same)\b", re.IGNORECASE), "C")]
+_ANSWER_WORDS = [
+    (re.compile(r"^(?:response|assistant|image|video|audio|model|option)?\s*([ABC])\b", re.IGNORECASE), None),
+    (re.compile(r"\b(?:response|image|video|audio|model)\s*([12])\b", re.IGNORECASE), {"1": "A", "2": "B"}),
+    (re.compile(r"\b(tie|equal|equally|same)\b", re.IGNORECASE), "C"),
+]
 
 
 def _answer_letter(content: str) -> str | None:
@@ -65,8 +66,11 @@ def format_ok(t: JudgeTemplate, text: str) -> bool:
     if t.format == "brackets":
         # A critique first, then exactly one verdict, at the very end.
         verdicts = list(_BRACKETS.finditer(text))
-        return len(verdicts) == 1 and not text[verdicts[0].end():].strip(" .\n") and \
-            re.search(r"\w", text[:verdicts[0].start()]) is not None
+        return (
+            len(verdicts) == 1
+            and not text[verdicts[0].end() :].strip(" .\n")
+            and re.search(r"\w", text[: verdicts[0].start()]) is not None
+        )
     if t.format == "think":
         return re.fullmatch(r"<think>(.+?)</think>\s*<answer>\s*[ABC]\s*</answer>", text, re.DOTALL) is not None
     if t.format == "flex":
@@ -139,12 +143,20 @@ def parse_flex(text: str) -> dict | None:
                 return None
             total = a + b
             a, b = (10 * a / total, 10 * b / total) if total > 0 else (5.0, 5.0)
-            dims.append({"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")),
-                         "score_a": a, "score_b": b})
+            dims.append(
+                {"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")), "score_a": a, "score_b": b}
+            )
         sa, sb = sum(d["score_a"] for d in dims), sum(d["score_b"] for d in dims)
         winner = _winner_letter(c.get("winner")) or ("A" if sa > sb else "B" if sb > sa else "C")
-        cats.append({"name": _name(c.get("name", "")), "dimensions": dims, "winner": winner,
-                     "score_a": sa / len(dims), "score_b": sb / len(dims)})
+        cats.append(
+            {
+                "name": _name(c.get("name", "")),
+                "dimensions": dims,
+                "winner": winner,
+                "score_a": sa / len(dims),
+                "score_b": sb / len(dims),
+            }
+        )
     overall = _winner_letter(obj.get("overall_winner"))
     if overall is None:
         votes = [c["winner"] for c in cats]
@@ -166,10 +178,12 @@ def parse_flex_pointwise(text: str) -> dict | None:
             s = _number(d.get("score")) if isinstance(d, dict) else None
             if s is None:
                 return None
-            dims.append({"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")),
-                         "score": min(10.0, max(0.0, s))})
-        cats.append({"name": _name(c.get("name", "")), "dimensions": dims,
-                     "score": sum(d["score"] for d in dims) / len(dims)})
+            dims.append(
+                {"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")), "score": min(10.0, max(0.0, s))}
+            )
+        cats.append(
+            {"name": _name(c.get("name", "")), "dimensions": dims, "score": sum(d["score"] for d in dims) / len(dims)}
+        )
     overall = _number(obj.get("overall_score"))
     if overall is None:
         overall = sum(c["score"] for c in cats) / len(cats)
@@ -178,6 +192,7 @@ def parse_flex_pointwise(text: str) -> dict | None:
 
 def flex_in_response_terms(flex: dict, swap: bool) -> dict:
     """Flex result with A/B mapped back to response1/response2 (undoing a swapped order)."""
+
     def lab(letter):
         label = LETTER_LABEL[letter]
         return SWAP_LABEL[label] if swap else label
@@ -188,9 +203,12 @@ def flex_in_response_terms(flex: dict, swap: bool) -> dict:
     cats = {}
     for c in flex["categories"]:
         s1, s2 = sc(c)
-        cats[c["name"]] = {"winner": lab(c["winner"]), "score1": s1, "score2": s2,
-                           "dimensions": {d["name"]: {"score1": sc(d)[0], "score2": sc(d)[1], "reason": d["reason"]}
-                                          for d in c["dimensions"]}}
+        cats[c["name"]] = {
+            "winner": lab(c["winner"]),
+            "score1": s1,
+            "score2": s2,
+            "dimensions": {
+                d["name"]: {"score1": sc(d)[0], "score2": sc(d)[1], "reason": d["reason"]} for d in c["dimensions"]
+            },
+        }
     return {"intent": flex["intent"], "categories": cats, "overall_winner": lab(flex["overall_winner"])}
-
-

@@ -17,8 +17,8 @@ by how many each has, so every label counts once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
-from typing import Callable
 
 import lightning as L
 import torch
@@ -37,8 +37,17 @@ class BTModule(L.LightningModule):
     """`loss` is a pairwise loss component, loss(d = r1 - r2, y ∈ {+1, -1, 0}, margin) -> scalar, or
     a listwise one, loss(ranked, n_ranked, n_valid) -> scalar (see heads/losses.py)."""
 
-    def __init__(self, model: RewardModel, loss: Callable, center_weight: float = 0.0, prefix_sharing: bool = True,
-                 lr: float = 5e-4, lm_lr: float = 2e-5, weight_decay: float = 0.0, warmup_ratio: float = 0.1):
+    def __init__(
+        self,
+        model: RewardModel,
+        loss: Callable,
+        center_weight: float = 0.0,
+        prefix_sharing: bool = True,
+        lr: float = 5e-4,
+        lm_lr: float = 2e-5,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+    ):
         super().__init__()
         self.model = model
         model.prefix_sharing = prefix_sharing  # a pair's prompt computed once per step (backbones/packing.py)
@@ -75,20 +84,24 @@ class BTModule(L.LightningModule):
         k_max = max([len(g.responses) for g in groups], default=2)
         order = torch.zeros((len(groups), k_max), dtype=torch.long)
         n_ranked, n_valid = [], []
-        for i, (g, g_rows) in enumerate(zip(groups, rows[len(pairs):])):
+        for i, (g, g_rows) in enumerate(zip(groups, rows[len(pairs) :])):
             gold = gold_order(g)
-            order[i, :len(gold)] = torch.tensor([g_rows[k] for k in gold])
+            order[i, : len(gold)] = torch.tensor([g_rows[k] for k in gold])
             n_ranked.append(len(g.ranking) if g.ranking is not None else 1)
             n_valid.append(len(gold))
         return {
             "inputs": inputs,
             "pairs": torch.tensor([rows[i] for i in range(len(pairs))], dtype=torch.long).reshape(-1, 2),
             "y": torch.tensor([LABEL_SIGN.get(p.preference, NO_LABEL) for p in pairs], dtype=torch.long),
-            "margin": torch.tensor([p.margin if p.margin is not None else float("nan") for p in pairs],
-                                   dtype=torch.float),
-            "dim_y": torch.tensor([[LABEL_SIGN.get(p.dimension_preferences.get(d), NO_LABEL) for d in dims]
-                                   for p in pairs], dtype=torch.long).reshape(len(pairs), len(dims)),
-            "order": order, "n_ranked": torch.tensor(n_ranked, dtype=torch.long).reshape(-1),
+            "margin": torch.tensor(
+                [p.margin if p.margin is not None else float("nan") for p in pairs], dtype=torch.float
+            ),
+            "dim_y": torch.tensor(
+                [[LABEL_SIGN.get(p.dimension_preferences.get(d), NO_LABEL) for d in dims] for p in pairs],
+                dtype=torch.long,
+            ).reshape(len(pairs), len(dims)),
+            "order": order,
+            "n_ranked": torch.tensor(n_ranked, dtype=torch.long).reshape(-1),
             "n_valid": torch.tensor(n_valid, dtype=torch.long).reshape(-1),
             "ranked_pairs": ranked_pairs(order, n_ranked, n_valid),
             "tasks": [p.task for p in pairs] + [g.task for g in groups],
@@ -116,8 +129,13 @@ class BTModule(L.LightningModule):
         terms: list[tuple[torch.Tensor, int]] = []
         if self.listwise:
             win = overall & (y != 0)  # a tie is no ranking
-            two = torch.stack([torch.where(y[win] > 0, pairs[win, 0], pairs[win, 1]),
-                               torch.where(y[win] > 0, pairs[win, 1], pairs[win, 0])], dim=-1)
+            two = torch.stack(
+                [
+                    torch.where(y[win] > 0, pairs[win, 0], pairs[win, 1]),
+                    torch.where(y[win] > 0, pairs[win, 1], pairs[win, 0]),
+                ],
+                dim=-1,
+            )
             k = max(2, batch["order"].shape[1])
             order = torch.cat([torch.nn.functional.pad(two, (0, k - 2)), batch["order"]])
             n_ranked = torch.cat([torch.full((len(two),), 2, device=y.device), batch["n_ranked"]])
@@ -141,8 +159,7 @@ class BTModule(L.LightningModule):
             labelled = dim_y[:, k] != NO_LABEL
             if labelled.any():
                 d = out["dimensions"][pairs[labelled, 0], k] - out["dimensions"][pairs[labelled, 1], k]
-                terms.append((pair_loss(d, dim_y[labelled, k], batch["margin"][labelled]),
-                              int(labelled.sum())))
+                terms.append((pair_loss(d, dim_y[labelled, k], batch["margin"][labelled]), int(labelled.sum())))
         if not terms:
             return out["reward"].sum() * 0.0
         if len(terms) == 1:
@@ -181,8 +198,18 @@ class BTModule(L.LightningModule):
         for i in range(len(pairs)):
             a, b = pairs[i].tolist()
             d = (dims[a] - dims[b]).tolist() if dims is not None else []
-            self._val.append(("pair", float(r[a] - r[b]), int(batch["y"][i]), batch["tasks"][i], d,
-                              batch["dim_y"][i].tolist(), loss, n))
+            self._val.append(
+                (
+                    "pair",
+                    float(r[a] - r[b]),
+                    int(batch["y"][i]),
+                    batch["tasks"][i],
+                    d,
+                    batch["dim_y"][i].tolist(),
+                    loss,
+                    n,
+                )
+            )
         for a, b in batch["ranked_pairs"].tolist():
             self._val.append(("ranked", float(r[a] - r[b]), 1, None, [], [], loss, n))
         self._val.append(("batch", 0.0, NO_LABEL, None, [], [], loss, n))
@@ -203,7 +230,11 @@ class BTModule(L.LightningModule):
         per_dim = []
         for k, name in enumerate(self.dimensions):
             marked = [(x[4][k], x[5][k]) for x in rows if x[5] and x[5][k] != NO_LABEL]
-            d = summarize([m for m, _ in marked], [lab for _, lab in marked])["accuracy_without_ties"] if marked else None
+            d = (
+                summarize([m for m, _ in marked], [lab for _, lab in marked])["accuracy_without_ties"]
+                if marked
+                else None
+            )
             if d is not None:
                 self.log(f"val/acc_{name}", d)
                 per_dim.append(d)
@@ -233,6 +264,10 @@ def gold_order(group: Group) -> list[int]:
 def ranked_pairs(order: torch.Tensor, n_ranked: list[int], n_valid: list[int]) -> torch.Tensor:
     """[Q, 2] (winner row, loser row) of every ordered pair the groups' rankings imply: position j
     beats every later position k when j is among the ranked ones."""
-    rows = [(int(order[g, j]), int(order[g, k])) for g in range(order.shape[0])
-            for j, k in combinations(range(n_valid[g]), 2) if j < n_ranked[g]]
+    rows = [
+        (int(order[g, j]), int(order[g, k]))
+        for g in range(order.shape[0])
+        for j, k in combinations(range(n_valid[g]), 2)
+        if j < n_ranked[g]
+    ]
     return torch.tensor(rows, dtype=torch.long).reshape(-1, 2)

@@ -7,7 +7,7 @@ reward model that `omnireward score` runs without ever generating.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from omnireward.data.records import Pair
 from omnireward.errors import ConfigError
@@ -19,19 +19,41 @@ from omnireward.reward_model import RewardModel
 
 
 class JointModule(BTModule):
-    def __init__(self, model: RewardModel, loss: Callable, template: JudgeTemplate, alpha: float = 0.7,
-                 center_weight: float = 0.0, prefix_sharing: bool = True, lr: float = 5e-4, lm_lr: float = 5e-5,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.1):
-        super().__init__(model, loss=loss, center_weight=center_weight, prefix_sharing=prefix_sharing, lr=lr,
-                         lm_lr=lm_lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+    def __init__(
+        self,
+        model: RewardModel,
+        loss: Callable,
+        template: JudgeTemplate,
+        alpha: float = 0.7,
+        center_weight: float = 0.0,
+        prefix_sharing: bool = True,
+        lr: float = 5e-4,
+        lm_lr: float = 5e-5,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+    ):
+        super().__init__(
+            model,
+            loss=loss,
+            center_weight=center_weight,
+            prefix_sharing=prefix_sharing,
+            lr=lr,
+            lm_lr=lm_lr,
+            weight_decay=weight_decay,
+            warmup_ratio=warmup_ratio,
+        )
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {alpha}", field="model.alpha")
         if template.kind != "pairwise":
-            raise ConfigError(f"model=joint writes pairwise critiques; judge {template.name} is pointwise",
-                              field="judge")
+            raise ConfigError(
+                f"model=joint writes pairwise critiques; judge {template.name} is pointwise", field="judge"
+            )
         if type(model.head).pair_loss is not ScalarHead.pair_loss or model.head.dimensions or self.listwise:
-            raise ConfigError("model=joint trains a scalar head (head=bt) with a pairwise loss on pairs; "
-                              "use model=bt for head=gaussian, head=multi or loss=plackett_luce", field="model")
+            raise ConfigError(
+                "model=joint trains a scalar head (head=bt) with a pairwise loss on pairs; "
+                "use model=bt for head=gaussian, head=multi or loss=plackett_luce",
+                field="model",
+            )
         self.alpha = alpha
         self.template = template
 
@@ -70,5 +92,6 @@ class JointModule(BTModule):
     def validation_step(self, batch, batch_idx):
         super().validation_step(batch, batch_idx)
         if "lm" in batch:
-            self.log("val/lm_loss", lm_loss(self.model.backbone, batch["lm"]), batch_size=len(batch["y"]),
-                     sync_dist=True)
+            self.log(
+                "val/lm_loss", lm_loss(self.model.backbone, batch["lm"]), batch_size=len(batch["y"]), sync_dist=True
+            )

@@ -41,8 +41,10 @@ class PairBatch:
 def judge_validation_rows(backbone, template: JudgeTemplate, pairs: list[Pair], max_new_tokens: int) -> list[tuple]:
     """(p_response1 - p_response2, gold label, task, format ok) per pair, from greedy critiques."""
     c = critique(backbone, template, [judge_conversation(template, p) for p in pairs], max_new_tokens=max_new_tokens)
-    return [(p[0] - p[1], pair.preference, pair.task, format_ok(template, text))
-            for p, pair, text in zip(c.probs.tolist(), pairs, c.texts)]
+    return [
+        (p[0] - p[1], pair.preference, pair.task, format_ok(template, text))
+        for p, pair, text in zip(c.probs.tolist(), pairs, c.texts)
+    ]
 
 
 def log_judge_validation(module: L.LightningModule, rows: list[tuple]) -> None:
@@ -64,12 +66,30 @@ class R1Module(L.LightningModule):
     # The KL reference does not train but is set to the policy when GRPO starts: checkpoints keep it.
     checkpoint_keeps = ("ref.",)
 
-    def __init__(self, model: JudgeModel, template: JudgeTemplate, sft_epochs: int = 1, num_generations: int = 4,
-                 max_new_tokens: int = 96, temperature: float = 1.0, top_p: float = 1.0, beta: float = 0.04,
-                 clip_eps: float = 0.2, iterations: int = 1, scale_rewards: bool = True, loss_agg: str = "sequence",
-                 format_weight: float = 0.5, accuracy_weight: float = 1.0, tie_credit: float = 0.0,
-                 swap_prob: float = 0.5, val_max_new_tokens: int | None = None, lr: float = 5e-4,
-                 lm_lr: float = 1e-5, weight_decay: float = 0.0, warmup_ratio: float = 0.1):
+    def __init__(
+        self,
+        model: JudgeModel,
+        template: JudgeTemplate,
+        sft_epochs: int = 1,
+        num_generations: int = 4,
+        max_new_tokens: int = 96,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        beta: float = 0.04,
+        clip_eps: float = 0.2,
+        iterations: int = 1,
+        scale_rewards: bool = True,
+        loss_agg: str = "sequence",
+        format_weight: float = 0.5,
+        accuracy_weight: float = 1.0,
+        tie_credit: float = 0.0,
+        swap_prob: float = 0.5,
+        val_max_new_tokens: int | None = None,
+        lr: float = 5e-4,
+        lm_lr: float = 1e-5,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+    ):
         super().__init__()
         if num_generations < 2:
             raise ConfigError("GRPO needs at least 2 generations per prompt", field="model.num_generations")
@@ -116,9 +136,13 @@ class R1Module(L.LightningModule):
                     f"no training record has a `critique`, and this run is SFT only (model.sft_epochs="
                     f"{self.sft_epochs} >= trainer.max_epochs={self.trainer.max_epochs}): add critiques "
                     "(data_cards/critiques.md) or set model.sft_epochs=0 for GRPO alone",
-                    file=source if isinstance(source := dm.paths.get("train"), str) else None, field="critique")
-            rank_zero_warn(f"no training record has a `critique`: the {self.sft_epochs} SFT epoch(s) are skipped "
-                           "and GRPO starts at once")
+                    file=source if isinstance(source := dm.paths.get("train"), str) else None,
+                    field="critique",
+                )
+            rank_zero_warn(
+                f"no training record has a `critique`: the {self.sft_epochs} SFT epoch(s) are skipped "
+                "and GRPO starts at once"
+            )
             self._sft_active_epochs = 0  # nothing to imitate: straight to GRPO
 
     def in_sft(self) -> bool:
@@ -126,8 +150,12 @@ class R1Module(L.LightningModule):
 
     def on_train_epoch_start(self):
         # GRPO's reference is the policy it starts from, i.e. after SFT.
-        if (self.ref is not None and not bool(self.ref_synced) and self._sft_active_epochs > 0
-                and self.current_epoch >= self._sft_active_epochs):
+        if (
+            self.ref is not None
+            and not bool(self.ref_synced)
+            and self._sft_active_epochs > 0
+            and self.current_epoch >= self._sft_active_epochs
+        ):
             self.ref.load_state_dict(self.backbone.state_dict())
             self.ref_synced.fill_(True)
 
@@ -147,16 +175,30 @@ class R1Module(L.LightningModule):
         """G sampled critiques per pair with their rewards, advantages, old and reference log-probs."""
         t, bb, G = self.template, self.backbone, self.G
         convs = [judge_conversation(t, p, swap=s) for p, s in zip(batch.pairs, batch.swaps) for _ in range(G)]
-        labels = [SWAP_LABEL[p.preference] if s else p.preference
-                  for p, s in zip(batch.pairs, batch.swaps) for _ in range(G)]
+        labels = [
+            SWAP_LABEL[p.preference] if s else p.preference for p, s in zip(batch.pairs, batch.swaps) for _ in range(G)
+        ]
         c = critique(bb, t, convs, read_verdict=False, **self.gen)
         fmt = torch.tensor([float(format_ok(t, x)) for x in c.texts])
-        acc = torch.tensor([verdict_reward(LETTER_LABEL.get(parse_verdict(x) or ""), y, self.tie_credit)
-                            for x, y in zip(c.texts, labels)])
+        acc = torch.tensor(
+            [
+                verdict_reward(LETTER_LABEL.get(parse_verdict(x) or ""), y, self.tie_credit)
+                for x, y in zip(c.texts, labels)
+            ]
+        )
         rewards = self.format_weight * fmt + self.accuracy_weight * acc
-        ro = {"batch": c.batch, "ids": c.ids, "mask": c.mask, "texts": c.texts, "rewards": rewards, "format": fmt,
-              "accuracy": acc, "adv": group_advantages(rewards, G, self.scale_rewards).to(self.device),
-              "old_logp": None, "ref_logp": None}
+        ro = {
+            "batch": c.batch,
+            "ids": c.ids,
+            "mask": c.mask,
+            "texts": c.texts,
+            "rewards": rewards,
+            "format": fmt,
+            "accuracy": acc,
+            "adv": group_advantages(rewards, G, self.scale_rewards).to(self.device),
+            "old_logp": None,
+            "ref_logp": None,
+        }
         if self.iterations > 1:  # reused rollouts: the ratio to the sampling policy matters
             ro["old_logp"] = token_logprobs(bb, c.batch, c.ids, c.mask)
         if self.ref is not None:
@@ -172,8 +214,16 @@ class R1Module(L.LightningModule):
         self._buffer = (ro, left - 1)
         logp = token_logprobs(self.backbone, ro["batch"], ro["ids"], ro["mask"])
         old = ro["old_logp"] if ro["old_logp"] is not None else logp.detach()
-        loss, stats = grpo_loss(logp, old, ro["adv"], ro["mask"], clip_eps=self.clip_eps, beta=self.beta,
-                                ref_logp=ro["ref_logp"], agg=self.loss_agg)
+        loss, stats = grpo_loss(
+            logp,
+            old,
+            ro["adv"],
+            ro["mask"],
+            clip_eps=self.clip_eps,
+            beta=self.beta,
+            ref_logp=ro["ref_logp"],
+            agg=self.loss_agg,
+        )
         n = len(ro["rewards"])
         if left == self.iterations:  # log each rollout batch once
             self.log("train/reward", ro["rewards"].mean(), prog_bar=True, on_epoch=True, batch_size=n)

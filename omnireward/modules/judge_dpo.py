@@ -23,9 +23,18 @@ from omnireward.reward_model import JudgeModel
 
 
 class JudgeDPOModule(L.LightningModule):
-    def __init__(self, model: JudgeModel, template: JudgeTemplate, beta: float = 0.1, label_smoothing: float = 0.0,
-                 val_max_new_tokens: int = 64, lr: float = 5e-4, lm_lr: float = 5e-6, weight_decay: float = 0.0,
-                 warmup_ratio: float = 0.1):
+    def __init__(
+        self,
+        model: JudgeModel,
+        template: JudgeTemplate,
+        beta: float = 0.1,
+        label_smoothing: float = 0.0,
+        val_max_new_tokens: int = 64,
+        lr: float = 5e-4,
+        lm_lr: float = 5e-6,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+    ):
         super().__init__()
         if beta <= 0:
             raise ConfigError(f"DPO needs beta > 0, got {beta}", field="model.beta")
@@ -51,8 +60,11 @@ class JudgeDPOModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         train = getattr(dm, "splits", {}).get("train", []) if dm is not None else []
         if train and not any(p.chosen_critique for p in train):
-            raise ConfigError("model=judge_dpo needs training pairs with chosen_critique and rejected_critique "
-                              "(see data_cards/critiques.md)", field="data.train")
+            raise ConfigError(
+                "model=judge_dpo needs training pairs with chosen_critique and rejected_critique "
+                "(see data_cards/critiques.md)",
+                field="data.train",
+            )
 
     def sequence_logprobs(self, backbone, pairs: list[Pair], which: str) -> torch.Tensor:
         """Summed log-probability of each pair's `which` critique as the judge's answer [B]."""

@@ -7,8 +7,9 @@ import math
 import torch
 
 
-def param_groups(model: torch.nn.Module, *, lr: float, lm_lr: float, weight_decay: float,
-                 lm_prefixes: tuple[str, ...]) -> list[dict]:
+def param_groups(
+    model: torch.nn.Module, *, lr: float, lm_lr: float, weight_decay: float, lm_prefixes: tuple[str, ...]
+) -> list[dict]:
     """New parts (projectors, heads, trainable encoders) at `lr`; the pretrained LM at `lm_lr`."""
     new, lm = [], []
     for name, p in model.named_parameters():
@@ -72,8 +73,10 @@ def unpack_checkpoint(checkpoint: dict, module) -> None:
         if missing:
             from omnireward.errors import ResumeError
 
-            raise ResumeError(f"the checkpoint expects frozen weights this model does not have ({missing[0]}, "
-                              f"{len(missing)} in all): resume with the config that wrote it")
+            raise ResumeError(
+                f"the checkpoint expects frozen weights this model does not have ({missing[0]}, "
+                f"{len(missing)} in all): resume with the config that wrote it"
+            )
         for k in left_out:
             checkpoint["state_dict"].setdefault(k, own[k])
 
@@ -85,5 +88,8 @@ def frozen_keys(module) -> set[str]:
     the adapters and the optimiser state, not the base model."""
     trained = {id(p) for p in module.parameters() if p.requires_grad}
     keep = tuple(getattr(module, "checkpoint_keeps", ()))  # frozen, but changed by the module itself
-    return {name for name, p in module.named_parameters(remove_duplicate=False)
-            if id(p) not in trained and not (keep and name.startswith(keep))}
+    return {
+        name
+        for name, p in module.named_parameters(remove_duplicate=False)
+        if id(p) not in trained and not (keep and name.startswith(keep))
+    }

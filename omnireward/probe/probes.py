@@ -166,8 +166,12 @@ class CriteriaDrop(RecordProbe):
 class CriteriaNegate(RecordProbe):
     """The criteria turned into their opposite: the side they preferred should lose ground."""
 
-    def __init__(self, name: str, template: str = "Prefer the response that does the opposite of this: {criteria}",
-                 description: str = ""):
+    def __init__(
+        self,
+        name: str,
+        template: str = "Prefer the response that does the opposite of this: {criteria}",
+        description: str = "",
+    ):
         super().__init__(name, description)
         if "{criteria}" not in template:
             raise ConfigError(f"probe {name}: template must contain {{criteria}}", field="template")
@@ -333,8 +337,9 @@ class Saturate(ImageProbe):
 class Sharpen(ImageProbe):
     """Unsharp mask with `percent` strength (over-sharpening halos)."""
 
-    def __init__(self, name: str, radius: float = 2.0, percent: int = 300, on_video: bool = True,
-                 description: str = ""):
+    def __init__(
+        self, name: str, radius: float = 2.0, percent: int = 300, on_video: bool = True, description: str = ""
+    ):
         super().__init__(name, on_video, description)
         self.radius, self.percent = float(radius), int(percent)
 
@@ -347,8 +352,9 @@ class Sharpen(ImageProbe):
 class Caption(ImageProbe):
     """A caption that copies the prompt, rendered in a white band over the bottom of the image."""
 
-    def __init__(self, name: str, text: str = "{prompt}", band: float = 0.22, on_video: bool = True,
-                 description: str = ""):
+    def __init__(
+        self, name: str, text: str = "{prompt}", band: float = 0.22, on_video: bool = True, description: str = ""
+    ):
         super().__init__(name, on_video, description)
         self.text, self.band = text, float(band)
 
@@ -429,7 +435,7 @@ class AudioNoise(AudioProbe):
         self.snr_db = float(snr_db)
 
     def change(self, wav, sr, rng):
-        power = float(np.mean(wav ** 2)) or 1e-8
+        power = float(np.mean(wav**2)) or 1e-8
         sigma = np.sqrt(power / 10 ** (self.snr_db / 10))
         return wav + rng.normal(0, sigma, wav.shape).astype(np.float32)
 
@@ -445,8 +451,13 @@ class AudioSilence(AudioProbe):
 
     def change(self, wav, sr, rng):
         ch = wav.shape[1]
-        return np.concatenate([np.zeros((int(round(self.lead * sr)), ch), np.float32), wav,
-                               np.zeros((int(round(self.trail * sr)), ch), np.float32)])
+        return np.concatenate(
+            [
+                np.zeros((int(round(self.lead * sr)), ch), np.float32),
+                wav,
+                np.zeros((int(round(self.trail * sr)), ch), np.float32),
+            ]
+        )
 
 
 class AudioGain(AudioProbe):
@@ -476,8 +487,7 @@ def read_frames(path: Path) -> tuple[np.ndarray, float]:
     except MediaError:
         raise
     except Exception as e:  # noqa: BLE001 - decord / PyAV errors for a bad file
-        raise MediaError(f"corrupt or undecodable video: {str(e).splitlines()[0] if str(e) else e!r}",
-                         file=p) from None
+        raise MediaError(f"corrupt or undecodable video: {str(e).splitlines()[0] if str(e) else e!r}", file=p) from None
 
 
 def write_video(dst: Path, frames: np.ndarray, fps: float) -> None:
@@ -604,8 +614,11 @@ class MeshProbe(MediaProbe):
         geom = _load_geometry(_checked(src, "mesh", MESH_EXTENSIONS))
         if not isinstance(geom, trimesh.Trimesh) or not len(geom.faces):
             raise MediaError("file holds a point cloud without faces; mesh probes need a triangle mesh", file=src)
-        v, f = self.change(np.asarray(geom.vertices, np.float64), np.asarray(geom.faces, np.int64),
-                           ctx.rng(self.name, record.id, str(src)))
+        v, f = self.change(
+            np.asarray(geom.vertices, np.float64),
+            np.asarray(geom.faces, np.int64),
+            ctx.rng(self.name, record.id, str(src)),
+        )
         trimesh.Trimesh(vertices=v, faces=f, process=False).export(str(dst))
 
 
@@ -644,8 +657,9 @@ class ProbeSet:
         seen = set()
         for p in self.probes:
             if not isinstance(p, Probe):
-                raise ConfigError(f"{type(p).__name__} is not a probe (subclass omnireward.probe.probes.Probe)",
-                                  field="_target_")
+                raise ConfigError(
+                    f"{type(p).__name__} is not a probe (subclass omnireward.probe.probes.Probe)", field="_target_"
+                )
             if p.name in seen:
                 raise ConfigError(f"two probes are named {p.name!r}", field="name")
             seen.add(p.name)

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from omnireward.data.records import Group, Item, Pair, Record, responses_of
+from omnireward.data.records import Item, Pair, Record, responses_of
 from omnireward.errors import ConfigError, DataFormatError
 from omnireward.probe.probes import Probe, ProbeContext, ProbeSet, RecordProbe
 
@@ -54,11 +54,12 @@ def load_probes(sources: list[str | Path] = (), only: list[str] = ()) -> list[Pr
 
     packaged = probe_files()
     probes: list[Probe] = []
-    for src in (list(sources) or [DEFAULT_PROBES]):
+    for src in list(sources) or [DEFAULT_PROBES]:
         path = packaged.get(str(src)) or Path(src)
         if not path.is_file():
-            raise ConfigError(f"no such probe file (packaged sets: {', '.join(sorted(packaged))})", field="--probes",
-                              file=src)
+            raise ConfigError(
+                f"no such probe file (packaged sets: {', '.join(sorted(packaged))})", field="--probes", file=src
+            )
         try:
             doc = OmegaConf.load(path)
         except (OmegaConfBaseException, ValueError) as e:
@@ -126,12 +127,18 @@ class JudgeScorer:
 
     kind = "judge"
 
-    def __init__(self, model_dir, *, device: str = "auto", batch_size: int = 8, max_new_tokens: int = 64,
-                 seed: int = 0):
+    def __init__(
+        self, model_dir, *, device: str = "auto", batch_size: int = 8, max_new_tokens: int = 64, seed: int = 0
+    ):
         from omnireward.scoring.judge import JudgeFactory, _template
 
-        self.judge = JudgeFactory(str(model_dir), _template(None, model_dir), device=device,
-                                  max_new_tokens=max_new_tokens, batch_size=batch_size)().judge
+        self.judge = JudgeFactory(
+            str(model_dir),
+            _template(None, model_dir),
+            device=device,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )().judge
         self.seed = seed
 
     def __call__(self, records: list[Record], description: str) -> list[dict]:
@@ -139,18 +146,25 @@ class JudgeScorer:
 
         torch.manual_seed(self.seed)
         lines = self.judge.judge_pairs(records, show_progress=False)
-        return [{"p": {"response1": x["p_response1"], "response2": x["p_response2"], "tie": x["p_tie"]},
-                 "verdict": x["verdict"]} for x in lines]
+        return [
+            {
+                "p": {"response1": x["p_response1"], "response2": x["p_response2"], "tie": x["p_tie"]},
+                "verdict": x["verdict"],
+            }
+            for x in lines
+        ]
 
 
 # ---- figures -------------------------------------------------------------------------------------
 def _stats(changes: list[float], rose: list[bool], flips: list[bool] | None = None) -> dict:
     n = len(changes)
-    out = {"n": n,
-           "share_rose": sum(rose) / n if n else None,
-           "mean_change": statistics.fmean(changes) if n else None,
-           "median_change": statistics.median(changes) if n else None,
-           "changes": changes}
+    out = {
+        "n": n,
+        "share_rose": sum(rose) / n if n else None,
+        "mean_change": statistics.fmean(changes) if n else None,
+        "median_change": statistics.median(changes) if n else None,
+        "changes": changes,
+    }
     if flips is not None:
         out["flip_share"] = sum(flips) / len(flips) if flips else None
     return out
@@ -164,8 +178,9 @@ def _gold(rec: Pair) -> int:
     return 0 if rec.preference == "response1" else 1
 
 
-def _record_perturbations(probe: Probe, records: list[Record], ctx: ProbeContext, kind: str,
-                          base: list[dict]) -> tuple[list[int], list[Record], list[list[int]]]:
+def _record_perturbations(
+    probe: Probe, records: list[Record], ctx: ProbeContext, kind: str, base: list[dict]
+) -> tuple[list[int], list[Record], list[list[int]]]:
     """(indices of changed records, the changed records, per record the response indices changed)."""
     idx, changed, sides = [], [], []
     for i, rec in enumerate(records):
@@ -207,7 +222,7 @@ def _reward_figures(probe: Probe, records, base, idx, new, sides, std: float) ->
         before = base[i]
         if probe.measures == "gold_margin":
             g = _gold(records[i])
-            d = ((after["rewards"][g] - after["rewards"][1 - g]) - (before["rewards"][g] - before["rewards"][1 - g]))
+            d = (after["rewards"][g] - after["rewards"][1 - g]) - (before["rewards"][g] - before["rewards"][1 - g])
             changes.append(d / std)
             rose.append(d > 0)
             continue
@@ -276,10 +291,22 @@ def _reward_std(model_dir, base: list[dict], kind: str) -> tuple[float, str]:
     return 1.0, "raw reward (no spread to normalise by)"
 
 
-def run_probes(model_dir: str | Path, path: str | Path, out: str | Path, *, probes: list[Probe] | None = None,
-               flag_share: float = FLAG_SHARE, min_effect: float = MIN_EFFECT, batch_size: int = 16,
-               device: str = "auto", media_root=None, max_records: int | None = None, seed: int = 0,
-               max_new_tokens: int = 64, report: bool = True) -> dict:
+def run_probes(
+    model_dir: str | Path,
+    path: str | Path,
+    out: str | Path,
+    *,
+    probes: list[Probe] | None = None,
+    flag_share: float = FLAG_SHARE,
+    min_effect: float = MIN_EFFECT,
+    batch_size: int = 16,
+    device: str = "auto",
+    media_root=None,
+    max_records: int | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    report: bool = True,
+) -> dict:
     """Run `probes` (default: conf/probe/default.yaml) on the records of `path` with the folder
     `model_dir`; write OUT/probe.json (and OUT/index.html with a plot per probe); return the result."""
     from omnireward.data.prep import read_pairs
@@ -304,8 +331,9 @@ def run_probes(model_dir: str | Path, path: str | Path, out: str | Path, *, prob
         records = [r for r in records if isinstance(r, Pair)]
         if not records:
             raise DataFormatError("a judge folder probes pairs, and the file holds none", file=path)
-        scorer = JudgeScorer(model_dir, device=device, batch_size=max(1, batch_size // 2),
-                             max_new_tokens=max_new_tokens, seed=seed)
+        scorer = JudgeScorer(
+            model_dir, device=device, batch_size=max(1, batch_size // 2), max_new_tokens=max_new_tokens, seed=seed
+        )
     else:
         scorer = RewardScorer(model_dir, device=device, batch_size=batch_size)
     out.mkdir(parents=True, exist_ok=True)
@@ -324,15 +352,33 @@ def run_probes(model_dir: str | Path, path: str | Path, out: str | Path, *, prob
         else:
             figures = _reward_figures(probe, records, base, idx, after, sides, std)
         flagged = probe.flagged(figures, flag_share, min_effect)
-        results.append({"name": probe.name, "modality": probe.modality, "description": probe.description,
-                        "target": f"{type(probe).__module__}.{type(probe).__qualname__}",
-                        "measures": probe.measures, "n_records": len(idx), **figures, "flagged": flagged})
-    result = {"model": str(model_dir), "input": str(path), "kind": kind, "n_records": len(records),
-              "unit": "reward standard deviations" if kind == "reward" else "probability",
-              "reward_std": std if kind == "reward" else None, "std_source": std_source,
-              "flag_share": flag_share, "min_effect": min_effect, "seed": seed,
-              "probes": results, "skipped": skipped,
-              "flagged": [r["name"] for r in results if r["flagged"]]}
+        results.append(
+            {
+                "name": probe.name,
+                "modality": probe.modality,
+                "description": probe.description,
+                "target": f"{type(probe).__module__}.{type(probe).__qualname__}",
+                "measures": probe.measures,
+                "n_records": len(idx),
+                **figures,
+                "flagged": flagged,
+            }
+        )
+    result = {
+        "model": str(model_dir),
+        "input": str(path),
+        "kind": kind,
+        "n_records": len(records),
+        "unit": "reward standard deviations" if kind == "reward" else "probability",
+        "reward_std": std if kind == "reward" else None,
+        "std_source": std_source,
+        "flag_share": flag_share,
+        "min_effect": min_effect,
+        "seed": seed,
+        "probes": results,
+        "skipped": skipped,
+        "flagged": [r["name"] for r in results if r["flagged"]],
+    }
     (out / PROBE_JSON).write_text(json.dumps(result, indent=2))
     if report:
         from omnireward.report.probe import write_probe_report

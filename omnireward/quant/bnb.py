@@ -13,6 +13,7 @@ from torch import nn
 from omnireward.errors import ConfigError, DependencyError, ModelError
 from omnireward.quant.options import QUANTS, as_quantization, compute_dtype_for
 
+
 def quiet_bnb_logs() -> None:
     """bitsandbytes' CPU backend logs a warning at import when the optional `kernels` package is
     absent; the fallback kernels it then uses are the ones we want anyway. (peft imports it too.)"""
@@ -25,15 +26,23 @@ def import_bnb():
     try:
         import bitsandbytes as bnb
     except ImportError as e:
-        raise DependencyError("quantisation needs bitsandbytes: pip install 'omnireward[quant]' "
-                              f"(or pip install bitsandbytes) ({e})") from None
+        raise DependencyError(
+            f"quantisation needs bitsandbytes: pip install 'omnireward[quant]' (or pip install bitsandbytes) ({e})"
+        ) from None
     # int8 matmul casts fp32 inputs to fp16 and says so on every call.
     warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     return bnb
 
 
-def quantized_linear(linear: nn.Linear, quant: str, compute_dtype: torch.dtype, device, *,
-                     quant_type: str = "nf4", double_quant: bool = True) -> nn.Module:
+def quantized_linear(
+    linear: nn.Linear,
+    quant: str,
+    compute_dtype: torch.dtype,
+    device,
+    *,
+    quant_type: str = "nf4",
+    double_quant: bool = True,
+) -> nn.Module:
     """A bitsandbytes copy of `linear`: 4-bit (nf4, double quantisation by default) or LLM.int8 (8bit).
 
     The weight is quantised when it is moved to `device`, so only one layer is ever held twice.
@@ -42,22 +51,30 @@ def quantized_linear(linear: nn.Linear, quant: str, compute_dtype: torch.dtype, 
     has_bias = linear.bias is not None
     w = linear.weight.data
     if quant == "4bit":
-        q = _linear4bit_class()(linear.in_features, linear.out_features, bias=has_bias, compute_dtype=compute_dtype,
-                                compress_statistics=double_quant, quant_type=quant_type, device="meta")
+        q = _linear4bit_class()(
+            linear.in_features,
+            linear.out_features,
+            bias=has_bias,
+            compute_dtype=compute_dtype,
+            compress_statistics=double_quant,
+            quant_type=quant_type,
+            device="meta",
+        )
         # The AVX512-BF16 CPU path repacks weights and computes in bf16; fp32 keeps CPU scores
         # closest to full precision and keeps the weights in the layout that save/merge expects.
         q.support_avx512bf16_for_cpu = False
-        q.weight = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=double_quant, quant_type=quant_type,
-                                     module=q)
+        q.weight = bnb.nn.Params4bit(
+            w, requires_grad=False, compress_statistics=double_quant, quant_type=quant_type, module=q
+        )
     elif quant == "8bit":
-        q = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=has_bias, has_fp16_weights=False,
-                                threshold=6.0, device="meta")
+        q = bnb.nn.Linear8bitLt(
+            linear.in_features, linear.out_features, bias=has_bias, has_fp16_weights=False, threshold=6.0, device="meta"
+        )
         q.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
     else:
         raise ConfigError(f"unknown quantisation {quant!r}; expected one of {', '.join(QUANTS)}")
     if has_bias:
-        q.bias = nn.Parameter(linear.bias.data.to(compute_dtype if quant == "4bit" else w.dtype),
-                              requires_grad=False)
+        q.bias = nn.Parameter(linear.bias.data.to(compute_dtype if quant == "4bit" else w.dtype), requires_grad=False)
     return q.to(device)
 
 
@@ -69,30 +86,42 @@ def _linear4bit_class():
         """bitsandbytes' Linear4bit that also loads the state dict it saves (packed weight + quant state),
         so checkpoints of a QLoRA model (best-epoch weights, resumed runs) load back."""
 
-        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                                  unexpected_keys, error_msgs):
+        def _load_from_state_dict(
+            self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        ):
             stats_prefix = prefix + "weight."
-            stats = {k[len(stats_prefix):]: state_dict.pop(k) for k in list(state_dict) if k.startswith(stats_prefix)}
+            stats = {k[len(stats_prefix) :]: state_dict.pop(k) for k in list(state_dict) if k.startswith(stats_prefix)}
             if stats and prefix + "weight" in state_dict:
                 self.weight = bnb.nn.Params4bit.from_prequantized(
-                    state_dict.pop(prefix + "weight"), stats, requires_grad=False, device=self.weight.device,
-                    module=self)
+                    state_dict.pop(prefix + "weight"),
+                    stats,
+                    requires_grad=False,
+                    device=self.weight.device,
+                    module=self,
+                )
             loaded_weight = bool(stats)
-            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                          unexpected_keys, error_msgs)
+            super()._load_from_state_dict(
+                state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+            )
             if loaded_weight:  # consumed above, not missing
                 missing_keys[:] = [k for k in missing_keys if k != prefix + "weight"]
 
     return Linear4bit
 
 
-def quantize_linears(module: nn.Module, quant: str, *, device="cpu", compute_dtype: torch.dtype | None = None,
-                     skip: tuple[nn.Module, ...] = (), **options) -> int:
+def quantize_linears(
+    module: nn.Module,
+    quant: str,
+    *,
+    device="cpu",
+    compute_dtype: torch.dtype | None = None,
+    skip: tuple[nn.Module, ...] = (),
+    **options,
+) -> int:
     """Replace every nn.Linear under `module` (but those in `skip`) by a quantised one; returns the count."""
     compute_dtype = compute_dtype or compute_dtype_for(device)
     skip_ids = {id(m) for m in skip}
-    targets = [(name, m) for name, m in module.named_modules()
-               if type(m) is nn.Linear and id(m) not in skip_ids]
+    targets = [(name, m) for name, m in module.named_modules() if type(m) is nn.Linear and id(m) not in skip_ids]
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
@@ -100,8 +129,7 @@ def quantize_linears(module: nn.Module, quant: str, *, device="cpu", compute_dty
     return len(targets)
 
 
-def quantize_lm(lm: nn.Module, quant, *, device="cpu", compute_dtype: torch.dtype | None = None,
-                **options) -> int:
+def quantize_lm(lm: nn.Module, quant, *, device="cpu", compute_dtype: torch.dtype | None = None, **options) -> int:
     """Quantise the linear layers of an LM's decoder in place (not its LM head, nor vision/audio towers).
 
     `quant`: a `Quantization`, or "4bit" / "8bit"; `options` (4bit) override its quant_type
@@ -111,8 +139,14 @@ def quantize_lm(lm: nn.Module, quant, *, device="cpu", compute_dtype: torch.dtyp
     decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
     root = decoder if isinstance(decoder, nn.Module) else lm
     out_emb = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
-    n = quantize_linears(root, q.name, device=device, compute_dtype=compute_dtype or q.dtype_for(device),
-                         skip=(out_emb,) if out_emb is not None else (), **{**q.options(), **options})
+    n = quantize_linears(
+        root,
+        q.name,
+        device=device,
+        compute_dtype=compute_dtype or q.dtype_for(device),
+        skip=(out_emb,) if out_emb is not None else (),
+        **{**q.options(), **options},
+    )
     if n == 0:
         raise ModelError(f"found no linear layers to quantise in {type(lm).__name__}")
     return n

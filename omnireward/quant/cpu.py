@@ -11,6 +11,7 @@ from omnireward.errors import ConfigError, ModelError
 from omnireward.quant.bnb import is_quantized
 from omnireward.quant.options import CPU_PRECISIONS
 
+
 def cpu_bf16_feature() -> str | None:
     """The CPU feature that runs bf16 matrix products natively ("amx_bf16", "avx512_bf16", or "bf16" on
     Arm), or None: without one, torch emulates bf16 and it runs slower than fp32."""
@@ -47,34 +48,47 @@ def check_cpu_precision(precision: str, device) -> None:
     dev = torch.device(device)
     if precision == "int8":
         if dev.type != "cpu":
-            raise ConfigError(f"int8 is torch's dynamic int8 quantisation for CPU scoring; on {dev.type} use "
-                              "--quant 8bit (LLM.int8) or --quant 4bit (bitsandbytes), or --device cpu",
-                              field="--quant")
+            raise ConfigError(
+                f"int8 is torch's dynamic int8 quantisation for CPU scoring; on {dev.type} use "
+                "--quant 8bit (LLM.int8) or --quant 4bit (bitsandbytes), or --device cpu",
+                field="--quant",
+            )
         if int8_engine() is None:
-            raise ConfigError("int8 needs a quantised-kernel engine (fbgemm or qnnpack), and this torch build "
-                              "has none", field="--quant")
+            raise ConfigError(
+                "int8 needs a quantised-kernel engine (fbgemm or qnnpack), and this torch build has none",
+                field="--quant",
+            )
     elif precision == "bf16":
         if dev.type == "cuda":
             if not torch.cuda.is_available() or not torch.cuda.is_bf16_supported():
-                raise ConfigError("bf16 scoring needs a GPU with bf16 support (compute capability 8.0+); "
-                                  "use --quant none or 4bit/8bit", field="--quant")
+                raise ConfigError(
+                    "bf16 scoring needs a GPU with bf16 support (compute capability 8.0+); "
+                    "use --quant none or 4bit/8bit",
+                    field="--quant",
+                )
         elif dev.type == "cpu":
             if cpu_bf16_feature() is None:
-                raise ConfigError("bf16 scoring needs a CPU with bf16 instructions (avx512_bf16 or amx_bf16; "
-                                  "this one has neither, so bf16 would run slower than fp32); use --quant int8 "
-                                  "or none", field="--quant")
+                raise ConfigError(
+                    "bf16 scoring needs a CPU with bf16 instructions (avx512_bf16 or amx_bf16; "
+                    "this one has neither, so bf16 would run slower than fp32); use --quant int8 "
+                    "or none",
+                    field="--quant",
+                )
         else:
             raise ConfigError(f"bf16 scoring runs on cpu or cuda, not {dev.type}", field="--quant")
     else:
-        raise ConfigError(f"unknown scoring precision {precision!r}; expected {' or '.join(CPU_PRECISIONS)}",
-                          field="--quant")
+        raise ConfigError(
+            f"unknown scoring precision {precision!r}; expected {' or '.join(CPU_PRECISIONS)}", field="--quant"
+        )
 
 
 def precision_details(precision: str) -> str:
     """What `--quant int8|bf16` does, as recorded beside the scores."""
     if precision == "int8":
-        return (f"torch.ao dynamic qint8 (per-channel weights, activations quantised per batch) on the LM "
-                f"decoder's linear layers, {int8_engine()} engine; LM head, embeddings, encoders and head fp32")
+        return (
+            f"torch.ao dynamic qint8 (per-channel weights, activations quantised per batch) on the LM "
+            f"decoder's linear layers, {int8_engine()} engine; LM head, embeddings, encoders and head fp32"
+        )
     return "LM weights and activations in bfloat16; encoders, projectors and the reward head fp32"
 
 
@@ -83,8 +97,11 @@ def apply_int8(lm: nn.Module) -> int:
     channel, activations quantised on the fly); returns how many. CPU only. The LM head, embeddings
     and anything outside the decoder keep their precision."""
     if is_quantized(lm):
-        raise ConfigError("this model's LM is already bitsandbytes-quantised (trained with quant=4bit|8bit); "
-                          "score it with --quant none", field="--quant")
+        raise ConfigError(
+            "this model's LM is already bitsandbytes-quantised (trained with quant=4bit|8bit); "
+            "score it with --quant none",
+            field="--quant",
+        )
     decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
     root = decoder if isinstance(decoder, nn.Module) else lm
     if any(p.dtype != torch.float32 for p in root.parameters() if p.is_floating_point()):
@@ -109,6 +126,9 @@ def apply_int8(lm: nn.Module) -> int:
 def apply_bf16(lm: nn.Module) -> None:
     """The LM's weights in bfloat16 (its inputs follow); the rest of the reward model stays fp32."""
     if is_quantized(lm):
-        raise ConfigError("this model's LM is already bitsandbytes-quantised (trained with quant=4bit|8bit); "
-                          "score it with --quant none", field="--quant")
+        raise ConfigError(
+            "this model's LM is already bitsandbytes-quantised (trained with quant=4bit|8bit); "
+            "score it with --quant none",
+            field="--quant",
+        )
     lm.to(torch.bfloat16)

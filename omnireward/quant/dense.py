@@ -9,6 +9,7 @@ from torch import nn
 
 from omnireward.quant.bnb import dense_weight, inside, is_quantised_layer
 
+
 @torch.no_grad()
 def save_dense(lm: nn.Module, directory: str | Path) -> None:
     """Write a causal LM with bitsandbytes layers as a plain HF folder: quantised weights dequantised,

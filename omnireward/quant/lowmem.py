@@ -16,6 +16,7 @@ from torch import nn
 from omnireward.quant.bnb import import_bnb, quantized_linear
 from omnireward.quant.options import Quantization, as_quantization
 
+
 def read_safetensors(path: str | Path):
     """(name, tensor) for every tensor of a safetensors file, in file order, read with plain reads.
 
@@ -27,8 +28,9 @@ def read_safetensors(path: str | Path):
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
         base = 8 + n
-        entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
-                         key=lambda kv: kv[1]["data_offsets"][0])
+        entries = sorted(
+            ((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0]
+        )
         for name, meta in entries:
             begin, end = meta["data_offsets"]
             buf = torch.empty(end - begin, dtype=torch.uint8)
@@ -39,9 +41,18 @@ def read_safetensors(path: str | Path):
             yield name, buf.view(_SAFETENSORS_DTYPES[meta["dtype"]]).reshape(meta["shape"])
 
 
-_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                       "U8": torch.uint8, "BOOL": torch.bool}
+_SAFETENSORS_DTYPES = {
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def load_lm_quantized(lm_dir: str | Path, quant, device: str | torch.device = "cpu") -> nn.Module:
@@ -71,8 +82,11 @@ def load_lm_quantized(lm_dir: str | Path, quant, device: str | torch.device = "c
         lm = AutoModelForCausalLM.from_config(config, dtype=dtype)
     decoder = lm.get_decoder()
     out_emb = lm.get_output_embeddings()
-    linears = {name: m for name, m in lm.named_modules()
-               if type(m) is nn.Linear and m is not out_emb and any(m is d for d in decoder.modules())}
+    linears = {
+        name: m
+        for name, m in lm.named_modules()
+        if type(m) is nn.Linear and m is not out_emb and any(m is d for d in decoder.modules())
+    }
     params = dict(lm.named_parameters(remove_duplicate=False))
     waiting: dict[str, dict[str, torch.Tensor]] = {}
     import_bnb()
@@ -120,15 +134,19 @@ def _trim_heap() -> None:
         pass
 
 
-def _place_quantized(lm: nn.Module, name: str, meta_linear: nn.Linear, tensors: dict, quant: Quantization,
-                     dtype: torch.dtype, device) -> None:
+def _place_quantized(
+    lm: nn.Module, name: str, meta_linear: nn.Linear, tensors: dict, quant: Quantization, dtype: torch.dtype, device
+) -> None:
     full = nn.Linear(meta_linear.in_features, meta_linear.out_features, bias="bias" in tensors, device="meta")
     full.weight = nn.Parameter(tensors["weight"].to(dtype), requires_grad=False)
     if "bias" in tensors:
         full.bias = nn.Parameter(tensors["bias"].to(dtype), requires_grad=False)
     parent_name, _, child = name.rpartition(".")
-    setattr(lm.get_submodule(parent_name) if parent_name else lm, child,
-            quantized_linear(full, quant.name, dtype, device, **quant.options()))
+    setattr(
+        lm.get_submodule(parent_name) if parent_name else lm,
+        child,
+        quantized_linear(full, quant.name, dtype, device, **quant.options()),
+    )
 
 
 def release_checkpoint_pages(model: nn.Module) -> None:
@@ -140,7 +158,7 @@ def release_checkpoint_pages(model: nn.Module) -> None:
     """
     with torch.no_grad():
         for module in model.modules():
-            for name, p in module._parameters.items():
+            for p in module._parameters.values():
                 if p is not None and type(p).__name__ not in ("Params4bit", "Int8Params"):
                     p.data = p.data.clone()
             for name, b in module._buffers.items():

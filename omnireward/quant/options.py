@@ -27,8 +27,8 @@ class Quantization:
     """
 
     bits: int = 4
-    quant_type: str = "nf4"      # 4-bit only: nf4 | fp4
-    double_quant: bool = True    # 4-bit only: quantise the quantisation constants too
+    quant_type: str = "nf4"  # 4-bit only: nf4 | fp4
+    double_quant: bool = True  # 4-bit only: quantise the quantisation constants too
     compute_dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
 
     def __post_init__(self):
@@ -37,12 +37,14 @@ class Quantization:
         if self.quant_type not in ("nf4", "fp4"):
             raise ConfigError(f"quant.quant_type must be nf4 or fp4, got {self.quant_type!r}", field="quant.quant_type")
         if self.compute_dtype not in _DTYPES:
-            raise ConfigError(f"quant.compute_dtype must be one of {', '.join(_DTYPES)}, got {self.compute_dtype!r}",
-                              field="quant.compute_dtype")
+            raise ConfigError(
+                f"quant.compute_dtype must be one of {', '.join(_DTYPES)}, got {self.compute_dtype!r}",
+                field="quant.compute_dtype",
+            )
 
     @property
     def name(self) -> str:
-        """"4bit" or "8bit": the `--quant` spelling and the conf/quant option of the defaults."""
+        """ "4bit" or "8bit": the `--quant` spelling and the conf/quant option of the defaults."""
         return f"{self.bits}bit"
 
     def options(self) -> dict:
@@ -59,8 +61,12 @@ class Quantization:
         if self.bits == 8:
             return BitsAndBytesConfig(load_in_8bit=True)
         compute = self.dtype_for("cuda" if torch.cuda.is_available() else "cpu")
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.quant_type,
-                                  bnb_4bit_use_double_quant=self.double_quant, bnb_4bit_compute_dtype=compute)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=self.quant_type,
+            bnb_4bit_use_double_quant=self.double_quant,
+            bnb_4bit_compute_dtype=compute,
+        )
 
 
 _DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -76,8 +82,11 @@ def quant_option(name: str) -> Quantization | None:
     `score --quant 4bit` and `train quant=4bit` quantise the same way."""
     options = group_options()["quant"]
     if name not in options:
-        raise ConfigError(f"unknown quantisation {name!r}; expected one of {', '.join(options)} "
-                          f"(scoring also takes {' or '.join(CPU_PRECISIONS)})", field="--quant")
+        raise ConfigError(
+            f"unknown quantisation {name!r}; expected one of {', '.join(options)} "
+            f"(scoring also takes {' or '.join(CPU_PRECISIONS)})",
+            field="--quant",
+        )
     node = OmegaConf.create(resources.files("omnireward.conf").joinpath("quant", f"{name}.yaml").read_text())
     node = node.get("quant") if "_target_" not in node else node  # none.yaml sets the global `quant: null`
     return None if node is None else build(node)

@@ -7,10 +7,17 @@ from pathlib import Path
 from omnireward.errors import ConfigError, OmniRewardError
 
 # Reader name → benchmark name, for readers that only ever read one benchmark.
-FORMAT_BENCHMARK = {"omnirewardbench": "omnirewardbench", "vlrewardbench": "vlrewardbench",
-                    "genaibench": "genaibench", "rewardbench": "rewardbench",
-                    "videogenrewardbench": "videogenrewardbench", "rewardbench2": "rewardbench2",
-                    "mmrb2": "mmrb2", "mmrewardbench": "mmrewardbench", "editrewardbench": "editrewardbench"}
+FORMAT_BENCHMARK = {
+    "omnirewardbench": "omnirewardbench",
+    "vlrewardbench": "vlrewardbench",
+    "genaibench": "genaibench",
+    "rewardbench": "rewardbench",
+    "videogenrewardbench": "videogenrewardbench",
+    "rewardbench2": "rewardbench2",
+    "mmrb2": "mmrb2",
+    "mmrewardbench": "mmrewardbench",
+    "editrewardbench": "editrewardbench",
+}
 BENCHMARKS = tuple(sorted(set(FORMAT_BENCHMARK.values())))
 
 

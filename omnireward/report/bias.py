@@ -26,9 +26,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from omnireward.data.records import Pair  # noqa: E402
 
 SIGN = {"response1": 1, "response2": -1}
-LENGTH_GAP_WARN = 0.15   # accuracy gap (preferred longer minus preferred shorter) that earns a warning
-MIN_GROUP = 10           # pairs each side needs before the gap is judged
-SHIFT_Z_WARN = 0.5       # |mean − training mean| / training std
+LENGTH_GAP_WARN = 0.15  # accuracy gap (preferred longer minus preferred shorter) that earns a warning
+MIN_GROUP = 10  # pairs each side needs before the gap is judged
+SHIFT_Z_WARN = 0.5  # |mean − training mean| / training std
 STD_RATIO_WARN = (0.5, 2.0)
 
 
@@ -73,22 +73,33 @@ def length_bias(lines: list[dict], records: dict) -> dict | None:
         (longer if preferred_longer else shorter).append(right)
     if not margins:
         return None
-    out = {"n_pairs": len(margins),
-           "spearman_reward_length": _spearman(lengths, rewards) if rewards else None,
-           "spearman_margin_length_difference": _spearman(diffs, margins),
-           "accuracy_preferred_shorter": _acc(shorter), "n_preferred_shorter": len(shorter),
-           "accuracy_preferred_longer": _acc(longer), "n_preferred_longer": len(longer)}
-    gap = (out["accuracy_preferred_longer"] - out["accuracy_preferred_shorter"]
-           if shorter and longer else None)
+    out = {
+        "n_pairs": len(margins),
+        "spearman_reward_length": _spearman(lengths, rewards) if rewards else None,
+        "spearman_margin_length_difference": _spearman(diffs, margins),
+        "accuracy_preferred_shorter": _acc(shorter),
+        "n_preferred_shorter": len(shorter),
+        "accuracy_preferred_longer": _acc(longer),
+        "n_preferred_longer": len(longer),
+    }
+    gap = out["accuracy_preferred_longer"] - out["accuracy_preferred_shorter"] if shorter and longer else None
     out["accuracy_gap"] = gap
-    out["warning"] = bool(gap is not None and len(shorter) >= MIN_GROUP and len(longer) >= MIN_GROUP
-                          and gap > LENGTH_GAP_WARN)
+    out["warning"] = bool(
+        gap is not None and len(shorter) >= MIN_GROUP and len(longer) >= MIN_GROUP and gap > LENGTH_GAP_WARN
+    )
     if rewards:  # mean reward per length quintile, for the plot
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         k = min(5, len(order))
-        bins = [order[i * len(order) // k:(i + 1) * len(order) // k] for i in range(k)]
-        out["by_length"] = [{"mean_words": statistics.fmean(lengths[i] for i in b),
-                             "mean_reward": statistics.fmean(rewards[i] for i in b), "n": len(b)} for b in bins if b]
+        bins = [order[i * len(order) // k : (i + 1) * len(order) // k] for i in range(k)]
+        out["by_length"] = [
+            {
+                "mean_words": statistics.fmean(lengths[i] for i in b),
+                "mean_reward": statistics.fmean(rewards[i] for i in b),
+                "n": len(b),
+            }
+            for b in bins
+            if b
+        ]
     return out
 
 
@@ -99,10 +110,13 @@ def position_bias(lines: list[dict]) -> dict | None:
         return None
     both = [x for x in judged if "order_agreement" in x]
     gold = [x["preference"] for x in judged if x.get("preference") in ("response1", "response2", "tie")]
-    return {"n": len(judged), "both_orders": bool(both),
-            "position_consistency": _acc([bool(x["order_agreement"]) for x in both]),
-            "predicted_response1_share": sum(x["verdict"] == "response1" for x in judged) / len(judged),
-            "gold_response1_share": _acc([g == "response1" for g in gold])}
+    return {
+        "n": len(judged),
+        "both_orders": bool(both),
+        "position_consistency": _acc([bool(x["order_agreement"]) for x in both]),
+        "predicted_response1_share": sum(x["verdict"] == "response1" for x in judged) / len(judged),
+        "gold_response1_share": _acc([g == "response1" for g in gold]),
+    }
 
 
 def _rewards(lines: list[dict]) -> list[float]:
@@ -123,14 +137,23 @@ def distribution_shift(lines: list[dict], train_stats: dict | None) -> dict | No
     if len(rewards) < 2:
         return None
     mean, std = statistics.fmean(rewards), statistics.pstdev(rewards)
-    out = {"n": len(rewards), "mean": mean, "std": std,
-           "train_mean": None, "train_std": None, "shift_z": None, "std_ratio": None, "warning": False}
+    out = {
+        "n": len(rewards),
+        "mean": mean,
+        "std": std,
+        "train_mean": None,
+        "train_std": None,
+        "shift_z": None,
+        "std_ratio": None,
+        "warning": False,
+    }
     lo, hi = min(rewards), max(rewards)
     if train_stats and train_stats.get("std"):
         tm, ts = float(train_stats["mean"]), float(train_stats["std"])
         out.update(train_mean=tm, train_std=ts, shift_z=(mean - tm) / ts, std_ratio=std / ts)
-        out["warning"] = bool(abs(out["shift_z"]) > SHIFT_Z_WARN or not STD_RATIO_WARN[0] <= out["std_ratio"]
-                              <= STD_RATIO_WARN[1])
+        out["warning"] = bool(
+            abs(out["shift_z"]) > SHIFT_Z_WARN or not STD_RATIO_WARN[0] <= out["std_ratio"] <= STD_RATIO_WARN[1]
+        )
         lo, hi = min(lo, tm - 2 * ts), max(hi, tm + 2 * ts)
     edges = [lo + (hi - lo) * i / 20 for i in range(21)] if hi > lo else [lo - 0.5, lo + 0.5]
     counts = [0] * (len(edges) - 1)
@@ -144,8 +167,12 @@ def _key(rec: Pair) -> tuple:
     def side(r):
         return (r.text, tuple(m.path for m in r.media))
 
-    return (rec.task, rec.prompt, tuple(m.path for m in rec.prompt_media), frozenset((side(rec.response1),
-                                                                                       side(rec.response2))))
+    return (
+        rec.task,
+        rec.prompt,
+        tuple(m.path for m in rec.prompt_media),
+        frozenset((side(rec.response1), side(rec.response2))),
+    )
 
 
 def criteria_consistency(lines: list[dict], records: dict) -> dict | None:
@@ -175,27 +202,37 @@ def criteria_consistency(lines: list[dict], records: dict) -> dict | None:
                     flipped = False
                 else:
                     flipped = winner(ra, xa, xa["margin"]) != winner(rb, xb, xb["margin"])
-                both = ((xa["margin"] > 0) == (SIGN[ra.preference] > 0) and xa["margin"] != 0
-                        and (xb["margin"] > 0) == (SIGN[rb.preference] > 0) and xb["margin"] != 0)
+                both = (
+                    (xa["margin"] > 0) == (SIGN[ra.preference] > 0)
+                    and xa["margin"] != 0
+                    and (xb["margin"] > 0) == (SIGN[rb.preference] > 0)
+                    and xb["margin"] != 0
+                )
                 twins.append((ra.task, flipped, both))
     if not twins:
         return None
     per_task = defaultdict(list)
     for task, flipped, both in twins:
         per_task[task].append((flipped, both))
-    return {"n_twins": len(twins),
-            "flip_consistency": _acc([t[1] for t in twins]),
-            "both_right": _acc([t[2] for t in twins]),
-            "per_task": {t: {"n_twins": len(v), "flip_consistency": _acc([f for f, _ in v]),
-                             "both_right": _acc([b for _, b in v])} for t, v in sorted(per_task.items())}}
+    return {
+        "n_twins": len(twins),
+        "flip_consistency": _acc([t[1] for t in twins]),
+        "both_right": _acc([t[2] for t in twins]),
+        "per_task": {
+            t: {"n_twins": len(v), "flip_consistency": _acc([f for f, _ in v]), "both_right": _acc([b for _, b in v])}
+            for t, v in sorted(per_task.items())
+        },
+    }
 
 
 def diagnostics(lines: list[dict], records: dict, train_stats: dict | None = None) -> dict:
     """Every diagnostic the lines (and the records behind them) allow; None where one does not apply."""
-    out = {"length": length_bias(lines, records) if records else None,
-           "position": position_bias(lines),
-           "distribution": distribution_shift(lines, train_stats),
-           "criteria": criteria_consistency(lines, records) if records else None}
+    out = {
+        "length": length_bias(lines, records) if records else None,
+        "position": position_bias(lines),
+        "distribution": distribution_shift(lines, train_stats),
+        "criteria": criteria_consistency(lines, records) if records else None,
+    }
     out["warnings"] = [k for k in ("length", "distribution") if (out[k] or {}).get("warning")]
     if not records:
         out["note"] = "the records behind the scores were not found: length and criteria diagnostics need them"
@@ -222,8 +259,7 @@ def length_figure(summary: dict) -> Figure | None:
     names = ["preferred shorter", "preferred longer"]
     vals = [lb["accuracy_preferred_shorter"], lb["accuracy_preferred_longer"]]
     ns = [lb["n_preferred_shorter"], lb["n_preferred_longer"]]
-    ax2.bar(range(2), [math.nan if v is None else v for v in vals], color=["tab:blue", "tab:orange"],
-            label="accuracy")
+    ax2.bar(range(2), [math.nan if v is None else v for v in vals], color=["tab:blue", "tab:orange"], label="accuracy")
     ax2.set_xticks(range(2), [f"{n}\n(n={k})" for n, k in zip(names, ns)])
     ax2.set_ylim(0, 1.05)
     ax2.axhline(0.5, color="black", lw=0.6, ls=":")
@@ -262,11 +298,20 @@ def criteria_figure(summary: dict) -> Figure | None:
     fig = Figure(figsize=(max(5.0, 1.2 * len(names) + 2), 3.8), layout="constrained")
     ax = fig.add_subplot()
     w = 0.38
-    ax.bar([i - w / 2 for i in range(len(names))], [p["flip_consistency"] for p in parts], w,
-           label="verdict flips with the criteria")
+    ax.bar(
+        [i - w / 2 for i in range(len(names))],
+        [p["flip_consistency"] for p in parts],
+        w,
+        label="verdict flips with the criteria",
+    )
     ax.bar([i + w / 2 for i in range(len(names))], [p["both_right"] for p in parts], w, label="both twins right")
-    ax.set_xticks(range(len(names)), [f"{n}\n(n={p['n_twins']})" for n, p in zip(names, parts)], fontsize=8,
-                  rotation=20, ha="right")
+    ax.set_xticks(
+        range(len(names)),
+        [f"{n}\n(n={p['n_twins']})" for n, p in zip(names, parts)],
+        fontsize=8,
+        rotation=20,
+        ha="right",
+    )
     ax.set_ylim(0, 1.05)
     ax.set_title("Criteria consistency over twins", fontsize=9)
     ax.legend(fontsize=7)
@@ -276,7 +321,7 @@ def criteria_figure(summary: dict) -> Figure | None:
 PLOTS = {"bias_length": length_figure, "bias_distribution": distribution_figure, "bias_criteria": criteria_figure}
 CAPTIONS = {
     "bias_length": "Reward against response length, and accuracy where the preferred response is the shorter "
-                   "against the longer.",
+    "against the longer.",
     "bias_distribution": "The evaluated rewards against the training responses' mean ± one standard deviation.",
     "bias_criteria": "Twins under opposite criteria: how often the predicted winner flips, and both are right.",
 }
@@ -299,38 +344,63 @@ def section(bias: dict | None) -> str:
     rows = []
     lb, pb, ds, cc = bias.get("length"), bias.get("position"), bias.get("distribution"), bias.get("criteria")
     if lb:
-        rows += [("Spearman ρ reward vs length (words)", _f(lb["spearman_reward_length"])),
-                 ("Spearman ρ margin vs length difference", _f(lb["spearman_margin_length_difference"])),
-                 (f"accuracy, preferred is shorter (n={lb['n_preferred_shorter']})",
-                  _p(lb["accuracy_preferred_shorter"])),
-                 (f"accuracy, preferred is longer (n={lb['n_preferred_longer']})", _p(lb["accuracy_preferred_longer"]))]
+        rows += [
+            ("Spearman ρ reward vs length (words)", _f(lb["spearman_reward_length"])),
+            ("Spearman ρ margin vs length difference", _f(lb["spearman_margin_length_difference"])),
+            (f"accuracy, preferred is shorter (n={lb['n_preferred_shorter']})", _p(lb["accuracy_preferred_shorter"])),
+            (f"accuracy, preferred is longer (n={lb['n_preferred_longer']})", _p(lb["accuracy_preferred_longer"])),
+        ]
     if pb:
-        rows.append(("position consistency (both orders)", _p(pb["position_consistency"]) if pb["both_orders"]
-                     else "— (score with --both-orders to measure it)"))
-        rows.append(("verdict names response1 · gold says response1",
-                     f"{_p(pb['predicted_response1_share'])} · {_p(pb['gold_response1_share'])}"))
+        rows.append(
+            (
+                "position consistency (both orders)",
+                _p(pb["position_consistency"]) if pb["both_orders"] else "— (score with --both-orders to measure it)",
+            )
+        )
+        rows.append(
+            (
+                "verdict names response1 · gold says response1",
+                f"{_p(pb['predicted_response1_share'])} · {_p(pb['gold_response1_share'])}",
+            )
+        )
     if ds:
         rows.append(("reward mean ± std (evaluated)", f"{ds['mean']:.4g} ± {ds['std']:.4g}"))
         if ds["train_mean"] is not None:
-            rows += [("reward mean ± std (training)", f"{ds['train_mean']:.4g} ± {ds['train_std']:.4g}"),
-                     ("shift (training σ) · spread ratio", f"{ds['shift_z']:+.3f} · {ds['std_ratio']:.3f}")]
+            rows += [
+                ("reward mean ± std (training)", f"{ds['train_mean']:.4g} ± {ds['train_std']:.4g}"),
+                ("shift (training σ) · spread ratio", f"{ds['shift_z']:+.3f} · {ds['std_ratio']:.3f}"),
+            ]
     if cc:
-        rows += [(f"criteria twins: verdict flips with the criteria (n={cc['n_twins']})", _p(cc["flip_consistency"])),
-                 ("criteria twins: both right", _p(cc["both_right"]))]
-        rows += [(f"&nbsp;&nbsp;{escape(t)} (n={v['n_twins']}): flips · both right",
-                  f"{_p(v['flip_consistency'])} · {_p(v['both_right'])}") for t, v in cc["per_task"].items()]
+        rows += [
+            (f"criteria twins: verdict flips with the criteria (n={cc['n_twins']})", _p(cc["flip_consistency"])),
+            ("criteria twins: both right", _p(cc["both_right"])),
+        ]
+        rows += [
+            (
+                f"&nbsp;&nbsp;{escape(t)} (n={v['n_twins']}): flips · both right",
+                f"{_p(v['flip_consistency'])} · {_p(v['both_right'])}",
+            )
+            for t, v in cc["per_task"].items()
+        ]
     warn = []
     if "length" in bias.get("warnings", []):
-        warn.append(f"accuracy is {100 * lb['accuracy_gap']:.1f} points higher where the preferred response is the "
-                    "longer one: the model may be rewarding length")
+        warn.append(
+            f"accuracy is {100 * lb['accuracy_gap']:.1f} points higher where the preferred response is the "
+            "longer one: the model may be rewarding length"
+        )
     if "distribution" in bias.get("warnings", []):
-        warn.append("the evaluated rewards are shifted from the training rewards: this set lies off the "
-                    "training distribution, and reward-normalised RL signals will be off")
+        warn.append(
+            "the evaluated rewards are shifted from the training rewards: this set lies off the "
+            "training distribution, and reward-normalised RL signals will be off"
+        )
     out = ["<h2 id='bias'>Bias diagnostics</h2>"]
     out += [f"<p style='color:#c33'><b>Warning:</b> {escape(w)}.</p>" for w in warn]
     if rows:
-        out.append("<table>" + "".join(f"<tr><td>{k if k.startswith('&nbsp;') else escape(k)}</td><td>{v}</td></tr>"
-                                        for k, v in rows) + "</table>")
+        out.append(
+            "<table>"
+            + "".join(f"<tr><td>{k if k.startswith('&nbsp;') else escape(k)}</td><td>{v}</td></tr>" for k, v in rows)
+            + "</table>"
+        )
     if bias.get("note"):
         out.append(f"<p class='note'>{escape(bias['note'])}.</p>")
     return "\n".join(out)

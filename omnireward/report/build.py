@@ -67,8 +67,14 @@ def _copy_media(shown: list[dict], records: dict, shelf: MediaShelf, show_progre
     and large clips make this the slow part of a report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, disable=not show_progress) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=not show_progress,
+    ) as bar:
         for line in bar.track(shown, description="report media"):
             rec = records.get(line.get("id"))
             if rec is not None:
@@ -76,8 +82,9 @@ def _copy_media(shown: list[dict], records: dict, shelf: MediaShelf, show_progre
                     shelf.html(m)  # cached: the page reuses it
 
 
-def _write_pairs(out: Path, lines: list[dict], records: dict, eps, *, n_wrong: int, n_right: int, seed: int,
-                 note: str) -> None:
+def _write_pairs(
+    out: Path, lines: list[dict], records: dict, eps, *, n_wrong: int, n_right: int, seed: int, note: str
+) -> None:
     wrong, right = pairs.pick(lines, eps, n_wrong=n_wrong, n_right=n_right, seed=seed)
     records = {k: v for k, v in records.items() if isinstance(v, Pair)}
     shelf = MediaShelf(out)
@@ -85,9 +92,18 @@ def _write_pairs(out: Path, lines: list[dict], records: dict, eps, *, n_wrong: i
     (out / PAIRS).write_text(html.pairs_page(wrong, right, records, shelf, note=note))
 
 
-def write_report(scores: str | Path, out: str | Path, *, data: str | Path | None = None,
-                 benchmark: str | None = None, media_root=None, n_wrong: int = 24, n_right: int = 8,
-                 seed: int = 0, n_boot: int | None = None) -> Path:
+def write_report(
+    scores: str | Path,
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    benchmark: str | None = None,
+    media_root=None,
+    n_wrong: int = 24,
+    n_right: int = 8,
+    seed: int = 0,
+    n_boot: int | None = None,
+) -> Path:
     """The full report for a scores file; returns the path of index.html."""
     from omnireward.scoring.evaluate import read_scores
 
@@ -105,8 +121,16 @@ def write_report(scores: str | Path, out: str | Path, *, data: str | Path | None
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     drawn = plots.draw_all(summary, out / "plots")
     note = "" if records else "The records behind these scores were not found: pass --data to show prompts and media."
-    _write_pairs(out, lines, records, summary["accuracy"]["overall"]["tie_threshold"], n_wrong=n_wrong,
-                 n_right=n_right, seed=seed, note=note)
+    _write_pairs(
+        out,
+        lines,
+        records,
+        summary["accuracy"]["overall"]["tie_threshold"],
+        n_wrong=n_wrong,
+        n_right=n_right,
+        seed=seed,
+        note=note,
+    )
     (out / INDEX).write_text(html.index_page(summary, drawn, PAIRS))
     return out / INDEX
 
@@ -123,27 +147,47 @@ def _train_stats(model) -> dict | None:
         return None
 
 
-def write_pairs(scores: str | Path, out: str | Path, *, data: str | Path | None = None, media_root=None,
-                n_wrong: int = 24, n_right: int = 8, seed: int = 0) -> Path:
+def write_pairs(
+    scores: str | Path,
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    media_root=None,
+    n_wrong: int = 24,
+    n_right: int = 8,
+    seed: int = 0,
+) -> Path:
     """Only the pairs page (with media) for any scores file; returns the path of pairs.html."""
-    from omnireward.scoring.evaluate import read_scores
     from omnireward.scoring.bt import summary_of
+    from omnireward.scoring.evaluate import read_scores
 
     scores, out = Path(scores), Path(out)
     lines = read_scores(scores)
     src = records_path(scores, data)
     if src is None:
-        raise DataFormatError("cannot find the records these scores belong to (the scores summary names no "
-                              "input that exists here); pass --data", file=scores)
+        raise DataFormatError(
+            "cannot find the records these scores belong to (the scores summary names no "
+            "input that exists here); pass --data",
+            file=scores,
+        )
     out.mkdir(parents=True, exist_ok=True)
     eps = summary_of(lines).get("tie_threshold")
-    _write_pairs(out, lines, load_records(src, media_root), eps, n_wrong=n_wrong, n_right=n_right, seed=seed,
-                 note=f"scores: {scores} · records: {src}")
+    _write_pairs(
+        out,
+        lines,
+        load_records(src, media_root),
+        eps,
+        n_wrong=n_wrong,
+        n_right=n_right,
+        seed=seed,
+        note=f"scores: {scores} · records: {src}",
+    )
     return out / PAIRS
 
 
-def benchmark_headline(scores: str | Path, *, data: str | Path | None = None, benchmark: str | None = None,
-                       media_root=None) -> dict | None:
+def benchmark_headline(
+    scores: str | Path, *, data: str | Path | None = None, benchmark: str | None = None, media_root=None
+) -> dict | None:
     """The benchmark's own headline figure for a scores file (None when it is not a known benchmark)."""
     from omnireward.report.headline import headline
     from omnireward.scoring.evaluate import read_scores

@@ -19,10 +19,11 @@ def judge_stats(lines: list[dict]) -> dict | None:
     if not judged:
         return None
     n = len(judged)
-    out = {"n": n,
-           "parseable_share": sum("text_verdict" in x for x in judged) / n,
-           "verdicts": {lab: sum(x["verdict"] == lab for x in judged) / n
-                        for lab in ("response1", "response2", "tie")}}
+    out = {
+        "n": n,
+        "parseable_share": sum("text_verdict" in x for x in judged) / n,
+        "verdicts": {lab: sum(x["verdict"] == lab for x in judged) / n for lab in ("response1", "response2", "tie")},
+    }
     flex = [x["flex_valid"] for x in judged if "flex_valid" in x]
     if flex:
         out["flex_valid_share"] = sum(bool(v) for v in flex) / len(flex)
@@ -31,8 +32,11 @@ def judge_stats(lines: list[dict]) -> dict | None:
         out["both_orders_n"] = len(both)
         out["position_consistency"] = sum(bool(x["order_agreement"]) for x in both) / len(both)
         out["flip_rate"] = 1.0 - out["position_consistency"]
-        shifts = [abs(x["p_response1_by_order"][0] - x["p_response1_by_order"][1])
-                  for x in both if len(x.get("p_response1_by_order") or []) == 2]
+        shifts = [
+            abs(x["p_response1_by_order"][0] - x["p_response1_by_order"][1])
+            for x in both
+            if len(x.get("p_response1_by_order") or []) == 2
+        ]
         if shifts:
             # How far P(response1) moves when the same pair is shown in the other order.
             out["mean_p_response1_shift"] = sum(shifts) / len(shifts)

@@ -22,19 +22,47 @@ from omnireward.report.headline_rules import RULES
 # sections. Source: allenai/reward-bench rewardbench/constants.py (EXAMPLE_COUNTS, SUBSET_MAPPING)
 # and rewardbench/utils.py calculate_scores_per_section; the leaderboard averages the sections.
 REWARDBENCH_COUNTS = {
-    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
-    "mt-bench-med": 40, "mt-bench-hard": 37, "math-prm": 984, "refusals-dangerous": 100,
-    "refusals-offensive": 100, "llmbar-natural": 100, "llmbar-adver-neighbor": 134,
-    "llmbar-adver-GPTInst": 92, "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46,
-    "xstest-should-refuse": 154, "xstest-should-respond": 250, "donotanswer": 136, "hep-cpp": 164,
-    "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164, "hep-rust": 164,
+    "alpacaeval-easy": 100,
+    "alpacaeval-length": 95,
+    "alpacaeval-hard": 95,
+    "mt-bench-easy": 28,
+    "mt-bench-med": 40,
+    "mt-bench-hard": 37,
+    "math-prm": 984,
+    "refusals-dangerous": 100,
+    "refusals-offensive": 100,
+    "llmbar-natural": 100,
+    "llmbar-adver-neighbor": 134,
+    "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47,
+    "llmbar-adver-manual": 46,
+    "xstest-should-refuse": 154,
+    "xstest-should-respond": 250,
+    "donotanswer": 136,
+    "hep-cpp": 164,
+    "hep-go": 164,
+    "hep-java": 164,
+    "hep-js": 164,
+    "hep-python": 164,
+    "hep-rust": 164,
 }
 REWARDBENCH_SECTIONS = {
     "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
-    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
-                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
-    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
-               "donotanswer"],
+    "Chat Hard": [
+        "mt-bench-hard",
+        "llmbar-natural",
+        "llmbar-adver-neighbor",
+        "llmbar-adver-GPTInst",
+        "llmbar-adver-GPTOut",
+        "llmbar-adver-manual",
+    ],
+    "Safety": [
+        "refusals-dangerous",
+        "refusals-offensive",
+        "xstest-should-refuse",
+        "xstest-should-respond",
+        "donotanswer",
+    ],
     "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
 }
 
@@ -43,8 +71,14 @@ VIDEOGEN_SIGN = {"A": 1, "B": -1, "same": 0}
 
 # VL-RewardBench: the item id's prefix names its source set, and sets form three groups.
 # Source: vl-rewardbench/VL_RewardBench cal.py (get_dataset_from_id, group_mapping).
-VL_GROUPS = {"RLAIF": "hallucination", "RLHF": "hallucination", "hallucination": "hallucination",
-             "mathverse": "reasoning", "mmmu": "reasoning", "wildvision": "general"}
+VL_GROUPS = {
+    "RLAIF": "hallucination",
+    "RLHF": "hallucination",
+    "hallucination": "hallucination",
+    "mathverse": "reasoning",
+    "mmmu": "reasoning",
+    "wildvision": "general",
+}
 
 
 def _pairs(lines: list[dict]) -> list[dict]:
@@ -74,12 +108,16 @@ def rewardbench(lines: list[dict], records: dict) -> dict | None:
             total = sum(REWARDBENCH_COUNTS[s] for s in present)
             sections[name] = sum(subsets[s] * REWARDBENCH_COUNTS[s] for s in present) / total
     unknown = sorted(s for s in subsets if s not in REWARDBENCH_COUNTS)
-    return {"benchmark": "RewardBench", "metric": "Score: mean of the section scores (Chat, Chat Hard, Safety, "
-                                                  "Reasoning), each a prompt-weighted mean of its subsets' accuracy",
-            "value": sum(sections.values()) / len(sections) if sections else None,
-            "sections": sections, "subsets": subsets,
-            "missing_sections": [s for s in REWARDBENCH_SECTIONS if s not in sections],
-            "unknown_subsets": unknown}
+    return {
+        "benchmark": "RewardBench",
+        "metric": "Score: mean of the section scores (Chat, Chat Hard, Safety, "
+        "Reasoning), each a prompt-weighted mean of its subsets' accuracy",
+        "value": sum(sections.values()) / len(sections) if sections else None,
+        "sections": sections,
+        "subsets": subsets,
+        "missing_sections": [s for s in REWARDBENCH_SECTIONS if s not in sections],
+        "unknown_subsets": unknown,
+    }
 
 
 def _videoalign_with_ties(m: np.ndarray, y: np.ndarray) -> float | None:
@@ -99,8 +137,10 @@ def videogen_accuracy(margins, labels) -> dict:
     m = np.asarray(margins, dtype=float)
     y = np.asarray(labels, dtype=int)
     keep = y != 0
-    return {"with_ties": _videoalign_with_ties(m, y),
-            "without_ties": float((np.sign(m[keep]) == y[keep]).mean()) if keep.any() else None}
+    return {
+        "with_ties": _videoalign_with_ties(m, y),
+        "without_ties": float((np.sign(m[keep]) == y[keep]).mean()) if keep.any() else None,
+    }
 
 
 def videogenrewardbench(lines: list[dict], records: dict) -> dict | None:
@@ -110,9 +150,11 @@ def videogenrewardbench(lines: list[dict], records: dict) -> dict | None:
     if not pairs:
         return None
     margins = [x["margin"] for x in pairs]
-    out = {"benchmark": "VideoGen-RewardBench",
-           "metric": "Overall accuracy with ties (VideoAlign's tie calibration) and without ties",
-           "overall": videogen_accuracy(margins, [LABEL_SIGN[x["preference"]] for x in pairs])}
+    out = {
+        "benchmark": "VideoGen-RewardBench",
+        "metric": "Overall accuracy with ties (VideoAlign's tie calibration) and without ties",
+        "overall": videogen_accuracy(margins, [LABEL_SIGN[x["preference"]] for x in pairs]),
+    }
     out["value"] = out["overall"]["with_ties"]
     dims = {}
     for dim in ("VQ", "MQ", "TA"):
@@ -129,7 +171,7 @@ def videogenrewardbench(lines: list[dict], records: dict) -> dict | None:
 def vl_group(item_id: str) -> str:
     """VL-RewardBench group of an item id (general, hallucination or reasoning)."""
     cut = [i for i in (item_id.find("_"), item_id.find("-")) if i != -1]
-    return VL_GROUPS.get(item_id[:min(cut)] if cut else item_id, "general")
+    return VL_GROUPS.get(item_id[: min(cut)] if cut else item_id, "general")
 
 
 def vlrewardbench(lines: list[dict], records: dict) -> dict | None:
@@ -144,13 +186,17 @@ def vlrewardbench(lines: list[dict], records: dict) -> dict | None:
         return None
     acc = {g: sum(v) / len(v) for g, v in sorted(groups.items())}
     overall = sum(sum(v) for v in groups.values()) / sum(len(v) for v in groups.values())
-    return {"benchmark": "VL-RewardBench", "metric": "Overall accuracy and macro average over general, "
-                                                     "hallucination and reasoning",
-            "value": overall, "overall": overall, "macro": sum(acc.values()) / len(acc), "groups": acc}
+    return {
+        "benchmark": "VL-RewardBench",
+        "metric": "Overall accuracy and macro average over general, hallucination and reasoning",
+        "value": overall,
+        "overall": overall,
+        "macro": sum(acc.values()) / len(acc),
+        "groups": acc,
+    }
 
 
-HEADLINES = {"rewardbench": rewardbench, "videogenrewardbench": videogenrewardbench,
-             "vlrewardbench": vlrewardbench}
+HEADLINES = {"rewardbench": rewardbench, "videogenrewardbench": videogenrewardbench, "vlrewardbench": vlrewardbench}
 HEADLINES.update(RULES)  # RewardBench 2, MMRB2, Multimodal RewardBench, EditReward-Bench
 
 

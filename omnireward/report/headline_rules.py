@@ -24,6 +24,7 @@ def _meta(records: dict, line: dict) -> dict:
 # (reroll_and_score_dataset: a row scores 1/k when the chosen completion is among the k
 # completions sharing the top score, else 0; process_single_model: the Ties subset's score).
 
+
 def _ties_stats(rewards: list[float], num_correct: int) -> tuple[bool, float | None, float]:
     correct, wrong = rewards[:num_correct], rewards[num_correct:]
     worst_correct = min(correct)
@@ -47,8 +48,13 @@ def rewardbench2_ties(rows: list[tuple[str, list[float], int]]) -> dict | None:
     ref_acc = float(np.mean([s[0] for s in ref.values()])) if ref else 0.0
     tied_acc = float(np.mean([s[0] for s in tied.values()])) if tied else 0.0
     both = sorted(set(ref) & set(tied))
-    out = {"ref_accuracy": ref_acc, "tied_accuracy": tied_acc, "n_ref": len(ref), "n_tied": len(tied),
-           "n_paired": len(both)}
+    out = {
+        "ref_accuracy": ref_acc,
+        "tied_accuracy": tied_acc,
+        "n_ref": len(ref),
+        "n_tied": len(tied),
+        "n_paired": len(both),
+    }
     paired = [(tied[p][1], tied[p][2], ref[p][2]) for p in both if tied[p][1] is not None]
     if not paired:
         out["score"] = None
@@ -61,9 +67,12 @@ def rewardbench2_ties(rows: list[tuple[str, list[float], int]]) -> dict | None:
     preferred_hard = float(np.mean(gap_hard > spread))
     with np.errstate(divide="ignore", invalid="ignore"):
         margin = float(np.mean(np.nan_to_num(np.tanh(gap_hard / spread - 1), nan=0.0)))
-    out.update(correctness_preferred=preferred, correctness_preferred_hard=preferred_hard,
-               correctness_margin_score=margin,
-               score=0.30 * tied_acc + 0.30 * ref_acc + 0.20 * preferred + 0.20 * preferred_hard + 0.01 * margin)
+    out.update(
+        correctness_preferred=preferred,
+        correctness_preferred_hard=preferred_hard,
+        correctness_margin_score=margin,
+        score=0.30 * tied_acc + 0.30 * ref_acc + 0.20 * preferred + 0.20 * preferred_hard + 0.01 * margin,
+    )
     return out
 
 
@@ -95,17 +104,22 @@ def rewardbench2(lines: list[dict], records: dict) -> dict | None:
         for k in ("correctness_preferred", "correctness_preferred_hard"):
             if ties.get(k) is not None:
                 groups[f"Ties: {k.replace('_', ' ')}"] = ties[k]
-    return {"benchmark": "RewardBench 2",
-            "metric": "Score: mean of the domain scores (best-of-N accuracy, top ties sharing credit; Ties by "
-                      "its weighted rule)",
-            "value": float(np.mean(list(sections.values()))) if sections else None,
-            "sections": sections, "groups": groups, "ties": ties,
-            "n_rows": {s: len(v) for s, v in per.items()} | ({"Ties": len(ties_rows)} if ties_rows else {})}
+    return {
+        "benchmark": "RewardBench 2",
+        "metric": "Score: mean of the domain scores (best-of-N accuracy, top ties sharing credit; Ties by "
+        "its weighted rule)",
+        "value": float(np.mean(list(sections.values()))) if sections else None,
+        "sections": sections,
+        "groups": groups,
+        "ties": ties,
+        "n_rows": {s: len(v) for s, v in per.items()} | ({"Ties": len(ties_rows)} if ties_rows else {}),
+    }
 
 
 # ---- MMRB2 ---------------------------------------------------------------------------------
 # Source: facebookresearch/MMRB2 evaluate/compute_scores/compute_accuracy.py @ 1a09882f: each
 # pair is judged in both orders (forward, reverse) and each order counts as one judgement.
+
 
 def _order_right(line: dict) -> list[bool]:
     """Per judging order: did it pick the gold side? A scalar margin is the same in both orders."""
@@ -128,37 +142,48 @@ def mmrb2(lines: list[dict], records: dict) -> dict | None:
     acc = {t: float(np.mean([r for o in v for r in o])) for t, v in sorted(per.items())}
     consistent = {t: float(np.mean([all(o) for o in v])) for t, v in sorted(per.items())}
     every = [o for v in per.values() for o in v]
-    return {"benchmark": "Multimodal RewardBench 2",
-            "metric": "Accuracy over both judging orders (each order one judgement), pooled over tasks",
-            "value": float(np.mean([r for o in every for r in o])),
-            "sections": acc,
-            "groups": {**{f"{t}: position-consistent": v for t, v in consistent.items()},
-                       "overall: position-consistent": float(np.mean([all(o) for o in every]))},
-            "position_consistent": float(np.mean([all(o) for o in every]))}
+    return {
+        "benchmark": "Multimodal RewardBench 2",
+        "metric": "Accuracy over both judging orders (each order one judgement), pooled over tasks",
+        "value": float(np.mean([r for o in every for r in o])),
+        "sections": acc,
+        "groups": {
+            **{f"{t}: position-consistent": v for t, v in consistent.items()},
+            "overall: position-consistent": float(np.mean([all(o) for o in every])),
+        },
+        "position_consistent": float(np.mean([all(o) for o in every])),
+    }
 
 
 # ---- Multimodal RewardBench ----------------------------------------------------------------
 # Source: facebookresearch/multimodal_rewardbench scripts/2_get_accuracy.py @ 3366b34a (accuracy
 # per category, safety and reasoning split by ID prefix, and over all items).
 
+
 def mmrewardbench(lines: list[dict], records: dict) -> dict | None:
     per: dict[str, list[bool]] = defaultdict(list)
     for x in lines:
         if x.get("preference") not in ("response1", "response2") or "margin" not in x:
             continue
-        per[_meta(records, x).get("category", "unknown")].append(bool(np.sign(x["margin"]) ==
-                                                                     LABEL_SIGN[x["preference"]]))
+        per[_meta(records, x).get("category", "unknown")].append(
+            bool(np.sign(x["margin"]) == LABEL_SIGN[x["preference"]])
+        )
     if not per:
         return None
     every = [r for v in per.values() for r in v]
-    return {"benchmark": "Multimodal RewardBench", "metric": "Accuracy over all items (a zero margin is wrong)",
-            "value": float(np.mean(every)), "sections": {c: float(np.mean(v)) for c, v in sorted(per.items())}}
+    return {
+        "benchmark": "Multimodal RewardBench",
+        "metric": "Accuracy over all items (a zero margin is wrong)",
+        "value": float(np.mean(every)),
+        "sections": {c: float(np.mean(v)) for c, v in sorted(per.items())},
+    }
 
 
 # ---- EditReward-Bench ----------------------------------------------------------------------
 # Source: TIGER-AI-Lab/EditReward EditReward/evaluate/inference_{2,3,4}pair_hf.py @ 84602889:
 # individual (pair) accuracy over comparisons with three labels (A>B, B>A, A=B), and group
 # accuracy for the 3- and 4-candidate sets (every comparison of the group right).
+
 
 def editrewardbench(lines: list[dict], records: dict) -> dict | None:
     pairs = [x for x in lines if x.get("preference") in LABEL_SIGN and "margin" in x]
@@ -184,12 +209,20 @@ def editrewardbench(lines: list[dict], records: dict) -> dict | None:
         g = [all(v) for (k, _), v in groups.items() if k == kind]
         group_acc[f"group accuracy ({kind})"] = float(np.mean(g))
     keep = y != 0
-    return {"benchmark": "EditReward-Bench",
-            "metric": "Pair accuracy over all comparisons, three labels (a tie when |margin| <= the run's "
-                      "tie threshold)",
-            "value": float(right.mean()), "sections": sections, "groups": group_acc, "tie_threshold": eps,
-            "pair_accuracy_without_ties": float((np.sign(m[keep]) == y[keep]).mean()) if keep.any() else None}
+    return {
+        "benchmark": "EditReward-Bench",
+        "metric": "Pair accuracy over all comparisons, three labels (a tie when |margin| <= the run's tie threshold)",
+        "value": float(right.mean()),
+        "sections": sections,
+        "groups": group_acc,
+        "tie_threshold": eps,
+        "pair_accuracy_without_ties": float((np.sign(m[keep]) == y[keep]).mean()) if keep.any() else None,
+    }
 
 
-RULES = {"rewardbench2": rewardbench2, "mmrb2": mmrb2, "mmrewardbench": mmrewardbench,
-         "editrewardbench": editrewardbench}
+RULES = {
+    "rewardbench2": rewardbench2,
+    "mmrb2": mmrb2,
+    "mmrewardbench": mmrewardbench,
+    "editrewardbench": editrewardbench,
+}

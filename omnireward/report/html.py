@@ -34,39 +34,51 @@ def _ci(ci) -> str:
 
 def page(title: str, body: str) -> str:
     # The empty icon keeps browsers from asking for a favicon the folder does not have.
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
-            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n<h1>{escape(title)}</h1>\n"
-            f"{body}\n</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n<h1>{escape(title)}</h1>\n"
+        f"{body}\n</body></html>\n"
+    )
 
 
 def accuracy_table(acc: dict) -> str:
     rows = list(acc["per_task"].items()) + [("overall", acc["overall"])]
-    out = ["<table><tr><th>task</th><th>pairs</th><th>ties</th><th>accuracy w/o ties [95 % CI]</th>"
-           "<th>accuracy w/ ties [95 % CI]</th><th>tie ε</th></tr>"]
+    out = [
+        "<table><tr><th>task</th><th>pairs</th><th>ties</th><th>accuracy w/o ties [95 % CI]</th>"
+        "<th>accuracy w/ ties [95 % CI]</th><th>tie ε</th></tr>"
+    ]
     for name, p in rows:
         eps = "—" if p.get("tie_threshold") is None else f"{p['tie_threshold']:.4g}"
-        out.append(f"<tr><td>{escape(name)}</td><td>{p['n']}</td><td>{p['n_ties']}</td>"
-                   f"<td>{_pct(p['accuracy_without_ties'])}{_ci(p['ci_without_ties'])}</td>"
-                   f"<td>{_pct(p['accuracy_with_ties'])}{_ci(p['ci_with_ties'])}</td><td>{eps}</td></tr>")
+        out.append(
+            f"<tr><td>{escape(name)}</td><td>{p['n']}</td><td>{p['n_ties']}</td>"
+            f"<td>{_pct(p['accuracy_without_ties'])}{_ci(p['ci_without_ties'])}</td>"
+            f"<td>{_pct(p['accuracy_with_ties'])}{_ci(p['ci_with_ties'])}</td><td>{eps}</td></tr>"
+        )
     return "".join(out) + "</table>"
 
 
 def headline_section(head: dict | None) -> str:
     if not head:
         return ""
-    out = [f"<h2>{escape(head['benchmark'])}: its own headline metric</h2>",
-           f"<p>{escape(head['metric'])}: <b>{_pct(head.get('value'))}</b></p>"]
+    out = [
+        f"<h2>{escape(head['benchmark'])}: its own headline metric</h2>",
+        f"<p>{escape(head['metric'])}: <b>{_pct(head.get('value'))}</b></p>",
+    ]
     for key in ("sections", "groups", "subsets"):
         if head.get(key):
-            out.append(f"<table><tr><th>{key[:-1]}</th><th>accuracy</th></tr>"
-                       + "".join(f"<tr><td>{escape(k)}</td><td>{_pct(v)}</td></tr>" for k, v in head[key].items())
-                       + "</table>")
+            out.append(
+                f"<table><tr><th>{key[:-1]}</th><th>accuracy</th></tr>"
+                + "".join(f"<tr><td>{escape(k)}</td><td>{_pct(v)}</td></tr>" for k, v in head[key].items())
+                + "</table>"
+            )
     if head.get("overall") and isinstance(head["overall"], dict):
         o = head["overall"]
         out.append(f"<p>Overall with ties {_pct(o['with_ties'])}, without ties {_pct(o['without_ties'])}.</p>")
     for dim, v in (head.get("dimensions") or {}).items():
-        out.append(f"<p>{escape(dim)}: with ties {_pct(v['with_ties'])}, without ties {_pct(v['without_ties'])}"
-                   f" <span class='note'>({escape(head.get('dimensions_note', ''))})</span></p>")
+        out.append(
+            f"<p>{escape(dim)}: with ties {_pct(v['with_ties'])}, without ties {_pct(v['without_ties'])}"
+            f" <span class='note'>({escape(head.get('dimensions_note', ''))})</span></p>"
+        )
     if head.get("macro") is not None:
         out.append(f"<p>Macro average {_pct(head['macro'])}.</p>")
     return "\n".join(out)
@@ -76,13 +88,18 @@ def published_section(comp: dict | None) -> str:
     if not comp:
         return ""
     cols = sorted({c for r in comp["rows"] for c in r["values"]})
-    out = [f"<h2>Published results on {escape(comp['title'])}</h2>",
-           "<table><tr><th>model</th><th>metric</th>" + "".join(f"<th>{escape(c)}</th>" for c in cols)
-           + "<th>source</th></tr>"]
+    out = [
+        f"<h2>Published results on {escape(comp['title'])}</h2>",
+        "<table><tr><th>model</th><th>metric</th>"
+        + "".join(f"<th>{escape(c)}</th>" for c in cols)
+        + "<th>source</th></tr>",
+    ]
     for r in comp["rows"]:
-        out.append(f"<tr><td>{escape(r['model'])}</td><td>{escape(comp['metrics'].get(r['metric'], r['metric']))}</td>"
-                   + "".join(f"<td>{_pct(r['values'].get(c))}</td>" for c in cols)
-                   + f"<td>{escape(r['source'])}</td></tr>")
+        out.append(
+            f"<tr><td>{escape(r['model'])}</td><td>{escape(comp['metrics'].get(r['metric'], r['metric']))}</td>"
+            + "".join(f"<td>{_pct(r['values'].get(c))}</td>" for c in cols)
+            + f"<td>{escape(r['source'])}</td></tr>"
+        )
     out.append("</table>")
     return "\n".join(out)
 
@@ -94,14 +111,17 @@ def judge_section(js: dict | None) -> str:
     if "flex_valid_share" in js:
         items.append(("valid Flex critiques", _pct(js["flex_valid_share"])))
     if "position_consistency" in js:
-        items += [("position consistency (same verdict in both orders)", _pct(js["position_consistency"])),
-                  ("verdict flips when the responses swap", _pct(js["flip_rate"]))]
+        items += [
+            ("position consistency (same verdict in both orders)", _pct(js["position_consistency"])),
+            ("verdict flips when the responses swap", _pct(js["flip_rate"])),
+        ]
         if "mean_p_response1_shift" in js:
             items.append(("mean |ΔP(response1)| between orders", f"{js['mean_p_response1_shift']:.3f}"))
     else:
         items.append(("position consistency", "— (score with --both-orders to measure it)"))
-    return ("<h2>Judge</h2><table>" + "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in items)
-            + "</table>")
+    return (
+        "<h2>Judge</h2><table>" + "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in items) + "</table>"
+    )
 
 
 FIGURE_CAPTIONS = {
@@ -119,22 +139,29 @@ def index_page(summary: dict, plots: dict[str, str], pairs_href: str | None) -> 
     """index.html: provenance, tables, figures, published rows and a link to the pairs page."""
     acc = summary["accuracy"]
     cal = summary.get("calibration")
-    body = [f"<p class='meta'>scores: {escape(str(summary.get('input')))}"
-            f"<br>model: {escape(str(summary.get('model')))}"
-            f"<br>benchmark: {escape(str(summary.get('benchmark') or 'not a known benchmark'))}"
-            f"<br>{summary['n_labelled_pairs']} labelled pairs of {summary['n_lines']} lines</p>"]
+    body = [
+        f"<p class='meta'>scores: {escape(str(summary.get('input')))}"
+        f"<br>model: {escape(str(summary.get('model')))}"
+        f"<br>benchmark: {escape(str(summary.get('benchmark') or 'not a known benchmark'))}"
+        f"<br>{summary['n_labelled_pairs']} labelled pairs of {summary['n_lines']} lines</p>"
+    ]
     if pairs_href:
         body.append(f"<p><a href='{escape(pairs_href)}'>The pairs it gets wrong, with their media →</a></p>")
     body += ["<h2>Accuracy</h2>", accuracy_table(acc)]
     if cal:
-        body.append(f"<p>Calibration over {cal['n']} non-tie pairs: fitted temperature T = {cal['temperature']:.4g}, "
-                    f"ECE {cal['ece']:.3f} (ECE at T = 1: {cal['ece_at_t1']:.3f}).</p>")
+        body.append(
+            f"<p>Calibration over {cal['n']} non-tie pairs: fitted temperature T = {cal['temperature']:.4g}, "
+            f"ECE {cal['ece']:.3f} (ECE at T = 1: {cal['ece_at_t1']:.3f}).</p>"
+        )
     body.append(headline_section(summary.get("headline")))
     body.append(judge_section(summary.get("judge")))
     body.append(bias.section(summary.get("bias")))
     body.append("<h2>Figures</h2>")
-    body += [f"<figure><img src='plots/{escape(f)}' alt='{escape(name)} plot'><figcaption class='note'>"
-             f"{escape(FIGURE_CAPTIONS[name])}</figcaption></figure>" for name, f in plots.items()]
+    body += [
+        f"<figure><img src='plots/{escape(f)}' alt='{escape(name)} plot'><figcaption class='note'>"
+        f"{escape(FIGURE_CAPTIONS[name])}</figcaption></figure>"
+        for name, f in plots.items()
+    ]
     body.append(published_section(summary.get("published")))
     body.append("<p class='note'>Every number above is in summary.json.</p>")
     return page("Reward model evaluation", "\n".join(b for b in body if b))
@@ -144,30 +171,39 @@ def _side(name: str, resp, shelf: MediaShelf, gold: bool, reward) -> str:
     reward_s = "" if reward is None else f" — reward {reward:.4g}"
     text = f"<pre>{escape(resp.text)}</pre>" if resp.text else ""
     media = "".join(shelf.html(m) for m in resp.media)
-    return (f"<div class='side{' gold' if gold else ''}'><b>{name}</b>{reward_s}{' (preferred)' if gold else ''}"
-            f"{text}{media}</div>")
+    return (
+        f"<div class='side{' gold' if gold else ''}'><b>{name}</b>{reward_s}{' (preferred)' if gold else ''}"
+        f"{text}{media}</div>"
+    )
 
 
 def pair_card(line: dict, record, shelf: MediaShelf, kind: str) -> str:
     """One pair: numbers, prompt, criteria, both responses with media, the judge's critique."""
     m = float(line["margin"])
-    facts = [f"gold <b>{escape(line['preference'])}</b>", f"predicted <b>{escape(line['predicted'])}</b>",
-             f"margin {m:.4g}"]
+    facts = [
+        f"gold <b>{escape(line['preference'])}</b>",
+        f"predicted <b>{escape(line['predicted'])}</b>",
+        f"margin {m:.4g}",
+    ]
     if "verdict" in line:
         facts.append(f"P(r1) {line['p_response1']:.3f} · P(r2) {line['p_response2']:.3f} · P(tie) {line['p_tie']:.3f}")
     pid = escape(str(line.get("id")))
-    head = (f"<div class='card {kind}' id='pair-{pid}'><b>{pid}</b> "
-            f"<span class='meta'>{escape(str(line.get('task')))} · {' · '.join(facts)}</span>")
+    head = (
+        f"<div class='card {kind}' id='pair-{pid}'><b>{pid}</b> "
+        f"<span class='meta'>{escape(str(line.get('task')))} · {' · '.join(facts)}</span>"
+    )
     if record is None:
         return head + "<p class='missing'>record not found in the input file</p></div>"
     parts = [head, f"<h4>Prompt</h4><pre>{escape(record.prompt)}</pre>"]
     parts += [shelf.html(mm) for mm in record.prompt_media]
     if record.criteria:
         parts.append(f"<h4>Criteria</h4><pre>{escape(record.criteria)}</pre>")
-    parts.append("<div class='sides'>"
-                 + _side("Response 1", record.response1, shelf, line["preference"] == "response1", line.get("reward1"))
-                 + _side("Response 2", record.response2, shelf, line["preference"] == "response2", line.get("reward2"))
-                 + "</div>")
+    parts.append(
+        "<div class='sides'>"
+        + _side("Response 1", record.response1, shelf, line["preference"] == "response1", line.get("reward1"))
+        + _side("Response 2", record.response2, shelf, line["preference"] == "response2", line.get("reward2"))
+        + "</div>"
+    )
     if line.get("critique"):
         parts.append(f"<details open><summary>Critique</summary><pre>{escape(line['critique'])}</pre></details>")
     return "\n".join(parts) + "</div>"
@@ -175,9 +211,11 @@ def pair_card(line: dict, record, shelf: MediaShelf, kind: str) -> str:
 
 def pairs_page(wrong: list[dict], right: list[dict], records: dict, shelf: MediaShelf, *, note: str = "") -> str:
     """pairs.html: the most confidently wrong pairs, then a random sample of right ones."""
-    body = [f"<p class='note'>{escape(note)}</p>" if note else "",
-            f"<h2>Most confidently wrong ({len(wrong)})</h2>",
-            *[pair_card(x, records.get(x.get("id")), shelf, "wrong") for x in wrong],
-            f"<h2>A random sample of right ones ({len(right)})</h2>",
-            *[pair_card(x, records.get(x.get("id")), shelf, "right") for x in right]]
+    body = [
+        f"<p class='note'>{escape(note)}</p>" if note else "",
+        f"<h2>Most confidently wrong ({len(wrong)})</h2>",
+        *[pair_card(x, records.get(x.get("id")), shelf, "wrong") for x in wrong],
+        f"<h2>A random sample of right ones ({len(right)})</h2>",
+        *[pair_card(x, records.get(x.get("id")), shelf, "right") for x in right],
+    ]
     return page("Pairs: where the reward model is wrong", "\n".join(b for b in body if b))

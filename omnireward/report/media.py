@@ -101,15 +101,23 @@ class MediaShelf:
                 return f'<a href="{escape(self.copy(path))}">{escape(path.name)}</a> (audio)'
             if media.type == "video":
                 if suffix in BROWSER_VIDEO:
-                    return (f'<video class="media" controls muted preload="metadata" '
-                            f'src="{escape(self.copy(path))}"></video>')
-                return (f'<img class="media" src="{escape(self.video_still(path))}" alt="middle frame of '
-                        f'{escape(path.name)}"><br><a href="{escape(self.copy(path))}">{escape(path.name)}</a>')
+                    return (
+                        f'<video class="media" controls muted preload="metadata" '
+                        f'src="{escape(self.copy(path))}"></video>'
+                    )
+                return (
+                    f'<img class="media" src="{escape(self.video_still(path))}" alt="middle frame of '
+                    f'{escape(path.name)}"><br><a href="{escape(self.copy(path))}">{escape(path.name)}</a>'
+                )
             if media.type == "mesh":
-                views = "".join(f'<img class="view" src="{escape(r)}" alt="view {k} of {escape(path.name)}">'
-                                for k, r in enumerate(self.mesh_views(path)))
-                return (f'<div class="turntable" title="{escape(path.name)}">{views}</div>'
-                        f'<a href="{escape(self.copy(path))}">{escape(path.name)}</a>')
+                views = "".join(
+                    f'<img class="view" src="{escape(r)}" alt="view {k} of {escape(path.name)}">'
+                    for k, r in enumerate(self.mesh_views(path))
+                )
+                return (
+                    f'<div class="turntable" title="{escape(path.name)}">{views}</div>'
+                    f'<a href="{escape(self.copy(path))}">{escape(path.name)}</a>'
+                )
         except Exception as err:  # a corrupt file must not stop the report; say what happened instead
             return f'<p class="missing">cannot show {escape(path.name)}: {escape(str(err).splitlines()[0])}</p>'
         return f'<a href="{escape(self.copy(path))}">{escape(path.name)}</a>'

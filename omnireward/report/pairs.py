@@ -17,12 +17,14 @@ def predicted(line: dict, eps: float | None) -> str:
     return SIGN_LABEL[(m > 0) - (m < 0)]
 
 
-def pick(lines: list[dict], eps: float | None, *, n_wrong: int = 24, n_right: int = 8,
-         seed: int = 0) -> tuple[list[dict], list[dict]]:
+def pick(
+    lines: list[dict], eps: float | None, *, n_wrong: int = 24, n_right: int = 8, seed: int = 0
+) -> tuple[list[dict], list[dict]]:
     """(wrong, right): wrong pairs by |margin| from the largest (most confident) down; right
     pairs a seeded random sample in file order. Each line gets a `predicted` field."""
-    labelled = [dict(x, predicted=predicted(x, eps)) for x in lines
-                if "margin" in x and x.get("preference") in LABEL_SIGN]
+    labelled = [
+        dict(x, predicted=predicted(x, eps)) for x in lines if "margin" in x and x.get("preference") in LABEL_SIGN
+    ]
     wrong = [x for x in labelled if x["predicted"] != x["preference"]]
     right = [i for i, x in enumerate(labelled) if x["predicted"] == x["preference"]]
     wrong.sort(key=lambda x: -abs(float(x["margin"])))

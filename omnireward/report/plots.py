@@ -42,13 +42,15 @@ def accuracy(summary: dict) -> Figure | None:
     fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 4.2), layout="constrained")
     ax = fig.add_subplot()
     width = 0.38
-    for k, (key, ci, label) in enumerate((("accuracy_without_ties", "ci_without_ties", W_T),
-                                          ("accuracy_with_ties", "ci_with_ties", WITH_T))):
+    for k, (key, ci, label) in enumerate(
+        (("accuracy_without_ties", "ci_without_ties", W_T), ("accuracy_with_ties", "ci_with_ties", WITH_T))
+    ):
         values = [_num(p[key]) for p in parts]
         xs = [i + (k - 0.5) * width for i in range(len(names))]
         ax.bar(xs, values, width, label=label, yerr=_yerr(values, [p[ci] for p in parts]), capsize=3)
-    ax.set_xticks(range(len(names)), [f"{n}\n(n={p['n']})" for n, p in zip(names, parts)], rotation=30,
-                  ha="right", fontsize=8)
+    ax.set_xticks(
+        range(len(names)), [f"{n}\n(n={p['n']})" for n, p in zip(names, parts)], rotation=30, ha="right", fontsize=8
+    )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
     ax.axhline(0.5, color="black", lw=0.6, ls=":")
@@ -88,8 +90,13 @@ def tie_curve(summary: dict) -> Figure | None:
     ax.axhline(_num(tc["no_tie_accuracy"]), color="gray", ls="--", lw=0.8, label="no pair called a tie")
     if tc["chosen_eps"] is not None:
         ax.axvline(tc["chosen_eps"], color="tab:red", lw=0.8)
-        ax.plot([tc["chosen_eps"]], [tc["chosen_accuracy"]], "o", color="tab:red",
-                label=f"chosen ε = {tc['chosen_eps']:.4g}")
+        ax.plot(
+            [tc["chosen_eps"]],
+            [tc["chosen_accuracy"]],
+            "o",
+            color="tab:red",
+            label=f"chosen ε = {tc['chosen_eps']:.4g}",
+        )
     ax.set_xlabel("tie threshold ε (|margin| ≤ ε is a tie)")
     ax.set_ylabel("accuracy over all pairs")
     ax.set_ylim(0, 1.02)
@@ -106,8 +113,13 @@ def margins(summary: dict) -> Figure | None:
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
     for name, counts in mh["counts"].items():
-        ax.stairs(counts, mh["bin_edges"], label=f"gold {name} (median {mh['median'][name]:.3g})",
-                  color=LABEL_COLORS[name], lw=1.5)
+        ax.stairs(
+            counts,
+            mh["bin_edges"],
+            label=f"gold {name} (median {mh['median'][name]:.3g})",
+            color=LABEL_COLORS[name],
+            lw=1.5,
+        )
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("margin = reward1 − reward2")
     ax.set_ylabel("pairs")
@@ -126,8 +138,12 @@ def calibration(summary: dict) -> Figure | None:
     ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=0.8, label="perfect calibration")
     used = [b for b in cal["bins"] if b["count"]]
     ax.plot([b["mean_p"] for b in used], [b["share_response1"] for b in used], "o-", label="bins (size ∝ pairs)")
-    ax.scatter([b["mean_p"] for b in used], [b["share_response1"] for b in used],
-               s=[20 + 200 * b["count"] / cal["n"] for b in used], alpha=0.3)
+    ax.scatter(
+        [b["mean_p"] for b in used],
+        [b["share_response1"] for b in used],
+        s=[20 + 200 * b["count"] / cal["n"] for b in used],
+        alpha=0.3,
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"predicted P(response1) = σ(margin / T), T = {cal['temperature']:.3g}")
@@ -147,18 +163,33 @@ def judge(summary: dict) -> Figure | None:
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
     ax.bar(range(len(keys)), [js[k] for k in keys], color="tab:green", label="judge behaviour")
-    ax.bar(range(len(keys), len(keys) + len(verdicts)), list(js["verdicts"].values()), color="tab:purple",
-           label="verdict shares")
-    ax.set_xticks(range(len(keys) + len(verdicts)), [k.replace("_", " ") for k in keys] + verdicts,
-                  rotation=25, ha="right", fontsize=8)
+    ax.bar(
+        range(len(keys), len(keys) + len(verdicts)),
+        list(js["verdicts"].values()),
+        color="tab:purple",
+        label="verdict shares",
+    )
+    ax.set_xticks(
+        range(len(keys) + len(verdicts)),
+        [k.replace("_", " ") for k in keys] + verdicts,
+        rotation=25,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylim(0, 1.05)
     ax.set_title(f"Judge over {js['n']} pairs")
     ax.legend(fontsize=8)
     return fig
 
 
-PLOTS = {"accuracy": accuracy, "published": published, "tie_curve": tie_curve, "margins": margins,
-         "calibration": calibration, "judge": judge}
+PLOTS = {
+    "accuracy": accuracy,
+    "published": published,
+    "tie_curve": tie_curve,
+    "margins": margins,
+    "calibration": calibration,
+    "judge": judge,
+}
 PLOTS.update(bias.PLOTS)  # bias_length, bias_distribution, bias_criteria
 
 

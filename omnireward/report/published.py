@@ -32,8 +32,9 @@ def load(benchmark: str) -> dict | None:
     for i, row in enumerate(doc.get("rows", [])):
         for key in ("model", "metric", "values", "source"):
             if not row.get(key):
-                raise DataFormatError("missing field", file=f"omnireward/report/{FOLDER}/{benchmark}.yaml",
-                                      field=f"rows[{i}].{key}")
+                raise DataFormatError(
+                    "missing field", file=f"omnireward/report/{FOLDER}/{benchmark}.yaml", field=f"rows[{i}].{key}"
+                )
     return doc
 
 
@@ -62,23 +63,44 @@ def comparison(benchmark: str | None, accuracy: dict, headline: dict | None = No
         values = {c: v * scale for c, v in row["values"].items()}
         mine = {c: _ours(row["metric"], c, accuracy, headline) for c in values}
         mine = {c: v for c, v in mine.items() if v is not None}
-        rows.append({"model": row["model"], "metric": row["metric"], "values": values, "source": row["source"],
-                     "comparable": bool(mine)})
+        rows.append(
+            {
+                "model": row["model"],
+                "metric": row["metric"],
+                "values": values,
+                "source": row["source"],
+                "comparable": bool(mine),
+            }
+        )
         if mine:
-            series.append({"label": f"{row['model']} ({_short(row['metric'])})", "metric": row["metric"],
-                           "values": {c: values[c] for c in mine}})
+            series.append(
+                {
+                    "label": f"{row['model']} ({_short(row['metric'])})",
+                    "metric": row["metric"],
+                    "values": {c: values[c] for c in mine},
+                }
+            )
             ours.update({(row["metric"], c): v for c, v in mine.items()})
     columns = sorted({c for s in series for c in s["values"]}, key=_column_order)
     metrics = sorted({m for m, _ in ours})
-    ours_series = [{"label": f"this run ({_short(m)})", "metric": m,
-                    "values": {c: v for (mm, c), v in ours.items() if mm == m}} for m in metrics]
-    return {"benchmark": benchmark, "title": doc.get("title", benchmark), "metrics": doc.get("metrics", {}),
-            "rows": rows, "columns": columns, "series": ours_series + series}
+    ours_series = [
+        {"label": f"this run ({_short(m)})", "metric": m, "values": {c: v for (mm, c), v in ours.items() if mm == m}}
+        for m in metrics
+    ]
+    return {
+        "benchmark": benchmark,
+        "title": doc.get("title", benchmark),
+        "metrics": doc.get("metrics", {}),
+        "rows": rows,
+        "columns": columns,
+        "series": ours_series + series,
+    }
 
 
 def _short(metric: str) -> str:
     return {"accuracy_without_ties": "w/o ties", "accuracy_with_ties": "w/ ties", "vl": "VL-RewardBench"}.get(
-        metric, metric)
+        metric, metric
+    )
 
 
 def _column_order(c: str):

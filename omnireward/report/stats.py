@@ -27,8 +27,9 @@ def accuracy_with_ties_fast(margins, labels) -> float | None:
     return accuracy_with_ties(margins, labels)[0]
 
 
-def bootstrap_interval(margins, labels, statistic, *, n: int = N_BOOTSTRAP, seed: int = 0,
-                       level: float = 0.95) -> list[float] | None:
+def bootstrap_interval(
+    margins, labels, statistic, *, n: int = N_BOOTSTRAP, seed: int = 0, level: float = 0.95
+) -> list[float] | None:
     """Percentile bootstrap interval of `statistic(margins, labels)` over pairs resampled with replacement.
 
     Resamples where the statistic is undefined (e.g. no non-tie pair drawn) are skipped; None when
@@ -61,9 +62,13 @@ def tie_curve(margins, labels, chosen_eps: float | None, points: int = 101) -> d
     if chosen_eps is not None:
         grid.add(float(chosen_eps))
     grid = sorted(grid)
-    return {"eps": grid, "accuracy": [accuracy_at(m, y, e) for e in grid],
-            "chosen_eps": chosen_eps, "chosen_accuracy": accuracy_at(m, y, chosen_eps),
-            "no_tie_accuracy": accuracy_at(m, y, None)}
+    return {
+        "eps": grid,
+        "accuracy": [accuracy_at(m, y, e) for e in grid],
+        "chosen_eps": chosen_eps,
+        "chosen_accuracy": accuracy_at(m, y, chosen_eps),
+        "no_tie_accuracy": accuracy_at(m, y, None),
+    }
 
 
 def margin_histogram(margins, labels, bins: int = MARGIN_BINS) -> dict | None:

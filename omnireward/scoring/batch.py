@@ -81,8 +81,11 @@ def line_for(rec: Record, rewards: list[float], extra: dict[str, list] | None = 
         if rec.preference is not None:
             line["preference"] = rec.preference
         if std is not None:
-            line.update(reward1_std=std[0], reward2_std=std[1],
-                        prob_response1=0.5 * math.erfc(-(r1 - r2) / math.sqrt(2 * (std[0] ** 2 + std[1] ** 2))))
+            line.update(
+                reward1_std=std[0],
+                reward2_std=std[1],
+                prob_response1=0.5 * math.erfc(-(r1 - r2) / math.sqrt(2 * (std[0] ** 2 + std[1] ** 2))),
+            )
         if dims is not None:
             line.update(dimensions1=dims[0], dimensions2=dims[1])
         if rec.dimension_preferences:

@@ -17,8 +17,9 @@ from omnireward.scoring.summary import summarize_lines
 __all__ = ["BTModel", "progress", "reward_records", "score_file", "summary_of", "summary_path", "write_scores"]
 
 
-def reward_records(model, records: list[Record], batch_size: int = 16, *, show_progress: bool = True,
-                   description: str = "scoring") -> list[dict]:
+def reward_records(
+    model, records: list[Record], batch_size: int = 16, *, show_progress: bool = True, description: str = "scoring"
+) -> list[dict]:
     """One line per record, in input order: reward1/reward2/margin for pairs, reward for items,
     rewards/ranking/best for groups (see `batch.line_for`).
 
@@ -31,7 +32,7 @@ def reward_records(model, records: list[Record], batch_size: int = 16, *, show_p
     with progress() as bar:
         task = bar.add_task(description, total=len(records), visible=show_progress, unit="records")
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             for i, line in zip(idx, score_batch(model, [records[i] for i in idx])):
                 results[i] = line
             bar.advance(task, len(idx))
@@ -86,8 +87,9 @@ def check_quant(quant, device: str = "auto", engine: str = "local", ray=None) ->
         return  # a `Quantization`: checked where it was built
     if quant not in CPU_PRECISIONS:
         if quant not in SCORING_QUANTS and quant not in group_options()["quant"]:
-            raise ConfigError(f"unknown quantisation {quant!r}; expected one of {', '.join(SCORING_QUANTS)}",
-                              field="--quant")
+            raise ConfigError(
+                f"unknown quantisation {quant!r}; expected one of {', '.join(SCORING_QUANTS)}", field="--quant"
+            )
         return
     if engine == "ray" and device == "auto":  # each actor takes a GPU when it is given one
         dev = torch.device("cuda" if ray is not None and ray.gpus_per_worker > 0 else "cpu")
@@ -96,11 +98,26 @@ def check_quant(quant, device: str = "auto", engine: str = "local", ray=None) ->
     check_cpu_precision(quant, dev)
 
 
-def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batch_size: int = 16,
-               media_root: str | None = None, allow_outside_root: bool = False, quant: str = "none",
-               compare_full: bool = False, device: str = "auto", fmt: str = "auto", overwrite: bool = False,
-               workers: int = 1, on_bad_record: str = "reject", engine: str = "local", ray=None,
-               show_progress: bool = True, prefix_sharing: bool = True) -> dict:
+def score_file(
+    path: str | Path,
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    batch_size: int = 16,
+    media_root: str | None = None,
+    allow_outside_root: bool = False,
+    quant: str = "none",
+    compare_full: bool = False,
+    device: str = "auto",
+    fmt: str = "auto",
+    overwrite: bool = False,
+    workers: int = 1,
+    on_bad_record: str = "reject",
+    engine: str = "local",
+    ray=None,
+    show_progress: bool = True,
+    prefix_sharing: bool = True,
+) -> dict:
     """`omnireward score`: rewards for every record of `path`, streamed into `out`, plus the summary.
 
     Resumable: rerun with the same arguments to continue after a kill (see scoring/stream.py).
@@ -112,13 +129,27 @@ def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batc
     from omnireward.scoring.stream import score_stream
 
     check_quant(quant, device, engine, ray)
-    options = {"quant": quant, "format": fmt, "media_root": str(Path(media_root).resolve()) if media_root else None,
-               "allow_outside_root": allow_outside_root, "on_bad_record": on_bad_record}
+    options = {
+        "quant": quant,
+        "format": fmt,
+        "media_root": str(Path(media_root).resolve()) if media_root else None,
+        "allow_outside_root": allow_outside_root,
+        "on_bad_record": on_bad_record,
+    }
     if quant == "int8":  # activations are quantised per batch: the rewards depend on how records are batched
         options.update(batch_size=batch_size, prefix_sharing=prefix_sharing)
-    common = dict(batch_size=batch_size, fmt=fmt, media_root=media_root, allow_outside_root=allow_outside_root,
-                  overwrite=overwrite, workers=workers, on_bad_record=on_bad_record, engine=engine, ray=ray,
-                  show_progress=show_progress)
+    common = dict(
+        batch_size=batch_size,
+        fmt=fmt,
+        media_root=media_root,
+        allow_outside_root=allow_outside_root,
+        overwrite=overwrite,
+        workers=workers,
+        on_bad_record=on_bad_record,
+        engine=engine,
+        ray=ray,
+        show_progress=show_progress,
+    )
     extra = {"model": str(model_dir), "input": str(path), "quant": quant}
     if quant in CPU_PRECISIONS:
         from omnireward.quant.cpu import precision_details
@@ -129,14 +160,31 @@ def score_file(path: str | Path, model_dir: str | Path, out: str | Path, *, batc
         from omnireward.scoring.output import ScoresFile
 
         out_full = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".full.jsonl")
-        score_stream(path, out_full, BTModel(model_dir, "none", device, prefix_sharing),
-                     run_identity(model_dir, path, {**options, "quant": "none"}), description="full precision",
-                     **common)
-        summary = score_stream(path, out, BTModel(model_dir, quant, device, prefix_sharing),
-                               run_identity(model_dir, path, options), extra_summary=extra, **common)
+        score_stream(
+            path,
+            out_full,
+            BTModel(model_dir, "none", device, prefix_sharing),
+            run_identity(model_dir, path, {**options, "quant": "none"}),
+            description="full precision",
+            **common,
+        )
+        summary = score_stream(
+            path,
+            out,
+            BTModel(model_dir, quant, device, prefix_sharing),
+            run_identity(model_dir, path, options),
+            extra_summary=extra,
+            **common,
+        )
         quant_file, full_file = ScoresFile(out), ScoresFile(out_full)
         summary["agreement_with_full_precision"] = agreement(list(full_file.lines()), list(quant_file.lines()))
         quant_file.summary_path.write_text(json.dumps(summary, indent=2))
         return summary
-    return score_stream(path, out, BTModel(model_dir, quant, device, prefix_sharing), run_identity(model_dir, path, options),
-                        extra_summary=extra, **common)
+    return score_stream(
+        path,
+        out,
+        BTModel(model_dir, quant, device, prefix_sharing),
+        run_identity(model_dir, path, options),
+        extra_summary=extra,
+        **common,
+    )

@@ -24,13 +24,18 @@ def read_scores(path: str | Path) -> list[dict]:
                 lines.append(obj)  # pointwise or group: not part of pair accuracy
                 continue
             else:
-                raise DataFormatError("needs 'margin' or 'reward1' and 'reward2'", file=path, line=line_no,
-                                      field="margin")
+                raise DataFormatError(
+                    "needs 'margin' or 'reward1' and 'reward2'", file=path, line=line_no, field="margin"
+                )
         _num(obj, "margin", path, line_no)
         pref = obj.get("preference")
         if pref is not None and pref not in LABEL_SIGN:
-            raise DataFormatError(f"unknown preference label {pref!r} (expected response1, response2 or tie)",
-                                  file=path, line=line_no, field="preference")
+            raise DataFormatError(
+                f"unknown preference label {pref!r} (expected response1, response2 or tie)",
+                file=path,
+                line=line_no,
+                field="preference",
+            )
         lines.append(obj)
     return lines
 

@@ -59,8 +59,7 @@ def tree_digest(path: str | Path, *, keep=lambda rel: True) -> str:
 
 
 def _model_file(rel: str) -> bool:
-    return rel.split("/")[0] not in _NOT_MODEL and not rel.endswith(_NOT_MODEL_SUFFIXES) \
-        and "tfevents" not in rel
+    return rel.split("/")[0] not in _NOT_MODEL and not rel.endswith(_NOT_MODEL_SUFFIXES) and "tfevents" not in rel
 
 
 def _data_file(rel: str) -> bool:
@@ -83,8 +82,11 @@ def source_identity(source: str | Path | None, *, model: bool = False) -> dict:
 
 def run_identity(model: str | Path | None, input_path: str | Path, options: dict) -> dict:
     """The identity stored beside a scores file: {"model", "input", "options"}."""
-    return {"model": source_identity(model, model=True), "input": source_identity(input_path),
-            "options": json.loads(json.dumps(options, default=str))}
+    return {
+        "model": source_identity(model, model=True),
+        "input": source_identity(input_path),
+        "options": json.loads(json.dumps(options, default=str)),
+    }
 
 
 def differences(stored: dict, current: dict) -> list[str]:

@@ -31,8 +31,7 @@ from omnireward.scoring.progress import progress
 
 JUDGES = ("omni", "think", "flex")
 LABELS3 = ("response1", "response2", "tie")
-DEFAULT_WEIGHTS = {"overall": 1.0, "semantic_alignment": 1.0, "quality": 1.0, "aesthetics": 1.0,
-                   "personalised": 1.0}
+DEFAULT_WEIGHTS = {"overall": 1.0, "semantic_alignment": 1.0, "quality": 1.0, "aesthetics": 1.0, "personalised": 1.0}
 
 
 @dataclass
@@ -54,8 +53,14 @@ class Judge:
 
     def _critique(self, template: JudgeTemplate, convs, records):
         constraint, need = self.constrain(self.backbone, template, records) if self.constrain else (None, 0)
-        return critique(self.backbone, template, convs, max_new_tokens=max(self.max_new_tokens, need),
-                        temperature=self.temperature, constraint=constraint)
+        return critique(
+            self.backbone,
+            template,
+            convs,
+            max_new_tokens=max(self.max_new_tokens, need),
+            temperature=self.temperature,
+            constraint=constraint,
+        )
 
     @torch.no_grad()
     def _order(self, pairs: list[Pair], swap: bool) -> list[dict]:
@@ -84,7 +89,7 @@ class Judge:
         with progress() as bar:
             task = bar.add_task(f"judging ({self.template.name})", total=len(pairs), visible=show_progress)
             for s in range(0, len(order), self.batch_size):
-                idx = order[s:s + self.batch_size]
+                idx = order[s : s + self.batch_size]
                 chunk = [pairs[i] for i in idx]
                 runs = [self._order(chunk, False)] + ([self._order(chunk, True)] if both_orders else [])
                 for k, i in enumerate(idx):
@@ -103,13 +108,12 @@ class Judge:
         with progress() as bar:
             task = bar.add_task("judging (pointwise)", total=len(items), visible=show_progress)
             for s in range(0, len(order), self.batch_size):
-                idx = order[s:s + self.batch_size]
+                idx = order[s : s + self.batch_size]
                 c = self._critique(t, [pointwise_conversation(t, items[i]) for i in idx], [items[i] for i in idx])
                 probs = c.probs.cpu()
                 for k, (i, text) in enumerate(zip(idx, c.texts)):
                     score = float((probs[k] * values).sum())
-                    line = {"id": items[i].id, "task": items[i].task, "critique": text, "score": score,
-                            "reward": score}
+                    line = {"id": items[i].id, "task": items[i].task, "critique": text, "score": score, "reward": score}
                     flex = parse_flex_pointwise(text)
                     line["flex_valid"] = flex is not None
                     if flex:
@@ -124,9 +128,16 @@ def _pair_line(rec: Pair, runs: list[dict]) -> dict:
     """Average the orders' probabilities; the verdict is the most probable of the three."""
     p = {lab: sum(r["p"][lab] for r in runs) / len(runs) for lab in LABELS3}
     verdict = max(LABELS3, key=lambda lab: p[lab])
-    line = {"id": rec.id, "task": rec.task, "critique": runs[0]["critique"], "verdict": verdict,
-            "p_response1": p["response1"], "p_response2": p["response2"], "p_tie": p["tie"],
-            "margin": p["response1"] - p["response2"]}
+    line = {
+        "id": rec.id,
+        "task": rec.task,
+        "critique": runs[0]["critique"],
+        "verdict": verdict,
+        "p_response1": p["response1"],
+        "p_response2": p["response2"],
+        "p_tie": p["tie"],
+        "margin": p["response1"] - p["response2"],
+    }
     if rec.preference is not None:
         line["preference"] = rec.preference
     own = [r["text_verdict"] for r in runs if r["text_verdict"] is not None]
@@ -134,15 +145,19 @@ def _pair_line(rec: Pair, runs: list[dict]) -> dict:
         line["text_verdict"] = runs[0]["text_verdict"] if runs[0]["text_verdict"] else own[0]
         # A critique contradicts when its written verdict differs from what its own order's
         # probabilities say.
-        line["contradiction"] = any(r["text_verdict"] is not None and
-                                    r["text_verdict"] != max(LABELS3, key=lambda lab: r["p"][lab]) for r in runs)
+        line["contradiction"] = any(
+            r["text_verdict"] is not None and r["text_verdict"] != max(LABELS3, key=lambda lab: r["p"][lab])
+            for r in runs
+        )
     if "flex" in runs[0]:
         line["flex_valid"] = runs[0]["flex"] is not None
         if runs[0]["flex"]:
             line["flex"] = runs[0]["flex"]
-            line["dimension_scores"] = {f"{c}/{d}": [v["score1"], v["score2"]]
-                                        for c, cat in runs[0]["flex"]["categories"].items()
-                                        for d, v in cat["dimensions"].items()}
+            line["dimension_scores"] = {
+                f"{c}/{d}": [v["score1"], v["score2"]]
+                for c, cat in runs[0]["flex"]["categories"].items()
+                for d, v in cat["dimensions"].items()
+            }
     if len(runs) > 1:
         line["critique_swapped"] = runs[1]["critique"]
         line["p_response1_by_order"] = [r["p"]["response1"] for r in runs]
@@ -189,12 +204,29 @@ def trained_judge(model_dir: str | Path | None) -> JudgeTemplate | None:
     return model_folder.judge_template_of(cfg) or load_template(cfg.get("model", {}).get("judge", "omni"))
 
 
-def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, *,
-               judge: str | JudgeTemplate | None = None, batch_size: int = 8, max_new_tokens: int = 256,
-               both_orders: bool = False, device: str = "auto", seed: int = 0, temperature: float = 0.0,
-               encoders=(), media_root: str | None = None, allow_outside_root: bool = False,
-               constrained: bool = True, fmt: str = "auto", overwrite: bool = False, on_bad_record: str = "reject",
-               engine: str = "local", ray=None, show_progress: bool = True) -> dict:
+def judge_file(
+    path: str | Path,
+    model_dir: str | Path | None,
+    out: str | Path,
+    *,
+    judge: str | JudgeTemplate | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    both_orders: bool = False,
+    device: str = "auto",
+    seed: int = 0,
+    temperature: float = 0.0,
+    encoders=(),
+    media_root: str | None = None,
+    allow_outside_root: bool = False,
+    constrained: bool = True,
+    fmt: str = "auto",
+    overwrite: bool = False,
+    on_bad_record: str = "reject",
+    engine: str = "local",
+    ray=None,
+    show_progress: bool = True,
+) -> dict:
     """`omnireward score --judge` (or a judge folder): a critique and verdict for every pair, plus the summary.
 
     `judge`: a template name, a template YAML path, a JudgeTemplate, or None (the default): a judge
@@ -216,18 +248,49 @@ def judge_file(path: str | Path, model_dir: str | Path | None, out: str | Path, 
     from omnireward.scoring.stream import score_stream
 
     template = _template(judge, model_dir)
-    factory = JudgeFactory(str(model_dir) if model_dir is not None else None, template, device=device,
-                           encoders=tuple(encoders), max_new_tokens=max_new_tokens, temperature=temperature,
-                           batch_size=batch_size, both_orders=both_orders, seed=seed, constrained=constrained)
-    options = {"judge": template.name, "template": repr(template), "max_new_tokens": max_new_tokens,
-               "both_orders": both_orders, "seed": seed, "temperature": temperature, "encoders": list(encoders),
-               "constrained": constrained, "format": fmt,
-               "media_root": str(Path(media_root).resolve()) if media_root else None,
-               "allow_outside_root": allow_outside_root, "on_bad_record": on_bad_record}
-    summary = score_stream(path, out, factory, run_identity(model_dir, path, options), batch_size=batch_size,
-                           fmt=fmt, media_root=media_root, allow_outside_root=allow_outside_root,
-                           overwrite=overwrite, workers=0, on_bad_record=on_bad_record, engine=engine, ray=ray,
-                           show_progress=show_progress, description=f"judging ({template.name})")
+    factory = JudgeFactory(
+        str(model_dir) if model_dir is not None else None,
+        template,
+        device=device,
+        encoders=tuple(encoders),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        batch_size=batch_size,
+        both_orders=both_orders,
+        seed=seed,
+        constrained=constrained,
+    )
+    options = {
+        "judge": template.name,
+        "template": repr(template),
+        "max_new_tokens": max_new_tokens,
+        "both_orders": both_orders,
+        "seed": seed,
+        "temperature": temperature,
+        "encoders": list(encoders),
+        "constrained": constrained,
+        "format": fmt,
+        "media_root": str(Path(media_root).resolve()) if media_root else None,
+        "allow_outside_root": allow_outside_root,
+        "on_bad_record": on_bad_record,
+    }
+    summary = score_stream(
+        path,
+        out,
+        factory,
+        run_identity(model_dir, path, options),
+        batch_size=batch_size,
+        fmt=fmt,
+        media_root=media_root,
+        allow_outside_root=allow_outside_root,
+        overwrite=overwrite,
+        workers=0,
+        on_bad_record=on_bad_record,
+        engine=engine,
+        ray=ray,
+        show_progress=show_progress,
+        description=f"judging ({template.name})",
+    )
     if "judge" not in summary:  # a fresh finish: add the judge's own figures, read from the file
         from omnireward.scoring.output import ScoresFile
 
@@ -270,8 +333,14 @@ class JudgeFactory:
 
             constrain = constraint_for
         bb = load_judge_backbone(self.model_dir, device=self.device, encoders=self.encoders)
-        j = Judge(bb, self.template, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                  batch_size=self.batch_size, constrain=constrain)
+        j = Judge(
+            bb,
+            self.template,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            batch_size=self.batch_size,
+            constrain=constrain,
+        )
         return JudgeScorer(j, both_orders=self.both_orders, seed=self.seed)
 
 
@@ -291,15 +360,17 @@ class JudgeScorer:
         return judge_records(self.judge, planned.records, both_orders=self.both_orders, show_progress=False)
 
 
-def judge_records(j: Judge, records: list[Record], *, both_orders: bool = False,
-                  show_progress: bool = True) -> list[dict]:
+def judge_records(
+    j: Judge, records: list[Record], *, both_orders: bool = False, show_progress: bool = True
+) -> list[dict]:
     """Pairs judged pairwise, items pointwise, groups by all their pairs; lines in input order."""
     pairs = [i for i, r in enumerate(records) if isinstance(r, Pair)]
     items = [i for i, r in enumerate(records) if isinstance(r, Item)]
     out: dict[int, dict] = {}
     if pairs:
-        for i, line in zip(pairs, j.judge_pairs([records[i] for i in pairs], both_orders=both_orders,
-                                                show_progress=show_progress)):
+        for i, line in zip(
+            pairs, j.judge_pairs([records[i] for i in pairs], both_orders=both_orders, show_progress=show_progress)
+        ):
             out[i] = line
     if items:
         for i, line in zip(items, j.judge_items([records[i] for i in items], show_progress=show_progress)):
@@ -330,11 +401,15 @@ def _judge_summary(lines, template: JudgeTemplate, model_dir, path, both_orders:
         flex_valid += bool(x.get("flex_valid"))
         agree += bool(x.get("order_agreement"))
     own_template = trained_judge(model_dir)
-    extra = {"judge": template.name, "model": str(model_dir) if model_dir else "embedded (zero-shot)",
-             "trained_judge": own_template.name if own_template is not None else None,
-             "input": str(path), "both_orders": both_orders,
-             "text_verdict_share": own / n if n else None,
-             "text_verdict_disagreement": contradictions / own if own else None}
+    extra = {
+        "judge": template.name,
+        "model": str(model_dir) if model_dir else "embedded (zero-shot)",
+        "trained_judge": own_template.name if own_template is not None else None,
+        "input": str(path),
+        "both_orders": both_orders,
+        "text_verdict_share": own / n if n else None,
+        "text_verdict_disagreement": contradictions / own if own else None,
+    }
     if template.format == "flex" and n:
         extra["flex_valid_share"] = flex_valid / n
     if both_orders and n:
@@ -343,8 +418,9 @@ def _judge_summary(lines, template: JudgeTemplate, model_dir, path, both_orders:
 
 
 # ---- group scoring for RL ----------------------------------------------------------------------
-def group_scores(record: Record, candidates: list[Response], judge: Judge, *, weights: dict | None = None,
-                 both_orders: bool = True) -> dict:
+def group_scores(
+    record: Record, candidates: list[Response], judge: Judge, *, weights: dict | None = None, both_orders: bool = True
+) -> dict:
     """Judge every pair of candidates for one prompt; per-candidate win-rates, overall and per
     Flex category, and their mix.
 
@@ -357,9 +433,18 @@ def group_scores(record: Record, candidates: list[Response], judge: Judge, *, we
     if n < 2:
         raise ConfigError("group scoring needs at least two candidates", field="candidates")
     index = list(combinations(range(n), 2))
-    pairs = [Pair(id=f"{record.id}:{i}-{k}", task=record.task, prompt=record.prompt, response1=candidates[i],
-                  response2=candidates[k], criteria=record.criteria, prompt_media=list(record.prompt_media))
-             for i, k in index]
+    pairs = [
+        Pair(
+            id=f"{record.id}:{i}-{k}",
+            task=record.task,
+            prompt=record.prompt,
+            response1=candidates[i],
+            response2=candidates[k],
+            criteria=record.criteria,
+            prompt_media=list(record.prompt_media),
+        )
+        for i, k in index
+    ]
     lines = judge.judge_pairs(pairs, both_orders=both_orders, show_progress=False)
     wins = [0.0] * n
     cat_credit: dict[str, list[float]] = {}
@@ -381,8 +466,10 @@ def group_scores(record: Record, candidates: list[Response], judge: Judge, *, we
             cat_count[name][i] += 1
             cat_count[name][k] += 1
     win_rate = [w / (n - 1) for w in wins]
-    per_category = {name: [cat_credit[name][m] / cat_count[name][m] if cat_count[name][m] else None
-                           for m in range(n)] for name in cat_credit}
+    per_category = {
+        name: [cat_credit[name][m] / cat_count[name][m] if cat_count[name][m] else None for m in range(n)]
+        for name in cat_credit
+    }
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
     total = sum(w.values())
     if total <= 0:

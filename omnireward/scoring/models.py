@@ -15,8 +15,9 @@ def latest_model(runs: Path = DEFAULT_RUNS) -> Path:
 
     found = sorted((p.parent for p in runs.glob(f"*/{CONFIG_NAME}")), key=lambda p: (p / CONFIG_NAME).stat().st_mtime)
     if not found:
-        raise ModelError(f"no trained model under {runs}/; train one with `omnireward train modality=text` "
-                         "or pass --model DIR")
+        raise ModelError(
+            f"no trained model under {runs}/; train one with `omnireward train modality=text` or pass --model DIR"
+        )
     return found[-1]
 
 

@@ -26,7 +26,7 @@ def sidecar(out: Path, suffix: str) -> Path:
 
 def summary_path(out: str | Path) -> Path:
     out = Path(out)
-    stem = out.name[:-len(".jsonl")] if out.name.endswith(".jsonl") else out.stem
+    stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.stem
     return out.with_name(stem + ".summary.json")
 
 
@@ -59,12 +59,18 @@ class ScoresFile:
                 raise ResumeError(f"unreadable ({e}); pass --overwrite to start over", file=self.state_path) from None
             diff = differences(stored.get("identity", {}), identity)
             if diff:
-                raise ResumeError(f"was scored with a different {', '.join(diff)}; pass --overwrite to start "
-                                  "over or choose another --out", file=self.path)
+                raise ResumeError(
+                    f"was scored with a different {', '.join(diff)}; pass --overwrite to start "
+                    "over or choose another --out",
+                    file=self.path,
+                )
             self.was_complete = bool(stored.get("complete")) and self.summary_path.exists()
         elif self.path.exists() and self.path.stat().st_size > 0:
-            raise ResumeError(f"exists but has no {self.state_path.name}, so no resumable run wrote it; pass "
-                              "--overwrite to replace it or choose another --out", file=self.path)
+            raise ResumeError(
+                f"exists but has no {self.state_path.name}, so no resumable run wrote it; pass "
+                "--overwrite to replace it or choose another --out",
+                file=self.path,
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.was_complete:
             self.partial_path.unlink(missing_ok=True)
@@ -104,7 +110,7 @@ class ScoresFile:
         data = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode()
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
         os.fsync(self._fd)
 
     def close(self) -> None:
@@ -133,8 +139,9 @@ class ScoresFile:
                     dst.write(held.pop(nxt))
                     nxt += 1
             if held:
-                raise ResumeError(f"positions {sorted(held)[:5]} are missing; pass --overwrite to start over",
-                                  file=self.partial_path)
+                raise ResumeError(
+                    f"positions {sorted(held)[:5]} are missing; pass --overwrite to start over", file=self.partial_path
+                )
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(tmp, self.path)

@@ -48,8 +48,12 @@ def locate(error: OmniRewardError, planned: Planned, prepare_one, input_path) ->
         try:
             prepare_one(rec)
         except OmniRewardError as err:  # e.g. "bad.png: corrupt ..." becomes "pairs.jsonl:12: ... bad.png"
-            return type(err)(err.reason if err.file is None else f"{err.reason} ({err.file})", file=input_path,
-                             line=line, field=err.field)
+            return type(err)(
+                err.reason if err.file is None else f"{err.reason} ({err.file})",
+                file=input_path,
+                line=line,
+                field=err.field,
+            )
     return error
 
 
@@ -85,13 +89,20 @@ def _as_is(x):
     return x
 
 
-def run_local(scorer: Scorer, batches: Iterable[Planned], *, workers: int = 1,
-              input_path: str | Path | None = None) -> Iterator[tuple[Planned, list[dict]]]:
+def run_local(
+    scorer: Scorer, batches: Iterable[Planned], *, workers: int = 1, input_path: str | Path | None = None
+) -> Iterator[tuple[Planned, list[dict]]]:
     """(batch, lines) in plan order; `workers` > 0 prepares batches in that many processes."""
-    loader = DataLoader(_Prepare(scorer, input_path), sampler=_Stream(batches), batch_size=None,
-                        collate_fn=_as_is, num_workers=workers,
-                        prefetch_factor=2 if workers else None, persistent_workers=False,
-                        multiprocessing_context="fork" if workers else None)
+    loader = DataLoader(
+        _Prepare(scorer, input_path),
+        sampler=_Stream(batches),
+        batch_size=None,
+        collate_fn=_as_is,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+        multiprocessing_context="fork" if workers else None,
+    )
     for planned, prepared, error in loader:
         if error is not None:
             raise error

@@ -37,11 +37,17 @@ class Planned:
 
     def tag(self, lines: list[dict]) -> list[dict]:
         """The lines still to write (past `skip`), each with its input position `_pos`."""
-        return [{**x, "_pos": p} for x, p in zip(lines[self.skip:], self.positions[self.skip:])]
+        return [{**x, "_pos": p} for x, p in zip(lines[self.skip :], self.positions[self.skip :])]
 
 
-def read_records(path: str | Path, fmt: str = "auto", *, media_root=None, allow_outside_root: bool = False,
-                 on_reject: Callable[[Result], None]) -> Iterator[tuple[int | None, Record]]:
+def read_records(
+    path: str | Path,
+    fmt: str = "auto",
+    *,
+    media_root=None,
+    allow_outside_root: bool = False,
+    on_reject: Callable[[Result], None],
+) -> Iterator[tuple[int | None, Record]]:
     """(source line, record) for every readable record; the others go to `on_reject`.
 
     Media files must exist (checked here, so a missing file is a refused record, not a failed batch).
@@ -62,9 +68,10 @@ def plan(records: Iterable[tuple[int | None, Record]], batch_size: int, window: 
         nonlocal index, start
         buf.sort(key=lambda plr: length_hint(plr[2]))  # stable: equal lengths keep input order
         for i in range(0, len(buf), batch_size):
-            chunk = buf[i:i + batch_size]
-            yield Planned(index, start, [r for _, _, r in chunk], [ln for _, ln, _ in chunk],
-                          positions=[p for p, _, _ in chunk])
+            chunk = buf[i : i + batch_size]
+            yield Planned(
+                index, start, [r for _, _, r in chunk], [ln for _, ln, _ in chunk], positions=[p for p, _, _ in chunk]
+            )
             index += 1
             start += len(chunk)
         buf.clear()
@@ -87,13 +94,17 @@ def pending(batches: Iterable[Planned], done: int, written_ids: Iterator[str], o
         for k in range(have):
             got = next(written_ids, None)
             if got != b.records[k].id:
-                raise ResumeError(f"line {b.start + k + 1} holds id {got!r} where this input's scoring order has "
-                                  f"{b.records[k].id!r}; pass --overwrite to start over", file=out)
+                raise ResumeError(
+                    f"line {b.start + k + 1} holds id {got!r} where this input's scoring order has "
+                    f"{b.records[k].id!r}; pass --overwrite to start over",
+                    file=out,
+                )
         if have == len(b.records):
             continue
         b.skip = have
         yield b
     extra = next(written_ids, None)
     if extra is not None:
-        raise ResumeError(f"holds more lines than the input has records (from id {extra!r}); pass --overwrite "
-                          "to start over", file=out)
+        raise ResumeError(
+            f"holds more lines than the input has records (from id {extra!r}); pass --overwrite to start over", file=out
+        )

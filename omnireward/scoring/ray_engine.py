@@ -56,15 +56,27 @@ def spool(batches: Iterable[Planned], path: Path) -> int:
     n = 0
     with path.open("w", encoding="utf-8") as f:
         for b in batches:
-            f.write(json.dumps({"index": b.index, "start": b.start, "skip": b.skip, "lines": b.lines,
-                                "positions": b.positions,
-                                "records": [r.to_dict() for r in b.records]}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "index": b.index,
+                        "start": b.start,
+                        "skip": b.skip,
+                        "lines": b.lines,
+                        "positions": b.positions,
+                        "records": [r.to_dict() for r in b.records],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             n += 1
     return n
 
 
-def run_ray(factory: Callable, batches: Iterable[Planned], *, spool: Path, options,
-            workers: set | None = None) -> Iterator[tuple[int, list[dict]]]:
+def run_ray(
+    factory: Callable, batches: Iterable[Planned], *, spool: Path, options, workers: set | None = None
+) -> Iterator[tuple[int, list[dict]]]:
     """(records newly written, their lines) per batch, in plan order, scored by Ray actors.
 
     `workers` collects the process ids of the actors that scored (to see the work was spread).
@@ -79,19 +91,30 @@ def run_ray(factory: Callable, batches: Iterable[Planned], *, spool: Path, optio
         shutil.rmtree(spool_dir, ignore_errors=True)
         return
     if not ray.is_initialized():
-        ray.init(address=options.address, ignore_reinit_error=True, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=options.address,
+            ignore_reinit_error=True,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
     # Reading the spool is light; with no CPU of its own it cannot wait behind the actors' CPUs.
     # Several blocks per actor, so that every actor gets work (one block goes to one actor).
-    ds = ray.data.read_text(str(pending_file.resolve()), num_cpus=0,
-                            override_num_blocks=min(n_batches, 4 * options.num_workers))
-    ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={"factory": factory}, batch_size=1,
-                        compute=ray.data.ActorPoolStrategy(size=options.num_workers),
-                        num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None,
-                        batch_format="numpy")
+    ds = ray.data.read_text(
+        str(pending_file.resolve()), num_cpus=0, override_num_blocks=min(n_batches, 4 * options.num_workers)
+    )
+    ds = ds.map_batches(
+        ScoreActor,
+        fn_constructor_kwargs={"factory": factory},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=options.num_workers),
+        num_cpus=options.cpus_per_worker,
+        num_gpus=options.gpus_per_worker or None,
+        batch_format="numpy",
+    )
     for row in ds.iter_rows():
         workers.add(int(row["pid"]))
         yield int(row["n"]), json.loads(row["lines"])

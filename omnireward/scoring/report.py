@@ -16,8 +16,14 @@ def summary_table(summary: dict, title: str = "reward accuracy") -> Table:
     rows = list((summary.get("per_task") or {}).items())
     for name, s in rows + [("overall", summary)]:
         eps = s.get("tie_threshold")
-        t.add_row(name, str(s["n"]), str(s.get("n_ties", 0)), _pct(s["accuracy_without_ties"]),
-                  _pct(s["accuracy_with_ties"]), "—" if eps is None else f"{eps:.4g}")
+        t.add_row(
+            name,
+            str(s["n"]),
+            str(s.get("n_ties", 0)),
+            _pct(s["accuracy_without_ties"]),
+            _pct(s["accuracy_with_ties"]),
+            "—" if eps is None else f"{eps:.4g}",
+        )
     return t
 
 
@@ -25,12 +31,16 @@ def group_line(groups: dict) -> str:
     """One line on groups: how often the top reward is the gold best, and ranking agreement."""
     parts = [f"groups: {groups['n']}"]
     if groups.get("n_with_best"):
-        parts.append(f"best-of-N win rate {_pct(groups['best_of_n_win_rate'])} over {groups['n_with_best']} "
-                     f"(chance {_pct(groups['best_of_n_chance'])})")
+        parts.append(
+            f"best-of-N win rate {_pct(groups['best_of_n_win_rate'])} over {groups['n_with_best']} "
+            f"(chance {_pct(groups['best_of_n_chance'])})"
+        )
     if groups.get("n_with_ranking"):
         tau = groups.get("ranking_kendall_tau")
-        parts.append(f"ranking pair accuracy {_pct(groups['ranking_pair_accuracy'])}, Kendall τ "
-                     f"{'—' if tau is None else f'{tau:.3f}'} over {groups['n_with_ranking']}")
+        parts.append(
+            f"ranking pair accuracy {_pct(groups['ranking_pair_accuracy'])}, Kendall τ "
+            f"{'—' if tau is None else f'{tau:.3f}'} over {groups['n_with_ranking']}"
+        )
     return "; ".join(parts)
 
 
@@ -41,14 +51,18 @@ def head_lines(summary: dict) -> list:
     u = summary.get("uncertainty")
     if u:
         c, n = u["confident"], u["unconfident"]
-        out.append(f"confident pairs (combined std ≤ {u['threshold']:.3g}): {_pct(c['accuracy_without_ties'])} of "
-                   f"{c['n']}; unconfident: {_pct(n['accuracy_without_ties'])} of {n['n']}")
+        out.append(
+            f"confident pairs (combined std ≤ {u['threshold']:.3g}): {_pct(c['accuracy_without_ties'])} of "
+            f"{c['n']}; unconfident: {_pct(n['accuracy_without_ties'])} of {n['n']}"
+        )
     dims = summary.get("dimensions")
     if dims:
         t = Table(title="per-dimension accuracy")
         for col in ("dimension", "n", "ties", "acc w/o ties", "acc w/ ties"):
             t.add_column(col, justify="right" if col != "dimension" else "left")
         for name, d in dims.items():
-            t.add_row(name, str(d["n"]), str(d["n_ties"]), _pct(d["accuracy_without_ties"]), _pct(d["accuracy_with_ties"]))
+            t.add_row(
+                name, str(d["n"]), str(d["n_ties"]), _pct(d["accuracy_without_ties"]), _pct(d["accuracy_with_ties"])
+            )
         out.append(t)
     return out

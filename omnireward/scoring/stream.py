@@ -40,11 +40,25 @@ class RayOptions:
     cpus_per_worker: float = 1.0
 
 
-def score_stream(path: str | Path, out: str | Path, factory: Callable, identity: dict, *, batch_size: int = 16,
-                 fmt: str = "auto", media_root=None, allow_outside_root: bool = False, overwrite: bool = False,
-                 workers: int = 1, on_bad_record: str = "reject", engine: str = "local",
-                 ray: RayOptions | None = None, show_progress: bool = True, description: str = "scoring",
-                 extra_summary: dict | None = None) -> dict:
+def score_stream(
+    path: str | Path,
+    out: str | Path,
+    factory: Callable,
+    identity: dict,
+    *,
+    batch_size: int = 16,
+    fmt: str = "auto",
+    media_root=None,
+    allow_outside_root: bool = False,
+    overwrite: bool = False,
+    workers: int = 1,
+    on_bad_record: str = "reject",
+    engine: str = "local",
+    ray: RayOptions | None = None,
+    show_progress: bool = True,
+    description: str = "scoring",
+    extra_summary: dict | None = None,
+) -> dict:
     """Score `path` into `out` and return the summary (also written beside `out`).
 
     `factory()` builds the scorer (it loads the model: once here, or once per Ray actor).
@@ -82,16 +96,18 @@ def score_stream(path: str | Path, out: str | Path, factory: Callable, identity:
                 bar.update(task, unit=_UNITS.get(kinds.most_common(1)[0][0], "records"))
                 yield b
 
-        records = read_records(path, fmt, media_root=media_root, allow_outside_root=allow_outside_root,
-                               on_reject=on_reject)
+        records = read_records(
+            path, fmt, media_root=media_root, allow_outside_root=allow_outside_root, on_reject=on_reject
+        )
         written = itertools.islice(sf.ids(), done)  # only what was there before this run
         batches = unit(iter(pending(plan(records, batch_size), done, written, sf.path)))
         try:
             if engine == "ray":
                 from omnireward.scoring.ray_engine import run_ray
 
-                results = run_ray(factory, batches, spool=sf.path.with_name(sf.path.name + ".ray"),
-                                  options=ray or RayOptions())
+                results = run_ray(
+                    factory, batches, spool=sf.path.with_name(sf.path.name + ".ray"), options=ray or RayOptions()
+                )
             else:
                 results = _local(factory(), batches, workers, path)
             for n, lines in results:

@@ -62,10 +62,20 @@ class UncertaintyStats:
         rows = sorted(self.rows, key=lambda r: r[0])
         half = (len(rows) + 1) // 2
         confident, unconfident = rows[:half], rows[half:]
-        part = lambda rs: {"n": len(rs), "accuracy_without_ties": sum(r[1] for r in rs) / len(rs) if rs else None,  # noqa: E731
-                           "mean_combined_std": sum(r[0] for r in rs) / len(rs) if rs else None}
-        return {"split": "median of the pair's combined std sqrt(reward1_std^2 + reward2_std^2)",
-                "threshold": rows[half - 1][0], "confident": part(confident), "unconfident": part(unconfident)}
+
+        def part(rs):
+            return {
+                "n": len(rs),
+                "accuracy_without_ties": sum(r[1] for r in rs) / len(rs) if rs else None,
+                "mean_combined_std": sum(r[0] for r in rs) / len(rs) if rs else None,
+            }
+
+        return {
+            "split": "median of the pair's combined std sqrt(reward1_std^2 + reward2_std^2)",
+            "threshold": rows[half - 1][0],
+            "confident": part(confident),
+            "unconfident": part(unconfident),
+        }
 
 
 class DimensionStats:

@@ -28,6 +28,7 @@ def make_server(*args, **kwargs):
     try:
         from omnireward.serving.server import make_server as _make
     except ImportError as e:
-        raise DependencyError(f"the reward server needs FastAPI and uvicorn ({e.name} is missing); "
-                              'pip install "omnireward[serve]"') from None
+        raise DependencyError(
+            f'the reward server needs FastAPI and uvicorn ({e.name} is missing); pip install "omnireward[serve]"'
+        ) from None
     return _make(*args, **kwargs)

@@ -60,14 +60,17 @@ async def read_json(request: Request, limit: int) -> Any:
         except ValueError:
             raise RequestError(f"not a number ({length!r})", field="Content-Length") from None
         if n > limit:
-            raise RequestTooLarge(f"{n} bytes is over the {limit} byte limit (--max-body-mb); "
-                                  "send fewer records per request", field="body")
+            raise RequestTooLarge(
+                f"{n} bytes is over the {limit} byte limit (--max-body-mb); send fewer records per request",
+                field="body",
+            )
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
         if len(buf) > limit:
-            raise RequestTooLarge(f"over the {limit} byte limit (--max-body-mb); send fewer records per request",
-                                  field="body")
+            raise RequestTooLarge(
+                f"over the {limit} byte limit (--max-body-mb); send fewer records per request", field="body"
+            )
     if not buf:
         raise RequestError("empty; send a JSON body", field="body")
     return await run_in_threadpool(parse_json, bytes(buf))
@@ -81,11 +84,14 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
     """The reward server's application around a loaded service."""
     settings.check()
     routes = getattr(service, "routes", None) or ROUTES  # a judge service brings its own
-    ctx = Context(scale=service.scale, default_system=service.default_system,
-                  system_prompt_as_criteria=settings.system_prompt_as_criteria,
-                  max_records=settings.max_records_per_request,
-                  model_name=settings.served_model_name or str(service.info_fields.get("model", "omnireward")),
-                  reward_stats=service.stats)
+    ctx = Context(
+        scale=service.scale,
+        default_system=service.default_system,
+        system_prompt_as_criteria=settings.system_prompt_as_criteria,
+        max_records=settings.max_records_per_request,
+        model_name=settings.served_model_name or str(service.info_fields.get("model", "omnireward")),
+        reward_stats=service.stats,
+    )
     app = FastAPI(title="omnireward reward server", version=__version__)
     key = settings.api_key
 
@@ -93,11 +99,15 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
         if not key:
             return
         auth = request.headers.get("authorization", "")
-        given = (auth[7:].strip() if auth.lower().startswith("bearer ") else None) \
-            or request.headers.get("x-api-key") or request.query_params.get("api_key")
+        given = (
+            (auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+            or request.headers.get("x-api-key")
+            or request.query_params.get("api_key")
+        )
         if not given or not hmac.compare_digest(given.encode(), key.encode()):
-            raise AuthError("missing or wrong API key: send 'Authorization: Bearer KEY' "
-                            "(or an X-API-Key header, or ?api_key=KEY)")
+            raise AuthError(
+                "missing or wrong API key: send 'Authorization: Bearer KEY' (or an X-API-Key header, or ?api_key=KEY)"
+            )
 
     def route(parse: Parse, respond: Respond):
         async def endpoint(request: Request) -> JSONResponse:
@@ -109,8 +119,9 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
                 try:
                     lines = await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout)
                 except asyncio.TimeoutError:
-                    raise RequestTimeout(f"not answered within {settings.request_timeout:g} s "
-                                         "(--request-timeout)") from None
+                    raise RequestTimeout(
+                        f"not answered within {settings.request_timeout:g} s (--request-timeout)"
+                    ) from None
                 except ItemError as e:
                     raise located(e, parsed.where) from None
                 return JSONResponse(respond(lines, parsed, ctx))
@@ -129,11 +140,18 @@ def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
 
     @app.get("/info", dependencies=auth, summary="model, objective, modalities, reward statistics, batching")
     def info() -> dict:
-        return {**service.info(), "routes": {p: s for p, (_, _, s) in routes.items()},
-                "limits": {"max_body_mb": settings.max_body_mb,
-                           "max_records_per_request": settings.max_records_per_request,
-                           "max_media_mb": settings.max_media_mb, "request_timeout": settings.request_timeout},
-                "auth": bool(key), "version": __version__}
+        return {
+            **service.info(),
+            "routes": {p: s for p, (_, _, s) in routes.items()},
+            "limits": {
+                "max_body_mb": settings.max_body_mb,
+                "max_records_per_request": settings.max_records_per_request,
+                "max_media_mb": settings.max_media_mb,
+                "request_timeout": settings.request_timeout,
+            },
+            "auth": bool(key),
+            "version": __version__,
+        }
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, e: RequestError):

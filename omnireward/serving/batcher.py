@@ -51,11 +51,11 @@ class _Job:
     future: Future
     enqueued: float
     results: list = field(default_factory=list)
-    next: int = 0      # first item not yet taken by a worker
+    next: int = 0  # first item not yet taken by a worker
     finished: int = 0  # items with a result
 
     def waiting_cost(self) -> int:
-        return sum(self.costs[self.next:])
+        return sum(self.costs[self.next :])
 
 
 @dataclass
@@ -66,8 +66,8 @@ class BatchStats:
     sequences: int = 0
     items: int = 0
     max_sequences: int = 0
-    sizes: Counter = field(default_factory=Counter)      # sequences per batch -> count
-    merged: Counter = field(default_factory=Counter)     # jobs per batch -> count
+    sizes: Counter = field(default_factory=Counter)  # sequences per batch -> count
+    merged: Counter = field(default_factory=Counter)  # jobs per batch -> count
 
     def add(self, sequences: int, items: int, jobs: int) -> None:
         self.batches += 1
@@ -78,19 +78,31 @@ class BatchStats:
         self.merged[jobs] += 1
 
     def snapshot(self) -> dict:
-        return {"batches": self.batches, "sequences": self.sequences, "items": self.items,
-                "mean_sequences": self.sequences / self.batches if self.batches else None,
-                "max_sequences": self.max_sequences,
-                "sequences_per_batch": {str(k): v for k, v in sorted(self.sizes.items())},
-                "requests_per_batch": {str(k): v for k, v in sorted(self.merged.items())}}
+        return {
+            "batches": self.batches,
+            "sequences": self.sequences,
+            "items": self.items,
+            "mean_sequences": self.sequences / self.batches if self.batches else None,
+            "max_sequences": self.max_sequences,
+            "sequences_per_batch": {str(k): v for k, v in sorted(self.sizes.items())},
+            "requests_per_batch": {str(k): v for k, v in sorted(self.merged.items())},
+        }
 
 
 class Batcher:
     """Merges concurrent jobs into batches run by one worker thread per runner (model replica)."""
 
-    def __init__(self, runners: Sequence[Callable[[list], list]], *, max_batch_size: int = 32,
-                 batch_timeout: float = 0.01, max_queue: int = 16384, cost: Callable[[object], int] = lambda _: 1,
-                 name: str = "batcher", clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        runners: Sequence[Callable[[list], list]],
+        *,
+        max_batch_size: int = 32,
+        batch_timeout: float = 0.01,
+        max_queue: int = 16384,
+        cost: Callable[[object], int] = lambda _: 1,
+        name: str = "batcher",
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not runners:
             raise ValueError("at least one runner is needed")
         self.max_batch_size = max_batch_size
@@ -102,8 +114,10 @@ class Batcher:
         self._jobs: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._threads = [threading.Thread(target=self._loop, args=(r,), name=f"{name}-{i}", daemon=True)
-                         for i, r in enumerate(runners)]
+        self._threads = [
+            threading.Thread(target=self._loop, args=(r,), name=f"{name}-{i}", daemon=True)
+            for i, r in enumerate(runners)
+        ]
         for t in self._threads:
             t.start()
 

@@ -54,19 +54,22 @@ KNOWN_DEFAULT_SYSTEMS = (
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
     "You are a helpful AI assistant.",
 )
-KNOWN_DEFAULT_SYSTEM_PREFIXES = (
-    "You are Mistral Small 3, a Large Language Model (LLM) created by Mistral AI",
+KNOWN_DEFAULT_SYSTEM_PREFIXES = ("You are Mistral Small 3, a Large Language Model (LLM) created by Mistral AI",)
+_LLAMA_PREAMBLE = re.compile(
+    r"(?:Environment: ipython\n)?(?:Tools: [^\n]*\n\n)?"
+    r"Cutting Knowledge Date: [^\n]*\nToday Date: [^\n]*\n\n?"
 )
-_LLAMA_PREAMBLE = re.compile(r"(?:Environment: ipython\n)?(?:Tools: [^\n]*\n\n)?"
-                             r"Cutting Knowledge Date: [^\n]*\nToday Date: [^\n]*\n\n?")
 
-_CHATML = re.compile(r"<\|im_start\|>(\w+)(?:\n|<\|im_sep\|>)(.*?)(?:<\|im_end\|>\n?|(?=<\|im_start\|>)|\Z)",
-                     re.DOTALL)
-_LLAMA3 = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)"
-                     r"(?:<\|eot_id\|>|(?=<\|start_header_id\|>)|\Z)", re.DOTALL)
+_CHATML = re.compile(r"<\|im_start\|>(\w+)(?:\n|<\|im_sep\|>)(.*?)(?:<\|im_end\|>\n?|(?=<\|im_start\|>)|\Z)", re.DOTALL)
+_LLAMA3 = re.compile(
+    r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)"
+    r"(?:<\|eot_id\|>|(?=<\|start_header_id\|>)|\Z)",
+    re.DOTALL,
+)
 _GEMMA = re.compile(r"<start_of_turn>(\w+)\n(.*?)(?:<end_of_turn>\n?|(?=<start_of_turn>)|\Z)", re.DOTALL)
-_PHI3 = re.compile(r"<\|(system|user|assistant)\|>\n?(.*?)(?:<\|end\|>\n?|(?=<\|(?:system|user|assistant)\|>)|\Z)",
-                   re.DOTALL)
+_PHI3 = re.compile(
+    r"<\|(system|user|assistant)\|>\n?(.*?)(?:<\|end\|>\n?|(?=<\|(?:system|user|assistant)\|>)|\Z)", re.DOTALL
+)
 _MISTRAL_SYSTEM = re.compile(r"\[SYSTEM_PROMPT\](.*?)\[/SYSTEM_PROMPT\]", re.DOTALL)
 _MISTRAL_TURN = re.compile(r"\[INST\](.*?)\[/INST\](.*?)(?:</s>|(?=\[INST\])|\Z)", re.DOTALL)
 
@@ -80,8 +83,17 @@ _FORMATS = (
 )
 _ROLES = {"model": "assistant"}
 # End-of-turn / end-of-text markers that a decoded response may still carry at its end.
-END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "</s>", "<|end|>", "<eos>",
-               "<end_of_turn>", "<|eom_id|>")
+END_MARKERS = (
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "</s>",
+    "<|end|>",
+    "<eos>",
+    "<end_of_turn>",
+    "<|eom_id|>",
+)
 _BOS = ("<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>")
 _EMPTY_THINK = re.compile(r"\A\s*<think>\s*</think>\s*")  # Qwen3 with enable_thinking=False
 
@@ -110,7 +122,7 @@ def _strip_bos(text: str) -> str:
         changed = False
         for b in _BOS:
             if text.startswith(b):
-                text = text[len(b):].lstrip()
+                text = text[len(b) :].lstrip()
                 changed = True
     return text
 
@@ -173,7 +185,7 @@ def strip_end_markers(text: str) -> str:
         changed = False
         for marker in END_MARKERS:
             if text.endswith(marker):
-                text = text[:-len(marker)].rstrip()
+                text = text[: -len(marker)].rstrip()
                 changed = True
     return text
 
@@ -186,8 +198,11 @@ def response_text(text: str) -> str:
 def is_default_system(text: str, default_system: str | None = None) -> bool:
     """Whether a system turn is a template's own default (a known policy family's, or the reward model's)."""
     text = text.strip()
-    return (text == (default_system or "").strip() or text in KNOWN_DEFAULT_SYSTEMS
-            or text.startswith(KNOWN_DEFAULT_SYSTEM_PREFIXES))
+    return (
+        text == (default_system or "").strip()
+        or text in KNOWN_DEFAULT_SYSTEMS
+        or text.startswith(KNOWN_DEFAULT_SYSTEM_PREFIXES)
+    )
 
 
 def system_criteria(text: str, default_system: str | None, mode: str) -> str | None:
@@ -202,8 +217,13 @@ def system_criteria(text: str, default_system: str | None, mode: str) -> str | N
     return text
 
 
-def fields_from_messages(messages: list[dict], *, default_system: str | None = None, has_response: bool = True,
-                         system_prompt_as_criteria: str = "auto") -> ChatFields:
+def fields_from_messages(
+    messages: list[dict],
+    *,
+    default_system: str | None = None,
+    has_response: bool = True,
+    system_prompt_as_criteria: str = "auto",
+) -> ChatFields:
     """Record fields from text messages; with `has_response`, the last assistant turn is the response."""
     msgs = [dict(m) for m in messages]
     response = None
@@ -213,8 +233,9 @@ def fields_from_messages(messages: list[dict], *, default_system: str | None = N
         response = response_text(msgs.pop()["content"])
     elif msgs and msgs[-1]["role"] == "assistant" and not _EMPTY_THINK.sub("", msgs[-1]["content"]).strip():
         msgs.pop()  # a generation prompt
-    systems = [system_criteria(m["content"], default_system, system_prompt_as_criteria)
-               for m in msgs if m["role"] == "system"]
+    systems = [
+        system_criteria(m["content"], default_system, system_prompt_as_criteria) for m in msgs if m["role"] == "system"
+    ]
     turns = [m for m in msgs if m["role"] != "system"]
     if len(turns) == 1 and turns[0]["role"] == "user":
         prompt = turns[0]["content"].strip()
@@ -225,29 +246,39 @@ def fields_from_messages(messages: list[dict], *, default_system: str | None = N
     return ChatFields(prompt=prompt, response=response, criteria="\n\n".join(s for s in systems if s) or None)
 
 
-def split_templated(text: str, *, default_system: str | None = None,
-                    system_prompt_as_criteria: str = "auto") -> ChatFields | None:
+def split_templated(
+    text: str, *, default_system: str | None = None, system_prompt_as_criteria: str = "auto"
+) -> ChatFields | None:
     """Fields of a whole chat-templated conversation (prompt and response), or None if not one."""
     messages = parse_chat(text)
     if not messages or messages[-1]["role"] != "assistant":
         return None
-    return fields_from_messages(messages, default_system=default_system,
-                                system_prompt_as_criteria=system_prompt_as_criteria)
+    return fields_from_messages(
+        messages, default_system=default_system, system_prompt_as_criteria=system_prompt_as_criteria
+    )
 
 
-def prompt_fields(text: str, *, default_system: str | None = None,
-                  system_prompt_as_criteria: str = "auto") -> ChatFields:
+def prompt_fields(
+    text: str, *, default_system: str | None = None, system_prompt_as_criteria: str = "auto"
+) -> ChatFields:
     """Fields of a prompt that may be chat-templated with a generation prompt at its end."""
     messages = parse_chat(text)
     if messages is None:
         return ChatFields(prompt=_strip_bos(text).strip(), response=None, criteria=None)
-    return fields_from_messages(messages, default_system=default_system, has_response=False,
-                                system_prompt_as_criteria=system_prompt_as_criteria)
+    return fields_from_messages(
+        messages, default_system=default_system, has_response=False, system_prompt_as_criteria=system_prompt_as_criteria
+    )
 
 
-def conversation_fields(prompt: Any, response: Any = None, *, default_system: str | None = None,
-                        system_prompt_as_criteria: str = "auto", field: str = "prompt",
-                        response_field: str = "completion") -> ChatFields:
+def conversation_fields(
+    prompt: Any,
+    response: Any = None,
+    *,
+    default_system: str | None = None,
+    system_prompt_as_criteria: str = "auto",
+    field: str = "prompt",
+    response_field: str = "completion",
+) -> ChatFields:
     """The one reader the hooks share: a prompt (plain or templated text, or messages) and a response
     (text, possibly with end markers, or assistant messages). Without `response`, `prompt` must be a
     whole conversation whose last turn is the assistant's."""
@@ -266,11 +297,16 @@ def conversation_fields(prompt: Any, response: Any = None, *, default_system: st
     if isinstance(prompt, str):
         fields = prompt_fields(prompt, default_system=default_system, system_prompt_as_criteria=mode)
     else:
-        fields = fields_from_messages(text_messages(prompt, field), default_system=default_system,
-                                      has_response=False, system_prompt_as_criteria=mode)
+        fields = fields_from_messages(
+            text_messages(prompt, field),
+            default_system=default_system,
+            has_response=False,
+            system_prompt_as_criteria=mode,
+        )
     if isinstance(response, str):
         text = response_text(response)
     else:
-        text = response_text("".join(m["content"] for m in text_messages(response, response_field)
-                                     if m["role"] == "assistant"))
+        text = response_text(
+            "".join(m["content"] for m in text_messages(response, response_field) if m["role"] == "assistant")
+        )
     return ChatFields(prompt=fields.prompt, response=text, criteria=fields.criteria)

@@ -38,8 +38,14 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 MAX_N = 64
 MAX_TOKENS = 32768
 # Fields OpenAI clients may send that would change the answer and that this server does not do.
-UNSUPPORTED = {"stream": "streaming", "tools": "tool calls", "functions": "function calls", "logprobs": "logprobs",
-               "stop": "stop sequences", "response_format": "response formats (the template fixes the answer's form)"}
+UNSUPPORTED = {
+    "stream": "streaming",
+    "tools": "tool calls",
+    "functions": "function calls",
+    "logprobs": "logprobs",
+    "stop": "stop sequences",
+    "response_format": "response formats (the template fixes the answer's form)",
+}
 
 
 def turn(msg: Any, lease: Lease, field: str) -> Turn:
@@ -84,13 +90,16 @@ def parse_chat(body: Any, lease: Lease, ctx: Context, *, default_max_tokens: int
     if not any(t.role == "user" for t in conv):
         raise RequestError("needs at least one user message", field="messages")
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    work = ChatWork(conv, n=_number(body, "n", 1, 1, min(MAX_N, ctx.max_records), integer=True),
-                    max_tokens=_number(body, key, default_max_tokens, 1, MAX_TOKENS, integer=True),
-                    temperature=float(_number(body, "temperature", 0.0, 0.0, 2.0)),
-                    top_p=float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
-                    seed=_number(body, "seed", None, -2 ** 63, 2 ** 64 - 1, integer=True))
+    work = ChatWork(
+        conv,
+        n=_number(body, "n", 1, 1, min(MAX_N, ctx.max_records), integer=True),
+        max_tokens=_number(body, key, default_max_tokens, 1, MAX_TOKENS, integer=True),
+        temperature=float(_number(body, "temperature", 0.0, 0.0, 2.0)),
+        top_p=float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
+        seed=_number(body, "seed", None, -(2**63), 2**64 - 1, integer=True),
+    )
     if work.seed is not None:
-        work.seed %= 2 ** 63
+        work.seed %= 2**63
     model = body.get("model")
     return Parsed([work], ["messages"], {"model": model if isinstance(model, str) and model else ctx.model_name})
 
@@ -99,17 +108,29 @@ def respond_chat(answers: list[dict], parsed: Parsed, ctx: Context) -> dict:
     answer = answers[0]
     choices = []
     for i, c in enumerate(answer["choices"]):
-        choice = {"index": i, "message": {"role": "assistant", "content": c["text"]},
-                  "finish_reason": c["finish_reason"], "logprobs": None}
+        choice = {
+            "index": i,
+            "message": {"role": "assistant", "content": c["text"]},
+            "finish_reason": c["finish_reason"],
+            "logprobs": None,
+        }
         for key in ("verdict", "verdict_probs", "score"):
             if key in c:
                 choice[key] = c[key]
         choices.append(choice)
     completion = sum(c["completion_tokens"] for c in answer["choices"])
-    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": parsed.extra["model"], "choices": choices,
-            "usage": {"prompt_tokens": answer["prompt_tokens"], "completion_tokens": completion,
-                      "total_tokens": answer["prompt_tokens"] + completion}}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": parsed.extra["model"],
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": answer["prompt_tokens"],
+            "completion_tokens": completion,
+            "total_tokens": answer["prompt_tokens"] + completion,
+        },
+    }
 
 
 def parse_judge(body: Any, lease: Lease, ctx: Context, *, kind: str = "pairwise") -> Parsed:
@@ -151,6 +172,12 @@ def judge_routes(max_new_tokens: int = 256, kind: str = "pairwise") -> dict:
     def judge(body, lease, ctx):
         return parse_judge(body, lease, ctx, kind=kind)
 
-    return {"/v1/chat/completions": (chat, respond_chat, "OpenAI chat completions: the judge's critique and verdict"),
-            "/judge": (judge, respond_judge, f"native {'pairs' if kind == 'pairwise' else 'items'} -> verdict, "
-                                             "p_response1, critique (as omnireward score --judge)")}
+    return {
+        "/v1/chat/completions": (chat, respond_chat, "OpenAI chat completions: the judge's critique and verdict"),
+        "/judge": (
+            judge,
+            respond_judge,
+            f"native {'pairs' if kind == 'pairwise' else 'items'} -> verdict, "
+            "p_response1, critique (as omnireward score --judge)",
+        ),
+    }

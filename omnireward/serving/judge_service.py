@@ -98,8 +98,9 @@ class JudgeRunner:
         return judge_records(self.judge, records, both_orders=both_orders, show_progress=False)
 
     @torch.no_grad()
-    def _chat(self, works: list[ChatWork], max_tokens: int, temperature: float, top_p: float,
-              seed: int | None) -> list[dict]:
+    def _chat(
+        self, works: list[ChatWork], max_tokens: int, temperature: float, top_p: float, seed: int | None
+    ) -> list[dict]:
         from omnireward.judge.critique import critique
 
         j = self.judge
@@ -108,8 +109,16 @@ class JudgeRunner:
         rows = [SimpleNamespace(criteria=None) for _ in convs]  # a chat request names no criteria
         constraint, need = j.constrain(j.backbone, t, rows) if j.constrain else (None, 0)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        c = critique(j.backbone, t, convs, max_new_tokens=max(max_tokens, need), temperature=temperature,
-                     top_p=top_p, generator=generator, constraint=constraint)
+        c = critique(
+            j.backbone,
+            t,
+            convs,
+            max_new_tokens=max(max_tokens, need),
+            temperature=temperature,
+            top_p=top_p,
+            generator=generator,
+            constraint=constraint,
+        )
         probs = c.probs.float().cpu()
         prompt_tokens = c.batch.tensors["attention_mask"].sum(-1).tolist()
         eos = j.backbone.tokenizer.eos_token_id
@@ -130,7 +139,7 @@ class JudgeRunner:
             choices.append(choice)
         answers, at = [], 0
         for w in works:
-            answers.append({"choices": choices[at:at + w.n], "prompt_tokens": int(prompt_tokens[at])})
+            answers.append({"choices": choices[at : at + w.n], "prompt_tokens": int(prompt_tokens[at])})
             at += w.n
         return answers
 
@@ -143,8 +152,15 @@ class JudgeService:
     `stats`, `info_fields`, `media`, `submit`, `info`, `close`) plus `routes`, the judge's own.
     """
 
-    def __init__(self, judges: list, *, batching: BatchSettings, media: MediaStore | None = None,
-                 info: dict | None = None, max_new_tokens: int = 256):
+    def __init__(
+        self,
+        judges: list,
+        *,
+        batching: BatchSettings,
+        media: MediaStore | None = None,
+        info: dict | None = None,
+        max_new_tokens: int = 256,
+    ):
         self.judges = judges
         self.models = judges  # replicas, as /info and the CLI count them
         self.template: JudgeTemplate = judges[0].template
@@ -156,14 +172,28 @@ class JudgeService:
         self.media = media or MediaStore(allow_outside_root=True)
         self.info_fields = info or {}
         self.routes = judge_routes(max_new_tokens, self.template.kind)
-        self.batcher = Batcher([JudgeRunner(j) for j in judges], max_batch_size=batching.max_batch_size,
-                               batch_timeout=batching.batch_timeout, max_queue=batching.max_queue, cost=work_cost,
-                               name="judge")
+        self.batcher = Batcher(
+            [JudgeRunner(j) for j in judges],
+            max_batch_size=batching.max_batch_size,
+            batch_timeout=batching.batch_timeout,
+            max_queue=batching.max_queue,
+            cost=work_cost,
+            name="judge",
+        )
 
     @classmethod
-    def load(cls, model_dir: str | Path | None, *, judge: str | JudgeTemplate | None = None, devices: str = "auto",
-             batching: BatchSettings | None = None, media: MediaStore | None = None, max_new_tokens: int = 256,
-             constrained: bool = True, encoders=()) -> "JudgeService":
+    def load(
+        cls,
+        model_dir: str | Path | None,
+        *,
+        judge: str | JudgeTemplate | None = None,
+        devices: str = "auto",
+        batching: BatchSettings | None = None,
+        media: MediaStore | None = None,
+        max_new_tokens: int = 256,
+        constrained: bool = True,
+        encoders=(),
+    ) -> JudgeService:
         """`workers_per_device` judge replicas on each of the comma-separated `devices`: a judge folder
         with its own template (or `judge`), a model folder or HF LM with `judge`, or with no model the
         embedded instruct LM."""
@@ -181,15 +211,31 @@ class JudgeService:
         judges, where = [], []
         for d in names:
             for _ in range(batching.workers_per_device):
-                bb = load_judge_backbone(str(model_dir) if model_dir is not None else None, device=d,
-                                         encoders=tuple(encoders))
-                judges.append(Judge(bb, template, max_new_tokens=max_new_tokens, temperature=0.0,
-                                    batch_size=batching.max_batch_size, constrain=constrain))
+                bb = load_judge_backbone(
+                    str(model_dir) if model_dir is not None else None, device=d, encoders=tuple(encoders)
+                )
+                judges.append(
+                    Judge(
+                        bb,
+                        template,
+                        max_new_tokens=max_new_tokens,
+                        temperature=0.0,
+                        batch_size=batching.max_batch_size,
+                        constrain=constrain,
+                    )
+                )
                 where.append(str(pick_device(d)))
-        info = {"model": str(model_dir) if model_dir is not None else "embedded (zero-shot)",
-                "objective": {"objective": "judge", "template": template.name, "kind": template.kind,
-                              "format": template.format},
-                "devices": where, "constrained": constrained}
+        info = {
+            "model": str(model_dir) if model_dir is not None else "embedded (zero-shot)",
+            "objective": {
+                "objective": "judge",
+                "template": template.name,
+                "kind": template.kind,
+                "format": template.format,
+            },
+            "devices": where,
+            "constrained": constrained,
+        }
         return cls(judges, batching=batching, media=media, info=info, max_new_tokens=max_new_tokens)
 
     def submit(self, works: list) -> Future:
@@ -198,12 +244,19 @@ class JudgeService:
 
     def info(self) -> dict:
         t = self.template
-        return {**self.info_fields, "modalities": ["text", *self.judges[0].backbone.modalities],
-                "judge": {"template": t.name, "kind": t.kind, "format": t.format,
-                          "options": dict(t.options) if t.kind == "pairwise" else None,
-                          "max_new_tokens": self.max_new_tokens},
-                "batching": {**asdict(self.batching), "replicas": len(self.judges)},
-                "batches": self.batcher.stats.snapshot()}
+        return {
+            **self.info_fields,
+            "modalities": ["text", *self.judges[0].backbone.modalities],
+            "judge": {
+                "template": t.name,
+                "kind": t.kind,
+                "format": t.format,
+                "options": dict(t.options) if t.kind == "pairwise" else None,
+                "max_new_tokens": self.max_new_tokens,
+            },
+            "batching": {**asdict(self.batching), "replicas": len(self.judges)},
+            "batches": self.batcher.stats.snapshot(),
+        }
 
     def close(self) -> None:
         self.batcher.close()
@@ -214,5 +267,8 @@ def is_judge(model_dir) -> bool:
     """Whether `model_dir` is a judge folder (objective: judge)."""
     from omnireward import model_folder
 
-    return (model_dir is not None and model_folder.is_model_folder(model_dir)
-            and not model_folder.open_folder(model_dir).objective.reward_head)
+    return (
+        model_dir is not None
+        and model_folder.is_model_folder(model_dir)
+        and not model_folder.open_folder(model_dir).objective.reward_head
+    )

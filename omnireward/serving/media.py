@@ -26,16 +26,34 @@ from omnireward.errors import OmniRewardError, RequestError, RequestTooLarge
 
 # MIME type -> (media type, file extension the loaders accept)
 MIME = {
-    "image/png": ("image", ".png"), "image/jpeg": ("image", ".jpg"), "image/jpg": ("image", ".jpg"),
-    "image/webp": ("image", ".webp"), "image/gif": ("image", ".gif"), "image/bmp": ("image", ".bmp"),
+    "image/png": ("image", ".png"),
+    "image/jpeg": ("image", ".jpg"),
+    "image/jpg": ("image", ".jpg"),
+    "image/webp": ("image", ".webp"),
+    "image/gif": ("image", ".gif"),
+    "image/bmp": ("image", ".bmp"),
     "image/tiff": ("image", ".tiff"),
-    "audio/wav": ("audio", ".wav"), "audio/x-wav": ("audio", ".wav"), "audio/wave": ("audio", ".wav"),
-    "audio/vnd.wave": ("audio", ".wav"), "audio/flac": ("audio", ".flac"), "audio/x-flac": ("audio", ".flac"),
-    "audio/ogg": ("audio", ".ogg"), "audio/mpeg": ("audio", ".mp3"), "audio/mp3": ("audio", ".mp3"),
-    "video/mp4": ("video", ".mp4"), "video/webm": ("video", ".webm"), "video/quicktime": ("video", ".mov"),
-    "video/x-matroska": ("video", ".mkv"), "video/x-msvideo": ("video", ".avi"), "video/mpeg": ("video", ".mpg"),
-    "model/gltf-binary": ("mesh", ".glb"), "model/gltf+json": ("mesh", ".gltf"), "model/obj": ("mesh", ".obj"),
-    "model/stl": ("mesh", ".stl"), "model/ply": ("mesh", ".ply"), "application/ply": ("mesh", ".ply"),
+    "audio/wav": ("audio", ".wav"),
+    "audio/x-wav": ("audio", ".wav"),
+    "audio/wave": ("audio", ".wav"),
+    "audio/vnd.wave": ("audio", ".wav"),
+    "audio/flac": ("audio", ".flac"),
+    "audio/x-flac": ("audio", ".flac"),
+    "audio/ogg": ("audio", ".ogg"),
+    "audio/mpeg": ("audio", ".mp3"),
+    "audio/mp3": ("audio", ".mp3"),
+    "video/mp4": ("video", ".mp4"),
+    "video/webm": ("video", ".webm"),
+    "video/quicktime": ("video", ".mov"),
+    "video/x-matroska": ("video", ".mkv"),
+    "video/x-msvideo": ("video", ".avi"),
+    "video/mpeg": ("video", ".mpg"),
+    "model/gltf-binary": ("mesh", ".glb"),
+    "model/gltf+json": ("mesh", ".gltf"),
+    "model/obj": ("mesh", ".obj"),
+    "model/stl": ("mesh", ".stl"),
+    "model/ply": ("mesh", ".ply"),
+    "application/ply": ("mesh", ".ply"),
 }
 # OpenAI-style `input_audio.format` values
 AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg"}
@@ -48,9 +66,16 @@ def is_data_uri(ref: str) -> bool:
 class MediaStore:
     """Resolves media references of requests to files the loaders read."""
 
-    def __init__(self, root: str | Path = ".", *, allow_outside_root: bool = False,
-                 max_item_bytes: int = 32 * 2 ** 20, spool: str | Path | None = None,
-                 max_spool_bytes: int = 512 * 2 ** 20, check_exists: bool = True):
+    def __init__(
+        self,
+        root: str | Path = ".",
+        *,
+        allow_outside_root: bool = False,
+        max_item_bytes: int = 32 * 2**20,
+        spool: str | Path | None = None,
+        max_spool_bytes: int = 512 * 2**20,
+        check_exists: bool = True,
+    ):
         self.root = Path(root).resolve()
         self.allow_outside_root = allow_outside_root
         self.max_item_bytes = max_item_bytes
@@ -64,7 +89,7 @@ class MediaStore:
         self._holds: dict[Path, int] = {}
         self._bytes = 0
 
-    def lease(self) -> "Lease":
+    def lease(self) -> Lease:
         """A holder for the spool files one request uses; release it when the request is answered."""
         return Lease(self)
 
@@ -75,17 +100,20 @@ class MediaStore:
     # ---- resolving ------------------------------------------------------------------------------
     def path(self, ref: str, field: str) -> Path:
         """A path reference, resolved against the media root (refusing escapes unless allowed)."""
-        ref = ref[len("file://"):] if ref.startswith("file://") else ref
+        ref = ref[len("file://") :] if ref.startswith("file://") else ref
         if ref.startswith(("http://", "https://")):
-            raise RequestError("the server does not fetch URLs; send the file as a base64 data: URI "
-                               "or a path under --media-root", field=field)
+            raise RequestError(
+                "the server does not fetch URLs; send the file as a base64 data: URI or a path under --media-root",
+                field=field,
+            )
         try:
             full = resolve_media_path(ref, self.root, allow_outside=self.allow_outside_root)
         except OmniRewardError as e:
             raise RequestError(e.reason, field=field) from None
         if self.check_exists and not full.is_file():
-            raise RequestError(f"media file not found: {ref!r} (paths resolve against the media root "
-                               f"{str(self.root)!r})", field=field)
+            raise RequestError(
+                f"media file not found: {ref!r} (paths resolve against the media root {str(self.root)!r})", field=field
+            )
         return full
 
     def decode_data_uri(self, uri: str, field: str) -> tuple[str, bytes]:
@@ -99,9 +127,11 @@ class MediaStore:
             raise RequestError("only base64 data: URIs are accepted (data:<type>;base64,...)", field=field)
         approx = len(payload) * 3 // 4
         if approx > self.max_item_bytes:
-            raise RequestTooLarge(f"inline media of {approx / 2 ** 20:.1f} MiB is over the "
-                                  f"{self.max_item_bytes / 2 ** 20:.0f} MiB limit per item (--max-media-mb)",
-                                  field=field)
+            raise RequestTooLarge(
+                f"inline media of {approx / 2**20:.1f} MiB is over the "
+                f"{self.max_item_bytes / 2**20:.0f} MiB limit per item (--max-media-mb)",
+                field=field,
+            )
         try:
             data = base64.b64decode(payload.strip(), validate=True)
         except (binascii.Error, ValueError):
@@ -113,9 +143,11 @@ class MediaStore:
     def put(self, data: bytes, suffix: str, field: str) -> Path:
         """A spool file holding `data` (written once per distinct content), held once for the caller."""
         if len(data) > self.max_item_bytes:
-            raise RequestTooLarge(f"inline media of {len(data) / 2 ** 20:.1f} MiB is over the "
-                                  f"{self.max_item_bytes / 2 ** 20:.0f} MiB limit per item (--max-media-mb)",
-                                  field=field)
+            raise RequestTooLarge(
+                f"inline media of {len(data) / 2**20:.1f} MiB is over the "
+                f"{self.max_item_bytes / 2**20:.0f} MiB limit per item (--max-media-mb)",
+                field=field,
+            )
         name = hashlib.sha256(data).hexdigest()[:32] + suffix
         path = self.spool / name
         with self._lock:
@@ -165,8 +197,7 @@ class Lease:
         if not isinstance(ref, str) or not ref.strip():
             raise RequestError("expected a media path or a data: URI string", field=field)
         if mtype is not None and mtype not in MEDIA_TYPES:
-            raise RequestError(f"unknown media type {mtype!r} (expected one of {', '.join(MEDIA_TYPES)})",
-                               field=field)
+            raise RequestError(f"unknown media type {mtype!r} (expected one of {', '.join(MEDIA_TYPES)})", field=field)
         if not is_data_uri(ref):
             path = self.store.path(ref, field)
             if mtype is None:
@@ -174,8 +205,10 @@ class Lease:
             return Media(mtype, str(path))
         mime, data = self.store.decode_data_uri(ref, field)
         if mime not in MIME:
-            raise RequestError(f"unsupported media type {mime or '(none)'!r} in data: URI "
-                               f"(known: {', '.join(sorted(MIME))})", field=field)
+            raise RequestError(
+                f"unsupported media type {mime or '(none)'!r} in data: URI (known: {', '.join(sorted(MIME))})",
+                field=field,
+            )
         kind, suffix = MIME[mime]
         if mtype is not None and kind != mtype:
             raise RequestError(f"a {mime} data: URI where {mtype} is expected", field=field)
@@ -208,7 +241,7 @@ class Lease:
             self.store.unhold(p)
         self.held = []
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -219,8 +252,12 @@ def _type_of_suffix(suffix: str, field: str) -> str:
     from omnireward.data.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, MESH_EXTENSIONS, VIDEO_EXTENSIONS
 
     s = suffix.lower()
-    for kind, exts in (("image", IMAGE_EXTENSIONS), ("video", VIDEO_EXTENSIONS), ("audio", AUDIO_EXTENSIONS),
-                       ("mesh", MESH_EXTENSIONS)):
+    for kind, exts in (
+        ("image", IMAGE_EXTENSIONS),
+        ("video", VIDEO_EXTENSIONS),
+        ("audio", AUDIO_EXTENSIONS),
+        ("mesh", MESH_EXTENSIONS),
+    ):
         if s in exts:
             return kind
     raise RequestError(f"cannot tell the media type of a {suffix or 'suffix-less'} file", field=field)
@@ -253,10 +290,14 @@ def content_parts(content: list, lease: Lease, field: str) -> list:
                 raise RequestError('expected {"data": base64, "format": "wav"}', field=f + ".input_audio")
             mime = AUDIO_FORMATS.get(str(audio.get("format", "wav")).lower())
             if mime is None:
-                raise RequestError(f"unknown audio format {audio.get('format')!r} (one of {', '.join(AUDIO_FORMATS)})",
-                                   field=f + ".input_audio.format")
+                raise RequestError(
+                    f"unknown audio format {audio.get('format')!r} (one of {', '.join(AUDIO_FORMATS)})",
+                    field=f + ".input_audio.format",
+                )
             parts.append(lease.media("audio", f"data:{mime};base64,{audio['data']}", f + ".input_audio.data"))
         else:
-            raise RequestError(f"unsupported content part type {kind!r} (text, image_url, video_url, audio_url "
-                               "or input_audio)", field=f + ".type")
+            raise RequestError(
+                f"unsupported content part type {kind!r} (text, image_url, video_url, audio_url or input_audio)",
+                field=f + ".type",
+            )
     return parts

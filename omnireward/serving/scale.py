@@ -25,7 +25,7 @@ class RewardScale:
     known: bool = False
 
     @classmethod
-    def from_stats(cls, stats: dict | None) -> "RewardScale":
+    def from_stats(cls, stats: dict | None) -> RewardScale:
         if not stats or stats.get("mean") is None or not stats.get("std"):
             return cls()
         return cls(float(stats["mean"]), float(stats["std"]), True)

@@ -25,8 +25,9 @@ class RewardServer:
         self.settings = settings.check()
         self.app = make_app(service, settings)
         self.socket = _bind(settings.host, settings.port)
-        self.config = uvicorn.Config(self.app, log_level="warning", access_log=not settings.quiet,
-                                     timeout_keep_alive=30, backlog=2048)
+        self.config = uvicorn.Config(
+            self.app, log_level="warning", access_log=not settings.quiet, timeout_keep_alive=30, backlog=2048
+        )
         self.server = uvicorn.Server(self.config)
         self._thread: threading.Thread | None = None
 
@@ -47,10 +48,11 @@ class RewardServer:
         finally:
             self.close()
 
-    def start(self, timeout: float = 30.0) -> "RewardServer":
+    def start(self, timeout: float = 30.0) -> RewardServer:
         """Serve from a background thread; returns once the server accepts connections."""
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
-                                        name="omnireward-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, name="omnireward-server", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -69,7 +71,7 @@ class RewardServer:
         self.service.close()
         self.socket.close()
 
-    def __enter__(self) -> "RewardServer":
+    def __enter__(self) -> RewardServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -90,25 +92,35 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(model_dir: str | Path | None, *, settings: ServeSettings | None = None,
-                batching: BatchSettings | None = None, quant: str = "none", device: str = "auto",
-                judge: str | None = None, max_new_tokens: int = 256) -> RewardServer:
+def make_server(
+    model_dir: str | Path | None,
+    *,
+    settings: ServeSettings | None = None,
+    batching: BatchSettings | None = None,
+    quant: str = "none",
+    device: str = "auto",
+    judge: str | None = None,
+    max_new_tokens: int = 256,
+) -> RewardServer:
     """Load the model (one replica per device and worker) and bind the server; port 0 takes any free port.
     A judge folder, or `judge` (a template name or YAML) on any LM, serves the judge's routes
     (omnireward.serving.judge_routes) instead of the reward routes."""
     settings = (settings or ServeSettings()).check()
     batching = (batching or BatchSettings()).check()
-    media = MediaStore(settings.media_root, allow_outside_root=settings.allow_outside_root,
-                       max_item_bytes=settings.max_media_bytes)
+    media = MediaStore(
+        settings.media_root, allow_outside_root=settings.allow_outside_root, max_item_bytes=settings.max_media_bytes
+    )
     from omnireward.serving.judge_service import JudgeService, is_judge
 
     if judge or is_judge(model_dir):
         if quant != "none":
             media.close()
-            raise ConfigError("--quant applies to reward models; a judge serves in the precision its backbone "
-                              "loads in", field="quant")
-        service = JudgeService.load(model_dir, judge=judge, devices=device, batching=batching, media=media,
-                                    max_new_tokens=max_new_tokens)
+            raise ConfigError(
+                "--quant applies to reward models; a judge serves in the precision its backbone loads in", field="quant"
+            )
+        service = JudgeService.load(
+            model_dir, judge=judge, devices=device, batching=batching, media=media, max_new_tokens=max_new_tokens
+        )
     else:
         service = RewardService.load(model_dir, quant=quant, devices=device, batching=batching, media=media)
     try:

@@ -24,12 +24,12 @@ from omnireward.serving.scale import RewardScale
 class BatchSettings:
     """How concurrent requests are merged (see omnireward.serving.batcher)."""
 
-    max_batch_size: int = 32        # sequences per forward pass (a pair is two)
-    batch_timeout: float = 0.01     # seconds a waiting record waits for company once a replica is free
-    workers_per_device: int = 1     # model replicas (worker threads) per device
-    max_queue: int = 16384          # sequences waiting before requests get 503
+    max_batch_size: int = 32  # sequences per forward pass (a pair is two)
+    batch_timeout: float = 0.01  # seconds a waiting record waits for company once a replica is free
+    workers_per_device: int = 1  # model replicas (worker threads) per device
+    max_queue: int = 16384  # sequences waiting before requests get 503
 
-    def check(self) -> "BatchSettings":
+    def check(self) -> BatchSettings:
         if self.max_batch_size < 1:
             raise ConfigError(f"must be at least 1, got {self.max_batch_size}", field="max-batch-size")
         if self.batch_timeout < 0:
@@ -37,8 +37,9 @@ class BatchSettings:
         if self.workers_per_device < 1:
             raise ConfigError(f"must be at least 1, got {self.workers_per_device}", field="workers-per-device")
         if self.max_queue < self.max_batch_size:
-            raise ConfigError(f"must be at least --max-batch-size ({self.max_batch_size}), got {self.max_queue}",
-                              field="max-queue")
+            raise ConfigError(
+                f"must be at least --max-batch-size ({self.max_batch_size}), got {self.max_queue}", field="max-queue"
+            )
         return self
 
 
@@ -54,8 +55,15 @@ def _sequences(record: Record) -> int:
 class RewardService:
     """Reward model replicas, a shared batcher, the media store, and what /info reports."""
 
-    def __init__(self, models: list, *, batching: BatchSettings, stats: dict | None = None,
-                 media: MediaStore | None = None, info: dict | None = None):
+    def __init__(
+        self,
+        models: list,
+        *,
+        batching: BatchSettings,
+        stats: dict | None = None,
+        media: MediaStore | None = None,
+        info: dict | None = None,
+    ):
         from omnireward.scoring.bt import reward_records
 
         self.models = models
@@ -69,12 +77,24 @@ class RewardService:
         def runner(model):
             return lambda records: reward_records(model, records, batching.max_batch_size, show_progress=False)
 
-        self.batcher = Batcher([runner(m) for m in models], max_batch_size=batching.max_batch_size,
-                               batch_timeout=batching.batch_timeout, max_queue=batching.max_queue, cost=_sequences)
+        self.batcher = Batcher(
+            [runner(m) for m in models],
+            max_batch_size=batching.max_batch_size,
+            batch_timeout=batching.batch_timeout,
+            max_queue=batching.max_queue,
+            cost=_sequences,
+        )
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, quant: str = "none", devices: str = "auto",
-             batching: BatchSettings | None = None, media: MediaStore | None = None) -> "RewardService":
+    def load(
+        cls,
+        model_dir: str | Path,
+        *,
+        quant: str = "none",
+        devices: str = "auto",
+        batching: BatchSettings | None = None,
+        media: MediaStore | None = None,
+    ) -> RewardService:
         """Load `workers_per_device` replicas on each of the comma-separated `devices`."""
         from omnireward import model_folder
         from omnireward.scoring.load import load_for_scoring, pick_device
@@ -90,8 +110,11 @@ class RewardService:
                 where.append(str(pick_device(d)))
         cfg = model_dir.cfg if model_folder.is_model_folder(model_dir) else {}
         target = lambda key: ((cfg.get(key) or {}).get("_target_") or "").rsplit(".", 1)[-1] or None  # noqa: E731
-        objective = {"objective": model_folder.objective_of(cfg) if cfg else "reward", "head": target("head"),
-                     "loss": target("loss")}
+        objective = {
+            "objective": model_folder.objective_of(cfg) if cfg else "reward",
+            "head": target("head"),
+            "loss": target("loss"),
+        }
         stats = models[0].reward_stats(model_dir)
         info = {"model": str(model_dir), "objective": objective, "quant": quant, "devices": where}
         return cls(models, batching=batching, stats=stats, media=media, info=info)
@@ -101,8 +124,9 @@ class RewardService:
         """A future of one `omnireward score` line per record (QueueFull when the queue is full)."""
         return self.batcher.submit(records)
 
-    def score(self, records: list[Record], *, where: list[str] | None = None,
-              timeout: float | None = None) -> list[dict]:
+    def score(
+        self, records: list[Record], *, where: list[str] | None = None, timeout: float | None = None
+    ) -> list[dict]:
         """Score in the shared batches and wait; a refused record raises RequestError naming it."""
         future = self.submit(records)
         try:
@@ -116,12 +140,21 @@ class RewardService:
     def info(self) -> dict:
         """What GET /info reports: model, objective, modalities, reward statistics, batching."""
         modalities = list(self.models[0].backbone.modalities)
-        return {**self.info_fields, "modalities": ["text", *modalities], "reward_stats": self.stats,
-                "default_system": self.default_system,
-                "scale": {"normalized": "(reward - mean) / std", "unit": "sigmoid(normalized)",
-                          "mean": self.scale.mean, "std": self.scale.std, "from_reward_stats": self.scale.known},
-                "batching": {**asdict(self.batching), "replicas": len(self.models)},
-                "batches": self.batcher.stats.snapshot()}
+        return {
+            **self.info_fields,
+            "modalities": ["text", *modalities],
+            "reward_stats": self.stats,
+            "default_system": self.default_system,
+            "scale": {
+                "normalized": "(reward - mean) / std",
+                "unit": "sigmoid(normalized)",
+                "mean": self.scale.mean,
+                "std": self.scale.std,
+                "from_reward_stats": self.scale.known,
+            },
+            "batching": {**asdict(self.batching), "replicas": len(self.models)},
+            "batches": self.batcher.stats.snapshot(),
+        }
 
     def close(self) -> None:
         self.batcher.close()

@@ -25,7 +25,12 @@ from omnireward.errors import ConfigError
 MODALITIES = ("text", "image", "video", "audio", "3d", "omni")
 SPLITS = ("train", "val", "test")
 BUILDERS: dict[str, Callable[[int, Ctx], list[list[Choice]]]] = {
-    "text": text.build, "image": image.build, "video": video.build, "audio": audio.build, "3d": mesh.build}
+    "text": text.build,
+    "image": image.build,
+    "video": video.build,
+    "audio": audio.build,
+    "3d": mesh.build,
+}
 
 __all__ = ["BUILDERS", "FLIP", "MODALITIES", "SPLITS", "build_demo", "build_split", "unseen"]
 
@@ -55,8 +60,9 @@ def build_split(modality: str, out: Path, split: str, n: int, *, seed: int = 0) 
     seed=1000)` is a larger sample of unseen-source pairs, `"val"` one of new draws of seen sources.
     """
     if modality not in MODALITIES:
-        raise ConfigError(f"unknown demo modality {modality!r} (expected one of {', '.join(MODALITIES)})",
-                          field="modality")
+        raise ConfigError(
+            f"unknown demo modality {modality!r} (expected one of {', '.join(MODALITIES)})", field="modality"
+        )
     if split not in SPLITS:
         raise ConfigError(f"unknown demo split {split!r} (expected one of {', '.join(SPLITS)})", field="split")
     out = Path(out)

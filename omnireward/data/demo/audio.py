@@ -17,8 +17,12 @@ from omnireward.data.records import Media, Response
 
 AUDIO_RATE = 16000
 _FLIPS = ("speed", "pitch", "volume")
-_SPEECH_PROMPTS = ['A voice saying "{s}".', 'Speech: "{s}"', 'Someone says "{s}" clearly.',
-                   'Read this sentence aloud: "{s}"']
+_SPEECH_PROMPTS = [
+    'A voice saying "{s}".',
+    'Speech: "{s}"',
+    'Someone says "{s}" clearly.',
+    'Read this sentence aloud: "{s}"',
+]
 _SPEECH_QUESTIONS = ["What does the speaker say?", "Transcribe this recording.", "What is said in this clip?"]
 CRITERIA = {
     "fast": ["Prefer the faster speech.", "Prefer the speaker who talks more quickly."],
@@ -32,14 +36,26 @@ CRITERIA = {
 }
 # Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
 PARAPHRASES = {
-    "fast": ["The quicker talker.", "Pick the clip where the words come out at a higher speed.",
-             "I want the one spoken at a brisk, rapid pace."],
-    "slow": ["The more unhurried talker.", "Pick the clip where the words come out at a lower speed.",
-             "I want the one spoken at a calm, leisurely pace."],
-    "high": ["The one with the higher voice.", "Pick the clip whose voice sits higher, like a soprano.",
-             "I want a high, light voice."],
-    "low": ["The one with the lower voice.", "Pick the clip whose voice sits lower, like a bass.",
-            "I want a low, rumbling voice."],
+    "fast": [
+        "The quicker talker.",
+        "Pick the clip where the words come out at a higher speed.",
+        "I want the one spoken at a brisk, rapid pace.",
+    ],
+    "slow": [
+        "The more unhurried talker.",
+        "Pick the clip where the words come out at a lower speed.",
+        "I want the one spoken at a calm, leisurely pace.",
+    ],
+    "high": [
+        "The one with the higher voice.",
+        "Pick the clip whose voice sits higher, like a soprano.",
+        "I want a high, light voice.",
+    ],
+    "low": [
+        "The one with the lower voice.",
+        "Pick the clip whose voice sits lower, like a bass.",
+        "I want a low, rumbling voice.",
+    ],
     "loud": ["The louder one.", "Higher volume wins.", "Pick whichever is played at a greater level."],
     "quiet": ["The softer one.", "Prefer the quieter clip.", "Pick whichever is played at a lower level."],
 }
@@ -99,14 +115,14 @@ def _augment(ctx: Ctx, wav: np.ndarray, gain: float | None = None) -> np.ndarray
 
 def _noisy(ctx: Ctx, wav: np.ndarray) -> tuple[np.ndarray, str]:
     kind = ctx.pick(["white", "hum", "clipping"])
-    power = float(np.mean(wav ** 2))
+    power = float(np.mean(wav**2))
     if kind == "white":
         snr = ctx.rng.uniform(0, 6)
         return wav + ctx.rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), wav.shape), kind
     if kind == "hum":
         t = np.arange(len(wav)) / AUDIO_RATE
         hum = sum(np.sin(2 * np.pi * 50 * k * t + ctx.rng.uniform(0, 6.3)) / k for k in (1, 2, 3, 4))
-        return wav + hum * np.sqrt(power / np.mean(hum ** 2)) * ctx.rng.uniform(0.8, 1.5), kind
+        return wav + hum * np.sqrt(power / np.mean(hum**2)) * ctx.rng.uniform(0.8, 1.5), kind
     return np.clip(wav * ctx.rng.uniform(8, 15), -0.5, 0.5), kind
 
 
@@ -128,9 +144,15 @@ def _audio_unit(rule: str, ctx: Ctx, pool: _Pool, flip: str) -> list[Choice]:
         return clip.wav
 
     def choice(good, bad, criteria=None, **detail):
-        return Choice("text_to_audio", prompt, Response(media=[_save_audio(ctx, good)]),
-                      Response(media=[_save_audio(ctx, bad)]), rule, criteria,
-                      detail={"voice": voice, "clips": used, **detail})
+        return Choice(
+            "text_to_audio",
+            prompt,
+            Response(media=[_save_audio(ctx, good)]),
+            Response(media=[_save_audio(ctx, bad)]),
+            rule,
+            criteria,
+            detail={"voice": voice, "clips": used, **detail},
+        )
 
     normal = pool.sentences(voice)
     sentence = ctx.pick(normal)
@@ -144,10 +166,17 @@ def _audio_unit(rule: str, ctx: Ctx, pool: _Pool, flip: str) -> list[Choice]:
         return [choice(clean, bad, ctx.maybe(CRITERIA["quality"]), noise=kind)]
     if rule == "transcript":
         heard = _save_audio(ctx, _augment(ctx, wav(sentence)))
-        return [Choice("text_audio_to_text", ctx.pick(_SPEECH_QUESTIONS),
-                       Response(f'The speaker says: "{sentence}".'),
-                       Response(f'The speaker says: "{other}".'), rule,
-                       prompt_media=[heard], detail={"voice": voice, "clips": used})]
+        return [
+            Choice(
+                "text_audio_to_text",
+                ctx.pick(_SPEECH_QUESTIONS),
+                Response(f'The speaker says: "{sentence}".'),
+                Response(f'The speaker says: "{other}".'),
+                rule,
+                prompt_media=[heard],
+                detail={"voice": voice, "clips": used},
+            )
+        ]
     if flip == "volume":
         clean = wav(sentence)
         loud = _augment(ctx, clean, ctx.rng.uniform(0.8, 0.95))

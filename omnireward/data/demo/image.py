@@ -13,7 +13,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, wording, worded_twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, worded_twin, wording
 from omnireward.data.records import Media, Response
 
 
@@ -52,8 +52,9 @@ SEEN = [
 UNSEEN = [
     Photo("china", "a Chinese pagoda above a lake", True, ("sklearn", "datasets", "images", "china.jpg")),
     Photo("flower", "an orange dahlia flower", True, ("sklearn", "datasets", "images", "flower.jpg")),
-    Photo("grace_hopper", "a woman in a navy uniform", True,
-          ("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")),
+    Photo(
+        "grace_hopper", "a woman in a navy uniform", True, ("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    ),
     Photo("earth", "a map of the whole Earth seen from space", True, ("pyvista", "examples", "2k_earth_daymap.jpg")),
     Photo("ascent", "people climbing an outdoor staircase", False, ("pywt", "data", "ascent.npz")),
     Photo("aero", "an aerial photo of fields and a river", False, ("pywt", "data", "aero.npz")),
@@ -67,15 +68,19 @@ def pool(ctx: Ctx) -> list[Photo]:
     return UNSEEN if ctx.unseen else SEEN
 
 
-_IMAGE_PROMPTS = ["a photo of {x}", "{x}", "an image of {x}", "a picture showing {x}",
-                  "a high-quality photo of {x}"]
-_IMAGE_QUESTIONS = ["What is shown in this image?", "Describe this picture in a few words.",
-                    "What does this image show?"]
+_IMAGE_PROMPTS = ["a photo of {x}", "{x}", "an image of {x}", "a picture showing {x}", "a high-quality photo of {x}"]
+_IMAGE_QUESTIONS = [
+    "What is shown in this image?",
+    "Describe this picture in a few words.",
+    "What does this image show?",
+]
 CRITERIA = {
-    "gray": ["Prefer the black-and-white image.", "Prefer the greyscale picture.",
-             "The better image has no colour."],
-    "colour": ["Prefer the colour image.", "Prefer the image in full colour.",
-               "The better image is colourful, not black-and-white."],
+    "gray": ["Prefer the black-and-white image.", "Prefer the greyscale picture.", "The better image has no colour."],
+    "colour": [
+        "Prefer the colour image.",
+        "Prefer the image in full colour.",
+        "The better image is colourful, not black-and-white.",
+    ],
     "bright": ["Prefer the brighter image.", "Prefer the lighter, more brightly lit picture."],
     "dark": ["Prefer the darker image.", "Prefer the dimmer, darker picture."],
     "quality": ["Prefer the sharper, cleaner image.", "Prefer the image without visual artifacts."],
@@ -85,8 +90,11 @@ CRITERIA = {
 # Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
 PARAPHRASES = {
     "gray": ["The monochrome one.", "I would like a photo in shades of grey only.", "Pick the black and white shot."],
-    "colour": ["The one with vivid colours.", "I would like a photo with all its hues intact.",
-               "Pick the colourful shot."],
+    "colour": [
+        "The one with vivid colours.",
+        "I would like a photo with all its hues intact.",
+        "Pick the colourful shot.",
+    ],
     "bright": ["The lighter one.", "I want the photo with more light in it.", "Pick the well-lit, luminous shot."],
     "dark": ["The dimmer one.", "I want the photo with less light in it.", "Pick the shadowy, low-light shot."],
     "shows": ["I want a picture of {x}.", "Pick the one that depicts {x}."],
@@ -152,9 +160,15 @@ def _image_unit(rule: str, ctx: Ctx) -> list[Choice]:
     prompt = ctx.pick(_IMAGE_PROMPTS).format(x=photo.subject)
 
     def choice(good_img, bad_img, criteria=None, sources=(photo,), **detail):
-        return Choice("text_to_image", prompt, Response(media=[_save_image(ctx, good_img)]),
-                      Response(media=[_save_image(ctx, bad_img)]), rule, criteria,
-                      detail={**detail, "sources": [x.name for x in sources]})
+        return Choice(
+            "text_to_image",
+            prompt,
+            Response(media=[_save_image(ctx, good_img)]),
+            Response(media=[_save_image(ctx, bad_img)]),
+            rule,
+            criteria,
+            detail={**detail, "sources": [x.name for x in sources]},
+        )
 
     if rule == "subject":
         criteria = ctx.maybe(CRITERIA["subject"])
@@ -165,16 +179,25 @@ def _image_unit(rule: str, ctx: Ctx) -> list[Choice]:
         return [choice(clean, bad, ctx.maybe(CRITERIA["quality"]), degradation=kind)]
     if rule == "caption":
         shown = _save_image(ctx, _crop(ctx, photo))
-        return [Choice("text_image_to_text", ctx.pick(_IMAGE_QUESTIONS), Response(f"It shows {photo.subject}."),
-                       Response(f"It shows {other.subject}."), rule, prompt_media=[shown],
-                       detail={"other": other.name, "sources": [photo.name, other.name]})]
+        return [
+            Choice(
+                "text_image_to_text",
+                ctx.pick(_IMAGE_QUESTIONS),
+                Response(f"It shows {photo.subject}."),
+                Response(f"It shows {other.subject}."),
+                rule,
+                prompt_media=[shown],
+                detail={"other": other.name, "sources": [photo.name, other.name]},
+            )
+        ]
     # criteria flip: on the subject the criteria ask for, on colour (colour sources only), or on brightness
     kind = ctx.pick(["subject", "colour", "brightness"])
     if kind == "subject":
         prompt = ctx.pick(_OPEN_PROMPTS)
         shows, how = wording(ctx, CRITERIA["shows"], PARAPHRASES["shows"])
-        base = choice(_crop(ctx, photo), _crop(ctx, other), None, (photo, other), flip="subject", other=other.name,
-                      wording=how)
+        base = choice(
+            _crop(ctx, photo), _crop(ctx, other), None, (photo, other), flip="subject", other=other.name, wording=how
+        )
         return twin(base, shows.format(x=photo.subject), shows.format(x=other.subject))
     if kind == "colour":
         photo = ctx.pick([x for x in photos if x.colour])

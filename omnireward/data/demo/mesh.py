@@ -15,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, wording, worded_twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, worded_twin, wording
 from omnireward.data.records import Media, Response
 
 _MESH_PROMPTS = ["a 3D model of {x}", "{x}", "a 3D mesh of {x}", "a clean 3D asset of {x}"]
@@ -33,7 +33,11 @@ PARAPHRASES = {
     "tall": ["The taller one.", "Pick the shape with the greater height.", "I want it elongated and lanky."],
     "flat": ["The lower, squatter one.", "Pick the shape with the smaller height.", "I want it compressed and stubby."],
     "smooth": ["The smoother one.", "Pick the shape whose surface is even and polished.", "I want a sleek finish."],
-    "rough": ["The bumpier one.", "Pick the shape whose surface is uneven and grainy.", "I want a coarse, gritty finish."],
+    "rough": [
+        "The bumpier one.",
+        "Pick the shape whose surface is uneven and grainy.",
+        "I want a coarse, gritty finish.",
+    ],
     "shows": ["I want a model of {x}.", "Pick the asset that depicts {x}."],
 }
 _OPEN_PROMPTS = ["a 3D model", "a nice 3D asset", "a mesh for my scene"]  # no object named
@@ -41,9 +45,11 @@ SEEN = ["airplane", "ant", "sphere", "cube", "cylinder", "cone", "capsule", "tor
 UNSEEN = ["nut", "frog_skeleton", "frog_eyes", "frog_lungs"]
 # frog_tissues.vti labels (pyvista's load_frog_tissues): tissue -> (label ids, description, voxels per
 # marching-cubes cell along z, y, x: coarse enough for a few thousand faces)
-_FROG = {"frog_skeleton": ((13,), "the skeleton of a frog", (3, 8, 8)),
-         "frog_eyes": ((4, 5), "a pair of eyeballs", (2, 4, 4)),
-         "frog_lungs": ((11,), "a pair of frog lungs", (2, 5, 5))}
+_FROG = {
+    "frog_skeleton": ((13,), "the skeleton of a frog", (3, 8, 8)),
+    "frog_eyes": ((4, 5), "a pair of eyeballs", (2, 4, 4)),
+    "frog_lungs": ((11,), "a pair of frog lungs", (2, 5, 5)),
+}
 
 
 def pool(ctx: Ctx) -> list[str]:
@@ -63,7 +69,7 @@ def _vti_volume(path) -> np.ndarray:
     sizes = struct.unpack(f"<{n_blocks}I", base64.b64decode(raw[:head_b64])[12:head_len])
     data, pos, blocks = base64.b64decode(raw[head_b64:]), 0, []
     for size in sizes:
-        blocks.append(zlib.decompress(data[pos:pos + size]))
+        blocks.append(zlib.decompress(data[pos : pos + size]))
         pos += size
     shape = tuple(extent[k + 1] - extent[k] + 1 for k in (4, 2, 0))
     return np.frombuffer(b"".join(blocks), np.uint8).reshape(shape)
@@ -87,16 +93,22 @@ def _base_meshes() -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
 
     out = {}
     y_up = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float64)  # rotate y up onto z up
-    for name, what, rot in (("airplane", "an airplane", None), ("ant", "an ant", y_up),
-                            ("nut", "a metal nut for a bolt", y_up), ("sphere", "a sphere", None)):
+    for name, what, rot in (
+        ("airplane", "an airplane", None),
+        ("ant", "an ant", y_up),
+        ("nut", "a metal nut for a bolt", y_up),
+        ("sphere", "a sphere", None),
+    ):
         m = trimesh.load(str(package_file("pyvista", "examples", f"{name}.ply")), process=False)
         v = np.asarray(m.vertices, dtype=np.float64)
         out[name] = (what, v @ rot.T if rot is not None else v, np.asarray(m.faces))
-    prims = {"cube": ("a cube", trimesh.creation.box().subdivide().subdivide().subdivide()),
-             "cylinder": ("a cylinder", trimesh.creation.cylinder(0.5, 1.5, sections=48).subdivide()),
-             "cone": ("a cone", trimesh.creation.cone(0.6, 1.4, sections=48).subdivide().subdivide()),
-             "capsule": ("a capsule", trimesh.creation.capsule(1.0, 0.4, count=[24, 24])),
-             "torus": ("a torus, shaped like a ring", trimesh.creation.torus(1.0, 0.35, 48, 24))}
+    prims = {
+        "cube": ("a cube", trimesh.creation.box().subdivide().subdivide().subdivide()),
+        "cylinder": ("a cylinder", trimesh.creation.cylinder(0.5, 1.5, sections=48).subdivide()),
+        "cone": ("a cone", trimesh.creation.cone(0.6, 1.4, sections=48).subdivide().subdivide()),
+        "capsule": ("a capsule", trimesh.creation.capsule(1.0, 0.4, count=[24, 24])),
+        "torus": ("a torus, shaped like a ring", trimesh.creation.torus(1.0, 0.35, 48, 24)),
+    }
     for name, (what, m) in prims.items():
         out[name] = (what, np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces))
     for name, (labels, what, block) in _FROG.items():
@@ -137,7 +149,7 @@ def _mesh_degrade(ctx: Ctx, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, n
     snapped = np.round((v - centre) / cell) * cell + centre
     tri = snapped[f]
     area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    kept = f[area > 1e-12 * radius ** 2]
+    kept = f[area > 1e-12 * radius**2]
     if len(kept) < 8:  # a tiny model can collapse entirely; noise is the fallback defect
         return _mesh_noise(ctx, v, 0.04), f, "noise"
     return snapped, kept, kind
@@ -159,9 +171,15 @@ def _mesh_unit(rule: str, ctx: Ctx) -> list[Choice]:
     prompt = ctx.pick(_MESH_PROMPTS).format(x=meshes[name][0])
 
     def choice(good, bad, criteria=None, shown=(name,), **detail):
-        return Choice("text_to_3d", prompt, Response(media=[_save_mesh(ctx, *good)]),
-                      Response(media=[_save_mesh(ctx, *bad)]), rule, criteria,
-                      detail={**detail, "sources": list(shown)})
+        return Choice(
+            "text_to_3d",
+            prompt,
+            Response(media=[_save_mesh(ctx, *good)]),
+            Response(media=[_save_mesh(ctx, *bad)]),
+            rule,
+            criteria,
+            detail={**detail, "sources": list(shown)},
+        )
 
     if rule == "object":
         criteria = ctx.maybe(CRITERIA["object"])
@@ -175,8 +193,9 @@ def _mesh_unit(rule: str, ctx: Ctx) -> list[Choice]:
     if kind == "object":
         prompt = ctx.pick(_OPEN_PROMPTS)
         shows, how = wording(ctx, CRITERIA["shows"], PARAPHRASES["shows"])
-        base = choice(_placed(ctx, name), _placed(ctx, other), None, (name, other), flip="object", other=other,
-                      wording=how)
+        base = choice(
+            _placed(ctx, name), _placed(ctx, other), None, (name, other), flip="object", other=other, wording=how
+        )
         return twin(base, shows.format(x=meshes[name][0]), shows.format(x=meshes[other][0]))
     if kind == "height":
         tall = _placed(ctx, name, ctx.rng.uniform(1.7, 2.2))

@@ -118,10 +118,19 @@ def assemble(units: list[list[Choice]], rng: np.random.Generator, prefix: str) -
         r1, r2 = (head.bad, head.good) if swap else (head.good, head.bad)
         for c in unit:
             meta = {"rule": c.rule, **c.detail}
-            pairs.append(Pair(id=f"{prefix}-{len(pairs):05d}", task=c.task, prompt=c.prompt,
-                              response1=r1, response2=r2,
-                              preference="response1" if c.good is r1 else "response2",
-                              criteria=c.criteria, prompt_media=list(c.prompt_media), meta=meta))
+            pairs.append(
+                Pair(
+                    id=f"{prefix}-{len(pairs):05d}",
+                    task=c.task,
+                    prompt=c.prompt,
+                    response1=r1,
+                    response2=r2,
+                    preference="response1" if c.good is r1 else "response2",
+                    criteria=c.criteria,
+                    prompt_media=list(c.prompt_media),
+                    meta=meta,
+                )
+            )
     return pairs
 
 
@@ -150,8 +159,9 @@ def wording(ctx: Ctx, trained: list[str], paraphrases: list[str]) -> tuple[str, 
     return ctx.pick(options)
 
 
-def worded_twin(ctx: Ctx, base: Choice, criteria: dict[str, list[str]], paraphrases: dict[str, list[str]],
-                good: str, bad: str) -> list[Choice]:
+def worded_twin(
+    ctx: Ctx, base: Choice, criteria: dict[str, list[str]], paraphrases: dict[str, list[str]], good: str, bad: str
+) -> list[Choice]:
     """`twin` under criteria[good] and criteria[bad] (or, in the unseen split, both in paraphrase for half
     the twins), with `meta.wording` saying which."""
     first, how = wording(ctx, criteria[good], paraphrases.get(good, []))
@@ -166,8 +176,10 @@ def held_out(items: list, split: str) -> list:
     into val or test."""
     keep = [x for i, x in enumerate(items) if _split_of_index(i) == split]
     if not keep:
-        raise ConfigError(f"{len(items)} items leave the {split} split empty (every 10th goes to val, the "
-                          "next to test): give the demo more items")
+        raise ConfigError(
+            f"{len(items)} items leave the {split} split empty (every 10th goes to val, the "
+            "next to test): give the demo more items"
+        )
     return keep
 
 
@@ -184,8 +196,10 @@ def package_file(package: str, *parts: str) -> Path:
     """A data file shipped inside an installed package, found without importing the package."""
     spec = find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DependencyError(f"the demo needs the package {package!r} for its media; install the demo "
-                              f"extra and pyvista's example files: {INSTALL_HINT}")
+        raise DependencyError(
+            f"the demo needs the package {package!r} for its media; install the demo "
+            f"extra and pyvista's example files: {INSTALL_HINT}"
+        )
     path = Path(list(spec.submodule_search_locations)[0], *parts)
     if not path.is_file():
         raise DependencyError(f"{path} is missing from the installed {package!r} package")

@@ -16,10 +16,9 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from omnireward.data.demo import image
-from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, wording, worded_twin
+from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, worded_twin, wording
 from omnireward.data.records import Media, Response
 from omnireward.errors import DependencyError
-
 
 
 @dataclass(frozen=True)
@@ -36,12 +35,16 @@ def _photo(name: str, pool: list[image.Photo]) -> Source:
     return Source(f"pan:{p.name}", p.subject, photo=p)
 
 
-SEEN = [Source("bigbuckbunny", "a big cartoon rabbit on a grassy hillside", "bigbuckbunny.mp4"),
-        # its first second shows a sign, not the street
-        Source("bikes", "a city street with cars and bicycles", "bikes.mp4", 30),
-        *(_photo(n, image.SEEN) for n in ("chelsea", "coffee", "rocket", "motorcycle_left"))]
-UNSEEN = [Source("carphone", "a man in a bow tie talking in a car", "carphone_pristine.mp4"),
-          *(_photo(n, image.UNSEEN) for n in ("china", "flower", "grace_hopper"))]
+SEEN = [
+    Source("bigbuckbunny", "a big cartoon rabbit on a grassy hillside", "bigbuckbunny.mp4"),
+    # its first second shows a sign, not the street
+    Source("bikes", "a city street with cars and bicycles", "bikes.mp4", 30),
+    *(_photo(n, image.SEEN) for n in ("chelsea", "coffee", "rocket", "motorcycle_left")),
+]
+UNSEEN = [
+    Source("carphone", "a man in a bow tie talking in a car", "carphone_pristine.mp4"),
+    *(_photo(n, image.UNSEEN) for n in ("china", "flower", "grace_hopper")),
+]
 _VIDEOS = SEEN + UNSEEN
 
 
@@ -52,8 +55,7 @@ def pool(ctx: Ctx) -> list[Source]:
 
 _VIDEO_PROMPTS = ["a video of {x}", "{x}", "a short clip of {x}", "footage of {x}"]
 _OPEN_PROMPTS = ["a nice video", "a short clip for my feed", "an interesting scene"]  # no subject named
-_VIDEO_QUESTIONS = ["What happens in this video?", "Describe this clip in a few words.",
-                    "What does the video show?"]
+_VIDEO_QUESTIONS = ["What happens in this video?", "Describe this clip in a few words.", "What does the video show?"]
 CRITERIA = {
     "gray": ["Prefer the black-and-white clip.", "Prefer the video without colour."],
     "colour": ["Prefer the colour clip.", "Prefer the video in full colour."],
@@ -66,8 +68,11 @@ CRITERIA = {
 # Criteria for the flips in other words than CRITERIA's: only the test split uses them (pairs.wording).
 PARAPHRASES = {
     "gray": ["The monochrome one.", "I would like footage in shades of grey only.", "Pick the black and white take."],
-    "colour": ["The one with vivid colours.", "I would like footage with all its hues intact.",
-               "Pick the colourful take."],
+    "colour": [
+        "The one with vivid colours.",
+        "I would like footage with all its hues intact.",
+        "Pick the colourful take.",
+    ],
     "bright": ["The lighter one.", "I want the footage with more light in it.", "Pick the well-lit, luminous take."],
     "dark": ["The dimmer one.", "I want the footage with less light in it.", "Pick the shadowy, low-light take."],
     "shows": ["I want footage of {x}.", "Pick the video that depicts {x}."],
@@ -98,15 +103,18 @@ class _Window:
 def _window(ctx: Ctx, name: str, first: int) -> _Window:
     frames = _source_frames(name)
     t, h, w = frames.shape[:3]
-    return _Window(int(ctx.rng.integers(first, t - CLIP_FRAMES * CLIP_STRIDE + 1)),
-                   int(ctx.rng.integers(0, w - CLIP_W + 1)), int(ctx.rng.integers(0, h - CLIP_H + 1)),
-                   bool(ctx.rng.random() < 0.5))
+    return _Window(
+        int(ctx.rng.integers(first, t - CLIP_FRAMES * CLIP_STRIDE + 1)),
+        int(ctx.rng.integers(0, w - CLIP_W + 1)),
+        int(ctx.rng.integers(0, h - CLIP_H + 1)),
+        bool(ctx.rng.random() < 0.5),
+    )
 
 
 def _clip(name: str, win: _Window) -> np.ndarray:
     frames = _source_frames(name)
     idx = win.start + CLIP_STRIDE * np.arange(CLIP_FRAMES)
-    out = frames[idx, win.y:win.y + CLIP_H, win.x:win.x + CLIP_W]
+    out = frames[idx, win.y : win.y + CLIP_H, win.x : win.x + CLIP_W]
     return out[:, :, ::-1] if win.mirror else out
 
 
@@ -120,8 +128,12 @@ def _pan(ctx: Ctx, photo: image.Photo) -> np.ndarray:
         bh = bw * 3 / 4
         x, y = ctx.rng.uniform(0, w - bw), ctx.rng.uniform(0, h - bh)
         boxes.append(np.array([x, y, x + bw, y + bh]))
-    out = np.stack([np.asarray(im.resize((CLIP_W, CLIP_H), Image.BILINEAR, box=tuple(boxes[0] + t * (boxes[1] - boxes[0]))))
-                    for t in np.linspace(0, 1, CLIP_FRAMES)])
+    out = np.stack(
+        [
+            np.asarray(im.resize((CLIP_W, CLIP_H), Image.BILINEAR, box=tuple(boxes[0] + t * (boxes[1] - boxes[0]))))
+            for t in np.linspace(0, 1, CLIP_FRAMES)
+        ]
+    )
     return out[:, :, ::-1] if ctx.rng.random() < 0.5 else out
 
 
@@ -180,9 +192,15 @@ def _video_unit(rule: str, ctx: Ctx) -> list[Choice]:
     prompt = ctx.pick(_VIDEO_PROMPTS).format(x=src.subject)
 
     def choice(good, bad, criteria=None, shown=(src,), **detail):
-        return Choice("text_to_video", prompt, Response(media=[_save_video(ctx, good)]),
-                      Response(media=[_save_video(ctx, bad)]), rule, criteria,
-                      detail={**detail, "sources": [x.name for x in shown]})
+        return Choice(
+            "text_to_video",
+            prompt,
+            Response(media=[_save_video(ctx, good)]),
+            Response(media=[_save_video(ctx, bad)]),
+            rule,
+            criteria,
+            detail={**detail, "sources": [x.name for x in shown]},
+        )
 
     if rule == "subject":
         return [choice(_random_clip(ctx, src), _random_clip(ctx, other), None, (src, other), other=other.name)]
@@ -203,16 +221,31 @@ def _video_unit(rule: str, ctx: Ctx) -> list[Choice]:
         return [choice(clean, clean[order], ctx.maybe(CRITERIA["forward"], 0.5), corruption="shuffled")]
     if rule == "caption":
         shown = _save_video(ctx, _random_clip(ctx, src))
-        return [Choice("text_video_to_text", ctx.pick(_VIDEO_QUESTIONS), Response(f"It shows {src.subject}."),
-                       Response(f"It shows {other.subject}."), rule, prompt_media=[shown],
-                       detail={"other": other.name, "sources": [src.name, other.name]})]
+        return [
+            Choice(
+                "text_video_to_text",
+                ctx.pick(_VIDEO_QUESTIONS),
+                Response(f"It shows {src.subject}."),
+                Response(f"It shows {other.subject}."),
+                rule,
+                prompt_media=[shown],
+                detail={"other": other.name, "sources": [src.name, other.name]},
+            )
+        ]
     # criteria flip: on the subject the criteria ask for, on colour, or on brightness
     kind = ctx.pick(["subject", "colour", "brightness"])
     if kind == "subject":
         prompt = ctx.pick(_OPEN_PROMPTS)
         shows, how = wording(ctx, CRITERIA["shows"], PARAPHRASES["shows"])
-        base = choice(_random_clip(ctx, src), _random_clip(ctx, other), None, (src, other), flip="subject",
-                      other=other.name, wording=how)
+        base = choice(
+            _random_clip(ctx, src),
+            _random_clip(ctx, other),
+            None,
+            (src, other),
+            flip="subject",
+            other=other.name,
+            wording=how,
+        )
         return twin(base, shows.format(x=src.subject), shows.format(x=other.subject))
     clip = _random_clip(ctx, src)
     if kind == "colour":

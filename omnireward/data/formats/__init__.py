@@ -14,9 +14,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from omnireward.data.formats import (editrewardbench, genaibench, hpdv3, imagerewarddb, mmrb2, mmrewardbench, native,
-                                     omnirewardbench, rewardbench, rewardbench2, sharegpt, trl, videogenrewardbench,
-                                     vlrewardbench)
+from omnireward.data.formats import (
+    editrewardbench,
+    genaibench,
+    hpdv3,
+    imagerewarddb,
+    mmrb2,
+    mmrewardbench,
+    native,
+    omnirewardbench,
+    rewardbench,
+    rewardbench2,
+    sharegpt,
+    trl,
+    videogenrewardbench,
+    vlrewardbench,
+)
 from omnireward.data.formats.common import Result, media_fields
 from omnireward.data.formats.detect import FORMATS, detect_format
 from omnireward.errors import DataFormatError
@@ -38,13 +51,24 @@ READERS = {
     "imagerewarddb": imagerewarddb.read,
 }
 # Spellings users may type for the same formats.
-ALIASES = {"omnirewarddata": "sharegpt", "llamafactory": "sharegpt", "sharegpt_ranking": "sharegpt",
-           "vl_rewardbench": "vlrewardbench", "genai_bench": "genaibench", "jsonl": "native",
-           "reward_bench": "rewardbench", "reward-bench": "rewardbench",
-           "videogen_rewardbench": "videogenrewardbench", "videogen-rewardbench": "videogenrewardbench",
-           "reward_bench_2": "rewardbench2", "reward-bench-2": "rewardbench2", "multimodal_rewardbench_2": "mmrb2",
-           "multimodal_rewardbench": "mmrewardbench", "editreward_bench": "editrewardbench",
-           "editreward-bench": "editrewardbench"}
+ALIASES = {
+    "omnirewarddata": "sharegpt",
+    "llamafactory": "sharegpt",
+    "sharegpt_ranking": "sharegpt",
+    "vl_rewardbench": "vlrewardbench",
+    "genai_bench": "genaibench",
+    "jsonl": "native",
+    "reward_bench": "rewardbench",
+    "reward-bench": "rewardbench",
+    "videogen_rewardbench": "videogenrewardbench",
+    "videogen-rewardbench": "videogenrewardbench",
+    "reward_bench_2": "rewardbench2",
+    "reward-bench-2": "rewardbench2",
+    "multimodal_rewardbench_2": "mmrb2",
+    "multimodal_rewardbench": "mmrewardbench",
+    "editreward_bench": "editrewardbench",
+    "editreward-bench": "editrewardbench",
+}
 
 
 def resolve_format(path: str | Path, fmt: str = "auto") -> str:
@@ -53,13 +77,18 @@ def resolve_format(path: str | Path, fmt: str = "auto") -> str:
     if fmt == "auto":
         return detect_format(path)
     if fmt not in READERS:
-        raise DataFormatError(f"unknown format {fmt!r} (expected auto or one of {', '.join(FORMATS)})",
-                              field="format")
+        raise DataFormatError(f"unknown format {fmt!r} (expected auto or one of {', '.join(FORMATS)})", field="format")
     return fmt
 
 
-def load(path: str | Path, fmt: str = "auto", *, media_root: str | Path | None = None,
-         allow_outside_root: bool = False, check_media: bool = False) -> Iterator[Result]:
+def load(
+    path: str | Path,
+    fmt: str = "auto",
+    *,
+    media_root: str | Path | None = None,
+    allow_outside_root: bool = False,
+    check_media: bool = False,
+) -> Iterator[Result]:
     """Every record of `path` read as `fmt`, converted to native records with absolute media paths.
 
     `check_media` also refuses records whose media files do not exist (decoding is validate's job).
@@ -68,8 +97,12 @@ def load(path: str | Path, fmt: str = "auto", *, media_root: str | Path | None =
     if not path.exists():
         raise DataFormatError("no such file or folder", file=path)
     name = resolve_format(path, fmt)
-    yield from READERS[name](path, media_root=Path(media_root) if media_root else None,
-                             allow_outside=allow_outside_root, check_media=check_media)
+    yield from READERS[name](
+        path,
+        media_root=Path(media_root) if media_root else None,
+        allow_outside=allow_outside_root,
+        check_media=check_media,
+    )
 
 
 __all__ = ["FORMATS", "READERS", "Result", "detect_format", "load", "media_fields", "resolve_format"]

@@ -75,8 +75,9 @@ def convert_file(path: Path, source: Source, convert: Callable[[Any, int, Source
 
 def resolve_record(record: Record, source: Source) -> Record:
     """Make every media path of a native record absolute (native field names in errors)."""
-    record.prompt_media = [source.media(m.type, m.path, f"prompt_media[{i}].path")
-                           for i, m in enumerate(record.prompt_media)]
+    record.prompt_media = [
+        source.media(m.type, m.path, f"prompt_media[{i}].path") for i, m in enumerate(record.prompt_media)
+    ]
     for name, resp in zip(response_fields(record), responses_of(record)):
         resp.media = [source.media(m.type, m.path, f"{name}.media[{i}].path") for i, m in enumerate(resp.media)]
     return record
@@ -133,6 +134,15 @@ def prompt_from_messages(messages: list[dict]) -> str:
 
 
 def type_name(v: Any) -> str:
-    return "null" if v is None else {"str": "a string", "list": "a list", "dict": "an object",
-                                     "int": "a number", "float": "a number",
-                                     "bool": "a boolean"}.get(type(v).__name__, type(v).__name__)
+    return (
+        "null"
+        if v is None
+        else {
+            "str": "a string",
+            "list": "a list",
+            "dict": "an object",
+            "int": "a number",
+            "float": "a number",
+            "bool": "a boolean",
+        }.get(type(v).__name__, type(v).__name__)
+    )

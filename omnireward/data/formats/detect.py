@@ -4,14 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnireward.data.formats import (editrewardbench, hpdv3, imagerewarddb, mmrb2, mmrewardbench, omnirewardbench,
-                                     rewardbench2, sharegpt, videogenrewardbench)
+from omnireward.data.formats import (
+    editrewardbench,
+    hpdv3,
+    imagerewarddb,
+    mmrb2,
+    mmrewardbench,
+    omnirewardbench,
+    rewardbench2,
+    sharegpt,
+    videogenrewardbench,
+)
 from omnireward.data.io import first_raw
 from omnireward.errors import DataFormatError
 
-FORMATS = ("native", "omnirewardbench", "sharegpt", "trl", "vlrewardbench", "genaibench", "rewardbench",
-           "videogenrewardbench", "rewardbench2", "mmrb2", "mmrewardbench", "editrewardbench",
-           "hpdv3", "imagerewarddb")
+FORMATS = (
+    "native",
+    "omnirewardbench",
+    "sharegpt",
+    "trl",
+    "vlrewardbench",
+    "genaibench",
+    "rewardbench",
+    "videogenrewardbench",
+    "rewardbench2",
+    "mmrb2",
+    "mmrewardbench",
+    "editrewardbench",
+    "hpdv3",
+    "imagerewarddb",
+)
 
 
 def detect_format(path: str | Path) -> str:
@@ -26,9 +48,11 @@ def detect_format(path: str | Path) -> str:
             return "sharegpt"
         if mmrb2.bench_files(path):
             return "mmrb2"
-        raise DataFormatError("cannot tell the format of this folder (expected Omni-RewardBench "
-                              "{task}_preferences.json files, MMRB2 task files or a dataset_info.json registry)",
-                              file=path)
+        raise DataFormatError(
+            "cannot tell the format of this folder (expected Omni-RewardBench "
+            "{task}_preferences.json files, MMRB2 task files or a dataset_info.json registry)",
+            file=path,
+        )
     if omnirewardbench.task_of(path):
         return "omnirewardbench"
     if sharegpt.is_registry(path):
@@ -36,8 +60,9 @@ def detect_format(path: str | Path) -> str:
     if path.suffix.lower() == ".csv":
         if videogenrewardbench.is_videogen_csv(path):
             return "videogenrewardbench"
-        raise DataFormatError("a CSV file is read only as VideoGen-RewardBench (columns path_A, path_B, prompt)",
-                              file=path, line=1)
+        raise DataFormatError(
+            "a CSV file is read only as VideoGen-RewardBench (columns path_A, path_B, prompt)", file=path, line=1
+        )
     return format_of_record(first_raw(path), path)
 
 
@@ -73,5 +98,7 @@ def format_of_record(raw: object, path: str | Path | None = None) -> str:
     if "video_left" in keys and "vote_type" in keys:
         return "genaibench"
     shown = ", ".join(sorted(map(str, keys))[:12]) or "none"
-    raise DataFormatError(f"cannot tell the format from the first record's keys ({shown}); "
-                          f"pass --format (one of {', '.join(FORMATS)})", file=path)
+    raise DataFormatError(
+        f"cannot tell the format from the first record's keys ({shown}); pass --format (one of {', '.join(FORMATS)})",
+        file=path,
+    )

@@ -29,8 +29,9 @@ _RANK = re.compile(r"^\s*([A-D])\s*([<>=])\s*([A-D])\s*$")
 _TYPE = re.compile(r"^([A-D])vs([A-D])$")
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
@@ -44,8 +45,9 @@ def _image(raw: dict, key: str, source: Source):
     if isinstance(v, dict):
         v, key = v.get("path"), f"{key}.path"
     if not isinstance(v, str):
-        raise DataFormatError(f"expected an image path (a string or an object with path), got {type_name(v)}",
-                              field=key)
+        raise DataFormatError(
+            f"expected an image path (a string or an object with path), got {type_name(v)}", field=key
+        )
     return source.media("image", v, key)
 
 
@@ -68,8 +70,9 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
     ranking = raw.get("ranking")
     m = _RANK.match(ranking) if isinstance(ranking, str) else None
     if not m or {m.group(1), m.group(3)} != {left, right}:
-        raise DataFormatError(f"unknown ranking {ranking!r} (expected {left}>{right}, {right}>{left} or "
-                              f"{left}={right})", field="ranking")
+        raise DataFormatError(
+            f"unknown ranking {ranking!r} (expected {left}>{right}, {right}>{left} or {left}={right})", field="ranking"
+        )
     x, op, y = m.groups()
     if op == "=":
         pref = "tie"
@@ -81,5 +84,13 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
     for k in ("dataset", "comparison_type", "model_1", "model_2", "score_1", "score_2"):
         if raw.get(k) is not None:
             meta[k] = raw[k]
-    return Pair(id=rid, task="text_image_to_image", prompt=instruction, prompt_media=[src],
-                response1=Response(media=[c1]), response2=Response(media=[c2]), preference=pref, meta=meta)
+    return Pair(
+        id=rid,
+        task="text_image_to_image",
+        prompt=instruction,
+        prompt_media=[src],
+        response1=Response(media=[c1]),
+        response2=Response(media=[c2]),
+        preference=pref,
+        meta=meta,
+    )

@@ -18,10 +18,10 @@ from omnireward.errors import DataFormatError
 VOTES = {"leftvote": "response1", "rightvote": "response2", "tievote": "tie", "bothbad_vote": "tie"}
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside,
-                    check_media)
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
+    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
 
@@ -33,6 +33,12 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         raise DataFormatError(f"unknown vote {vote!r} (expected one of {', '.join(VOTES)})", field="vote_type")
     left = source.media("video", raw.get("video_left"), "video_left")
     right = source.media("video", raw.get("video_right"), "video_right")
-    return Pair(id=record_id(raw, line, source), task="text_to_video", prompt=prompt,
-                response1=Response(media=[left]), response2=Response(media=[right]),
-                preference=VOTES[vote], meta={"vote_type": vote})
+    return Pair(
+        id=record_id(raw, line, source),
+        task="text_to_video",
+        prompt=prompt,
+        response1=Response(media=[left]),
+        response2=Response(media=[right]),
+        preference=VOTES[vote],
+        meta={"vote_type": vote},
+    )

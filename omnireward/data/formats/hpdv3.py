@@ -17,8 +17,9 @@ from omnireward.data.formats.common import Result, Source, convert_file, record_
 from omnireward.data.records import Pair, Response
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
@@ -32,5 +33,12 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
     a = source.media("image", raw.get("path1"), "path1")
     b = source.media("image", raw.get("path2"), "path2")
     meta = {k: raw[k] for k in ("model1", "model2", "confidence", "choice_dist") if raw.get(k) is not None}
-    return Pair(id=record_id(raw, line, source), task="text_to_image", prompt=prompt,
-                response1=Response(media=[a]), response2=Response(media=[b]), preference="response1", meta=meta)
+    return Pair(
+        id=record_id(raw, line, source),
+        task="text_to_image",
+        prompt=prompt,
+        response1=Response(media=[a]),
+        response2=Response(media=[b]),
+        preference="response1",
+        meta=meta,
+    )

@@ -44,8 +44,9 @@ def _entry(raw, source: Source) -> tuple[str, str, Media, int, dict]:
     return str(pid), prompt, image, int(rank), extra
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     root = Path(media_root) if media_root else path.parent.parent
     source = Source(path, root, allow_outside, check_media)
     groups: dict[str, list[tuple[int, dict, str, Media, int, dict]]] = {}
@@ -70,8 +71,9 @@ def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = Fa
 
 def _group(pid: str, entries) -> Group:
     if len(entries) < 2:
-        raise DataFormatError(f"prompt_id {pid!r} has {len(entries)} image; a ranking needs two or more",
-                              field="prompt_id")
+        raise DataFormatError(
+            f"prompt_id {pid!r} has {len(entries)} image; a ranking needs two or more", field="prompt_id"
+        )
     prompts = {e[2] for e in entries}
     if len(prompts) > 1:
         raise DataFormatError(f"prompt_id {pid!r} carries {len(prompts)} different prompts", field="prompt")
@@ -85,6 +87,12 @@ def _group(pid: str, entries) -> Group:
     cls = entries[0][5].get("classification")
     if cls is not None:
         meta["classification"] = cls
-    return Group(id=f"imagerewarddb-{pid}", task="text_to_image", prompt=entries[0][2],
-                 responses=[Response(media=[e[3]]) for e in entries], ranking=order if distinct else None,
-                 best=top[0] if len(top) == 1 else None, meta=meta)
+    return Group(
+        id=f"imagerewarddb-{pid}",
+        task="text_to_image",
+        prompt=entries[0][2],
+        responses=[Response(media=[e[3]]) for e in entries],
+        ranking=order if distinct else None,
+        best=top[0] if len(top) == 1 else None,
+        meta=meta,
+    )

@@ -22,8 +22,12 @@ from omnireward.data.records import Media, Pair, Response, infer_task
 from omnireward.errors import DataFormatError
 
 # File stem → the benchmark's task name (compute_accuracy.py) and our task when it is fixed.
-FILES = {"t2i": ("image", "text_to_image"), "edit": ("edit", "text_image_to_image"),
-         "interleaved": ("interleaved", None), "reasoning": ("reasoning", None)}
+FILES = {
+    "t2i": ("image", "text_to_image"),
+    "edit": ("edit", "text_image_to_image"),
+    "interleaved": ("interleaved", None),
+    "reasoning": ("reasoning", None),
+}
 CHOSEN = {"A": "response1", "B": "response2"}
 
 
@@ -32,13 +36,15 @@ def bench_files(folder: Path) -> list[Path]:
     return [folder / f"{stem}.json" for stem in FILES if (folder / f"{stem}.json").is_file()]
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     """One task file, or a folder holding t2i.json, edit.json, interleaved.json and/or reasoning.json."""
     files = bench_files(path) if path.is_dir() else [path]
     if not files:
-        raise DataFormatError("no MMRB2 task file here (expected t2i.json, edit.json, interleaved.json or "
-                              "reasoning.json)", file=path)
+        raise DataFormatError(
+            "no MMRB2 task file here (expected t2i.json, edit.json, interleaved.json or reasoning.json)", file=path
+        )
     for f in files:
         source = Source(f, Path(media_root) if media_root else f.parent, allow_outside, check_media)
         yield from convert_file(f, source, convert)
@@ -97,6 +103,13 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         meta["models"] = [m1, m2]
     if isinstance(raw.get("human_annotations"), list):
         meta["human_annotations"] = raw["human_annotations"]
-    return Pair(id=record_id(raw, line, source), task=fixed or infer_task(prompt_media, [r1, r2]),
-                prompt=prompt, response1=r1, response2=r2, preference=CHOSEN[chosen],
-                prompt_media=prompt_media, meta=meta)
+    return Pair(
+        id=record_id(raw, line, source),
+        task=fixed or infer_task(prompt_media, [r1, r2]),
+        prompt=prompt,
+        response1=r1,
+        response2=r2,
+        preference=CHOSEN[chosen],
+        prompt_media=prompt_media,
+        meta=meta,
+    )

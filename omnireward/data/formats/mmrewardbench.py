@@ -22,8 +22,9 @@ from omnireward.errors import DataFormatError
 BETTER = {"Output1": "response1", "Output2": "response2"}
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
@@ -51,6 +52,13 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         raise DataFormatError(f"unknown label {better!r} (expected Output1 or Output2)", field="Better")
     image = source.media("image", raw.get("Image"), "Image")
     category = req_str(raw, "Category")
-    return Pair(id=item_id, task="text_image_to_text", prompt=text, prompt_media=[image],
-                response1=Response(text=out1), response2=Response(text=out2), preference=BETTER[better],
-                meta={"category": category_of(item_id, category), "source_category": category})
+    return Pair(
+        id=item_id,
+        task="text_image_to_text",
+        prompt=text,
+        prompt_media=[image],
+        response1=Response(text=out1),
+        response2=Response(text=out2),
+        preference=BETTER[better],
+        meta={"category": category_of(item_id, category), "source_category": category},
+    )

@@ -15,9 +15,9 @@ def convert(raw: dict, line: int | None, source: Source) -> Record:
     return resolve_record(record, source)
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     """Relative media paths resolve against the file's folder, or `media_root` when given."""
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside,
-                    check_media)
+    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)

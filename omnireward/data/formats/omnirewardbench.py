@@ -12,8 +12,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from omnireward.data.formats.common import (MESH_SUFFIXES, Result, Source, convert_file, opt_str,
-                                            record_id, req_str, type_name)
+from omnireward.data.formats.common import (
+    MESH_SUFFIXES,
+    Result,
+    Source,
+    convert_file,
+    opt_str,
+    record_id,
+    req_str,
+    type_name,
+)
 from omnireward.data.records import LABELS, TASKS, Media, Pair, Response
 from omnireward.errors import DataFormatError
 
@@ -52,18 +60,25 @@ def bench_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     files = bench_files(path)
     if not files:
         raise DataFormatError("no {task}_preferences.json files in this folder", file=path)
     for f in files:
         task = task_of(f)
         if task is None:
-            raise DataFormatError("cannot tell the task from the file name (expected "
-                                  "{task}_preferences.json with one of: " + ", ".join(TASKS) + ")", file=f)
-        root = Path(media_root) if media_root else (f.parent / "media_data" if (f.parent / "media_data").is_dir()
-                                                    else f.parent)
+            raise DataFormatError(
+                "cannot tell the task from the file name (expected "
+                "{task}_preferences.json with one of: " + ", ".join(TASKS) + ")",
+                file=f,
+            )
+        root = (
+            Path(media_root)
+            if media_root
+            else (f.parent / "media_data" if (f.parent / "media_data").is_dir() else f.parent)
+        )
         yield from convert_file(f, Source(f, root, allow_outside, check_media), partial(convert, task=task))
 
 
@@ -75,8 +90,9 @@ def convert(raw: dict, line: int | None, source: Source, *, task: str) -> Pair:
     if pref is None:
         raise DataFormatError("missing field", field="criteria_preference")
     if pref not in LABELS:
-        raise DataFormatError(f"unknown preference label {pref!r} (expected response1, response2 or tie)",
-                              field="criteria_preference")
+        raise DataFormatError(
+            f"unknown preference label {pref!r} (expected response1, response2 or tie)", field="criteria_preference"
+        )
     prompt_media: list[Media] = []
     if task in PROMPT_MEDIA:
         mtype, keys = PROMPT_MEDIA[task]
@@ -87,9 +103,17 @@ def convert(raw: dict, line: int | None, source: Source, *, task: str) -> Pair:
     else:
         r1, r2 = Response(text=req_str(raw, "response1")), Response(text=req_str(raw, "response2"))
     meta = {k: raw[k] for k in ("model1", "model2") if raw.get(k) is not None}
-    return Pair(id=record_id(raw, line, source, prefix=f"{task}-"), task=task, prompt=prompt,
-                response1=r1, response2=r2, preference=pref, criteria=criteria,
-                prompt_media=prompt_media, meta=meta)
+    return Pair(
+        id=record_id(raw, line, source, prefix=f"{task}-"),
+        task=task,
+        prompt=prompt,
+        response1=r1,
+        response2=r2,
+        preference=pref,
+        criteria=criteria,
+        prompt_media=prompt_media,
+        meta=meta,
+    )
 
 
 def _pick(raw: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
@@ -100,10 +124,11 @@ def _pick(raw: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
             return key, v
     for key in keys:
         if isinstance(raw.get(key), dict):
-            raise DataFormatError("embedded media objects are not supported; give a path relative to "
-                                  f"media_data/ in {keys[0]!r}", field=key)
-    raise DataFormatError("missing field" + (f" (or {', '.join(keys[1:])})" if len(keys) > 1 else ""),
-                          field=keys[0])
+            raise DataFormatError(
+                f"embedded media objects are not supported; give a path relative to media_data/ in {keys[0]!r}",
+                field=key,
+            )
+    raise DataFormatError("missing field" + (f" (or {', '.join(keys[1:])})" if len(keys) > 1 else ""), field=keys[0])
 
 
 def _media_response(raw: dict, k: int, mtype: str, source: Source) -> Response:

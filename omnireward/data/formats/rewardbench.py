@@ -18,8 +18,9 @@ from omnireward.data.records import Pair, Response
 META_KEYS = ("subset", "chosen_model", "rejected_model")
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
@@ -31,6 +32,12 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
     subset = req_str(raw, "subset")
     meta = {k: raw[k] for k in META_KEYS if isinstance(raw.get(k), str) and raw[k]}
     meta["subset"] = subset
-    return Pair(id=record_id(raw, line, source), task="text_to_text", prompt=prompt,
-                response1=Response(text=chosen), response2=Response(text=rejected), preference="response1",
-                meta=meta)
+    return Pair(
+        id=record_id(raw, line, source),
+        task="text_to_text",
+        prompt=prompt,
+        response1=Response(text=chosen),
+        response2=Response(text=rejected),
+        preference="response1",
+        meta=meta,
+    )

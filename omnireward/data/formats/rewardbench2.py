@@ -22,8 +22,9 @@ from omnireward.errors import DataFormatError
 DOMAINS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
@@ -36,8 +37,11 @@ def is_rewardbench2(raw: dict) -> bool:
 def _texts(raw: dict, key: str) -> list[str]:
     v = raw.get(key)
     if not isinstance(v, list) or not v:
-        raise DataFormatError(f"expected a non-empty list of completions, got {type_name(v)}"
-                              + (" (empty)" if isinstance(v, list) else ""), field=key)
+        raise DataFormatError(
+            f"expected a non-empty list of completions, got {type_name(v)}"
+            + (" (empty)" if isinstance(v, list) else ""),
+            field=key,
+        )
     for i, t in enumerate(v):
         if not isinstance(t, str) or not t.strip():
             raise DataFormatError(f"expected a non-empty string, got {type_name(t)}", field=f"{key}[{i}]")
@@ -65,12 +69,19 @@ def convert(raw: dict, line: int | None, source: Source) -> Group:
         raise DataFormatError(f"{num_correct} but chosen holds {len(chosen)} completion(s)", field="num_correct")
     total = _count(raw, "total_completions")
     if total is not None and total != len(chosen) + len(rejected):
-        raise DataFormatError(f"{total} but chosen and rejected hold {len(chosen) + len(rejected)}",
-                              field="total_completions")
+        raise DataFormatError(
+            f"{total} but chosen and rejected hold {len(chosen) + len(rejected)}", field="total_completions"
+        )
     if subset.lower() == "ties" and ":" not in str(raw.get("id", "")):
         raise DataFormatError(f"a Ties row's id reads ref:N or tied:N, got {raw.get('id')!r}", field="id")
     meta: dict = {"subset": subset, "num_correct": num_correct}
     if isinstance(raw.get("models"), list):
         meta["models"] = [str(m) for m in raw["models"]]
-    return Group(id=record_id(raw, line, source), task="text_to_text", prompt=prompt,
-                 responses=[Response(text=t) for t in chosen + rejected], best=0, meta=meta)
+    return Group(
+        id=record_id(raw, line, source),
+        task="text_to_text",
+        prompt=prompt,
+        responses=[Response(text=t) for t in chosen + rejected],
+        best=0,
+        meta=meta,
+    )

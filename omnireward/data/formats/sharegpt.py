@@ -23,23 +23,40 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from omnireward.data.formats.common import (Result, Source, convert_file, prompt_from_messages,
-                                            record_id, type_name)
+from omnireward.data.formats.common import Result, Source, convert_file, prompt_from_messages, record_id, type_name
 from omnireward.data.io import read_json_document
 from omnireward.data.records import Group, Media, Pair, Response, infer_task
 from omnireward.errors import DataFormatError
 
 MEDIA_COLUMNS = {"image": "images", "video": "videos", "audio": "audios"}
-DEFAULT_COLUMNS = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
-                   "system": "system", **{c: c for c in MEDIA_COLUMNS.values()}}
-DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human",
-                "assistant_tag": "gpt", "system_tag": "system"}
+DEFAULT_COLUMNS = {
+    "messages": "conversations",
+    "chosen": "chosen",
+    "rejected": "rejected",
+    "system": "system",
+    **{c: c for c in MEDIA_COLUMNS.values()},
+}
+DEFAULT_TAGS = {
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "system_tag": "system",
+}
 PLACEHOLDER = {t: f"<{t}>" for t in MEDIA_COLUMNS}
 REGISTRY_NAME = "dataset_info.json"
 # Omni-RewardData subset names carry their task (`omni_t2i`, `omni_ti2t_rlaifv`, ...).
-_SUBSET_TASK = {"t2t": "text_to_text", "ti2t": "text_image_to_text", "tv2t": "text_video_to_text",
-                "ta2t": "text_audio_to_text", "t2i": "text_to_image", "t2v": "text_to_video",
-                "t2a": "text_to_audio", "t23d": "text_to_3d", "ti2i": "text_image_to_image"}
+_SUBSET_TASK = {
+    "t2t": "text_to_text",
+    "ti2t": "text_image_to_text",
+    "tv2t": "text_video_to_text",
+    "ta2t": "text_audio_to_text",
+    "t2i": "text_to_image",
+    "t2v": "text_to_video",
+    "t2a": "text_to_audio",
+    "t23d": "text_to_3d",
+    "ti2i": "text_image_to_image",
+}
 _SUBSET_RE = re.compile(r"^omni_(" + "|".join(_SUBSET_TASK) + r")(_|$)")
 
 
@@ -53,26 +70,41 @@ def is_registry(path: Path) -> bool:
         doc = read_json_document(path)
     except DataFormatError:
         return False
-    return (isinstance(doc, dict) and bool(doc)
-            and all(isinstance(v, dict) and "file_name" in v for v in doc.values()))
+    return isinstance(doc, dict) and bool(doc) and all(isinstance(v, dict) and "file_name" in v for v in doc.values())
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False, columns: dict | None = None, tags: dict | None = None,
-         task: str | None = None) -> Iterator[Result]:
+def read(
+    path: Path,
+    *,
+    media_root: Path | None = None,
+    allow_outside: bool = False,
+    check_media: bool = False,
+    columns: dict | None = None,
+    tags: dict | None = None,
+    task: str | None = None,
+) -> Iterator[Result]:
     """Read one sharegpt ranking file, or every ranking dataset a registry lists that exists."""
     if is_registry(path):
-        yield from read_registry(path / REGISTRY_NAME if path.is_dir() else path, media_root=media_root,
-                                 allow_outside=allow_outside, check_media=check_media)
+        yield from read_registry(
+            path / REGISTRY_NAME if path.is_dir() else path,
+            media_root=media_root,
+            allow_outside=allow_outside,
+            check_media=check_media,
+        )
         return
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside,
-                    check_media)
-    yield from convert_file(path, source, partial(convert, columns={**DEFAULT_COLUMNS, **(columns or {})},
-                                                  tags={**DEFAULT_TAGS, **(tags or {})}, task=task))
+    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
+    yield from convert_file(
+        path,
+        source,
+        partial(
+            convert, columns={**DEFAULT_COLUMNS, **(columns or {})}, tags={**DEFAULT_TAGS, **(tags or {})}, task=task
+        ),
+    )
 
 
-def read_registry(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-                  check_media: bool = False) -> Iterator[Result]:
+def read_registry(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     """The ranking + sharegpt entries of a registry whose files sit beside it (others are skipped)."""
     doc = read_json_document(path)
     found = []
@@ -83,17 +115,25 @@ def read_registry(path: Path, *, media_root: Path | None = None, allow_outside: 
         if f.is_file():
             found.append((name, entry, f))
     if not found:
-        raise DataFormatError("none of the sharegpt ranking datasets this registry lists were found "
-                              "beside it", file=path)
+        raise DataFormatError(
+            "none of the sharegpt ranking datasets this registry lists were found beside it", file=path
+        )
     for name, entry, f in found:
         m = _SUBSET_RE.match(name)
-        yield from read(f, media_root=media_root, allow_outside=allow_outside, check_media=check_media,
-                        columns=entry.get("columns"), tags=entry.get("tags"),
-                        task=_SUBSET_TASK[m.group(1)] if m else None)
+        yield from read(
+            f,
+            media_root=media_root,
+            allow_outside=allow_outside,
+            check_media=check_media,
+            columns=entry.get("columns"),
+            tags=entry.get("tags"),
+            task=_SUBSET_TASK[m.group(1)] if m else None,
+        )
 
 
-def convert(raw: dict, line: int | None, source: Source, *, columns: dict, tags: dict,
-            task: str | None) -> Pair | Group:
+def convert(
+    raw: dict, line: int | None, source: Source, *, columns: dict, tags: dict, task: str | None
+) -> Pair | Group:
     """One ranking record as a native Pair (chosen → response1), or a Group when it ranks K > 2."""
     messages = _messages(raw, columns, tags)
     texts = [_response_text(raw, columns["chosen"], tags), *_rejected_texts(raw, columns["rejected"], tags)]
@@ -111,20 +151,37 @@ def convert(raw: dict, line: int | None, source: Source, *, columns: dict, tags:
         for k, side in enumerate(sides):
             side_media[k].extend(source.media(mtype, path, f"{col}[{i}]") for i, path in side)
     if generation and not any(side_media):
-        raise DataFormatError("chosen and rejected are identical and no media tell them apart",
-                              field=columns["rejected"])
+        raise DataFormatError(
+            "chosen and rejected are identical and no media tell them apart", field=columns["rejected"]
+        )
     clean = [{"role": m["role"], "content": _strip_placeholders(m["content"])} for m in messages]
     # In generation pairs the shared text says nothing about the preference: keep media only.
-    responses = [Response(text="" if media else _strip_placeholders(text), media=media)
-                 for text, media in zip(texts, side_media)]
+    responses = [
+        Response(text="" if media else _strip_placeholders(text), media=media) for text, media in zip(texts, side_media)
+    ]
     meta = {"messages": clean} if len(clean) > 1 else {}
     rid = record_id(raw, line, source)
     task = task or infer_task(prompt_media, responses)
     if len(responses) > 2:
-        return Group(id=rid, task=task, prompt=prompt_from_messages(clean), responses=responses,
-                     prompt_media=prompt_media, ranking=list(range(len(responses))), meta=meta)
-    return Pair(id=rid, task=task, prompt=prompt_from_messages(clean), response1=responses[0],
-                response2=responses[1], preference="response1", prompt_media=prompt_media, meta=meta)
+        return Group(
+            id=rid,
+            task=task,
+            prompt=prompt_from_messages(clean),
+            responses=responses,
+            prompt_media=prompt_media,
+            ranking=list(range(len(responses))),
+            meta=meta,
+        )
+    return Pair(
+        id=rid,
+        task=task,
+        prompt=prompt_from_messages(clean),
+        response1=responses[0],
+        response2=responses[1],
+        preference="response1",
+        prompt_media=prompt_media,
+        meta=meta,
+    )
 
 
 def _messages(raw: dict, columns: dict, tags: dict) -> list[dict]:
@@ -134,8 +191,13 @@ def _messages(raw: dict, columns: dict, tags: dict) -> list[dict]:
         raise DataFormatError("missing field", field=key)
     if not isinstance(turns, list) or not turns:
         raise DataFormatError(f"expected a non-empty list of turns, got {type_name(turns)}", field=key)
-    roles = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant", tags["system_tag"]: "system",
-             "user": "user", "assistant": "assistant"}
+    roles = {
+        tags["user_tag"]: "user",
+        tags["assistant_tag"]: "assistant",
+        tags["system_tag"]: "system",
+        "user": "user",
+        "assistant": "assistant",
+    }
     messages = []
     system = raw.get(columns.get("system", "system"))
     if system is not None:
@@ -146,20 +208,26 @@ def _messages(raw: dict, columns: dict, tags: dict) -> list[dict]:
     for i, turn in enumerate(turns):
         f = f"{key}[{i}]"
         if not isinstance(turn, dict):
-            raise DataFormatError(f"expected an object with {tags['role_tag']!r} and {tags['content_tag']!r}, "
-                                  f"got {type_name(turn)}", field=f)
+            raise DataFormatError(
+                f"expected an object with {tags['role_tag']!r} and {tags['content_tag']!r}, got {type_name(turn)}",
+                field=f,
+            )
         role = roles.get(turn.get(tags["role_tag"]))
         if role is None:
-            raise DataFormatError(f"unknown role {turn.get(tags['role_tag'])!r} (expected "
-                                  f"{tags['user_tag']}, {tags['assistant_tag']} or {tags['system_tag']})",
-                                  field=f"{f}.{tags['role_tag']}")
+            raise DataFormatError(
+                f"unknown role {turn.get(tags['role_tag'])!r} (expected "
+                f"{tags['user_tag']}, {tags['assistant_tag']} or {tags['system_tag']})",
+                field=f"{f}.{tags['role_tag']}",
+            )
         content = turn.get(tags["content_tag"])
         if not isinstance(content, str):
             raise DataFormatError(f"expected a string, got {type_name(content)}", field=f"{f}.{tags['content_tag']}")
         messages.append({"role": role, "content": content})
     if messages[-1]["role"] != "user":
-        raise DataFormatError(f"the last turn must be from {tags['user_tag']!r} (the responses answer it)",
-                              field=f"{key}[{len(turns) - 1}]")
+        raise DataFormatError(
+            f"the last turn must be from {tags['user_tag']!r} (the responses answer it)",
+            field=f"{key}[{len(turns) - 1}]",
+        )
     return messages
 
 
@@ -213,12 +281,16 @@ def _split(items: list, col: str, n_prompt: int, generation: bool, n_sides: int 
     if not generation:
         return indexed, [[] for _ in range(n_sides)]
     if len(items) % n_sides:
-        parts = "two halves (chosen, rejected)" if n_sides == 2 else f"{n_sides} equal parts (chosen, then each rejected)"
-        raise DataFormatError(f"chosen and rejected texts are equal, so the media must split in {parts}, "
-                              f"but there are {len(items)}", field=col)
+        parts = (
+            "two halves (chosen, rejected)" if n_sides == 2 else f"{n_sides} equal parts (chosen, then each rejected)"
+        )
+        raise DataFormatError(
+            f"chosen and rejected texts are equal, so the media must split in {parts}, but there are {len(items)}",
+            field=col,
+        )
     part = len(items) // n_sides
     k = n_prompt if n_prompt < part else 0
-    return indexed[:k], [indexed[s * part + k:(s + 1) * part] for s in range(n_sides)]
+    return indexed[:k], [indexed[s * part + k : (s + 1) * part] for s in range(n_sides)]
 
 
 def _strip_placeholders(text: str) -> str:

@@ -13,19 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from omnireward.data.formats.common import (Result, Source, convert_file, prompt_from_messages,
-                                            record_id, type_name)
+from omnireward.data.formats.common import Result, Source, convert_file, prompt_from_messages, record_id, type_name
 from omnireward.data.records import Pair, Response, infer_task
 from omnireward.errors import DataFormatError
 
 ROLES = ("system", "user", "assistant")
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     """Image paths in `images` resolve against the file's folder, or `media_root` when given."""
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside,
-                    check_media)
+    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
 
@@ -49,11 +48,17 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
         raise DataFormatError(f"expected a number, got {type_name(margin)}", field="margin")
     r1, r2 = Response(text=texts[0]), Response(text=texts[1])
-    return Pair(id=record_id(raw, line, source), task=infer_task(prompt_media, [r1, r2]),
-                prompt=prompt_from_messages(prompt_msgs) if prompt_msgs else "",
-                response1=r1, response2=r2, preference="response1", prompt_media=prompt_media,
-                margin=float(margin) if margin is not None else None,
-                meta={"messages": prompt_msgs} if len(prompt_msgs) > 1 else {})
+    return Pair(
+        id=record_id(raw, line, source),
+        task=infer_task(prompt_media, [r1, r2]),
+        prompt=prompt_from_messages(prompt_msgs) if prompt_msgs else "",
+        response1=r1,
+        response2=r2,
+        preference="response1",
+        prompt_media=prompt_media,
+        margin=float(margin) if margin is not None else None,
+        meta={"messages": prompt_msgs} if len(prompt_msgs) > 1 else {},
+    )
 
 
 def _prompt(value: Any) -> list[dict]:
@@ -128,4 +133,3 @@ def _paths(raw: dict, key: str) -> list:
     if not isinstance(v, list):
         raise DataFormatError(f"expected a list of paths, got {type_name(v)}", field=key)
     return v
-

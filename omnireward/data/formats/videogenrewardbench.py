@@ -47,16 +47,20 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict]]:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
-            raise DataFormatError(f"missing column(s) {', '.join(missing)} (a VideoGen-RewardBench CSV has "
-                                  f"{', '.join(REQUIRED)})", file=path, line=1)
+            raise DataFormatError(
+                f"missing column(s) {', '.join(missing)} (a VideoGen-RewardBench CSV has {', '.join(REQUIRED)})",
+                file=path,
+                line=1,
+            )
         start = 2
         for row in reader:
             yield start, row
             start = reader.line_num + 1
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
     source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     try:
         rows = list(iter_rows(path))
@@ -87,6 +91,13 @@ def convert(row: dict, line: int | None, source: Source) -> Pair:
     meta = {d: _label(row, d) for d in DIMENSIONS if (row.get(d) or "").strip()}
     dims = {DIMENSION_NAMES[d]: LABELS[v] for d, v in meta.items() if d in DIMENSION_NAMES}
     meta.update({k: row[k] for k in ("A_model", "B_model") if row.get(k)})
-    return Pair(id=record_id(row, line, source), task="text_to_video", prompt=prompt,
-                response1=Response(media=[a]), response2=Response(media=[b]), preference=LABELS[overall], meta=meta,
-                dimension_preferences=dims)
+    return Pair(
+        id=record_id(row, line, source),
+        task="text_to_video",
+        prompt=prompt,
+        response1=Response(media=[a]),
+        response2=Response(media=[b]),
+        preference=LABELS[overall],
+        meta=meta,
+        dimension_preferences=dims,
+    )

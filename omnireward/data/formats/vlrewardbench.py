@@ -17,10 +17,10 @@ from omnireward.errors import DataFormatError
 META_KEYS = ("models", "judge", "query_source", "ground_truth", "rationale")
 
 
-def read(path: Path, *, media_root: Path | None = None, allow_outside: bool = False,
-         check_media: bool = False) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside,
-                    check_media)
+def read(
+    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Iterator[Result]:
+    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(path, source, convert)
 
 
@@ -29,18 +29,31 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
     query = req_str(raw, "query")
     responses = raw.get("response")
     if not isinstance(responses, list) or len(responses) != 2:
-        raise DataFormatError(f"expected a list of two responses, got {type_name(responses)}"
-                              + (f" of {len(responses)}" if isinstance(responses, list) else ""), field="response")
+        raise DataFormatError(
+            f"expected a list of two responses, got {type_name(responses)}"
+            + (f" of {len(responses)}" if isinstance(responses, list) else ""),
+            field="response",
+        )
     for i, r in enumerate(responses):
         if not isinstance(r, str) or not r.strip():
             raise DataFormatError(f"expected a non-empty string, got {type_name(r)}", field=f"response[{i}]")
     ranking = raw.get("human_ranking")
-    if (not isinstance(ranking, list) or len(ranking) != 2
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in ranking)):
+    if (
+        not isinstance(ranking, list)
+        or len(ranking) != 2
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in ranking)
+    ):
         raise DataFormatError(f"expected two numeric ranks like [0, 1], got {ranking!r}", field="human_ranking")
     pref = "tie" if ranking[0] == ranking[1] else ("response1" if ranking[0] < ranking[1] else "response2")
     image = source.media("image", raw.get("image"), "image")
     meta = {k: raw[k] for k in META_KEYS if raw.get(k) not in (None, "", [])}
-    return Pair(id=record_id(raw, line, source), task="text_image_to_text", prompt=query,
-                response1=Response(text=responses[0]), response2=Response(text=responses[1]),
-                preference=pref, prompt_media=[image], meta=meta)
+    return Pair(
+        id=record_id(raw, line, source),
+        task="text_image_to_text",
+        prompt=query,
+        response1=Response(text=responses[0]),
+        response2=Response(text=responses[1]),
+        preference=pref,
+        prompt_media=[image],
+        meta=meta,
+    )

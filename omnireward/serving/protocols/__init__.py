@@ -38,8 +38,11 @@ class Parsed:
 
 def check_count(n: int, ctx: Context, field_name: str) -> None:
     if n > ctx.max_records:
-        raise RequestTooLarge(f"{n} records is over the limit of {ctx.max_records} per request "
-                              "(--max-records-per-request); send them in several requests", field=field_name)
+        raise RequestTooLarge(
+            f"{n} records is over the limit of {ctx.max_records} per request "
+            "(--max-records-per-request); send them in several requests",
+            field=field_name,
+        )
 
 
 def join(where: str, name: str) -> str:

@@ -31,24 +31,25 @@ def response_slots(record: Record) -> list[tuple[str, Any]]:
 def resolve_media(record: Record, lease: Lease, where: str, rename: dict[str, str] | None = None) -> Record:
     """Every media path of a record made absolute (or spooled from a data: URI), errors naming the field."""
     rename = rename or {}
-    record.prompt_media = [lease.media(m.type, m.path, join(where, f"prompt_media[{i}].path"))
-                           for i, m in enumerate(record.prompt_media)]
+    record.prompt_media = [
+        lease.media(m.type, m.path, join(where, f"prompt_media[{i}].path")) for i, m in enumerate(record.prompt_media)
+    ]
     for name, resp in response_slots(record):
         shown = rename.get(name, name)
-        resp.media = [lease.media(m.type, m.path, join(where, f"{shown}.media[{i}].path"))
-                      for i, m in enumerate(resp.media)]
+        resp.media = [
+            lease.media(m.type, m.path, join(where, f"{shown}.media[{i}].path")) for i, m in enumerate(resp.media)
+        ]
     return record
 
 
-def native_record(raw: Any, lease: Lease, where: str, default_id: str,
-                  rename: dict[str, str] | None = None) -> Record:
+def native_record(raw: Any, lease: Lease, where: str, default_id: str, rename: dict[str, str] | None = None) -> Record:
     try:
         record = record_from_dict(raw, default_id=default_id)
     except OmniRewardError as e:
         field = e.field or ""
         for old, new in (rename or {}).items():
             if field == old or field.startswith(old + "."):
-                field = new + field[len(old):]
+                field = new + field[len(old) :]
         raise RequestError(e.reason, field=join(where, field) or "body") from None
     return resolve_media(record, lease, where, rename)
 
@@ -77,19 +78,22 @@ def parse_score_group(body: Any, lease: Lease, ctx: Context) -> Parsed:
         raise RequestError("expected a string", field="prompt")
     shared = {k: body[k] for k in ("prompt", "criteria", "prompt_media", "task") if k in body}
     where = [f"responses[{i}]" for i in range(len(responses))]
-    records = [native_record({**shared, "id": str(i), "response": resp}, lease, "", str(i),
-                             rename={"response": where[i]})
-               for i, resp in enumerate(responses)]
+    records = [
+        native_record({**shared, "id": str(i), "response": resp}, lease, "", str(i), rename={"response": where[i]})
+        for i, resp in enumerate(responses)
+    ]
     return Parsed(records, where)
 
 
 def respond_score_group(lines: list[dict], parsed: Parsed, ctx: Context) -> dict:
     rewards = [line["reward"] for line in lines]
-    out = {"rewards": rewards,
-           "normalized": [ctx.scale.normalized(r) for r in rewards] if ctx.scale.known else None,
-           "unit": [ctx.scale.unit(r) for r in rewards],
-           "reward_stats": ctx.reward_stats,
-           "best": max(range(len(rewards)), key=rewards.__getitem__) if rewards else None}
+    out = {
+        "rewards": rewards,
+        "normalized": [ctx.scale.normalized(r) for r in rewards] if ctx.scale.known else None,
+        "unit": [ctx.scale.unit(r) for r in rewards],
+        "reward_stats": ctx.reward_stats,
+        "best": max(range(len(rewards)), key=rewards.__getitem__) if rewards else None,
+    }
     # What head=gaussian and head=multi predict beside the reward, as `omnireward score` writes it.
     for key, name in (("reward_std", "rewards_std"), ("dimensions", "dimensions")):
         if lines and key in lines[0]:

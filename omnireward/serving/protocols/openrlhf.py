@@ -30,8 +30,9 @@ from omnireward.serving.media import Lease
 from omnireward.serving.protocols import Context, Parsed, check_count
 
 
-def split_query(query: str, prompt: str | None, default_system: str | None = None,
-                system_prompt_as_criteria: str = "auto") -> tuple[str, str, str | None]:
+def split_query(
+    query: str, prompt: str | None, default_system: str | None = None, system_prompt_as_criteria: str = "auto"
+) -> tuple[str, str, str | None]:
     """(prompt, response, criteria from a system turn) of one OpenRLHF query."""
     mode = system_prompt_as_criteria
     if prompt:
@@ -41,8 +42,9 @@ def split_query(query: str, prompt: str | None, default_system: str | None = Non
             head = prompt.strip()
             start = query.find(head)
         if start >= 0:
-            fields = conversation_fields(head, query[start + len(head):], default_system=default_system,
-                                         system_prompt_as_criteria=mode)
+            fields = conversation_fields(
+                head, query[start + len(head) :], default_system=default_system, system_prompt_as_criteria=mode
+            )
             return fields.prompt, fields.response or "", fields.criteria
     fields = conversation_fields(query, default_system=default_system, system_prompt_as_criteria=mode)
     return fields.prompt, fields.response or "", fields.criteria
@@ -59,14 +61,26 @@ def _strings(value: Any, name: str, n: int | None = None) -> list[str]:
     return value
 
 
-def items_from(queries: list[str], prompts: list[str] | None, criteria: str | None,
-               default_system: str | None, system_prompt_as_criteria: str = "auto") -> list[Item]:
+def items_from(
+    queries: list[str],
+    prompts: list[str] | None,
+    criteria: str | None,
+    default_system: str | None,
+    system_prompt_as_criteria: str = "auto",
+) -> list[Item]:
     """One native item per query (shared by the route and the in-process reward_func)."""
     items = []
     for i, q in enumerate(queries):
         p, r, system = split_query(q, prompts[i] if prompts else None, default_system, system_prompt_as_criteria)
-        items.append(Item(id=str(i), task="text_to_text", prompt=p, response=Response(text=r),
-                          criteria=criteria if criteria is not None else system))
+        items.append(
+            Item(
+                id=str(i),
+                task="text_to_text",
+                prompt=p,
+                response=Response(text=r),
+                criteria=criteria if criteria is not None else system,
+            )
+        )
     return items
 
 
@@ -91,5 +105,8 @@ def parse(body: Any, lease: Lease, ctx: Context) -> Parsed:
 
 def respond(lines: list[dict], parsed: Parsed | None, ctx: Context) -> dict:
     rewards = [line["reward"] for line in lines]
-    return {"rewards": rewards, "scores": [ctx.scale.unit(r) for r in rewards],
-            "extra_logs": {"reward_normalized": [ctx.scale.normalized(r) for r in rewards]}}
+    return {
+        "rewards": rewards,
+        "scores": [ctx.scale.unit(r) for r in rewards],
+        "extra_logs": {"reward_normalized": [ctx.scale.normalized(r) for r in rewards]},
+    }

@@ -36,7 +36,6 @@ from omnireward.serving.protocols import Context, Parsed, check_count
 from omnireward.serving.scale import sigmoid
 
 
-
 def _message(msg: Any, lease: Lease, field: str) -> tuple[dict, list[Media]]:
     """A text message and its media, from one OpenAI-format chat message."""
     if not isinstance(msg, dict):
@@ -63,20 +62,35 @@ def conversation_item(messages: Any, lease: Lease, field: str, index: int, ctx: 
     parsed = [_message(m, lease, f"{field}[{i}]") for i, m in enumerate(messages)]
     if parsed[-1][0]["role"] != "assistant":
         raise RequestError("the last message must be the assistant's response to score", field=field)
-    fields = fields_from_messages([m for m, _ in parsed], default_system=ctx.default_system,
-                                  system_prompt_as_criteria=ctx.system_prompt_as_criteria)
+    fields = fields_from_messages(
+        [m for m, _ in parsed],
+        default_system=ctx.default_system,
+        system_prompt_as_criteria=ctx.system_prompt_as_criteria,
+    )
     prompt_media = [x for _, media in parsed[:-1] for x in media]
     response = Response(text=fields.response or "", media=parsed[-1][1])
-    return Item(id=str(index), task=infer_task(prompt_media, [response]), prompt=fields.prompt, response=response,
-                criteria=fields.criteria, prompt_media=prompt_media)
+    return Item(
+        id=str(index),
+        task=infer_task(prompt_media, [response]),
+        prompt=fields.prompt,
+        response=response,
+        criteria=fields.criteria,
+        prompt_media=prompt_media,
+    )
 
 
 def text_item(text: str, index: int, ctx: Context) -> Item:
     """One item from a string: a templated conversation split back, or plain text as the response."""
-    fields = conversation_fields(text, default_system=ctx.default_system,
-                                 system_prompt_as_criteria=ctx.system_prompt_as_criteria)
-    return Item(id=str(index), task="text_to_text", prompt=fields.prompt, response=Response(text=fields.response or ""),
-                criteria=fields.criteria)
+    fields = conversation_fields(
+        text, default_system=ctx.default_system, system_prompt_as_criteria=ctx.system_prompt_as_criteria
+    )
+    return Item(
+        id=str(index),
+        task="text_to_text",
+        prompt=fields.prompt,
+        response=Response(text=fields.response or ""),
+        criteria=fields.criteria,
+    )
 
 
 def activation(body: dict, default: bool) -> bool:
@@ -91,8 +105,7 @@ def activation(body: dict, default: bool) -> bool:
 
 def parse(body: Any, lease: Lease, ctx: Context, *, default_activation: bool = True) -> Parsed:
     if not isinstance(body, dict):
-        raise RequestError('expected an object {"model", "input": [...]} or {"model", "messages": [...]}',
-                           field="body")
+        raise RequestError('expected an object {"model", "input": [...]} or {"model", "messages": [...]}', field="body")
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise RequestError("expected a string", field="model")
@@ -127,14 +140,25 @@ def _value(reward: float, parsed: Parsed) -> float:
 
 
 def respond_classify(lines: list[dict], parsed: Parsed, ctx: Context) -> dict:
-    data = [{"index": i, "label": "reward", "probs": [_value(line["reward"], parsed)], "num_classes": 1}
-            for i, line in enumerate(lines)]
-    return {"id": f"classify-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
-            "model": parsed.extra["model"], "data": data}
+    data = [
+        {"index": i, "label": "reward", "probs": [_value(line["reward"], parsed)], "num_classes": 1}
+        for i, line in enumerate(lines)
+    ]
+    return {
+        "id": f"classify-{uuid.uuid4().hex}",
+        "object": "list",
+        "created": int(time.time()),
+        "model": parsed.extra["model"],
+        "data": data,
+    }
 
 
 def respond_pooling(lines: list[dict], parsed: Parsed, ctx: Context) -> dict:
-    data = [{"index": i, "object": "pooling", "data": [_value(line["reward"], parsed)]}
-            for i, line in enumerate(lines)]
-    return {"id": f"pool-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
-            "model": parsed.extra["model"], "data": data}
+    data = [{"index": i, "object": "pooling", "data": [_value(line["reward"], parsed)]} for i, line in enumerate(lines)]
+    return {
+        "id": f"pool-{uuid.uuid4().hex}",
+        "object": "list",
+        "created": int(time.time()),
+        "model": parsed.extra["model"],
+        "data": data,
+    }
