@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -20,49 +19,12 @@ from omnireward.judge.decoding import lm_loss, token_logprobs
 from omnireward.judge.grpo import group_advantages, grpo_loss, verdict_reward
 from omnireward.judge.templates import LETTER_LABEL, SWAP_LABEL, JudgeTemplate, judge_conversation, sft_target
 from omnireward.judge.verdicts import format_ok, parse_verdict
-from omnireward.metrics import summarize
-from omnireward.modules.optim import configure, pack_checkpoint, unpack_checkpoint
+from omnireward.modules.judge_base import JudgeModule, PairBatch
 from omnireward.reward_model import JudgeModel
-from omnireward.strategies import gather_rows
 
 
-class PairBatch:
-    """Pairs and the A/B order each is shown in. A plain class on purpose: Lightning's device
-    transfer would try to rebuild dataclasses (and fails on frozen ones such as Media)."""
-
-    def __init__(self, pairs: list[Pair], swaps: list[bool]):
-        self.pairs, self.swaps = pairs, swaps
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-
-@torch.no_grad()
-def judge_validation_rows(backbone, template: JudgeTemplate, pairs: list[Pair], max_new_tokens: int) -> list[tuple]:
-    """(p_response1 - p_response2, gold label, task, format ok) per pair, from greedy critiques."""
-    c = critique(backbone, template, [judge_conversation(template, p) for p in pairs], max_new_tokens=max_new_tokens)
-    return [
-        (p[0] - p[1], pair.preference, pair.task, format_ok(template, text))
-        for p, pair, text in zip(c.probs.tolist(), pairs, c.texts)
-    ]
-
-
-def log_judge_validation(module: L.LightningModule, rows: list[tuple]) -> None:
-    """val/acc (and with ties) and val/format over every rank's rows; clears `rows`."""
-    gathered = gather_rows(rows)  # every rank's pairs: the numbers are those of the whole set
-    rows.clear()
-    if not gathered:
-        return
-    d, y, tasks, fmt = zip(*gathered)
-    s = summarize(d, y, tasks)
-    acc = s["accuracy_without_ties"]
-    module.log("val/acc", acc if acc is not None else 0.0, prog_bar=True)
-    if s["accuracy_with_ties"] is not None:
-        module.log("val/acc_with_ties", s["accuracy_with_ties"])
-    module.log("val/format", sum(fmt) / len(fmt))
-
-
-class R1Module(L.LightningModule):
+class R1Module(JudgeModule):
+    objective = "r1"
     # The KL reference does not train but is set to the policy when GRPO starts: checkpoints keep it.
     checkpoint_keeps = ("ref.",)
 
@@ -90,24 +52,19 @@ class R1Module(L.LightningModule):
         weight_decay: float = 0.0,
         warmup_ratio: float = 0.1,
     ):
-        super().__init__()
+        hp = {"lr": lr, "lm_lr": lm_lr, "weight_decay": weight_decay, "warmup_ratio": warmup_ratio}
+        super().__init__(model, template, max_new_tokens if val_max_new_tokens is None else val_max_new_tokens, hp)
         if num_generations < 2:
             raise ConfigError("GRPO needs at least 2 generations per prompt", field="model.num_generations")
         if iterations < 1:
             raise ConfigError("iterations must be at least 1", field="model.iterations")
-        if template.kind != "pairwise":
-            raise ConfigError(f"model=r1 trains a pairwise judge; {template.name} is pointwise", field="judge")
-        self.model = model
-        self.template = template
         self.sft_epochs = sft_epochs
         self.G = num_generations
         self.gen = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
-        self.val_max_new_tokens = max_new_tokens if val_max_new_tokens is None else val_max_new_tokens
         self.beta, self.clip_eps, self.iterations = beta, clip_eps, iterations
         self.scale_rewards, self.loss_agg = scale_rewards, loss_agg
         self.format_weight, self.accuracy_weight, self.tie_credit = format_weight, accuracy_weight, tie_credit
         self.swap_prob = swap_prob
-        self.hp = {"lr": lr, "lm_lr": lm_lr, "weight_decay": weight_decay, "warmup_ratio": warmup_ratio}
         # The frozen reference of the KL term: the policy as GRPO starts (after SFT). A registered
         # submodule so that it follows the device and a resumed run gets it back from the checkpoint.
         self.ref = None
@@ -116,16 +73,11 @@ class R1Module(L.LightningModule):
         self.register_buffer("ref_synced", torch.tensor(False))
         self._sft_active_epochs = sft_epochs
         self._buffer: tuple[dict, int] | None = None
-        self._val: list[tuple[float, str, str, bool]] = []
 
     # ---- data ----------------------------------------------------------------------------------
     def collate(self, pairs: list[Pair]) -> PairBatch:
         swaps = (torch.rand(len(pairs)) < self.swap_prob).tolist()
         return PairBatch(list(pairs), swaps)
-
-    @property
-    def backbone(self):
-        return self.model.backbone
 
     def on_fit_start(self):
         dm = getattr(self.trainer, "datamodule", None)
@@ -247,16 +199,4 @@ class R1Module(L.LightningModule):
 
     # ---- validation: verdicts read from probabilities after a greedy critique --------------------
     def validation_step(self, batch: PairBatch, batch_idx):
-        self._val.extend(judge_validation_rows(self.backbone, self.template, batch.pairs, self.val_max_new_tokens))
-
-    def on_validation_epoch_end(self):
-        log_judge_validation(self, self._val)
-
-    def configure_optimizers(self):
-        return configure(self, self.model, lm_prefixes=("backbone." + self.backbone.lm_prefix,), **self.hp)
-
-    def on_save_checkpoint(self, checkpoint):
-        pack_checkpoint(checkpoint, self)
-
-    def on_load_checkpoint(self, checkpoint):
-        unpack_checkpoint(checkpoint, self)
+        self.validation_rows(batch.pairs)

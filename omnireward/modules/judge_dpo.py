@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 
-import lightning as L
 import torch
 
 from omnireward.data.records import Pair
@@ -17,12 +16,13 @@ from omnireward.errors import ConfigError
 from omnireward.judge.decoding import target_logprobs
 from omnireward.judge.dpo import dpo_loss
 from omnireward.judge.templates import JudgeTemplate, judge_conversation
-from omnireward.modules.judge import PairBatch, judge_validation_rows, log_judge_validation
-from omnireward.modules.optim import configure, pack_checkpoint, unpack_checkpoint
+from omnireward.modules.judge_base import JudgeModule, PairBatch
 from omnireward.reward_model import JudgeModel
 
 
-class JudgeDPOModule(L.LightningModule):
+class JudgeDPOModule(JudgeModule):
+    objective = "judge_dpo"
+
     def __init__(
         self,
         model: JudgeModel,
@@ -35,23 +35,13 @@ class JudgeDPOModule(L.LightningModule):
         weight_decay: float = 0.0,
         warmup_ratio: float = 0.1,
     ):
-        super().__init__()
         if beta <= 0:
             raise ConfigError(f"DPO needs beta > 0, got {beta}", field="model.beta")
-        if template.kind != "pairwise":
-            raise ConfigError(f"model=judge_dpo trains a pairwise judge; {template.name} is pointwise", field="judge")
-        self.model = model
-        self.template = template
+        hp = {"lr": lr, "lm_lr": lm_lr, "weight_decay": weight_decay, "warmup_ratio": warmup_ratio}
+        super().__init__(model, template, val_max_new_tokens, hp)
         self.beta, self.label_smoothing = beta, label_smoothing
-        self.val_max_new_tokens = val_max_new_tokens
-        self.hp = {"lr": lr, "lm_lr": lm_lr, "weight_decay": weight_decay, "warmup_ratio": warmup_ratio}
         # The reference is the policy DPO starts from; a submodule, so it follows the device and resumes.
         self.ref = copy.deepcopy(model.backbone).eval().requires_grad_(False)
-        self._val: list[tuple] = []
-
-    @property
-    def backbone(self):
-        return self.model.backbone
 
     def collate(self, pairs: list[Pair]) -> PairBatch:
         return PairBatch(list(pairs), [False] * len(pairs))
@@ -99,16 +89,4 @@ class JudgeDPOModule(L.LightningModule):
             with torch.no_grad():
                 _, stats = self.dpo(pairs)
             self.log("val/logp_margin", stats["logp_margin"], batch_size=len(pairs))
-        self._val.extend(judge_validation_rows(self.backbone, self.template, batch.pairs, self.val_max_new_tokens))
-
-    def on_validation_epoch_end(self):
-        log_judge_validation(self, self._val)
-
-    def configure_optimizers(self):
-        return configure(self, self.model, lm_prefixes=("backbone." + self.backbone.lm_prefix,), **self.hp)
-
-    def on_save_checkpoint(self, checkpoint):
-        pack_checkpoint(checkpoint, self)
-
-    def on_load_checkpoint(self, checkpoint):
-        unpack_checkpoint(checkpoint, self)
+        self.validation_rows(batch.pairs)
