@@ -3,10 +3,14 @@
     python benchmarks/judge_runs.py zero-shot [--pairs 60]     # omni verdict only / both orders /
                                                                 # 64-token critique; flex constrained and free
     python benchmarks/judge_runs.py joint-vs-bt [--layers 4 --epochs 2]
+    python benchmarks/judge_runs.py votes [--samples 1,5,15 --right 0.7]   # judges that vote (--samples K)
 
 Each run appends one line to benchmarks/results/judge_runs.jsonl (results_log: command, commit,
 machine, date, figures). Data: the text demo set (`omnireward data demo --modality text`, seed 0)
-test split; for joint vs BT, every pair gets a one-sentence critique built from its rule.
+test split; for joint vs BT, every pair gets a one-sentence critique built from its rule. For
+votes: the judge learning set of tests/test_grpo.py (a tiny word-level LM, the "yes" answer wins on
+either side) SFT'd on critiques that name the right winner only `--right` of the time, then
+held-out pairs judged greedily (K = 1, as `score --judge`) and with `--samples K` sampled critiques.
 """
 
 from __future__ import annotations
@@ -132,17 +136,120 @@ def joint_vs_bt(a) -> dict:
     }
 
 
+def votes(a) -> dict:
+    """K = 1 (greedy, and one sampled critique) against K sampled critiques that vote, on a judge
+    SFT'd on noisy critiques of the judge learning set."""
+    import random
+
+    from omegaconf import OmegaConf, open_dict
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _judge_utils import mini_judge_dir, write_rows, yes_no_rows
+
+    from omnireward.config import compose_config
+    from omnireward.scoring.judge import judge_file
+    from omnireward.train import train
+
+    work = Path(a.work) / "votes"
+    work.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(a.seed)
+    rows = yes_no_rows(a.train_pairs, a.seed + 1)
+    for r in rows:
+        w = "A" if r["preference"] == "response1" else "B"
+        named = w if rng.random() < a.right else "AB".replace(w, "")
+        r["critique"] = f"Response {named} says yes. [[{named}]]"
+    named_right = sum(r["critique"].startswith("Response " + "AB"[r["preference"] == "response2"]) for r in rows)
+    train_f = write_rows(work / "train.jsonl", rows)
+    test_f = write_rows(work / "test.jsonl", yes_no_rows(a.pairs, a.seed + 7))
+    cfg = compose_config(
+        [
+            "model=r1",
+            "judge=mini",
+            "backbone=tiny",
+            f"data.train={train_f}",
+            f"data.val={test_f}",
+            f"output_dir={work / 'run'}",
+            "data.batch_size=8",
+            f"trainer.max_epochs={a.epochs}",
+            f"model.sft_epochs={a.epochs}",
+            "model.val_max_new_tokens=0",
+            "model.lm_lr=3e-3",
+            "model.lr=3e-3",
+            "logger.tensorboard=false",
+            f"seed={a.seed}",
+        ],
+        config_dirs=[mini_judge_dir(work)],
+    )
+    with open_dict(cfg):
+        cfg.backbone = OmegaConf.create(
+            {
+                "_target_": "_judge_utils.small_backbone",
+                "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]] Response says."],
+                "hidden": 64,
+                "seed": a.seed,
+            }
+        )
+    t0 = time.time()
+    run = train(cfg)
+    train_seconds = round(time.time() - t0, 1)
+    settings = [("K = 1, greedy", dict(samples=1))]
+    settings += [
+        (f"K = {k}, sampled (T = {a.temperature})", dict(samples=k, temperature=a.temperature))
+        for k in (int(x) for x in a.samples.split(","))
+    ]
+    rows_out = {}
+    for name, kw in settings:
+        t0 = time.time()
+        s = judge_file(
+            test_f,
+            run,
+            work / f"{len(rows_out)}.scores.jsonl",
+            max_new_tokens=8,
+            batch_size=8,
+            device="cpu",
+            seed=a.seed,
+            show_progress=False,
+            **kw,
+        )
+        rows_out[name] = {
+            "samples": kw["samples"],
+            "accuracy": s["accuracy_without_ties"],
+            "vote_accuracy": s.get("vote_accuracy"),
+            "mean_agreement": s.get("mean_agreement"),
+            "n": s["n"],
+            "seconds": round(time.time() - t0, 1),
+        }
+        print(name, rows_out[name], flush=True)
+    return {
+        "model": "tiny word-level Llama (2 layers, 64 wide), judge=mini, SFT only",
+        "data": (
+            f"judge learning set (tests/_judge_utils.yes_no_rows): {a.train_pairs} train pairs whose critiques "
+            f"name the right winner {named_right}/{len(rows)} times, {a.pairs} held-out pairs, seed {a.seed}"
+        ),
+        "epochs": a.epochs,
+        "train_seconds": train_seconds,
+        "temperature": a.temperature,
+        "settings": rows_out,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["zero-shot", "joint-vs-bt"])
-    ap.add_argument("--pairs", type=int, default=60, help="zero-shot: test pairs judged")
+    ap.add_argument("what", choices=["zero-shot", "joint-vs-bt", "votes"])
+    ap.add_argument("--pairs", type=int, default=60, help="zero-shot, votes: test pairs judged")
+    ap.add_argument("--samples", default="1,5,15", help="votes: the K values sampled (K = 1 greedy always runs)")
+    ap.add_argument("--right", type=float, default=0.7, help="votes: share of training critiques naming the winner")
+    ap.add_argument("--train-pairs", type=int, default=32, help="votes: training pairs")
+    ap.add_argument("--temperature", type=float, default=1.0, help="votes: sampling temperature")
     ap.add_argument("--layers", type=int, default=4, help="joint-vs-bt: SmolLM2 layers kept")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2, help="joint-vs-bt; votes uses 20 unless given")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/omnireward-judge-bench")
     ap.add_argument("--no-record", action="store_true", help="print the figures, append no results line")
     a = ap.parse_args()
-    figures = zero_shot(a) if a.what == "zero-shot" else joint_vs_bt(a)
+    if a.what == "votes" and "--epochs" not in sys.argv:
+        a.epochs = 20
+    figures = {"zero-shot": zero_shot, "joint-vs-bt": joint_vs_bt, "votes": votes}[a.what](a)
     if a.no_record:
         print(json.dumps(figures, indent=2))
         return

@@ -235,7 +235,15 @@ def score_cmd(
     max_new_tokens: int = typer.Option(256, help="With --judge: critique length limit."),
     both_orders: bool = typer.Option(False, help="With --judge: judge A/B and B/A and average (position bias)."),
     seed: int = typer.Option(0, help="With --judge: sampling seed."),
-    temperature: float = typer.Option(0.0, help="With --judge: critique sampling temperature (0 = greedy)."),
+    temperature: float | None = typer.Option(
+        None, help="With --judge: critique sampling temperature (0 = greedy; default 0, or 1.0 with --samples > 1)."
+    ),
+    samples: int = typer.Option(
+        1,
+        help="With --judge: K sampled critiques per pair (and per order) that vote: majority verdict, "
+        "mean p_response1, agreement; seeded per record. 1: one critique, as before.",
+    ),
+    top_p: float = typer.Option(1.0, help="With --judge: nucleus sampling threshold for sampled critiques."),
     free_decoding: bool = typer.Option(
         False, help="With --judge flex: let the critique run free instead of constraining it to the Flex JSON grammar."
     ),
@@ -298,6 +306,8 @@ def score_cmd(
             both_orders=both_orders,
             seed=seed,
             temperature=temperature,
+            samples=samples,
+            top_p=top_p,
             constrained=not free_decoding,
             **common,
         )
@@ -320,6 +330,12 @@ def score_cmd(
         out.print(group_line(summary["groups"]))
     if summary.get("text_verdict_disagreement") is not None:
         out.print(f"critiques whose own verdict disagreed: {summary['text_verdict_disagreement']:.1%}")
+    if summary.get("samples", 1) > 1 and summary.get("mean_agreement") is not None:
+        va = summary.get("vote_accuracy")
+        out.print(
+            f"{summary['samples']} samples per pair: majority-vote accuracy "
+            f"{'n/a' if va is None else f'{va:.1%}'}, samples agreeing with the majority {summary['mean_agreement']:.1%}"
+        )
     if "agreement_with_full_precision" in summary:
         a = summary["agreement_with_full_precision"]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731 (None: no pairs / constant rewards)

@@ -276,5 +276,8 @@ def pick_token(scores: torch.Tensor, temperature: float, top_p: float, generator
         probs = sorted_scores.softmax(-1)
         drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set reaching top_p
         scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
-    noise = torch.empty_like(scores).exponential_(generator=generator)
+    if generator is not None and generator.device != scores.device:  # e.g. a CPU generator, CUDA scores
+        noise = torch.empty(scores.shape, device=generator.device).exponential_(generator=generator).to(scores.device)
+    else:
+        noise = torch.empty_like(scores).exponential_(generator=generator)
     return (scores - noise.log()).argmax(-1)  # Gumbel-max: argmax(scores + Gumbel noise)

@@ -7,6 +7,7 @@ tie-calibrated accuracy calls a pair a tie when |margin| <= ε.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from itertools import combinations
@@ -34,6 +35,35 @@ LABELS3 = ("response1", "response2", "tie")
 DEFAULT_WEIGHTS = {"overall": 1.0, "semantic_alignment": 1.0, "quality": 1.0, "aesthetics": 1.0, "personalised": 1.0}
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Judges that vote: `samples` sampled critiques per record (per order), majority verdict.
+
+    Each record's samples are drawn together, as one batch of its own, from a generator seeded by
+    `record_seed(seed, record id, order)`: a record's result depends on neither its neighbours
+    nor the batch order, and a rerun writes the same lines.
+    """
+
+    samples: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise ConfigError(f"samples must be at least 1, got {self.samples}", field="samples")
+        if self.temperature <= 0:
+            raise ConfigError(f"sampled judgements need a temperature > 0, got {self.temperature}", field="temperature")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}", field="top_p")
+
+
+def record_seed(seed: int, record_id: str, order: int = 0) -> int:
+    """The sampling seed of one record's judgements in one order (0: as given, 1: swapped)."""
+    digest = hashlib.sha256(f"{seed}\x00{record_id}\x00{order}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 @dataclass
 class Judge:
     """A backbone that writes critiques with a template, and how it generates.
@@ -50,23 +80,26 @@ class Judge:
     batch_size: int = 8
     pointwise: JudgeTemplate | None = None
     constrain: object = None
+    top_p: float = 1.0
 
-    def _critique(self, template: JudgeTemplate, convs, records):
+    def _critique(self, template: JudgeTemplate, convs, records, sampling: Sampling | None = None, generator=None):
         constraint, need = self.constrain(self.backbone, template, records) if self.constrain else (None, 0)
         return critique(
             self.backbone,
             template,
             convs,
             max_new_tokens=max(self.max_new_tokens, need),
-            temperature=self.temperature,
+            temperature=sampling.temperature if sampling else self.temperature,
+            top_p=sampling.top_p if sampling else self.top_p,
+            generator=generator,
             constraint=constraint,
         )
 
     @torch.no_grad()
-    def _order(self, pairs: list[Pair], swap: bool) -> list[dict]:
+    def _order(self, pairs: list[Pair], swap: bool, sampling: Sampling | None = None, generator=None) -> list[dict]:
         """One judging order for one batch: critique, probabilities and text verdict in response terms."""
         t = self.template
-        c = self._critique(t, [judge_conversation(t, p, swap=swap) for p in pairs], pairs)
+        c = self._critique(t, [judge_conversation(t, p, swap=swap) for p in pairs], pairs, sampling, generator)
         probs = c.probs.cpu()  # shown order: Response A, Response B, tie
         out = []
         for k, text in enumerate(c.texts):
@@ -82,8 +115,18 @@ class Judge:
             out.append(r)
         return out
 
-    def judge_pairs(self, pairs: list[Pair], *, both_orders: bool = False, show_progress: bool = True) -> list[dict]:
-        """One result line per pair (input order); see `judge_file` for the fields."""
+    def judge_pairs(
+        self,
+        pairs: list[Pair],
+        *,
+        both_orders: bool = False,
+        show_progress: bool = True,
+        sampling: Sampling | None = None,
+    ) -> list[dict]:
+        """One result line per pair (input order); see `judge_file` for the fields. With `sampling`,
+        each pair is judged `sampling.samples` times per order and the samples vote."""
+        if sampling is not None:
+            return self._vote_pairs(pairs, both_orders, sampling, show_progress)
         order = sorted(range(len(pairs)), key=lambda i: length_hint(pairs[i]))
         results: dict[int, dict] = {}
         with progress() as bar:
@@ -97,9 +140,29 @@ class Judge:
                 bar.advance(task, len(idx))
         return [results[i] for i in range(len(pairs))]
 
+    def _vote_pairs(self, pairs: list[Pair], both_orders: bool, sampling: Sampling, show_progress: bool) -> list[dict]:
+        lines = []
+        with progress() as bar:
+            task = bar.add_task(
+                f"judging ({self.template.name}, {sampling.samples} samples)", total=len(pairs), visible=show_progress
+            )
+            for p in pairs:
+                orders = []
+                for o, swap in enumerate((False, True) if both_orders else (False,)):
+                    g = torch.Generator().manual_seed(record_seed(sampling.seed, p.id, o))
+                    orders.append(self._order([p] * sampling.samples, swap, sampling, g))
+                lines.append(_vote_line(p, orders))
+                bar.advance(task, 1)
+        return lines
+
     @torch.no_grad()
-    def judge_items(self, items: list[Item], *, show_progress: bool = True) -> list[dict]:
-        """Pointwise: critique and expected 0-10 score (`reward`) per item."""
+    def judge_items(
+        self, items: list[Item], *, show_progress: bool = True, sampling: Sampling | None = None
+    ) -> list[dict]:
+        """Pointwise: critique and expected 0-10 score (`reward`) per item. With `sampling`, the
+        score is the mean over the item's sampled critiques (`scores` lists them)."""
+        if sampling is not None:
+            return [self._vote_item(it, sampling) for it in items]
         t = self.pointwise or load_template("flex_pointwise")
         lo, hi = t.scores
         values = torch.arange(lo, hi + 1, dtype=torch.float)
@@ -122,6 +185,75 @@ class Judge:
                     lines[i] = line
                 bar.advance(task, len(idx))
         return [lines[i] for i in range(len(items))]
+
+    @torch.no_grad()
+    def _vote_item(self, item: Item, sampling: Sampling) -> dict:
+        t = self.pointwise or load_template("flex_pointwise")
+        lo, hi = t.scores
+        values = torch.arange(lo, hi + 1, dtype=torch.float)
+        g = torch.Generator().manual_seed(record_seed(sampling.seed, item.id))
+        k = sampling.samples
+        c = self._critique(t, [pointwise_conversation(t, item)] * k, [item] * k, sampling, g)
+        scores = [float((row * values).sum()) for row in c.probs.cpu()]
+        mean = sum(scores) / k
+        line = {"id": item.id, "task": item.task, "critique": c.texts[0], "score": mean, "reward": mean}
+        flex = parse_flex_pointwise(c.texts[0])
+        line["flex_valid"] = flex is not None
+        if flex:
+            line["flex"] = flex
+            line["text_score"] = flex["overall_score"]
+        line.update(samples=k, scores=scores, critiques=list(c.texts))
+        return line
+
+
+def majority(votes: dict[str, int], p: dict[str, float]) -> str:
+    """The verdict most samples gave; a tie in votes goes to the tied verdict with the highest mean
+    probability (response1 vs response2: the higher mean p_response1 or p_response2), then to the
+    first of response1, response2, tie."""
+    top = max(votes.values())
+    tied = [lab for lab in LABELS3 if votes[lab] == top]
+    return max(tied, key=lambda lab: (p[lab], -LABELS3.index(lab)))
+
+
+def _own_verdict(run: dict) -> str:
+    return max(LABELS3, key=lambda lab: run["p"][lab])
+
+
+def _vote_line(rec: Pair, orders: list[list[dict]]) -> dict:
+    """K sampled judgements per order: majority verdict over all of them, mean probabilities.
+
+    The line's critique (and text verdict, Flex fields, critique_swapped) is that of the first
+    sample in each order that voted with the majority (the first sample when none did).
+    """
+    runs = [r for order in orders for r in order]
+    votes = {lab: 0 for lab in LABELS3}
+    for r in runs:
+        votes[_own_verdict(r)] += 1
+    p = {lab: sum(r["p"][lab] for r in runs) / len(runs) for lab in LABELS3}
+    verdict = majority(votes, p)
+    shown = [next((r for r in order if _own_verdict(r) == verdict), order[0]) for order in orders]
+    line = _pair_line(rec, shown)
+    line.update(
+        verdict=verdict,
+        p_response1=p["response1"],
+        p_response2=p["response2"],
+        p_tie=p["tie"],
+        margin=p["response1"] - p["response2"],
+        samples=len(orders[0]),
+        votes=votes,
+        agreement=votes[verdict] / len(runs),
+        critiques=[r["critique"] for r in orders[0]],
+    )
+    if len(orders) > 1:
+        by_order = []
+        for order in orders:
+            v = {lab: sum(_own_verdict(r) == lab for r in order) for lab in LABELS3}
+            q = {lab: sum(r["p"][lab] for r in order) / len(order) for lab in LABELS3}
+            by_order.append((majority(v, q), q["response1"]))
+        line["p_response1_by_order"] = [q for _, q in by_order]
+        line["order_agreement"] = len({v for v, _ in by_order}) == 1
+        line["critiques_swapped"] = [r["critique"] for r in orders[1]]
+    return line
 
 
 def _pair_line(rec: Pair, runs: list[dict]) -> dict:
@@ -215,7 +347,9 @@ def judge_file(
     both_orders: bool = False,
     device: str = "auto",
     seed: int = 0,
-    temperature: float = 0.0,
+    temperature: float | None = None,
+    samples: int = 1,
+    top_p: float = 1.0,
     encoders=(),
     media_root: str | None = None,
     allow_outside_root: bool = False,
@@ -241,12 +375,30 @@ def judge_file(
     contradict the probabilities), text_verdict_share, and flex_valid_share / order_agreement.
     `constrained` keeps Flex critiques inside their JSON grammar (free-running decoding when false).
 
+    `samples` K > 1: judges that vote (see `Sampling`): K critiques sampled per pair and order
+    (`temperature`, default 1.0 then, and `top_p`), verdict = the majority, p_* = means over the
+    samples; lines add samples, votes, agreement and critiques, and the summary samples,
+    vote_accuracy and mean_agreement. With K = 1 the judge decodes as before (greedy unless
+    `temperature` > 0).
+
     Streamed and resumable like BT scoring (scoring/stream.py); each batch samples with the seed
-    `seed` and its batch number, so a resumed run writes what an uninterrupted one would.
+    `seed` and its batch number (with K > 1, each record with a seed of its own), so a resumed run
+    writes what an uninterrupted one would.
     """
     from omnireward.scoring.identity import run_identity
     from omnireward.scoring.stream import score_stream
 
+    sampling = None
+    if samples != 1:
+        if samples < 1:
+            raise ConfigError(f"--samples must be at least 1, got {samples}", field="--samples")
+        if temperature is not None and temperature <= 0:
+            raise ConfigError(
+                f"--samples {samples} votes over sampled critiques: give --temperature > 0, not {temperature}",
+                field="--temperature",
+            )
+        sampling = Sampling(samples, 1.0 if temperature is None else temperature, top_p, seed)
+    temperature = 0.0 if temperature is None else temperature
     template = _template(judge, model_dir)
     factory = JudgeFactory(
         str(model_dir) if model_dir is not None else None,
@@ -259,6 +411,8 @@ def judge_file(
         both_orders=both_orders,
         seed=seed,
         constrained=constrained,
+        top_p=top_p,
+        sampling=sampling,
     )
     options = {
         "judge": template.name,
@@ -274,6 +428,8 @@ def judge_file(
         "allow_outside_root": allow_outside_root,
         "on_bad_record": on_bad_record,
     }
+    if samples != 1 or top_p != 1.0:  # absent otherwise: a K = 1 run resumes files written before
+        options.update(samples=samples, top_p=top_p)
     summary = score_stream(
         path,
         out,
@@ -295,7 +451,7 @@ def judge_file(
         from omnireward.scoring.output import ScoresFile
 
         sf = ScoresFile(out)
-        summary.update(_judge_summary(sf.lines(), template, model_dir, path, both_orders))
+        summary.update(_judge_summary(sf.lines(), template, model_dir, path, both_orders, samples))
         sf.summary_path.write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -325,6 +481,8 @@ class JudgeFactory:
     both_orders: bool = False
     seed: int = 0
     constrained: bool = True
+    top_p: float = 1.0
+    sampling: Sampling | None = None
 
     def __call__(self):
         constrain = None
@@ -340,44 +498,58 @@ class JudgeFactory:
             temperature=self.temperature,
             batch_size=self.batch_size,
             constrain=constrain,
+            top_p=self.top_p,
         )
-        return JudgeScorer(j, both_orders=self.both_orders, seed=self.seed)
+        return JudgeScorer(j, both_orders=self.both_orders, seed=self.seed, sampling=self.sampling)
 
 
 class JudgeScorer:
     """Wraps `Judge.judge_pairs` / `judge_items` (and `group_scores`) per planned batch."""
 
-    def __init__(self, judge: Judge, *, both_orders: bool = False, seed: int = 0):
+    def __init__(self, judge: Judge, *, both_orders: bool = False, seed: int = 0, sampling: Sampling | None = None):
         self.judge = judge
         self.both_orders = both_orders
         self.seed = seed
+        self.sampling = sampling
 
     def prepare(self, planned):
         return None  # the judge builds its own prompts
 
     def score(self, planned, prepared) -> list[dict]:
         torch.manual_seed(self.seed * 1_000_003 + planned.index)
-        return judge_records(self.judge, planned.records, both_orders=self.both_orders, show_progress=False)
+        return judge_records(
+            self.judge, planned.records, both_orders=self.both_orders, show_progress=False, sampling=self.sampling
+        )
 
 
 def judge_records(
-    j: Judge, records: list[Record], *, both_orders: bool = False, show_progress: bool = True
+    j: Judge,
+    records: list[Record],
+    *,
+    both_orders: bool = False,
+    show_progress: bool = True,
+    sampling: Sampling | None = None,
 ) -> list[dict]:
-    """Pairs judged pairwise, items pointwise, groups by all their pairs; lines in input order."""
+    """Pairs judged pairwise, items pointwise, groups by all their pairs; lines in input order.
+    With `sampling`, every judgement is K sampled ones that vote."""
     pairs = [i for i, r in enumerate(records) if isinstance(r, Pair)]
     items = [i for i, r in enumerate(records) if isinstance(r, Item)]
     out: dict[int, dict] = {}
     if pairs:
         for i, line in zip(
-            pairs, j.judge_pairs([records[i] for i in pairs], both_orders=both_orders, show_progress=show_progress)
+            pairs,
+            j.judge_pairs(
+                [records[i] for i in pairs], both_orders=both_orders, show_progress=show_progress, sampling=sampling
+            ),
         ):
             out[i] = line
     if items:
-        for i, line in zip(items, j.judge_items([records[i] for i in items], show_progress=show_progress)):
+        judged = j.judge_items([records[i] for i in items], show_progress=show_progress, sampling=sampling)
+        for i, line in zip(items, judged):
             out[i] = line
     for i, r in enumerate(records):
         if isinstance(r, Group):
-            out[i] = _group_line(r, group_scores(r, r.responses, j, both_orders=both_orders))
+            out[i] = _group_line(r, group_scores(r, r.responses, j, both_orders=both_orders, sampling=sampling))
     return [out[i] for i in range(len(records))]
 
 
@@ -388,13 +560,23 @@ def _group_line(rec: Group, scores: dict) -> dict:
     return {**line_for(rec, scores["mixed"]), "win_rate": scores["win_rate"]}
 
 
-def _judge_summary(lines, template: JudgeTemplate, model_dir, path, both_orders: bool) -> dict:
-    """The judge's own figures over the pair lines of a scores file (read once, counted as it goes)."""
+def _judge_summary(lines, template: JudgeTemplate, model_dir, path, both_orders: bool, samples: int = 1) -> dict:
+    """The judge's own figures over the pair lines of a scores file (read once, counted as it goes).
+
+    With samples > 1: vote_accuracy (labelled response1/response2 pairs whose majority verdict is
+    the preferred response; a tie verdict counts as wrong) and mean_agreement (the mean share of
+    samples that agree with their pair's majority)."""
     n = own = contradictions = flex_valid = agree = 0
+    labelled = right = 0
+    agreement = 0.0
     for x in lines:
         if "verdict" not in x:
             continue
         n += 1
+        agreement += x.get("agreement", 0.0)
+        if x.get("preference") in ("response1", "response2"):
+            labelled += 1
+            right += x["verdict"] == x["preference"]
         if "text_verdict" in x:
             own += 1
             contradictions += bool(x["contradiction"])
@@ -414,12 +596,22 @@ def _judge_summary(lines, template: JudgeTemplate, model_dir, path, both_orders:
         extra["flex_valid_share"] = flex_valid / n
     if both_orders and n:
         extra["order_agreement"] = agree / n
+    if samples != 1:
+        extra["samples"] = samples
+        extra["vote_accuracy"] = right / labelled if labelled else None
+        extra["mean_agreement"] = agreement / n if n else None
     return extra
 
 
 # ---- group scoring for RL ----------------------------------------------------------------------
 def group_scores(
-    record: Record, candidates: list[Response], judge: Judge, *, weights: dict | None = None, both_orders: bool = True
+    record: Record,
+    candidates: list[Response],
+    judge: Judge,
+    *,
+    weights: dict | None = None,
+    both_orders: bool = True,
+    sampling: Sampling | None = None,
 ) -> dict:
     """Judge every pair of candidates for one prompt; per-candidate win-rates, overall and per
     Flex category, and their mix.
@@ -427,7 +619,8 @@ def group_scores(
     A pair gives candidate i the credit p_response1 + p_tie/2 (j the rest); a Flex category
     gives 1, 0 or 1/2 by its winner (averaged over orders). `weights` maps "overall" and
     category names to weights (default DEFAULT_WEIGHTS); a category a candidate was never judged
-    on counts with its overall win-rate, so without Flex `mixed == win_rate`.
+    on counts with its overall win-rate, so without Flex `mixed == win_rate`. With `sampling`, each
+    pair is judged by sampled judgements that vote (its p_* are their means).
     """
     n = len(candidates)
     if n < 2:
@@ -445,7 +638,8 @@ def group_scores(
         )
         for i, k in index
     ]
-    lines = judge.judge_pairs(pairs, both_orders=both_orders, show_progress=False)
+    more = {"sampling": sampling} if sampling is not None else {}
+    lines = judge.judge_pairs(pairs, both_orders=both_orders, show_progress=False, **more)
     wins = [0.0] * n
     cat_credit: dict[str, list[float]] = {}
     cat_count: dict[str, list[int]] = {}

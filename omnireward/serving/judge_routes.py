@@ -5,8 +5,10 @@ serving scripts post them) and native judging.
                                 "n"?, "seed"?}
                                -> {"id", "object": "chat.completion", "created", "model",
                                    "choices": [{"index", "message": {"role": "assistant", "content"},
-                                                "finish_reason", "verdict", "verdict_probs"}], "usage"}
-    POST /judge                [pair, ...] or {"pairs"|"records": [...], "both_orders"?: bool}
+                                                "finish_reason", "verdict", "verdict_probs"}], "usage",
+                                   "vote" (n > 1)}
+    POST /judge                [pair, ...] or {"pairs"|"records": [...], "both_orders"?: bool, "n"?,
+                                "temperature"?, "top_p"?, "seed"?}
                                -> {"results": [one `omnireward score --judge` line per record]}
 
 Messages follow the OpenAI chat format: `content` is a string or a list of parts, `text`,
@@ -17,7 +19,15 @@ answer's `content` is the critique and the verdict in the template's output form
 choice of a pairwise judge, `score` (expected 0-10) with a pointwise one. `max_tokens` (or
 `max_completion_tokens`) defaults to the server's --max-new-tokens; a Flex judge raises it to what
 its grammar needs to finish. Greedy unless `temperature` > 0; a request with `seed` samples the
-same answer whatever else the server is doing.
+same answer whatever else the server is doing. With `n` > 1 the answer adds `vote`: the choices'
+majority `verdict` (a tie in votes goes to the higher mean probability), `votes` per letter,
+`agreement` (the share of choices that gave the majority verdict) and the mean `verdict_probs`
+(pointwise: the mean `score`); send `temperature` > 0, or the n choices are the same greedy answer.
+
+/judge with `n` K > 1 judges as `omnireward score --judge --samples K`: K sampled critiques per
+record (and per order with both_orders), `temperature` 1.0 unless given, `top_p`, and `seed` (0
+unless given) seeding each record by its id, so a request judged again gives the same lines.
+Lines add samples, votes, agreement and critiques. With n = 1 (the default) judging is greedy.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any
 from omnireward.backbones.base import Turn
 from omnireward.data.records import Item, Pair
 from omnireward.errors import RequestError
+from omnireward.scoring.judge import Sampling
 from omnireward.serving.judge_work import ChatWork, PairWork
 from omnireward.serving.media import Lease, content_parts
 from omnireward.serving.protocols import Context, Parsed, check_count
@@ -119,6 +130,7 @@ def respond_chat(answers: list[dict], parsed: Parsed, ctx: Context) -> dict:
                 choice[key] = c[key]
         choices.append(choice)
     completion = sum(c["completion_tokens"] for c in answer["choices"])
+    vote = {"vote": answer["vote"]} if "vote" in answer else {}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -130,16 +142,19 @@ def respond_chat(answers: list[dict], parsed: Parsed, ctx: Context) -> dict:
             "completion_tokens": completion,
             "total_tokens": answer["prompt_tokens"] + completion,
         },
+        **vote,
     }
 
 
 def parse_judge(body: Any, lease: Lease, ctx: Context, *, kind: str = "pairwise") -> Parsed:
+    sampling = None
     if isinstance(body, dict):
         key = "pairs" if "pairs" in body else "records"
         raw = body.get(key)
         both = body.get("both_orders", False)
         if not isinstance(both, bool):
             raise RequestError(f"expected true or false, got {both!r}", field="both_orders")
+        sampling = _judge_sampling(body, ctx)
     else:
         key, raw, both = "pairs", body, False
     if not isinstance(raw, list):
@@ -155,8 +170,24 @@ def parse_judge(body: Any, lease: Lease, ctx: Context, *, kind: str = "pairwise"
         if not isinstance(record, want):
             what = "pairs (response1, response2)" if want is Pair else "items (response)"
             raise RequestError(f"a {kind} judge judges {what}, not a {type(record).__name__.lower()}", field=w)
-        works.append(PairWork(record, both_orders=both))
+        works.append(PairWork(record, both_orders=both, sampling=sampling))
     return Parsed(works, where)
+
+
+def _judge_sampling(body: dict, ctx: Context) -> Sampling | None:
+    """/judge's `n` sampled judgements per record (None: one greedy judgement)."""
+    n = _number(body, "n", 1, 1, min(MAX_N, ctx.max_records), integer=True)
+    if n == 1:
+        for key in ("temperature", "top_p", "seed"):
+            if body.get(key) is not None:
+                raise RequestError(f"{key} applies to sampled judgements: send n > 1 with it", field=key)
+        return None
+    return Sampling(
+        n,
+        temperature=float(_number(body, "temperature", 1.0, 1e-6, 2.0)),
+        top_p=float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
+        seed=_number(body, "seed", 0, 0, 2**63 - 1, integer=True),
+    )
 
 
 def respond_judge(lines: list[dict], parsed: Parsed, ctx: Context) -> dict:

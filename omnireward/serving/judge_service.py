@@ -78,24 +78,24 @@ class JudgeRunner:
         chats = defaultdict(list)
         for i, w in enumerate(items):
             if isinstance(w, PairWork):
-                pairs[w.both_orders].append(i)
+                pairs[(w.both_orders, w.sampling)].append(i)
             else:
                 # Seeded requests run alone, so that the same request and seed give the same answer
                 # whatever else is waiting; unseeded ones share batches by sampling settings.
                 key = (w.max_tokens, w.temperature, w.top_p, w.seed, i if w.seed is not None else None)
                 chats[key].append(i)
-        for both, idx in pairs.items():
-            for i, line in zip(idx, self._judge([items[i].record for i in idx], both)):
+        for (both, sampling), idx in pairs.items():
+            for i, line in zip(idx, self._judge([items[i].record for i in idx], both, sampling)):
                 out[i] = line
         for (max_tokens, temperature, top_p, seed, _), idx in chats.items():
             for i, answer in zip(idx, self._chat([items[i] for i in idx], max_tokens, temperature, top_p, seed)):
                 out[i] = answer
         return out
 
-    def _judge(self, records: list, both_orders: bool) -> list[dict]:
+    def _judge(self, records: list, both_orders: bool, sampling=None) -> list[dict]:
         from omnireward.scoring.judge import judge_records
 
-        return judge_records(self.judge, records, both_orders=both_orders, show_progress=False)
+        return judge_records(self.judge, records, both_orders=both_orders, show_progress=False, sampling=sampling)
 
     @torch.no_grad()
     def _chat(
@@ -139,9 +139,32 @@ class JudgeRunner:
             choices.append(choice)
         answers, at = [], 0
         for w in works:
-            answers.append({"choices": choices[at : at + w.n], "prompt_tokens": int(prompt_tokens[at])})
+            answer = {"choices": choices[at : at + w.n], "prompt_tokens": int(prompt_tokens[at])}
+            if w.n > 1:
+                answer["vote"] = chat_vote(answer["choices"])
+            answers.append(answer)
             at += w.n
         return answers
+
+
+def chat_vote(choices: list[dict]) -> dict:
+    """The n choices' vote: pairwise, the majority verdict letter (a tie in votes goes to the higher
+    mean probability, as `omnireward score --samples` decides), votes per letter, the share of
+    choices that agree with it and the mean verdict probabilities; pointwise, the mean score."""
+    from omnireward.scoring.judge import majority
+
+    n = len(choices)
+    if "verdict_probs" not in choices[0]:
+        return {"n": n, "score": sum(c["score"] for c in choices) / n}
+    letters = list(choices[0]["verdict_probs"])
+    votes = {x: sum(c["verdict"] == x for c in choices) for x in letters}
+    mean = {x: sum(c["verdict_probs"][x] for c in choices) / n for x in letters}
+    # A letter the template does not offer gets no votes and probability 0, so it never wins.
+    label = majority(
+        {lab: votes.get(x, 0) for lab, x in LETTERS.items()}, {lab: mean.get(x, 0.0) for lab, x in LETTERS.items()}
+    )
+    verdict = LETTERS[label]
+    return {"n": n, "verdict": verdict, "votes": votes, "agreement": votes[verdict] / n, "verdict_probs": mean}
 
 
 # ---- the service --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from omnireward.backbones.base import Conversation
 from omnireward.data.records import Item, Pair
+from omnireward.scoring.judge import Sampling
 
 
 @dataclass
@@ -22,14 +23,17 @@ class ChatWork:
 
 @dataclass
 class PairWork:
-    """One native record judged as `omnireward score --judge` judges it."""
+    """One native record judged as `omnireward score --judge` judges it (`sampling`: as with
+    `--samples K`, K sampled judgements per order that vote)."""
 
     record: Pair | Item
     both_orders: bool = False
+    sampling: Sampling | None = None
 
 
 def work_cost(work) -> int:
     """Critiques a work item generates."""
     if isinstance(work, ChatWork):
         return work.n
-    return 2 if getattr(work, "both_orders", False) else 1
+    k = work.sampling.samples if getattr(work, "sampling", None) is not None else 1
+    return k * (2 if getattr(work, "both_orders", False) else 1)
