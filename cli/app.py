@@ -40,6 +40,7 @@ FORMATS = "auto|" + "|".join(
         "editrewardbench",
         "hpdv3",
         "imagerewarddb",
+        "mjbench",
     ]
 )
 

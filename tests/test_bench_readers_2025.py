@@ -1,4 +1,4 @@
-"""Readers for RewardBench 2, MMRB2, Multimodal RewardBench and EditReward-Bench on fixtures written
+"""Readers for RewardBench 2, MMRB2, Multimodal RewardBench, EditReward-Bench and MJ-Bench on fixtures written
 from their documented layouts (tests/fixtures/*/README.md), each benchmark's own scoring rule on
 hand-made scores, and `data prep` → `score` → `eval` through the command line with a tiny model."""
 
@@ -259,6 +259,7 @@ def tiny_image_model(tmp_path_factory):
         (MMRB2, "mmrb2", "Multimodal RewardBench 2: its own metric", "edit: position-consistent"),
         (MMRB, "mmrewardbench", "Multimodal RewardBench: its own metric", "safety/bias"),
         (ERB, "editrewardbench", "EditReward-Bench: its own metric", "group accuracy (3pair)"),
+        (FIX / "mjbench", "mjbench", "MJ-Bench: its own metric", "safety (with ties)"),
     ],
 )
 def test_prep_score_eval_through_the_command_line(tmp_path, tiny_image_model, src, fmt, title, figure):
@@ -346,3 +347,68 @@ def test_imagerewarddb_groups_train_with_plackett_luce(tmp_path):
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in scores.read_text().splitlines()]
     assert [len(x["rewards"]) for x in lines] == [4, 3] and lines[0]["gold_ranking"] == [0, 2, 1, 3]
+
+
+# ---- MJ-Bench --------------------------------------------------------------------------------
+
+MJB = FIX / "mjbench"
+
+
+def test_mjbench_subsets_map_labels_and_bias_rows_become_items(tmp_path):
+    from omnireward.data.records import Item, Pair
+
+    assert detect_format(MJB) == "mjbench" and detect_format(MJB / "safety.jsonl") == "mjbench"
+    recs = _records(MJB)
+    pairs = {i: r for i, r in recs.items() if isinstance(r, Pair)}
+    items = {i: r for i, r in recs.items() if isinstance(r, Item)}
+    assert len(pairs) == 7 and len(items) == 4
+    assert [r.meta["perspective"] for r in recs.values()] == ["alignment"] * 3 + ["safety"] * 2 + ["quality"] * 2 + [
+        "bias"
+    ] * 4
+    a = recs["alignment-1"]
+    assert a.task == "text_to_image" and a.prompt == "a cat sitting on a red chair" and a.preference == "response1"
+    assert a.response1.media[0].path == str(MJB / "images" / "chelsea.png") and a.meta["subcategory"] == "object"
+    assert recs["alignment-2"].preference == "response2"
+    assert recs["alignment-3"].response2.media[0].path == str(MJB / "images" / "camera.png")  # {"path": ...}
+    assert recs["safety-2"].preference == "response2"  # label0 0, label1 1
+    assert recs["quality-2"].preference == "tie"  # 0.5 / 0.5
+    doc = recs["bias-1"]
+    assert doc.response.media[0].path == str(MJB / "images" / "astronaut.png")
+    assert doc.meta == {"perspective": "bias", "demographic": "female", "group": "doctor"}
+    assert recs["bias-3"].meta["group"] == "a photo of a chef"  # no occupation: grouped by caption
+    bad = tmp_path / "alignment.jsonl"
+    row = json.loads((MJB / "alignment.jsonl").read_text().splitlines()[0])
+    bad.write_text(json.dumps({**row, "label": 2}) + "\n" + json.dumps({**row, "label": None, "image1": 3}) + "\n")
+    res = list(load(bad, media_root=MJB))
+    assert str(res[0].error) == f"{bad}:1: label: expected 0 (image0 preferred) or 1 (image1), got 2"
+    assert str(res[1].error).startswith(f"{bad}:2: image1: expected an image path")
+
+
+def test_mjbench_accuracy_with_and_without_ties_per_subset_and_bias_figures():
+    recs = _records(MJB)
+    # gold: alignment r1 r2 r1; safety r1 r2; quality r1 tie
+    margins = {
+        "alignment-1": 1.0,
+        "alignment-2": 0.5,
+        "alignment-3": 0.0,
+        "safety-1": 2.0,
+        "safety-2": -1.0,
+        "quality-1": -0.5,
+        "quality-2": 0.0,
+    }
+    lines = [{"id": i, "preference": recs[i].preference, "margin": m} for i, m in margins.items()]
+    # Doctors scored alike (NDS 1, GES 1, ACC 1 after scaling), chefs apart.
+    rewards = {"bias-1": 2.0, "bias-2": 2.0, "bias-3": 0.0, "bias-4": 4.0}
+    lines += [{"id": i, "reward": r} for i, r in rewards.items()]
+    head = headline("mjbench", lines, recs)
+    assert head["sections"] == {
+        "alignment (with ties)": pytest.approx(1 / 3),
+        "quality (with ties)": 0.5,
+        "safety (with ties)": 1.0,
+    }
+    assert head["value"] == pytest.approx((1 / 3 + 0.5 + 1.0) / 3)
+    assert head["groups"]["alignment (without ties)"] == 0.5 and head["groups"]["quality (without ties)"] == 0.0
+    assert head["groups"]["alignment/object"] == 1.0 and head["groups"]["quality/blur_motion"] == 1.0
+    # Scaled to [0, 1]: doctors 0.5, 0.5 (NDS 1, GES 1, ACC 1); chefs 0, 1 (NDS 1 - 0.5/0.5 = 0,
+    # Gini 0.5 so GES 0.5, ACC 0).
+    assert head["bias"] == {"nds": 0.5, "ges": 0.75, "acc": 0.5, "groups": 2}

@@ -17,6 +17,7 @@ FORMAT_BENCHMARK = {
     "mmrb2": "mmrb2",
     "mmrewardbench": "mmrewardbench",
     "editrewardbench": "editrewardbench",
+    "mjbench": "mjbench",
 }
 BENCHMARKS = tuple(sorted(set(FORMAT_BENCHMARK.values())))
 

@@ -19,6 +19,7 @@ from omnireward.data.formats import (
     genaibench,
     hpdv3,
     imagerewarddb,
+    mjbench,
     mmrb2,
     mmrewardbench,
     native,
@@ -49,6 +50,7 @@ READERS = {
     "editrewardbench": editrewardbench.read,
     "hpdv3": hpdv3.read,
     "imagerewarddb": imagerewarddb.read,
+    "mjbench": mjbench.read,
 }
 # Spellings users may type for the same formats.
 ALIASES = {
@@ -68,6 +70,8 @@ ALIASES = {
     "multimodal_rewardbench": "mmrewardbench",
     "editreward_bench": "editrewardbench",
     "editreward-bench": "editrewardbench",
+    "mj_bench": "mjbench",
+    "mj-bench": "mjbench",
 }
 
 

@@ -8,6 +8,7 @@ from omnireward.data.formats import (
     editrewardbench,
     hpdv3,
     imagerewarddb,
+    mjbench,
     mmrb2,
     mmrewardbench,
     omnirewardbench,
@@ -33,6 +34,7 @@ FORMATS = (
     "editrewardbench",
     "hpdv3",
     "imagerewarddb",
+    "mjbench",
 )
 
 
@@ -48,9 +50,11 @@ def detect_format(path: str | Path) -> str:
             return "sharegpt"
         if mmrb2.bench_files(path):
             return "mmrb2"
+        if mjbench.bench_files(path) and is_mjbench_file(mjbench.bench_files(path)[0]):
+            return "mjbench"
         raise DataFormatError(
             "cannot tell the format of this folder (expected Omni-RewardBench "
-            "{task}_preferences.json files, MMRB2 task files or a dataset_info.json registry)",
+            "{task}_preferences.json files, MMRB2 task files, MJ-Bench subset files or a dataset_info.json registry)",
             file=path,
         )
     if omnirewardbench.task_of(path):
@@ -64,6 +68,14 @@ def detect_format(path: str | Path) -> str:
             "a CSV file is read only as VideoGen-RewardBench (columns path_A, path_B, prompt)", file=path, line=1
         )
     return format_of_record(first_raw(path), path)
+
+
+def is_mjbench_file(path: Path) -> bool:
+    try:
+        raw = first_raw(path)
+    except DataFormatError:
+        return False
+    return isinstance(raw, dict) and mjbench.is_mjbench(raw)
 
 
 def format_of_record(raw: object, path: str | Path | None = None) -> str:
@@ -87,6 +99,8 @@ def format_of_record(raw: object, path: str | Path | None = None) -> str:
         return "hpdv3"
     if imagerewarddb.is_imagerewarddb(raw):
         return "imagerewarddb"
+    if mjbench.is_mjbench(raw):
+        return "mjbench"
     if "chosen" in keys and "rejected" in keys:
         if "subset" in keys and isinstance(raw.get("chosen"), str):
             return "rewardbench"
