@@ -82,6 +82,7 @@ def _require_bt_head(model, model_dir: Path) -> None:
     """A transformers sequence classifier holds one linear `score` on the last token: exactly the bt
     head. Other heads would lose what they predict (σ, per-dimension rewards), so they are refused."""
     from omnireward.heads.bt import BTHead
+    from omnireward.heads.pooling import reading, reads_default
 
     if type(model.head) is not BTHead:
         name = type(model.head).__name__
@@ -89,6 +90,13 @@ def _require_bt_head(model, model_dir: Path) -> None:
             f"{model_dir} has a {name}: a transformers sequence classifier holds only the bt head's "
             "single score, so its export would lose what this head predicts; score or serve the "
             "folder itself (omnireward score / serve)"
+        )
+    if not reads_default(model.head):
+        layer, pooling = reading(model.head)
+        raise ModelError(
+            f"{model_dir} has a bt head that reads head.layer={layer} with head.pooling={pooling}: a "
+            "transformers sequence classifier reads the last layer at the last token only, so its "
+            "export would score differently; score or serve the folder itself (omnireward score / serve)"
         )
 
 

@@ -19,6 +19,7 @@ from omnireward.data.records import Pair, Record, Response, responses_of
 from omnireward.errors import ConfigError
 from omnireward.heads.base import RewardHead
 from omnireward.heads.bt import BTHead
+from omnireward.heads.pooling import check_layer, reading, reads_default, response_tokens
 from omnireward.prompts import reward_conversation
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ class RewardModel(nn.Module):
                 "dimensions; see docs/extending.md)",
                 field="head",
             )
+        layer, _ = reading(head)
+        if layer != -1:  # a hidden layer other than the last: it must exist
+            from omnireward.backbones.base import decoder_layers
+
+            check_layer(layer, len(decoder_layers(backbone.language_model())))
         self.backbone = backbone
         self.head = head
         # Pairs and groups share their prompt's computation (backbones/packing.py) where the
@@ -56,7 +62,10 @@ class RewardModel(nn.Module):
         return cls(backbone, build(head)(backbone.hidden_size))
 
     def collate(self, records: list[Record], responses: list[Response]) -> Batch:
-        return self.backbone.processor([reward_conversation(r, resp) for r, resp in zip(records, responses)])
+        convs = [reward_conversation(r, resp) for r, resp in zip(records, responses)]
+        if reading(self.head)[1] == "last":
+            return self.backbone.processor(convs)
+        return self.backbone.processor(convs, response_mask=True)  # pooling reads the response's tokens
 
     def collate_pairs(self, pairs: list[Pair]) -> Batch:
         """Rewards come out response1 of every pair first, then response2 (see `collate_records`)."""
@@ -82,13 +91,26 @@ class RewardModel(nn.Module):
                     responses.append(rs[k])
         return self.collate(owners, responses)
 
+    def hidden(self, batch: Batch) -> torch.Tensor:
+        """What the head reads for every response [N, H] (in the order rewards come out): the last
+        layer at the last token by default; else the head's `layer`, at the last token or pooled
+        over the response's tokens by `head.pool` (heads/pooling.py)."""
+        if reads_default(self.head):
+            return self.backbone.reward_hidden(batch)
+        layer, pooling = reading(self.head)
+        states = self.backbone.layer_states(batch, layer)
+        rows, mask, last = response_tokens(batch, with_mask=pooling != "last")
+        if pooling == "last":
+            return states[rows, last].float()
+        return self.head.pool(states[rows].float(), mask)
+
     def forward(self, batch: Batch) -> torch.Tensor:
         """The reward of every response [N] (the head's scalar: μ, or the weighted overall)."""
-        return self.head(self.backbone.reward_hidden(batch)).float()
+        return self.head(self.hidden(batch)).float()
 
     def outputs(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Everything the head predicts per response: `reward` [N] and e.g. `reward_std`, `dimensions`."""
-        return {k: v.float() for k, v in self.head.outputs(self.backbone.reward_hidden(batch)).items()}
+        return {k: v.float() for k, v in self.head.outputs(self.hidden(batch)).items()}
 
     def save_pretrained(self, out, cfg, stats: dict | None = None):
         """Write this model and its config as a model folder (see `omnireward.model_folder`)."""

@@ -89,11 +89,14 @@ class Processor(Protocol):
         add_generation_prompt: bool = False,
         lm_target: bool = False,
         padding_side: str = "right",
+        response_mask: bool = False,
     ) -> Batch:
         """Render, tokenise, prepare media and pad.
 
         `add_generation_prompt` ends each row with the assistant header (prompts to generate from;
         use `padding_side="left"`). With `lm_target` the last (assistant) turn is the LM target.
+        With `response_mask` the batch adds `response_mask` [B, L] (bool): the last (assistant)
+        turn's positions, its media included (what a pooling head reads).
         """
 
     def render(self, conv: Conversation, *, add_generation_prompt: bool = False) -> tuple:
@@ -132,6 +135,11 @@ class Backbone(Protocol):
     def reward_hidden(self, batch: Batch) -> torch.Tensor:
         """Final hidden state at each row's reward position (`last_index`), [B, H], float32; for a
         packed batch, at each answer's last token, answer-major ([all groups' answer 1, then 2, ...])."""
+
+    def layer_states(self, batch: Batch, layer: int = -1) -> torch.Tensor:
+        """Hidden states [B, L, H] of one layer over the batch's rows, packed or not; `layer`
+        indexes transformers' `hidden_states` (0 the embeddings, k the output of decoder layer k,
+        -1 the final normed state: what `reward_hidden` reads)."""
 
     def hidden_states(
         self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None

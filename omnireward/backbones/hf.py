@@ -111,6 +111,22 @@ class HFBackbone(nn.Module):
         hs = self.hidden_states(batch)
         return hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]].float()
 
+    def layer_states(self, batch: Batch, layer: int = -1) -> torch.Tensor:
+        """Hidden states [B, L, H] of `layer` over the batch's rows, packed or not (transformers'
+        `hidden_states` index: 0 the embeddings, k decoder layer k's output, -1 the final normed state)."""
+        t = batch.tensors
+        if "segment_ids" in t:  # prefix sharing (text checkpoints)
+            dtype = self.model.get_input_embeddings().weight.dtype
+            mask = block_mask(t["segment_ids"], dtype if dtype.is_floating_point else torch.float32)
+            inputs = {"input_ids": t["input_ids"], "attention_mask": mask, "position_ids": t["position_ids"]}
+        else:
+            inputs = self._inputs(batch)
+        base = self._base()
+        if base is None:  # custom-code models: hidden_states from the whole model
+            return self.model(**inputs, use_cache=False, output_hidden_states=True).hidden_states[layer]
+        out = base(**inputs, use_cache=False, output_hidden_states=layer != -1)
+        return out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+
     def hidden_states(
         self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -190,7 +206,7 @@ class HFBackbone(nn.Module):
     def _inputs(
         self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None
     ) -> dict:
-        inputs = {k: v for k, v in batch.tensors.items() if k not in ("last_index", "labels")}
+        inputs = {k: v for k, v in batch.tensors.items() if k not in ("last_index", "labels", "response_mask")}
         if continuation is not None:
             ids, mask = inputs["input_ids"], inputs["attention_mask"]
             B, L = ids.shape

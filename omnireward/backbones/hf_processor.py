@@ -413,10 +413,13 @@ class HFProcessor:
         add_generation_prompt: bool = False,
         lm_target: bool = False,
         padding_side: str = "right",
+        response_mask: bool = False,
     ) -> Batch:
         """Chat template + processor over a batch; `last_index` is each sequence's last real token.
 
-        With `lm_target`, `labels` hold the last (assistant) turn's tokens and -100 elsewhere.
+        With `lm_target`, `labels` hold the last (assistant) turn's tokens and -100 elsewhere. With
+        `response_mask`, `response_mask` [B, L] marks the last (assistant) turn's positions, its
+        media tokens included (what a pooling head reads, heads/pooling.py).
         """
         convs, tensors = self._fit(convs, add_generation_prompt, padding_side)
         mask = tensors["attention_mask"]
@@ -424,21 +427,28 @@ class HFProcessor:
         tensors["last_index"] = (positions * mask).argmax(-1)
         if lm_target:
             tensors["labels"] = self._labels(convs, tensors)
+        if response_mask:
+            answer = positions >= self._answer_starts(convs, tensors, "a response mask")[:, None]
+            tensors["response_mask"] = answer & (mask == 1)
         return Batch(tensors, {})
 
-    def _labels(self, convs: list[Conversation], tensors: dict) -> torch.Tensor:
+    def _answer_starts(self, convs: list[Conversation], tensors: dict, what: str) -> torch.Tensor:
+        """Each row's position of the last turn's first token (after the assistant header)."""
         prefixes = [self.render(c[:-1], add_generation_prompt=True) for c in convs]
         for c, p in zip(convs, prefixes):
             if not self.render(c)[0].startswith(p[0]):
-                raise ModelError(
-                    "the chat template does not extend the prompt with the answer; cannot build LM targets"
-                )
+                raise ModelError(f"the chat template does not extend the prompt with the answer; cannot build {what}")
         prefix_len = self._process(prefixes, "right")["attention_mask"].sum(-1)
+        mask = tensors["attention_mask"]
+        start = (mask.cumsum(-1) == 1).float().argmax(-1)  # first real token (left padding shifts it)
+        return start + prefix_len
+
+    def _labels(self, convs: list[Conversation], tensors: dict) -> torch.Tensor:
+        answer_start = self._answer_starts(convs, tensors, "LM targets")
         ids, mask = tensors["input_ids"], tensors["attention_mask"]
         labels = ids.masked_fill(mask == 0, -100)
-        start = (mask.cumsum(-1) == 1).float().argmax(-1)  # first real token (left padding shifts it)
         pos = torch.arange(ids.shape[1]).expand_as(ids)
-        labels[pos < (start + prefix_len)[:, None]] = -100
+        labels[pos < answer_start[:, None]] = -100
         media_ids = [getattr(self.hf, f"{m}_token_id", None) for m in ("image", "video", "audio")]
         for t in media_ids:
             if isinstance(t, int):

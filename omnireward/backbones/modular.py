@@ -153,6 +153,20 @@ class ModularBackbone(nn.Module):
         hs = self.hidden_states(batch)
         return hs[torch.arange(hs.shape[0], device=hs.device), batch.tensors["last_index"]].float()
 
+    def layer_states(self, batch: Batch, layer: int = -1) -> torch.Tensor:
+        """Hidden states [B, L, H] of `layer` over the batch's rows, packed or not (transformers'
+        `hidden_states` index: 0 the embeddings, k decoder layer k's output, -1 the final normed state)."""
+        embeds = self._embed(batch)
+        if "segment_ids" in batch.tensors:  # prefix sharing
+            mask, position_ids = block_mask(batch.tensors["segment_ids"], embeds.dtype), batch.tensors["position_ids"]
+        else:
+            mask = batch.tensors["attention_mask"]
+            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.lm.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, output_hidden_states=layer != -1
+        )
+        return out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+
     def hidden_states(
         self, batch: Batch, continuation: torch.Tensor | None = None, continuation_mask: torch.Tensor | None = None
     ) -> torch.Tensor:

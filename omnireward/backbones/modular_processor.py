@@ -126,12 +126,26 @@ class ModularProcessor:
         add_generation_prompt: bool = False,
         lm_target: bool = False,
         padding_side: str = "right",
+        response_mask: bool = False,
     ) -> Batch:
         """Tokenise conversations, prepare media (cached), pad.
 
         With `lm_target`, the last turn (assistant) is the LM target: `labels` hold its tokens
-        and -100 elsewhere.
+        and -100 elsewhere. With `response_mask`, `response_mask` [B, L] marks the last (assistant)
+        turn's positions, its media spans included (what a pooling head reads, heads/pooling.py).
         """
+        if response_mask:
+            if lm_target or add_generation_prompt:
+                raise ModelError("response_mask marks an answer: it takes neither lm_target nor add_generation_prompt")
+            seqs, flags_list = [], []
+            for conv in convs:
+                if not (conv and conv[-1].role == "assistant"):
+                    raise ModelError("response_mask needs conversations that end in an assistant turn")
+                prefix, answer = self.split(conv)
+                pieces, flags = self._fit(prefix + answer, [0] * self.length(prefix) + [1] * self.length(answer))
+                seqs.append(pieces)
+                flags_list.append(flags)
+            return self.pad(seqs, None, padding_side, flags_list=flags_list)
         seqs, labels_list = [], []
         for conv in convs:
             pieces, lab = self.pieces(conv, add_generation_prompt=add_generation_prompt, lm_target=lm_target)
@@ -218,8 +232,9 @@ class ModularProcessor:
             labels = keep_labels
         return [p for i, p in enumerate(pieces) if i not in drop], labels
 
-    def pad(self, seqs: list[list], labels_list=None, padding_side: str = "right") -> Batch:
-        """Pad token pieces into a Batch; media spans become `extra["media"][enc] = {x, pos}`."""
+    def pad(self, seqs: list[list], labels_list=None, padding_side: str = "right", flags_list=None) -> Batch:
+        """Pad token pieces into a Batch; media spans become `extra["media"][enc] = {x, pos}`.
+        `flags_list` (0/1 per position, as labels are) becomes the `response_mask` tensor."""
         lengths = [self.length(s) for s in seqs]
         L = max(lengths)
         B = len(seqs)
@@ -227,6 +242,7 @@ class ModularProcessor:
         input_ids = torch.full((B, L), pad_id, dtype=torch.long)
         mask = torch.zeros((B, L), dtype=torch.long)
         labels = torch.full((B, L), -100, dtype=torch.long) if labels_list is not None else None
+        flags = torch.zeros((B, L), dtype=torch.bool) if flags_list is not None else None
         feats: dict[str, list] = {}
         pos: dict[str, list] = {}
         for b, pieces in enumerate(seqs):
@@ -244,10 +260,14 @@ class ModularProcessor:
             mask[b, off : off + lengths[b]] = 1
             if labels is not None:
                 labels[b, off : off + lengths[b]] = torch.tensor(labels_list[b], dtype=torch.long)
+            if flags is not None:
+                flags[b, off : off + lengths[b]] = torch.tensor(flags_list[b], dtype=torch.bool)
         last = torch.tensor([(L - 1) if padding_side == "left" else n - 1 for n in lengths])
         tensors = {"input_ids": input_ids, "attention_mask": mask, "last_index": last}
         if labels is not None:
             tensors["labels"] = labels
+        if flags is not None:
+            tensors["response_mask"] = flags
         media = {}
         for enc, values in feats.items():
             try:

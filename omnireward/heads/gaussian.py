@@ -12,12 +12,15 @@ from torch import nn
 
 from omnireward.errors import ConfigError
 from omnireward.heads.losses import gaussian_bt_loss, is_plain_bt
+from omnireward.heads.pooling import set_reading
 
 
 class GaussianHead(nn.Module):
     dimensions: tuple[str, ...] = ()
 
-    def __init__(self, hidden_size: int, dropout: float = 0.1, max_log_var: float = 8.0):
+    def __init__(
+        self, hidden_size: int, dropout: float = 0.1, max_log_var: float = 8.0, layer: int = -1, pooling: str = "last"
+    ):
         super().__init__()
         if max_log_var <= 0:
             raise ConfigError(f"max_log_var must be > 0, got {max_log_var}", field="head.max_log_var")
@@ -28,6 +31,7 @@ class GaussianHead(nn.Module):
         nn.init.normal_(self.log_var.weight, std=0.1 / (hidden_size + 1) ** 0.5)
         nn.init.zeros_(self.log_var.bias)  # σ = 1 at the start
         self.max_log_var = max_log_var
+        set_reading(self, hidden_size, layer, pooling)
 
     def outputs(self, last_hidden: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.dropout(last_hidden.to(self.score.weight.dtype))

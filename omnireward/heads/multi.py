@@ -12,11 +12,18 @@ from torch import nn
 
 from omnireward.errors import ConfigError
 from omnireward.heads.base import ScalarHead
+from omnireward.heads.pooling import set_reading
 
 
 class MultiHead(ScalarHead):
     def __init__(
-        self, hidden_size: int, dimensions: list[str], weights: list[float] | None = None, dropout: float = 0.1
+        self,
+        hidden_size: int,
+        dimensions: list[str],
+        weights: list[float] | None = None,
+        dropout: float = 0.1,
+        layer: int = -1,
+        pooling: str = "last",
     ):
         super().__init__()
         dims = tuple(str(d) for d in (dimensions or ()))
@@ -41,6 +48,7 @@ class MultiHead(ScalarHead):
         nn.init.normal_(self.score.weight, std=1.0 / (hidden_size + 1) ** 0.5)
         # Not saved with the weights: the head's config is their one source.
         self.register_buffer("weights", torch.tensor([float(w) for w in weights]), persistent=False)
+        set_reading(self, hidden_size, layer, pooling)
 
     def outputs(self, last_hidden: torch.Tensor) -> dict[str, torch.Tensor]:
         per_dim = self.score(self.dropout(last_hidden.to(self.score.weight.dtype)))
