@@ -14,7 +14,9 @@ unseen-source test split (and, for demo sets, a larger fresh sample of the unsee
 the candidate's overrides, training time, and accuracy from raw margins per rule.
 `--tree DIR` trains and scores with another checkout's code on the same data (for bisecting a
 regression); the line records that checkout's commit. `--table` prints the candidates' table
-(mean and worst seed of the unseen accuracy, training time) from the results lines.
+(mean and worst seed of the unseen accuracy, training time) from the results lines. `--dry-run`
+checks that every candidate composes (and its head accepts its values) and prints the train
+commands, building and training nothing.
 """
 
 from __future__ import annotations
@@ -79,21 +81,17 @@ def tree_commit(tree: Path) -> str:
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
+EXE = [sys.executable, "-c", "from omnireward.cli.app import main; main()"]
+
+
+def plan(a, name: str, seed: int, cand: str, overrides: list[str]) -> tuple[Path, Path, list[str]]:
+    """The set's data folder, the run folder and the `omnireward train` command of one run."""
     modality, n_default, e_default = SETS[name]
     n_pairs, epochs = a.n_pairs or n_default, a.epochs or e_default
     data = Path(a.work) / "data" / f"{name}-n{n_pairs}-s{seed}"
-    files = build(name, data, seed, n_pairs)
     run = Path(a.work) / "runs" / f"{name}-{cand}-s{seed}" / (Path(a.tree).name if a.tree else "main")
-    resume = a.resume and (run / "train_summary.json").exists()
-    if not resume:
-        shutil.rmtree(run, ignore_errors=True)
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    exe = [sys.executable, "-c", "from omnireward.cli.app import main; main()"]
-    if a.tree:
-        env["PYTHONPATH"] = str(Path(a.tree).resolve())
     cmd = [
-        *exe,
+        *EXE,
         "train",
         "model=bt",
         f"modality={modality}",
@@ -104,6 +102,30 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
         f"seed={seed}",
         *overrides,
     ]
+    return data, run, cmd
+
+
+def check_candidate(modality: str, overrides: list[str]) -> None:
+    """Stop before any training when a candidate's overrides do not compose (an unknown key or
+    option) or its head refuses its values (e.g. head.pooling=max): one line, as `train` would."""
+    from omnireward.config import build as build_component
+    from omnireward.config import compose_config
+
+    cfg = compose_config(["model=bt", f"modality={modality}", *overrides])
+    build_component(cfg.head)(8)  # the head's own checks; the layer's range needs the backbone
+
+
+def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
+    modality, n_default, e_default = SETS[name]
+    n_pairs, epochs = a.n_pairs or n_default, a.epochs or e_default
+    data, run, cmd = plan(a, name, seed, cand, overrides)
+    files = build(name, data, seed, n_pairs)
+    resume = a.resume and (run / "train_summary.json").exists()
+    if not resume:
+        shutil.rmtree(run, ignore_errors=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    if a.tree:
+        env["PYTHONPATH"] = str(Path(a.tree).resolve())
     t0 = time.time()
     log = run.parent / f"{run.name}.train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +149,7 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
         scores = run / f"{key}.scores.jsonl"
         with open(run.parent / f"{run.name}.score.log", "a") as fh:
             subprocess.run(
-                [*exe, "score", str(f), "--model", str(run), "--out", str(scores)],
+                [*EXE, "score", str(f), "--model", str(run), "--out", str(scores)],
                 env=env,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -220,11 +242,32 @@ def main() -> None:
         help="keep a finished training run of the same set, seed and candidate; score it (scoring resumes)",
     )
     ap.add_argument("--table", action="store_true", help="print the candidates' table and exit")
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check that every candidate composes (with this checkout's configs) and print the train "
+        "commands, without building data or training",
+    )
     a = ap.parse_args()
     if a.table:
         print(table(a.set))
         return
     cands = [(c.split("=", 1)[0], [x for x in c.split("=", 1)[1].split(",") if x]) for c in a.candidate or ["base="]]
+    if a.dry_run:
+        import shlex
+
+        from omnireward.errors import OmniRewardError
+
+        for name in a.set or []:
+            for cand, overrides in cands:
+                try:
+                    check_candidate(SETS[name][0], overrides)
+                except OmniRewardError as e:
+                    sys.exit(f"candidate {cand} on {name}: {e}")
+            for seed in a.seeds:
+                for cand, overrides in cands:
+                    print("omnireward", shlex.join(plan(a, name, seed, cand, overrides)[2][len(EXE) :]))
+        return
     for name in a.set or []:
         for seed in a.seeds:
             for cand, overrides in cands:
