@@ -24,6 +24,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Convert, validate and build preference data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+ENSEMBLE_HELP = (
+    "mean|min|mean_minus_std: how the members' rewards, each normalised by its folder's reward "
+    "statistics, are combined per response (their mean; the lowest; mean - λ·std)."
+)
+
 FORMATS = "auto|" + "|".join(
     [
         "native",
@@ -162,6 +167,9 @@ def train_cmd(
     from omnireward.objectives import objective
 
     what = objective(conf).noun
+    k = (conf.get("ensemble") or {}).get("members", 1)
+    if k > 1:
+        what = f"ensemble of {k} ({what}s in member-0 … member-{k - 1})"
     out.print(f"{what} saved to {folder}\nscore with: omnireward score PAIRS.jsonl --model {folder}")
 
 
@@ -173,7 +181,19 @@ def score_cmd(
         help="Pairs, pointwise items or groups (responses: [...]) in any supported "
         "format. JSONL and parquet are read lazily; a JSON document whole.",
     ),
-    model: str | None = typer.Option(None, help="Model folder (default: newest under runs/)."),
+    model: list[str] | None = typer.Option(
+        None,
+        help="Model folder (default: newest under runs/). Repeat it (--model A --model B), or name a "
+        "folder of model folders (train ... ensemble.members=K), to score with an ensemble.",
+    ),
+    ensemble: str | None = typer.Option(
+        None,
+        help="With several models: "
+        + ENSEMBLE_HELP
+        + " Default mean. Lines get the combined rewards and an `ensemble` field "
+        "(each member's normalised reward, their mean and std); see docs/guards.md.",
+    ),
+    ensemble_lambda: float = typer.Option(1.0, help="With --ensemble mean_minus_std: λ in mean - λ·std."),
     out_path: Path | None = typer.Option(
         None,
         "--out",
@@ -263,9 +283,8 @@ def score_cmd(
     verdict-token probabilities, so every pair gets one); without --model the embedded instruct
     LM judges zero-shot.
     """
-    from omnireward.scoring.bt import score_file, summary_path
+    from omnireward.scoring.bt import score_file
     from omnireward.scoring.models import resolve_model
-    from omnireward.scoring.report import group_line, head_lines, summary_table
     from omnireward.scoring.stream import RayOptions
 
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
@@ -283,7 +302,29 @@ def score_cmd(
         device=device,
         batch_size=batch_size,
     )
-    model_dir = resolve_model(model) if (model or not judge) else None
+    members = _ensemble_members(model, ensemble)
+    if members is not None:
+        from omnireward.errors import ConfigError
+        from omnireward.scoring.ensemble import score_ensemble_file
+
+        if judge or compare_full:
+            raise ConfigError(
+                "an ensemble combines reward models: --judge and --compare-full score one model", field="--model"
+            )
+        summary = score_ensemble_file(
+            path,
+            members,
+            out_path,
+            rule=ensemble or "mean",
+            lam=ensemble_lambda,
+            quant=quant,
+            workers=workers,
+            prefix_sharing=prefix_sharing,
+            **common,
+        )
+        _print_summary(summary, out_path)
+        return
+    model_dir = resolve_model(model[0] if model else None) if (model or not judge) else None
     from omnireward.model_folder import is_model_folder, open_folder
 
     if model_dir is not None and is_model_folder(model_dir):
@@ -323,6 +364,28 @@ def score_cmd(
             prefix_sharing=prefix_sharing,
             **common,
         )
+    _print_summary(summary, out_path)
+
+
+def _ensemble_members(model: list[str] | None, rule: str | None) -> list[str] | None:
+    """The member folders when `--model` names an ensemble (several folders, a folder of model
+    folders, or one folder with --ensemble), else None (one model, scored as before)."""
+    from omnireward.scoring.ensemble import is_ensemble_folder
+
+    models = list(model or [])
+    if len(models) > 1 or (models and is_ensemble_folder(models[0])) or (models and rule is not None):
+        return models
+    if rule is not None:
+        from omnireward.errors import ConfigError
+
+        raise ConfigError("names no members: pass --model DIR (repeatable) with it", field="--ensemble")
+    return None
+
+
+def _print_summary(summary: dict, out_path: Path) -> None:
+    from omnireward.scoring.bt import summary_path
+    from omnireward.scoring.report import group_line, head_lines, summary_table
+
     if summary["n"]:
         out.print(summary_table(summary))
     for line in head_lines(summary):

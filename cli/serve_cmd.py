@@ -20,7 +20,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve_cmd(
-        model: str | None = typer.Option(None, "--model", help="Model folder (default: newest under runs/)."),
+        model: list[str] | None = typer.Option(
+            None,
+            "--model",
+            help="Model folder (default: newest under runs/). Repeat it (--model A --model B), or name a "
+            "folder of model folders (train ... ensemble.members=K), to serve an ensemble: every member "
+            "scores each batch and the routes return the combined reward.",
+        ),
+        ensemble: str | None = typer.Option(
+            None,
+            help="With several models: mean|min|mean_minus_std, how the members' rewards (each normalised "
+            "by its folder's reward statistics) are combined per response (default mean); see docs/guards.md.",
+        ),
+        ensemble_lambda: float = typer.Option(1.0, help="With --ensemble mean_minus_std: λ in mean - λ·std."),
         host: str = typer.Option(
             "127.0.0.1",
             help="Interface to listen on; the default is loopback only (0.0.0.0 exposes the server: set --api-key).",
@@ -104,14 +116,17 @@ def register(app: typer.Typer) -> None:
             workers_per_device=workers_per_device,
             max_queue=max_queue,
         ).check()
+        models = [resolve_model(m) for m in model] if model else [resolve_model(None)] if not judge else None
         server = make_server(
-            resolve_model(model) if (model or not judge) else None,
+            models[0] if models and len(models) == 1 and ensemble is None else models,
             settings=settings,
             batching=batching,
             quant=quant,
             device=device,
             judge=judge,
             max_new_tokens=max_new_tokens,
+            ensemble=ensemble,
+            ensemble_lambda=ensemble_lambda,
         )
         if settings.exposed and not settings.api_key:
             typer.echo(

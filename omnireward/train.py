@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import time
 from pathlib import Path
 
@@ -20,10 +22,11 @@ from omnireward.heads.losses import needs_margin
 from omnireward.loggers import build_loggers, quiet_third_party
 from omnireward.objectives import objective
 from omnireward.progress import PairsProgressBar
-from omnireward.strategies import build_strategy, file_checkpoint_io, is_sharded, shared_output_dir
+from omnireward.strategies import RUN_DIR_ENV, build_strategy, file_checkpoint_io, is_sharded, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
 MIXTURE_NAME = "data_mixture.json"
+ENSEMBLE_DIR_ENV = "OMNIREWARD_ENSEMBLE_DIR"
 
 
 def write_mixture(out: Path, dm, seed: int) -> None:
@@ -108,10 +111,79 @@ def build_module(cfg: DictConfig):
     return build(cfg.model, model=model)
 
 
+def ensemble_size(cfg: DictConfig) -> int:
+    """`ensemble.members` (1 when unset)."""
+    k = (cfg.get("ensemble") or {}).get("members", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"must be a whole number of 1 or more, got {k!r}", field="ensemble.members")
+    return k
+
+
+def member_config(cfg: DictConfig, k: int, out: Path) -> DictConfig:
+    """Member k's config: seed + k (and the backbone's seed, which seeds a random LM), its own
+    folder out/member-k, and with ensemble.shuffle_data its own data order (data.seed + k)."""
+    member = copy.deepcopy(cfg)
+    with open_dict(member):
+        member.seed = int(cfg.seed) + k
+        if member.backbone.get("seed") is not None:
+            member.backbone.seed = int(cfg.backbone.seed) + k
+        if cfg.ensemble.get("shuffle_data") and member.data.get("seed") is not None:
+            member.data.seed = int(cfg.data.seed) + k
+        member.output_dir = str(out / f"member-{k}")
+        member.ensemble.member = k
+    return member
+
+
+def train_ensemble(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
+    """`ensemble.members=K`: K members trained one after the other with seeds seed + k (each run is
+    an ordinary `train`, so the trainer's strategy spreads it over the devices), in
+    output_dir/member-k, and output_dir/ensemble.json naming them; returns output_dir."""
+    k = ensemble_size(cfg)
+    if cfg.get("ckpt_path"):
+        raise ConfigError(
+            "resumes one run; an ensemble's members are separate runs (resume one member with its own "
+            "output_dir and ckpt_path)",
+            field="ckpt_path",
+        )
+    # Ranks a launcher re-ran inherit the folder (a default output_dir holds a timestamp), and each
+    # member's folder is named to every rank before its run, so `shared_output_dir` agrees there.
+    inherited = os.environ.get(ENSEMBLE_DIR_ENV)
+    if inherited and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        out = Path(inherited)
+    else:
+        out = Path(cfg.output_dir)
+        os.environ[ENSEMBLE_DIR_ENV] = str(out)
+    members = []
+    for i in range(k):
+        member = member_config(cfg, i, out)
+        os.environ[RUN_DIR_ENV] = member.output_dir
+        train_one(member, callbacks)
+        members.append(
+            {"folder": f"member-{i}", "seed": int(member.seed), "data_seed": int(member.data.get("seed", member.seed))}
+        )
+    if rank_zero_only.rank == 0:
+        manifest = {
+            "members": [m["folder"] for m in members],
+            "seeds": [m["seed"] for m in members],
+            "data_seeds": [m["data_seed"] for m in members],
+            "shuffle_data": bool(cfg.ensemble.get("shuffle_data")),
+        }
+        (out / "ensemble.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
 def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
     """Run one training job; returns the output folder (a model folder `omnireward score` reads).
+    With `ensemble.members=K` > 1, K of them (`train_ensemble`); returns the folder holding them.
 
     `callbacks` are extra Lightning callbacks (after the built-in ones)."""
+    if ensemble_size(cfg) > 1:
+        return train_ensemble(cfg, callbacks)
+    return train_one(cfg, callbacks)
+
+
+def train_one(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
+    """One model: the body of `train`."""
     trainer_kwargs = build_strategy(cfg.trainer)  # bad strategy options fail before anything loads
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # Ranks started by Lightning's launcher share rank 0's folder (the default name has a timestamp).

@@ -4,6 +4,12 @@
 in the process share forward passes) or an `http(s)://` URL of `omnireward serve` (records go
 to its `/score` route, media inline as base64 `data:` URIs). Without `model`, the
 `OMNIREWARD_MODEL` environment variable names one. Both give the same lines as `omnireward score`.
+
+An ensemble (omnireward.scoring.ensemble) is several folders: a list, a comma-separated string
+(also in `OMNIREWARD_MODEL`), or one folder of model folders. Its members load once per process
+and score every batch together; the reward is the combination by `ensemble` (mean | min |
+mean_minus_std; default `$OMNIREWARD_ENSEMBLE`, else mean) with λ = `ensemble_lambda` (default
+`$OMNIREWARD_ENSEMBLE_LAMBDA`, else 1), on the members' normalised scale.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from omnireward.serving.scale import RewardScale
 from omnireward.serving.service import BatchSettings, RewardService
 
 MODEL_ENV = "OMNIREWARD_MODEL"
+ENSEMBLE_ENV = "OMNIREWARD_ENSEMBLE"
+ENSEMBLE_LAMBDA_ENV = "OMNIREWARD_ENSEMBLE_LAMBDA"
 API_KEY_ENV = "OMNIREWARD_API_KEY"
 _SUFFIX_MIME = {suffix: mime for mime, (_, suffix) in reversed(list(MIME.items()))}
 
@@ -123,20 +131,67 @@ def _wire(record: Record) -> dict:
     return d
 
 
-def resolve_target(model: str | Path | None) -> str:
+def resolve_target(model: str | Path | list | tuple | None) -> str | tuple[str, ...]:
+    """One folder or URL as a string; several folders (a list, or comma-separated) as a tuple."""
     target = model if model is not None else os.environ.get(MODEL_ENV)
+    if isinstance(target, str) and "," in target and not target.startswith(("http://", "https://")):
+        target = [t.strip() for t in target.split(",") if t.strip()]
+    if target is not None and not isinstance(target, (str, Path)):  # a list (or a config's ListConfig)
+        target = tuple(str(t) for t in target)
+        if len(target) == 1:
+            target = target[0]
     if not target:
         raise ConfigError(f"no reward model: pass a model folder or server URL, or set {MODEL_ENV}", field="model")
-    return str(target)
+    return target if isinstance(target, tuple) else str(target)
+
+
+def ensemble_options(ensemble: str | None, ensemble_lambda: float | None) -> tuple[str | None, float]:
+    """The ensemble rule and λ: the arguments, else $OMNIREWARD_ENSEMBLE / $OMNIREWARD_ENSEMBLE_LAMBDA."""
+    rule = ensemble if ensemble is not None else (os.environ.get(ENSEMBLE_ENV) or None)
+    if ensemble_lambda is None:
+        raw = os.environ.get(ENSEMBLE_LAMBDA_ENV) or "1.0"
+        try:
+            ensemble_lambda = float(raw)
+        except ValueError:
+            raise ConfigError(f"not a number ({raw!r})", field=ENSEMBLE_LAMBDA_ENV) from None
+    return rule, float(ensemble_lambda)
 
 
 @lru_cache(maxsize=8)
-def _scorer(target: str, quant: str, device: str, batch_size: int, api_key: str | None, timeout: float):
+def _scorer(
+    target: str | tuple[str, ...],
+    quant: str,
+    device: str,
+    batch_size: int,
+    api_key: str | None,
+    timeout: float,
+    rule: str | None = None,
+    lam: float = 1.0,
+):
+    from omnireward.scoring.ensemble import is_ensemble_folder
+
+    batching = BatchSettings(max_batch_size=batch_size, batch_timeout=0.005)
+    urls = [t for t in (target if isinstance(target, tuple) else (target,)) if t.startswith(("http://", "https://"))]
+    if urls and (isinstance(target, tuple) or rule is not None):
+        raise ConfigError(
+            "an ensemble is a list of model folders; a server URL is one model (serve the ensemble "
+            "with `omnireward serve --model A --model B` and pass its URL alone)",
+            field="model",
+        )
+    if isinstance(target, tuple) or rule is not None or is_ensemble_folder(target):
+        service = RewardService.load_ensemble(
+            list(target) if isinstance(target, tuple) else [target],
+            rule=rule or "mean",
+            lam=lam,
+            quant=quant,
+            devices=device,
+            batching=batching,
+        )
+        return LocalScorer(service)
     if target.startswith(("http://", "https://")):
         return RemoteScorer(target, api_key=api_key, timeout=timeout)
     if not Path(target).exists():
         raise ModelError(f"model folder {target} does not exist")
-    batching = BatchSettings(max_batch_size=batch_size, batch_timeout=0.005)
     return LocalScorer(RewardService.load(target, quant=quant, devices=device, batching=batching))
 
 
@@ -151,12 +206,16 @@ def scorer_for(
     batch_size: int = 32,
     api_key: str | None = None,
     timeout: float = 120.0,
+    ensemble: str | None = None,
+    ensemble_lambda: float | None = None,
 ) -> LocalScorer | RemoteScorer:
-    """The scorer for a model folder or server URL; one per process and settings (loaded on first use).
+    """The scorer for a model folder, server URL or ensemble (several folders, or a folder of them);
+    one per process and settings (loaded on first use).
 
     Frameworks make their first calls from several threads at once (OpenRLHF 0.11.2 runs reward_func
     in a thread per rollout): the first load happens once, under a lock, and the others wait for it."""
     # lru_cache alone lets concurrent first callers each load the model (and loading the same
     # checkpoint in several threads at once fails: "Cannot copy out of meta tensor").
     with _load_lock:
-        return _scorer(resolve_target(model), quant, device, batch_size, api_key, timeout)
+        rule, lam = ensemble_options(ensemble, ensemble_lambda)
+        return _scorer(resolve_target(model), quant, device, batch_size, api_key, timeout, rule, lam)

@@ -21,11 +21,15 @@ from omnireward.serving.protocols.openrlhf import items_from, respond
 def reward_func(queries, prompts=None, labels=None, **kwargs) -> dict:
     """Rewards for OpenRLHF queries (prompt + response strings); `labels` are not used.
 
-    Keyword options: `model` (folder or server URL; default $OMNIREWARD_MODEL), `criteria`,
+    Keyword options: `model` (folder or server URL; default $OMNIREWARD_MODEL; several folders, as a
+    list or comma-separated, or a folder of them, are an ensemble), `ensemble` and `ensemble_lambda`
+    (default $OMNIREWARD_ENSEMBLE, $OMNIREWARD_ENSEMBLE_LAMBDA), `criteria`,
     `system_prompt_as_criteria` ("auto", "always" or "never"; see omnireward.serving.chat).
     """
     mode = check_mode(kwargs.get("system_prompt_as_criteria", "auto"))
-    scorer = scorer_for(kwargs.get("model"))
+    scorer = scorer_for(
+        kwargs.get("model"), ensemble=kwargs.get("ensemble"), ensemble_lambda=kwargs.get("ensemble_lambda")
+    )
     items = items_from(
         list(queries),
         list(prompts) if prompts is not None else None,

@@ -18,6 +18,9 @@ family's default system prompt is not criteria (`system_prompt_as_criteria="auto
 The rewards are the ones `omnireward score` gives the native record `{prompt, response}`;
 `normalize=True` returns (reward - mean) / std by the folder's reward statistics instead, which
 keeps the reward on the scale GRPO's advantages assume when several reward functions are summed.
+An ensemble is several folders (`RewardFunction(["runs/a", "runs/b"], ensemble="mean_minus_std")`,
+or a folder of model folders): the reward is the members' combined normalised reward
+(omnireward.scoring.ensemble), with λ = `ensemble_lambda`.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class RewardFunction:
 
     def __init__(
         self,
-        model: str | Path | None = None,
+        model: str | Path | list | None = None,
         *,
         criteria: str | None = None,
         criteria_column: str = "criteria",
@@ -49,13 +52,26 @@ class RewardFunction:
         api_key: str | None = None,
         timeout: float = 120.0,
         system_prompt_as_criteria: str = "auto",
+        ensemble: str | None = None,
+        ensemble_lambda: float | None = None,
     ):
-        self.model = str(model) if model is not None else None
+        if model is None or isinstance(model, (str, Path)):
+            self.model = str(model) if model is not None else None
+        else:  # several model folders: an ensemble
+            self.model = tuple(str(m) for m in model)
         self.system_prompt_as_criteria = check_mode(system_prompt_as_criteria)
         self.criteria = criteria
         self.criteria_column = criteria_column
         self.normalize = normalize
-        self._options = dict(quant=quant, device=device, batch_size=batch_size, api_key=api_key, timeout=timeout)
+        self._options = dict(
+            quant=quant,
+            device=device,
+            batch_size=batch_size,
+            api_key=api_key,
+            timeout=timeout,
+            ensemble=ensemble,
+            ensemble_lambda=ensemble_lambda,
+        )
         self.__name__ = "omnireward"  # TRL names the reward's log columns after this
 
     @property

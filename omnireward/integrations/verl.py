@@ -11,7 +11,10 @@ prompt; it comes from `extra_info` (the key named by `prompt_key`, else "prompt"
 a list of chat messages is read as a conversation), criteria from `extra_info["criteria"]` or the
 `criteria` keyword, media paths from `extra_info["images"|"image"|"videos"|"video"|"audios"|"audio"]`.
 Returns the reward as a float (the one `omnireward score` gives); `normalize=True` returns it
-normalised by the folder's reward statistics. verl's batched convention (`data_sources=`,
+normalised by the folder's reward statistics. `model` may name an ensemble: a list of folders
+(`+custom_reward_function.reward_kwargs.model=[runs/a,runs/b]`), comma-separated folders, or a
+folder of model folders; `ensemble=mean|min|mean_minus_std` and `ensemble_lambda` choose the rule
+(omnireward.scoring.ensemble), and the reward is the members' combined normalised reward. verl's batched convention (`data_sources=`,
 `solution_strs=`, `ground_truths=`, `extra_infos=`, as its batch reward manager passes them) returns
 one float per response, scored in one call.
 
@@ -42,7 +45,7 @@ def compute_score(
     ground_truth: Any = None,
     extra_info: dict | None = None,
     *,
-    model: str | None = None,
+    model: str | list | None = None,
     prompt_key: str | None = None,
     criteria: str | None = None,
     normalize: bool = False,
@@ -52,6 +55,8 @@ def compute_score(
     ground_truths: list | None = None,
     extra_infos: list | None = None,
     system_prompt_as_criteria: str = "auto",
+    ensemble: str | None = None,
+    ensemble_lambda: float | None = None,
     **kwargs: Any,
 ) -> float | list[float]:
     """The omnireward reward of `solution_str` (the policy's response); `ground_truth` is not used.
@@ -59,7 +64,7 @@ def compute_score(
     if missing_prompt not in ("warn", "error"):
         raise RequestError(f"must be 'warn' or 'error', got {missing_prompt!r}", field="missing_prompt")
     mode = check_mode(system_prompt_as_criteria)
-    scorer = scorer_for(model)
+    scorer = scorer_for(model, ensemble=ensemble, ensemble_lambda=ensemble_lambda)
     if solution_strs is not None:
         infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)
         if len(infos) != len(solution_strs):

@@ -44,10 +44,27 @@ def group_line(groups: dict) -> str:
     return "; ".join(parts)
 
 
+def ensemble_line(e: dict) -> str:
+    """One line on an ensemble's scores: rule, members, mean std, and each member's accuracy alone."""
+    rule = e["rule"] + (f", λ = {e['lambda']:g}" if e["rule"] == "mean_minus_std" else "")
+    line = (
+        f"ensemble of {e['k']} ({rule}): mean std of the members' normalised rewards "
+        f"{e['mean_std']:.3f} over {e['n_responses']} responses"
+    )
+    if e.get("mean_std_ranked_right") is not None and e.get("mean_std_ranked_wrong") is not None:
+        line += f" (pairs ranked right {e['mean_std_ranked_right']:.3f}, wrong {e['mean_std_ranked_wrong']:.3f})"
+    if e.get("member_accuracy"):
+        line += "; members alone: " + ", ".join(_pct(a) for a in e["member_accuracy"])
+    return line
+
+
 def head_lines(summary: dict) -> list:
-    """What head=gaussian and head=multi add to a summary: accuracy of confident vs unconfident pairs
-    (split at the median combined std), and a table of per-dimension accuracies."""
+    """What head=gaussian, head=multi and ensembles add to a summary: accuracy of confident vs
+    unconfident pairs (split at the median combined std), a table of per-dimension accuracies,
+    and a line on the ensemble's spread."""
     out: list = []
+    if summary.get("ensemble"):
+        out.append(ensemble_line(summary["ensemble"]))
     u = summary.get("uncertainty")
     if u:
         c, n = u["confident"], u["unconfident"]

@@ -1,6 +1,7 @@
 """The summary of a scores file, read line by line: pair accuracy (with and without ties, per task),
 for groups best-of-N win rate and ranking agreement, for head=gaussian scores the accuracy of
-confident against unconfident pairs, and for head=multi scores each dimension's accuracy."""
+confident against unconfident pairs, for head=multi scores each dimension's accuracy, and for
+ensemble scores (lines with `ensemble`) the members' spread and each member's accuracy."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ def summarize_lines(lines: Iterable[dict]) -> dict:
     groups = GroupStats()
     uncertainty = UncertaintyStats()
     dimensions = DimensionStats()
+    ensemble = EnsembleStats()
     n = 0
     for x in lines:
         n += 1
+        if isinstance(x.get("ensemble"), dict):
+            ensemble.add(x)
         if "rewards" in x:
             groups.add(x)
             continue
@@ -38,6 +42,8 @@ def summarize_lines(lines: Iterable[dict]) -> dict:
         s["uncertainty"] = uncertainty.summary()
     if dimensions.margins:
         s["dimensions"] = dimensions.summary()
+    if ensemble.k:
+        s["ensemble"] = ensemble.summary()
     if groups.n:
         s["groups"] = groups.summary()
     return s
@@ -75,6 +81,58 @@ class UncertaintyStats:
             "threshold": rows[half - 1][0],
             "confident": part(confident),
             "unconfident": part(unconfident),
+        }
+
+
+class EnsembleStats:
+    """Lines of an ensemble (`scoring/ensemble.py`): the rule, the number of members, the mean
+    standard deviation of the members' normalised rewards over every response (and over the
+    labelled pairs the combined margin ranks right against those it ranks wrong), and each
+    member's own accuracy without ties on the labelled pairs."""
+
+    def __init__(self):
+        self.k = 0
+        self.rule = self.lam = None
+        self.std_sum, self.n_responses = 0.0, 0
+        self.pair_std = {True: [], False: []}
+        self.member_right: list[int] = []
+        self.n_pairs = 0
+
+    def add(self, line: dict) -> None:
+        e = line["ensemble"]
+        stds = e["std"] if isinstance(e["std"], list) else [e["std"]]
+        members = e["members"] if isinstance(e["std"], list) else [e["members"]]
+        if not members or not members[0]:
+            return
+        self.k = self.k or len(members[0])
+        self.rule, self.lam = e.get("rule"), e.get("lambda")
+        self.std_sum += sum(stds)
+        self.n_responses += len(stds)
+        y = LABEL_SIGN.get(line.get("preference")) if "margin" in line and len(members) == 2 else None
+        if not y:
+            return
+        margin = line["margin"]
+        self.pair_std[(margin > 0) == (y > 0) and margin != 0].append(sum(stds) / 2)
+        self.n_pairs += 1
+        if len(self.member_right) < len(members[0]):
+            self.member_right += [0] * (len(members[0]) - len(self.member_right))
+        for j, (a, b) in enumerate(zip(members[0], members[1])):
+            self.member_right[j] += int((a - b > 0) == (y > 0) and a != b)
+
+    def summary(self) -> dict:
+        def mean(v):
+            return sum(v) / len(v) if v else None
+
+        return {
+            "k": self.k,
+            "rule": self.rule,
+            "lambda": self.lam,
+            "n_responses": self.n_responses,
+            "mean_std": self.std_sum / self.n_responses if self.n_responses else None,
+            "n_pairs": self.n_pairs,
+            "mean_std_ranked_right": mean(self.pair_std[True]),
+            "mean_std_ranked_wrong": mean(self.pair_std[False]),
+            "member_accuracy": [r / self.n_pairs for r in self.member_right] if self.n_pairs else None,
         }
 
 

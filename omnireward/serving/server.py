@@ -101,18 +101,50 @@ def make_server(
     device: str = "auto",
     judge: str | None = None,
     max_new_tokens: int = 256,
+    ensemble: str | None = None,
+    ensemble_lambda: float = 1.0,
 ) -> RewardServer:
     """Load the model (one replica per device and worker) and bind the server; port 0 takes any free port.
     A judge folder, or `judge` (a template name or YAML) on any LM, serves the judge's routes
-    (omnireward.serving.judge_routes) instead of the reward routes."""
+    (omnireward.serving.judge_routes) instead of the reward routes. Several model folders (a list),
+    a folder of model folders, or `ensemble` (mean | min | mean_minus_std, λ = `ensemble_lambda`)
+    serve an ensemble: every member scores each batch and the routes return the combined reward."""
+    from omnireward.scoring.ensemble import check_rule, is_ensemble_folder
+
     settings = (settings or ServeSettings()).check()
     batching = (batching or BatchSettings()).check()
+    members = None
+    if isinstance(model_dir, (list, tuple)):
+        if len(model_dir) == 1 and ensemble is None and not is_ensemble_folder(model_dir[0]):
+            model_dir = model_dir[0]
+        else:
+            members = list(model_dir)
+    elif model_dir is not None and (ensemble is not None or is_ensemble_folder(model_dir)):
+        members = [model_dir]
+    if members is not None:
+        if judge:
+            raise ConfigError("an ensemble serves reward models; --judge serves one judge", field="judge")
+        check_rule(ensemble or "mean", ensemble_lambda)
     media = MediaStore(
         settings.media_root, allow_outside_root=settings.allow_outside_root, max_item_bytes=settings.max_media_bytes
     )
     from omnireward.serving.judge_service import JudgeService, is_judge
 
-    if judge or is_judge(model_dir):
+    if members is not None:
+        try:
+            service = RewardService.load_ensemble(
+                members,
+                rule=ensemble or "mean",
+                lam=ensemble_lambda,
+                quant=quant,
+                devices=device,
+                batching=batching,
+                media=media,
+            )
+        except BaseException:
+            media.close()
+            raise
+    elif judge or is_judge(model_dir):
         if quant != "none":
             media.close()
             raise ConfigError(

@@ -65,6 +65,7 @@ class RewardService:
         info: dict | None = None,
     ):
         from omnireward.scoring.bt import reward_records
+        from omnireward.scoring.ensemble import EnsembleReplica
 
         self.models = models
         self.batching = batching.check()
@@ -75,6 +76,8 @@ class RewardService:
         self.default_system = default_system_prompt(models[0])
 
         def runner(model):
+            if isinstance(model, EnsembleReplica):  # every member scores the batch, then they are combined
+                return lambda records: model.reward_records(records, batching.max_batch_size)
             return lambda records: reward_records(model, records, batching.max_batch_size, show_progress=False)
 
         self.batcher = Batcher(
@@ -118,6 +121,51 @@ class RewardService:
         stats = models[0].reward_stats(model_dir)
         info = {"model": str(model_dir), "objective": objective, "quant": quant, "devices": where}
         return cls(models, batching=batching, stats=stats, media=media, info=info)
+
+    @classmethod
+    def load_ensemble(
+        cls,
+        members,
+        *,
+        rule: str = "mean",
+        lam: float = 1.0,
+        quant: str = "none",
+        devices: str = "auto",
+        batching: BatchSettings | None = None,
+        media: MediaStore | None = None,
+    ) -> RewardService:
+        """An ensemble (several model folders, or a folder of them; see scoring/ensemble.py): each
+        replica holds every member, which all score the batch the batcher formed; the lines carry
+        the combined reward (already on the members' normalised scale) and the `ensemble` field."""
+        from omnireward.scoring.ensemble import EnsembleReplica, check_rule, member_folders, member_scale
+        from omnireward.scoring.load import load_for_scoring, pick_device
+
+        check_rule(rule, lam)
+        batching = (batching or BatchSettings()).check()
+        folders = member_folders(members)
+        scales = [member_scale(f) for f in folders]
+        names = [d.strip() for d in devices.split(",") if d.strip()] or ["auto"]
+        replicas, where = [], []
+        for d in names:
+            for _ in range(batching.workers_per_device):
+                models = [load_for_scoring(f, quant=quant, device=d) for f in folders]
+                replicas.append(EnsembleReplica(models, scales, rule, lam))
+                where.append(str(pick_device(d)))
+        # The combined reward is in the members' normalised units: its scale is the identity, known.
+        stats = {"mean": 0.0, "std": 1.0, "n": None, "ensemble": True}
+        info = {
+            "model": ",".join(str(f) for f in folders),
+            "objective": {"objective": "reward", "ensemble": rule},
+            "ensemble": {
+                "members": [str(f) for f in folders],
+                "rule": rule,
+                "lambda": lam,
+                "member_reward_stats": [{"mean": s.mean, "std": s.std} for s in scales],
+            },
+            "quant": quant,
+            "devices": where,
+        }
+        return cls(replicas, batching=batching, stats=stats, media=media, info=info)
 
     # ---- scoring ------------------------------------------------------------------------------------
     def submit(self, records: list[Record]) -> Future:

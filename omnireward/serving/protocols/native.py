@@ -4,7 +4,8 @@
                        -> {"results": [one `omnireward score` line per record]}
     POST /score_group  {"prompt", "responses": [...], "criteria"?, "prompt_media"?, "task"?}
                        -> {"rewards", "normalized", "unit", "reward_stats", "best"}
-                          (+ "rewards_std" with head=gaussian, "dimensions" with head=multi)
+                          (+ "rewards_std" with head=gaussian, "dimensions" with head=multi,
+                          "ensemble_std" and "ensemble_members" when serving an ensemble)
 
 Media items take a path under the media root or a base64 `data:` URI in `path`.
 """
@@ -98,4 +99,7 @@ def respond_score_group(lines: list[dict], parsed: Parsed, ctx: Context) -> dict
     for key, name in (("reward_std", "rewards_std"), ("dimensions", "dimensions")):
         if lines and key in lines[0]:
             out[name] = [line[key] for line in lines]
+    if lines and "ensemble" in lines[0]:  # an ensemble server: the members' spread per response
+        out["ensemble_std"] = [line["ensemble"]["std"] for line in lines]
+        out["ensemble_members"] = [line["ensemble"]["members"] for line in lines]
     return out

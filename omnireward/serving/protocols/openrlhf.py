@@ -16,7 +16,8 @@ gets empty lists back.
 `{"prompt", "response"}`; `scores` are the rewards on [0, 1]: sigmoid((reward - mean) / std) with
 the model folder's reward statistics (OpenRLHF uses them for dynamic filtering); `labels` (the
 dataset's reference answers) are accepted and not used. `criteria` is an omnireward extension:
-one criterion for every query.
+one criterion for every query. An ensemble server (`serve --model A --model B`) returns the
+combined reward and adds `extra_logs.reward_ensemble_std`, the members' standard deviation.
 """
 
 from __future__ import annotations
@@ -105,8 +106,7 @@ def parse(body: Any, lease: Lease, ctx: Context) -> Parsed:
 
 def respond(lines: list[dict], parsed: Parsed | None, ctx: Context) -> dict:
     rewards = [line["reward"] for line in lines]
-    return {
-        "rewards": rewards,
-        "scores": [ctx.scale.unit(r) for r in rewards],
-        "extra_logs": {"reward_normalized": [ctx.scale.normalized(r) for r in rewards]},
-    }
+    logs = {"reward_normalized": [ctx.scale.normalized(r) for r in rewards]}
+    if lines and "ensemble" in lines[0]:  # an ensemble: the members' spread, logged beside the reward
+        logs["reward_ensemble_std"] = [line["ensemble"]["std"] for line in lines]
+    return {"rewards": rewards, "scores": [ctx.scale.unit(r) for r in rewards], "extra_logs": logs}
