@@ -19,7 +19,7 @@ from omnireward.data.records import Pair, Record, Response, responses_of
 from omnireward.errors import ConfigError
 from omnireward.heads.base import RewardHead
 from omnireward.heads.bt import BTHead
-from omnireward.heads.pooling import check_layer, reading, reads_default, response_tokens
+from omnireward.heads.pooling import check_layer, normalise, reading, reads_default, response_tokens
 from omnireward.prompts import reward_conversation
 
 if TYPE_CHECKING:
@@ -39,10 +39,15 @@ class RewardModel(nn.Module):
                 field="head",
             )
         layer, _ = reading(head)
+        # A layer below the top is RMS-normalised before the head reads it (heads/pooling.py); the
+        # top one (-1, or its positive index) is already the LM's final normed state.
+        self.normalise_layer = False
         if layer != -1:  # a hidden layer other than the last: it must exist
             from omnireward.backbones.base import decoder_layers
 
-            check_layer(layer, len(decoder_layers(backbone.language_model())))
+            n_layers = len(decoder_layers(backbone.language_model()))
+            check_layer(layer, n_layers)
+            self.normalise_layer = layer % (n_layers + 1) != n_layers
         self.backbone = backbone
         self.head = head
         # Pairs and groups share their prompt's computation (backbones/packing.py) where the
@@ -93,16 +98,16 @@ class RewardModel(nn.Module):
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """What the head reads for every response [N, H] (in the order rewards come out): the last
-        layer at the last token by default; else the head's `layer`, at the last token or pooled
-        over the response's tokens by `head.pool` (heads/pooling.py)."""
+        layer at the last token by default; else the head's `layer` (RMS-normalised below the top),
+        at the last token or pooled over the response's tokens by `head.pool` (heads/pooling.py)."""
         if reads_default(self.head):
             return self.backbone.reward_hidden(batch)
         layer, pooling = reading(self.head)
         states = self.backbone.layer_states(batch, layer)
         rows, mask, last = response_tokens(batch, with_mask=pooling != "last")
         if pooling == "last":
-            return states[rows, last].float()
-        return self.head.pool(states[rows].float(), mask)
+            return normalise(states[rows, last].float(), self.normalise_layer)
+        return self.head.pool(normalise(states[rows].float(), self.normalise_layer), mask)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The reward of every response [N] (the head's scalar: μ, or the weighted overall)."""

@@ -264,13 +264,19 @@ def test_mean_pooling_is_the_mean_over_the_answers_positions(sources, family):
 # ---- head.layer reads the backbone's own hidden layer ---------------------------------------------
 
 
+def rms_normalised(h: torch.Tensor) -> torch.Tensor:
+    return h / h.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_layer_reads_the_backbones_own_hidden_layer(sources, family):
     """The reward with `head.layer=k` is the head on transformers' `hidden_states[k]` at the last
-    token, computed here by the language model itself (not through the backbone's code)."""
+    token (RMS-normalised below the top), computed here by the language model itself (not through
+    the backbone's code). Every tiny model has 2 decoder layers: layer 2 is the top, the final
+    normed state, exactly what -1 reads."""
     recs = records(family, sources.images)
     seen = []
-    for layer in (0, 1, -2, -1):
+    for layer in (0, 1, -2, 2, -1):
         module, _ = build(sources, family, f"head.layer={layer}", "model.prefix_sharing=false")
         model = module.model.eval()
         with torch.no_grad():
@@ -282,12 +288,14 @@ def test_layer_reads_the_backbones_own_hidden_layer(sources, family):
             else:
                 inputs = {k: v for k, v in t.items() if k != "last_index"}
                 out = lm(**inputs, output_hidden_states=True)
-            hs = out.hidden_states[layer]
-            expected = model.head(hs[torch.arange(hs.shape[0]), t["last_index"]])
+            assert len(out.hidden_states) == 3
+            h = out.hidden_states[layer][torch.arange(len(t["last_index"])), t["last_index"]]
+            expected = model.head(h if layer in (2, -1) else rms_normalised(h))
             rewards = model(batch)
             assert (rewards - expected).abs().max().item() < 1e-5, layer
             seen.append(rewards)
     assert not torch.allclose(seen[0], seen[-1]) and not torch.allclose(seen[2], seen[-1])
+    assert (seen[3] - seen[-1]).abs().max().item() < 1e-6  # layer 2 = -1: the top, not normalised again
 
 
 # ---- bad values --------------------------------------------------------------------------------------

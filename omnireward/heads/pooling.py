@@ -3,7 +3,10 @@ vector (`head.pooling`).
 
 - `layer`: an index into transformers' `hidden_states` — 0 the token embeddings, k the output of
   decoder layer k, -1 (the default) the final normed state, -2 the output of the layer below the
-  top, and so on;
+  top, and so on. A layer below the top is RMS-normalised per token (no learned weight), as the
+  top one is by the LM's own final norm: the residual stream grows through the layers (in
+  SmolLM2-135M a response's last token has norm ≈ 690 after layer 29, ≈ 50 after the final norm),
+  and unnormalised states would start the head far out on the sigmoid;
 - `pooling`: `last` (the default: the response's last token, as a `*ForSequenceClassification`
   reads it), `mean` (the mean over the response's tokens) or `attention` (a learned query attends
   over the response's tokens).
@@ -36,6 +39,13 @@ def check_reading(layer, pooling) -> tuple[int, str]:
     if pooling not in POOLINGS:
         raise ConfigError(f"must be one of {', '.join(POOLINGS)}, got {pooling!r}", field="head.pooling")
     return int(layer), str(pooling)
+
+
+def normalise(states: torch.Tensor, on: bool) -> torch.Tensor:
+    """Each token's state divided by its root mean square over the hidden size (when `on`)."""
+    if not on:
+        return states
+    return states * torch.rsqrt(states.pow(2).mean(-1, keepdim=True) + 1e-6)
 
 
 class MeanPooling(nn.Module):
