@@ -325,3 +325,38 @@ def test_the_first_and_last_layers_in_range_are_accepted():
     for layer in (-3, 2):  # 2 decoder layers: hidden_states[-3] the embeddings, [2] the final state
         module = build_module(compose_config(["backbone=tiny", "backbone.feature_cache=false", f"head.layer={layer}"]))
         assert reading(module.model.head) == (layer, "last")
+
+
+def test_train_command_learns_with_an_mlp_head_attending_over_a_lower_layer(tmp_path):
+    """The whole `train` path (Lightning, best-epoch checkpoint, the folder) with the options
+    together, then `score` from the folder: it learns the helpful-vs-rude rule."""
+    from conftest import helpful_vs_rude, write_jsonl
+
+    from omnireward.scoring.bt import score_file
+    from omnireward.train import train
+
+    tr = write_jsonl(tmp_path / "train.jsonl", helpful_vs_rude(24, seed=1))
+    va = write_jsonl(tmp_path / "val.jsonl", helpful_vs_rude(16, seed=2, start=100))
+    options = ["head=mlp", "head.hidden_size=32", "head.pooling=attention", "head.layer=-2"]
+    out = train(
+        compose_config(
+            [
+                "backbone=tiny",
+                "backbone.feature_cache=false",
+                f"data.train={tr}",
+                f"data.val={va}",
+                f"output_dir={tmp_path / 'run'}",
+                "trainer.accelerator=cpu",
+                "logger.tensorboard=false",
+                "trainer.max_epochs=2",
+                "model.lr=3e-3",
+                "data.batch_size=8",
+                *options,
+            ]
+        )
+    )
+    model, cfg = RewardModel.from_pretrained(out)
+    assert type(model.head) is MLPHead and reading(model.head) == (-2, "attention")
+    assert model.head.pool.query.detach().abs().sum() > 0
+    summary = score_file(va, out, tmp_path / "scores.jsonl")
+    assert summary["accuracy_without_ties"] >= 0.9, summary
