@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from omnireward import model_folder
-from omnireward.backbones.base import Batch
+from omnireward.backbones.base import Batch, decoder_layers
 from omnireward.config import build
 from omnireward.data.records import Pair, Record, Response, responses_of
 from omnireward.errors import ConfigError
@@ -43,8 +43,6 @@ class RewardModel(nn.Module):
         # top one (-1, or its positive index) is already the LM's final normed state.
         self.normalise_layer = False
         if layer != -1:  # a hidden layer other than the last: it must exist
-            from omnireward.backbones.base import decoder_layers
-
             n_layers = len(decoder_layers(backbone.language_model()))
             check_layer(layer, n_layers)
             self.normalise_layer = layer % (n_layers + 1) != n_layers
