@@ -1,8 +1,12 @@
 """Reward-model ensembles (omnireward/scoring/ensemble.py): the combination rules with numbers;
 `score --model A --model B` lines and summary, read back by `eval`; the server and a TRL hook on
 several folders; `train ensemble.members=2`; and what an ensemble is for: its spread is larger on
-out-of-distribution records than on training-like ones, and mean - std ranks an answer padded
-with unseen filler below the plain answer where a single member prefers the padded one."""
+out-of-distribution records than on training-like ones.
+
+Not tested: that mean - std ranks an answer padded with filler below the plain answer where a
+single member prefers the padded one. Measured on these tiny members it held for seeds 0, 1, 2
+and not for seeds 3, 4, 5 (docs/guards.md gives the figures), so a test of it would pass by the
+choice of seeds."""
 
 from __future__ import annotations
 
@@ -264,13 +268,6 @@ OOD = [
     "Quantum chromodynamics describes the strong force.",
     "Je voudrais un café, s'il vous plaît.",
 ]
-FILLER = [
-    "Old maps and clocks fill the museum.",
-    "The weather was mild that year.",
-    "Many people ask about it.",
-    "Details vary from case to case.",
-    "Here is one more note on it.",
-]
 
 
 def test_std_is_larger_out_of_distribution(loaded):
@@ -299,24 +296,3 @@ def test_std_is_larger_out_of_distribution(loaded):
     mean_like, mean_ood = sum(s_like) / len(s_like), sum(s_ood) / len(s_ood)
     assert mean_ood > 1.5 * mean_like, (mean_like, mean_ood)
     assert sorted(s_ood)[len(s_ood) // 2] > sorted(s_like)[len(s_like) // 2]  # the medians too
-
-
-def test_mean_minus_std_ranks_padding_below_the_plain_answer(loaded):
-    """A praised answer, plain and with three sentences of filler the members never saw. The
-    members react to the unseen filler each in its own way: the spread grows on the padded answer,
-    some member prefers it on some records, and mean - std ranks it below the plain one there."""
-    rng = random.Random(1)
-    plain, padded = [], []
-    for t in TOPICS * 2:
-        answer = f"An answer about {t} that is {rng.choice(GOOD)} and {rng.choice(GOOD)}."
-        plain.append((f"Tell me about {t}.", answer))
-        padded.append((f"Tell me about {t}.", answer + " " + " ".join(rng.sample(FILLER, 3))))
-    p, q = _normalised(loaded, _items(plain)), _normalised(loaded, _items(padded))
-    n = len(plain)
-    rows = [([p[k][j][0] for k in range(K)], [q[k][j][0] for k in range(K)]) for j in range(n)]
-    fooled = [j for j, (a, b) in enumerate(rows) if any(y > x for x, y in zip(a, b))]  # some member prefers padding
-    assert len(fooled) >= n // 5, f"no member prefers the padded answer often enough: {len(fooled)} of {n}"
-    for j in fooled:
-        a, b = rows[j]
-        assert combine(b, "mean_minus_std") < combine(a, "mean_minus_std"), (j, a, b)
-    assert sum(mean_std(b)[1] > mean_std(a)[1] for a, b in rows) >= 0.75 * n  # the padding is where they disagree
