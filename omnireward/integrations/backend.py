@@ -168,6 +168,8 @@ def _scorer(
     rule: str | None = None,
     lam: float = 1.0,
 ):
+    # Deferred: an HTTP client of a served model imports this module without torch; the ensemble
+    # module loads the scoring stack.
     from omnireward.scoring.ensemble import is_ensemble_folder
 
     batching = BatchSettings(max_batch_size=batch_size, batch_timeout=0.005)

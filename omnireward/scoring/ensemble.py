@@ -34,8 +34,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omnireward.data.records import Record
+from omnireward.data.records import Item, Record
 from omnireward.errors import ConfigError, ModelError
+from omnireward.model_folder import STATS_NAME, is_model_folder, open_folder, require_reward_folder, reward_stats
+from omnireward.scoring.batch import line_for
+from omnireward.scoring.bt import BTModel, check_quant, reward_records
+from omnireward.scoring.identity import source_identity
+from omnireward.scoring.stream import score_stream
 from omnireward.serving.scale import RewardScale
 
 RULES = ("mean", "min", "mean_minus_std")
@@ -81,7 +86,6 @@ def _natural(p: Path):
 
 def is_ensemble_folder(path: str | Path) -> bool:
     """A folder that is no model folder itself but holds model folders (or an ensemble manifest)."""
-    from omnireward.model_folder import is_model_folder
 
     p = Path(path)
     if not p.is_dir() or is_model_folder(p):
@@ -92,7 +96,6 @@ def is_ensemble_folder(path: str | Path) -> bool:
 def member_folders(models) -> list[Path]:
     """The member model folders of `models`: several folders, or one folder of model folders
     (its manifest's order when it has one, else its subfolders in natural order)."""
-    from omnireward.model_folder import is_model_folder
 
     paths = [Path(m) for m in ([models] if isinstance(models, (str, Path)) else models)]
     out: list[Path] = []
@@ -121,7 +124,6 @@ def member_folders(models) -> list[Path]:
 
 def member_scale(folder: str | Path) -> RewardScale:
     """The member's reward statistics; a member without them cannot be put on the common scale."""
-    from omnireward.model_folder import STATS_NAME, open_folder, require_reward_folder, reward_stats
 
     require_reward_folder(folder, "an ensemble")
     scale = RewardScale.from_stats(reward_stats(open_folder(folder)))
@@ -135,7 +137,6 @@ def member_scale(folder: str | Path) -> RewardScale:
 
 def ensemble_identity(members: list[Path]) -> dict:
     """What a scores file of this ensemble was made from: one digest over the members' contents."""
-    from omnireward.scoring.identity import source_identity
 
     each = [source_identity(m, model=True) for m in members]
     digest = hashlib.sha256("\n".join(x.get("sha256", x.get("name", "")) for x in each).encode()).hexdigest()
@@ -156,8 +157,6 @@ def combine_lines(
     records: list[Record], member_lines: list[list[dict]], scales: list[RewardScale], rule: str, lam: float
 ) -> list[dict]:
     """One scores line per record from every member's lines for the same records."""
-    from omnireward.data.records import Item
-    from omnireward.scoring.batch import line_for
 
     out = []
     for i, rec in enumerate(records):
@@ -202,7 +201,6 @@ class EnsembleModel:
     prefix_sharing: bool = True
 
     def __call__(self) -> EnsembleScorer:
-        from omnireward.scoring.bt import BTModel
 
         scorers = [BTModel(m, self.quant, self.device, self.prefix_sharing)() for m in self.members]
         return EnsembleScorer(scorers, [member_scale(m) for m in self.members], self.rule, self.lam)
@@ -222,7 +220,6 @@ class EnsembleReplica:
         return self.members[0].backbone
 
     def reward_records(self, records: list[Record], batch_size: int) -> list[dict]:
-        from omnireward.scoring.bt import reward_records
 
         lines = [reward_records(m, records, batch_size, show_progress=False) for m in self.members]
         return combine_lines(records, lines, self.scales, self.rule, self.lam)
@@ -252,9 +249,6 @@ def score_ensemble_file(
 ) -> dict:
     """`omnireward score --model A --model B ...`: the ensemble's lines streamed into `out`
     (resumable like `bt.score_file`), and a summary whose `ensemble` block says who voted how."""
-    from omnireward.scoring.bt import check_quant
-    from omnireward.scoring.identity import source_identity
-    from omnireward.scoring.stream import score_stream
 
     check_rule(rule, lam)
     check_quant(quant, device, engine, ray)
