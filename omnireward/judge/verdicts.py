@@ -73,10 +73,8 @@ def format_ok(t: JudgeTemplate, text: str) -> bool:
         )
     if t.format == "think":
         return re.fullmatch(r"<think>(.+?)</think>\s*<answer>\s*[ABC]\s*</answer>", text, re.DOTALL) is not None
-    if t.format == "flex":
-        return parse_flex(text) is not None
-    if t.format == "flex_pointwise":
-        return parse_flex_pointwise(text) is not None
+    if t.format in ("flex", "flex_pointwise"):
+        return parse_flex(text, pointwise=t.format == "flex_pointwise") is not None
     raise ConfigError(f"unknown judge format {t.format!r}", field="format")
 
 
@@ -120,52 +118,72 @@ def _name(v) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(v).strip().lower()).strip("_") or "unnamed"
 
 
-def parse_flex(text: str) -> dict | None:
-    """Validated, normalised Flex JSON, or None when invalid.
-
-    Per sub-dimension the two scores are rescaled to sum to 10 (a 0/0 split becomes 5/5);
-    missing category winners come from the score sums, a missing overall winner from the
-    category winners. Winners are A|B|C.
-    """
-    obj, _ = _json_object(text)
-    if obj is None or not isinstance(obj.get("categories"), list) or not obj["categories"]:
+def _pair_dimension(d) -> dict | None:
+    """A pairwise sub-dimension: its two scores rescaled to sum to 10 (0/0 becomes 5/5)."""
+    if not isinstance(d, dict):
         return None
-    cats = []
-    for c in obj["categories"]:
-        if not isinstance(c, dict) or not isinstance(c.get("dimensions"), list) or not c["dimensions"]:
-            return None
-        dims = []
-        for d in c["dimensions"]:
-            if not isinstance(d, dict):
-                return None
-            a, b = _number(d.get("score_a")), _number(d.get("score_b"))
-            if a is None or b is None or a < 0 or b < 0:
-                return None
-            total = a + b
-            a, b = (10 * a / total, 10 * b / total) if total > 0 else (5.0, 5.0)
-            dims.append(
-                {"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")), "score_a": a, "score_b": b}
-            )
-        sa, sb = sum(d["score_a"] for d in dims), sum(d["score_b"] for d in dims)
-        winner = _winner_letter(c.get("winner")) or ("A" if sa > sb else "B" if sb > sa else "C")
-        cats.append(
-            {
-                "name": _name(c.get("name", "")),
-                "dimensions": dims,
-                "winner": winner,
-                "score_a": sa / len(dims),
-                "score_b": sb / len(dims),
-            }
-        )
+    a, b = _number(d.get("score_a")), _number(d.get("score_b"))
+    if a is None or b is None or a < 0 or b < 0:
+        return None
+    total = a + b
+    a, b = (10 * a / total, 10 * b / total) if total > 0 else (5.0, 5.0)
+    return {"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")), "score_a": a, "score_b": b}
+
+
+def _pair_category(c: dict, dims: list[dict]) -> dict:
+    sa, sb = sum(d["score_a"] for d in dims), sum(d["score_b"] for d in dims)
+    winner = _winner_letter(c.get("winner")) or ("A" if sa > sb else "B" if sb > sa else "C")
+    return {"winner": winner, "score_a": sa / len(dims), "score_b": sb / len(dims)}
+
+
+def _pair_overall(obj: dict, cats: list[dict]) -> dict:
     overall = _winner_letter(obj.get("overall_winner"))
     if overall is None:
         votes = [c["winner"] for c in cats]
         overall = "A" if votes.count("A") > votes.count("B") else "B" if votes.count("B") > votes.count("A") else "C"
-    return {"intent": str(obj.get("intent", "")), "categories": cats, "overall_winner": overall}
+    return {"overall_winner": overall}
 
 
-def parse_flex_pointwise(text: str) -> dict | None:
-    """Validated pointwise Flex JSON (scores clipped to 0-10), or None."""
+def _point_dimension(d) -> dict | None:
+    """A pointwise sub-dimension: its score clipped to 0-10."""
+    s = _number(d.get("score")) if isinstance(d, dict) else None
+    if s is None:
+        return None
+    return {"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")), "score": min(10.0, max(0.0, s))}
+
+
+def _point_category(c: dict, dims: list[dict]) -> dict:
+    return {"score": sum(d["score"] for d in dims) / len(dims)}
+
+
+def _point_overall(obj: dict, cats: list[dict]) -> dict:
+    overall = _number(obj.get("overall_score"))
+    if overall is None:
+        overall = sum(c["score"] for c in cats) / len(cats)
+    return {"overall_score": min(10.0, max(0.0, overall))}
+
+
+_FLEX_KINDS = {
+    False: (_pair_dimension, _pair_category, _pair_overall),
+    True: (_point_dimension, _point_category, _point_overall),
+}
+
+
+def parse_flex(text: str, *, pointwise: bool = False) -> dict | None:
+    """Validated, normalised Flex JSON (pairwise, or `pointwise`), or None when invalid.
+
+    The answer is an `intent`, a non-empty list of `categories`, each with a non-empty list of
+    `dimensions`, and an overall judgement; any sub-dimension that does not validate makes the
+    whole answer invalid.
+
+    Pairwise: per sub-dimension the two scores are rescaled to sum to 10 (a 0/0 split becomes
+    5/5); missing category winners come from the score sums, a missing overall winner from the
+    category winners. Winners are A|B|C.
+
+    Pointwise: scores are clipped to 0-10; a category's score is the mean of its dimensions', a
+    missing overall score the mean of the categories'.
+    """
+    dimension, category, overall = _FLEX_KINDS[bool(pointwise)]
     obj, _ = _json_object(text)
     if obj is None or not isinstance(obj.get("categories"), list) or not obj["categories"]:
         return None
@@ -175,19 +193,17 @@ def parse_flex_pointwise(text: str) -> dict | None:
             return None
         dims = []
         for d in c["dimensions"]:
-            s = _number(d.get("score")) if isinstance(d, dict) else None
-            if s is None:
+            dim = dimension(d)
+            if dim is None:
                 return None
-            dims.append(
-                {"name": _name(d.get("name", "")), "reason": str(d.get("reason", "")), "score": min(10.0, max(0.0, s))}
-            )
-        cats.append(
-            {"name": _name(c.get("name", "")), "dimensions": dims, "score": sum(d["score"] for d in dims) / len(dims)}
-        )
-    overall = _number(obj.get("overall_score"))
-    if overall is None:
-        overall = sum(c["score"] for c in cats) / len(cats)
-    return {"intent": str(obj.get("intent", "")), "categories": cats, "overall_score": min(10.0, max(0.0, overall))}
+            dims.append(dim)
+        cats.append({"name": _name(c.get("name", "")), "dimensions": dims, **category(c, dims)})
+    return {"intent": str(obj.get("intent", "")), "categories": cats, **overall(obj, cats)}
+
+
+def parse_flex_pointwise(text: str) -> dict | None:
+    """`parse_flex(text, pointwise=True)`: validated pointwise Flex JSON (scores clipped to 0-10), or None."""
+    return parse_flex(text, pointwise=True)
 
 
 def flex_in_response_terms(flex: dict, swap: bool) -> dict:
