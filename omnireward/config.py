@@ -52,7 +52,12 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dirs: lis
     try:
         with initialize_config_module(config_module="omnireward.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
+        # The logger group is resolved when its loggers are built: its `${output_dir}` is the run's
+        # own folder, which training may still change (an ensemble member's output_dir/member-k).
+        late = OmegaConf.to_container(cfg.logger, resolve=False) if "logger" in cfg else None
         OmegaConf.resolve(cfg)
+        if late is not None:
+            cfg.logger = late
     except (HydraException, OmegaConfBaseException) as e:
         msg = str(e).strip().splitlines()[0]
         raise ConfigError(f"bad config override: {msg}") from None

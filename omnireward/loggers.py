@@ -1,13 +1,16 @@
-"""Training loggers from the `logger` config group: metrics.csv, TensorBoard (the default), and
-any backend the group names by `_target_` (Weights & Biases, MLflow).
+"""Training loggers from the `logger` config group: every entry of the group is a Lightning logger
+given by `_target_` (conf/logger/<backend>.yaml, one file per backend).
 
     logger=tensorboard   metrics.csv + TensorBoard events in OUTPUT/tensorboard (default)
     logger=wandb         ... + a W&B run (offline with WANDB_MODE=offline), files in OUTPUT/wandb
     logger=mlflow        ... + an MLflow run, in OUTPUT/mlflow.db (SQLite) unless tracking_uri is set
     logger=csv           metrics.csv only (TensorBoard too when it happens to be installed)
 
-A backend's key under `backends` is the package it needs; when that package is missing, the run
-stops before training with one line saying what to install.
+Besides the logger's own options an entry may say `_requires_: PACKAGE` (when that package is
+missing, the run stops before training with one line saying what to install) and `_optional_: true`
+(left out instead when the package is missing). `logger.NAME=false` leaves entry NAME out; a
+user's own file (`--config-dir DIR` with DIR/logger/NAME.yaml) adds any other logger the same way.
+`${output_dir}` in an entry is the run's own folder.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from omnireward.config import build
 from omnireward.errors import DependencyError
@@ -32,24 +34,36 @@ def require(package: str, what: str) -> None:
         raise DependencyError(f"{what} needs the {package!r} package: pip install {package}", field="logger") from None
 
 
-def build_loggers(cfg: DictConfig, out: Path) -> list:
-    """The Lightning loggers `cfg` (the composed `logger` group) asks for, writing under `out`."""
-    loggers = []
-    if cfg.get("csv", True):
-        loggers.append(CSVLogger(out, name="", version=""))
-    tb = cfg.get("tensorboard", "auto")
-    if tb:
-        try:
-            importlib.import_module("tensorboard")
-        except ImportError:
-            if tb is True:
-                require("tensorboard", "logger.tensorboard=true")
-        else:
-            from lightning.pytorch.loggers import TensorBoardLogger
+def _installed(package: str) -> bool:
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
 
-            loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
-    for package, spec in (cfg.get("backends") or {}).items():
-        require(package, f"logger={package}")
+
+def _entries(cfg: DictConfig, out: Path) -> dict:
+    """The group's entries, resolved, with `${output_dir}` read as `out`; other interpolations
+    resolve against the config the group belongs to."""
+    root = cfg._get_root()
+    whole = OmegaConf.to_container(root, resolve=False) if root is not cfg else {}
+    whole["output_dir"] = str(out)
+    whole["_loggers_"] = OmegaConf.to_container(cfg, resolve=False)
+    return OmegaConf.to_container(OmegaConf.create(whole)["_loggers_"], resolve=True)
+
+
+def build_loggers(cfg: DictConfig, out: Path) -> list:
+    """The Lightning loggers `cfg` (the composed `logger` group) lists, writing under `out`."""
+    loggers = []
+    for name, spec in _entries(cfg, out).items():
+        if spec is None or spec is False:
+            continue
+        packages = spec.pop("_requires_", None) or []
+        packages = [packages] if isinstance(packages, str) else list(packages)
+        if spec.pop("_optional_", False) and not all(map(_installed, packages)):
+            continue
+        for package in packages:
+            require(package, f"logger={name}")
         loggers.append(build(spec))
     return loggers
 

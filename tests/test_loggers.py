@@ -21,7 +21,9 @@ def _logger_names(loggers):
 
 def test_tensorboard_is_the_default_and_writes_events(tmp_path):
     cfg = compose_config([])
-    assert cfg.logger.tensorboard is True and not cfg.logger.backends
+    assert list(cfg.logger) == ["csv", "tensorboard"]
+    assert cfg.logger.tensorboard._target_ == "lightning.pytorch.loggers.TensorBoardLogger"
+    assert cfg.logger.tensorboard._optional_ is False  # required: a missing tensorboard stops the run
     loggers = build_loggers(cfg.logger, tmp_path)
     assert _logger_names(loggers) == ["CSVLogger", "TensorBoardLogger"]
     loggers[1].log_metrics({"train/loss": 0.5}, step=1)
@@ -90,6 +92,87 @@ def test_mlflow_logs_to_a_local_store_when_installed(tmp_path):
     ml.finalize("success")
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     assert [(m.value, m.step) for m in client.get_metric_history(ml.run_id, "val/acc")] == [(0.75, 2)]
+
+
+def test_an_entry_set_to_false_is_left_out(tmp_path):
+    cfg = compose_config(["logger=wandb", "logger.tensorboard=false", "logger.wandb=null"])
+    assert _logger_names(build_loggers(cfg.logger, tmp_path)) == ["CSVLogger"]
+
+
+def test_a_missing_required_tensorboard_is_one_line_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(DependencyError, match="logger=tensorboard needs the 'tensorboard' package"):
+        build_loggers(compose_config([]).logger, tmp_path)
+    # logger=csv takes TensorBoard only when it is installed
+    assert _logger_names(build_loggers(compose_config(["logger=csv"]).logger, tmp_path)) == ["CSVLogger"]
+
+
+MY_LOGGER = """
+from lightning.pytorch.loggers import Logger
+
+
+class ListLogger(Logger):
+    \"\"\"Keeps every logged metric in a list and writes them to save_dir/metrics.txt.\"\"\"
+
+    def __init__(self, save_dir, prefix=""):
+        super().__init__()
+        self._save_dir, self.prefix, self.rows = save_dir, prefix, []
+
+    name = "list"
+    version = "0"
+
+    @property
+    def save_dir(self):
+        return self._save_dir
+
+    def log_hyperparams(self, params):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append((step, {self.prefix + k: float(v) for k, v in metrics.items()}))
+
+    def finalize(self, status):
+        import os
+
+        os.makedirs(self._save_dir, exist_ok=True)
+        with open(os.path.join(self._save_dir, "metrics.txt"), "w") as f:
+            f.writelines(f"{s} {m}\\n" for s, m in self.rows)
+"""
+
+MY_LOGGER_YAML = """
+defaults:
+  - csv
+  - _self_
+
+mine:
+  _target_: my_loggers.ListLogger
+  save_dir: ${output_dir}/mine
+  prefix: run/
+"""
+
+
+def test_a_user_logger_file_with_its_own_target_is_built_and_logs(tmp_path, monkeypatch):
+    """A backend of the user's: one YAML file in DIR/logger/ naming a class beside it."""
+    conf = tmp_path / "my_conf"
+    (conf / "logger").mkdir(parents=True)
+    (conf / "my_loggers.py").write_text(MY_LOGGER)
+    (conf / "logger" / "mine.yaml").write_text(MY_LOGGER_YAML)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "my_loggers", raising=False)
+    cfg = compose_config(["logger=mine"], config_dirs=[conf])
+    loggers = build_loggers(cfg.logger, tmp_path / "run")
+    assert _logger_names(loggers) == ["CSVLogger", "TensorBoardLogger", "ListLogger"]
+    mine = loggers[-1]
+    assert mine.save_dir == str(tmp_path / "run" / "mine") and mine.prefix == "run/"
+    mine.log_metrics({"loss": 0.5}, step=4)
+    mine.finalize("success")
+    assert (tmp_path / "run" / "mine" / "metrics.txt").read_text() == "4 {'run/loss': 0.5}\n"
+    # an option the class does not take stops at compose time
+    from omnireward.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ListLogger takes no option colour"):
+        compose_config(["logger=mine", "+logger.mine.colour=red"], config_dirs=[conf])
+    sys.modules.pop("my_loggers", None)
 
 
 class _Pairs(L.LightningModule):
