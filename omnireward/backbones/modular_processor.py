@@ -21,7 +21,6 @@ from omnireward.errors import ModelError
 # Private-use code points: cannot collide with text a user writes in a prompt by accident.
 _SENTINEL = "\ue000{}\ue001"
 _SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
-ENCODER_FOR_MEDIA = {"image": "image", "video": "video", "audio": "audio", "mesh": "mesh"}
 # Words an encoder heard in a media item (a clip's transcript) follow its feature tokens as plain text.
 TRANSCRIPT = ' Transcript: "{}"'
 # Measured properties of a media item (encoders/descriptors.py) follow its feature tokens as plain text.
@@ -81,7 +80,7 @@ class ModularProcessor:
         return text, media
 
     def _encoder_for(self, m: Media) -> str:
-        name = ENCODER_FOR_MEDIA.get(m.type)
+        name = m.type  # an encoder is keyed by the media type it reads (its `modality`)
         if name not in self.encoders:
             raise ModelError(
                 f"this model has no {m.type} encoder (it was built for "

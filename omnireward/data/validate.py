@@ -148,6 +148,8 @@ def _media_problem(full: str, mtype: str, decode: bool) -> str | None:
         return None
     from omnireward.data import media
 
+    if mtype not in _DECODE:  # a media type of the user's encoder: its own prepare() reads it
+        return None
     try:
         _DECODE[mtype](p, media)
     except OmniRewardError as err:

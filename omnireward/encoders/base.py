@@ -7,6 +7,8 @@ import pathlib
 import torch
 from torch import nn
 
+from omnireward.data.records import register_media_type
+
 
 class Encoder(nn.Module):
     """Turns one media file into `n_tokens` feature vectors of size `out_dim`.
@@ -22,6 +24,11 @@ class Encoder(nn.Module):
     n_tokens: int
     trainable: bool = False
     transcribes: bool = False  # media of this encoder also reach the LM as words (`transcribe`)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.modality:  # records may now hold media of this type
+            register_media_type(cls.modality)
 
     def cache_key(self) -> str:
         """Identifies what `prepare()` returns (encoder, weights, options), for feature caches."""
