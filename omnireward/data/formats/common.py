@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +58,53 @@ class Source:
         return Media(mtype, str(full))
 
 
+def file_source(
+    path: Path, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+) -> Source:
+    """The Source of one file whose media paths resolve against its own folder, or `media_root` when given."""
+    return Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
+
+
+def attempt(path: Path, line: int | None, raw: Any, build: Callable[[], Record]) -> Result:
+    """The Result of one source record: the record `build()` returns, or the error it raised, placed
+    at the file and line."""
+    try:
+        record = build()
+    except OmniRewardError as err:
+        return Result(str(path), line, raw, error=err.at(file=path, line=line))
+    return Result(str(path), line, raw, record=record)
+
+
 def convert_file(path: Path, source: Source, convert: Callable[[Any, int, Source], Record]) -> Iterator[Result]:
     """Run `convert(raw, line, source)` over every raw record of `path`, catching per-record errors."""
     for line, raw in iter_raw(path, lenient=True):
         if isinstance(raw, OmniRewardError):
             yield Result(str(path), line, getattr(raw, "raw_text", None), error=raw)
             continue
-        try:
-            if not isinstance(raw, dict):
-                raise DataFormatError(f"expected a JSON object, got {type_name(raw)}")
-            record = convert(raw, line, source)
-        except OmniRewardError as err:
-            yield Result(str(path), line, raw, error=err.at(file=path, line=line))
-            continue
-        yield Result(str(path), line, raw, record=record)
+        yield attempt(path, line, raw, partial(_convert_object, convert, raw, line, source))
+
+
+def _convert_object(convert: Callable[[Any, int, Source], Record], raw: Any, line: int, source: Source) -> Record:
+    if not isinstance(raw, dict):
+        raise DataFormatError(f"expected a JSON object, got {type_name(raw)}")
+    return convert(raw, line, source)
+
+
+def file_reader(
+    convert: Callable[[Any, int, Source], Record], doc: str | None = None
+) -> Callable[..., Iterator[Result]]:
+    """The `read` of a format whose file holds one raw record per source record, each converted
+    alone by `convert(raw, line, source)`; media paths resolve against the file's folder, or
+    `media_root` when given."""
+
+    def read(
+        path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
+    ) -> Iterator[Result]:
+        yield from convert_file(path, file_source(path, media_root, allow_outside, check_media), convert)
+
+    read.__module__, read.__qualname__ = convert.__module__, "read"
+    read.__doc__ = doc
+    return read
 
 
 def resolve_record(record: Record, source: Source) -> Record:

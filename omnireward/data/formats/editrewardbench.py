@@ -18,22 +18,13 @@ when all its comparisons are right). Task: text_image_to_image.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, req_str, type_name
+from omnireward.data.formats.common import Source, file_reader, record_id, req_str, type_name
 from omnireward.data.records import Pair, Response
 from omnireward.errors import DataFormatError
 
 _RANK = re.compile(r"^\s*([A-D])\s*([<>=])\s*([A-D])\s*$")
 _TYPE = re.compile(r"^([A-D])vs([A-D])$")
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def is_editrewardbench(raw: dict) -> bool:
@@ -94,3 +85,6 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         preference=pref,
         meta=meta,
     )
+
+
+read = file_reader(convert)

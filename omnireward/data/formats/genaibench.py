@@ -8,21 +8,11 @@ metadata file's folder, or to `media_root` when given.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, req_str
+from omnireward.data.formats.common import Source, file_reader, record_id, req_str
 from omnireward.data.records import Pair, Response
 from omnireward.errors import DataFormatError
 
 VOTES = {"leftvote": "response1", "rightvote": "response2", "tievote": "tie", "bothbad_vote": "tie"}
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def convert(raw: dict, line: int | None, source: Source) -> Pair:
@@ -42,3 +32,6 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         preference=VOTES[vote],
         meta={"vote_type": vote},
     )
+
+
+read = file_reader(convert)

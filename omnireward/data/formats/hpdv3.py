@@ -10,18 +10,8 @@ optional `confidence` and `choice_dist`; image paths relative to the file's fold
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, req_str
+from omnireward.data.formats.common import Source, file_reader, record_id, req_str
 from omnireward.data.records import Pair, Response
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def is_hpdv3(raw: dict) -> bool:
@@ -42,3 +32,6 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         preference="response1",
         meta=meta,
     )
+
+
+read = file_reader(convert)

@@ -15,9 +15,10 @@ refused naming the line of its entry. Task: text_to_image.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-from omnireward.data.formats.common import Result, Source, req_str, type_name
+from omnireward.data.formats.common import Result, Source, attempt, req_str, type_name
 from omnireward.data.io import iter_raw
 from omnireward.data.records import Group, Media, Response
 from omnireward.errors import DataFormatError, OmniRewardError
@@ -62,11 +63,7 @@ def read(
         groups.setdefault(pid, []).append((line, raw, prompt, image, rank, extra))
     for pid, entries in groups.items():
         line = entries[0][0]
-        raws = [e[1] for e in entries]
-        try:
-            yield Result(str(path), line, raws, record=_group(pid, entries))
-        except OmniRewardError as err:
-            yield Result(str(path), line, raws, error=err.at(file=path, line=line))
+        yield attempt(path, line, [e[1] for e in entries], partial(_group, pid, entries))
 
 
 def _group(pid: str, entries) -> Group:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, req_str, type_name
+from omnireward.data.formats.common import Result, Source, convert_file, file_source, record_id, req_str, type_name
 from omnireward.data.records import Item, Pair, Response
 from omnireward.errors import DataFormatError
 
@@ -36,7 +36,7 @@ def read(
     if not files:
         raise DataFormatError(f"no MJ-Bench subset files ({', '.join(PERSPECTIVES)}.json[l]|.parquet)", file=path)
     for f in files:
-        source = Source(f, Path(media_root) if media_root else f.parent, allow_outside, check_media)
+        source = file_source(f, media_root, allow_outside, check_media)
         subset = perspective_of(f)  # the file's subset, for rows that do not name theirs
         yield from convert_file(f, source, lambda raw, line, src, subset=subset: convert(raw, line, src, subset))
 

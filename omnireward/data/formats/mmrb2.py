@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, type_name
+from omnireward.data.formats.common import Result, Source, convert_file, file_source, record_id, type_name
 from omnireward.data.records import Media, Pair, Response, infer_task
 from omnireward.errors import DataFormatError
 
@@ -46,8 +46,7 @@ def read(
             "no MMRB2 task file here (expected t2i.json, edit.json, interleaved.json or reasoning.json)", file=path
         )
     for f in files:
-        source = Source(f, Path(media_root) if media_root else f.parent, allow_outside, check_media)
-        yield from convert_file(f, source, convert)
+        yield from convert_file(f, file_source(f, media_root, allow_outside, check_media), convert)
 
 
 def is_mmrb2(raw: dict) -> bool:

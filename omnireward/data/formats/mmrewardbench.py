@@ -12,21 +12,11 @@ accuracy per category and overall. Task: text_image_to_text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from omnireward.data.formats.common import Result, Source, convert_file, req_str
+from omnireward.data.formats.common import Source, file_reader, req_str
 from omnireward.data.records import Pair, Response
 from omnireward.errors import DataFormatError
 
 BETTER = {"Output1": "response1", "Output2": "response2"}
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def is_mmrewardbench(raw: dict) -> bool:
@@ -62,3 +52,6 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         preference=BETTER[better],
         meta={"category": category_of(item_id, category), "source_category": category},
     )
+
+
+read = file_reader(convert)

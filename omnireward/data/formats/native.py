@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from omnireward.data.formats.common import Result, Source, convert_file, resolve_record
+from omnireward.data.formats.common import Source, file_reader, resolve_record
 from omnireward.data.records import Record, record_from_dict
 
 
@@ -15,9 +12,4 @@ def convert(raw: dict, line: int | None, source: Source) -> Record:
     return resolve_record(record, source)
 
 
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    """Relative media paths resolve against the file's folder, or `media_root` when given."""
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
+read = file_reader(convert, "Relative media paths resolve against the file's folder, or `media_root` when given.")

@@ -9,20 +9,10 @@ the model names stay in `meta`: `omnireward eval` computes the benchmark's secti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, req_str
+from omnireward.data.formats.common import Source, file_reader, record_id, req_str
 from omnireward.data.records import Pair, Response
 
 META_KEYS = ("subset", "chosen_model", "rejected_model")
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def convert(raw: dict, line: int | None, source: Source) -> Pair:
@@ -41,3 +31,6 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         preference="response1",
         meta=meta,
     )
+
+
+read = file_reader(convert)

@@ -12,21 +12,11 @@ read `ref:N` (one correct answer) or `tied:N` (several). Task: text_to_text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, req_str, type_name
+from omnireward.data.formats.common import Source, file_reader, record_id, req_str, type_name
 from omnireward.data.records import Group, Response
 from omnireward.errors import DataFormatError
 
 DOMAINS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def is_rewardbench2(raw: dict) -> bool:
@@ -85,3 +75,6 @@ def convert(raw: dict, line: int | None, source: Source) -> Group:
         best=0,
         meta=meta,
     )
+
+
+read = file_reader(convert)

@@ -23,7 +23,15 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from omnireward.data.formats.common import Result, Source, convert_file, prompt_from_messages, record_id, type_name
+from omnireward.data.formats.common import (
+    Result,
+    Source,
+    convert_file,
+    file_source,
+    prompt_from_messages,
+    record_id,
+    type_name,
+)
 from omnireward.data.io import read_json_document
 from omnireward.data.records import Group, Media, Pair, Response, infer_task
 from omnireward.errors import DataFormatError
@@ -92,10 +100,9 @@ def read(
             check_media=check_media,
         )
         return
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
     yield from convert_file(
         path,
-        source,
+        file_source(path, media_root, allow_outside, check_media),
         partial(
             convert, columns={**DEFAULT_COLUMNS, **(columns or {})}, tags={**DEFAULT_TAGS, **(tags or {})}, task=task
         ),

@@ -9,23 +9,19 @@ as `System: ...`): in TRL data it instructs the policy, it is not a judging crit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from omnireward.data.formats.common import Result, Source, convert_file, prompt_from_messages, record_id, type_name
+from omnireward.data.formats.common import (
+    Source,
+    file_reader,
+    prompt_from_messages,
+    record_id,
+    type_name,
+)
 from omnireward.data.records import Pair, Response, infer_task
 from omnireward.errors import DataFormatError
 
 ROLES = ("system", "user", "assistant")
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    """Image paths in `images` resolve against the file's folder, or `media_root` when given."""
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def convert(raw: dict, line: int | None, source: Source) -> Pair:
@@ -133,3 +129,6 @@ def _paths(raw: dict, key: str) -> list:
     if not isinstance(v, list):
         raise DataFormatError(f"expected a list of paths, got {type_name(v)}", field=key)
     return v
+
+
+read = file_reader(convert, "Image paths in `images` resolve against the file's folder, or `media_root` when given.")

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-from omnireward.data.formats.common import Result, Source, record_id, req_str
+from omnireward.data.formats.common import Result, Source, attempt, file_source, record_id, req_str
 from omnireward.data.records import Pair, Response
-from omnireward.errors import DataFormatError, OmniRewardError
+from omnireward.errors import DataFormatError
 
 LABELS = {"A": "response1", "B": "response2", "same": "tie"}
 DIMENSIONS = ("VQ", "MQ", "TA")
@@ -61,7 +62,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict]]:
 def read(
     path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
 ) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
+    source = file_source(path, media_root, allow_outside, check_media)
     try:
         rows = list(iter_rows(path))
     except (UnicodeDecodeError, csv.Error) as e:
@@ -69,10 +70,7 @@ def read(
     if not rows:
         raise DataFormatError("the CSV holds no rows", file=path)
     for line, row in rows:
-        try:
-            yield Result(str(path), line, row, record=convert(row, line, source))
-        except OmniRewardError as err:
-            yield Result(str(path), line, row, error=err.at(file=path, line=line))
+        yield attempt(path, line, row, partial(convert, row, line, source))
 
 
 def _label(row: dict, key: str) -> str:

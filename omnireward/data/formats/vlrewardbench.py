@@ -7,21 +7,11 @@ response2, equal ranks → tie. The image path is relative to the metadata file'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from omnireward.data.formats.common import Result, Source, convert_file, record_id, req_str, type_name
+from omnireward.data.formats.common import Source, file_reader, record_id, req_str, type_name
 from omnireward.data.records import Pair, Response
 from omnireward.errors import DataFormatError
 
 META_KEYS = ("models", "judge", "query_source", "ground_truth", "rationale")
-
-
-def read(
-    path: Path, *, media_root: Path | None = None, allow_outside: bool = False, check_media: bool = False
-) -> Iterator[Result]:
-    source = Source(path, Path(media_root) if media_root else path.parent, allow_outside, check_media)
-    yield from convert_file(path, source, convert)
 
 
 def convert(raw: dict, line: int | None, source: Source) -> Pair:
@@ -57,3 +47,6 @@ def convert(raw: dict, line: int | None, source: Source) -> Pair:
         prompt_media=[image],
         meta=meta,
     )
+
+
+read = file_reader(convert)
