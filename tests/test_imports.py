@@ -51,7 +51,6 @@ UNMARKED_ALLOWED = {
     "omnireward.report.probe",
     "omnireward.scoring.batch",
     "omnireward.scoring.bt",
-    "omnireward.scoring.judge",
     "omnireward.scoring.models",
     "omnireward.scoring.pipeline",
     "omnireward.scoring.ray_engine",

@@ -130,11 +130,11 @@ class JudgeScorer:
     def __init__(
         self, model_dir, *, device: str = "auto", batch_size: int = 8, max_new_tokens: int = 64, seed: int = 0
     ):
-        from omnireward.scoring.judge import JudgeFactory, _template
+        from omnireward.scoring.judge import JudgeFactory, template_for
 
         self.judge = JudgeFactory(
             str(model_dir),
-            _template(None, model_dir),
+            template_for(None, model_dir),
             device=device,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,

@@ -220,11 +220,11 @@ class JudgeService:
         """`workers_per_device` judge replicas on each of the comma-separated `devices`: a judge folder
         with its own template (or `judge`), a model folder or HF LM with `judge`, or with no model the
         embedded instruct LM."""
-        from omnireward.scoring.judge import Judge, _template, load_judge_backbone
+        from omnireward.scoring.judge import Judge, load_judge_backbone, template_for
         from omnireward.scoring.load import pick_device
 
         batching = (batching or BatchSettings()).check()
-        template = _template(judge, model_dir)
+        template = template_for(judge, model_dir)
         constrain = None
         if constrained:
             from omnireward.judge.grammar import constraint_for
