@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from omnireward.encoders import whisper
-from omnireward.encoders.base import frozen
+from omnireward.encoders.base import frozen, seeded_init
 from omnireward.errors import ModelError
 
 VERSION = "3"  # bump when decoding changes, so cached transcripts are redone (3: clips without speech give "")
@@ -37,7 +37,9 @@ def _decoder():
     from transformers import GenerationConfig, WhisperForConditionalGeneration
 
     sd = whisper.load_state_dict()
-    model = WhisperForConditionalGeneration(whisper.hf_config(sd))
+    # Built lazily, at the first clip a run transcribes: under its own RNG, so that transcribing (or
+    # finding the transcripts cached) leaves training's shuffles and initialisations where they were.
+    model = seeded_init(lambda: WhisperForConditionalGeneration(whisper.hf_config(sd)))
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing != ["proj_out.weight"] or unexpected:  # proj_out is tied to the decoder's token embeddings
         raise ModelError(f"converted Whisper weights do not fit the model: missing {missing}, unexpected {unexpected}")
