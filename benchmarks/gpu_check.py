@@ -572,8 +572,7 @@ def run_train_omni(a, s: dict) -> dict:
     model.train()
     module = build(cfg.model, model=model)
     dm = build(cfg.data)
-    dm.collate_fn = module.collate
-    dm.trains_on = module.trains_on
+    dm.needs = module.data_needs()
     dm.setup("fit")
     steps = _Steps(s["warmup_steps"])
 

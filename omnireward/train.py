@@ -18,7 +18,6 @@ from safetensors.torch import load_file, save_file
 from omnireward.cache import cache_dir
 from omnireward.config import build
 from omnireward.errors import ConfigError
-from omnireward.heads.losses import needs_margin
 from omnireward.loggers import build_loggers, quiet_third_party
 from omnireward.objectives import objective
 from omnireward.progress import PairsProgressBar
@@ -199,18 +198,10 @@ def train_one(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
                     cfg.data[k] = v
     dm = build(cfg.data)  # a bad data.train mixture entry fails here, before the model loads
     module = build_module(cfg)
-    dm.collate_fn = module.collate
-    trains_on = getattr(module, "trains_on", None)  # reward modules also train on rankings, dimension labels
-    if trains_on is not None:
-        dm.trains_on = trains_on
-    dm.setup("fit")
+    dm.needs = module.data_needs()  # its collate, the records it trains on, what each must carry
+    dm.setup("fit")  # reads the data and checks it against those needs (file and line of a failure)
     if rank_zero_only.rank == 0:
         write_mixture(out, dm, cfg.seed)
-    loss = getattr(module, "loss", None)
-    if loss is not None and needs_margin(loss):
-        dm.require_margins("the loss uses each record's margin (loss=bt_margin)")
-    if getattr(module, "dimensions", ()):
-        dm.require_dimensions(module.dimensions)
 
     best_path = out / "checkpoints" / "best.safetensors"
     keep_best = KeepBest(best_path)

@@ -14,6 +14,7 @@ from test_train import StopAfterFirstEpoch
 from omnireward.config import compose_config
 from omnireward.data.datamodule import EpochShuffleSampler, PreferenceDataModule
 from omnireward.data.mixture import MixtureSampler, length_grouped, mixture_order, pairs_per_epoch
+from omnireward.data.needs import DataNeeds
 from omnireward.errors import ConfigError
 from omnireward.train import MIXTURE_NAME, SUMMARY_NAME, train
 
@@ -175,7 +176,7 @@ def test_the_datamodule_groups_its_training_batches_by_length(sources):
     a, _, _ = sources
     dm = PreferenceDataModule(train=str(a), batch_size=4, seed=1)
     dm.setup()
-    dm.collate_fn = lambda batch: batch
+    dm.needs = DataNeeds(collate=lambda batch: batch)
     assert dm.group_by_length == 16  # the default
     loader = dm.train_dataloader()
     assert loader.sampler.lengths is not None and loader.sampler.batch_size == 4
@@ -183,7 +184,7 @@ def test_the_datamodule_groups_its_training_batches_by_length(sources):
     assert sorted(ids) == sorted(r.id for r in dm.splits["train"])
     off = PreferenceDataModule(train=str(a), batch_size=4, seed=1, group_by_length=0)
     off.setup()
-    off.collate_fn = dm.collate_fn
+    off.needs = dm.needs
     assert off.train_dataloader().sampler.lengths is None
 
 
@@ -211,7 +212,7 @@ def test_datamodule_reads_sources_caps_and_counts(sources):
     other.setup()
     assert {p.id for p in other.splits["train"]} != kept_a
     # Every epoch draws only kept pairs, 10 of the capped source and 24 of the other.
-    dm.collate_fn = list
+    dm.needs = DataNeeds(collate=list)
     dm.trainer = None
     loader = dm.train_dataloader()
     for epoch in range(2):
@@ -320,3 +321,48 @@ def test_cli_refuses_a_bad_mixture_entry_in_one_line(sources, tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "data.train[1].weight: weight must be a number > 0, got -1" in lines[0], r.stderr
+
+
+def test_the_datamodule_checks_the_data_against_the_models_needs(tmp_path):
+    """The module hands one DataNeeds to the datamodule; `setup` reads with its `trains_on` and
+    refuses, naming file and line, a record without the margin or with a dimension it lacks."""
+    from omnireward.errors import DataFormatError
+
+    rows = [{**r, "margin": 1.0} for r in helpful_vs_rude(6, seed=4)]
+    del rows[3]["margin"]
+    path = write_jsonl(tmp_path / "m.jsonl", rows)
+    plain = PreferenceDataModule(train=str(path))
+    plain.needs = DataNeeds(collate=list)
+    plain.setup()
+    assert len(plain.splits["train"]) == 6
+    needy = PreferenceDataModule(train=str(path))
+    needy.needs = DataNeeds(collate=list, margins="the loss uses each record's margin")
+    with pytest.raises(DataFormatError, match=r"m\.jsonl:4: margin: missing margin: the loss uses"):
+        needy.setup()
+    picky = PreferenceDataModule(train=str(path))
+    picky.needs = DataNeeds(collate=list, trains_on=lambda r: r.id != rows[0]["id"])
+    picky.setup()
+    assert [p.id for p in picky.splits["train"]] == [r["id"] for r in rows[1:]]
+    dims = [{**r, "preference": {"overall": r["preference"], "safety": r["preference"]}} for r in rows[:2]]
+    dpath = write_jsonl(tmp_path / "d.jsonl", dims)
+    strict = PreferenceDataModule(train=str(dpath))
+    strict.needs = DataNeeds(collate=list, dimensions=("helpfulness",))
+    with pytest.raises(DataFormatError, match=r"d\.jsonl:1: preference\.safety: dimension 'safety'"):
+        strict.setup()
+    unset = PreferenceDataModule(train=str(path))
+    unset.setup()
+    with pytest.raises(RuntimeError, match="DataNeeds"):
+        unset.train_dataloader()
+
+
+def test_every_module_declares_what_it_needs_from_the_data():
+    from omnireward.config import compose_config
+    from omnireward.train import build_module
+
+    for model, loss, margins in (("bt", "bt", None), ("bt", "bt_margin", "margin"), ("joint", "bt", None)):
+        module = build_module(compose_config([f"model={model}", "backbone=tiny", f"loss={loss}"]))
+        needs = module.data_needs()
+        assert needs.collate == module.collate and needs.trains_on == module.trains_on
+        assert (needs.margins is None) if margins is None else (margins in needs.margins)
+    judge = build_module(compose_config(["model=r1", "backbone=tiny"]))
+    assert judge.data_needs().collate == judge.collate

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from omnireward.data.mixture import MixtureSampler, Source, capped, describe, parse_sources, source_report
+from omnireward.data.needs import DataNeeds, is_labelled_pair
 from omnireward.data.records import Pair, Record, length_hint
 from omnireward.errors import ConfigError, DataFormatError
 
@@ -29,11 +29,6 @@ def labelled_pairs(records: list[Record], path) -> list[Pair]:
     if not pairs:
         raise DataFormatError("no labelled preference pairs to train on", file=path)
     return pairs
-
-
-def is_labelled_pair(record: Record) -> bool:
-    """What training reads unless the module says otherwise: pairs with an overall label."""
-    return isinstance(record, Pair) and record.preference is not None
 
 
 class EpochShuffleSampler(MixtureSampler):
@@ -83,9 +78,10 @@ class PreferenceDataModule(L.LightningDataModule):
                 f"must be 0 (off) or a number of batches, got {group_by_length!r}", field="data.group_by_length"
             )
         self.group_by_length = int(group_by_length)
-        self.collate_fn: Callable | None = None
-        # Which records train; the module sets it (e.g. rankings and per-dimension labels too).
-        self.trains_on: Callable[[Record], bool] = is_labelled_pair
+        # What the model being trained needs from the data (its collate, which records it trains
+        # on, what each must carry): handed over by `omnireward.train` before `setup`. Without it
+        # the splits hold labelled pairs and nothing is loaded.
+        self.needs: DataNeeds | None = None
         self.splits: dict[str, list[Record]] = {}
         self.origins: dict[str, list[tuple[str, int | None]]] = {}  # (file, line) of each pair, per split
         self.mixture: list[dict] = []  # per training source: path, weight, pairs read / kept / per epoch
@@ -98,12 +94,17 @@ class PreferenceDataModule(L.LightningDataModule):
         for res in load(path, fmt, media_root=self.media_root, allow_outside_root=self.allow_outside_root):
             if not res.ok:
                 raise res.error
-            if self.trains_on(res.record):
+            if (self.needs.trains_on if self.needs else is_labelled_pair)(res.record):
                 pairs.append(res.record)
                 origins.append((res.file, res.line))
         if not pairs:
             raise DataFormatError("no labelled preference pairs (or rankings) to train on", file=path)
         return pairs, origins
+
+    def _needs(self) -> DataNeeds:
+        if self.needs is None:
+            raise RuntimeError("set datamodule.needs to the model's DataNeeds (module.data_needs()) first")
+        return self.needs
 
     def setup(self, stage: str | None = None):
         if self.sources and "train" not in self.splits:
@@ -121,6 +122,10 @@ class PreferenceDataModule(L.LightningDataModule):
             path = self.paths[split]
             if path and split not in self.splits:
                 self.splits[split], self.origins[split] = self._read(path)
+        if self.needs and self.needs.margins:
+            self.require_margins(self.needs.margins)
+        if self.needs and self.needs.dimensions:
+            self.require_dimensions(self.needs.dimensions)
 
     @property
     def train_pairs_per_epoch(self) -> int:
@@ -160,8 +165,6 @@ class PreferenceDataModule(L.LightningDataModule):
                         )
 
     def _loader(self, split: str, shuffle: bool, bs: int):
-        if self.collate_fn is None:
-            raise RuntimeError("set datamodule.collate_fn to the model's collate before fitting")
         data = self.splits[split]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         if shuffle:
@@ -179,7 +182,7 @@ class PreferenceDataModule(L.LightningDataModule):
         else:  # each pair evaluated once across ranks (Lightning's default sampler repeats some)
             sampler = UnrepeatedDistributedSampler(data, world, rank, shuffle=False) if world > 1 else None
         return DataLoader(
-            data, batch_size=bs, sampler=sampler, collate_fn=self.collate_fn, num_workers=self.num_workers
+            data, batch_size=bs, sampler=sampler, collate_fn=self._needs().collate, num_workers=self.num_workers
         )
 
     def train_dataloader(self):

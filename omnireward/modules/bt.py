@@ -23,8 +23,9 @@ from itertools import combinations
 import lightning as L
 import torch
 
+from omnireward.data.needs import DataNeeds
 from omnireward.data.records import Group, Pair, Record, responses_of
-from omnireward.heads.losses import bt_loss, centering_loss, is_listwise
+from omnireward.heads.losses import bt_loss, centering_loss, is_listwise, needs_margin
 from omnireward.metrics import LABEL_SIGN, summarize
 from omnireward.modules.optim import configure, pack_checkpoint, unpack_checkpoint
 from omnireward.reward_model import RewardModel, response_rows
@@ -68,6 +69,16 @@ class BTModule(L.LightningModule):
         if isinstance(record, Pair):
             return record.preference is not None or bool(self.dimensions and record.dimension_preferences)
         return isinstance(record, Group) and (record.ranking is not None or record.best is not None)
+
+    def data_needs(self) -> DataNeeds:
+        """Its collate and records (pairs, rankings, per-dimension labels); margins for a margin
+        loss; dimension labels naming the head's dimensions."""
+        return DataNeeds(
+            collate=self.collate,
+            trains_on=self.trains_on,
+            margins="the loss uses each record's margin (loss=bt_margin)" if needs_margin(self.loss) else None,
+            dimensions=self.dimensions,
+        )
 
     # ---- batches ------------------------------------------------------------------------------
     def collate(self, records: list[Record]) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from omnireward.data.needs import DataNeeds
 from omnireward.data.records import Pair
 from omnireward.errors import ConfigError
 from omnireward.judge.critique import critique
@@ -76,6 +77,10 @@ class JudgeModule(L.LightningModule):
     @property
     def backbone(self):
         return self.model.backbone
+
+    def data_needs(self) -> DataNeeds:
+        """A judge trains on labelled pairs (the critique and verdict of a pair), through its collate."""
+        return DataNeeds(collate=self.collate)
 
     def validation_rows(self, pairs: list[Pair]) -> None:
         self._val.extend(judge_validation_rows(self.backbone, self.template, pairs, self.val_max_new_tokens))
