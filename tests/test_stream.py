@@ -542,3 +542,36 @@ def test_scores_and_a_report_written_into_the_model_folder_leave_it_the_same_mod
     (run / "report").mkdir()
     (run / "report" / "index.html").write_text("<html></html>")
     assert _score(src, run, run / "test.scores.jsonl") == first
+
+
+def test_the_input_is_resolved_once_per_score_run(model_dir, tmp_path, monkeypatch):
+    """One InputSource per run: the format detected once, the records counted once, the contents
+    digested once (each used to be done by every step that needed it)."""
+    import omnireward.data.formats as formats
+    import omnireward.scoring.identity as identity
+    import omnireward.scoring.source as source
+    from omnireward.data.formats.detect import detect_format
+    from omnireward.data.io import count_records
+
+    calls = {"detect": 0, "count": 0, "digest": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+
+        return wrapper
+
+    monkeypatch.setattr(formats, "detect_format", counted("detect", detect_format))
+    monkeypatch.setattr(source, "count_records", counted("count", count_records))
+    monkeypatch.setattr("omnireward.data.io.count_records", counted("count", count_records))
+    monkeypatch.setattr(identity, "tree_digest", counted("digest", identity.tree_digest))
+    src = write_jsonl(tmp_path / "in.jsonl", text_pairs(12, seed=3))
+    summary = _score(src, model_dir, tmp_path / "s.jsonl", batch_size=4)
+    assert summary["n_scored"] == 12
+    assert calls["detect"] == 1 and calls["count"] == 1
+    assert calls["digest"] == 2  # the model folder and the input, once each
+    opened = source.InputSource.open(src)
+    assert (opened.format, opened.count) == ("native", 12) and opened.identity["sha256"]
+    with pytest.raises(DataFormatError, match="missing.jsonl: no such file"):
+        source.InputSource.open(tmp_path / "missing.jsonl")

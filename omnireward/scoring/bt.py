@@ -126,9 +126,11 @@ def score_file(
     precision into OUT.full.jsonl, and the summary reports the agreement.
     """
     from omnireward.scoring.identity import run_identity
+    from omnireward.scoring.source import InputSource
     from omnireward.scoring.stream import score_stream
 
     check_quant(quant, device, engine, ray)
+    source = InputSource.open(path, fmt)  # checked, detected, counted and digested once
     options = {
         "quant": quant,
         "format": fmt,
@@ -161,18 +163,18 @@ def score_file(
 
         out_full = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".full.jsonl")
         score_stream(
-            path,
+            source,
             out_full,
             BTModel(model_dir, "none", device, prefix_sharing),
-            run_identity(model_dir, path, {**options, "quant": "none"}),
+            run_identity(model_dir, source, {**options, "quant": "none"}),
             description="full precision",
             **common,
         )
         summary = score_stream(
-            path,
+            source,
             out,
             BTModel(model_dir, quant, device, prefix_sharing),
-            run_identity(model_dir, path, options),
+            run_identity(model_dir, source, options),
             extra_summary=extra,
             **common,
         )
@@ -181,10 +183,10 @@ def score_file(
         quant_file.summary_path.write_text(json.dumps(summary, indent=2))
         return summary
     return score_stream(
-        path,
+        source,
         out,
         BTModel(model_dir, quant, device, prefix_sharing),
-        run_identity(model_dir, path, options),
+        run_identity(model_dir, source, options),
         extra_summary=extra,
         **common,
     )

@@ -40,6 +40,7 @@ from omnireward.model_folder import STATS_NAME, is_model_folder, open_folder, re
 from omnireward.scoring.batch import line_for
 from omnireward.scoring.bt import BTModel, check_quant, reward_records
 from omnireward.scoring.identity import source_identity
+from omnireward.scoring.source import InputSource
 from omnireward.scoring.stream import score_stream
 from omnireward.serving.scale import RewardScale
 
@@ -255,6 +256,7 @@ def score_ensemble_file(
     members = member_folders(models)
     for m in members:
         member_scale(m)  # every member has statistics, before anything is written
+    source = InputSource.open(path, fmt)
     options = {
         "quant": quant,
         "format": fmt,
@@ -268,7 +270,7 @@ def score_ensemble_file(
         options.update(batch_size=batch_size, prefix_sharing=prefix_sharing)
     identity = {
         "model": ensemble_identity(members),
-        "input": source_identity(path),
+        "input": source.identity,
         "options": json.loads(json.dumps(options, default=str)),
     }
     extra = {
@@ -277,7 +279,7 @@ def score_ensemble_file(
         "quant": quant,
     }
     summary = score_stream(
-        path,
+        source,
         out,
         EnsembleModel([str(m) for m in members], rule, lam, quant, device, prefix_sharing),
         identity,

@@ -80,11 +80,12 @@ def source_identity(source: str | Path | None, *, model: bool = False) -> dict:
     return {"name": str(source)}
 
 
-def run_identity(model: str | Path | None, input_path: str | Path, options: dict) -> dict:
-    """The identity stored beside a scores file: {"model", "input", "options"}."""
+def run_identity(model: str | Path | None, source, options: dict) -> dict:
+    """The identity stored beside a scores file: {"model", "input", "options"}. `source` is the
+    input's `InputSource` (its digest taken once) or a path."""
     return {
         "model": source_identity(model, model=True),
-        "input": source_identity(input_path),
+        "input": source.identity if hasattr(source, "identity") else source_identity(source),
         "options": json.loads(json.dumps(options, default=str)),
     }
 

@@ -20,6 +20,7 @@ from omnireward.scoring.judge_groups import group_scores
 from omnireward.scoring.judge_infer import Judge, Sampling
 from omnireward.scoring.judge_load import load_judge_backbone, template_for, trained_judge
 from omnireward.scoring.output import ScoresFile
+from omnireward.scoring.source import InputSource
 from omnireward.scoring.stream import score_stream
 
 
@@ -83,6 +84,7 @@ def judge_file(
             )
         sampling = Sampling(samples, 1.0 if temperature is None else temperature, top_p, seed)
     temperature = 0.0 if temperature is None else temperature
+    source = InputSource.open(path, fmt)
     template = template_for(judge, model_dir)
     factory = JudgeFactory(
         str(model_dir) if model_dir is not None else None,
@@ -115,10 +117,10 @@ def judge_file(
     if samples != 1 or top_p != 1.0:  # absent otherwise: a K = 1 run resumes files written before
         options.update(samples=samples, top_p=top_p)
     summary = score_stream(
-        path,
+        source,
         out,
         factory,
-        run_identity(model_dir, path, options),
+        run_identity(model_dir, source, options),
         batch_size=batch_size,
         fmt=fmt,
         media_root=media_root,

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnireward.data.records import Group, Item, Pair
-from omnireward.errors import ConfigError, DataFormatError
+from omnireward.errors import ConfigError
 from omnireward.scoring.output import ScoresFile
 from omnireward.scoring.plan import pending, plan, read_records
+from omnireward.scoring.source import InputSource
 
 ENGINES = ("local", "ray")
 ON_BAD = ("reject", "stop")
@@ -41,7 +42,7 @@ class RayOptions:
 
 
 def score_stream(
-    path: str | Path,
+    path: InputSource | str | Path,
     out: str | Path,
     factory: Callable,
     identity: dict,
@@ -59,26 +60,25 @@ def score_stream(
     description: str = "scoring",
     extra_summary: dict | None = None,
 ) -> dict:
-    """Score `path` into `out` and return the summary (also written beside `out`).
+    """Score `path` (an `InputSource`, or a path opened into one with `fmt`) into `out` and return
+    the summary (also written beside `out`).
 
     `factory()` builds the scorer (it loads the model: once here, or once per Ray actor).
     `workers`: DataLoader processes preparing batches on this machine (0: in this process).
     """
-    from omnireward.data.io import count_records
     from omnireward.data.prep import reject_line
     from omnireward.scoring.output import Rejects
     from omnireward.scoring.progress import progress
     from omnireward.scoring.summary import summarize_lines
 
     _check_options(batch_size, workers, on_bad_record, engine)
-    if not Path(path).exists():  # before anything is written beside the output
-        raise DataFormatError("no such file or folder", file=path)
+    source = InputSource.of(path, fmt)  # fails before anything is written beside the output
     sf = ScoresFile(out)
     done = sf.open(identity, overwrite=overwrite)
     if sf.was_complete:
         return json.loads(sf.summary_path.read_text())
     rejects = Rejects(sf.rejects_path)
-    total = count_records(path)
+    total = source.count
     with progress() as bar:
         task = bar.add_task(description, total=total, completed=done, visible=show_progress, unit="records")
 
@@ -97,7 +97,11 @@ def score_stream(
                 yield b
 
         records = read_records(
-            path, fmt, media_root=media_root, allow_outside_root=allow_outside_root, on_reject=on_reject
+            source.path,
+            source.format,
+            media_root=media_root,
+            allow_outside_root=allow_outside_root,
+            on_reject=on_reject,
         )
         written = itertools.islice(sf.ids(), done)  # only what was there before this run
         batches = unit(iter(pending(plan(records, batch_size), done, written, sf.path)))
@@ -109,7 +113,7 @@ def score_stream(
                     factory, batches, spool=sf.path.with_name(sf.path.name + ".ray"), options=ray or RayOptions()
                 )
             else:
-                results = _local(factory(), batches, workers, path)
+                results = _local(factory(), batches, workers, source.path)
             for n, lines in results:
                 sf.append(lines)
                 bar.advance(task, n)
