@@ -10,7 +10,11 @@ import typer
 from rich.console import Console
 
 from omnireward.cli import export_cmd, probe_cmd, report_cmd, serve_cmd
-from omnireward.errors import OmniRewardError
+from omnireward.config import compose_config, group_options
+from omnireward.errors import ConfigError, OmniRewardError
+from omnireward.objectives import OBJECTIVES, objective
+from omnireward.scoring.models import resolve_model
+from omnireward.scoring.report import group_line, head_lines, summary_table
 
 console = Console(stderr=True)
 out = Console()
@@ -70,6 +74,7 @@ def data_prep(
     check_media: bool = typer.Option(True, help="Refuse records whose media files are missing."),
 ):
     """Convert SRC to native JSONL; prints counts per task and per label."""
+    # deferred: the data formats load only when a command reads data (keeps --help fast)
     from omnireward.data.prep import prep
 
     report = prep(
@@ -94,6 +99,7 @@ def data_validate(
     fmt: str = typer.Option("auto", "--format", "-f", help=FORMATS),
 ):
     """Check schema, labels, media presence/decoding and paths; one line per problem, exit 1 if any."""
+    # deferred: the data formats load only when a command reads data (keeps --help fast)
     from omnireward.data.validate import validate
 
     problems = validate(
@@ -120,6 +126,7 @@ def data_demo(
 
     val.jsonl holds new draws of the training sources. Each data card says which is which.
     """
+    # deferred: numpy and PIL load only when a demo set is built (keeps --help fast)
     from omnireward.data.demo import build_demo
 
     folder = build_demo(modality, out_dir, n_pairs=n_pairs, seed=seed)
@@ -128,8 +135,6 @@ def data_demo(
 
 # ---- train --------------------------------------------------------------------------------
 def _train_help() -> str:
-    from omnireward.config import group_options
-
     groups = "\n".join(f"  {g}={'|'.join(opts)}" for g, opts in group_options().items())
     return (
         "Train a reward model; arguments are Hydra overrides (key=value).\n\n"
@@ -154,18 +159,15 @@ def train_cmd(
 ):
     from omegaconf import OmegaConf
 
-    from omnireward.config import compose_config
-
     overrides = list(ctx.args)
     conf = compose_config(overrides, config_dirs=config_dir)
     if cfg:
         out.print(OmegaConf.to_yaml(conf), markup=False, highlight=False)
         return
+    # deferred: torch, transformers and lightning load only when a command needs them (keeps --help fast)
     from omnireward.train import train
 
     folder = train(conf)
-    from omnireward.objectives import objective
-
     what = objective(conf).noun
     k = (conf.get("ensemble") or {}).get("members", 1)
     if k > 1:
@@ -283,8 +285,8 @@ def score_cmd(
     verdict-token probabilities, so every pair gets one); without --model the embedded instruct
     LM judges zero-shot.
     """
+    # deferred: torch loads only when a command needs it (keeps --help fast)
     from omnireward.scoring.bt import score_file
-    from omnireward.scoring.models import resolve_model
     from omnireward.scoring.stream import RayOptions
 
     out_path = out_path or Path(path.name.rsplit(".", 1)[0] + ".scores.jsonl")
@@ -304,7 +306,7 @@ def score_cmd(
     )
     members = _ensemble_members(model, ensemble)
     if members is not None:
-        from omnireward.errors import ConfigError
+        # deferred: torch loads only when a command needs it (keeps --help fast)
         from omnireward.scoring.ensemble import score_ensemble_file
 
         if judge or compare_full:
@@ -325,12 +327,13 @@ def score_cmd(
         _print_summary(summary, out_path)
         return
     model_dir = resolve_model(model[0] if model else None) if (model or not judge) else None
+    # deferred: torch loads only when a command needs it (keeps --help fast)
     from omnireward.model_folder import is_model_folder, open_folder
 
     if model_dir is not None and is_model_folder(model_dir):
         model_dir = open_folder(model_dir)  # its config read once, handed down
     if judge or (is_model_folder(model_dir) and not model_dir.objective.reward_head):
-        from omnireward.errors import ConfigError
+        # deferred: torch loads only when a command needs it (keeps --help fast)
         from omnireward.scoring.judge import judge_file
 
         if quant != "none" or compare_full:
@@ -370,21 +373,20 @@ def score_cmd(
 def _ensemble_members(model: list[str] | None, rule: str | None) -> list[str] | None:
     """The member folders when `--model` names an ensemble (several folders, a folder of model
     folders, or one folder with --ensemble), else None (one model, scored as before)."""
+    # deferred: torch loads only when a command needs it (keeps --help fast)
     from omnireward.scoring.ensemble import is_ensemble_folder
 
     models = list(model or [])
     if len(models) > 1 or (models and is_ensemble_folder(models[0])) or (models and rule is not None):
         return models
     if rule is not None:
-        from omnireward.errors import ConfigError
-
         raise ConfigError("names no members: pass --model DIR (repeatable) with it", field="--ensemble")
     return None
 
 
 def _print_summary(summary: dict, out_path: Path) -> None:
+    # deferred: torch loads only when a command needs it (keeps --help fast)
     from omnireward.scoring.bt import summary_path
-    from omnireward.scoring.report import group_line, head_lines, summary_table
 
     if summary["n"]:
         out.print(summary_table(summary))
@@ -445,8 +447,8 @@ def eval_cmd(
 ):
     """Accuracy with and without ties (tie-calibrated ε), overall and per task; for a known
     benchmark also its own headline metric, and with --report a static report to look at."""
+    # deferred: torch loads only when a command needs it (keeps --help fast)
     from omnireward.scoring.evaluate import eval_scores, is_scores_file
-    from omnireward.scoring.report import head_lines, summary_table
 
     if is_scores_file(bench) and model is None:
         summary = eval_scores(bench, out_path)
@@ -454,9 +456,8 @@ def eval_cmd(
     else:
         import json
 
+        # deferred: torch loads only when a command needs it (keeps --help fast)
         from omnireward.model_folder import is_model_folder, open_folder
-        from omnireward.objectives import OBJECTIVES
-        from omnireward.scoring.models import resolve_model
 
         model_dir = resolve_model(model)
         scores = out_path.with_suffix(".scores.jsonl") if out_path else Path(bench.name.split(".")[0] + ".scores.jsonl")
@@ -473,6 +474,7 @@ def eval_cmd(
     out.print(summary_table(summary))
     for line in head_lines(summary):
         out.print(line)
+    # deferred: matplotlib loads only when a report is written (keeps --help fast)
     from omnireward.report.build import benchmark_headline, write_report
 
     head = benchmark_headline(scores, data=records, benchmark=benchmark, media_root=media_root)

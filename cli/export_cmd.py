@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from omnireward.scoring.models import resolve_model
+
 
 def register(app: typer.Typer) -> None:
     """Add the `export` command to the omnireward Typer app."""
@@ -27,8 +29,8 @@ def register(app: typer.Typer) -> None:
         always with a model card and reward statistics."""
         import json
 
+        # deferred: torch loads only when a command needs it (keeps --help fast)
         from omnireward.export import HF_FORMAT, MANIFEST, export
-        from omnireward.scoring.models import resolve_model
 
         folder = export(resolve_model(model), out_dir, merge_lora=merge_lora, dtype=dtype)
         manifest = json.loads((folder / MANIFEST).read_text())

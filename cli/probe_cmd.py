@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from omnireward.scoring.models import resolve_model
+
 
 def register(app: typer.Typer) -> None:
     """Add the `probe` command to the omnireward Typer app."""
@@ -47,8 +49,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        # deferred: the probes load only when a command needs them (keeps --help fast)
         from omnireward.probe.run import load_probes, run_probes
-        from omnireward.scoring.models import resolve_model
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only else []
         chosen = load_probes(probes, names)

@@ -53,6 +53,7 @@ def register(app: typer.Typer) -> None:
     ):
         """Build the failing-pairs page for any scores file: prompt, criteria, both responses with
         their media playable in the browser, rewards, margin, gold label and the judge's critique."""
+        # deferred: matplotlib loads only when a report is written (keeps --help fast)
         from omnireward.report.build import write_pairs
 
         page = write_pairs(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from omnireward.scoring.models import resolve_model
+
 ROUTES_HELP = (
     "POST /score, /score_group (native), /get_reward (OpenRLHF), /classify and /pooling "
     "(vLLM pooling API, as verl posts it); GET /health, /info"
@@ -93,7 +95,7 @@ def register(app: typer.Typer) -> None:
         POST /get_reward (OpenRLHF's remote reward model), POST /classify and /pooling (vLLM's pooling
         API, as verl posts it), GET /health and GET /info. Requests from many clients are merged into
         shared forward passes. Stops on Ctrl-C."""
-        from omnireward.scoring.models import resolve_model
+        # deferred: the serving package loads only for `serve` (keeps --help fast)
         from omnireward.serving import BatchSettings, ServeSettings, make_server
 
         settings = ServeSettings(

@@ -12,7 +12,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from omnireward.errors import ConfigError
+from omnireward.errors import ConfigError, OmniRewardError
 
 GROUPS = (
     "model",
@@ -121,8 +121,6 @@ def build(cfg, **kwargs):
     """`hydra.utils.instantiate`, but a user error raised inside comes out as itself (one line)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
-
-    from omnireward.errors import OmniRewardError
 
     try:
         return instantiate(cfg, _convert_="all", **kwargs)

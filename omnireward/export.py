@@ -17,7 +17,15 @@ from pathlib import Path
 
 import torch
 
+from omnireward.backbones.base import conversation
+from omnireward.backbones.modular import ModularBackbone
 from omnireward.errors import ConfigError, ModelError
+from omnireward.heads.bt import BTHead
+from omnireward.heads.pooling import reading, reads_default
+from omnireward.model_folder import require_reward_folder
+from omnireward.quant.bnb import quiet_bnb_logs
+from omnireward.reward_model import RewardModel
+from omnireward.scoring.load import builder_quantizes
 
 MANIFEST = "omnireward_export.json"
 HF_FORMAT = "transformers-sequence-classification"
@@ -39,16 +47,11 @@ def reward_messages(prompt: str, response: str, criteria: str | None = None) -> 
 
 def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, dtype: str = "float32") -> Path:
     """Write an exported copy of the model folder `model_dir` to `out`; returns `out`."""
-    from omnireward.reward_model import RewardModel
-
     if dtype not in DTYPES:
         raise ConfigError(f"unknown --dtype {dtype!r}; expected {', '.join(DTYPES)}", field="dtype")
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise ConfigError("--out must differ from --model", field="out")
-    from omnireward.model_folder import require_reward_folder
-    from omnireward.scoring.load import builder_quantizes
-
     require_reward_folder(model_dir, "omnireward export")
     # Export full-precision weights even when the backbone config loads its LM quantised.
     model, cfg = RewardModel.from_pretrained(
@@ -81,9 +84,6 @@ def export(model_dir: str | Path, out: str | Path, *, merge_lora: bool = True, d
 def _require_bt_head(model, model_dir: Path) -> None:
     """A transformers sequence classifier holds one linear `score` on the last token: exactly the bt
     head. Other heads would lose what they predict (σ, per-dimension rewards), so they are refused."""
-    from omnireward.heads.bt import BTHead
-    from omnireward.heads.pooling import reading, reads_default
-
     if type(model.head) is not BTHead:
         name = type(model.head).__name__
         raise ModelError(
@@ -107,8 +107,6 @@ def is_text_backbone(backbone) -> bool:
 
 def load_exported(path: str | Path):
     """A RewardModel from an exported folder (either format); eval mode, on CPU."""
-    from omnireward.reward_model import RewardModel
-
     path = Path(path)
     manifest = _read_json(path / MANIFEST)
     if manifest is None:
@@ -196,8 +194,6 @@ def _encode(tok, messages, **kwargs):
 def _check_same_scores(model, seq, tok) -> float:
     """Score the check conversations both ways (one by one, and right-padded together); refuse to export
     a classifier that disagrees with omnireward."""
-    from omnireward.backbones.base import conversation
-
     convs = [conversation(c, [p], [r]) for c, p, r in _CHECKS]
     ours = model.eval()(model.backbone.processor(convs)).float()
     texts = [tok.apply_chat_template(reward_messages(p, r, c), tokenize=False) for c, p, r in _CHECKS]
@@ -215,8 +211,6 @@ def _check_same_scores(model, seq, tok) -> float:
 
 def _unmerge(seq, adapter: Path, out_adapter: Path):
     """Split merged weights back into base weights + the LoRA adapter (saved for peft in `out_adapter`)."""
-    from omnireward.quant.bnb import quiet_bnb_logs
-
     quiet_bnb_logs()
     from peft import LoraConfig, PeftModel
     from peft.tuners.lora import LoraLayer
@@ -243,9 +237,6 @@ def _reward_model_from_classifier(path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from omnireward.backbones.modular import ModularBackbone
-    from omnireward.reward_model import RewardModel
-
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the classifier's `score` is unexpected in a causal LM: read below
     try:
@@ -253,8 +244,6 @@ def _reward_model_from_classifier(path: Path):
     finally:
         hf_logging.set_verbosity(level)
     tok = AutoTokenizer.from_pretrained(path)
-    from omnireward.heads.bt import BTHead
-
     model = RewardModel(ModularBackbone(lm, tok, {}), BTHead(lm.config.hidden_size, dropout=0.0))
     score = None
     for f in sorted(path.glob("*.safetensors")):

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from omnireward.config import build
 from omnireward.errors import ConfigError, DependencyError
 
 # Class-name suffixes of the blocks FSDP shards one by one: every HF decoder layer is named
@@ -29,8 +30,6 @@ def build_strategy(cfg_trainer) -> dict:
     `strategy` is a Lightning name (`auto`, `ddp`, `fsdp`, `deepspeed_stage_2`, ...) or a mapping with a
     `_target_` (e.g. `omnireward.strategies.fsdp_strategy`) and its constructor's options.
     """
-    from omnireward.config import build
-
     kwargs = (
         OmegaConf.to_container(cfg_trainer, resolve=True) if isinstance(cfg_trainer, DictConfig) else dict(cfg_trainer)
     )

@@ -17,10 +17,12 @@ from safetensors.torch import load_file, save_file
 
 from omnireward.cache import cache_dir
 from omnireward.config import build
+from omnireward.data.demo import build_demo
 from omnireward.errors import ConfigError
 from omnireward.loggers import build_loggers, quiet_third_party
 from omnireward.objectives import objective
 from omnireward.progress import PairsProgressBar
+from omnireward.scoring.bt import reward_records
 from omnireward.strategies import RUN_DIR_ENV, build_strategy, file_checkpoint_io, is_sharded, shared_output_dir
 
 SUMMARY_NAME = "train_summary.json"
@@ -36,8 +38,6 @@ def write_mixture(out: Path, dm, seed: int) -> None:
 
 def demo_data(modality: str, seed: int) -> dict[str, str]:
     """Paths of the demo set of `modality`, built once into the cache."""
-    from omnireward.data.demo import build_demo
-
     folder = cache_dir("demo", f"{modality}-seed{seed}")
     if not (folder / "test.jsonl").exists():
         build_demo(modality, folder, seed=seed)
@@ -260,8 +260,6 @@ def train_one(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Path:
 
 def reward_stats(model, pairs, batch_size: int = 16) -> dict:
     """Mean and std of rewards over the training responses (for normalising rewards downstream)."""
-    from omnireward.scoring.bt import reward_records
-
     lines = reward_records(model, pairs, batch_size, show_progress=False)
     r = torch.tensor([v for x in lines for v in (x["rewards"] if "rewards" in x else (x["reward1"], x["reward2"]))])
     return {"mean": float(r.mean()), "std": float(r.std()), "n": int(r.numel())}

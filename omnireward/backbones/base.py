@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from omnireward.data.records import Media
+from omnireward.errors import ConfigError
+from omnireward.strategies import DECODER_LAYERS
 
 Part = str | Media
 
@@ -191,8 +193,6 @@ def decoder_layers(lm: nn.Module) -> nn.ModuleList:
     layers = getattr(decoder, "layers", None)
     if isinstance(layers, nn.ModuleList):
         return layers
-    from omnireward.strategies import DECODER_LAYERS
-
     # custom-code models: the longest list of `*DecoderLayer` blocks (the units FSDP shards)
     lists = [
         m
@@ -200,8 +200,6 @@ def decoder_layers(lm: nn.Module) -> nn.ModuleList:
         if isinstance(m, nn.ModuleList) and len(m) and type(m[0]).__name__.endswith(DECODER_LAYERS)
     ]
     if not lists:
-        from omnireward.errors import ConfigError
-
         raise ConfigError(f"{type(lm).__name__} has no decoder layers to freeze", field="backbone.train_layers")
     return max(lists, key=len)
 
@@ -214,8 +212,6 @@ def train_top_layers(lm: nn.Module, n: int | None) -> None:
     backward, no gradients or optimiser state for them. `None` leaves every parameter as it is."""
     if n is None:
         return
-    from omnireward.errors import ConfigError
-
     if int(n) < 0:
         raise ConfigError(f"must be a number of layers >= 0 (or null for all), got {n}", field="backbone.train_layers")
     layers = decoder_layers(lm)

@@ -7,6 +7,8 @@ from omnireward.backbones.features import FeatureCache
 from omnireward.backbones.lm import load_lm, load_tokenizer
 from omnireward.backbones.modular import ModularBackbone
 from omnireward.cache import cache_dir
+from omnireward.encoders import build_encoder, encoder_name
+from omnireward.strategies import enable_gradient_checkpointing
 
 
 def build_modular(
@@ -41,8 +43,6 @@ def build_modular(
     `quantization` ("4bit" | "8bit") quantises the LM's decoder while it loads (scoring).
     `train_layers` trains only the LM's top N decoder layers (null: all of them).
     """
-    from omnireward.encoders import build_encoder, encoder_name
-
     tok = load_tokenizer(tokenizer or lm)
     model = load_lm(lm, layers=lm_layers, tokenizer=tok, tiny_hidden=tiny_hidden, seed=seed, quantization=quantization)
     if freeze_embeddings:
@@ -69,8 +69,6 @@ def build_modular(
         # Training only the top layers stores only their activations: recomputing them saves little.
         gradient_checkpointing = not torch.cuda.is_available() and train_layers is None
     if gradient_checkpointing:
-        from omnireward.strategies import enable_gradient_checkpointing
-
         enable_gradient_checkpointing(backbone)
     return backbone
 

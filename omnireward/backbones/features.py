@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from omnireward.encoders import descriptors
+
 
 def _fingerprint(path: Path) -> str:
     st = os.stat(path)
@@ -34,8 +36,6 @@ class FeatureCache:
 
     def descriptor(self, media_type: str, path: Path) -> str:
         """The descriptor line of a media file (encoders/descriptors.py), computed once per file and version."""
-        from omnireward.encoders import descriptors
-
         return self._text(
             f"descriptors-v{descriptors.VERSION}|{media_type}|{_fingerprint(path)}",
             lambda: descriptors.describe(media_type, path),

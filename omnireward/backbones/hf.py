@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from omnireward.backbones.base import Batch, LogitsProcessor, train_top_layers
+from omnireward.backbones.features import FeatureCache
 from omnireward.backbones.hf_family import (
     _NOT_COPIED,
     _PROCESSOR_SUFFIXES,
@@ -27,7 +28,11 @@ from omnireward.backbones.hf_family import (
 )
 from omnireward.backbones.hf_processor import HFProcessor, load_processor
 from omnireward.backbones.packing import block_mask, gather_rewards_hidden
+from omnireward.cache import cache_dir
 from omnireward.errors import ConfigError, ModelError
+from omnireward.quant.bnb import is_quantized
+from omnireward.quant.dense import save_dense
+from omnireward.strategies import checkpoint_layers
 
 HF_DIR = "hf"
 
@@ -89,9 +94,6 @@ class HFBackbone(nn.Module):
                     and not f.name.endswith(".index.json")
                 ):
                     shutil.copyfile(f, hf / f.name)  # follows HF-cache symlinks
-        from omnireward.quant.bnb import is_quantized
-        from omnireward.quant.dense import save_dense
-
         if is_quantized(self.model):  # trained over a quantised LM (quant=4bit|8bit): the folder's `quant` requantises
             save_dense(self.model, hf)
         else:
@@ -284,17 +286,12 @@ def build_hf(
         feature_cache=_descriptor_cache(feature_cache) if descriptor_tokens else None,
     )
     if gradient_checkpointing:
-        from omnireward.strategies import checkpoint_layers
-
         checkpoint_layers(model)
     train_top_layers(model, train_layers)
     return HFBackbone(model, processor, source=path)
 
 
 def _descriptor_cache(on_disk: bool):
-    from omnireward.backbones.features import FeatureCache
-    from omnireward.cache import cache_dir
-
     return FeatureCache(cache_dir("features") if on_disk else None)
 
 

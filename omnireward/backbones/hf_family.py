@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 from omnireward.errors import ConfigError, ModelError
+from omnireward.quant.bnb import keep_cpu_layout
+from omnireward.quant.options import as_quantization
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,6 @@ def _dtype(dtype: str | torch.dtype | None):
 def quantization_config(quantization):
     """transformers' `BitsAndBytesConfig` for a `quant` component (see omnireward.quant.Quantization),
     "4bit" / "8bit", or a mapping of BitsAndBytesConfig's own keys (`load_in_4bit`, `bnb_4bit_*`)."""
-    from omnireward.quant.options import as_quantization
-
     if hasattr(quantization, "items") and any(str(k).startswith(("load_in", "bnb_")) for k in quantization):
         from transformers import BitsAndBytesConfig
 
@@ -152,7 +152,5 @@ def load_model(path: Path, family: Family, *, dtype="auto", attn_implementation:
     except Exception as e:  # OSError, ValueError, RuntimeError (size mismatch), ImportError (bitsandbytes)...
         raise ModelError(f"cannot load {family.name} weights from {path}: {str(e).strip().splitlines()[0]}") from None
     if q is not None:
-        from omnireward.quant.bnb import keep_cpu_layout
-
         keep_cpu_layout(model)
     return model

@@ -16,7 +16,12 @@ import numpy as np
 import torch
 
 from omnireward.backbones.base import Batch, Conversation, Turn
+from omnireward.backbones.features import FeatureCache
 from omnireward.backbones.hf_family import REMOTE, Family
+from omnireward.backbones.modular_processor import DESCRIPTOR
+from omnireward.backbones.packing import layout, pad_packed
+from omnireward.data.media import load_audio, load_image, load_video, media_fingerprint
+from omnireward.data.render import render_views
 from omnireward.errors import ModelError
 
 
@@ -217,8 +222,6 @@ class HFProcessor:
         self.mesh_view_size = mesh_view_size
         self.descriptor_tokens = descriptor_tokens
         if descriptor_tokens and feature_cache is None:
-            from omnireward.backbones.features import FeatureCache
-
             feature_cache = FeatureCache()
         self.feature_cache = feature_cache
         # A bare tokenizer (text LMs, some custom-code repos) renders string content, not item lists.
@@ -254,8 +257,6 @@ class HFProcessor:
             return [{"type": "text", "text": self._defuse(part)}]
         items = self._media_items(part, images, videos, audios)
         if self.descriptor_tokens:
-            from omnireward.backbones.modular_processor import DESCRIPTOR
-
             line = self.feature_cache.descriptor(part.type, Path(part.path))
             items.append({"type": "text", "text": DESCRIPTOR.format(line)})
         return items
@@ -269,8 +270,6 @@ class HFProcessor:
                 file=part.path,
             )
         if part.type == "image":
-            from omnireward.data.media import load_image
-
             images.append(load_image(part.path))
             return [{"type": "image"}]
         if part.type == "mesh":
@@ -280,8 +279,6 @@ class HFProcessor:
         if part.type == "video":
             videos.append(_video(part.path, _stamp(part.path), self.video_frames, self.video_short_side))
             return [{"type": "video"}]
-        from omnireward.data.media import load_audio
-
         fe = getattr(self.hf, "feature_extractor", None)
         rate = getattr(fe, "sampling_rate", 16000)
         audios.append(load_audio(part.path, sample_rate=rate, max_seconds=getattr(fe, "chunk_length", 30)))
@@ -387,8 +384,6 @@ class HFProcessor:
     def pack(self, groups: list[list[Conversation]]) -> Batch | None:
         """Prefix sharing for text checkpoints (backbones/packing.py). Multimodal checkpoints derive
         their rotary positions from the whole sequence (M-RoPE), so they are not packed: None."""
-        from omnireward.backbones.packing import layout, pad_packed
-
         if not self.text_only:
             return None
         tok, rows = self.tokenizer, []
@@ -463,8 +458,6 @@ class HFProcessor:
 def _video(path: str, stamp: str, frames: int, short_side: int | None):
     from transformers.video_utils import VideoMetadata
 
-    from omnireward.data.media import load_video
-
     clip = load_video(path, num_frames=frames, size=short_side)
     total = max(1, int(round(clip.duration * clip.fps))) if clip.fps > 0 else frames
     idx = np.clip(np.round(clip.timestamps * clip.fps).astype(int), 0, total - 1) if clip.fps > 0 else np.arange(frames)
@@ -481,12 +474,8 @@ def _video(path: str, stamp: str, frames: int, short_side: int | None):
 
 @lru_cache(maxsize=64)
 def _views(path: str, stamp: str, n: int, size: int):
-    from omnireward.data.render import render_views
-
     return render_views(path, n_views=n, size=size)
 
 
 def _stamp(path: str) -> str:
-    from omnireward.data.media import media_fingerprint
-
     return media_fingerprint(path)

@@ -11,6 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from omnireward.cache import cache_dir
 from omnireward.errors import DependencyError, ModelError
+from omnireward.quant.bnb import quantize_lm
+from omnireward.quant.lowmem import load_lm_quantized
+from omnireward.quant.options import as_quantization
 
 EMBEDDED_LM = "smollm2-135m-instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -96,8 +99,6 @@ def load_lm(
     loads, one tensor at a time (transformers + bitsandbytes), so the full-precision LM is never
     held; the LM head and embeddings stay in `dtype`.
     """
-    from omnireward.quant.options import as_quantization
-
     quantization = as_quantization(quantization)
     if name_or_path == "tiny":
         if tokenizer is None:
@@ -105,16 +106,12 @@ def load_lm(
         torch.manual_seed(seed)
         model = LlamaForCausalLM(tiny_lm_config(len(tokenizer), tiny_hidden, layers or 2))
         if quantization:  # built in code: nothing to load, quantise what was built
-            from omnireward.quant.bnb import quantize_lm
-
             quantize_lm(model, quantization, compute_dtype=quantization.dtype_for("cpu"))
     else:
         path = embedded_lm_dir() if name_or_path in (EMBEDDED_LM, "embedded") else name_or_path
         model = None
         kwargs = {"dtype": dtype}
         if quantization:
-            from omnireward.quant.lowmem import load_lm_quantized
-
             if Path(path).is_dir():  # layer by layer from our own reader; else transformers' loader
                 model = load_lm_quantized(path, quantization)
             kwargs["quantization_config"] = quantization.hf_config()

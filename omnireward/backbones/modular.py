@@ -16,6 +16,8 @@ from omnireward.backbones.base import Batch, LogitsProcessor
 from omnireward.backbones.features import FeatureCache
 from omnireward.backbones.modular_processor import ModularProcessor
 from omnireward.backbones.packing import block_mask, gather_rewards_hidden
+from omnireward.quant.bnb import is_quantized
+from omnireward.quant.dense import save_dense
 
 
 class Projector(nn.Module):
@@ -132,9 +134,6 @@ class ModularBackbone(nn.Module):
 
     def save(self, out: Path) -> None:
         """The LM (with tokenizer) as a plain HF folder `out/lm` that transformers loads as is."""
-        from omnireward.quant.bnb import is_quantized
-        from omnireward.quant.dense import save_dense
-
         lm_dir = Path(out) / "lm"
         if is_quantized(self.lm):  # trained over a quantised LM (quant=4bit|8bit): the folder's `quant` requantises
             save_dense(self.lm, lm_dir)

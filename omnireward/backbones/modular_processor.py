@@ -15,6 +15,7 @@ import torch
 
 from omnireward.backbones.base import Batch, Conversation
 from omnireward.backbones.features import FeatureCache
+from omnireward.backbones.packing import layout, pad_packed
 from omnireward.data.records import Media
 from omnireward.errors import ModelError
 
@@ -183,8 +184,6 @@ class ModularProcessor:
     def pack(self, groups: list[list[Conversation]]) -> Batch | None:
         """Each group's conversations (one prompt, different answers) as one packed sequence
         (see backbones/packing.py); None when a sequence would need cutting to fit max_length."""
-        from omnireward.backbones.packing import layout, pad_packed
-
         rows, flat = [], []
         for convs in groups:
             prefix, _ = self.split(convs[0])

@@ -9,8 +9,10 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from omnireward.data.formats import load
 from omnireward.data.mixture import MixtureSampler, Source, capped, describe, parse_sources, source_report
 from omnireward.data.needs import DataNeeds, is_labelled_pair
+from omnireward.data.prep import read_pairs
 from omnireward.data.records import Pair, Record, length_hint
 from omnireward.errors import ConfigError, DataFormatError
 
@@ -19,8 +21,6 @@ def load_records(
     path: str | Path, *, media_root: str | Path | None = None, allow_outside_root: bool = False
 ) -> list[Record]:
     """Read any supported format; media paths become absolute (relative ones against the file's folder)."""
-    from omnireward.data.prep import read_pairs
-
     return read_pairs(path, media_root=media_root, allow_outside_root=allow_outside_root)
 
 
@@ -88,8 +88,6 @@ class PreferenceDataModule(L.LightningDataModule):
         self._source_sizes: list[int] = []
 
     def _read(self, path, fmt: str = "auto") -> tuple[list[Pair], list[tuple[str, int | None]]]:
-        from omnireward.data.formats import load
-
         pairs, origins = [], []
         for res in load(path, fmt, media_root=self.media_root, allow_outside_root=self.allow_outside_root):
             if not res.ok:

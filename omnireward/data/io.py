@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from omnireward.errors import DataFormatError
+from omnireward.errors import DataFormatError, DependencyError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -272,8 +272,6 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
 
         pf = pq.ParquetFile(path)
     except ImportError as e:
-        from omnireward.errors import DependencyError
-
         raise DependencyError("reading parquet needs pyarrow (pip install pyarrow)") from e
     except Exception as e:  # pyarrow raises several types for a file that is not parquet
         raise DataFormatError(f"not a readable parquet file ({e})", file=path) from None

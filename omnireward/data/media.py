@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from omnireward.data.video_io import VideoFile, backend, frame_size
 from omnireward.errors import MediaError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -83,8 +84,6 @@ def load_video(path: str | Path, num_frames: int = 8, size: int | None = None) -
     p = _checked(path, "video", VIDEO_EXTENSIONS)
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
-    from omnireward.data.video_io import VideoFile, backend, frame_size
-
     backend()  # a bad OMNIREWARD_VIDEO_BACKEND is a setting to fix, not a corrupt video
     try:
         if size is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DistributedSampler
 
+from omnireward.data.formats import resolve_format
 from omnireward.errors import ConfigError, DataFormatError
 
 SOURCE_KEYS = ("path", "format", "weight", "max_pairs")
@@ -82,8 +83,6 @@ def _source(entry, where: str) -> Source:
     if not isinstance(fmt, str):
         raise ConfigError(f"format must be a format name, got {fmt!r}", field=f"{where}.format")
     if fmt.lower() != "auto":
-        from omnireward.data.formats import resolve_format
-
         try:
             fmt = resolve_format(str(path), fmt)
         except DataFormatError as e:

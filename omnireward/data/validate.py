@@ -146,6 +146,7 @@ def _media_problem(full: str, mtype: str, decode: bool) -> str | None:
         return f"media file is empty: {full}"
     if not decode:
         return None
+    # deferred: numpy and PIL load only when media files are decoded
     from omnireward.data import media
 
     if mtype not in _DECODE:  # a media type of the user's encoder: its own prepare() reads it

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from omnireward.data import media
+
 # Bump when a measurement or the rendering changes, so cached lines are redone.
 VERSION = "2"  # 2: frames under -60 dBFS have no pitch (silence read as 500 Hz)
 AUDIO_RATE = 16000
@@ -309,8 +311,6 @@ def render_mesh(d: dict) -> str:
 
 def describe(media_type: str, path: str | Path) -> str:
     """The descriptor line of one media file (image | video | audio | mesh); MediaError if it cannot be read."""
-    from omnireward.data import media
-
     if media_type == "audio":
         return render_audio(audio_descriptors(media.load_audio(path, AUDIO_RATE, AUDIO_SECONDS), AUDIO_RATE))
     if media_type == "image":

@@ -27,6 +27,8 @@ from typing import Any
 
 from omnireward.data.records import Pair, Response
 from omnireward.errors import ConfigError, RequestError
+from omnireward.serving.batcher import ItemError
+from omnireward.serving.service import BatchSettings, located
 
 _LOCAL: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -48,8 +50,8 @@ class LocalJudge:
         max_new_tokens: int = 256,
         batch_size: int = 16,
     ):
+        # deferred: torch loads only for an in-process judge (a server URL needs none)
         from omnireward.serving.judge_service import JudgeService
-        from omnireward.serving.service import BatchSettings
 
         self.service = JudgeService.load(
             model,
@@ -66,9 +68,8 @@ class LocalJudge:
             )
 
     def judge(self, pairs: list[Pair], *, both_orders: bool = False) -> list[dict]:
-        from omnireward.serving.batcher import ItemError
+        # deferred: torch loads only for an in-process judge (a server URL needs none)
         from omnireward.serving.judge_service import PairWork
-        from omnireward.serving.service import located
 
         try:
             return self.service.submit([PairWork(p, both_orders) for p in pairs]).result()

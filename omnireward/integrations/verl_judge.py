@@ -27,14 +27,14 @@ from typing import Any
 
 from omnireward.data.records import Item, Pair, Response
 from omnireward.errors import ConfigError, RequestError
-from omnireward.judge.templates import JudgeTemplate
+from omnireward.integrations.judge import post_json, prompt_and_criteria
+from omnireward.judge.templates import JudgeTemplate, judge_conversation, load_template, pointwise_conversation
+from omnireward.judge.verdicts import parse_flex_pointwise, parse_verdict
 
 PROMPT_KEYS = ("prompt", "question")
 
 
 def _template(template: str | JudgeTemplate) -> JudgeTemplate:
-    from omnireward.judge.templates import load_template
-
     return template if isinstance(template, JudgeTemplate) else load_template(template)
 
 
@@ -59,8 +59,6 @@ def judge_reward(
     answer: Any, *, template: str | JudgeTemplate = "omni", judged: str = "A", tie: float = 0.0, unparsed: float = 0.0
 ) -> float:
     """The reward a judge's answer gives the judged response (see the module's convention)."""
-    from omnireward.judge.verdicts import parse_flex_pointwise, parse_verdict
-
     t = _template(template)
     if judged not in ("A", "B"):
         raise ConfigError(
@@ -106,8 +104,6 @@ def judge_messages(
 ) -> list[dict]:
     """The judge template's prompt as OpenAI chat messages: `response` shown as Response `judged`
     and `reference` as the other (pairwise), or `response` alone (pointwise)."""
-    from omnireward.judge.templates import judge_conversation, pointwise_conversation
-
     t = _template(template)
     as_response = lambda r: r if isinstance(r, Response) else Response(text=str(r))  # noqa: E731
     if t.kind == "pointwise":
@@ -137,8 +133,6 @@ def judge_messages(
 
 
 def _prompt_of(extra: dict, key: str | None) -> str:
-    from omnireward.integrations.judge import prompt_and_criteria
-
     for k in (key,) if key else PROMPT_KEYS:
         if extra.get(k) is not None:
             return prompt_and_criteria(extra[k], f"extra_info.{k}")[0]
@@ -179,8 +173,6 @@ async def compute_judge_score(
     a pairwise judge compares with `extra_info[reference_key]`, else `ground_truth` when it is a
     string. `both_orders` asks twice (the response as A, then as B) and averages.
     """
-    from omnireward.integrations.judge import post_json
-
     base = url or (
         f"http://{reward_router_address}" if reward_router_address else os.environ.get("OMNIREWARD_JUDGE_URL")
     )

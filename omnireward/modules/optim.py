@@ -6,6 +6,9 @@ import math
 
 import torch
 
+from omnireward.errors import ResumeError
+from omnireward.strategies import is_sharded
+
 
 def param_groups(
     model: torch.nn.Module, *, lr: float, lm_lr: float, weight_decay: float, lm_prefixes: tuple[str, ...]
@@ -50,8 +53,6 @@ def pack_checkpoint(checkpoint: dict, module) -> None:
     run, and leave the module's frozen parameters out (see `frozen_keys`; not under FSDP or
     DeepSpeed, whose checkpoints are their own)."""
     checkpoint["omnireward_rng"] = {"torch": torch.get_rng_state()}
-    from omnireward.strategies import is_sharded
-
     trainer = getattr(module, "_trainer", None)
     if not (trainer is not None and is_sharded(trainer)) and "state_dict" in checkpoint:
         frozen = frozen_keys(module) & checkpoint["state_dict"].keys()
@@ -71,8 +72,6 @@ def unpack_checkpoint(checkpoint: dict, module) -> None:
         own = module.state_dict()
         missing = [k for k in left_out if k not in own]
         if missing:
-            from omnireward.errors import ResumeError
-
             raise ResumeError(
                 f"the checkpoint expects frozen weights this model does not have ({missing[0]}, "
                 f"{len(missing)} in all): resume with the config that wrote it"

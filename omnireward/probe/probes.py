@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from omnireward.data.prep import swap_sides
 from omnireward.data.records import Media, Pair, Record, Response
-from omnireward.errors import ConfigError, MediaError
+from omnireward.data.video_io import VideoFile
+from omnireward.errors import ConfigError, DependencyError, MediaError
 
 
 @dataclass
@@ -193,8 +195,6 @@ class SwapOrder(RecordProbe):
     def perturb_record(self, record: Record, ctx: ProbeContext) -> Record | None:
         if not isinstance(record, Pair):
             return None
-        from omnireward.data.prep import swap_sides
-
         return swap_sides(record)
 
     def flagged(self, stats: dict, flag_share: float, min_effect: float) -> bool:
@@ -255,6 +255,7 @@ class ImageProbe(MediaProbe):
     def write(self, record: Record, m: Media, src: Path, dst: Path, ctx: ProbeContext) -> None:
         from PIL import Image
 
+        # deferred: PIL loads only for a media probe
         from omnireward.data.media import load_image
 
         rng = ctx.rng(self.name, record.id, str(src))
@@ -397,6 +398,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """[samples, channels] float32 and the sample rate, as stored."""
     import soundfile as sf
 
+    # deferred: PIL loads only for a media probe
     from omnireward.data.media import AUDIO_EXTENSIONS, _checked
 
     p = _checked(path, "audio", AUDIO_EXTENSIONS)
@@ -474,8 +476,8 @@ class AudioGain(AudioProbe):
 # ---- video -------------------------------------------------------------------------------------
 def read_frames(path: Path) -> tuple[np.ndarray, float]:
     """Every frame ([T, H, W, 3] uint8) and the fps, read with omnireward's video reader."""
+    # deferred: PIL loads only for a media probe
     from omnireward.data.media import VIDEO_EXTENSIONS, _checked
-    from omnireward.data.video_io import VideoFile
 
     p = _checked(path, "video", VIDEO_EXTENSIONS)
     try:
@@ -495,8 +497,6 @@ def write_video(dst: Path, frames: np.ndarray, fps: float) -> None:
     try:
         import av
     except ImportError:
-        from omnireward.errors import DependencyError
-
         raise DependencyError("video probes write mp4 files with PyAV: pip install av") from None
     from fractions import Fraction
 
@@ -609,6 +609,7 @@ class MeshProbe(MediaProbe):
     def write(self, record: Record, m: Media, src: Path, dst: Path, ctx: ProbeContext) -> None:
         import trimesh
 
+        # deferred: PIL loads only for a media probe
         from omnireward.data.media import MESH_EXTENSIONS, _checked, _load_geometry
 
         geom = _load_geometry(_checked(src, "mesh", MESH_EXTENSIONS))

@@ -21,8 +21,9 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
+from omnireward.data.prep import read_pairs
 from omnireward.data.records import Item, Pair, Record, responses_of
-from omnireward.errors import ConfigError, DataFormatError
+from omnireward.errors import ConfigError, DataFormatError, ModelError
 from omnireward.probe.probes import Probe, ProbeContext, ProbeSet, RecordProbe
 
 PROBE_JSON = "probe.json"
@@ -50,6 +51,7 @@ def load_probes(sources: list[str | Path] = (), only: list[str] = ()) -> list[Pr
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    # deferred: hydra loads only when probes are read from YAML
     from omnireward.config import build
 
     packaged = probe_files()
@@ -102,12 +104,14 @@ class RewardScorer:
     kind = "reward"
 
     def __init__(self, model_dir, *, device: str = "auto", batch_size: int = 16):
+        # deferred: torch loads only when a model scores
         from omnireward.scoring.load import load_for_scoring
 
         self.model = load_for_scoring(model_dir, device=device)
         self.batch_size = batch_size
 
     def __call__(self, records: list[Record], description: str) -> list[dict]:
+        # deferred: torch loads only when a model scores
         from omnireward.scoring.bt import reward_records
 
         out = []
@@ -130,6 +134,7 @@ class JudgeScorer:
     def __init__(
         self, model_dir, *, device: str = "auto", batch_size: int = 8, max_new_tokens: int = 64, seed: int = 0
     ):
+        # deferred: torch loads only when a model scores
         from omnireward.scoring.judge import JudgeFactory, template_for
 
         self.judge = JudgeFactory(
@@ -260,6 +265,7 @@ def _dimension_spread(base: list[dict]) -> dict[str, float | None]:
 def _judge_figures(probe: Probe, records, base, idx, new, sides) -> dict:
     changes, rose, flips = [], [], []
     labels = ("response1", "response2")
+    # deferred: torch loads only for a judge
     from omnireward.judge.templates import SWAP_LABEL
 
     for i, after, which in zip(idx, new, sides):
@@ -280,6 +286,7 @@ def _judge_figures(probe: Probe, records, base, idx, new, sides) -> dict:
 def _reward_std(model_dir, base: list[dict], kind: str) -> tuple[float, str]:
     if kind == "judge":
         return 1.0, "probability (judge: P of the changed side)"
+    # deferred: torch and safetensors load only when a model folder is read
     from omnireward.model_folder import reward_stats
 
     stats = reward_stats(model_dir) or {}
@@ -309,7 +316,7 @@ def run_probes(
 ) -> dict:
     """Run `probes` (default: conf/probe/default.yaml) on the records of `path` with the folder
     `model_dir`; write OUT/probe.json (and OUT/index.html with a plot per probe); return the result."""
-    from omnireward.data.prep import read_pairs
+    # deferred: torch and safetensors load only when a model folder is read
     from omnireward.model_folder import folder_objective, is_model_folder
 
     if not 0 <= flag_share < 1:
@@ -318,8 +325,6 @@ def run_probes(
         raise ConfigError(f"must be at least 1, got {max_records}", field="--max-records")
     model_dir, out = Path(model_dir), Path(out)
     if not is_model_folder(model_dir):
-        from omnireward.errors import ModelError
-
         raise ModelError(f"{model_dir} is not an omnireward model folder (no omnireward.yaml)")
     probes = load_probes() if probes is None else probes
     ProbeSet(probes)
@@ -381,6 +386,7 @@ def run_probes(
     }
     (out / PROBE_JSON).write_text(json.dumps(result, indent=2))
     if report:
+        # deferred: matplotlib loads only when the report is written
         from omnireward.report.probe import write_probe_report
 
         write_probe_report(result, out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnireward.data.formats import detect_format
 from omnireward.errors import ConfigError, OmniRewardError
 
 # Reader name → benchmark name, for readers that only ever read one benchmark.
@@ -31,8 +32,6 @@ def identify(path: str | Path | None, explicit: str | None = None) -> str | None
         return name
     if path is None or not Path(path).exists():
         return None
-    from omnireward.data.formats import detect_format
-
     try:
         return FORMAT_BENCHMARK.get(detect_format(path))
     except OmniRewardError:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from omnireward.data.prep import read_pairs
 from omnireward.data.records import Pair
 from omnireward.errors import DataFormatError
 from omnireward.report import html, pairs, plots
 from omnireward.report.benchmark import identify
 from omnireward.report.bias import diagnostics as bias_diagnostics
+from omnireward.report.headline import headline
 from omnireward.report.media import MediaShelf
 from omnireward.report.summary import report_summary
 
@@ -27,6 +29,7 @@ PAIRS = "pairs.html"
 
 def scores_summary(scores: Path) -> dict:
     """The summary `omnireward score` wrote beside a scores file ({} when there is none)."""
+    # deferred: a report reads scores files without loading torch
     from omnireward.scoring.bt import summary_path
 
     p = summary_path(scores)
@@ -57,8 +60,6 @@ def load_records(path: Path | None, media_root=None) -> dict:
     """Records by id ({} without a path)."""
     if path is None:
         return {}
-    from omnireward.data.prep import read_pairs
-
     return {r.id: r for r in read_pairs(path, media_root=media_root, allow_outside_root=True)}
 
 
@@ -105,6 +106,7 @@ def write_report(
     n_boot: int | None = None,
 ) -> Path:
     """The full report for a scores file; returns the path of index.html."""
+    # deferred: a report reads scores files without loading torch
     from omnireward.scoring.evaluate import read_scores
 
     scores, out = Path(scores), Path(out)
@@ -137,6 +139,7 @@ def write_report(
 
 def _train_stats(model) -> dict | None:
     """The training responses' reward statistics of the model folder the scores came from, if it is here."""
+    # deferred: a report reads scores files without loading torch
     from omnireward.model_folder import reward_stats
 
     if not model or not Path(str(model)).is_dir():
@@ -158,6 +161,7 @@ def write_pairs(
     seed: int = 0,
 ) -> Path:
     """Only the pairs page (with media) for any scores file; returns the path of pairs.html."""
+    # deferred: a report reads scores files without loading torch
     from omnireward.scoring.bt import summary_of
     from omnireward.scoring.evaluate import read_scores
 
@@ -189,7 +193,7 @@ def benchmark_headline(
     scores: str | Path, *, data: str | Path | None = None, benchmark: str | None = None, media_root=None
 ) -> dict | None:
     """The benchmark's own headline figure for a scores file (None when it is not a known benchmark)."""
-    from omnireward.report.headline import headline
+    # deferred: a report reads scores files without loading torch
     from omnireward.scoring.evaluate import read_scores
 
     scores = Path(scores)

@@ -62,6 +62,7 @@ class MediaShelf:
     def mesh_views(self, path: Path) -> list[str]:
         key = f"mesh:{path}"
         if key not in self._done:
+            # deferred: numpy and PIL load only when a mesh is rendered
             from omnireward.data.render import render_views
 
             rels = []
@@ -77,6 +78,7 @@ class MediaShelf:
         if key not in self._done:
             from PIL import Image
 
+            # deferred: numpy loads only when a video is read
             from omnireward.data.video_io import VideoFile
 
             vr = VideoFile(str(path))

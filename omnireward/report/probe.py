@@ -12,6 +12,8 @@ from pathlib import Path
 
 import matplotlib
 
+from omnireward.report.html import page
+
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -100,8 +102,6 @@ def probe_section(result: dict, plots: dict[str, str], plot_dir: str = "plots") 
 
 def write_probe_report(result: dict, out: str | Path) -> Path:
     """OUT/index.html and OUT/plots/; returns the page's path."""
-    from omnireward.report.html import page
-
     out = Path(out)
     plots = draw_probes(result, out / "plots")
     flagged = result["flagged"]

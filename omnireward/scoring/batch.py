@@ -17,6 +17,7 @@ import torch
 
 from omnireward.backbones.base import Batch
 from omnireward.data.records import Group, Item, Pair, Record, responses_of
+from omnireward.reward_model import response_rows
 
 
 def prepare_batch(model, records: list[Record]) -> Batch:
@@ -33,8 +34,6 @@ def run_batch(model, batch: Batch, records: list[Record]) -> list[dict[str, list
     """One forward pass; per record, the head's outputs for its responses in `responses_of` order:
     `reward` (a list of floats) and, where the head gives them, `reward_std` (floats) and
     `dimensions` ({name: value} per response)."""
-    from omnireward.reward_model import response_rows
-
     device = next(model.parameters()).device
     if device.type != "cpu":
         batch = batch.to(device)

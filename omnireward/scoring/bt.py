@@ -6,12 +6,21 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from omnireward.config import group_options
 from omnireward.data.io import write_jsonl
 from omnireward.data.records import Record, length_hint
-from omnireward.quant.options import CPU_PRECISIONS
+from omnireward.errors import ConfigError
+from omnireward.metrics import agreement
+from omnireward.quant.cpu import check_cpu_precision, precision_details
+from omnireward.quant.options import CPU_PRECISIONS, SCORING_QUANTS
 from omnireward.scoring.batch import score_batch
-from omnireward.scoring.output import summary_path
+from omnireward.scoring.identity import run_identity
+from omnireward.scoring.load import load_for_scoring, pick_device
+from omnireward.scoring.output import ScoresFile, summary_path
+from omnireward.scoring.pipeline import BTScorer
 from omnireward.scoring.progress import progress
+from omnireward.scoring.source import InputSource
+from omnireward.scoring.stream import score_stream
 from omnireward.scoring.summary import summarize_lines
 
 __all__ = ["BTModel", "progress", "reward_records", "score_file", "summary_of", "summary_path", "write_scores"]
@@ -64,9 +73,6 @@ class BTModel:
     prefix_sharing: bool = True  # a record's responses share its prompt's computation (same rewards)
 
     def __call__(self):
-        from omnireward.scoring.load import load_for_scoring
-        from omnireward.scoring.pipeline import BTScorer
-
         model = load_for_scoring(self.model_dir, quant=self.quant, device=self.device)
         model.prefix_sharing = self.prefix_sharing
         return BTScorer(model)
@@ -76,12 +82,6 @@ def check_quant(quant, device: str = "auto", engine: str = "local", ray=None) ->
     """Refuse, in one line and before anything is written, a `--quant` that cannot score here: an
     unknown name, int8 on a GPU (its kernels are CPU kernels), bf16 without bf16 instructions."""
     import torch
-
-    from omnireward.config import group_options
-    from omnireward.errors import ConfigError
-    from omnireward.quant.cpu import check_cpu_precision
-    from omnireward.quant.options import SCORING_QUANTS
-    from omnireward.scoring.load import pick_device
 
     if not isinstance(quant, str):
         return  # a `Quantization`: checked where it was built
@@ -125,10 +125,6 @@ def score_file(
     With `compare_full` (and a quantised model) the same records are also scored in full
     precision into OUT.full.jsonl, and the summary reports the agreement.
     """
-    from omnireward.scoring.identity import run_identity
-    from omnireward.scoring.source import InputSource
-    from omnireward.scoring.stream import score_stream
-
     check_quant(quant, device, engine, ray)
     source = InputSource.open(path, fmt)  # checked, detected, counted and digested once
     options = {
@@ -154,13 +150,8 @@ def score_file(
     )
     extra = {"model": str(model_dir), "input": str(path), "quant": quant}
     if quant in CPU_PRECISIONS:
-        from omnireward.quant.cpu import precision_details
-
         extra["quant_details"] = precision_details(quant)
     if compare_full and quant != "none":
-        from omnireward.metrics import agreement
-        from omnireward.scoring.output import ScoresFile
-
         out_full = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".full.jsonl")
         score_stream(
             source,

@@ -11,6 +11,7 @@ DEFAULT_RUNS = Path("runs")
 
 def latest_model(runs: Path = DEFAULT_RUNS) -> Path:
     """The most recently trained model folder under `runs/`."""
+    # deferred: resolving a model path loads no torch (the CLI imports this module)
     from omnireward.model_folder import CONFIG_NAME
 
     found = sorted((p.parent for p in runs.glob(f"*/{CONFIG_NAME}")), key=lambda p: (p / CONFIG_NAME).stat().st_mtime)

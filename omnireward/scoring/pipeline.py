@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from torch.utils.data import DataLoader, Dataset
 
 from omnireward.errors import OmniRewardError
+from omnireward.scoring.batch import lines_for, prepare_batch, run_batch
 from omnireward.scoring.plan import Planned
 
 
@@ -32,13 +33,9 @@ class BTScorer:
         self.model = model.eval()
 
     def prepare(self, planned: Planned):
-        from omnireward.scoring.batch import prepare_batch
-
         return prepare_batch(self.model, planned.records)
 
     def score(self, planned: Planned, prepared) -> list[dict]:
-        from omnireward.scoring.batch import lines_for, run_batch
-
         return lines_for(planned.records, run_batch(self.model, prepared, planned.records))
 
 

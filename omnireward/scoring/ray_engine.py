@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from omnireward.data.records import record_from_dict
 from omnireward.errors import DependencyError
 from omnireward.scoring.plan import Planned
 
@@ -36,8 +37,6 @@ class ScoreActor:
         self.scorer = factory()
 
     def __call__(self, batch: dict) -> dict:
-        from omnireward.data.records import record_from_dict
-
         lines_out, counts, indexes = [], [], []
         for text in batch["text"]:
             spec = json.loads(text)

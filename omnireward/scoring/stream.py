@@ -20,10 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from omnireward.data.prep import reject_line
 from omnireward.data.records import Group, Item, Pair
 from omnireward.errors import ConfigError
-from omnireward.scoring.output import ScoresFile
+from omnireward.scoring import ray_engine
+from omnireward.scoring.output import Rejects, ScoresFile
 from omnireward.scoring.plan import pending, plan, read_records
+from omnireward.scoring.progress import progress
 from omnireward.scoring.source import InputSource
 
 ENGINES = ("local", "ray")
@@ -66,9 +69,7 @@ def score_stream(
     `factory()` builds the scorer (it loads the model: once here, or once per Ray actor).
     `workers`: DataLoader processes preparing batches on this machine (0: in this process).
     """
-    from omnireward.data.prep import reject_line
-    from omnireward.scoring.output import Rejects
-    from omnireward.scoring.progress import progress
+    # deferred: numpy loads only when a run scores
     from omnireward.scoring.summary import summarize_lines
 
     _check_options(batch_size, workers, on_bad_record, engine)
@@ -107,9 +108,7 @@ def score_stream(
         batches = unit(iter(pending(plan(records, batch_size), done, written, sf.path)))
         try:
             if engine == "ray":
-                from omnireward.scoring.ray_engine import run_ray
-
-                results = run_ray(
+                results = ray_engine.run_ray(
                     factory, batches, spool=sf.path.with_name(sf.path.name + ".ray"), options=ray or RayOptions()
                 )
             else:
@@ -132,6 +131,7 @@ def score_stream(
 
 def _local(scorer, batches, workers: int, path):
     """(records newly written, their lines) per batch, scored in this process."""
+    # deferred: torch loads only when records are scored in this process
     from omnireward.scoring.pipeline import run_local
 
     for planned, lines in run_local(scorer, batches, workers=workers, input_path=path):

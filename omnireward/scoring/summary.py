@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from omnireward.metrics import LABEL_SIGN, summarize
+from omnireward.metrics import LABEL_SIGN, kendall_tau_b, summarize
 
 
 def summarize_lines(lines: Iterable[dict]) -> dict:
@@ -167,8 +167,6 @@ class GroupStats:
         self.n_tau = 0
 
     def add(self, line: dict) -> None:
-        from omnireward.metrics import kendall_tau_b
-
         self.n += 1
         rewards = line["rewards"]
         gold = line.get("gold_best")

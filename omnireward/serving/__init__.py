@@ -15,6 +15,7 @@ The server's dependencies come with the `serve` extra: pip install "omnireward[s
 
 from __future__ import annotations
 
+from omnireward.errors import DependencyError
 from omnireward.serving.service import BatchSettings, RewardService
 from omnireward.serving.settings import ServeSettings
 
@@ -23,9 +24,8 @@ __all__ = ["BatchSettings", "RewardService", "ServeSettings", "make_server"]
 
 def make_server(*args, **kwargs):
     """Load a model folder and bind a RewardServer (see omnireward.serving.server.make_server)."""
-    from omnireward.errors import DependencyError
-
     try:
+        # deferred: FastAPI and uvicorn are optional (omnireward[serve])
         from omnireward.serving.server import make_server as _make
     except ImportError as e:
         raise DependencyError(

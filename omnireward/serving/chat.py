@@ -34,6 +34,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from omnireward.data.formats.common import render_transcript
+from omnireward.errors import ConfigError, RequestError
+
 SYSTEM_PROMPT_MODES = ("auto", "always", "never")
 
 # Default system prompts that chat templates insert by themselves when a conversation has none.
@@ -108,8 +111,6 @@ class ChatFields:
 
 
 def check_mode(mode: str, field: str = "system_prompt_as_criteria") -> str:
-    from omnireward.errors import ConfigError
-
     if mode not in SYSTEM_PROMPT_MODES:
         raise ConfigError(f"must be one of {', '.join(SYSTEM_PROMPT_MODES)}, got {mode!r}", field=field)
     return mode
@@ -240,8 +241,6 @@ def fields_from_messages(
     if len(turns) == 1 and turns[0]["role"] == "user":
         prompt = turns[0]["content"].strip()
     else:
-        from omnireward.data.formats.common import render_transcript
-
         prompt = render_transcript([{"role": m["role"], "content": m["content"].strip()} for m in turns])
     return ChatFields(prompt=prompt, response=response, criteria="\n\n".join(s for s in systems if s) or None)
 
@@ -282,7 +281,7 @@ def conversation_fields(
     """The one reader the hooks share: a prompt (plain or templated text, or messages) and a response
     (text, possibly with end markers, or assistant messages). Without `response`, `prompt` must be a
     whole conversation whose last turn is the assistant's."""
-    from omnireward.errors import RequestError
+    # deferred: breaks the circle serving -> serving.service -> serving.chat -> integrations.inputs -> serving.media
     from omnireward.integrations.inputs import text_messages
 
     mode = system_prompt_as_criteria

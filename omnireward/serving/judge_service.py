@@ -25,8 +25,13 @@ from types import SimpleNamespace
 
 import torch
 
+from omnireward import model_folder
+from omnireward.judge.critique import critique
+from omnireward.judge.grammar import constraint_for
 from omnireward.judge.templates import LABELS, JudgeTemplate
 from omnireward.judge.verdicts import format_ok, parse_verdict
+from omnireward.scoring.judge import Judge, judge_records, load_judge_backbone, majority, template_for
+from omnireward.scoring.load import pick_device
 from omnireward.serving.batcher import Batcher
 from omnireward.serving.judge_routes import judge_routes
 from omnireward.serving.judge_work import ChatWork, PairWork, work_cost  # noqa: F401 (PairWork re-exported)
@@ -93,16 +98,12 @@ class JudgeRunner:
         return out
 
     def _judge(self, records: list, both_orders: bool, sampling=None) -> list[dict]:
-        from omnireward.scoring.judge import judge_records
-
         return judge_records(self.judge, records, both_orders=both_orders, show_progress=False, sampling=sampling)
 
     @torch.no_grad()
     def _chat(
         self, works: list[ChatWork], max_tokens: int, temperature: float, top_p: float, seed: int | None
     ) -> list[dict]:
-        from omnireward.judge.critique import critique
-
         j = self.judge
         t = j.template
         convs = [w.conversation for w in works for _ in range(w.n)]
@@ -151,8 +152,6 @@ def chat_vote(choices: list[dict]) -> dict:
     """The n choices' vote: pairwise, the majority verdict letter (a tie in votes goes to the higher
     mean probability, as `omnireward score --samples` decides), votes per letter, the share of
     choices that agree with it and the mean verdict probabilities; pointwise, the mean score."""
-    from omnireward.scoring.judge import majority
-
     n = len(choices)
     if "verdict_probs" not in choices[0]:
         return {"n": n, "score": sum(c["score"] for c in choices) / n}
@@ -220,15 +219,10 @@ class JudgeService:
         """`workers_per_device` judge replicas on each of the comma-separated `devices`: a judge folder
         with its own template (or `judge`), a model folder or HF LM with `judge`, or with no model the
         embedded instruct LM."""
-        from omnireward.scoring.judge import Judge, load_judge_backbone, template_for
-        from omnireward.scoring.load import pick_device
-
         batching = (batching or BatchSettings()).check()
         template = template_for(judge, model_dir)
         constrain = None
         if constrained:
-            from omnireward.judge.grammar import constraint_for
-
             constrain = constraint_for
         names = [d.strip() for d in devices.split(",") if d.strip()] or ["auto"]
         judges, where = [], []
@@ -288,8 +282,6 @@ class JudgeService:
 
 def is_judge(model_dir) -> bool:
     """Whether `model_dir` is a judge folder (objective: judge)."""
-    from omnireward import model_folder
-
     return (
         model_dir is not None
         and model_folder.is_model_folder(model_dir)

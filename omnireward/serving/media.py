@@ -249,6 +249,7 @@ class Lease:
 
 
 def _type_of_suffix(suffix: str, field: str) -> str:
+    # deferred: numpy and PIL load only when a media type is looked up
     from omnireward.data.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, MESH_EXTENSIONS, VIDEO_EXTENSIONS
 
     s = suffix.lower()

@@ -109,6 +109,7 @@ def make_server(
     (omnireward.serving.judge_routes) instead of the reward routes. Several model folders (a list),
     a folder of model folders, or `ensemble` (mean | min | mean_minus_std, λ = `ensemble_lambda`)
     serve an ensemble: every member scores each batch and the routes return the combined reward."""
+    # deferred: torch loads only when models are loaded
     from omnireward.scoring.ensemble import check_rule, is_ensemble_folder
 
     settings = (settings or ServeSettings()).check()
@@ -128,6 +129,7 @@ def make_server(
     media = MediaStore(
         settings.media_root, allow_outside_root=settings.allow_outside_root, max_item_bytes=settings.max_media_bytes
     )
+    # deferred: torch loads only when models are loaded
     from omnireward.serving.judge_service import JudgeService, is_judge
 
     if members is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from omnireward.data.records import Pair, Record
 from omnireward.errors import ConfigError, RequestError
 from omnireward.serving.batcher import Batcher, ItemError
+from omnireward.serving.chat import parse_chat
 from omnireward.serving.media import MediaStore
 from omnireward.serving.scale import RewardScale
 
@@ -64,6 +65,7 @@ class RewardService:
         media: MediaStore | None = None,
         info: dict | None = None,
     ):
+        # deferred: torch loads only when a service is built (importing omnireward.serving needs none)
         from omnireward.scoring.bt import reward_records
         from omnireward.scoring.ensemble import EnsembleReplica
 
@@ -99,6 +101,7 @@ class RewardService:
         media: MediaStore | None = None,
     ) -> RewardService:
         """Load `workers_per_device` replicas on each of the comma-separated `devices`."""
+        # deferred: torch loads only when a service is built (importing omnireward.serving needs none)
         from omnireward import model_folder
         from omnireward.scoring.load import load_for_scoring, pick_device
 
@@ -137,6 +140,7 @@ class RewardService:
         """An ensemble (several model folders, or a folder of them; see scoring/ensemble.py): each
         replica holds every member, which all score the batch the batcher formed; the lines carry
         the combined reward (already on the members' normalised scale) and the `ensemble` field."""
+        # deferred: torch loads only when a service is built (importing omnireward.serving needs none)
         from omnireward.scoring.ensemble import EnsembleReplica, check_rule, member_folders, member_scale
         from omnireward.scoring.load import load_for_scoring, pick_device
 
@@ -220,8 +224,8 @@ def located(e: ItemError, where: list[str] | None) -> RequestError:
 def default_system_prompt(model) -> str | None:
     """The system turn the model's chat template inserts when a conversation has none (SmolLM2 and
     Qwen templates do), so that a templated request's copy of it is not taken for criteria."""
+    # deferred: torch loads only when a model is loaded
     from omnireward.backbones.base import Turn
-    from omnireward.serving.chat import parse_chat
 
     try:
         text = model.backbone.processor.render([Turn("user", ["x"])])[0]

