@@ -464,8 +464,8 @@ def eval_cmd(
         if is_model_folder(model_dir):
             model_dir = open_folder(model_dir)  # its config read once, handed down
         # A judge folder judges with its own template; anything else is scored as a reward model.
-        objective = model_dir.objective if is_model_folder(model_dir) else OBJECTIVES["reward"]
-        summary = objective.score_file(
+        scorer = model_dir.objective if is_model_folder(model_dir) else OBJECTIVES["reward"]
+        summary = scorer.score_file(
             bench, model_dir, scores, batch_size=batch_size, media_root=media_root, overwrite=overwrite
         )
         records = bench
