@@ -73,6 +73,19 @@ def build(name: str, out: Path, seed: int, n_pairs: int) -> list[tuple[str, Path
     return [("test", out / "test.jsonl"), ("fresh_unseen", out / "fresh" / "test.jsonl")]
 
 
+def child(tree: str | None) -> tuple[dict, str | None]:
+    """Environment and working folder of the train and score processes: with `tree`, that checkout's
+    package first on the path and the process started inside it. `python -c` puts its working folder
+    ahead of PYTHONPATH, so a child started from this repository imported this repository's package
+    whatever PYTHONPATH said: every `--tree` line before this was measured fixed ran this tree's code."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    if not tree:
+        return env, None
+    root = str(Path(tree).resolve())
+    env["PYTHONPATH"] = root
+    return env, root
+
+
 def tree_commit(tree: Path) -> str:
     out = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=tree, capture_output=True, text=True)
     dirty = subprocess.run(
@@ -123,9 +136,7 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
     resume = a.resume and (run / "train_summary.json").exists()
     if not resume:
         shutil.rmtree(run, ignore_errors=True)
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    if a.tree:
-        env["PYTHONPATH"] = str(Path(a.tree).resolve())
+    env, cwd = child(a.tree)
     t0 = time.time()
     log = run.parent / f"{run.name}.train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +144,7 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
         train_s = json.loads((run / "train_summary.json").read_text())["train_seconds"]
     else:
         with open(log, "w") as fh:
-            subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
+            subprocess.run(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, check=True)
         train_s = time.time() - t0
     figures = {
         "set": name,
@@ -151,6 +162,7 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
             subprocess.run(
                 [*EXE, "score", str(f), "--model", str(run), "--out", str(scores)],
                 env=env,
+                cwd=cwd,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 check=True,
@@ -249,6 +261,7 @@ def main() -> None:
         "commands, without building data or training",
     )
     a = ap.parse_args()
+    a.work = str(Path(a.work).resolve())  # the children may start in another folder (--tree)
     if a.table:
         print(table(a.set))
         return
