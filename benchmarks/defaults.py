@@ -174,6 +174,7 @@ def run_one(a, name: str, seed: int, cand: str, overrides: list[str]) -> dict:
     fields = {"tag": f"{name}-{cand}-s{seed}"}
     if a.tree:  # another checkout's code: its own tag, never a row of this tree's table
         fields["tree_commit"] = tree_commit(Path(a.tree))
+        fields["tree_isolated"] = True  # started inside the tree (see `child`): its code, not this one's
         fields["tag"] += f"@{fields['tree_commit']}"
     return append("defaults", figures, **fields)
 
@@ -196,6 +197,8 @@ def table(sets: list[str] | None = None) -> str:
     by = defaultdict(list)
     for tag in tags:
         row = newest("defaults", [f"tag:{tag}"])
+        if "tree_commit" in row and not row.get("tree_isolated"):
+            continue  # a --tree line from before `child`: it ran this tree's code, not the other's
         f = row["figures"]
         if not sets or f["set"] in sets:
             cand = f["candidate"] + (f" @ {row['tree_commit']}" if "tree_commit" in row else "")

@@ -33,3 +33,33 @@ def test_tree_runs_that_checkouts_package_not_this_ones(tmp_path, monkeypatch):
         check=True,
     ).stdout
     assert Path(out.strip()).resolve() == (ROOT / "omnireward" / "__init__.py").resolve()
+
+
+def test_the_table_leaves_out_tree_lines_that_ran_this_trees_code(tmp_path, monkeypatch):
+    import json
+
+    import results_log
+
+    def line(tag, acc, **extra):
+        figures = {"set": "tones", "candidate": "base", "seed": 0, "overrides": [], "train_s": 60.0}
+        figures["test"] = {"accuracy": acc}
+        return {
+            "bench": "defaults",
+            "commit": "abc",
+            "machine": {"load_1min": 1.0},
+            "tag": tag,
+            "figures": figures,
+            **extra,
+        }
+
+    rows = [
+        line("tones-base-s0", 0.9),
+        line("tones-base-s0@d026aaeb73", 0.9, tree_commit="d026aaeb73"),  # before `child`: this tree's code
+        line("tones-base-s1@d026aaeb73", 0.7, tree_commit="d026aaeb73", tree_isolated=True),
+    ]
+    rows[2]["figures"]["seed"] = 1
+    (tmp_path / "defaults.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(results_log, "RESULTS", tmp_path)
+    table = defaults.table(["tones"])
+    assert "| tones | base @ d026aaeb73 | `(the defaults)` | 1 | 0.700 |" in table
+    assert "| tones | base | `(the defaults)` | 0 | 0.900 |" in table
