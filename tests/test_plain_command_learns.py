@@ -70,3 +70,49 @@ def test_plain_text_command_learns_the_demo_rules_on_unseen_sources(tmp_path):
     acc = sum(v["accuracy"] * v["n"] for v in kept.values()) / n
     assert n >= 90
     assert acc >= WORST_TEXT_SEED_NONFLIP - 1 / n, rules
+
+
+# The plain audio command on the tones set's unseen tones under training's phrasings
+# (benchmarks/defaults.py, `test_sources` of tones-base-s0/s1/s2 at commit 1eed43c: 0.683, 0.950,
+# 0.500; docs/defaults.md). The worst seed is at chance, so a bar from it could not fail: the test
+# trains seed 0 (training on a CPU is deterministic) and holds it to its own measured figure.
+TONES_SEED0 = 0.683
+
+
+@pytest.mark.slow
+def test_plain_audio_command_learns_unseen_tones(tmp_path):
+    """`omnireward train model=bt modality=audio` with only the data and 4 epochs on the tones set
+    (120 training pairs: a high whistle or a low hum named by the prompt), scored on tones of other
+    pitches and timbres under training's phrasings, held to seed 0's measured figure less one pair.
+    Seeds 1 and 2 scored 0.950 and 0.500: what this set learns depends on the seed, so a change that
+    only moves torch's random stream can move this figure too; `backbone.train_layers=null` (every
+    layer) scored 0.867 and 1.000 on seeds 0 and 2 (docs/defaults.md)."""
+    import sys
+    from pathlib import Path
+
+    from omnireward.config import compose_config
+    from omnireward.scoring.bt import score_file
+    from omnireward.train import train
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from demo_runs import accuracy_by_rule
+    from named_sets import build_set
+
+    data = build_set("tones", tmp_path / "data", n_pairs=120, seed=0)
+    out = train(
+        compose_config(
+            [
+                "model=bt",
+                "modality=audio",
+                f"data.train={data / 'train.jsonl'}",
+                f"data.val={data / 'val.jsonl'}",
+                f"output_dir={tmp_path / 'run'}",
+                "trainer.max_epochs=4",
+                "seed=0",
+            ]
+        )
+    )
+    score_file(data / "test_sources.jsonl", out, tmp_path / "sources.scores.jsonl")
+    got = accuracy_by_rule(data / "test_sources.jsonl", tmp_path / "sources.scores.jsonl")
+    assert got["n"] >= 50
+    assert got["accuracy"] >= TONES_SEED0 - 1 / got["n"], got
