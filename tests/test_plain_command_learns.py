@@ -25,6 +25,23 @@ def test_each_modality_sets_its_own_measured_training_defaults():
     assert compose_config(["modality=text", "peft=lora"]).backbone.train_layers is None
 
 
+def _plain_train(modality: str, data, out, epochs: int, seed: int = 0):
+    """`omnireward train model=bt modality=M` with only the data, output folder, epochs and seed."""
+    from omnireward.config import compose_config
+    from omnireward.train import train
+
+    overrides = [
+        "model=bt",
+        f"modality={modality}",
+        f"data.train={data / 'train.jsonl'}",
+        f"data.val={data / 'val.jsonl'}",
+        f"output_dir={out}",
+        f"trainer.max_epochs={epochs}",
+        f"seed={seed}",
+    ]
+    return train(compose_config(overrides))
+
+
 # The plain text command's worst seed on the non-flip records of the fresh unseen-source sample
 # (benchmarks/defaults.py, tags text-l20-s0/1/2, measured before it became the text default).
 WORST_TEXT_SEED_NONFLIP = 0.934
@@ -40,28 +57,14 @@ def test_plain_text_command_learns_the_demo_rules_on_unseen_sources(tmp_path):
     import sys
     from pathlib import Path
 
-    from omnireward.config import compose_config
     from omnireward.data.demo import build_demo, build_split
     from omnireward.scoring.bt import score_file
-    from omnireward.train import train
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from demo_runs import accuracy_by_rule
 
     data = build_demo("text", tmp_path / "data", n_pairs=128, seed=0)
-    out = train(
-        compose_config(
-            [
-                "model=bt",
-                "modality=text",
-                f"data.train={data / 'train.jsonl'}",
-                f"data.val={data / 'val.jsonl'}",
-                f"output_dir={tmp_path / 'run'}",
-                "trainer.max_epochs=2",
-                "seed=0",
-            ]
-        )
-    )
+    out = _plain_train("text", data, tmp_path / "run", epochs=2)
     fresh = build_split("text", tmp_path / "fresh", "test", 150, seed=1000)
     score_file(fresh, out, tmp_path / "fresh.scores.jsonl")
     rules = accuracy_by_rule(fresh, tmp_path / "fresh.scores.jsonl")["per_rule"]
@@ -90,28 +93,14 @@ def test_plain_audio_command_learns_unseen_tones(tmp_path):
     import sys
     from pathlib import Path
 
-    from omnireward.config import compose_config
     from omnireward.scoring.bt import score_file
-    from omnireward.train import train
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from demo_runs import accuracy_by_rule
     from named_sets import build_set
 
     data = build_set("tones", tmp_path / "data", n_pairs=120, seed=0)
-    out = train(
-        compose_config(
-            [
-                "model=bt",
-                "modality=audio",
-                f"data.train={data / 'train.jsonl'}",
-                f"data.val={data / 'val.jsonl'}",
-                f"output_dir={tmp_path / 'run'}",
-                "trainer.max_epochs=4",
-                "seed=0",
-            ]
-        )
-    )
+    out = _plain_train("audio", data, tmp_path / "run", epochs=4)
     score_file(data / "test_sources.jsonl", out, tmp_path / "sources.scores.jsonl")
     got = accuracy_by_rule(data / "test_sources.jsonl", tmp_path / "sources.scores.jsonl")
     assert got["n"] >= 50
