@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from omnireward.errors import ConfigError, OmniRewardError
@@ -37,15 +37,16 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dirs: lis
 
     `config_dirs` are folders of the user's own config groups (e.g. DIR/loss/my_loss.yaml), searched
     before the packaged ones; each folder is also put on `sys.path`, so a `_target_` in it may name a
-    module that sits beside its YAML files.
+    module that sits beside its YAML files. The folders are kept in the config as `config_dirs`, so
+    a model folder trained with them finds the same modules when it is loaded (`user_modules`).
     """
-    extra = []
+    extra, dirs = [], []
     for d in config_dirs:
         d = Path(d).expanduser().resolve()
         if not d.is_dir():
             raise ConfigError(f"config folder {d} does not exist", field="--config-dir")
-        if str(d) not in sys.path:
-            sys.path.insert(0, str(d))
+        user_modules([d])
+        dirs.append(str(d))
         extra.append(f"file://{d}")
     if extra:
         overrides = [f"hydra.searchpath=[{','.join(extra)}]", *overrides]
@@ -58,11 +59,22 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dirs: lis
         OmegaConf.resolve(cfg)
         if late is not None:
             cfg.logger = late
+        if dirs:
+            with open_dict(cfg):
+                cfg.config_dirs = dirs
     except (HydraException, OmegaConfBaseException) as e:
         msg = str(e).strip().splitlines()[0]
         raise ConfigError(f"bad config override: {msg}") from None
     check_components(cfg)
     return cfg
+
+
+def user_modules(dirs) -> None:
+    """Put folders of the user's own components (`--config-dir`) first on `sys.path`, once each, so a
+    `_target_` may name a module beside their YAML files."""
+    for d in dirs:
+        if str(d) not in sys.path:
+            sys.path.insert(0, str(d))
 
 
 def check_components(cfg: DictConfig) -> None:
@@ -75,6 +87,11 @@ def check_components(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"{key}={value!r} is not a component; choose one with {group}={options or 'NAME'}", field=key
             )
+    check_targets(cfg)
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Every `_target_` in `cfg` imports and takes the keys given to it (ConfigError otherwise)."""
     _check_node(cfg, "")
 
 

@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from omnireward.config import build
-from omnireward.errors import ModelError
+from omnireward.config import build, check_targets, user_modules
+from omnireward.errors import ConfigError, ModelError
 from omnireward.objectives import CONFIG_NAME, Objective, objective
 
 MODULES_NAME = "modules.safetensors"
@@ -63,7 +63,28 @@ def open_folder(path: str | Path | Folder) -> Folder:
             f"{path} is not an omnireward model folder (no {CONFIG_NAME}); "
             "train one with `omnireward train` or pass an exported folder"
         )
-    return Folder(path, OmegaConf.load(path / CONFIG_NAME))
+    cfg = OmegaConf.load(path / CONFIG_NAME)
+    _import_user_components(path, cfg)
+    return Folder(path, cfg)
+
+
+def _import_user_components(path: Path, cfg: DictConfig) -> None:
+    """Import every component the folder names, before anything is read or built: a component of the
+    user's (trained with `--config-dir DIR`) is found in DIR when DIR is still there, or on
+    PYTHONPATH; an encoder's import also registers its media kind, so records of that kind read.
+    A component that cannot be imported stops here in one line that says where it was."""
+    dirs = [d for d in cfg.get("config_dirs") or [] if Path(d).is_dir()]
+    user_modules(dirs)
+    try:
+        check_targets(cfg)
+    except ConfigError as e:
+        trained = list(cfg.get("config_dirs") or [])
+        where = (
+            f"; it was trained with --config-dir {' '.join(trained)}: put that folder (or the module's) on PYTHONPATH"
+            if trained
+            else "; put the module that defines it on PYTHONPATH"
+        )
+        raise ModelError(f"{path}: a component of this model folder does not import: {e.reason}{where}") from None
 
 
 def read_config(path: str | Path | Folder) -> DictConfig:

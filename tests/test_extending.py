@@ -131,7 +131,7 @@ def test_a_user_modality_trains_and_scores(signal_conf, tmp_path):
     from typer.testing import CliRunner
 
     from omnireward.cli.app import app
-    from omnireward.data.records import media_types
+    from omnireward.data import kinds
 
     train_f = _signal_pairs(tmp_path / "train", 16, seed=1)
     val_f = _signal_pairs(tmp_path / "val", 6, seed=2)
@@ -153,17 +153,114 @@ def test_a_user_modality_trains_and_scores(signal_conf, tmp_path):
     ]
     result = CliRunner().invoke(app, ["train", *args])
     assert result.exit_code == 0, result.output
-    assert "signal" in media_types()
+    assert kinds.get("signal") is not None
     run = tmp_path / "run"
     assert json.loads((run / "train_summary.json").read_text())["global_steps"] > 0
     assert "signal_encoder.SignalEncoder" in (run / "omnireward.yaml").read_text()
 
-    from omnireward.scoring.bt import score_file
-
+    # A new process, started elsewhere: the folder names the encoder and where it was trained from.
     out = tmp_path / "scores.jsonl"
-    score_file(val_f, run, out, device="cpu", show_progress=False)
+    fresh = _fresh_score(val_f, run, out, cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and all(isinstance(r.get("reward1"), float) for r in rows), rows[0]
+
+    # Moved away, the folder's encoder is not found: one line that says where it was and what to do.
+    moved = signal_conf.rename(tmp_path / "elsewhere")
+    lost = _fresh_score(val_f, run, tmp_path / "lost.jsonl", cwd=tmp_path)
+    assert lost.returncode != 0
+    message = lost.stderr.strip().splitlines()[-1]
+    assert "signal_encoder.SignalEncoder" in message and str(signal_conf) in message and "PYTHONPATH" in message
+    found = _fresh_score(val_f, run, tmp_path / "found.jsonl", cwd=tmp_path, pythonpath=moved)
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert (tmp_path / "found.jsonl").read_text() == out.read_text()
+
+
+def _fresh_score(pairs: Path, run: Path, out: Path, cwd: Path, pythonpath: Path | None = None):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    code = "from omnireward.cli.app import main; main()"
+    args = ["score", str(pairs), "--model", str(run), "--out", str(out), "--device", "cpu"]
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture
+def signal_kind(signal_conf):
+    """The doc's encoder module imported: its media kind is registered."""
+    import importlib
+
+    sys.path.insert(0, str(signal_conf))
+    importlib.import_module("signal_encoder")
+    from omnireward.data import kinds
+
+    yield kinds.get("signal")
+
+
+def _signal_file(path: Path, values) -> Path:
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.asarray(values, dtype="float32"))
+    return path
+
+
+def test_a_user_kind_is_validated_reported_and_served(signal_kind, tmp_path):
+    """What the encoder file's MediaKind declares reaches `data validate`, reports and `serve`."""
+    from omnireward.data.records import Media
+    from omnireward.data.validate import validate
+    from omnireward.errors import RequestError
+    from omnireward.report.media import MediaShelf
+    from omnireward.serving.media import Lease, MediaStore
+
+    assert signal_kind.suffixes == (".npy",) and signal_kind.processor_input == "image"
+    good = _signal_file(tmp_path / "data" / "up.npy", [0, 1, 2, 3])
+    _signal_file(tmp_path / "data" / "empty.npy", [])
+    row = {"id": "a", "prompt": "Which rises?", "preference": "response1"}
+    rows = [
+        {
+            **row,
+            "response1": {"media": [{"type": "signal", "path": "up.npy"}]},
+            "response2": {"media": [{"type": "signal", "path": "empty.npy"}]},
+        },
+    ]
+    pairs = tmp_path / "data" / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = [str(p) for p in validate(pairs)]
+    assert len(problems) == 1 and "empty signal" in problems[0] and "response2.media[0]" in problems[0], problems
+
+    shelf = MediaShelf(tmp_path / "report")
+    html = shelf.html(Media("signal", str(good)))
+    previews = list((tmp_path / "report" / "media").glob("*-preview.png"))
+    assert len(previews) == 1 and previews[0].name in html and "up.npy" in html
+
+    with Lease(MediaStore(tmp_path / "data")) as lease:
+        assert lease.media(None, "up.npy", "f").type == "signal"  # the type from the kind's suffix
+        with pytest.raises(RequestError, match="unknown media type 'sound'"):
+            lease.media("sound", "up.npy", "f")
+
+
+def test_a_user_kind_reaches_hf_backbones_as_its_processor_input(signal_kind, tmp_path):
+    """The doc's signal goes to a vision-language checkpoint as its drawn image; an audio-only
+    checkpoint refuses it in one line."""
+    from _tiny_hf import save_qwen2_5_vl, save_qwen2_audio
+
+    from omnireward.backbones.base import conversation
+    from omnireward.backbones.hf import build_hf
+    from omnireward.data.records import Media
+    from omnireward.errors import ModelError
+
+    up = Media("signal", str(_signal_file(tmp_path / "up.npy", [0, 1, 2, 3])))
+    vl = build_hf(str(save_qwen2_5_vl(tmp_path / "vl")))
+    batch = vl.processor([conversation(None, ["a signal"], [up])])
+    assert batch.tensors["image_grid_thw"].shape[0] == 1
+    audio_only = build_hf(str(save_qwen2_audio(tmp_path / "audio")))
+    with pytest.raises(ModelError, match="does not read signal input"):
+        audio_only.processor([conversation(None, ["a signal"], [up])])
 
 
 def test_a_modality_entry_must_be_an_encoder():

@@ -20,6 +20,7 @@ from omnireward.backbones.features import FeatureCache
 from omnireward.backbones.hf_family import REMOTE, Family
 from omnireward.backbones.modular_processor import DESCRIPTOR
 from omnireward.backbones.packing import layout, pad_packed
+from omnireward.data import kinds
 from omnireward.data.media import load_audio, load_image, load_video, media_fingerprint
 from omnireward.data.render import render_views
 from omnireward.errors import ModelError
@@ -262,27 +263,27 @@ class HFProcessor:
         return items
 
     def _media_items(self, part, images: list, videos: list, audios: list) -> list[dict]:
-        kind = "image" if part.type == "mesh" else part.type
-        if kind not in self.modalities:
+        """The processor inputs of one media file (its kind's `processor_input`: a mesh goes in as
+        rendered views, i.e. images) and their placeholders."""
+        kind = kinds.get(part.type)
+        as_input = kind.processor_input if kind is not None else None
+        if as_input is None or as_input not in self.modalities:
             raise ModelError(
                 f"this {self.family.name} backbone does not read {part.type} input; "
                 f"use a backbone for {part.type} (see docs/hf_backbones.md)",
                 file=part.path,
             )
-        if part.type == "image":
-            images.append(load_image(part.path))
-            return [{"type": "image"}]
-        if part.type == "mesh":
-            views = _views(part.path, _stamp(part.path), self.mesh_views, self.mesh_view_size)
-            images.extend(views)
-            return [{"type": "image"} for _ in views]
-        if part.type == "video":
-            videos.append(_video(part.path, _stamp(part.path), self.video_frames, self.video_short_side))
-            return [{"type": "video"}]
+        own = _PACKAGED_INPUTS.get(kind.name) or kind.to_processor
+        if own is None:
+            raise ModelError(f"media kind {kind.name!r} names no to_processor for HF backbones", file=part.path)
+        inputs = own(part.path, self)
+        {"image": images, "video": videos, "audio": audios}[as_input].extend(inputs)
+        return [{"type": as_input} for _ in inputs]
+
+    def audio_rate(self) -> tuple[int, float]:
+        """(sampling rate, longest clip in seconds) of the checkpoint's audio feature extractor."""
         fe = getattr(self.hf, "feature_extractor", None)
-        rate = getattr(fe, "sampling_rate", 16000)
-        audios.append(load_audio(part.path, sample_rate=rate, max_seconds=getattr(fe, "chunk_length", 30)))
-        return [{"type": "audio"}]
+        return getattr(fe, "sampling_rate", 16000), getattr(fe, "chunk_length", 30)
 
     def render(self, conv: Conversation, *, add_generation_prompt: bool = False):
         """Chat-template text (one placeholder per media item) and the loaded media in order."""
@@ -452,6 +453,15 @@ class HFProcessor:
 
 
 # ---------------------------------------------------------------- media
+
+# The packaged kinds' processor inputs, with this processor's frame, view and rate settings; a kind
+# defined outside the package brings its own `to_processor` (omnireward/data/kinds.py).
+_PACKAGED_INPUTS = {
+    "image": lambda path, proc: [load_image(path)],
+    "mesh": lambda path, proc: list(_views(path, _stamp(path), proc.mesh_views, proc.mesh_view_size)),
+    "video": lambda path, proc: [_video(path, _stamp(path), proc.video_frames, proc.video_short_side)],
+    "audio": lambda path, proc: [load_audio(path, sample_rate=proc.audio_rate()[0], max_seconds=proc.audio_rate()[1])],
+}
 
 
 @lru_cache(maxsize=32)

@@ -10,13 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from omnireward.data.suffixes import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, MESH_EXTENSIONS, VIDEO_EXTENSIONS
 from omnireward.data.video_io import VideoFile, backend, frame_size
 from omnireward.errors import MediaError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
-MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 
 
 def _checked(path: str | Path, kind: str, extensions: tuple[str, ...]) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omnireward.data import kinds
 from omnireward.errors import DataFormatError
 
 TASKS = (
@@ -18,22 +19,6 @@ TASKS = (
     "text_to_3d",
     "text_image_to_image",
 )
-MEDIA_TYPES = ("image", "video", "audio", "mesh")
-# Media types of encoders defined outside the package (an Encoder subclass registers its `modality`).
-_MORE_MEDIA_TYPES: list[str] = []
-
-
-def register_media_type(name: str) -> None:
-    """Make records with media of type `name` readable (done by defining an Encoder for it)."""
-    if name and name not in MEDIA_TYPES and name not in _MORE_MEDIA_TYPES:
-        _MORE_MEDIA_TYPES.append(name)
-
-
-def media_types() -> tuple[str, ...]:
-    """Every media type a record may hold: the packaged ones and those registered."""
-    return MEDIA_TYPES + tuple(_MORE_MEDIA_TYPES)
-
-
 LABELS = ("response1", "response2", "tie")
 # Modality of a task: what the reward model must be able to see.
 TASK_MODALITY = {
@@ -249,9 +234,9 @@ def _media_list(value: Any, field_name: str) -> list[Media]:
         if not isinstance(m, dict):
             raise DataFormatError(f"expected an object with 'type' and 'path', got {type(m).__name__}", field=f)
         mtype, path = m.get("type"), m.get("path")
-        if mtype not in media_types():
+        if kinds.get(mtype) is None:
             raise DataFormatError(
-                f"unknown media type {mtype!r} (expected one of {', '.join(media_types())})", field=f + ".type"
+                f"unknown media type {mtype!r} (expected one of {', '.join(kinds.names())})", field=f + ".type"
             )
         if not isinstance(path, str) or not path:
             raise DataFormatError("missing media path", field=f + ".path")

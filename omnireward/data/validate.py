@@ -6,19 +6,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from omnireward.data import kinds
 from omnireward.data.formats import load, media_fields, resolve_format
 from omnireward.data.io import iter_raw
 from omnireward.data.paths import resolve_media_path
 from omnireward.data.records import Record, record_from_dict
 from omnireward.errors import OmniRewardError
-
-# Small decode settings: enough to prove a file decodes, cheap on a whole dataset.
-_DECODE = {
-    "image": lambda p, m: m.load_image(p),
-    "video": lambda p, m: m.load_video(p, num_frames=2),
-    "audio": lambda p, m: m.load_audio(p, sample_rate=16000, max_seconds=1.0),
-    "mesh": lambda p, m: m.load_mesh(p, num_points=64),
-}
 
 
 @dataclass(frozen=True)
@@ -146,13 +139,11 @@ def _media_problem(full: str, mtype: str, decode: bool) -> str | None:
         return f"media file is empty: {full}"
     if not decode:
         return None
-    # deferred: numpy and PIL load only when media files are decoded
-    from omnireward.data import media
-
-    if mtype not in _DECODE:  # a media type of the user's encoder: its own prepare() reads it
+    kind = kinds.get(mtype)
+    if kind is None or kind.decode is None:  # a kind that gives no decoder is checked for presence only
         return None
-    try:
-        _DECODE[mtype](p, media)
+    try:  # each kind's decoder reads with small settings: enough to prove the file decodes
+        kind.decode(p)
     except OmniRewardError as err:
         return f"{err.reason}: {full}"
     return None

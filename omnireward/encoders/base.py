@@ -7,7 +7,8 @@ import pathlib
 import torch
 from torch import nn
 
-from omnireward.data.records import register_media_type
+from omnireward.data import kinds
+from omnireward.data.kinds import MediaKind
 
 
 class Encoder(nn.Module):
@@ -20,6 +21,9 @@ class Encoder(nn.Module):
     """
 
     modality: str = ""
+    # The media type this encoder reads, with what validation, reports, serving and HF processors
+    # need of it (omnireward/data/kinds.py); a subclass giving only `modality` registers a bare kind.
+    media_kind: MediaKind | None = None
     out_dim: int
     n_tokens: int
     trainable: bool = False
@@ -27,8 +31,11 @@ class Encoder(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.modality:  # records may now hold media of this type
-            register_media_type(cls.modality)
+        own = cls.__dict__.get("media_kind")
+        if own is not None:  # records may now hold media of this kind
+            cls.modality = kinds.register(own).name
+        elif cls.modality:
+            kinds.register(MediaKind(cls.modality))
 
     def cache_key(self) -> str:
         """Identifies what `prepare()` returns (encoder, weights, options), for feature caches."""

@@ -24,9 +24,10 @@ import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
+from omnireward.data import kinds
 from omnireward.data.records import Record
 from omnireward.errors import ConfigError, ModelError, RequestError
-from omnireward.serving.media import MIME, Lease, MediaStore
+from omnireward.serving.media import Lease, MediaStore
 from omnireward.serving.scale import RewardScale
 from omnireward.serving.service import BatchSettings, RewardService
 
@@ -34,7 +35,6 @@ MODEL_ENV = "OMNIREWARD_MODEL"
 ENSEMBLE_ENV = "OMNIREWARD_ENSEMBLE"
 ENSEMBLE_LAMBDA_ENV = "OMNIREWARD_ENSEMBLE_LAMBDA"
 API_KEY_ENV = "OMNIREWARD_API_KEY"
-_SUFFIX_MIME = {suffix: mime for mime, (_, suffix) in reversed(list(MIME.items()))}
 
 
 class LocalScorer:
@@ -119,7 +119,7 @@ def _wire(record: Record) -> dict:
         out = []
         for m in media:
             p = Path(m["path"])
-            mime = _SUFFIX_MIME.get(p.suffix.lower()) or mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+            mime = kinds.mime_of_suffix(p.suffix) or mimetypes.guess_type(p.name)[0] or "application/octet-stream"
             out.append({"type": m["type"], "path": f"data:{mime};base64,{base64.b64encode(p.read_bytes()).decode()}"})
         return out
 

@@ -4,6 +4,8 @@ Files are copied (never linked to their original place) under `media/` with rela
 the report folder can be zipped and shared. Images the browser cannot show (e.g. TIFF) are
 converted to PNG; meshes are rendered to a turntable of views with the project's software
 rasteriser; video the browser cannot decode is shown as a still of its middle frame with a link.
+How a file is shown is its media kind's `view` (omnireward/data/kinds.py); a kind with a `preview`
+is shown as that picture beside a link, and a kind with neither as a link.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 from html import escape
 from pathlib import Path
 
+from omnireward.data import kinds
 from omnireward.data.records import Media
 
 BROWSER_IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif", ".svg"}
@@ -59,6 +62,15 @@ class MediaShelf:
             self._done[key] = rel
         return self._done[key]
 
+    def preview_png(self, path: Path, kind) -> str:
+        """A kind's own picture of the file (its `preview`), saved as PNG."""
+        key = f"preview:{path}"
+        if key not in self._done:
+            rel = self._name(path, "-preview.png")
+            kind.preview(path).convert("RGB").save(self._target(rel))
+            self._done[key] = rel
+        return self._done[key]
+
     def mesh_views(self, path: Path) -> list[str]:
         key = f"mesh:{path}"
         if key not in self._done:
@@ -93,15 +105,22 @@ class MediaShelf:
         if not path.is_file():
             return f'<p class="missing">missing {escape(media.type)}: {escape(str(path))}</p>'
         suffix = path.suffix.lower()
+        kind = kinds.get(media.type)
+        view = kind.view if kind is not None else "link"
         try:
-            if media.type == "image":
+            if kind is not None and kind.preview is not None:
+                return (
+                    f'<img class="media" src="{escape(self.preview_png(path, kind))}" alt="{escape(path.name)}">'
+                    f'<br><a href="{escape(self.copy(path))}">{escape(path.name)}</a>'
+                )
+            if view == "image":
                 rel = self.copy(path) if suffix in BROWSER_IMAGE else self.image_png(path)
                 return f'<img class="media" src="{escape(rel)}" alt="{escape(path.name)}" loading="eager">'
-            if media.type == "audio":
+            if view == "audio":
                 if suffix in BROWSER_AUDIO:
                     return f'<audio class="media" controls preload="metadata" src="{escape(self.copy(path))}"></audio>'
                 return f'<a href="{escape(self.copy(path))}">{escape(path.name)}</a> (audio)'
-            if media.type == "video":
+            if view == "video":
                 if suffix in BROWSER_VIDEO:
                     return (
                         f'<video class="media" controls muted preload="metadata" '
@@ -111,7 +130,7 @@ class MediaShelf:
                     f'<img class="media" src="{escape(self.video_still(path))}" alt="middle frame of '
                     f'{escape(path.name)}"><br><a href="{escape(self.copy(path))}">{escape(path.name)}</a>'
                 )
-            if media.type == "mesh":
+            if view == "turntable":
                 views = "".join(
                     f'<img class="view" src="{escape(r)}" alt="view {k} of {escape(path.name)}">'
                     for k, r in enumerate(self.mesh_views(path))

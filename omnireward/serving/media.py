@@ -20,41 +20,11 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from omnireward.data import kinds
 from omnireward.data.paths import resolve_media_path
-from omnireward.data.records import MEDIA_TYPES, Media
+from omnireward.data.records import Media
 from omnireward.errors import OmniRewardError, RequestError, RequestTooLarge
 
-# MIME type -> (media type, file extension the loaders accept)
-MIME = {
-    "image/png": ("image", ".png"),
-    "image/jpeg": ("image", ".jpg"),
-    "image/jpg": ("image", ".jpg"),
-    "image/webp": ("image", ".webp"),
-    "image/gif": ("image", ".gif"),
-    "image/bmp": ("image", ".bmp"),
-    "image/tiff": ("image", ".tiff"),
-    "audio/wav": ("audio", ".wav"),
-    "audio/x-wav": ("audio", ".wav"),
-    "audio/wave": ("audio", ".wav"),
-    "audio/vnd.wave": ("audio", ".wav"),
-    "audio/flac": ("audio", ".flac"),
-    "audio/x-flac": ("audio", ".flac"),
-    "audio/ogg": ("audio", ".ogg"),
-    "audio/mpeg": ("audio", ".mp3"),
-    "audio/mp3": ("audio", ".mp3"),
-    "video/mp4": ("video", ".mp4"),
-    "video/webm": ("video", ".webm"),
-    "video/quicktime": ("video", ".mov"),
-    "video/x-matroska": ("video", ".mkv"),
-    "video/x-msvideo": ("video", ".avi"),
-    "video/mpeg": ("video", ".mpg"),
-    "model/gltf-binary": ("mesh", ".glb"),
-    "model/gltf+json": ("mesh", ".gltf"),
-    "model/obj": ("mesh", ".obj"),
-    "model/stl": ("mesh", ".stl"),
-    "model/ply": ("mesh", ".ply"),
-    "application/ply": ("mesh", ".ply"),
-}
 # OpenAI-style `input_audio.format` values
 AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg"}
 
@@ -196,20 +166,23 @@ class Lease:
         """A Media item with an absolute path from a path or a `data:` URI (type from the URI when None)."""
         if not isinstance(ref, str) or not ref.strip():
             raise RequestError("expected a media path or a data: URI string", field=field)
-        if mtype is not None and mtype not in MEDIA_TYPES:
-            raise RequestError(f"unknown media type {mtype!r} (expected one of {', '.join(MEDIA_TYPES)})", field=field)
+        if mtype is not None and kinds.get(mtype) is None:
+            raise RequestError(
+                f"unknown media type {mtype!r} (expected one of {', '.join(kinds.names())})", field=field
+            )
         if not is_data_uri(ref):
             path = self.store.path(ref, field)
             if mtype is None:
                 mtype = _type_of_suffix(path.suffix, field)
             return Media(mtype, str(path))
         mime, data = self.store.decode_data_uri(ref, field)
-        if mime not in MIME:
+        found = kinds.of_mime(mime)
+        if found is None:
             raise RequestError(
-                f"unsupported media type {mime or '(none)'!r} in data: URI (known: {', '.join(sorted(MIME))})",
+                f"unsupported media type {mime or '(none)'!r} in data: URI (known: {', '.join(sorted(kinds.mimes()))})",
                 field=field,
             )
-        kind, suffix = MIME[mime]
+        kind, suffix = found[0].name, found[1]
         if mtype is not None and kind != mtype:
             raise RequestError(f"a {mime} data: URI where {mtype} is expected", field=field)
         return Media(kind, str(self._keep(self.store.put(data, suffix, field))))
@@ -249,19 +222,10 @@ class Lease:
 
 
 def _type_of_suffix(suffix: str, field: str) -> str:
-    # deferred: numpy and PIL load only when a media type is looked up
-    from omnireward.data.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, MESH_EXTENSIONS, VIDEO_EXTENSIONS
-
-    s = suffix.lower()
-    for kind, exts in (
-        ("image", IMAGE_EXTENSIONS),
-        ("video", VIDEO_EXTENSIONS),
-        ("audio", AUDIO_EXTENSIONS),
-        ("mesh", MESH_EXTENSIONS),
-    ):
-        if s in exts:
-            return kind
-    raise RequestError(f"cannot tell the media type of a {suffix or 'suffix-less'} file", field=field)
+    kind = kinds.of_suffix(suffix)
+    if kind is None:
+        raise RequestError(f"cannot tell the media type of a {suffix or 'suffix-less'} file", field=field)
+    return kind.name
 
 
 _URL_PARTS = {"image_url": "image", "video_url": "video", "audio_url": "audio"}
