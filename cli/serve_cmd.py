@@ -90,6 +90,12 @@ def register(app: typer.Typer) -> None:
         ),
         max_new_tokens: int = typer.Option(256, help="Judge: critique length when a request gives no max_tokens."),
         quiet: bool = typer.Option(False, help="Do not log each request."),
+        route: list[str] | None = typer.Option(
+            None,
+            "--route",
+            help="A route of your own, PATH=MODULE (a module on the path or a .py file defining "
+            "parse(body, lease, ctx) and respond(lines, parsed, ctx)); repeatable. See docs/extending.md.",
+        ),
     ):
         """Serve rewards over HTTP for RL loops. Routes: POST /score and /score_group (native records),
         POST /get_reward (OpenRLHF's remote reward model), POST /classify and /pooling (vLLM's pooling
@@ -97,6 +103,7 @@ def register(app: typer.Typer) -> None:
         shared forward passes. Stops on Ctrl-C."""
         # deferred: the serving package loads only for `serve` (keeps --help fast)
         from omnireward.serving import BatchSettings, ServeSettings, make_server
+        from omnireward.serving.app import user_route
 
         settings = ServeSettings(
             host=host,
@@ -111,7 +118,9 @@ def register(app: typer.Typer) -> None:
             served_model_name=served_model_name,
             system_prompt_as_criteria=system_prompt_as_criteria,
             quiet=quiet,
+            routes=tuple(route or ()),
         ).check()
+        yours = [user_route(spec) for spec in settings.routes]  # a bad module stops before the model loads
         batching = BatchSettings(
             max_batch_size=max_batch_size,
             batch_timeout=batch_timeout,
@@ -137,6 +146,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
         routes = ROUTES_HELP if not hasattr(server.service, "routes") else JUDGE_ROUTES_HELP
+        routes += "".join(f"\n  POST {path:<22} {summary}" for path, (_, _, summary) in yours)
         typer.echo(
             f"serving {server.service.info_fields['model']} on {server.url} "
             f"({len(server.service.models)} replica(s), batches of up to {batching.max_batch_size} "

@@ -417,3 +417,48 @@ SAVERS = {
     "qwen2_5_omni": save_qwen2_5_omni,
     "text": save_text_lm,
 }
+
+
+def save_qwen2_vl(out, seed: int = 0) -> Path:
+    """Qwen2-VL (Qwen2VLForConditionalGeneration), a family the package does not name: docs/extending.md
+    registers it from a user's module. 2 text layers, 2 vision blocks."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    tok = tokenizer(VL_TOKENS)
+    ids = _ids(
+        tok,
+        {
+            "image_token_id": "<|image_pad|>",
+            "video_token_id": "<|video_pad|>",
+            "vision_start_token_id": "<|vision_start|>",
+            "vision_end_token_id": "<|vision_end|>",
+        },
+    )
+    cfg = Qwen2VLConfig(
+        text_config=_text_cfg(
+            tok, rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "rope_theta": 1e6}
+        ),
+        vision_config=dict(
+            depth=2, embed_dim=32, hidden_size=32, mlp_ratio=2, num_heads=4, patch_size=14, spatial_merge_size=2
+        ),
+        **ids,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    template = chat_template(
+        "<|vision_start|><|image_pad|><|vision_end|>",
+        "<|vision_start|><|video_pad|><|vision_end|>",
+        default_system="You are a helpful assistant.",
+    )
+    video = {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "size": _VIDEO_PIXELS,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "do_sample_frames": False,
+    }
+    files = _vision_processor_files(Qwen2VLImageProcessorPil(**_IMAGE_PIXELS), video, "Qwen2VLProcessor", template)
+    return _save(model, tok, out, files)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from omnireward.config import build, compose_config
 from omnireward.errors import ConfigError
@@ -270,3 +271,157 @@ def test_a_modality_entry_must_be_an_encoder():
         build_encoder({"_target_": "torch.nn.Linear"})
     with pytest.raises(ConfigError, match="needs a _target_"):
         build_encoder({"length": 3})
+
+
+def _conf_from_doc(root: Path, files: dict[str, str]) -> Path:
+    """A my_conf/ folder whose files are the doc's code blocks (file -> a string the block holds)."""
+    blocks = [b for kind in ("python", "yaml") for b in _blocks(kind)]
+    for rel, marker in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(next(b for b in blocks if marker in b))
+    return root
+
+
+def _doc_command(marker: str) -> list[str]:
+    line = next(line for b in _blocks("bash") for line in b.splitlines() if marker in line)
+    return line.split()[2:]
+
+
+def test_a_user_head_trains_and_scores_in_a_fresh_process(tmp_path, text_pairs, monkeypatch):
+    """The doc's bounded head: one class and one YAML file in the user's folder."""
+    from typer.testing import CliRunner
+
+    from omnireward.cli.app import app
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    conf = _conf_from_doc(tmp_path / "head_conf", {"my_heads.py": "class BoundedHead", "head/bounded.yaml": "my_heads"})
+    train_f, val_f = text_pairs
+    args = [a.replace("my_conf", str(conf)) for a in _doc_command("head=bounded")]
+    run = tmp_path / "run"
+    extra = [f"data.train={train_f}", f"data.val={val_f}", f"output_dir={run}", "logger.tensorboard=false"]
+    result = CliRunner().invoke(app, ["train", *args, *extra])
+    assert result.exit_code == 0, result.output
+    sys.modules.pop("my_heads", None)
+    assert "my_heads.BoundedHead" in (run / "omnireward.yaml").read_text()
+    out = tmp_path / "scores.jsonl"
+    fresh = _fresh_score(val_f, run, out, cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    rewards = [
+        r for line in out.read_text().splitlines() for r in (json.loads(line)["reward1"], json.loads(line)["reward2"])
+    ]
+    assert len(rewards) == 32 and all(abs(r) < 3.0 for r in rewards)  # head.bound=3.0 from the command
+    assert len({round(r, 6) for r in rewards}) > 1
+
+
+@pytest.fixture(scope="module")
+def chelsea_pairs(tmp_path_factory):
+    """Pairs about real photos (skimage): the answer naming what is shown beats a wrong one."""
+    from PIL import Image
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    truth = {"chelsea": "A cat.", "coffee": "A cup of coffee.", "astronaut": "An astronaut."}
+    for name in truth:
+        Image.fromarray(getattr(data, name)()).resize((56, 56)).save(root / f"{name}.png")
+    rows = []
+    for i in range(12):
+        name = list(truth)[i % 3]
+        wrong = truth[list(truth)[(i + 1) % 3]]
+        first = i % 2 == 0
+        rows.append(
+            {
+                "id": f"i{i}",
+                "prompt": "What is in the picture?",
+                "prompt_media": [{"type": "image", "path": f"{name}.png"}],
+                "response1": truth[name] if first else wrong,
+                "response2": wrong if first else truth[name],
+                "preference": "response1" if first else "response2",
+            }
+        )
+    return write_jsonl(root / "pairs.jsonl", rows)
+
+
+def test_a_user_backbone_family_trains_and_scores(tmp_path, chelsea_pairs, monkeypatch):
+    """The doc's Qwen2-VL family, registered from the user's module, on a tiny random checkpoint."""
+    from _tiny_hf import save_qwen2_vl
+    from typer.testing import CliRunner
+
+    from omnireward.backbones.hf_family import FAMILIES
+    from omnireward.cli.app import app
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr("omnireward.backbones.hf_family.FAMILIES", dict(FAMILIES))
+    ckpt = save_qwen2_vl(tmp_path / "qwen2-vl")
+    conf = _conf_from_doc(
+        tmp_path / "family_conf", {"my_families.py": "register_family(", "backbone/qwen2_vl.yaml": "my_families.build"}
+    )
+    args = [
+        a.replace("my_conf", str(conf))
+        .replace("Qwen/Qwen2-VL-2B-Instruct", str(ckpt))
+        .replace("data.train=train.jsonl", f"data.train={chelsea_pairs}")
+        for a in _doc_command("backbone=qwen2_vl")
+    ]
+    run = tmp_path / "run"
+    extra = [f"data.val={chelsea_pairs}", f"output_dir={run}", "trainer.max_epochs=1", "data.batch_size=4"]
+    result = CliRunner().invoke(app, ["train", *args, *extra, "logger.tensorboard=false"])
+    assert result.exit_code == 0, result.output
+    sys.modules.pop("my_families", None)
+    assert "qwen2_vl" in json.loads((run / "hf" / "config.json").read_text())["model_type"]
+    out = tmp_path / "scores.jsonl"
+    fresh = _fresh_score(chelsea_pairs, run, out, cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert len(out.read_text().splitlines()) == 12
+
+
+def test_a_user_route_is_served(tmp_path, text_pairs):
+    """The doc's /prefer route beside the packaged ones: same batches and errors, and bad routes stop."""
+    import math
+    import urllib.error
+    import urllib.request
+
+    from omnireward.errors import ConfigError
+    from omnireward.serving import ServeSettings, make_server
+    from omnireward.train import train
+
+    routes = tmp_path / "my_routes.py"
+    routes.write_text(next(b for b in _blocks("python") if "def respond(" in b))
+    train_f, val_f = text_pairs
+    run = train(
+        compose_config(
+            ["backbone=tiny", "trainer.max_epochs=1", f"data.train={train_f}", f"data.val={val_f}"]
+            + [f"output_dir={tmp_path / 'run'}", "logger.tensorboard=false"]
+        )
+    )
+
+    def post(srv, path, body):
+        req = urllib.request.Request(srv.url + path, data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    settings = ServeSettings(port=0, quiet=True, routes=(f"/prefer={routes}",))
+    with make_server(run, settings=settings, device="cpu") as srv:
+        body = {"prompt": "How do I brew tea?", "chosen": "Sure! Boil water first.", "rejected": "No."}
+        status, got = post(srv, "/prefer", body)
+        assert status == 200, got
+        status, native = post(
+            srv, "/score", [{"prompt": body["prompt"], "response1": body["chosen"], "response2": body["rejected"]}]
+        )
+        line = native["results"][0]
+        assert got["margin"] == pytest.approx(line["reward1"] - line["reward2"], abs=1e-5)
+        assert got["p_chosen"] == pytest.approx(1 / (1 + math.exp(-got["margin"])))
+        assert post(srv, "/prefer", {"prompt": "x", "chosen": 3, "rejected": "y"}) == (
+            400,
+            {"error": "chosen: expected a string"},
+        )
+    for spec, why in (
+        (f"/score={routes}", "already a route"),
+        ("prefer=my_routes", "expected PATH=MODULE"),
+        (f"/x={tmp_path / 'none.py'}", "no such file"),
+        ("/x=json", "defines no parse and no respond function"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            with make_server(run, settings=ServeSettings(port=0, quiet=True, routes=(spec,)), device="cpu"):
+                pass

@@ -38,6 +38,18 @@ FAMILIES = {
     "qwen2_audio": Family("qwen2_audio", "Qwen2AudioForConditionalGeneration", "Qwen2AudioProcessor", ("audio",)),
 }
 TEXT = Family("causal_lm", None, None, ())
+
+
+def register_family(model_type: str, family: Family) -> Family:
+    """Read checkpoints whose config.json says `model_type` as `family` (a family of the user's;
+    the packaged ones are never replaced). Call it before the backbone is built."""
+    have = FAMILIES.get(model_type)
+    if have is not None and have != family:
+        raise ConfigError(f"model_type {model_type!r} is already read as the {have.name} family")
+    FAMILIES[model_type] = family
+    return family
+
+
 REMOTE = Family("remote_code", None, "AutoProcessor", ("image", "video", "audio"))
 
 # Files of a checkpoint folder that describe its processor, tokenizer and custom code: copied as

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnireward import __version__
-from omnireward.errors import AuthError, RequestError, RequestTooLarge
+from omnireward.errors import AuthError, ConfigError, RequestError, RequestTooLarge
 from omnireward.serving.batcher import ItemError, QueueFull
 from omnireward.serving.protocols import Context, Parsed, native, openrlhf, vllm
 from omnireward.serving.service import RequestTimeout, RewardService, located
@@ -40,6 +41,59 @@ ROUTES: dict[str, tuple[Parse, Respond, str]] = {
     "/classify": (vllm.parse, vllm.respond_classify, "vLLM pooling API (classify), as verl posts it"),
     "/pooling": (_pooling_parse, vllm.respond_pooling, "vLLM pooling API (pooling)"),
 }
+
+
+FIXED = ("/health", "/info", "/docs", "/openapi.json", "/redoc")
+
+
+@cache
+def user_route(spec: str) -> tuple[str, tuple[Parse, Respond, str]]:
+    """A route of the user's from `PATH=MODULE`: MODULE (a module on the path, or a `.py` file)
+    defines `parse(body, lease, ctx) -> Parsed` and `respond(lines, parsed, ctx) -> dict`, as the
+    packaged protocols do; its docstring's first line is the route's summary. The route is served
+    like the packaged ones: API key, size limits, shared batches, timeouts, one-line errors."""
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path, sep, name = spec.partition("=")
+    if not sep or not path.startswith("/") or not name:
+        raise ConfigError(f"expected PATH=MODULE (e.g. /prefer=my_routes), got {spec!r}", field="route")
+    try:
+        if name.endswith(".py"):
+            file = Path(name).expanduser().resolve()
+            if not file.is_file():
+                raise ConfigError(f"no such file: {file}", field="route")
+            module_spec = importlib.util.spec_from_file_location(f"omnireward_route_{file.stem}", file)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_spec.name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(name)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's module: any error while importing it is theirs
+        raise ConfigError(
+            f"cannot import {name} ({type(e).__name__}: {str(e).strip().splitlines()[0]})", field="route"
+        ) from None
+    missing = [f for f in ("parse", "respond") if not callable(getattr(module, f, None))]
+    if missing:
+        raise ConfigError(f"{name} defines no {' and no '.join(missing)} function", field="route")
+    summary = ((module.__doc__ or "").strip().splitlines() or [f"{name} (the user's route)"])[0]
+    return path, (module.parse, module.respond, summary)
+
+
+def routes_of(service: RewardService, settings: ServeSettings) -> dict[str, tuple[Parse, Respond, str]]:
+    """The service's routes (a judge service brings its own) and the user's, which may not take a
+    path already served."""
+    routes = dict(getattr(service, "routes", None) or ROUTES)
+    for spec in settings.routes:
+        path, route = user_route(spec)
+        if path in routes or path in FIXED:
+            raise ConfigError(f"{path} is already a route of the server; choose another path", field="route")
+        routes[path] = route
+    return routes
 
 
 def parse_json(data: bytes) -> Any:
@@ -83,7 +137,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 def make_app(service: RewardService, settings: ServeSettings) -> FastAPI:
     """The reward server's application around a loaded service."""
     settings.check()
-    routes = getattr(service, "routes", None) or ROUTES  # a judge service brings its own
+    routes = routes_of(service, settings)
     ctx = Context(
         scale=service.scale,
         default_system=service.default_system,

@@ -29,6 +29,7 @@ class ServeSettings:
     served_model_name: str | None = None  # echoed as `model` by /classify; default: the folder name
     system_prompt_as_criteria: str = "auto"  # auto|always|never (omnireward.serving.chat)
     quiet: bool = False
+    routes: tuple[str, ...] = ()  # routes of the user's: PATH=MODULE (omnireward.serving.app.user_route)
 
     def check(self) -> ServeSettings:
         if self.api_key is None:
