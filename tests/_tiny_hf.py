@@ -171,12 +171,9 @@ def _vision_processor_files(image_processor, video: dict, processor_class: str, 
     }
 
 
-def save_qwen2_5_vl(out, seed: int = 0) -> Path:
-    """Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration): 2 text layers, 2 vision blocks."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
-
-    tok = tokenizer(VL_TOKENS)
-    ids = _ids(
+def _qwen_vl_tokens(tok) -> dict:
+    """The vision placeholder token ids the Qwen VL configs name."""
+    return _ids(
         tok,
         {
             "image_token_id": "<|image_pad|>",
@@ -185,6 +182,35 @@ def save_qwen2_5_vl(out, seed: int = 0) -> Path:
             "vision_end_token_id": "<|vision_end|>",
         },
     )
+
+
+def _qwen_vl_files(processor_class: str, template: str | None = None) -> dict:
+    """Processor files of a Qwen2/2.5-VL or Omni checkpoint (14-pixel patches, CLIP normalisation)."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    template = template or chat_template(
+        "<|vision_start|><|image_pad|><|vision_end|>",
+        "<|vision_start|><|video_pad|><|vision_end|>",
+        default_system="You are a helpful assistant.",
+    )
+    video = {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "size": _VIDEO_PIXELS,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "do_sample_frames": False,
+    }
+    return _vision_processor_files(Qwen2VLImageProcessorPil(**_IMAGE_PIXELS), video, processor_class, template)
+
+
+def save_qwen2_5_vl(out, seed: int = 0) -> Path:
+    """Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration): 2 text layers, 2 vision blocks."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tok = tokenizer(VL_TOKENS)
     cfg = Qwen2_5_VLConfig(
         text_config=_text_cfg(
             tok, rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "rope_theta": 1e6}
@@ -202,27 +228,11 @@ def save_qwen2_5_vl(out, seed: int = 0) -> Path:
             fullatt_block_indexes=[1],
             tokens_per_second=2,
         ),
-        **ids,
+        **_qwen_vl_tokens(tok),
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
-    template = chat_template(
-        "<|vision_start|><|image_pad|><|vision_end|>",
-        "<|vision_start|><|video_pad|><|vision_end|>",
-        default_system="You are a helpful assistant.",
-    )
-    video = {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "size": _VIDEO_PIXELS,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "do_sample_frames": False,
-    }
-    files = _vision_processor_files(Qwen2VLImageProcessorPil(**_IMAGE_PIXELS), video, "Qwen2_5_VLProcessor", template)
-    return _save(model, tok, out, files)
+    return _save(model, tok, out, _qwen_vl_files("Qwen2_5_VLProcessor"))
 
 
 def save_qwen3_vl(out, seed: int = 0) -> Path:
@@ -230,15 +240,7 @@ def save_qwen3_vl(out, seed: int = 0) -> Path:
     from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     tok = tokenizer(VL_TOKENS)
-    ids = _ids(
-        tok,
-        {
-            "image_token_id": "<|image_pad|>",
-            "video_token_id": "<|video_pad|>",
-            "vision_start_token_id": "<|vision_start|>",
-            "vision_end_token_id": "<|vision_end|>",
-        },
-    )
+    ids = _qwen_vl_tokens(tok)
     cfg = Qwen3VLConfig(
         text_config=_text_cfg(
             tok,
@@ -333,7 +335,7 @@ def save_qwen2_audio(out, seed: int = 0) -> Path:
 
 def save_qwen2_5_omni(out, seed: int = 0) -> Path:
     """Qwen2.5-Omni (the whole model's config and layout, talker disabled: the thinker's weights only)."""
-    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
 
     tok = tokenizer(OMNI_TOKENS)
     fe = _audio_feature_extractor()
@@ -381,17 +383,7 @@ def save_qwen2_5_omni(out, seed: int = 0) -> Path:
         "<|vision_bos|><|VIDEO|><|vision_eos|>",
         "<|audio_bos|><|AUDIO|><|audio_eos|>",
     )
-    video = {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "size": _VIDEO_PIXELS,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "do_sample_frames": False,
-    }
-    files = _vision_processor_files(Qwen2VLImageProcessorPil(**_IMAGE_PIXELS), video, "Qwen2_5OmniProcessor", template)
+    files = _qwen_vl_files("Qwen2_5OmniProcessor", template)
     # The hub repository stores the image processor and the feature extractor in one file.
     files["preprocessor_config.json"].update({k: v for k, v in fe.to_dict().items() if k != "feature_extractor_type"})
     files["preprocessor_config.json"]["feature_extractor_type"] = "WhisperFeatureExtractor"
@@ -422,18 +414,9 @@ SAVERS = {
 def save_qwen2_vl(out, seed: int = 0) -> Path:
     """Qwen2-VL (Qwen2VLForConditionalGeneration), a family the package does not name: docs/extending.md
     registers it from a user's module. 2 text layers, 2 vision blocks."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     tok = tokenizer(VL_TOKENS)
-    ids = _ids(
-        tok,
-        {
-            "image_token_id": "<|image_pad|>",
-            "video_token_id": "<|video_pad|>",
-            "vision_start_token_id": "<|vision_start|>",
-            "vision_end_token_id": "<|vision_end|>",
-        },
-    )
     cfg = Qwen2VLConfig(
         text_config=_text_cfg(
             tok, rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "rope_theta": 1e6}
@@ -441,24 +424,8 @@ def save_qwen2_vl(out, seed: int = 0) -> Path:
         vision_config=dict(
             depth=2, embed_dim=32, hidden_size=32, mlp_ratio=2, num_heads=4, patch_size=14, spatial_merge_size=2
         ),
-        **ids,
+        **_qwen_vl_tokens(tok),
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(cfg).eval()
-    template = chat_template(
-        "<|vision_start|><|image_pad|><|vision_end|>",
-        "<|vision_start|><|video_pad|><|vision_end|>",
-        default_system="You are a helpful assistant.",
-    )
-    video = {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "size": _VIDEO_PIXELS,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "do_sample_frames": False,
-    }
-    files = _vision_processor_files(Qwen2VLImageProcessorPil(**_IMAGE_PIXELS), video, "Qwen2VLProcessor", template)
-    return _save(model, tok, out, files)
+    return _save(model, tok, out, _qwen_vl_files("Qwen2VLProcessor"))
