@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from importlib import resources
@@ -92,34 +93,44 @@ def check_components(cfg: DictConfig) -> None:
 
 def check_targets(cfg: DictConfig) -> None:
     """Every `_target_` in `cfg` imports and takes the keys given to it (ConfigError otherwise)."""
-    _check_node(cfg, "")
+    _check_node(cfg, "", _check_target)
 
 
-def _check_node(node, path: str) -> None:
+def import_targets(cfg: DictConfig) -> None:
+    """Import every `_target_` in `cfg` (a user's encoder registers its media kind on import);
+    ConfigError naming the first that does not import."""
+    _check_node(cfg, "", lambda node, path: _import_target(node, path))
+
+
+def _check_node(node, path: str, visit) -> None:
     if isinstance(node, DictConfig):
         if "_target_" in node:
-            _check_target(node, path)
+            visit(node, path)
         for k in node.keys():
             if str(k).startswith("_"):
                 continue
-            _check_node(node.get(k), f"{path}.{k}" if path else str(k))
+            _check_node(node.get(k), f"{path}.{k}" if path else str(k), visit)
     elif isinstance(node, ListConfig):
         for i, v in enumerate(node):
-            _check_node(v, f"{path}[{i}]")
+            _check_node(v, f"{path}[{i}]", visit)
+
+
+def _import_target(node: DictConfig, path: str):
+
+    target = str(node["_target_"])
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(
+            f"cannot import {target!r} ({type(e).__name__}: {str(e).strip().splitlines()[0]})",
+            field=f"{path}._target_" if path else "_target_",
+        ) from None
 
 
 def _check_target(node: DictConfig, path: str) -> None:
-    import importlib
-
+    obj = _import_target(node, path)
     target = str(node["_target_"])
-    where = f"{path}._target_" if path else "_target_"
-    module, _, name = target.rpartition(".")
-    try:
-        obj = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigError(
-            f"cannot import {target!r} ({type(e).__name__}: {str(e).strip().splitlines()[0]})", field=where
-        ) from None
     try:
         params = inspect.signature(obj).parameters
     except (TypeError, ValueError):

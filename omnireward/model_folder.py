@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from omnireward.config import build, check_targets, user_modules
+from omnireward.config import build, import_targets, user_modules
 from omnireward.errors import ConfigError, ModelError
 from omnireward.objectives import CONFIG_NAME, Objective, objective
 
@@ -76,7 +76,7 @@ def _import_user_components(path: Path, cfg: DictConfig) -> None:
     dirs = [d for d in cfg.get("config_dirs") or [] if Path(d).is_dir()]
     user_modules(dirs)
     try:
-        check_targets(cfg)
+        import_targets(cfg)
     except ConfigError as e:
         trained = list(cfg.get("config_dirs") or [])
         where = (
