@@ -116,7 +116,6 @@ def _check_node(node, path: str, visit) -> None:
 
 
 def _import_target(node: DictConfig, path: str):
-
     target = str(node["_target_"])
     module, _, name = target.rpartition(".")
     try:
