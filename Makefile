@@ -5,12 +5,16 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 MODALITY ?= text
 RUN ?= runs/demo-$(MODALITY)
-# The settings measured in docs/embedded.md and docs/defaults.md: text 128 training pairs, 2 epochs
-# and the configuration's own defaults (the plain command); media 300 pairs, 4 epochs, all 30 layers
-# and the learning rates below, until benchmarks/defaults.py has measured their defaults.
+# The settings measured in docs/embedded.md and docs/defaults.md: text 128 training pairs, 2 epochs;
+# audio 300 pairs, 4 epochs; both the configuration's own defaults (the plain command, chosen by
+# benchmarks/defaults.py). Image, video and 3D: 300 pairs, 4 epochs, all 30 layers and the learning
+# rates below, until benchmarks/defaults.py has measured their defaults.
 ifeq ($(MODALITY),text)
 PAIRS ?= 128
 ARGS ?= trainer.max_epochs=2
+else ifeq ($(MODALITY),audio)
+PAIRS ?= 300
+ARGS ?= trainer.max_epochs=4
 else
 PAIRS ?= 300
 ARGS ?= trainer.max_epochs=4 model.lr=5e-4 model.lm_lr=5e-5 data.batch_size=8 backbone.train_layers=null
