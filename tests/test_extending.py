@@ -425,3 +425,40 @@ def test_a_user_route_is_served(tmp_path, text_pairs):
         with pytest.raises(ConfigError, match=why):
             with make_server(run, settings=ServeSettings(port=0, quiet=True, routes=(spec,)), device="cpu"):
                 pass
+
+
+def test_kinds_and_families_refuse_what_would_shadow_the_packages_own(monkeypatch):
+    """A user's kind may not take a packaged kind's name or suffixes, nor a family a packaged model_type."""
+    from omnireward.backbones.hf_family import FAMILIES, Family, register_family
+    from omnireward.data import kinds
+    from omnireward.data.kinds import MediaKind
+
+    monkeypatch.setattr(kinds, "_KINDS", dict(kinds._KINDS))
+    with pytest.raises(ConfigError, match="one of the package's own"):
+        kinds.register(MediaKind("image", suffixes=(".npy",)))
+    with pytest.raises(ConfigError, match=r"suffixes \['.png'\] already belong to 'image'"):
+        kinds.register(MediaKind("scan", suffixes=(".png",)))
+    with pytest.raises(ConfigError, match="view must be one of"):
+        MediaKind("scan", view="hologram")
+    with pytest.raises(ConfigError, match="lower case with the dot"):
+        MediaKind("scan", suffixes=("NPY",))
+    assert kinds.register(MediaKind("image")) is kinds.get("image")  # a bare kind changes nothing
+    assert kinds.of_suffix(".PNG").name == "image" and kinds.mime_of_suffix(".jpg") == "image/jpeg"
+
+    monkeypatch.setattr("omnireward.backbones.hf_family.FAMILIES", dict(FAMILIES))
+    with pytest.raises(ConfigError, match="already read as the qwen2_5_vl family"):
+        register_family("qwen2_5_vl", Family("mine", "X", "Y", ("image",)))
+
+
+def test_a_bad_route_stops_the_serve_command_before_any_model_loads(tmp_path):
+    import subprocess
+
+    bad = tmp_path / "half.py"
+    bad.write_text("def parse(body, lease, ctx):\n    return None\n")
+    code = "from omnireward.cli.app import main; main()"
+    for spec, why in (("prefer=x", "expected PATH=MODULE"), (f"/half={bad}", "defines no respond function")):
+        args = ["serve", "--model", str(tmp_path / "no-model"), "--route", spec]
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and why in lines[0] and "no-model" not in lines[0], result.stderr

@@ -460,7 +460,7 @@ _PACKAGED_INPUTS = {
     "image": lambda path, proc: [load_image(path)],
     "mesh": lambda path, proc: list(_views(path, _stamp(path), proc.mesh_views, proc.mesh_view_size)),
     "video": lambda path, proc: [_video(path, _stamp(path), proc.video_frames, proc.video_short_side)],
-    "audio": lambda path, proc: [load_audio(path, sample_rate=proc.audio_rate()[0], max_seconds=proc.audio_rate()[1])],
+    "audio": lambda path, proc: [load_audio(path, *proc.audio_rate())],
 }
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib
+import importlib.util
 import json
+import sys
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -52,11 +56,6 @@ def user_route(spec: str) -> tuple[str, tuple[Parse, Respond, str]]:
     defines `parse(body, lease, ctx) -> Parsed` and `respond(lines, parsed, ctx) -> dict`, as the
     packaged protocols do; its docstring's first line is the route's summary. The route is served
     like the packaged ones: API key, size limits, shared batches, timeouts, one-line errors."""
-    import importlib
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     path, sep, name = spec.partition("=")
     if not sep or not path.startswith("/") or not name:
         raise ConfigError(f"expected PATH=MODULE (e.g. /prefer=my_routes), got {spec!r}", field="route")
