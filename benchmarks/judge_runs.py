@@ -9,8 +9,12 @@ Each run appends one line to benchmarks/results/judge_runs.jsonl (results_log: c
 machine, date, figures). Data: the text demo set (`omnireward data demo --modality text`, seed 0)
 test split; for joint vs BT, every pair gets a one-sentence critique built from its rule. For
 votes: the judge learning set of tests/test_grpo.py (a tiny word-level LM, the "yes" answer wins on
-either side) SFT'd on critiques that name the right winner only `--right` of the time, then
-held-out pairs judged greedily (K = 1, as `score --judge`) and with `--samples K` sampled critiques.
+either side) SFT'd on critiques whose verdict names the right winner only `--right` of the time; a
+right critique takes one of three wordings, a wrong one always the same wording, so the likeliest
+first word leads to the wrong verdict while most of the probability names the right one (the case
+self-consistency voting is for: greedy decoding follows the single likeliest path, a vote counts
+every path). Held-out pairs (gold labels) are then judged greedily (K = 1, as `score --judge`), by
+one sampled critique, and by the majority of `--samples K` sampled critiques.
 """
 
 from __future__ import annotations
@@ -136,6 +140,11 @@ def joint_vs_bt(a) -> dict:
     }
 
 
+# The votes set's critiques: right ones in three wordings, wrong ones in one (module docstring).
+RIGHT_WORDINGS = ("{x} says yes.", "Yes is the answer of {x}.", "The yes is in {x}.")
+WRONG_WORDING = "Response {x} says yes."
+
+
 def votes(a) -> dict:
     """K = 1 (greedy, and one sampled critique) against K sampled critiques that vote, on a judge
     SFT'd on noisy critiques of the judge learning set."""
@@ -154,11 +163,18 @@ def votes(a) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(a.seed)
     rows = yes_no_rows(a.train_pairs, a.seed + 1)
+    named_right = 0
     for r in rows:
         w = "A" if r["preference"] == "response1" else "B"
-        named = w if rng.random() < a.right else "AB".replace(w, "")
-        r["critique"] = f"Response {named} says yes. [[{named}]]"
-    named_right = sum(r["critique"].startswith("Response " + "AB"[r["preference"] == "response2"]) for r in rows)
+        right = rng.random() < a.right
+        named = w if right else "AB".replace(w, "")
+        named_right += right
+        # A right critique takes one of three wordings, a wrong one always the same: its first word
+        # is the single likeliest, so greedy decoding follows it to the wrong verdict.
+        wording = rng.choice(RIGHT_WORDINGS) if right else WRONG_WORDING
+        r["critique"] = wording.format(x=named)
+        # The critique's verdict is the training target (the template appends it after the critique).
+        r["preference"] = "response1" if named == "A" else "response2"
     train_f = write_rows(work / "train.jsonl", rows)
     test_f = write_rows(work / "test.jsonl", yes_no_rows(a.pairs, a.seed + 7))
     cfg = compose_config(
@@ -173,8 +189,8 @@ def votes(a) -> dict:
             f"trainer.max_epochs={a.epochs}",
             f"model.sft_epochs={a.epochs}",
             "model.val_max_new_tokens=0",
-            "model.lm_lr=3e-3",
-            "model.lr=3e-3",
+            f"model.lm_lr={a.lr}",
+            f"model.lr={a.lr}",
             "logger.tensorboard=false",
             f"seed={a.seed}",
         ],
@@ -184,7 +200,10 @@ def votes(a) -> dict:
         cfg.backbone = OmegaConf.create(
             {
                 "_target_": "_judge_utils.small_backbone",
-                "extra_texts": ["Is the sky blue? yes no Verdict: [[A]] [[B]] Response says."],
+                "extra_texts": [
+                    "Is the sky blue? yes no Verdict: [[A]] [[B]]",
+                    *(t.format(x=x) for t in (*RIGHT_WORDINGS, WRONG_WORDING) for x in "AB"),
+                ],
                 "hidden": 64,
                 "seed": a.seed,
             }
@@ -204,8 +223,9 @@ def votes(a) -> dict:
             test_f,
             run,
             work / f"{len(rows_out)}.scores.jsonl",
-            max_new_tokens=8,
+            max_new_tokens=16,
             batch_size=8,
+            overwrite=True,  # the judge above was just trained anew
             device="cpu",
             seed=a.seed,
             show_progress=False,
@@ -224,9 +244,11 @@ def votes(a) -> dict:
         "model": "tiny word-level Llama (2 layers, 64 wide), judge=mini, SFT only",
         "data": (
             f"judge learning set (tests/_judge_utils.yes_no_rows): {a.train_pairs} train pairs whose critiques "
-            f"name the right winner {named_right}/{len(rows)} times, {a.pairs} held-out pairs, seed {a.seed}"
+            f"name the right winner {named_right}/{len(rows)} times (in 3 wordings; wrong ones in 1), "
+            f"{a.pairs} held-out pairs, seed {a.seed}"
         ),
         "epochs": a.epochs,
+        "lr": a.lr,
         "train_seconds": train_seconds,
         "temperature": a.temperature,
         "settings": rows_out,
@@ -239,16 +261,17 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=60, help="zero-shot, votes: test pairs judged")
     ap.add_argument("--samples", default="1,5,15", help="votes: the K values sampled (K = 1 greedy always runs)")
     ap.add_argument("--right", type=float, default=0.7, help="votes: share of training critiques naming the winner")
-    ap.add_argument("--train-pairs", type=int, default=32, help="votes: training pairs")
+    ap.add_argument("--train-pairs", type=int, default=128, help="votes: training pairs")
+    ap.add_argument("--lr", type=float, default=1e-2, help="votes: learning rate of the tiny judge")
     ap.add_argument("--temperature", type=float, default=1.0, help="votes: sampling temperature")
     ap.add_argument("--layers", type=int, default=4, help="joint-vs-bt: SmolLM2 layers kept")
-    ap.add_argument("--epochs", type=int, default=2, help="joint-vs-bt; votes uses 20 unless given")
+    ap.add_argument("--epochs", type=int, default=2, help="joint-vs-bt; votes uses 60 unless given")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/omnireward-judge-bench")
     ap.add_argument("--no-record", action="store_true", help="print the figures, append no results line")
     a = ap.parse_args()
     if a.what == "votes" and "--epochs" not in sys.argv:
-        a.epochs = 20
+        a.epochs = 60
     figures = {"zero-shot": zero_shot, "joint-vs-bt": joint_vs_bt, "votes": votes}[a.what](a)
     if a.no_record:
         print(json.dumps(figures, indent=2))
