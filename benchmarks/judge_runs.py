@@ -211,13 +211,15 @@ def votes(a) -> dict:
     t0 = time.time()
     run = train(cfg)
     train_seconds = round(time.time() - t0, 1)
-    settings = [("K = 1, greedy", dict(samples=1))]
+    # Keys: greedy, and sampled_K for K sampled critiques (their vote when K > 1); each row's label
+    # says it in words.
+    settings = [("greedy", "K = 1, greedy", dict(samples=1))]
     settings += [
-        (f"K = {k}, sampled (T = {a.temperature})", dict(samples=k, temperature=a.temperature))
+        (f"sampled_{k}", f"K = {k}, sampled (T = {a.temperature})", dict(samples=k, temperature=a.temperature))
         for k in (int(x) for x in a.samples.split(","))
     ]
     rows_out = {}
-    for name, kw in settings:
+    for name, label, kw in settings:
         t0 = time.time()
         s = judge_file(
             test_f,
@@ -232,6 +234,7 @@ def votes(a) -> dict:
             **kw,
         )
         rows_out[name] = {
+            "label": label,
             "samples": kw["samples"],
             "accuracy": s["accuracy_without_ties"],
             "vote_accuracy": s.get("vote_accuracy"),
@@ -239,7 +242,7 @@ def votes(a) -> dict:
             "n": s["n"],
             "seconds": round(time.time() - t0, 1),
         }
-        print(name, rows_out[name], flush=True)
+        print(label, rows_out[name], flush=True)
     return {
         "model": "tiny word-level Llama (2 layers, 64 wide), judge=mini, SFT only",
         "data": (
