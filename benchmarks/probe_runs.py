@@ -39,6 +39,35 @@ def _with_verdicts(src: Path, out: Path) -> Path:
     return out
 
 
+def _folder_settings(folder: Path) -> dict:
+    """What a given model folder was trained with, from its own omnireward.yaml and
+    train_summary.json: the settings that change what it learned."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(folder / "omnireward.yaml")
+    pick = {
+        "modality": "modality.name",
+        "model": "model._target_",
+        "train_layers": "backbone.train_layers",
+        "lm_layers": "backbone.lm_layers",
+        "descriptor_tokens": "backbone.descriptor_tokens",
+        "lr": "model.lr",
+        "lm_lr": "model.lm_lr",
+        "batch_size": "data.batch_size",
+        "group_by_length": "data.group_by_length",
+        "max_epochs": "trainer.max_epochs",
+        "seed": "seed",
+        "head": "head._target_",
+    }
+    out = {"folder": str(folder)}
+    out.update({k: OmegaConf.select(cfg, v, default=None) for k, v in pick.items()})
+    summary = folder / "train_summary.json"
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        out.update({k: s.get(k) for k in ("epochs", "train_pairs", "best_epoch", "best_val_acc", "train_seconds")})
+    return out
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modality", default="text", help="text|image|video|audio|3d|omni")
@@ -69,9 +98,11 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     data = build_demo(a.modality, work / "data", n_pairs=a.n_pairs, seed=a.seed)
     t_train = None
+    given = None
     if a.model:
         model = Path(a.model)
         tag = f"{a.modality}-given-{model.name}"
+        given = _folder_settings(model)
     else:
         train_f, val_f = data / "train.jsonl", data / "val.jsonl"
         overrides = [f"modality={a.modality}", f"trainer.max_epochs={a.epochs}", f"seed={a.seed}", *a.overrides]
@@ -115,11 +146,14 @@ def main() -> None:
     figures = {
         "modality": a.modality,
         "kind": result["kind"],
-        "epochs": a.epochs,
+        # With --model: the demo set's size and seed whose test split was probed; the folder's own
+        # training settings are under `given` (epochs, layers and overrides here are not its own).
+        "epochs": None if given else a.epochs,
         "n_pairs": a.n_pairs,
         "seed": a.seed,
-        "layers": a.layers,
-        "overrides": a.overrides,
+        "layers": None if given else a.layers,
+        "overrides": [] if given else a.overrides,
+        "given": given,
         "train_s": t_train,
         "probe_s": t_probe,
         "n_records": result["n_records"],
