@@ -101,7 +101,8 @@ def main() -> None:
     given = None
     if a.model:
         model = Path(a.model)
-        tag = f"{a.modality}-given-{model.name}"
+        name = model.name if model.name not in ("main", "run", "model") else f"{model.parent.name}-{model.name}"
+        tag = f"{a.modality}-given-{name}"
         given = _folder_settings(model)
     else:
         train_f, val_f = data / "train.jsonl", data / "val.jsonl"
