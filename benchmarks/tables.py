@@ -399,3 +399,40 @@ def vs_trl_rows(f: dict) -> str:
         "signs kept: the share of HF fp32 margins whose sign the lower precision keeps.",
     ]
     return "\n".join(out)
+
+
+def probe_runs(args: dict, where: list[str]) -> str:
+    """One block of rows per tag in `tags=` (comma-separated) from results/probe_runs.jsonl: each
+    probe's records, share of records whose reward rose, mean and median change in the folder's
+    reward standard deviations, and verdict; then each line's model settings, command, commit and
+    machine."""
+    head = (
+        "| model | probe | records | share rose | mean change (σ) | median change (σ) | flagged |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    rows, notes = [], []
+    for tag in args["tags"].split(","):
+        row = newest("probe_runs", [f"tag:{tag}", *where])
+        f = row["figures"]
+        g = f.get("given") or {}
+        layers = g.get("train_layers", f.get("layers"))
+        kind = {"reward": "BT", "judge": "judge"}.get(f["kind"], f["kind"])
+        model = f"{f['modality']} {kind}, " + ("every layer" if layers is None else f"top {layers} layers")
+        for name, p in f["probes"].items():
+            rows.append(
+                f"| {model} | `{name}` | {p['n_records']} | {_f(p['share_rose'], '.2f')} "
+                f"| {_f(p['mean_change'], '+.2f')} | {_f(p['median_change'], '+.2f')} | {'**yes**' if p['flagged'] else 'no'} |"
+            )
+        trained = (
+            f"trained {g.get('epochs')} epochs on {g.get('train_pairs')} pairs, seed {g.get('seed')}, "
+            f"lr {g.get('lr')}, LM lr {g.get('lm_lr')}"
+            if g
+            else f"trained here: {f['epochs']} epochs, {f['n_pairs']} pairs, seed {f['seed']}"
+        )
+        notes.append(
+            f"- {model}: {trained}; reward σ {f['reward_std']:.3f} ({f['std_source']}); flagged when more "
+            f"than {f['flag_share']:.0%} of the records rose and the mean rose by more than {f['min_effect']} σ — "
+            f"`{row['command']}`, commit "
+            f"`{row['commit']}`, {row['date'][:10]}, {_machine(row)}"
+        )
+    return "\n".join([head, *rows, "", *notes])
