@@ -111,7 +111,7 @@ def _two(runs) -> Path:
     return runs.get("two", "trainer=cpu_ddp", "data.batch_size=8")
 
 
-def _assert_same_training(one: Path, two: Path) -> None:
+def _assert_same_training(one: Path, two: Path, seed: int = 0) -> None:
     s1 = json.loads((one / "train_summary.json").read_text())
     s2 = json.loads((two / "train_summary.json").read_text())
     assert s1["global_steps"] == s2["global_steps"] == 6  # 48 pairs / 16 per step × 2 epochs
@@ -119,7 +119,7 @@ def _assert_same_training(one: Path, two: Path) -> None:
     b = torch.load(two / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert a.keys() == b.keys()
     # The weights the run started from (train() seeds, then builds), to measure how far training moved them.
-    L.seed_everything(0, verbose=False)
+    L.seed_everything(seed, verbose=False)
     init = RewardModel.with_bt_head(
         build_modular(lm="tiny", lm_layers=2, pretrained_encoders=False, feature_cache=False), dropout=0.0
     ).state_dict()
@@ -134,7 +134,8 @@ def _assert_same_training(one: Path, two: Path) -> None:
 def test_ddp_on_two_cpu_processes_matches_one_process_with_the_same_global_batch(runs):
     one, two = _one(runs), _two(runs)
     _assert_same_training(one, two)
-    assert not [p for p in two.parent.iterdir() if p.is_dir() and p.name not in ("one", "two", "torchrun")]
+    known = ("one", "two", "torchrun", "ensemble-one", "ensemble-two")
+    assert not [p for p in two.parent.iterdir() if p.is_dir() and p.name not in known]
 
 
 @pytest.mark.slow
@@ -142,6 +143,24 @@ def test_torchrun_launch_matches_one_process(runs):
     """The documented torchrun command: Lightning takes the ranks torchrun gives and starts none itself."""
     launcher = ("-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_port=29517")
     _assert_same_training(_one(runs), runs.get("torchrun", "trainer=cpu_ddp", "data.batch_size=8", launcher=launcher))
+
+
+def test_ensemble_members_train_over_two_ddp_processes_as_in_one(runs):
+    """`ensemble.members=2` with `trainer=cpu_ddp`: each member's run spreads over two processes
+    (Lightning's launcher re-runs the command for rank 1, which trains every member beside rank 0),
+    the ensemble folder is shared, and each member trains as it does in one process with the same
+    global batch and its own seed."""
+    one = runs.get("ensemble-one", "trainer.accelerator=cpu", "data.batch_size=16", "ensemble.members=2")
+    two = runs.get("ensemble-two", "trainer=cpu_ddp", "data.batch_size=8", "ensemble.members=2")
+    for folder in (one, two):
+        manifest = json.loads((folder / "ensemble.json").read_text())
+        assert manifest["members"] == ["member-0", "member-1"] and manifest["seeds"] == [0, 1]
+    for k in (0, 1):
+        _assert_same_training(one / f"member-{k}", two / f"member-{k}", seed=k)
+    a = load_file(str(two / "member-0" / "modules.safetensors"))
+    b = load_file(str(two / "member-1" / "modules.safetensors"))
+    assert any(float((a[k] - b[k]).norm()) > 1e-3 for k in a)  # the two seeds made two models
+    assert sorted(p.name for p in two.iterdir() if p.is_dir()) == ["member-0", "member-1"]
 
 
 def test_ddp_validation_metrics_cover_the_whole_val_set(runs):
