@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 MODALITY ?= text
 RUN ?= runs/demo-$(MODALITY)
-# The settings measured in docs/embedded.md and docs/defaults.md: text 128 training pairs, 2 epochs;
-# audio 300 pairs, 4 epochs; both the configuration's own defaults (the plain command, chosen by
-# benchmarks/defaults.py). Image, video and 3D: 300 pairs, 4 epochs, all 30 layers and the learning
-# rates below, until benchmarks/defaults.py has measured their defaults.
+# The settings measured in docs/defaults.md and the README: text 128 training pairs, 2 epochs;
+# audio, video and 3D 300 pairs, 4 epochs; each the configuration's own defaults (the plain command,
+# chosen by benchmarks/defaults.py). Image and omni: 300 pairs, 4 epochs, all 30 layers and the
+# learning rates below (docs/embedded.md's rows), until benchmarks/defaults.py has measured theirs.
 ifeq ($(MODALITY),text)
 PAIRS ?= 128
 ARGS ?= trainer.max_epochs=2
-else ifeq ($(MODALITY),audio)
+else ifneq ($(filter $(MODALITY),audio video 3d),)
 PAIRS ?= 300
 ARGS ?= trainer.max_epochs=4
 else

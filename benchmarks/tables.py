@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from results_log import newest
+from results_log import ReportError, newest
 
 
 def _machine(row: dict) -> str:
@@ -436,3 +436,47 @@ def probe_runs(args: dict, where: list[str]) -> str:
             f"`{row['commit']}`, {row['date'][:10]}, {_machine(row)}"
         )
     return "\n".join([head, *rows, "", *notes])
+
+
+def plain_command(args: dict, where: list[str]) -> str:
+    """The README's per-modality table: for each `set:candidate` in `rows=` (comma-separated; the
+    candidate whose settings are the modality's configuration defaults), its benchmarks/defaults.py
+    runs: seeds, unseen-source accuracy (mean and worst seed), criteria flips on unseen sources
+    (mean) and training time (mean)."""
+    import statistics
+
+    import defaults as bench
+
+    out = [
+        "| modality | demo set: train pairs, epochs | seeds | unseen-source accuracy: mean (worst seed) "
+        "| criteria flips, unseen (mean) | training time (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    commits, loads = set(), []
+    for item in args["rows"].split(","):
+        set_name, cand = item.split(":")
+        rows = []
+        for seed in range(10):
+            try:
+                rows.append(newest("defaults", [f"tag:{set_name}-{cand}-s{seed}", *where]))
+            except ReportError:
+                continue
+        if not rows:
+            raise ReportError(f"defaults: no line tagged {set_name}-{cand}-s*")
+        accs = [bench.unseen_accuracy(r["figures"]) for r in rows]
+        flips = [((r["figures"].get("fresh_unseen") or {}).get("flips") or {}).get("accuracy") for r in rows]
+        flips = [x for x in flips if x is not None]
+        f0 = rows[0]["figures"]
+        commits.update(r["commit"] for r in rows)
+        loads += [r["machine"].get("load_1min") for r in rows]
+        out.append(
+            f"| {f0['modality']} | {f0['n_pairs']}, {f0['epochs']} | {', '.join(str(r['figures']['seed']) for r in rows)} "
+            f"| {statistics.mean(accs):.3f} ({min(accs):.3f}) | {_f(statistics.mean(flips) if flips else None, '.2f')} "
+            f"| {statistics.mean(r['figures']['train_s'] for r in rows) / 60:.0f} min |"
+        )
+    out += [
+        "",
+        f"`benchmarks/defaults.py`, commits {', '.join(f'`{c}`' for c in sorted(commits))}; 2-core CPU, load "
+        f"{min(loads)}–{max(loads)} at the runs' ends (other runs shared the cores: training times are rough).",
+    ]
+    return "\n".join(out)

@@ -119,6 +119,14 @@ def test_plain_audio_command_learns_the_demo_rules_on_unseen_sources(tmp_path):
     set (300 pairs, what `make demo MODALITY=audio` runs), scored on the fresh unseen-source sample
     benchmarks/defaults.py scores (150 pairs of voices and sentences training never heard, seed
     1000), held to the worst measured seed less one pair."""
+    got = _demo_unseen_accuracy("audio", tmp_path, n_pairs=300, epochs=4)
+    assert got["n"] >= 140
+    assert got["accuracy"] >= WORST_AUDIO_SEED - 1 / got["n"], got
+
+
+def _demo_unseen_accuracy(modality: str, tmp_path, n_pairs: int, epochs: int) -> dict:
+    """The plain command trained on a modality's demo set (seed 0), scored on the fresh
+    unseen-source sample benchmarks/defaults.py scores (150 pairs, seed 1000): accuracy by rule."""
     import sys
     from pathlib import Path
 
@@ -128,10 +136,27 @@ def test_plain_audio_command_learns_the_demo_rules_on_unseen_sources(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from demo_runs import accuracy_by_rule
 
-    data = build_demo("audio", tmp_path / "data", n_pairs=300, seed=0)
-    out = _plain_train("audio", data, tmp_path / "run", epochs=4)
-    fresh = build_split("audio", tmp_path / "fresh", "test", 150, seed=1000)
+    data = build_demo(modality, tmp_path / "data", n_pairs=n_pairs, seed=0)
+    out = _plain_train(modality, data, tmp_path / "run", epochs=epochs)
+    fresh = build_split(modality, tmp_path / "fresh", "test", 150, seed=1000)
     score_file(fresh, out, tmp_path / "fresh.scores.jsonl")
-    got = accuracy_by_rule(fresh, tmp_path / "fresh.scores.jsonl")
+    return accuracy_by_rule(fresh, tmp_path / "fresh.scores.jsonl")
+
+
+# The plain video and 3D commands' worst seed on their demo sets' fresh unseen-source samples
+# (benchmarks/defaults.py, the configuration's defaults: top 10 layers, its learning rates;
+# docs/defaults.md): video-base-s0/s1/s2 0.600, 0.587, 0.607; 3d-base-s0/s1/s2 0.607, 0.640, 0.513.
+# The test trains seed 0. What `make demo` passed for them before (every layer, model.lm_lr=5e-5:
+# tags *-demo-s*) scored lower on average and trained slower.
+WORST_SEED = {"video": 0.587, "3d": 0.513}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("modality", ["video", "3d"])
+def test_plain_media_command_learns_the_demo_rules_on_unseen_sources(modality, tmp_path):
+    """`omnireward train model=bt modality=M` with only the data and 4 epochs on the demo set (300
+    pairs, what `make demo MODALITY=M` runs), held to the worst measured seed on the fresh unseen
+    sample less one pair, so a later default that makes video or 3D learn worse fails here."""
+    got = _demo_unseen_accuracy(modality, tmp_path, n_pairs=300, epochs=4)
     assert got["n"] >= 140
-    assert got["accuracy"] >= WORST_AUDIO_SEED - 1 / got["n"], got
+    assert got["accuracy"] >= WORST_SEED[modality] - 1 / got["n"], got
