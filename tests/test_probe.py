@@ -349,3 +349,18 @@ def test_eval_report_has_the_bias_section(folders, tmp_path):
     assert "Bias diagnostics" in html and "may be rewarding length" in html
     for name in ("bias_length", "bias_distribution", "bias_criteria"):
         assert f"plots/{name}.png" in html and (tmp_path / "report" / "plots" / f"{name}.png").is_file()
+
+
+def test_probe_runs_records_a_given_folders_own_training_settings(folders):
+    """benchmarks/probe_runs.py --model: the results line carries the folder's settings (from its
+    omnireward.yaml and train_summary.json), not the script's training arguments."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from probe_runs import _folder_settings
+
+    model = Path(folders["long"]["model"])
+    got = _folder_settings(model)
+    summary = json.loads((model / "train_summary.json").read_text())
+    assert got["folder"] == str(model)
+    assert got["lr"] == 3e-3 and got["lm_lr"] == 1e-3 and got["max_epochs"] == 8  # TRAIN above
+    assert got["epochs"] == summary["epochs"] and got["train_pairs"] == summary["train_pairs"] == 192
+    assert got["modality"] == "text"
